@@ -1,0 +1,216 @@
+//! Stage 3, actual state and mutations: the Tencent Cloud CLB API (version 2018-03-17).
+//!
+//! [`Clb`] is the I/O boundary. The real implementation is [`http::ClbClient`] (TC3-signed HTTPS, batching,
+//! task polling, pacing and retries); tests drive the same client against `clb-emulator` on loopback, and the
+//! engine's unit tests use an in-memory double.
+
+pub mod http;
+pub mod retry;
+pub mod task;
+pub mod tc3;
+pub mod wire;
+
+use std::fmt;
+use std::future::Future;
+
+use crate::model::{Binding, Protocol, Target, Weight};
+
+/// A load balancer as `DescribeLoadBalancers` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadBalancer {
+    pub id: String,
+    pub name: String,
+    /// `Forward = 0`: a classic load balancer, which has its own target actions; clbsync refuses it.
+    pub classic: bool,
+}
+
+/// A listener as `DescribeListeners` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub id: String,
+    /// The API's protocol name (`TCP`, `HTTP`, ...), kept as text so unknown protocols can still be shown.
+    pub protocol: String,
+    pub port: u16,
+    /// `NODE` for directly bound backends; `TARGETGROUP*` listeners take backends through target groups.
+    pub target_type: String,
+    /// Layer-7 rules; empty on layer-4 listeners.
+    pub rules: Vec<ListenerRule>,
+}
+
+/// A layer-7 forwarding rule of a listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerRule {
+    pub location_id: String,
+    pub domain: String,
+    pub url: String,
+    pub target_type: String,
+}
+
+/// How a bound target was bound: by IP (`EniIp`, what clbsync manages) or as a CVM instance (hand-bound, never
+/// touched).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TargetKind {
+    /// Bound by IP (`Type` `ENI`): pod targets, managed by clbsync.
+    Ip,
+    /// Anything else (`CVM`, `CCN`, ...), with its `Type` and `InstanceId`; shown as unmanaged.
+    Instance { kind: String, instance_id: String },
+}
+
+/// A target bound to a listener or rule right now, as `DescribeTargets` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundTarget {
+    pub binding: Binding,
+    pub target: Target,
+    pub weight: Weight,
+    pub kind: TargetKind,
+}
+
+/// One target change for a binding. `weight` is the weight to register with or set; deregistration ignores it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Change {
+    pub binding: Binding,
+    pub target: Target,
+    pub weight: Weight,
+}
+
+/// Why one change did not happen (or might not have): the API's code, message and request id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The API error code (`LimitExceeded`, ...), or a clbsync code for non-API failures: `TaskFailed`,
+    /// `TaskTimeout`, `PartialFailure`, `Transport`, `OutcomeUnknown`, `Cancelled`.
+    pub code: String,
+    pub message: String,
+    /// The RequestId (or task id) Tencent support asks for, when there was one.
+    pub request_id: Option<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)?;
+        if let Some(id) = &self.request_id {
+            write!(f, " (RequestId {id})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The result of one mutation call for each change, in the order the changes were given.
+pub type Outcomes = Vec<Result<(), Failure>>;
+
+/// The load-balancer side of a run. Reads return typed errors; mutations return one outcome per change, so
+/// a partial failure is visible per target.
+pub trait Clb {
+    /// `DescribeLoadBalancers` for these ids (any number; the client splits at 20). Unknown ids are absent.
+    fn load_balancers(&self, ids: &[String]) -> impl Future<Output = Result<Vec<LoadBalancer>, Error>>;
+    /// `DescribeListeners` of one load balancer, with their rules.
+    fn listeners(&self, lb: &str) -> impl Future<Output = Result<Vec<Listener>, Error>>;
+    /// `DescribeTargets` of these listeners of one load balancer (any number; the client splits at 20).
+    fn targets(&self, lb: &str, listener_ids: &[String]) -> impl Future<Output = Result<Vec<BoundTarget>, Error>>;
+    /// Bind targets to listeners/rules of one load balancer, waiting for the async tasks.
+    fn register(&self, lb: &str, changes: &[Change]) -> impl Future<Output = Outcomes>;
+    /// Set the weight of bound targets (weight 0 drains), waiting for the async tasks.
+    fn set_weight(&self, lb: &str, changes: &[Change]) -> impl Future<Output = Outcomes>;
+    /// Unbind targets, waiting for the async tasks.
+    fn deregister(&self, lb: &str, changes: &[Change]) -> impl Future<Output = Outcomes>;
+}
+
+/// An error answer of the CLB API (`Response.Error`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{action}: {code}: {message} (RequestId {request_id})")]
+pub struct ApiError {
+    pub action: &'static str,
+    pub code: String,
+    pub message: String,
+    pub request_id: String,
+}
+
+/// How an API error code should be handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Rate limited: back off and retry.
+    Throttled,
+    /// The load balancer is busy with another task; the call was not executed, retry later.
+    Busy,
+    /// A transient server-side error; retry a bounded number of times.
+    Server,
+    /// Credentials or permissions: never retried.
+    Auth,
+    /// A resource named in the request does not exist.
+    NotFound,
+    /// Quota exhausted.
+    Quota,
+    /// The request itself is wrong; retrying cannot help.
+    Invalid,
+}
+
+impl ApiError {
+    /// Classifies the code once, so callers never match on message text.
+    pub fn kind(&self) -> ErrorKind {
+        retry::classify(&self.code)
+    }
+}
+
+/// Everything that can go wrong talking to CLB.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("{action}: could not reach {endpoint}: {source}")]
+    Transport {
+        action: &'static str,
+        endpoint: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{action}: HTTP {status} from {endpoint}: {excerpt}")]
+    Status { action: &'static str, endpoint: String, status: u16, excerpt: String },
+    #[error("{action}: unreadable response ({reason}): {excerpt}")]
+    Decode { action: &'static str, reason: String, excerpt: String },
+    #[error("task {task_id} failed: {message}")]
+    TaskFailed { task_id: String, message: String },
+    #[error("task {task_id} still running after {waited_secs}s: the change may still complete; the next run re-reads the targets")]
+    TaskTimeout { task_id: String, waited_secs: u64 },
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl Error {
+    /// The code shown to users for this error (the API code where there is one).
+    pub fn code(&self) -> &str {
+        match self {
+            Error::Api(e) => &e.code,
+            Error::Transport { .. } => "Transport",
+            Error::Status { .. } => "HttpStatus",
+            Error::Decode { .. } => "Decode",
+            Error::TaskFailed { .. } => "TaskFailed",
+            Error::TaskTimeout { .. } => "TaskTimeout",
+            Error::Refused(_) => "Refused",
+        }
+    }
+
+    /// The request or task id, when there is one.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Error::Api(e) => Some(&e.request_id),
+            Error::TaskFailed { task_id, .. } | Error::TaskTimeout { task_id, .. } => Some(task_id),
+            _ => None,
+        }
+    }
+
+    /// The same error as a per-change [`Failure`].
+    pub fn to_failure(&self) -> Failure {
+        let message = match self {
+            Error::Api(e) => e.message.clone(),
+            other => other.to_string(),
+        };
+        Failure { code: self.code().to_string(), message, request_id: self.request_id().map(str::to_string) }
+    }
+}
+
+/// Human name of a listener for messages: `TCP:80` or `HTTP:80 example.com/api`.
+pub fn describe_place(protocol: Protocol, port: u16, l7: Option<(&str, &str)>) -> String {
+    match l7 {
+        Some((domain, url)) => format!("{protocol}:{port} {domain}{url}"),
+        None => format!("{protocol}:{port}"),
+    }
+}

@@ -1,0 +1,113 @@
+//! `rules.yaml`: what should be bound where. Raw YAML → validated [`Rules`]; every problem is reported with
+//! file, line, column and field path, all at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::model::{Protocol, Weight};
+
+/// A validated rules file: one [`Rule`] per place backends are bound (an L4 listener or an L7 rule).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rules {
+    pub rules: Vec<Rule>,
+}
+
+/// One binding spec: which load balancer, listener and (L7) rule, and which pods go behind it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    /// Field path of the rule in the file, e.g. `[0].listeners[1].rules[0]`, for messages.
+    pub path: String,
+    /// 1-based line of the rule in the file, for messages.
+    pub line: usize,
+    pub load_balancer_id: String,
+    pub listener: ListenerSpec,
+    /// Set for HTTP/HTTPS listeners, `None` for layer 4.
+    pub l7: Option<L7Spec>,
+    pub backend: Backend,
+}
+
+/// How a listener is identified: by port + protocol, or directly by id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListenerSpec {
+    pub port: u16,
+    pub protocol: Protocol,
+    pub listener_id: Option<String>,
+}
+
+/// How a layer-7 rule is identified: by domain + url, or directly by location id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct L7Spec {
+    pub domain: String,
+    pub url: String,
+    pub location_id: Option<String>,
+}
+
+/// The pods behind a rule and how their targets are bound.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Backend {
+    pub pods: PodQuery,
+    pub port: PortRef,
+    pub weight: Weight,
+    pub policy: Policy,
+    pub allow_empty: bool,
+    pub ip_family: IpFamily,
+}
+
+/// Which pods: a namespace and either a Deployment (its own `spec.selector`) or a label map.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PodQuery {
+    pub namespace: String,
+    pub source: PodSource,
+}
+
+/// The two ways a backend names its pods.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PodSource {
+    Deployment(String),
+    Selector(BTreeMap<String, String>),
+}
+
+impl fmt::Display for PodQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            PodSource::Deployment(name) => write!(f, "deployment {}/{}", self.namespace, name),
+            PodSource::Selector(labels) => {
+                write!(f, "pods in {} with ", self.namespace)?;
+                let parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                f.write_str(&parts.join(","))
+            }
+        }
+    }
+}
+
+/// The target port: a number, or the name of a container port resolved per pod.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+impl fmt::Display for PortRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(s) => f.write_str(s),
+        }
+    }
+}
+
+/// What the planner may do on a rule. `UpsertOnly` never deregisters (as in ExternalDNS).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Policy {
+    #[default]
+    Sync,
+    UpsertOnly,
+}
+
+/// Which pod IP to bind when a pod has several (dual stack).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IpFamily {
+    #[default]
+    Ipv4,
+    Ipv6,
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Creates <repo>/.venv with Tencent Cloud's official Python SDK (CLB + common) and tccli,
+# used by clb-emulator's conformance test (clb-emulator/tests/sdk.rs) and schema test.
+# Idempotent: does nothing when the pinned versions are already installed.
+#
+# tccli is installed with --no-deps: its dependency `tencentcloud-sdk-python` (the all-services SDK)
+# ships the same `tencentcloud/` files as the per-service packages and would overwrite them. We only
+# need tccli for `tccli/services/clb/v20180317/api.json` (and, optionally, its CLI for CLB).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="${PYTHON:-python3}"
+
+declare -A PINS=(
+  [tencentcloud-sdk-python-common]=3.1.195
+  [tencentcloud-sdk-python-clb]=3.1.194
+  [tccli]=3.1.189.1
+)
+# tccli's own runtime dependencies (minus tencentcloud-sdk-python, see above).
+TCCLI_DEPS=(jmespath six)
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  echo "python-sdk.sh: creating venv $VENV"
+  "$PY" -m venv "$VENV"
+else
+  echo "python-sdk.sh: venv $VENV exists"
+fi
+
+installed_version() {
+  "$VENV/bin/python" - "$1" <<'PYEOF'
+import sys
+from importlib import metadata
+try:
+    print(metadata.version(sys.argv[1]))
+except metadata.PackageNotFoundError:
+    print("")
+PYEOF
+}
+
+need=()
+for pkg in tencentcloud-sdk-python-common tencentcloud-sdk-python-clb; do
+  have="$(installed_version "$pkg")"
+  if [[ "$have" != "${PINS[$pkg]}" ]]; then need+=("$pkg==${PINS[$pkg]}"); fi
+done
+if ((${#need[@]})); then
+  echo "python-sdk.sh: installing ${need[*]}"
+  "$VENV/bin/pip" install --disable-pip-version-check -q "${need[@]}"
+else
+  echo "python-sdk.sh: tencentcloud-sdk-python-common ${PINS[tencentcloud-sdk-python-common]} and -clb ${PINS[tencentcloud-sdk-python-clb]} already installed"
+fi
+
+if [[ "$(installed_version tccli)" != "${PINS[tccli]}" ]]; then
+  echo "python-sdk.sh: installing tccli==${PINS[tccli]} (--no-deps) and ${TCCLI_DEPS[*]}"
+  "$VENV/bin/pip" install --disable-pip-version-check -q "${TCCLI_DEPS[@]}"
+  "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps "tccli==${PINS[tccli]}"
+else
+  echo "python-sdk.sh: tccli ${PINS[tccli]} already installed"
+fi
+
+API_JSON="$("$VENV/bin/python" -c 'import os, tccli; print(os.path.join(os.path.dirname(tccli.__file__), "services", "clb", "v20180317", "api.json"))')"
+if [[ ! -f "$API_JSON" ]]; then
+  echo "python-sdk.sh: ERROR: $API_JSON missing" >&2
+  exit 1
+fi
+echo "python-sdk.sh: ready: $VENV/bin/python (CLB api.json: $API_JSON)"

@@ -1,0 +1,4 @@
+//! The one integration-test binary: every test drives the real `clbsync` binary or its library against the
+//! CLB emulator and the test kube-apiserver on loopback.
+
+mod support;
