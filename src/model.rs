@@ -17,14 +17,8 @@ pub enum Protocol {
 
 impl Protocol {
     /// Every protocol, in the order used by messages.
-    pub const ALL: [Protocol; 6] = [
-        Protocol::Tcp,
-        Protocol::Udp,
-        Protocol::TcpSsl,
-        Protocol::Quic,
-        Protocol::Http,
-        Protocol::Https,
-    ];
+    pub const ALL: [Protocol; 6] =
+        [Protocol::Tcp, Protocol::Udp, Protocol::TcpSsl, Protocol::Quic, Protocol::Http, Protocol::Https];
 
     /// Whether backends hang off rules (HTTP/HTTPS) rather than the listener itself.
     pub fn is_l7(self) -> bool {

@@ -111,3 +111,63 @@ pub enum IpFamily {
     Ipv4,
     Ipv6,
 }
+
+mod parse;
+mod spans;
+
+pub use parse::{load, parse};
+
+/// One problem in a rules file, located by line, column and field path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Field path, e.g. `[0].listeners[1].port`; empty for the document itself.
+    pub path: String,
+    pub message: String,
+}
+
+/// Why a rules file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read rules file {file}: {source}; check --rules / CLBSYNC_RULES")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render(file, problems))]
+    Invalid { file: String, problems: Vec<Problem> },
+}
+
+impl Error {
+    /// Every problem found (empty for read errors).
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            Error::Read { .. } => &[],
+            Error::Invalid { problems, .. } => problems,
+        }
+    }
+}
+
+fn render(file: &str, problems: &[Problem]) -> String {
+    let n = problems.len();
+    let mut out = format!("{file} has {n} problem{}:", if n == 1 { "" } else { "s" });
+    for p in problems {
+        out.push_str(&format!("\n  {}", p.render(file)));
+    }
+    out
+}
+
+impl Problem {
+    /// `file:line:col: path: message`, the format editors and CI annotate.
+    pub fn render(&self, file: &str) -> String {
+        if self.path.is_empty() {
+            format!("{file}:{}:{}: {}", self.line, self.column, self.message)
+        } else {
+            format!("{file}:{}:{}: {}: {}", self.line, self.column, self.path, self.message)
+        }
+    }
+}
