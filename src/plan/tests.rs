@@ -1,0 +1,329 @@
+use std::net::IpAddr;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::desired::DesiredTarget;
+
+fn t(ip: &str, port: u16) -> Target {
+    Target::new(ip.parse::<IpAddr>().expect("test IP"), port)
+}
+
+fn binding() -> Binding {
+    Binding { lb: "lb-1a2b3c4d".into(), listener: "lbl-1a2b3c4d".into(), location: None }
+}
+
+fn ready(ip: &str, weight: Weight) -> DesiredTarget {
+    DesiredTarget { target: t(ip, 8080), weight, pod: format!("pod-{ip}"), state: PodState::Ready }
+}
+
+fn terminating(ip: &str) -> DesiredTarget {
+    DesiredTarget { target: t(ip, 8080), weight: 10, pod: format!("pod-{ip}"), state: PodState::Terminating }
+}
+
+fn eni(ip: &str, weight: Weight) -> BoundTarget {
+    BoundTarget { binding: binding(), target: t(ip, 8080), weight, kind: TargetKind::Ip }
+}
+
+fn cvm(ip: &str) -> BoundTarget {
+    BoundTarget {
+        binding: binding(),
+        target: t(ip, 8080),
+        weight: 10,
+        kind: TargetKind::Instance { kind: "CVM".into(), instance_id: "ins-12345678".into() },
+    }
+}
+
+fn desired(targets: Vec<DesiredTarget>) -> DesiredTargets {
+    DesiredTargets { targets, problems: vec![] }
+}
+
+const SYNC: RuleOptions = RuleOptions { policy: Policy::Sync, allow_empty: false };
+const UPSERT: RuleOptions = RuleOptions { policy: Policy::UpsertOnly, allow_empty: false };
+
+fn run(d: Vec<DesiredTarget>, a: Vec<BoundTarget>, rule: RuleOptions) -> (Status, Vec<Row>) {
+    plan_rule(&desired(d), &a, rule, &PlanOptions::default())
+}
+
+fn actions(rows: &[Row]) -> Vec<(String, Action)> {
+    rows.iter().map(|r| (r.target.ip.to_string(), r.action)).collect()
+}
+
+#[test]
+fn new_ready_pod_is_registered_with_its_weight() {
+    let (status, rows) = run(vec![ready("10.0.0.1", 20)], vec![], SYNC);
+    assert_eq!(status, Status::Ready);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].action, Action::Register);
+    assert_eq!(rows[0].weight, Some(20));
+    assert_eq!(rows[0].current_weight, None);
+    assert_eq!(rows[0].pod.as_deref(), Some("pod-10.0.0.1"));
+}
+
+#[test]
+fn bound_ready_pod_with_same_weight_is_unchanged() {
+    let (_, rows) = run(vec![ready("10.0.0.1", 10)], vec![eni("10.0.0.1", 10)], SYNC);
+    assert_eq!(actions(&rows), [("10.0.0.1".into(), Action::Unchanged)]);
+}
+
+#[test]
+fn weight_difference_is_a_reweight() {
+    let (_, rows) = run(vec![ready("10.0.0.1", 30)], vec![eni("10.0.0.1", 10)], SYNC);
+    assert_eq!(rows[0].action, Action::Reweight);
+    assert_eq!((rows[0].current_weight, rows[0].weight), (Some(10), Some(30)));
+}
+
+#[test]
+fn drained_target_of_a_ready_pod_gets_its_weight_back() {
+    let (_, rows) = run(vec![ready("10.0.0.1", 10)], vec![eni("10.0.0.1", 0)], SYNC);
+    assert_eq!(rows[0].action, Action::Reweight);
+    assert_eq!(rows[0].weight, Some(10));
+}
+
+#[test]
+fn stale_target_is_deregistered_under_sync() {
+    let (status, rows) = run(vec![ready("10.0.0.1", 10)], vec![eni("10.0.0.1", 10), eni("10.0.0.9", 10)], SYNC);
+    assert_eq!(status, Status::Ready);
+    assert_eq!(actions(&rows), [("10.0.0.1".into(), Action::Unchanged), ("10.0.0.9".into(), Action::Deregister)]);
+}
+
+#[test]
+fn upsert_only_never_deregisters() {
+    let (_, rows) = run(vec![ready("10.0.0.1", 10)], vec![eni("10.0.0.9", 10)], UPSERT);
+    assert_eq!(actions(&rows), [("10.0.0.1".into(), Action::Register), ("10.0.0.9".into(), Action::Unchanged)]);
+    assert_eq!(rows[1].note.as_deref(), Some("kept: upsert-only"));
+}
+
+#[test]
+fn terminating_pod_is_drained_first() {
+    let (_, rows) =
+        run(vec![ready("10.0.0.1", 10), terminating("10.0.0.2")], vec![eni("10.0.0.1", 10), eni("10.0.0.2", 10)], SYNC);
+    assert_eq!(rows[1].action, Action::Drain);
+    assert_eq!((rows[1].current_weight, rows[1].weight), (Some(10), Some(0)));
+}
+
+#[test]
+fn drained_terminating_pod_stays_until_it_is_gone_then_is_deregistered() {
+    let (_, rows) =
+        run(vec![ready("10.0.0.1", 10), terminating("10.0.0.2")], vec![eni("10.0.0.1", 10), eni("10.0.0.2", 0)], SYNC);
+    assert_eq!(rows[1].action, Action::Unchanged);
+    let (_, rows) = run(vec![ready("10.0.0.1", 10)], vec![eni("10.0.0.1", 10), eni("10.0.0.2", 0)], SYNC);
+    assert_eq!(rows[1].action, Action::Deregister);
+}
+
+#[test]
+fn terminating_pod_that_is_not_bound_is_not_registered() {
+    let (_, rows) = run(vec![ready("10.0.0.1", 10), terminating("10.0.0.2")], vec![eni("10.0.0.1", 10)], SYNC);
+    assert_eq!(actions(&rows), [("10.0.0.1".into(), Action::Unchanged)]);
+}
+
+#[test]
+fn cvm_backends_are_unmanaged_and_never_touched() {
+    let (status, rows) = run(vec![ready("10.0.0.1", 10)], vec![cvm("172.16.0.5")], SYNC);
+    assert_eq!(status, Status::Ready);
+    assert_eq!(actions(&rows), [("10.0.0.1".into(), Action::Register), ("172.16.0.5".into(), Action::Unmanaged)]);
+    assert!(rows[1].note.as_deref().unwrap_or_default().contains("ins-12345678"));
+}
+
+#[test]
+fn cvm_backend_on_a_pod_ip_is_neither_registered_again_nor_removed() {
+    let (_, rows) = run(vec![ready("10.0.0.1", 10)], vec![cvm("10.0.0.1")], SYNC);
+    assert_eq!(actions(&rows), [("10.0.0.1".into(), Action::Unmanaged)]);
+}
+
+#[test]
+fn empty_desired_set_blocks_instead_of_removing_everything() {
+    let (status, rows) = run(vec![], vec![eni("10.0.0.1", 10), eni("10.0.0.2", 10)], SYNC);
+    assert!(matches!(status, Status::Blocked { ref reason } if reason.contains("allow_empty")));
+    assert_eq!(rows.iter().filter(|r| r.action == Action::Deregister).count(), 2);
+}
+
+#[test]
+fn only_terminating_pods_also_block_the_drain_of_everything() {
+    let (status, _) = run(vec![terminating("10.0.0.1")], vec![eni("10.0.0.1", 10)], SYNC);
+    assert!(matches!(status, Status::Blocked { .. }));
+}
+
+#[test]
+fn allow_empty_on_the_backend_or_the_flag_lifts_the_guard() {
+    let a = vec![eni("10.0.0.1", 10)];
+    let (status, _) = run(vec![], a.clone(), RuleOptions { allow_empty: true, ..SYNC });
+    assert_eq!(status, Status::Ready);
+    let (status, _) = plan_rule(&desired(vec![]), &a, SYNC, &PlanOptions { allow_empty: true });
+    assert_eq!(status, Status::Ready);
+}
+
+#[test]
+fn empty_desired_with_only_drained_or_unmanaged_targets_is_not_blocked() {
+    let (status, rows) = run(vec![], vec![eni("10.0.0.1", 0), cvm("172.16.0.5")], SYNC);
+    assert_eq!(status, Status::Ready);
+    assert_eq!(rows[0].action, Action::Deregister);
+}
+
+#[test]
+fn empty_desired_and_empty_actual_is_in_sync() {
+    let (status, rows) = run(vec![], vec![], SYNC);
+    assert_eq!(status, Status::Ready);
+    assert!(rows.is_empty());
+}
+
+#[test]
+fn summary_counts_rows_of_ready_rules_and_blocked_and_skipped_rules() {
+    let subject = Subject {
+        path: "[0].listeners[0]".into(),
+        line: 3,
+        load_balancer_id: "lb-1a2b3c4d".into(),
+        protocol: Protocol::Tcp,
+        port: 80,
+        listener_id: None,
+        location_id: None,
+        domain: None,
+        url: None,
+        namespace: "default".into(),
+        pods: "deployment default/web".into(),
+    };
+    let (status, rows) =
+        run(vec![ready("10.0.0.1", 10), terminating("10.0.0.2")], vec![eni("10.0.0.2", 10), eni("10.0.0.3", 10)], SYNC);
+    let (bstatus, brows) = run(vec![], vec![eni("10.0.0.4", 10)], SYNC);
+    let plan = Plan {
+        rules: vec![
+            RulePlan { subject: subject.clone(), binding: Some(binding()), status, rows, warnings: vec![] },
+            RulePlan {
+                subject: subject.clone(),
+                binding: Some(binding()),
+                status: bstatus,
+                rows: brows,
+                warnings: vec![],
+            },
+            RulePlan::skipped(subject, None, "deployment default/web not found".into()),
+        ],
+    };
+    let s = plan.summary();
+    assert_eq!((s.register, s.drain, s.deregister, s.blocked, s.skipped), (1, 1, 1, 1, 1));
+    assert!(!plan.in_sync());
+    assert!(plan.has_changes());
+}
+
+// ---- properties -------------------------------------------------------------------------------------------
+
+/// A managed-target world: desired pods and bound targets drawn from a small IP pool so they overlap.
+fn arb_world() -> impl Strategy<Value = (Vec<DesiredTarget>, Vec<BoundTarget>, RuleOptions)> {
+    let ip = 0u8..12;
+    let desired = prop::collection::btree_map(ip.clone(), (any::<bool>(), 0u8..=100), 0..10).prop_map(|m| {
+        m.into_iter()
+            .map(|(i, (is_ready, w))| {
+                let ip = format!("10.0.0.{i}");
+                if is_ready { ready(&ip, w) } else { terminating(&ip) }
+            })
+            .collect::<Vec<_>>()
+    });
+    let actual = prop::collection::btree_map(ip, (0u8..4, 0u8..=100), 0..10).prop_map(|m| {
+        m.into_iter()
+            .map(|(i, (kind, w))| {
+                let ip = format!("10.0.0.{i}");
+                if kind == 0 { BoundTarget { weight: w, ..cvm(&ip) } } else { eni(&ip, w) }
+            })
+            .collect::<Vec<_>>()
+    });
+    let rule = (any::<bool>(), any::<bool>()).prop_map(|(upsert, allow_empty)| RuleOptions {
+        policy: if upsert { Policy::UpsertOnly } else { Policy::Sync },
+        allow_empty,
+    });
+    (desired, actual, rule)
+}
+
+/// What the load balancer holds after a plan's rows are applied (blocked plans change nothing).
+fn apply_rows(actual: &[BoundTarget], status: &Status, rows: &[Row]) -> Vec<BoundTarget> {
+    if *status != Status::Ready {
+        return actual.to_vec();
+    }
+    let mut out: BTreeMap<Target, BoundTarget> = actual.iter().map(|b| (b.target, b.clone())).collect();
+    for row in rows {
+        match row.action {
+            Action::Register => {
+                out.insert(
+                    row.target,
+                    BoundTarget { weight: row.weight.unwrap_or(10), ..eni(&row.target.ip.to_string(), 0) },
+                );
+            }
+            Action::Reweight | Action::Drain => {
+                if let Some(b) = out.get_mut(&row.target) {
+                    b.weight = row.weight.expect("reweight rows carry a weight");
+                }
+            }
+            Action::Deregister => {
+                out.remove(&row.target);
+            }
+            Action::Unchanged | Action::Unmanaged => {}
+        }
+    }
+    out.into_values().collect()
+}
+
+proptest! {
+    #[test]
+    fn applying_a_sync_plan_yields_the_desired_managed_targets((d, a, rule) in arb_world()) {
+        let (status, rows) = plan_rule(&desired(d.clone()), &a, rule, &PlanOptions::default());
+        prop_assume!(status == Status::Ready && rule.policy == Policy::Sync);
+        let after = apply_rows(&a, &status, &rows);
+        let unmanaged: Vec<Target> = a.iter().filter(|b| b.kind != TargetKind::Ip).map(|b| b.target).collect();
+        let managed: BTreeMap<Target, Weight> =
+            after.iter().filter(|b| b.kind == TargetKind::Ip).map(|b| (b.target, b.weight)).collect();
+        let bound_before: Vec<Target> = a.iter().map(|b| b.target).collect();
+        let expected: BTreeMap<Target, Weight> = d
+            .iter()
+            .filter(|x| !unmanaged.contains(&x.target))
+            .filter_map(|x| match x.state {
+                PodState::Ready => Some((x.target, x.weight)),
+                PodState::Terminating => bound_before.contains(&x.target).then_some((x.target, 0)),
+            })
+            .collect();
+        prop_assert_eq!(managed, expected);
+    }
+
+    #[test]
+    fn unmanaged_targets_are_never_changed((d, a, rule) in arb_world()) {
+        let (_, rows) = plan_rule(&desired(d), &a, rule, &PlanOptions::default());
+        for b in a.iter().filter(|b| b.kind != TargetKind::Ip) {
+            let row = rows.iter().find(|r| r.target == b.target).expect("every bound target has a row");
+            prop_assert_eq!(row.action, Action::Unmanaged);
+        }
+    }
+
+    #[test]
+    fn a_second_plan_after_applying_is_empty((d, a, rule) in arb_world()) {
+        let dt = desired(d);
+        let (status, rows) = plan_rule(&dt, &a, rule, &PlanOptions::default());
+        prop_assume!(status == Status::Ready);
+        let after = apply_rows(&a, &status, &rows);
+        let (_, again) = plan_rule(&dt, &after, rule, &PlanOptions::default());
+        let changes: Vec<_> = again.iter().filter(|r| r.action.is_change()).collect();
+        prop_assert!(changes.is_empty(), "second plan still changes {changes:?}");
+    }
+
+    #[test]
+    fn upsert_only_never_deregisters_anything((d, a, _rule) in arb_world()) {
+        let (_, rows) = plan_rule(&desired(d), &a, UPSERT, &PlanOptions::default());
+        prop_assert!(rows.iter().all(|r| r.action != Action::Deregister));
+    }
+
+    #[test]
+    fn the_empty_desired_guard_always_blocks_lost_traffic((a, rule) in (arb_world().prop_map(|w| (w.1, w.2)))) {
+        let rule = RuleOptions { allow_empty: false, ..rule };
+        let (status, rows) = plan_rule(&desired(vec![]), &a, rule, &PlanOptions::default());
+        let serving_managed = a.iter().any(|b| b.kind == TargetKind::Ip && b.weight > 0);
+        if serving_managed && rule.policy == Policy::Sync {
+            prop_assert!(matches!(status, Status::Blocked { .. }), "expected blocked, got {:?}", status);
+        }
+        if status == Status::Ready {
+            let loses = rows.iter().any(|r| matches!(r.action, Action::Deregister | Action::Drain) && r.current_weight.unwrap_or(0) > 0);
+            prop_assert!(!loses || rule.policy == Policy::UpsertOnly, "ready plan removes traffic: {:?}", rows);
+        }
+    }
+
+    #[test]
+    fn rows_are_sorted_and_unique_by_target((d, a, rule) in arb_world()) {
+        let (_, rows) = plan_rule(&desired(d), &a, rule, &PlanOptions::default());
+        prop_assert!(rows.windows(2).all(|w| w[0].target < w[1].target));
+    }
+}
