@@ -1,1 +1,157 @@
-//! placeholder
+//! Stage 5: execute a plan against the load balancer, make before break.
+//!
+//! Per load balancer, in this order: register new targets, change weights (including drains), then deregister
+//! — so capacity never dips mid-run. Different load balancers are processed concurrently; one load balancer's
+//! calls are strictly sequential (CLB locks a load balancer while a task runs). A rule whose registrations
+//! failed keeps its old targets: its deregistrations are not attempted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::stream::{self, StreamExt};
+
+use crate::clb::{Change, Clb, Failure};
+use crate::plan::{Action, Plan, Status};
+
+/// What happened to one row of the plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RowStatus {
+    /// Nothing to do (unchanged, unmanaged, or the rule was blocked or skipped).
+    NoOp,
+    Applied,
+    Failed(Failure),
+    /// Not tried, and why (an earlier failure, or the run was stopped).
+    NotAttempted(String),
+}
+
+/// The outcome of every row, aligned with `plan.rules[i].rows[j]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub rows: Vec<Vec<RowStatus>>,
+}
+
+impl ApplyReport {
+    /// (applied, failed, not attempted) counts.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut c = (0, 0, 0);
+        for s in self.rows.iter().flatten() {
+            match s {
+                RowStatus::Applied => c.0 += 1,
+                RowStatus::Failed(_) => c.1 += 1,
+                RowStatus::NotAttempted(_) => c.2 += 1,
+                RowStatus::NoOp => {}
+            }
+        }
+        c
+    }
+
+    /// True when some change failed or was not attempted.
+    pub fn incomplete(&self) -> bool {
+        let (_, failed, skipped) = self.counts();
+        failed + skipped > 0
+    }
+}
+
+/// How to apply.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Load balancers processed at once.
+    pub concurrency: usize,
+    /// Set (e.g. on SIGTERM) to stop starting new calls; calls in flight finish and are reported.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions { concurrency: 8, stop: Arc::new(AtomicBool::new(false)) }
+    }
+}
+
+/// A change and the (rule, row) it came from.
+type Item = ((usize, usize), Change);
+
+/// Applies every change of the rules whose status is [`Status::Ready`].
+pub async fn apply<C: Clb>(plan: &Plan, clb: &C, opts: &ApplyOptions) -> ApplyReport {
+    let mut report = ApplyReport { rows: plan.rules.iter().map(|r| vec![RowStatus::NoOp; r.rows.len()]).collect() };
+    let mut by_lb: BTreeMap<&str, [Vec<Item>; 3]> = BTreeMap::new();
+    for (i, rule) in plan.rules.iter().enumerate() {
+        let (Status::Ready, Some(binding)) = (&rule.status, &rule.binding) else {
+            continue;
+        };
+        for (j, row) in rule.rows.iter().enumerate() {
+            let stage = match row.action {
+                Action::Register => 0,
+                Action::Reweight | Action::Drain => 1,
+                Action::Deregister => 2,
+                Action::Unchanged | Action::Unmanaged => continue,
+            };
+            let change = Change { binding: binding.clone(), target: row.target, weight: row.weight.unwrap_or(0) };
+            by_lb.entry(binding.lb.as_str()).or_default()[stage].push(((i, j), change));
+        }
+    }
+    let results: Vec<Vec<((usize, usize), RowStatus)>> = stream::iter(by_lb)
+        .map(|(lb, stages)| apply_lb(clb, lb, stages, &opts.stop))
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    for ((i, j), status) in results.into_iter().flatten() {
+        report.rows[i][j] = status;
+    }
+    report
+}
+
+async fn apply_lb<C: Clb>(
+    clb: &C,
+    lb: &str,
+    stages: [Vec<Item>; 3],
+    stop: &AtomicBool,
+) -> Vec<((usize, usize), RowStatus)> {
+    let [register, reweight, deregister] = stages;
+    let mut out = Vec::new();
+    let mut failed_rules = BTreeSet::new();
+    for (stage, items) in [(Action::Register, register), (Action::Reweight, reweight), (Action::Deregister, deregister)]
+    {
+        if items.is_empty() {
+            continue;
+        }
+        if stop.load(Ordering::SeqCst) {
+            let why = "not attempted: the run was stopped (SIGTERM) before this change";
+            out.extend(items.into_iter().map(|(at, _)| (at, RowStatus::NotAttempted(why.into()))));
+            continue;
+        }
+        let (items, held): (Vec<Item>, Vec<Item>) = match stage {
+            Action::Deregister => items.into_iter().partition(|((i, _), _)| !failed_rules.contains(i)),
+            _ => (items, Vec::new()),
+        };
+        let why = "not attempted: registering this rule's new targets failed, so its old targets are kept";
+        out.extend(held.into_iter().map(|(at, _)| (at, RowStatus::NotAttempted(why.into()))));
+        if items.is_empty() {
+            continue;
+        }
+        let changes: Vec<Change> = items.iter().map(|(_, c)| c.clone()).collect();
+        let outcomes = match stage {
+            Action::Register => clb.register(lb, &changes).await,
+            Action::Reweight => clb.set_weight(lb, &changes).await,
+            _ => clb.deregister(lb, &changes).await,
+        };
+        for (k, (at, _)) in items.into_iter().enumerate() {
+            let status = match outcomes.get(k) {
+                Some(Ok(())) => RowStatus::Applied,
+                Some(Err(f)) => {
+                    if stage == Action::Register {
+                        failed_rules.insert(at.0);
+                    }
+                    RowStatus::Failed(f.clone())
+                }
+                None => RowStatus::Failed(Failure {
+                    code: "Internal".into(),
+                    message: "the client returned no outcome for this change".into(),
+                    request_id: None,
+                }),
+            };
+            out.push((at, status));
+        }
+    }
+    out
+}

@@ -1,1 +1,145 @@
-//! placeholder
+//! The command line: `reconcile`, `diff`, `validate`, and the options they share.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::report::Format;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0   success: in sync, or every change applied (validate: the rules file is valid)
+  1   error: bad rules, missing credentials, a rule skipped (Kubernetes or CLB error) or blocked
+      (no ready pods), or a change that failed or was not attempted (partial apply)
+  2   diff --detailed-exitcode: changes are pending
+  64  usage error: unknown command or option, bad option value
+
+Credentials (environment only, never flags):
+  CLOUD_TENCENT_SECRET_ID / CLOUD_TENCENT_SECRET_KEY, or
+  TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY [/ TENCENTCLOUD_SESSION_TOKEN]
+
+Examples:
+  clbsync validate --rules rules.yaml            check the rules file offline (CI)
+  clbsync diff --dry-run                         show the plan as a table, change nothing
+  clbsync diff --detailed-exitcode -o json       plan step in CI: exit 2 when changes are pending
+  clbsync reconcile                              plan and apply (what the CronJob runs)";
+
+/// Keeps Tencent Cloud CLB backends equal to the ready Pod IPs of Kubernetes workloads.
+///
+/// Each run reads the rules file, lists the pods behind every rule, asks CLB which targets are bound,
+/// plans the difference and (for `reconcile`) applies it: new targets first, then weight changes and
+/// drains, then removals. Nothing is stored between runs.
+#[derive(Debug, Parser)]
+#[command(name = "clbsync", version, after_long_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Rules file: which pods go behind which listener or rule.
+    #[arg(long, global = true, env = "CLBSYNC_RULES", default_value = "rules.yaml", value_name = "PATH")]
+    pub rules: PathBuf,
+
+    /// Report format on stdout.
+    #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CLBSYNC_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// More log detail: -v debug, -vv trace.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Also show unchanged and unmanaged targets in the report.
+    #[arg(long, global = true)]
+    pub show_unchanged: bool,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `2024-01-15 10:30:45 INFO message key=value`
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Plan and apply: make every rule's targets equal to its ready pods.
+    Reconcile {
+        /// Plan only, exactly like `diff`: nothing is changed.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: exit 2 when changes are pending, 0 when in sync.
+        #[arg(long, requires = "dry_run")]
+        detailed_exitcode: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Show what `reconcile` would change, without changing anything.
+    Diff {
+        /// Accepted for the familiar `diff --dry-run` spelling; diff never changes anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Exit 0 when in sync, 2 when changes are pending, 1 on error (Terraform's contract).
+        #[arg(long)]
+        detailed_exitcode: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Check the rules file offline (no cluster, no cloud, no credentials) and list every problem.
+    Validate,
+}
+
+/// Options of the commands that talk to Kubernetes and CLB.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// CLB region of the load balancers [default: TENCENTCLOUD_REGION, else ap-beijing].
+    #[arg(long, env = "TENCENT_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// CLB API endpoint URL, for private endpoints and the emulator (default: https://clb.tencentcloudapi.com).
+    /// Plain http is accepted only for loopback addresses.
+    #[arg(long, env = "CLBSYNC_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+
+    /// Use the region's own host, clb.<region>.tencentcloudapi.com, instead of the nearest-region one.
+    #[arg(long, conflicts_with = "endpoint")]
+    pub regional_endpoint: bool,
+
+    /// Kubeconfig file (default: KUBECONFIG, then ~/.kube/config, then the in-cluster service account).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Let rules with no ready pods remove all their targets (otherwise such rules are blocked).
+    #[arg(long)]
+    pub allow_empty: bool,
+
+    /// Load balancers processed at once (one load balancer's changes are always sequential).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+
+    /// Client-side limit of CLB API requests per second, per action (the API allows 20).
+    #[arg(long, env = "CLBSYNC_RATE_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rate_limit: u32,
+}
+
+impl RunArgs {
+    /// The region: `--region`, `TENCENT_REGION`, then `TENCENTCLOUD_REGION`, then `ap-beijing`.
+    pub fn region(&self, lookup: impl Fn(&str) -> Option<String>) -> String {
+        self.region
+            .clone()
+            .or_else(|| lookup("TENCENTCLOUD_REGION"))
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "ap-beijing".into())
+    }
+}

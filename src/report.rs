@@ -1,1 +1,354 @@
-//! placeholder
+//! Stage 6: render a plan, and what applying it did, as a table for people or JSON for machines.
+//!
+//! The JSON document is stable; its fields are documented in the README ("JSON output").
+
+use std::io::{self, Write};
+
+use comfy_table::presets::UTF8_BORDERS_ONLY;
+use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table};
+use serde::Serialize;
+
+use crate::apply::{ApplyReport, RowStatus};
+use crate::plan::{Action, Plan, Row, RulePlan, Status, Subject, Summary};
+
+/// Output format of the report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+}
+
+/// How to render.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Style {
+    pub format: Format,
+    /// Show unchanged and unmanaged rows too.
+    pub show_unchanged: bool,
+    /// Colour blocked and failed rows (only when stdout is a terminal and `NO_COLOR` is unset).
+    pub color: bool,
+}
+
+/// Writes the plan (and, after `reconcile`, the per-change status) to `out`.
+pub fn write(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut impl Write) -> io::Result<()> {
+    match style.format {
+        Format::Table => table(plan, applied, style, out),
+        Format::Json => {
+            let doc = document(plan, applied, style.show_unchanged);
+            serde_json::to_writer_pretty(&mut *out, &doc)?;
+            writeln!(out)
+        }
+    }
+}
+
+fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut impl Write) -> io::Result<()> {
+    let summary = plan.summary();
+    if plan.in_sync() && applied.is_none() {
+        let targets = summary.unchanged + summary.unmanaged;
+        writeln!(out, "In sync: {} rule(s), {targets} target(s), nothing to change.", plan.rules.len())?;
+        if !style.show_unchanged {
+            return Ok(());
+        }
+    }
+    let mut t = Table::new();
+    t.load_style(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Disabled);
+    if !style.color {
+        t.force_no_tty();
+    }
+    let mut header = vec!["LOAD BALANCER", "LISTENER", "RULE", "ACTION", "TARGET", "POD", "WEIGHT"];
+    if applied.is_some() {
+        header.push("STATUS");
+    }
+    t.set_header(header);
+    let mut rows = 0;
+    for (i, rule) in plan.rules.iter().enumerate() {
+        let base = [rule.subject.load_balancer_id.clone(), listener_cell(&rule.subject), rule_cell(&rule.subject)];
+        match &rule.status {
+            Status::Ready => {}
+            Status::Blocked { .. } | Status::Skipped { .. } => {
+                let (word, n) = match &rule.status {
+                    Status::Blocked { .. } => ("BLOCKED", format!("{} change(s) held", rule.changes().count())),
+                    _ => ("SKIPPED", "error, see below".to_string()),
+                };
+                let mut cells: Vec<Cell> = base.iter().map(Cell::new).collect();
+                cells.push(paint(Cell::new(word).add_attribute(Attribute::Bold), Color::Red, style.color));
+                cells.extend([Cell::new(n), Cell::new(&rule.subject.pods), Cell::new("")]);
+                if applied.is_some() {
+                    cells.push(Cell::new("not applied"));
+                }
+                t.add_row(cells);
+                rows += 1;
+                continue;
+            }
+        }
+        for (j, row) in rule.rows.iter().enumerate() {
+            if !row.action.is_change() && !style.show_unchanged {
+                continue;
+            }
+            let mut cells: Vec<Cell> = base.iter().map(Cell::new).collect();
+            let action = Cell::new(row.action.as_str());
+            cells.push(match row.action {
+                Action::Register => paint(action, Color::Green, style.color),
+                Action::Deregister => paint(action, Color::Red, style.color),
+                Action::Drain | Action::Reweight => paint(action, Color::Yellow, style.color),
+                _ => action,
+            });
+            cells.push(Cell::new(row.target.to_string()));
+            cells.push(Cell::new(pod_cell(row)));
+            cells.push(Cell::new(weight_cell(row)));
+            if let Some(report) = applied {
+                let status = report.rows.get(i).and_then(|r| r.get(j)).cloned().unwrap_or(RowStatus::NoOp);
+                let failed = matches!(status, RowStatus::Failed(_) | RowStatus::NotAttempted(_));
+                let cell = Cell::new(status_text(&status));
+                cells.push(if failed { paint(cell, Color::Red, style.color) } else { cell });
+            }
+            t.add_row(cells);
+            rows += 1;
+        }
+    }
+    if rows > 0 {
+        writeln!(out, "{t}")?;
+    }
+    for rule in &plan.rules {
+        match &rule.status {
+            Status::Blocked { reason } => writeln!(out, "blocked: {}: {reason}", rule.subject.describe())?,
+            Status::Skipped { reason } => writeln!(out, "skipped: {}: {reason}", rule.subject.describe())?,
+            Status::Ready => {}
+        }
+        for w in &rule.warnings {
+            writeln!(out, "warning: {}: {w}", rule.subject.describe())?;
+        }
+    }
+    writeln!(out, "{}", summary_line(&summary))?;
+    if let Some(report) = applied {
+        let (ok, failed, not_attempted) = report.counts();
+        writeln!(out, "Applied {ok} change(s), {failed} failed, {not_attempted} not attempted.")?;
+    }
+    Ok(())
+}
+
+fn paint(cell: Cell, color: Color, enabled: bool) -> Cell {
+    if enabled { cell.fg(color) } else { cell }
+}
+
+/// `2 to register, 1 to deregister, 1 to drain, 0 to reweight, 14 unchanged, 0 blocked`.
+pub fn summary_line(s: &Summary) -> String {
+    let mut line = format!(
+        "{} to register, {} to deregister, {} to drain, {} to reweight, {} unchanged, {} blocked",
+        s.register, s.deregister, s.drain, s.reweight, s.unchanged, s.blocked
+    );
+    if s.unmanaged > 0 {
+        line.push_str(&format!(", {} unmanaged", s.unmanaged));
+    }
+    if s.skipped > 0 {
+        line.push_str(&format!(", {} skipped (errors)", s.skipped));
+    }
+    line
+}
+
+fn listener_cell(s: &Subject) -> String {
+    match &s.listener_id {
+        Some(id) => format!("{}:{} {id}", s.protocol, s.port),
+        None => format!("{}:{}", s.protocol, s.port),
+    }
+}
+
+fn rule_cell(s: &Subject) -> String {
+    match (&s.domain, &s.url) {
+        (Some(d), Some(u)) => format!("{d}{u}"),
+        _ => "-".into(),
+    }
+}
+
+fn pod_cell(row: &Row) -> String {
+    match (&row.pod, &row.note) {
+        (Some(p), _) => p.clone(),
+        (None, Some(n)) if row.action == Action::Unmanaged => n.clone(),
+        _ => "-".into(),
+    }
+}
+
+fn weight_cell(row: &Row) -> String {
+    match (row.action, row.current_weight, row.weight) {
+        (Action::Reweight | Action::Drain, Some(from), Some(to)) => format!("{from} → {to}"),
+        (Action::Deregister, Some(from), _) => format!("{from} → -"),
+        (_, _, Some(w)) => w.to_string(),
+        _ => "-".into(),
+    }
+}
+
+fn status_text(s: &RowStatus) -> String {
+    match s {
+        RowStatus::NoOp => "-".into(),
+        RowStatus::Applied => "applied".into(),
+        RowStatus::Failed(f) => match &f.request_id {
+            Some(id) => format!("failed: {} ({id})", f.code),
+            None => format!("failed: {}", f.code),
+        },
+        RowStatus::NotAttempted(_) => "not attempted".into(),
+    }
+}
+
+/// The JSON document (`-o json`).
+#[derive(Serialize)]
+struct Document<'a> {
+    in_sync: bool,
+    summary: JsonSummary,
+    changes: Vec<JsonChange<'a>>,
+    rules: Vec<JsonRule<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonSummary {
+    #[serde(flatten)]
+    plan: Summary,
+    /// Skipped rules plus failed changes.
+    errors: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    applied: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_attempted: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct JsonChange<'a> {
+    action: &'static str,
+    load_balancer_id: &'a str,
+    listener_id: Option<&'a str>,
+    location_id: Option<&'a str>,
+    protocol: String,
+    port: u16,
+    domain: Option<&'a str>,
+    url: Option<&'a str>,
+    ip: String,
+    target_port: u16,
+    weight: Option<u8>,
+    previous_weight: Option<u8>,
+    namespace: &'a str,
+    pod: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<JsonError<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonError<'a> {
+    code: &'a str,
+    message: &'a str,
+    request_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonRule<'a> {
+    rule: &'a str,
+    line: usize,
+    load_balancer_id: &'a str,
+    listener_id: Option<&'a str>,
+    location_id: Option<&'a str>,
+    protocol: String,
+    port: u16,
+    domain: Option<&'a str>,
+    url: Option<&'a str>,
+    namespace: &'a str,
+    pods: &'a str,
+    status: &'static str,
+    reason: Option<&'a str>,
+    warnings: &'a [String],
+}
+
+fn document<'a>(plan: &'a Plan, applied: Option<&'a ApplyReport>, show_unchanged: bool) -> Document<'a> {
+    let summary = plan.summary();
+    let counts = applied.map(ApplyReport::counts);
+    let mut changes = Vec::new();
+    for (i, rule) in plan.rules.iter().enumerate() {
+        if rule.status != Status::Ready {
+            continue;
+        }
+        for (j, row) in rule.rows.iter().enumerate() {
+            if !row.action.is_change() && !show_unchanged {
+                continue;
+            }
+            let status = applied.and_then(|a| a.rows.get(i).and_then(|r| r.get(j)));
+            changes.push(change(rule, row, status));
+        }
+    }
+    Document {
+        in_sync: plan.in_sync(),
+        summary: JsonSummary {
+            plan: summary,
+            errors: summary.skipped + counts.map_or(0, |c| c.1),
+            applied: counts.map(|c| c.0),
+            failed: counts.map(|c| c.1),
+            not_attempted: counts.map(|c| c.2),
+        },
+        changes,
+        rules: plan.rules.iter().map(json_rule).collect(),
+    }
+}
+
+fn change<'a>(rule: &'a RulePlan, row: &'a Row, status: Option<&'a RowStatus>) -> JsonChange<'a> {
+    let s = &rule.subject;
+    let binding = rule.binding.as_ref();
+    let (status_word, error) = match status {
+        None => (None, None),
+        Some(RowStatus::NoOp) => (Some("noop"), None),
+        Some(RowStatus::Applied) => (Some("applied"), None),
+        Some(RowStatus::Failed(f)) => (
+            Some("failed"),
+            Some(JsonError { code: &f.code, message: &f.message, request_id: f.request_id.as_deref() }),
+        ),
+        Some(RowStatus::NotAttempted(why)) => {
+            (Some("not_attempted"), Some(JsonError { code: "NotAttempted", message: why, request_id: None }))
+        }
+    };
+    JsonChange {
+        action: row.action.as_str(),
+        load_balancer_id: &s.load_balancer_id,
+        listener_id: binding.map(|b| b.listener.as_str()).or(s.listener_id.as_deref()),
+        location_id: binding.and_then(|b| b.location.as_deref()).or(s.location_id.as_deref()),
+        protocol: s.protocol.to_string(),
+        port: s.port,
+        domain: s.domain.as_deref(),
+        url: s.url.as_deref(),
+        ip: row.target.ip.to_string(),
+        target_port: row.target.port,
+        weight: row.weight,
+        previous_weight: row.current_weight,
+        namespace: &s.namespace,
+        pod: row.pod.as_deref(),
+        note: row.note.as_deref(),
+        status: status_word,
+        error,
+    }
+}
+
+fn json_rule(rule: &RulePlan) -> JsonRule<'_> {
+    let s = &rule.subject;
+    let binding = rule.binding.as_ref();
+    let (status, reason) = match &rule.status {
+        Status::Ready => ("ok", None),
+        Status::Blocked { reason } => ("blocked", Some(reason.as_str())),
+        Status::Skipped { reason } => ("skipped", Some(reason.as_str())),
+    };
+    JsonRule {
+        rule: &s.path,
+        line: s.line,
+        load_balancer_id: &s.load_balancer_id,
+        listener_id: binding.map(|b| b.listener.as_str()).or(s.listener_id.as_deref()),
+        location_id: binding.and_then(|b| b.location.as_deref()).or(s.location_id.as_deref()),
+        protocol: s.protocol.to_string(),
+        port: s.port,
+        domain: s.domain.as_deref(),
+        url: s.url.as_deref(),
+        namespace: &s.namespace,
+        pods: &s.pods,
+        status,
+        reason,
+        warnings: &rule.warnings,
+    }
+}

@@ -5,6 +5,9 @@
 //! engine's unit tests use an in-memory double.
 
 pub mod http;
+#[cfg(test)]
+pub mod memory;
+pub mod resolve;
 pub mod retry;
 pub mod task;
 pub mod tc3;
@@ -168,7 +171,9 @@ pub enum Error {
     Decode { action: &'static str, reason: String, excerpt: String },
     #[error("task {task_id} failed: {message}")]
     TaskFailed { task_id: String, message: String },
-    #[error("task {task_id} still running after {waited_secs}s: the change may still complete; the next run re-reads the targets")]
+    #[error(
+        "task {task_id} still running after {waited_secs}s: the change may still complete; the next run re-reads the targets"
+    )]
     TaskTimeout { task_id: String, waited_secs: u64 },
     #[error("{0}")]
     Refused(String),

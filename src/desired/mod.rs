@@ -4,6 +4,8 @@
 //! targets ([`targets_for`]) is pure and tested without a server.
 
 pub mod kube;
+#[cfg(test)]
+pub mod memory;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -145,7 +147,7 @@ pub fn targets_for(backend: &Backend, pods: &[Pod]) -> DesiredTargets {
             }
         }
     }
-    out.targets.sort_by(|a, b| a.target.cmp(&b.target));
+    out.targets.sort_by_key(|a| a.target);
     out
 }
 

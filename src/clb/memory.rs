@@ -1,0 +1,107 @@
+//! An in-memory load balancer for the engine's unit tests (like external-dns's `inmemory` provider).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::{BoundTarget, Change, Clb, Error, Failure, Listener, LoadBalancer, Outcomes, TargetKind};
+use crate::model::{Binding, Target, Weight};
+
+/// The targets bound on each binding, with their weight and kind.
+type Bound = BTreeMap<Binding, BTreeMap<Target, (Weight, TargetKind)>>;
+
+/// Load balancers, listeners and bound targets, plus injected failures and a log of mutating calls.
+#[derive(Default)]
+pub struct MemoryClb {
+    pub lbs: Vec<LoadBalancer>,
+    pub listeners: BTreeMap<String, Vec<Listener>>,
+    pub bound: Mutex<Bound>,
+    /// Mutations of these bindings fail with this failure: `(operation, binding) → failure`.
+    pub fail: BTreeMap<(&'static str, Binding), Failure>,
+    /// Reads of these load balancers' targets fail.
+    pub unreadable: Vec<String>,
+    /// `(operation, lb, number of changes)` per mutating call, in order.
+    pub calls: Mutex<Vec<(&'static str, String, usize)>>,
+}
+
+impl MemoryClb {
+    /// Binds a target directly (test setup).
+    pub fn bind(&self, binding: &Binding, target: Target, weight: Weight, kind: TargetKind) {
+        self.bound.lock().expect("lock").entry(binding.clone()).or_default().insert(target, (weight, kind));
+    }
+
+    /// The targets bound on a binding now, with weights.
+    pub fn targets_of(&self, binding: &Binding) -> BTreeMap<Target, Weight> {
+        let bound = self.bound.lock().expect("lock");
+        bound.get(binding).map(|m| m.iter().map(|(t, (w, _))| (*t, *w)).collect()).unwrap_or_default()
+    }
+
+    /// Operations of the mutating calls so far, in order.
+    pub fn operations(&self) -> Vec<&'static str> {
+        self.calls.lock().expect("lock").iter().map(|c| c.0).collect()
+    }
+
+    fn mutate(
+        &self,
+        op: &'static str,
+        lb: &str,
+        changes: &[Change],
+        f: impl Fn(&mut BTreeMap<Target, (Weight, TargetKind)>, &Change),
+    ) -> Outcomes {
+        self.calls.lock().expect("lock").push((op, lb.to_string(), changes.len()));
+        let mut bound = self.bound.lock().expect("lock");
+        changes
+            .iter()
+            .map(|c| match self.fail.get(&(op, c.binding.clone())) {
+                Some(failure) => Err(failure.clone()),
+                None => {
+                    f(bound.entry(c.binding.clone()).or_default(), c);
+                    Ok(())
+                }
+            })
+            .collect()
+    }
+}
+
+impl Clb for MemoryClb {
+    async fn load_balancers(&self, ids: &[String]) -> Result<Vec<LoadBalancer>, Error> {
+        Ok(self.lbs.iter().filter(|l| ids.contains(&l.id)).cloned().collect())
+    }
+
+    async fn listeners(&self, lb: &str) -> Result<Vec<Listener>, Error> {
+        Ok(self.listeners.get(lb).cloned().unwrap_or_default())
+    }
+
+    async fn targets(&self, lb: &str, listener_ids: &[String]) -> Result<Vec<BoundTarget>, Error> {
+        if self.unreadable.iter().any(|u| u == lb) {
+            return Err(Error::Refused(format!("injected read failure for {lb}")));
+        }
+        let bound = self.bound.lock().expect("lock");
+        Ok(bound
+            .iter()
+            .filter(|(b, _)| b.lb == lb && listener_ids.contains(&b.listener))
+            .flat_map(|(b, ts)| {
+                ts.iter().map(|(t, (w, k))| BoundTarget { binding: b.clone(), target: *t, weight: *w, kind: k.clone() })
+            })
+            .collect())
+    }
+
+    async fn register(&self, lb: &str, changes: &[Change]) -> Outcomes {
+        self.mutate("register", lb, changes, |m, c| {
+            m.insert(c.target, (c.weight, TargetKind::Ip));
+        })
+    }
+
+    async fn set_weight(&self, lb: &str, changes: &[Change]) -> Outcomes {
+        self.mutate("set_weight", lb, changes, |m, c| {
+            if let Some(entry) = m.get_mut(&c.target) {
+                entry.0 = c.weight;
+            }
+        })
+    }
+
+    async fn deregister(&self, lb: &str, changes: &[Change]) -> Outcomes {
+        self.mutate("deregister", lb, changes, |m, c| {
+            m.remove(&c.target);
+        })
+    }
+}

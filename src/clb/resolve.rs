@@ -1,0 +1,194 @@
+//! Stage 3a: from rules to bindings and the targets bound on them now.
+//!
+//! Per load balancer: one `DescribeListeners` to turn port + protocol (and domain + url) into listener and
+//! location ids, then `DescribeTargets` for just the listeners the rules name. Any failure affects only the
+//! rules of that load balancer (or that rule), which are then skipped, never planned against an empty set.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::stream::{self, StreamExt};
+
+use super::{BoundTarget, Clb, Error, ErrorKind, Listener};
+use crate::model::Binding;
+use crate::rules::Rule;
+
+/// The actual state of one rule: its binding and the targets bound there, or why it could not be read.
+pub type RuleState = Result<(Binding, Vec<BoundTarget>), String>;
+
+/// Reads the actual state of every rule, one entry per rule in the same order. Load balancers are read
+/// concurrently, up to `concurrency` at a time.
+pub async fn actual_state<C: Clb>(clb: &C, rules: &[Rule], region: &str, concurrency: usize) -> Vec<RuleState> {
+    let mut by_lb: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, rule) in rules.iter().enumerate() {
+        by_lb.entry(rule.load_balancer_id.as_str()).or_default().push(i);
+    }
+    let ids: Vec<String> = by_lb.keys().map(|s| s.to_string()).collect();
+    let mut out: Vec<RuleState> = vec![Err(String::new()); rules.len()];
+
+    let known = match clb.load_balancers(&ids).await {
+        Ok(lbs) => lbs,
+        Err(e) => {
+            let reason = format!("reading load balancers {}: {}", ids.join(", "), with_hint(&e));
+            for slot in &mut out {
+                *slot = Err(reason.clone());
+            }
+            return out;
+        }
+    };
+    let mut readable = Vec::new();
+    for (lb, idx) in &by_lb {
+        let reason = match known.iter().find(|l| l.id == *lb) {
+            None => Some(format!(
+                "load balancer {lb} not found in region {region}: check load_balancer_id in the rules file and --region"
+            )),
+            Some(l) if l.classic => Some(format!(
+                "load balancer {lb} is a classic CLB, which clbsync does not support (its targets use the *WithClassicalLB actions)"
+            )),
+            Some(_) => None,
+        };
+        match reason {
+            Some(r) => idx.iter().for_each(|&i| out[i] = Err(r.clone())),
+            None => readable.push((*lb, idx.clone())),
+        }
+    }
+
+    let results: Vec<(Vec<usize>, Vec<RuleState>)> = stream::iter(readable)
+        .map(|(lb, idx)| async move {
+            let states = read_lb(clb, lb, &idx.iter().map(|&i| &rules[i]).collect::<Vec<_>>()).await;
+            (idx, states)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    for (idx, states) in results {
+        for (i, s) in idx.into_iter().zip(states) {
+            out[i] = s;
+        }
+    }
+    out
+}
+
+async fn read_lb<C: Clb>(clb: &C, lb: &str, rules: &[&Rule]) -> Vec<RuleState> {
+    let listeners = match clb.listeners(lb).await {
+        Ok(l) => l,
+        Err(e) => {
+            let reason = format!("reading listeners of {lb}: {}", with_hint(&e));
+            return rules.iter().map(|_| Err(reason.clone())).collect();
+        }
+    };
+    let bindings: Vec<Result<Binding, String>> = rules.iter().map(|r| resolve(lb, &listeners, r)).collect();
+    let listener_ids: Vec<String> = bindings
+        .iter()
+        .filter_map(|b| b.as_ref().ok().map(|b| b.listener.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if listener_ids.is_empty() {
+        return bindings.into_iter().map(|b| b.map(|b| (b, Vec::new()))).collect();
+    }
+    let targets = match clb.targets(lb, &listener_ids).await {
+        Ok(t) => t,
+        Err(e) => {
+            let reason = format!("reading targets of {lb}: {}", with_hint(&e));
+            return rules.iter().map(|_| Err(reason.clone())).collect();
+        }
+    };
+    let mut by_binding: BTreeMap<&Binding, Vec<BoundTarget>> = BTreeMap::new();
+    for t in &targets {
+        by_binding.entry(&t.binding).or_default().push(t.clone());
+    }
+    bindings
+        .into_iter()
+        .map(|b| {
+            b.map(|b| {
+                let bound = by_binding.get(&b).cloned().unwrap_or_default();
+                (b, bound)
+            })
+        })
+        .collect()
+}
+
+/// Finds the listener (and L7 rule) a rule names, by id or by port + protocol (domain + url), and refuses
+/// ones whose backends are not bound directly (`TargetType` other than `NODE`).
+pub fn resolve(lb: &str, listeners: &[Listener], rule: &Rule) -> Result<Binding, String> {
+    let spec = &rule.listener;
+    let proto = spec.protocol.api_name();
+    let listener = match &spec.listener_id {
+        Some(id) => {
+            let l = listeners.iter().find(|l| &l.id == id).ok_or_else(|| {
+                format!("listener {id} not found on {lb}: check listener_id (rules file line {})", rule.line)
+            })?;
+            if !l.protocol.eq_ignore_ascii_case(proto) || l.port != spec.port {
+                return Err(format!(
+                    "listener {id} on {lb} is {}:{}, but the rule says {proto}:{}: fix port/protocol or listener_id (line {})",
+                    l.protocol, l.port, spec.port, rule.line
+                ));
+            }
+            l
+        }
+        None => listeners.iter().find(|l| l.port == spec.port && l.protocol.eq_ignore_ascii_case(proto)).ok_or_else(
+            || {
+                format!(
+                    "no {proto} listener on port {} of {lb}: check port and protocol (rules file line {})",
+                    spec.port, rule.line
+                )
+            },
+        )?,
+    };
+    let Some(l7) = &rule.l7 else {
+        check_node(&listener.target_type, || format!("listener {} of {lb}", listener.id))?;
+        return Ok(Binding { lb: lb.to_string(), listener: listener.id.clone(), location: None });
+    };
+    let found = match &l7.location_id {
+        Some(loc) => listener.rules.iter().find(|r| &r.location_id == loc).ok_or_else(|| {
+            format!("rule {loc} not found on listener {} of {lb}: check location_id (line {})", listener.id, rule.line)
+        })?,
+        None => listener.rules.iter().find(|r| r.domain == l7.domain && r.url == l7.url).ok_or_else(|| {
+            format!(
+                "no rule for {}{} on listener {} ({proto}:{}) of {lb}: create it in CLB or fix domain/url (line {})",
+                l7.domain, l7.url, listener.id, spec.port, rule.line
+            )
+        })?,
+    };
+    check_node(&found.target_type, || format!("rule {} of listener {} of {lb}", found.location_id, listener.id))?;
+    Ok(Binding { lb: lb.to_string(), listener: listener.id.clone(), location: Some(found.location_id.clone()) })
+}
+
+fn check_node(target_type: &str, what: impl Fn() -> String) -> Result<(), String> {
+    if target_type.is_empty() || target_type.eq_ignore_ascii_case("NODE") {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} binds backends through a target group (TargetType {target_type}); clbsync binds targets directly and needs TargetType NODE",
+            what()
+        ))
+    }
+}
+
+/// The error, plus what to check for the codes users hit most.
+pub fn with_hint(e: &Error) -> String {
+    let hint = match e {
+        Error::Api(api) => match (api.kind(), api.code.as_str()) {
+            (_, "AuthFailure.SignatureExpire") => Some("check the machine clock (it must be within 5 minutes of UTC)"),
+            (_, "AuthFailure.SecretIdNotFound") | (_, "AuthFailure.InvalidSecretId") => {
+                Some("check the SecretId (look for stray whitespace) and that the key is enabled")
+            }
+            (_, "AuthFailure.SignatureFailure") => Some("check the SecretKey belongs to the SecretId"),
+            (_, "AuthFailure.TokenFailure") => {
+                Some("the session token is invalid or expired: refresh the temporary credentials")
+            }
+            (ErrorKind::Auth, _) => Some("check the CAM policy of the key allows the clb actions clbsync uses"),
+            (ErrorKind::Throttled, _) => {
+                Some("the account's API rate limit is exhausted: lower --rate-limit or spread other tools' calls")
+            }
+            (ErrorKind::NotFound, _) => Some("check the ids in the rules file and --region"),
+            _ => None,
+        },
+        Error::Transport { .. } => Some("check --endpoint / network access to the CLB API"),
+        _ => None,
+    };
+    match hint {
+        Some(h) => format!("{e}; {h}"),
+        None => e.to_string(),
+    }
+}

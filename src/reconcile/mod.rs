@@ -1,0 +1,184 @@
+//! The orchestrator: rules → desired → actual → plan → (apply) → report. The only module that knows the
+//! difference between `diff` and `reconcile`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+
+use crate::apply::{self, ApplyOptions, ApplyReport};
+use crate::clb::{Clb, resolve};
+use crate::desired::{self, Cluster};
+use crate::model::Binding;
+use crate::plan::{self, Plan, PlanOptions, RuleOptions, RulePlan, Status, Subject};
+use crate::report::{self, Style};
+use crate::rules::Rules;
+
+/// `diff` plans only; `reconcile` plans and applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Diff,
+    Reconcile,
+}
+
+/// Everything a run needs besides the rules and the two clients.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub mode: Mode,
+    pub plan: PlanOptions,
+    pub style: Style,
+    /// Load balancers (and Kubernetes lists) handled at once.
+    pub concurrency: usize,
+    /// For messages about load balancers that are not found.
+    pub region: String,
+    /// Set on SIGTERM: apply stops starting new changes.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// What a run found and did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub plan: Plan,
+    /// `None` for `diff` (and for `reconcile` when there was nothing to apply).
+    pub applied: Option<ApplyReport>,
+}
+
+/// The exit codes, documented in `--help` and the README.
+pub mod exit {
+    /// Success: in sync, or every change applied.
+    pub const OK: u8 = 0;
+    /// Runtime error: a rule skipped or blocked, a change failed, bad rules, missing credentials.
+    pub const ERROR: u8 = 1;
+    /// `--detailed-exitcode`: changes are pending.
+    pub const CHANGES: u8 = 2;
+    /// Command-line usage error (EX_USAGE).
+    pub const USAGE: u8 = 64;
+}
+
+impl Outcome {
+    /// The process exit code of this outcome.
+    pub fn exit_code(&self, detailed: bool) -> u8 {
+        let troubled = self.plan.rules.iter().any(|r| r.status != Status::Ready);
+        let incomplete = self.applied.as_ref().is_some_and(ApplyReport::incomplete);
+        if troubled || incomplete {
+            exit::ERROR
+        } else if detailed && self.applied.is_none() && self.plan.has_changes() {
+            exit::CHANGES
+        } else {
+            exit::OK
+        }
+    }
+}
+
+/// One pass: read both sides, plan, apply if asked, and write the report to `out`.
+pub async fn run<K: Cluster, C: Clb>(
+    rules: &Rules,
+    cluster: &K,
+    clb: &C,
+    settings: &Settings,
+    out: &mut impl Write,
+) -> anyhow::Result<Outcome> {
+    let queries = rules.rules.iter().map(|r| r.backend.pods.clone());
+    let (pods, actual) = tokio::join!(
+        desired::list_all(cluster, queries, settings.concurrency),
+        resolve::actual_state(clb, &rules.rules, &settings.region, settings.concurrency),
+    );
+    tracing::info!(rules = rules.rules.len(), pod_lists = pods.len(), "read desired and actual state");
+    let plan = build_plan(rules, &pods, actual, &settings.plan);
+    let s = plan.summary();
+    tracing::info!(
+        register = s.register,
+        deregister = s.deregister,
+        drain = s.drain,
+        reweight = s.reweight,
+        blocked = s.blocked,
+        skipped = s.skipped,
+        "planned"
+    );
+    let applied = if settings.mode == Mode::Reconcile && plan.has_changes() {
+        let opts = ApplyOptions { concurrency: settings.concurrency, stop: settings.stop.clone() };
+        let report = apply::apply(&plan, clb, &opts).await;
+        let (ok, failed, not_attempted) = report.counts();
+        tracing::info!(applied = ok, failed, not_attempted, "applied");
+        Some(report)
+    } else {
+        None
+    };
+    report::write(&plan, applied.as_ref(), settings.style, out).context("writing the report to stdout")?;
+    Ok(Outcome { plan, applied })
+}
+
+/// Pure: combines listed pods and read targets into the plan, one entry per rule.
+pub fn build_plan(
+    rules: &Rules,
+    pods: &BTreeMap<crate::rules::PodQuery, Result<Vec<desired::Pod>, desired::Error>>,
+    actual: Vec<resolve::RuleState>,
+    opts: &PlanOptions,
+) -> Plan {
+    let clashes = clashing_bindings(rules, &actual);
+    let mut out = Vec::with_capacity(rules.rules.len());
+    for ((i, rule), state) in rules.rules.iter().enumerate().zip(actual) {
+        let mut subject = Subject::of(rule);
+        let listed = pods.get(&rule.backend.pods);
+        let (binding, bound) = match state {
+            Ok((b, bound)) => {
+                subject.listener_id = Some(b.listener.clone());
+                subject.location_id = b.location.clone();
+                (b, bound)
+            }
+            Err(reason) => {
+                out.push(RulePlan::skipped(subject, None, reason));
+                continue;
+            }
+        };
+        if let Some(other) = clashes.get(&i) {
+            let reason = format!(
+                "this rule and the rule at line {other} bind the same {binding}; each listener or rule may be named once"
+            );
+            out.push(RulePlan::skipped(subject, Some(binding), reason));
+            continue;
+        }
+        let pods = match listed {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                let reason = format!("listing {}: {e}; its targets are left as they are", rule.backend.pods);
+                out.push(RulePlan::skipped(subject, Some(binding), reason));
+                continue;
+            }
+            None => {
+                let reason = format!("{} was not listed", rule.backend.pods);
+                out.push(RulePlan::skipped(subject, Some(binding), reason));
+                continue;
+            }
+        };
+        let wanted = desired::targets_for(&rule.backend, pods);
+        let options = RuleOptions { policy: rule.backend.policy, allow_empty: rule.backend.allow_empty };
+        let (status, rows) = plan::plan_rule(&wanted, &bound, options, opts);
+        out.push(RulePlan { subject, binding: Some(binding), status, rows, warnings: wanted.problems });
+    }
+    Plan { rules: out }
+}
+
+/// Rules that resolve to the same binding (say one by id, one by port) would fight; map each to the other's line.
+fn clashing_bindings(rules: &Rules, actual: &[resolve::RuleState]) -> BTreeMap<usize, usize> {
+    let mut first: BTreeMap<&Binding, usize> = BTreeMap::new();
+    let mut clashes = BTreeMap::new();
+    for (i, state) in actual.iter().enumerate() {
+        let Ok((b, _)) = state else { continue };
+        match first.get(b) {
+            Some(&j) => {
+                clashes.insert(i, rules.rules[j].line);
+                clashes.insert(j, rules.rules[i].line);
+            }
+            None => {
+                first.insert(b, i);
+            }
+        }
+    }
+    clashes
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,302 @@
+//! The whole engine against in-memory doubles: what a run plans, applies and reports.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use super::*;
+use crate::clb::memory::MemoryClb;
+use crate::clb::{Failure, Listener, ListenerRule, LoadBalancer, TargetKind};
+use crate::desired::Pod;
+use crate::desired::memory::{MemoryCluster, pod};
+use crate::model::Target;
+use crate::report::Format;
+use crate::rules::{PodQuery, PodSource};
+
+const RULES: &str = "
+- load_balancer_id: lb-00000001
+  listeners:
+    - port: 80
+      protocol: http
+      rules:
+        - domain: shop.example.com
+          url: /api
+          backend: {namespace: shop, deployment: api, port: 8080}
+        - domain: shop.example.com
+          url: /
+          backend: {namespace: shop, deployment: web, port: http, weight: 20}
+    - port: 6379
+      protocol: tcp
+      backend: {namespace: cache, selector: {app: redis}, port: 6379}
+- load_balancer_id: lb-00000002
+  listeners:
+    - port: 443
+      protocol: tcp
+      backend: {namespace: shop, deployment: api, port: 8443}
+";
+
+fn q(ns: &str, deployment: &str) -> PodQuery {
+    PodQuery { namespace: ns.into(), source: PodSource::Deployment(deployment.into()) }
+}
+
+fn redis() -> PodQuery {
+    PodQuery {
+        namespace: "cache".into(),
+        source: PodSource::Selector(BTreeMap::from([("app".into(), "redis".into())])),
+    }
+}
+
+fn t(ip: &str, port: u16) -> Target {
+    Target::new(ip.parse().expect("ip"), port)
+}
+
+fn b(lb: &str, listener: &str, loc: Option<&str>) -> Binding {
+    Binding { lb: lb.into(), listener: listener.into(), location: loc.map(Into::into) }
+}
+
+fn api() -> Binding {
+    b("lb-00000001", "lbl-00000080", Some("loc-000000a1"))
+}
+fn web() -> Binding {
+    b("lb-00000001", "lbl-00000080", Some("loc-000000a2"))
+}
+fn cache() -> Binding {
+    b("lb-00000001", "lbl-00006379", None)
+}
+fn tls() -> Binding {
+    b("lb-00000002", "lbl-00000443", None)
+}
+
+fn world() -> (MemoryCluster, MemoryClb) {
+    let mut cluster = MemoryCluster::default();
+    cluster.pods.insert(
+        q("shop", "api"),
+        Ok(vec![
+            pod("api-1", "10.0.0.1").ready(),
+            pod("api-2", "10.0.0.2").ready(),
+            pod("api-3", "10.0.0.3"),
+            pod("api-old", "10.0.0.9").terminating(),
+        ]),
+    );
+    cluster.pods.insert(q("shop", "web"), Ok(vec![pod("web-1", "10.0.1.1").ready()]));
+    cluster.pods.insert(redis(), Ok(vec![pod("redis-0", "10.0.2.1").ready()]));
+    let rule = |loc: &str, url: &str| ListenerRule {
+        location_id: loc.into(),
+        domain: "shop.example.com".into(),
+        url: url.into(),
+        target_type: "NODE".into(),
+    };
+    let listener = |id: &str, protocol: &str, port, rules| Listener {
+        id: id.into(),
+        protocol: protocol.into(),
+        port,
+        target_type: "NODE".into(),
+        rules,
+    };
+    let clb = MemoryClb {
+        lbs: vec![
+            LoadBalancer { id: "lb-00000001".into(), name: "shop".into(), classic: false },
+            LoadBalancer { id: "lb-00000002".into(), name: "tls".into(), classic: false },
+        ],
+        listeners: BTreeMap::from([
+            (
+                "lb-00000001".to_string(),
+                vec![
+                    listener("lbl-00000080", "HTTP", 80, vec![rule("loc-000000a1", "/api"), rule("loc-000000a2", "/")]),
+                    listener("lbl-00006379", "TCP", 6379, vec![]),
+                ],
+            ),
+            ("lb-00000002".to_string(), vec![listener("lbl-00000443", "TCP", 443, vec![])]),
+        ]),
+        ..Default::default()
+    };
+    clb.bind(&api(), t("10.0.0.1", 8080), 10, TargetKind::Ip);
+    clb.bind(&api(), t("10.0.0.9", 8080), 10, TargetKind::Ip);
+    clb.bind(&api(), t("10.0.0.7", 8080), 10, TargetKind::Ip);
+    clb.bind(
+        &api(),
+        t("172.16.0.5", 80),
+        10,
+        TargetKind::Instance { kind: "CVM".into(), instance_id: "ins-0000cvm1".into() },
+    );
+    clb.bind(&web(), t("10.0.1.1", 8080), 10, TargetKind::Ip);
+    (cluster, clb)
+}
+
+fn settings(mode: Mode, format: Format) -> Settings {
+    Settings {
+        mode,
+        plan: PlanOptions::default(),
+        style: Style { format, show_unchanged: false, color: false },
+        concurrency: 4,
+        region: "ap-guangzhou".into(),
+        stop: Arc::new(AtomicBool::new(false)),
+    }
+}
+
+fn rules() -> Rules {
+    crate::rules::parse("rules.yaml", RULES).expect("test rules are valid")
+}
+
+async fn run_once(cluster: &MemoryCluster, clb: &MemoryClb, mode: Mode, format: Format) -> (Outcome, String) {
+    let mut out = Vec::new();
+    let outcome = run(&rules(), cluster, clb, &settings(mode, format), &mut out).await.expect("run");
+    (outcome, String::from_utf8(out).expect("utf8"))
+}
+
+#[tokio::test]
+async fn diff_reports_the_plan_and_changes_nothing() {
+    let (cluster, clb) = world();
+    let (outcome, table) = run_once(&cluster, &clb, Mode::Diff, Format::Table).await;
+    assert!(clb.operations().is_empty());
+    assert_eq!(outcome.exit_code(true), exit::CHANGES);
+    assert_eq!(outcome.exit_code(false), exit::OK);
+    insta::assert_snapshot!(table);
+}
+
+#[tokio::test]
+async fn diff_json_is_stable() {
+    let (cluster, clb) = world();
+    let (_, json) = run_once(&cluster, &clb, Mode::Diff, Format::Json).await;
+    insta::assert_snapshot!(json);
+}
+
+#[tokio::test]
+async fn reconcile_converges_and_a_second_run_is_in_sync() {
+    let (cluster, clb) = world();
+    let (outcome, table) = run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
+    assert_eq!(outcome.exit_code(false), exit::OK);
+    insta::assert_snapshot!(table);
+    assert_eq!(
+        clb.targets_of(&api()),
+        BTreeMap::from([
+            (t("10.0.0.1", 8080), 10),
+            (t("10.0.0.2", 8080), 10),
+            (t("10.0.0.9", 8080), 0),
+            (t("172.16.0.5", 80), 10)
+        ])
+    );
+    assert_eq!(clb.targets_of(&web()), BTreeMap::from([(t("10.0.1.1", 8080), 20)]));
+    assert_eq!(clb.targets_of(&cache()), BTreeMap::from([(t("10.0.2.1", 6379), 10)]));
+    assert_eq!(clb.targets_of(&tls()), BTreeMap::from([(t("10.0.0.1", 8443), 10), (t("10.0.0.2", 8443), 10)]));
+
+    let before = clb.operations().len();
+    let (again, table) = run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
+    assert_eq!(clb.operations().len(), before, "a second run makes no mutating call");
+    assert_eq!(again.exit_code(true), exit::OK);
+    assert!(table.starts_with("In sync: 4 rule(s)"), "{table}");
+}
+
+#[tokio::test]
+async fn registrations_come_before_weight_changes_and_removals_on_each_load_balancer() {
+    let (cluster, clb) = world();
+    run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
+    let lb1: Vec<_> = clb.calls.lock().expect("lock").iter().filter(|c| c.1 == "lb-00000001").map(|c| c.0).collect();
+    assert_eq!(lb1, ["register", "set_weight", "deregister"]);
+}
+
+#[tokio::test]
+async fn a_kubernetes_error_skips_only_its_rules_and_keeps_their_targets() {
+    let (mut cluster, clb) = world();
+    cluster.pods.insert(q("shop", "api"), Err("the server is currently unable to handle the request".into()));
+    let (outcome, table) = run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
+    assert_eq!(outcome.exit_code(false), exit::ERROR);
+    assert_eq!(clb.targets_of(&api()).len(), 4, "the api rule's targets are untouched");
+    assert_eq!(clb.targets_of(&cache()).len(), 1, "other rules still converge");
+    assert!(
+        table.contains("skipped: lb-00000001 HTTP:80 shop.example.com/api: listing deployment shop/api"),
+        "{table}"
+    );
+}
+
+#[tokio::test]
+async fn one_list_per_distinct_pod_query() {
+    let (cluster, clb) = world();
+    run_once(&cluster, &clb, Mode::Diff, Format::Table).await;
+    assert_eq!(*cluster.lists.lock().expect("lock"), 3, "shop/api is shared by two rules");
+}
+
+#[tokio::test]
+async fn an_unknown_load_balancer_skips_its_rules_and_names_the_region() {
+    let (cluster, mut clb) = world();
+    clb.lbs.retain(|l| l.id != "lb-00000002");
+    let (outcome, table) = run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
+    assert_eq!(outcome.exit_code(false), exit::ERROR);
+    assert!(table.contains("load balancer lb-00000002 not found in region ap-guangzhou"), "{table}");
+    assert_eq!(clb.targets_of(&cache()).len(), 1);
+}
+
+#[tokio::test]
+async fn unreadable_targets_skip_the_load_balancer_rather_than_planning_against_nothing() {
+    let (cluster, mut clb) = world();
+    clb.unreadable.push("lb-00000001".into());
+    let (outcome, _) = run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
+    let skipped = outcome.plan.rules.iter().filter(|r| matches!(r.status, Status::Skipped { .. })).count();
+    assert_eq!(skipped, 3);
+    assert!(clb.operations().iter().all(|_| true));
+    assert_eq!(clb.calls.lock().expect("lock").iter().filter(|c| c.1 == "lb-00000001").count(), 0);
+}
+
+#[tokio::test]
+async fn a_failed_registration_keeps_the_rules_old_targets() {
+    let (cluster, mut clb) = world();
+    let quota =
+        Failure { code: "LimitExceeded".into(), message: "backend quota".into(), request_id: Some("req-1".into()) };
+    clb.fail.insert(("register", api()), quota);
+    let (outcome, json) = run_once(&cluster, &clb, Mode::Reconcile, Format::Json).await;
+    assert_eq!(outcome.exit_code(false), exit::ERROR);
+    assert!(clb.targets_of(&api()).contains_key(&t("10.0.0.7", 8080)), "stale target kept: make before break");
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(doc["summary"]["failed"], 1);
+    assert_eq!(doc["summary"]["not_attempted"], 1);
+    let failed =
+        doc["changes"].as_array().expect("changes").iter().find(|c| c["status"] == "failed").expect("a failed change");
+    assert_eq!(failed["error"]["code"], "LimitExceeded");
+    assert_eq!(failed["error"]["request_id"], "req-1");
+}
+
+#[tokio::test]
+async fn a_stop_signal_before_apply_attempts_nothing_and_says_so() {
+    let (cluster, clb) = world();
+    let s = settings(Mode::Reconcile, Format::Table);
+    s.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut out = Vec::new();
+    let outcome = run(&rules(), &cluster, &clb, &s, &mut out).await.expect("run");
+    assert!(clb.operations().is_empty());
+    assert_eq!(outcome.exit_code(false), exit::ERROR);
+    assert!(String::from_utf8_lossy(&out).contains("not attempted"));
+}
+
+#[tokio::test]
+async fn no_ready_pods_blocks_the_rule() {
+    let (mut cluster, clb) = world();
+    cluster.pods.insert(q("shop", "web"), Ok(vec![pod("web-1", "10.0.1.1")]));
+    let (outcome, table) = run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
+    assert_eq!(clb.targets_of(&web()).len(), 1);
+    assert_eq!(outcome.exit_code(false), exit::ERROR);
+    assert!(table.contains("BLOCKED"), "{table}");
+}
+
+#[tokio::test]
+async fn two_rules_on_the_same_binding_are_both_skipped() {
+    let (cluster, clb) = world();
+    let text = RULES.replace(
+        "    - port: 6379\n      protocol: tcp\n",
+        "    - port: 6379\n      protocol: tcp\n      listener_id: lbl-00006379\n",
+    ) + "    - port: 6379\n      protocol: udp\n      listener_id: lbl-00006379\n      backend: {namespace: cache, selector: {app: redis}, port: 6379}\n";
+    let rules = crate::rules::parse("rules.yaml", &text).expect("valid");
+    let mut out = Vec::new();
+    let outcome = run(&rules, &cluster, &clb, &settings(Mode::Diff, Format::Table), &mut out).await.expect("run");
+    let skipped: Vec<_> = outcome.plan.rules.iter().filter(|r| matches!(r.status, Status::Skipped { .. })).collect();
+    assert!(!skipped.is_empty(), "{}", String::from_utf8_lossy(&out));
+}
+
+#[tokio::test]
+async fn pods_without_the_named_port_are_reported() {
+    let (mut cluster, clb) = world();
+    let mut p: Pod = pod("web-2", "10.0.1.2").ready();
+    p.ports.clear();
+    cluster.pods.insert(q("shop", "web"), Ok(vec![pod("web-1", "10.0.1.1").ready(), p]));
+    let (_, table) = run_once(&cluster, &clb, Mode::Diff, Format::Table).await;
+    assert!(table.contains("pod web-2 has no container port named `http`"), "{table}");
+}
