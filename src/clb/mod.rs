@@ -4,7 +4,9 @@
 //! task polling, pacing and retries); tests drive the same client against `clb-emulator` on loopback, and the
 //! engine's unit tests use an in-memory double.
 
+pub mod batch;
 pub mod http;
+pub mod pace;
 pub mod retry;
 pub mod task;
 pub mod tc3;
@@ -170,6 +172,15 @@ pub enum Error {
     TaskFailed { task_id: String, message: String },
     #[error("task {task_id} still running after {waited_secs}s: the change may still complete; the next run re-reads the targets")]
     TaskTimeout { task_id: String, waited_secs: u64 },
+    /// A mutation whose request may have reached CLB but whose answer never arrived (timeout, reset):
+    /// it is not resent; the next run re-reads the targets and converges.
+    #[error(
+        "{action}: no answer from {endpoint} after the request was sent ({reason}): it may or may not have been applied; the next run re-reads the targets"
+    )]
+    OutcomeUnknown { action: &'static str, endpoint: String, reason: String },
+    /// The client's own configuration is unusable (endpoint, region).
+    #[error("{0}")]
+    Config(String),
     #[error("{0}")]
     Refused(String),
 }
@@ -184,6 +195,8 @@ impl Error {
             Error::Decode { .. } => "Decode",
             Error::TaskFailed { .. } => "TaskFailed",
             Error::TaskTimeout { .. } => "TaskTimeout",
+            Error::OutcomeUnknown { .. } => "OutcomeUnknown",
+            Error::Config(_) => "Config",
             Error::Refused(_) => "Refused",
         }
     }
