@@ -4,6 +4,7 @@
 //! task polling, pacing and retries); tests drive the same client against `clb-emulator` on loopback, and the
 //! engine's unit tests use an in-memory double.
 
+mod actions;
 pub mod batch;
 pub mod http;
 pub mod pace;

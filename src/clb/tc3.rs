@@ -170,6 +170,11 @@ impl Credentials {
         })
     }
 
+    /// [`Credentials::from_lookup`] over the process environment (a non-UTF-8 value counts as unset).
+    pub fn from_env() -> Result<Credentials, CredentialsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
     /// `CLOUD_TENCENT_SECRET_ID/CLOUD_TENCENT_SECRET_KEY`: where the credentials came from, for error messages.
     pub fn source_description(&self) -> String {
         self.source.join("/")
