@@ -1,4 +1,5 @@
 //! The one integration-test binary: every test drives the real `clbsync` binary or its library against the
 //! CLB emulator and the test kube-apiserver on loopback.
 
+mod clb_client;
 mod support;
