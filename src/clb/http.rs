@@ -471,6 +471,15 @@ mod tests {
     }
 
     #[test]
+    fn default_https_client_builds_with_the_ring_provider() {
+        let creds = Credentials::new("AKIDtest", "key", None);
+        let client = ClbClient::new(ClientConfig::new("ap-guangzhou", creds.clone())).unwrap();
+        assert_eq!(client.host(), "clb.tencentcloudapi.com");
+        // Building a second client finds the provider already installed, which is fine.
+        assert!(ClbClient::new(ClientConfig::new("ap-guangzhou", creds)).is_ok());
+    }
+
+    #[test]
     fn excerpts_are_short() {
         assert_eq!(excerpt(&[b'x'; 500]).chars().count(), 201);
         assert_eq!(excerpt(b"short"), "short");
