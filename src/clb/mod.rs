@@ -4,9 +4,12 @@
 //! task polling, pacing and retries); tests drive the same client against `clb-emulator` on loopback, and the
 //! engine's unit tests use an in-memory double.
 
+mod actions;
+pub mod batch;
 pub mod http;
 #[cfg(test)]
 pub mod memory;
+pub mod pace;
 pub mod resolve;
 pub mod retry;
 pub mod task;
@@ -175,6 +178,15 @@ pub enum Error {
         "task {task_id} still running after {waited_secs}s: the change may still complete; the next run re-reads the targets"
     )]
     TaskTimeout { task_id: String, waited_secs: u64 },
+    /// A mutation whose request may have reached CLB but whose answer never arrived (timeout, reset):
+    /// it is not resent; the next run re-reads the targets and converges.
+    #[error(
+        "{action}: no answer from {endpoint} after the request was sent ({reason}): it may or may not have been applied; the next run re-reads the targets"
+    )]
+    OutcomeUnknown { action: &'static str, endpoint: String, reason: String },
+    /// The client's own configuration is unusable (endpoint, region).
+    #[error("{0}")]
+    Config(String),
     #[error("{0}")]
     Refused(String),
 }
@@ -189,6 +201,8 @@ impl Error {
             Error::Decode { .. } => "Decode",
             Error::TaskFailed { .. } => "TaskFailed",
             Error::TaskTimeout { .. } => "TaskTimeout",
+            Error::OutcomeUnknown { .. } => "OutcomeUnknown",
+            Error::Config(_) => "Config",
             Error::Refused(_) => "Refused",
         }
     }

@@ -1,5 +1,6 @@
 //! The one integration-test binary: every test drives the real `clbsync` binary or its library against the
 //! CLB emulator and the test kube-apiserver on loopback.
 
+mod clb_client;
 mod rules;
 mod support;
