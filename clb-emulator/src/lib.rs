@@ -1,1 +1,273 @@
-pub fn placeholder() {}
+//! # clb-emulator
+//!
+//! A local emulator of the Tencent Cloud CLB API (version 2018-03-17) for tests: TC3-HMAC-SHA256
+//! verification, request validation against the official parameter schema, the target actions
+//! with async tasks and LB locking, and deterministic fault injection. Run it in-process with
+//! [`start`] or as the `clb-emulator` binary. See README.md for the state format and admin API.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod actions;
+mod admin;
+pub mod calls;
+pub mod error;
+pub mod faults;
+pub mod schema;
+mod server;
+pub mod sign;
+pub mod state;
+mod tasks;
+pub mod time;
+mod world;
+
+pub use calls::{CallLog, CallRecord};
+pub use error::ApiError;
+pub use faults::{BusyFault, DropFault, ErrorFault, ErrorKind, Faults, GarbageFault, GarbageMode, TaskFailureFault};
+pub use state::{
+    Credential, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Listener, LoadBalancer, Rule, State, StateError, Target,
+    TargetKind,
+};
+pub use tasks::TaskInfo;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// API version served.
+pub const API_VERSION: &str = "2018-03-17";
+
+/// Emulator configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Initial state (also restored by `reset` with `state: true`).
+    pub state: State,
+    /// Initial fault configuration.
+    pub faults: Faults,
+    /// Time from accepting a mutation until its task completes and the change becomes visible
+    /// (0 = applied immediately, task already done). Overridden by `Faults::task_delay_ms`.
+    pub task_delay: Duration,
+    /// Requests per second per action (0 = off); the real API allows 20. Overridden by
+    /// `Faults::rate_limit_per_action`.
+    pub rate_limit_per_action: u32,
+    /// Maximum targets per L4 listener / per L7 rule (`LimitExceeded` beyond).
+    pub backend_quota: u32,
+    /// Offset in seconds added to the system clock for signature-expiry checks and timestamps.
+    pub clock_offset_secs: i64,
+    /// Maximum accepted request body (10 MiB like the real API).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state: State::default(),
+            faults: Faults::default(),
+            task_delay: Duration::ZERO,
+            rate_limit_per_action: 20,
+            backend_quota: 200,
+            clock_offset_secs: 0,
+            max_body_bytes: 10 << 20,
+        }
+    }
+}
+
+/// Mutable emulator data behind one mutex (never held across an await).
+pub(crate) struct Inner {
+    pub world: world::World,
+    pub initial: State,
+    pub tasks: tasks::Tasks,
+    pub calls: CallLog,
+    pub engine: faults::FaultEngine,
+}
+
+/// Shared between the server tasks and the [`Emulator`] handle.
+pub(crate) struct Shared {
+    inner: Mutex<Inner>,
+    pub task_delay_ms: AtomicU64,
+    pub rate_limit: AtomicU32,
+    pub backend_quota: AtomicU32,
+    pub clock_offset: AtomicI64,
+    pub max_body: usize,
+}
+
+impl Shared {
+    /// Locks the inner data (recovering from a poisoned lock: state stays usable).
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wall clock (Unix seconds) including the configured offset.
+    pub fn now_unix(&self) -> i64 {
+        time::unix_secs(std::time::SystemTime::now()) + self.clock_offset.load(Ordering::Relaxed)
+    }
+
+    /// Locks and completes due tasks.
+    pub fn settled(&self) -> MutexGuard<'_, Inner> {
+        let wall = self.now_unix();
+        let mut g = self.lock();
+        let inner = &mut *g;
+        inner.tasks.settle(&mut inner.world, tokio::time::Instant::now(), wall);
+        g
+    }
+
+    pub fn set_state(&self, state: &State) -> Result<(), StateError> {
+        let w = world::World::from_state(state)?;
+        let mut g = self.lock();
+        g.world = w;
+        g.tasks = tasks::Tasks::default();
+        Ok(())
+    }
+
+    pub fn reset(&self, with_state: bool) {
+        let mut g = self.lock();
+        g.calls = CallLog::default();
+        let faults = g.engine.faults.clone();
+        g.engine = faults::FaultEngine::new(faults);
+        if with_state {
+            if let Ok(w) = world::World::from_state(&g.initial) {
+                g.world = w;
+            }
+            g.tasks = tasks::Tasks::default();
+        }
+    }
+}
+
+/// A running emulator. Dropping it stops the server (use [`Emulator::shutdown`] to wait for it).
+pub struct Emulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    join: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the emulator on `listen` (`127.0.0.1:0` picks a free port). Needs a tokio runtime.
+pub async fn start(listen: SocketAddr, config: Config) -> std::io::Result<Emulator> {
+    let world = world::World::from_state(&config.state)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let shared = Arc::new(Shared {
+        inner: Mutex::new(Inner {
+            world,
+            initial: config.state.clone(),
+            tasks: tasks::Tasks::default(),
+            calls: CallLog::default(),
+            engine: faults::FaultEngine::new(config.faults.clone()),
+        }),
+        task_delay_ms: AtomicU64::new(config.task_delay.as_millis() as u64),
+        rate_limit: AtomicU32::new(config.rate_limit_per_action),
+        backend_quota: AtomicU32::new(config.backend_quota),
+        clock_offset: AtomicI64::new(config.clock_offset_secs),
+        max_body: config.max_body_bytes,
+    });
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stop_rx) = watch::channel(false);
+    let join = tokio::spawn(server::serve(listener, shared.clone(), stop_rx));
+    Ok(Emulator { addr, shared, stop, join: Some(join) })
+}
+
+impl Emulator {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `127.0.0.1:PORT` (what goes into `Host` and the SDK's `HttpProfile.endpoint`).
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Current state (after completing due tasks).
+    pub fn state(&self) -> State {
+        self.shared.settled().world.to_state()
+    }
+
+    /// Replaces the state; running tasks are discarded. Panics if the state is invalid
+    /// (use [`Emulator::try_set_state`] to handle that).
+    pub fn set_state(&self, state: State) {
+        if let Err(e) = self.try_set_state(state) {
+            panic!("clb-emulator: invalid state: {e}");
+        }
+    }
+
+    /// Replaces the state; running tasks are discarded.
+    pub fn try_set_state(&self, state: State) -> Result<(), StateError> {
+        self.shared.set_state(&state)
+    }
+
+    /// Counters and request log.
+    pub fn calls(&self) -> CallLog {
+        self.shared.lock().calls.clone()
+    }
+
+    /// Replaces the fault configuration (resets the PRNG to `faults.seed` and fault counters).
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.lock().engine = faults::FaultEngine::new(faults);
+    }
+
+    /// Current fault configuration.
+    pub fn faults(&self) -> Faults {
+        self.shared.lock().engine.faults.clone()
+    }
+
+    /// Clears counters and the request log.
+    pub fn reset_calls(&self) {
+        self.shared.lock().calls = CallLog::default();
+    }
+
+    /// Clears counters, the log, fault counters, and (when `state`) restores the initial state.
+    pub fn reset(&self, state: bool) {
+        self.shared.reset(state);
+    }
+
+    /// Deletes a listener (e.g. mid-test). Returns whether it existed.
+    pub fn delete_listener(&self, lb: &str, listener: &str) -> bool {
+        self.shared.settled().world.delete_listener(lb, listener)
+    }
+
+    /// Status of a task.
+    pub fn task(&self, id: &str) -> Option<TaskInfo> {
+        self.shared.settled().tasks.info(id)
+    }
+
+    /// Sets the task delay for tasks created from now on.
+    pub fn set_task_delay(&self, d: Duration) {
+        self.shared.task_delay_ms.store(d.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Sets the per-action rate limit (0 = off).
+    pub fn set_rate_limit(&self, per_second: u32) {
+        self.shared.rate_limit.store(per_second, Ordering::Relaxed);
+    }
+
+    /// Sets the per-listener/rule backend quota.
+    pub fn set_backend_quota(&self, quota: u32) {
+        self.shared.backend_quota.store(quota, Ordering::Relaxed);
+    }
+
+    /// Shifts the emulator's clock (signature expiry, timestamps) by `secs`.
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.shared.clock_offset.store(secs, Ordering::Relaxed);
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(j) = self.join.take() {
+            let _ = j.await;
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}

@@ -33,13 +33,7 @@ pub fn utc_date(ts: i64) -> String {
 /// UTC `YYYY-MM-DD HH:MM:SS` of a Unix timestamp (format of `RegisteredTime` / `CreateTime`).
 pub fn utc_datetime(ts: i64) -> String {
     let secs = ts.rem_euclid(86_400);
-    format!(
-        "{} {:02}:{:02}:{:02}",
-        utc_date(ts),
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    format!("{} {:02}:{:02}:{:02}", utc_date(ts), secs / 3600, (secs / 60) % 60, secs % 60)
 }
 
 #[cfg(test)]

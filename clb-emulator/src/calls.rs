@@ -1,0 +1,80 @@
+//! Record of the API calls the emulator received.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One received API call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// Sequence number (0-based, since the last reset).
+    pub seq: u64,
+    /// `X-TC-Action` (empty when missing).
+    pub action: String,
+    /// Request parameters (parsed body; `null` when unparsable).
+    pub params: serde_json::Value,
+    /// `Success`, an error code, `HTTP502`, `Dropped` or `Garbage`.
+    pub code: String,
+    /// RequestId returned (also the TaskId of mutations).
+    pub request_id: String,
+    /// Whether the action is a mutating one.
+    pub mutating: bool,
+    /// Milliseconds spent handling (including injected latency).
+    pub elapsed_ms: u64,
+}
+
+/// Counters and the full request log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallLog {
+    /// Calls per action (all outcomes).
+    pub by_action: BTreeMap<String, usize>,
+    /// Calls per outcome code other than `Success`.
+    pub errors_by_code: BTreeMap<String, usize>,
+    /// Calls to mutating actions (all outcomes).
+    pub mutating_calls: usize,
+    /// Successful calls to mutating actions (a task was created).
+    pub mutating_ok: usize,
+    /// Every call, in arrival order.
+    pub records: Vec<CallRecord>,
+}
+
+impl CallLog {
+    /// Calls of `action` (any outcome).
+    pub fn count(&self, action: &str) -> usize {
+        self.by_action.get(action).copied().unwrap_or(0)
+    }
+    /// Calls to mutating actions (any outcome).
+    pub fn mutating(&self) -> usize {
+        self.mutating_calls
+    }
+    /// Successful calls to mutating actions.
+    pub fn mutating_succeeded(&self) -> usize {
+        self.mutating_ok
+    }
+    /// All calls.
+    pub fn total(&self) -> usize {
+        self.records.len()
+    }
+    /// Calls answered with `code` (e.g. `RequestLimitExceeded`, `HTTP502`).
+    pub fn errors(&self, code: &str) -> usize {
+        self.errors_by_code.get(code).copied().unwrap_or(0)
+    }
+    /// Records of `action`.
+    pub fn of(&self, action: &str) -> Vec<&CallRecord> {
+        self.records.iter().filter(|r| r.action == action).collect()
+    }
+
+    pub(crate) fn push(&mut self, mut rec: CallRecord) {
+        rec.seq = self.records.len() as u64;
+        *self.by_action.entry(rec.action.clone()).or_default() += 1;
+        if rec.code != "Success" {
+            *self.errors_by_code.entry(rec.code.clone()).or_default() += 1;
+        }
+        if rec.mutating {
+            self.mutating_calls += 1;
+            if rec.code == "Success" || rec.code == "Dropped" || rec.code == "Garbage" {
+                self.mutating_ok += 1;
+            }
+        }
+        self.records.push(rec);
+    }
+}

@@ -1,0 +1,101 @@
+//! `clb-emulator` binary: serves the emulated CLB API on a local address.
+
+use clap::Parser;
+use clb_emulator::{Config, Faults, State};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Local emulator of the Tencent Cloud CLB API 2018-03-17.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on (use 127.0.0.1:0 for a free port).
+    #[arg(long, default_value = "127.0.0.1:9080")]
+    listen: SocketAddr,
+    /// Seed state file (YAML or JSON). Empty state with the default credentials when omitted.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Fault configuration file (YAML or JSON, see README).
+    #[arg(long)]
+    faults: Option<PathBuf>,
+    /// Milliseconds until an async task completes (0 = immediately).
+    #[arg(long, default_value_t = 0)]
+    task_delay_ms: u64,
+    /// Requests per second per action (0 = off).
+    #[arg(long, default_value_t = 20)]
+    rate_limit: u32,
+    /// Added latency per API call, in ms.
+    #[arg(long)]
+    latency_ms: Option<u64>,
+    /// Seed for fault decisions.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Backend quota per L4 listener / L7 rule.
+    #[arg(long, default_value_t = 200)]
+    backend_quota: u32,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "clb_emulator=info".into()),
+        )
+        .with_target(false)
+        .init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("clb-emulator: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let state = match &args.state {
+        Some(p) => State::from_yaml_file(p)?,
+        None => State::default(),
+    };
+    let mut faults: Faults = match &args.faults {
+        Some(p) => serde_yaml::from_str(&std::fs::read_to_string(p)?)?,
+        None => Faults::default(),
+    };
+    if let Some(l) = args.latency_ms {
+        faults.latency_ms = l;
+    }
+    if let Some(s) = args.seed {
+        faults.seed = s;
+    }
+    let config = Config {
+        state,
+        faults,
+        task_delay: Duration::from_millis(args.task_delay_ms),
+        rate_limit_per_action: args.rate_limit,
+        backend_quota: args.backend_quota,
+        ..Config::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        let emu = clb_emulator::start(args.listen, config).await?;
+        let mut out = std::io::stdout();
+        writeln!(out, "clb-emulator listening on {}", emu.endpoint())?;
+        out.flush()?;
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        ctrl_c.await?;
+        emu.shutdown().await;
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
+}

@@ -1,0 +1,302 @@
+//! HTTP server: the CLB API on `POST /` and the admin API under `/_emulator/`.
+
+use crate::error::{ApiError, codes};
+use crate::faults::{ErrorKind, GarbageMode};
+use crate::{API_VERSION, Shared, actions, admin, schema, sign};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::http::request::Parts;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use ring::rand::{SecureRandom, SystemRandom};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Returned by the service to make hyper close the connection without a response.
+#[derive(Debug)]
+pub(crate) struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("response dropped by fault injection")
+    }
+}
+impl std::error::Error for DropConnection {}
+
+pub(crate) type Resp = Response<Full<Bytes>>;
+
+/// Accept loop; ends when `stop` changes or its sender is dropped.
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            acc = listener.accept() => {
+                let (stream, _) = match acc {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let shared = shared.clone();
+                let mut stop = stop.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(shared.clone(), req));
+                    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stop.changed() => {}
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// A fresh RequestId (UUID v4 format).
+pub(crate) fn new_request_id() -> String {
+    let mut b = [0u8; 16];
+    if SystemRandom::new().fill(&mut b).is_err() {
+        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        b = n.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = sign::hex(&b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+pub(crate) fn json_response(status: u16, body: Vec<u8>, content_type: &'static str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    r
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, DropConnection> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, shared.max_body).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => Err(e),
+    };
+    if parts.uri.path().starts_with("/_emulator/") || parts.uri.path() == "/_emulator" {
+        let body = body.unwrap_or_default();
+        return Ok(admin::handle(&shared, &parts, &body));
+    }
+    api(&shared, &parts, body.map_err(|_| ())).await
+}
+
+enum Outcome {
+    Ok(Value),
+    Err(ApiError),
+    Http502,
+    Drop(u64),
+    Garbage(GarbageMode, usize, Value),
+}
+
+async fn api(shared: &Arc<Shared>, parts: &Parts, body: Result<Bytes, ()>) -> Result<Resp, DropConnection> {
+    let started = std::time::Instant::now();
+    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).map(|s| s.to_string());
+    let action = header("x-tc-action").unwrap_or_default();
+    let request_id = new_request_id();
+    let body_bytes = body.as_ref().map(|b| b.as_ref()).unwrap_or_default();
+    let params: Value = serde_json::from_slice(body_bytes).unwrap_or(Value::Null);
+    let latency = shared.lock().engine.latency_ms();
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let outcome = match body {
+        Err(()) => Outcome::Err(ApiError::new(
+            codes::REQUEST_SIZE_LIMIT_EXCEEDED,
+            format!("The request body exceeds {} bytes.", shared.max_body),
+        )),
+        Ok(ref b) => process(shared, parts, b, &action, &params, &request_id),
+    };
+    let ok_body = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("RequestId".into(), Value::String(request_id.clone()));
+        }
+        serde_json::to_vec(&json!({ "Response": v })).unwrap_or_default()
+    };
+    let (code, result) = match &outcome {
+        Outcome::Ok(v) => ("Success".to_string(), Ok(json_response(200, ok_body(v), "application/json"))),
+        Outcome::Err(e) => {
+            let body = json!({"Response": {"Error": {"Code": e.code, "Message": e.message}, "RequestId": request_id}});
+            (e.code.to_string(), Ok(json_response(200, serde_json::to_vec(&body).unwrap_or_default(), "application/json")))
+        }
+        Outcome::Http502 => (
+            "HTTP502".to_string(),
+            Ok(json_response(
+                502,
+                b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>".to_vec(),
+                "text/html",
+            )),
+        ),
+        Outcome::Drop(_) => ("Dropped".to_string(), Err(DropConnection)),
+        Outcome::Garbage(mode, size, v) => {
+            let real = ok_body(v);
+            let resp = match mode {
+                GarbageMode::Huge => {
+                    let mut v = v.clone();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("RequestId".into(), Value::String(request_id.clone()));
+                        o.insert("Padding".into(), Value::String("x".repeat(*size)));
+                    }
+                    json_response(200, serde_json::to_vec(&json!({"Response": v})).unwrap_or_default(), "application/json")
+                }
+                GarbageMode::Truncated => json_response(200, real[..real.len() / 2].to_vec(), "application/json"),
+                GarbageMode::WrongShape => json_response(200, br#"{"Response": "garbage"}"#.to_vec(), "application/json"),
+                GarbageMode::Empty => json_response(200, Vec::new(), "application/json"),
+                GarbageMode::Html => json_response(200, b"<html><body>Service Unavailable</body></html>".to_vec(), "text/html"),
+            };
+            ("Garbage".to_string(), Ok(resp))
+        }
+    };
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let lb = params.get("LoadBalancerId").and_then(|v| v.as_str()).unwrap_or("-").to_string();
+    tracing::info!(target: "clb_emulator", "{} {} lb={} code={} request_id={} {}ms",
+        parts.method, if action.is_empty() { "-" } else { &action }, lb, code, request_id, elapsed_ms);
+    shared.lock().calls.push(crate::CallRecord {
+        seq: 0,
+        mutating: schema::is_mutating(&action),
+        action: action.clone(),
+        params,
+        code,
+        request_id: request_id.clone(),
+        elapsed_ms,
+    });
+    if let Outcome::Drop(hold) = outcome
+        && hold > 0
+    {
+        tokio::time::sleep(Duration::from_millis(hold)).await;
+    }
+    result
+}
+
+fn process(
+    shared: &Arc<Shared>,
+    parts: &Parts,
+    body: &Bytes,
+    action: &str,
+    params: &Value,
+    request_id: &str,
+) -> Outcome {
+    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).map(|s| s.to_string());
+    if parts.method != hyper::Method::POST || parts.uri.path() != "/" {
+        return Outcome::Err(ApiError::new(
+            codes::UNSUPPORTED_PROTOCOL,
+            "The emulator supports only POST / with a JSON body (TC3-HMAC-SHA256).",
+        ));
+    }
+    let ct = header("content-type").unwrap_or_default();
+    if !ct.to_ascii_lowercase().starts_with("application/json") {
+        return Outcome::Err(ApiError::new(
+            codes::UNSUPPORTED_PROTOCOL,
+            format!("Content-Type `{ct}` is not supported; use application/json."),
+        ));
+    }
+    let creds = shared.lock().world.effective_credentials();
+    let now = shared.now_unix();
+    let query = parts.uri.query().unwrap_or("");
+    let received = sign::Received { method: "POST", path: "/", query, header: &header, body };
+    if let Err(e) = sign::verify(&received, &creds, now) {
+        return Outcome::Err(e);
+    }
+    if action.is_empty() {
+        return Outcome::Err(ApiError::new(
+            codes::MISSING_PARAMETER,
+            "The request is missing a required parameter `Action`.",
+        ));
+    }
+    match header("x-tc-version") {
+        None => {
+            return Outcome::Err(ApiError::new(
+                codes::MISSING_PARAMETER,
+                "The request is missing a required parameter `Version`.",
+            ));
+        }
+        Some(v) if v != API_VERSION => {
+            return Outcome::Err(ApiError::new(
+                codes::NO_SUCH_VERSION,
+                format!("The API version `{v}` does not exist."),
+            ));
+        }
+        _ => {}
+    }
+    let Some(schema) = schema::action(action) else {
+        return Outcome::Err(ApiError::new(
+            codes::INVALID_ACTION,
+            format!("The action `{action}` is invalid or not supported by the emulator."),
+        ));
+    };
+    if header("x-tc-region").is_none_or(|r| r.trim().is_empty()) {
+        return Outcome::Err(ApiError::new(
+            codes::MISSING_PARAMETER,
+            "The request is missing a required parameter `Region`.",
+        ));
+    }
+    let tokio_now = tokio::time::Instant::now();
+    let mut g = shared.lock();
+    let inner = &mut *g;
+    let limit = shared.rate_limit.load(std::sync::atomic::Ordering::Relaxed);
+    if inner.engine.rate_limited(action, limit, tokio_now) {
+        return Outcome::Err(ApiError::new(
+            codes::REQUEST_LIMIT_EXCEEDED,
+            format!(
+                "Your current request times equals to `{}` in a second, which exceeds the frequency limit `{}` for a second. Please reduce the frequency of calls.",
+                limit + 1,
+                limit
+            ),
+        ));
+    }
+    match inner.engine.error(action) {
+        Some(ErrorKind::InternalError) => {
+            return Outcome::Err(ApiError::new(
+                codes::INTERNAL_ERROR,
+                "An internal error has occurred. Retry your request (injected).",
+            ));
+        }
+        Some(ErrorKind::RequestLimitExceeded) => {
+            return Outcome::Err(ApiError::new(codes::REQUEST_LIMIT_EXCEEDED, "Request limit exceeded (injected)."));
+        }
+        Some(ErrorKind::Http502) => return Outcome::Http502,
+        None => {}
+    }
+    if params.is_null() {
+        return Outcome::Err(ApiError::new(codes::FORMAT_ERROR, "The request body is not a valid JSON object."));
+    }
+    if let Err(e) = schema::validate(schema, params) {
+        return Outcome::Err(e);
+    }
+    let ctx = actions::Ctx {
+        request_id,
+        action,
+        wall: now,
+        now: tokio_now,
+        quota: shared.backend_quota.load(std::sync::atomic::Ordering::Relaxed),
+        task_delay_ms: shared.task_delay_ms.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    inner.tasks.settle(&mut inner.world, tokio_now, now);
+    match actions::run(inner, &ctx, params) {
+        Err(e) => Outcome::Err(e),
+        Ok(v) => {
+            if schema.mutating
+                && let Some(hold) = inner.engine.drop_after_apply(action)
+            {
+                return Outcome::Drop(hold);
+            }
+            match inner.engine.garbage(action) {
+                Some((mode, size)) => Outcome::Garbage(mode, size, v),
+                None => Outcome::Ok(v),
+            }
+        }
+    }
+}

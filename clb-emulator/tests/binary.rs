@@ -1,0 +1,76 @@
+//! The `clb-emulator` binary: prints its address, serves the API, logs one line per request
+//! without secrets.
+
+mod common;
+
+use serde_json::json;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn binary_starts_prints_address_and_logs() {
+    let state = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/state.yaml");
+    let t = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clb-emulator"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            state,
+            "--task-delay-ms",
+            "50",
+            "--rate-limit",
+            "0",
+            "--seed",
+            "3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn clb-emulator");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let startup = t.elapsed();
+    let endpoint = line.trim().strip_prefix("clb-emulator listening on ").expect(&line).to_string();
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+    println!("binary startup: {startup:?}");
+    assert!(startup < Duration::from_secs(1), "startup took {startup:?}");
+
+    let host = endpoint.trim_start_matches("http://").to_string();
+    let c = common::Client {
+        http: reqwest::Client::new(),
+        host,
+        secret_id: clb_emulator::DEFAULT_SECRET_ID.into(),
+        secret_key: clb_emulator::DEFAULT_SECRET_KEY.into(),
+        token: None,
+        ts_offset: 0,
+    };
+    let r = c.ok("DescribeLoadBalancers", json!({"LoadBalancerIds": ["lb-web00001"]})).await;
+    assert_eq!(r["TotalCount"], 1);
+    let r = c.ok("RegisterTargets", json!({"LoadBalancerId": "lb-web00001", "ListenerId": "lbl-tcp00080", "Targets": [{"EniIp": "10.1.1.1", "Port": 80}]})).await;
+    assert_eq!(c.wait_task(r["RequestId"].as_str().unwrap()).await["Status"], 0);
+    let st: serde_json::Value = reqwest::get(format!("{endpoint}/_emulator/state")).await.unwrap().json_or_text().await;
+    assert!(st.to_string().contains("10.1.1.1"));
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains("DescribeLoadBalancers"), "{stderr}");
+    assert!(stderr.contains("RegisterTargets"), "{stderr}");
+    assert!(!stderr.contains(clb_emulator::DEFAULT_SECRET_KEY), "secret logged");
+    assert!(!stderr.contains("TC3-HMAC-SHA256"), "Authorization logged");
+    assert!(stderr.lines().filter(|l| l.contains("code=")).count() >= 3, "{stderr}");
+}
+
+trait JsonOrText {
+    async fn json_or_text(self) -> serde_json::Value;
+}
+
+impl JsonOrText for reqwest::Response {
+    async fn json_or_text(self) -> serde_json::Value {
+        let b = self.bytes().await.unwrap();
+        serde_json::from_slice(&b).unwrap()
+    }
+}
