@@ -40,7 +40,9 @@ pub struct Pod {
 /// Why the pods of a query could not be listed. Each variant names what to check.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("deployment {namespace}/{name} not found: check `deployment:` in the rules file and the namespace")]
+    #[error(
+        "deployment {namespace}/{name} not found: check `deployment:` in the rules file and the namespace"
+    )]
     DeploymentNotFound { namespace: String, name: String },
     #[error("namespace {namespace} not found: check `namespace:` in the rules file")]
     NamespaceNotFound { namespace: String },
@@ -49,16 +51,33 @@ pub enum Error {
     )]
     Unauthorized,
     #[error(
-        "forbidden: cannot {verb} {resource} in namespace {namespace} (403); the ClusterRole bound to clbsync needs: apiGroups [\"{group}\"], resources [\"{resource}\"], verbs [\"{verb}\"]"
+        "forbidden (403): cannot {verb} {resource} in namespace {namespace}; the ClusterRole bound to clbsync needs the rule {{apiGroups: [\"{group}\"], resources: [\"{resource}\"], verbs: [\"{verb}\"]}} (the API server said: {message})"
     )]
-    Forbidden { verb: String, resource: String, group: String, namespace: String },
-    #[error("deployment {namespace}/{name} has an invalid selector: {reason}")]
-    InvalidSelector { namespace: String, name: String, reason: String },
-    #[error("timed out talking to the Kubernetes API while listing {what}: check that the API server is reachable")]
+    Forbidden {
+        verb: String,
+        resource: String,
+        group: String,
+        namespace: String,
+        message: String,
+    },
+    /// `query` is the [`PodQuery`] as displayed, e.g. `deployment shop/web`.
+    #[error("{query} has an invalid selector: {reason}")]
+    InvalidSelector { query: String, reason: String },
+    /// `what` is the request, e.g. `list pods in namespace shop with selector app=web`.
+    #[error(
+        "timed out talking to the Kubernetes API ({what}): check that the API server is reachable"
+    )]
     Timeout { what: String },
-    #[error("listing {what}: {source}")]
+    #[error("Kubernetes API request failed ({what}): {source}")]
     Api {
         what: String,
+        #[source]
+        source: ::kube::Error,
+    },
+    /// No usable client configuration: `tried` names the kubeconfig path or the sources kube-rs looked at.
+    #[error("loading the Kubernetes client configuration from {tried}: {source}")]
+    Config {
+        tried: String,
         #[source]
         source: ::kube::Error,
     },
@@ -109,10 +128,17 @@ pub fn targets_for(backend: &Backend, pods: &[Pod]) -> DesiredTargets {
                     "pod {} has no {} address ({}), skipped",
                     pod.name,
                     family_name(backend.ip_family),
-                    pod.ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    pod.ips
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             } else if state == PodState::Ready {
-                out.problems.push(format!("pod {} is ready but has no pod IP yet, skipped", pod.name));
+                out.problems.push(format!(
+                    "pod {} is ready but has no pod IP yet, skipped",
+                    pod.name
+                ));
             }
             continue;
         };
@@ -130,7 +156,12 @@ pub fn targets_for(backend: &Backend, pods: &[Pod]) -> DesiredTargets {
             },
         };
         let target = Target::new(ip, port);
-        let entry = DesiredTarget { target, weight: backend.weight, pod: pod.name.clone(), state };
+        let entry = DesiredTarget {
+            target,
+            weight: backend.weight,
+            pod: pod.name.clone(),
+            state,
+        };
         // Two pods with one IP (a reused IP while the old pod terminates): the ready one wins.
         match seen.get(&target) {
             Some(&i) => {
@@ -145,7 +176,7 @@ pub fn targets_for(backend: &Backend, pods: &[Pod]) -> DesiredTargets {
             }
         }
     }
-    out.targets.sort_by(|a, b| a.target.cmp(&b.target));
+    out.targets.sort_by_key(|t| t.target);
     out
 }
 
