@@ -68,24 +68,17 @@ impl KubeCluster {
                     Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await
                 }
                 .await
-                .map_err(|e| Error::Config {
-                    tried: tried.clone(),
-                    source: e.into(),
-                })?;
+                .map_err(|e| Error::Config { tried: tried.clone(), source: e.into() })?;
                 (config, tried)
             }
             None => {
                 let tried = match std::env::var_os("KUBECONFIG") {
-                    Some(v) => format!(
-                        "KUBECONFIG={} and the in-cluster service account",
-                        v.to_string_lossy()
-                    ),
+                    Some(v) => format!("KUBECONFIG={} and the in-cluster service account", v.to_string_lossy()),
                     None => "~/.kube/config and the in-cluster service account".to_owned(),
                 };
-                let config = Config::infer().await.map_err(|e| Error::Config {
-                    tried: tried.clone(),
-                    source: kube::Error::InferConfig(e),
-                })?;
+                let config = Config::infer()
+                    .await
+                    .map_err(|e| Error::Config { tried: tried.clone(), source: kube::Error::InferConfig(e) })?;
                 (config, tried)
             }
         };
@@ -122,46 +115,26 @@ impl KubeCluster {
 
     async fn selector_of(&self, namespace: &str, name: &str) -> Result<String, Error> {
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
-        let op = Op {
-            verb: "get",
-            resource: "deployments",
-            group: "apps",
-            namespace,
-        };
+        let op = Op { verb: "get", resource: "deployments", group: "apps", namespace };
         let what = format!("get deployment {namespace}/{name}");
         let deployment = match self.request(&what, op, api.get(name)).await {
             Ok(d) => d,
-            Err(Error::Api {
-                source: kube::Error::Api(status),
-                ..
-            }) if status.code == 404 => {
+            Err(Error::Api { source: kube::Error::Api(status), .. }) if status.code == 404 => {
                 self.check_namespace(namespace).await?;
-                return Err(Error::DeploymentNotFound {
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                });
+                return Err(Error::DeploymentNotFound { namespace: namespace.to_owned(), name: name.to_owned() });
             }
             Err(e) => return Err(e),
         };
-        let invalid = |reason: String| Error::InvalidSelector {
-            query: format!("deployment {namespace}/{name}"),
-            reason,
-        };
-        let spec = deployment
-            .spec
-            .ok_or_else(|| invalid("the deployment has no spec".to_owned()))?;
+        let invalid =
+            |reason: String| Error::InvalidSelector { query: format!("deployment {namespace}/{name}"), reason };
+        let spec = deployment.spec.ok_or_else(|| invalid("the deployment has no spec".to_owned()))?;
         label_selector_string(&spec.selector).map_err(invalid)
     }
 
     /// Lists every page of pods matching `selector` in `namespace`, restarting once on 410 Gone.
     async fn list_pods(&self, namespace: &str, selector: &str) -> Result<Vec<Pod>, Error> {
         let api: Api<K8sPod> = Api::namespaced(self.client.clone(), namespace);
-        let op = Op {
-            verb: "list",
-            resource: "pods",
-            group: "",
-            namespace,
-        };
+        let op = Op { verb: "list", resource: "pods", group: "", namespace };
         let what = format!("list pods in namespace {namespace} with selector {selector}");
         let mut restarted = false;
         'list: loop {
@@ -174,10 +147,9 @@ impl KubeCluster {
                 }
                 let page = match self.request(&what, op, api.list(&params)).await {
                     Ok(page) => page,
-                    Err(Error::Api {
-                        source: kube::Error::Api(status),
-                        ..
-                    }) if status.code == 410 && token.is_some() && !restarted => {
+                    Err(Error::Api { source: kube::Error::Api(status), .. })
+                        if status.code == 410 && token.is_some() && !restarted =>
+                    {
                         tracing::warn!(%namespace, %selector, "pod list continue token expired (410 Gone), listing again");
                         restarted = true;
                         continue 'list;
@@ -197,27 +169,12 @@ impl KubeCluster {
     /// not read namespaces.
     async fn check_namespace(&self, namespace: &str) -> Result<(), Error> {
         let api: Api<Namespace> = Api::all(self.client.clone());
-        let op = Op {
-            verb: "get",
-            resource: "namespaces",
-            group: "",
-            namespace,
-        };
-        match self
-            .request(
-                &format!("get namespace {namespace}"),
-                op,
-                api.get(namespace),
-            )
-            .await
-        {
+        let op = Op { verb: "get", resource: "namespaces", group: "", namespace };
+        match self.request(&format!("get namespace {namespace}"), op, api.get(namespace)).await {
             Ok(_) => Ok(()),
-            Err(Error::Api {
-                source: kube::Error::Api(status),
-                ..
-            }) if status.code == 404 => Err(Error::NamespaceNotFound {
-                namespace: namespace.to_owned(),
-            }),
+            Err(Error::Api { source: kube::Error::Api(status), .. }) if status.code == 404 => {
+                Err(Error::NamespaceNotFound { namespace: namespace.to_owned() })
+            }
             Err(Error::Forbidden { .. }) => {
                 tracing::debug!(%namespace, "no `get namespaces` permission, cannot tell a missing namespace from an empty one");
                 Ok(())
@@ -237,9 +194,7 @@ impl KubeCluster {
         match tokio::time::timeout(self.request_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(map_error(e, what, op)),
-            Err(_) => Err(Error::Timeout {
-                what: what.to_owned(),
-            }),
+            Err(_) => Err(Error::Timeout { what: what.to_owned() }),
         }
     }
 }
@@ -249,27 +204,14 @@ impl Cluster for KubeCluster {
         let namespace = query.namespace.as_str();
         let selector = match &query.source {
             PodSource::Deployment(name) => self.selector_of(namespace, name).await?,
-            PodSource::Selector(labels) => {
-                labels_selector_string(labels).map_err(|reason| Error::InvalidSelector {
-                    query: query.to_string(),
-                    reason,
-                })?
-            }
+            PodSource::Selector(labels) => labels_selector_string(labels)
+                .map_err(|reason| Error::InvalidSelector { query: query.to_string(), reason })?,
         };
         let cell = {
-            let mut lists = self
-                .lists
-                .lock()
-                .expect("the list cache lock is never held across a panic");
-            lists
-                .entry((namespace.to_owned(), selector.clone()))
-                .or_default()
-                .clone()
+            let mut lists = self.lists.lock().expect("the list cache lock is never held across a panic");
+            lists.entry((namespace.to_owned(), selector.clone())).or_default().clone()
         };
-        let pods = cell
-            .get_or_try_init(|| self.list_pods(namespace, &selector))
-            .await?
-            .clone();
+        let pods = cell.get_or_try_init(|| self.list_pods(namespace, &selector)).await?.clone();
         if pods.is_empty() {
             self.check_namespace(namespace).await?;
         }
@@ -288,16 +230,9 @@ fn map_error(err: kube::Error, what: &str, op: Op<'_>) -> Error {
             namespace: op.namespace.to_owned(),
             message: status.message.clone(),
         },
-        kube::Error::Api(status) if status.code == 504 => Error::Timeout {
-            what: what.to_owned(),
-        },
-        _ if is_timeout(&err) => Error::Timeout {
-            what: what.to_owned(),
-        },
-        _ => Error::Api {
-            what: what.to_owned(),
-            source: err,
-        },
+        kube::Error::Api(status) if status.code == 504 => Error::Timeout { what: what.to_owned() },
+        _ if is_timeout(&err) => Error::Timeout { what: what.to_owned() },
+        _ => Error::Api { what: what.to_owned(), source: err },
     }
 }
 
@@ -336,16 +271,10 @@ pub fn label_selector_string(selector: &LabelSelector) -> Result<String, String>
         values.dedup();
         let part = match req.operator.as_str() {
             "In" | "NotIn" if values.is_empty() => {
-                return Err(format!(
-                    "operator {} on key `{key}` needs at least one value",
-                    req.operator
-                ));
+                return Err(format!("operator {} on key `{key}` needs at least one value", req.operator));
             }
             "Exists" | "DoesNotExist" if !values.is_empty() => {
-                return Err(format!(
-                    "operator {} on key `{key}` must not have values",
-                    req.operator
-                ));
+                return Err(format!("operator {} on key `{key}` must not have values", req.operator));
             }
             "In" => format!("{key} in ({})", values.join(",")),
             "NotIn" => format!("{key} notin ({})", values.join(",")),
@@ -365,30 +294,19 @@ pub fn label_selector_string(selector: &LabelSelector) -> Result<String, String>
 
 /// Turns a rules-file label map into a selector string, refusing an empty map and characters that could
 /// change the meaning of the selector (`,`, `!`, `(`, spaces, ...).
-pub fn labels_selector_string(
-    labels: &std::collections::BTreeMap<String, String>,
-) -> Result<String, String> {
+pub fn labels_selector_string(labels: &std::collections::BTreeMap<String, String>) -> Result<String, String> {
     if labels.is_empty() {
         return Err("the selector is empty and would select every pod in the namespace".to_owned());
     }
-    let key_ok = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
-    };
-    let value_ok = |s: &str| {
-        s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-    };
+    let key_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+    let value_ok = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     let mut out = String::new();
     for (key, value) in labels {
         if !key_ok(key) {
             return Err(format!("`{key}` is not a valid label key"));
         }
         if !value_ok(value) {
-            return Err(format!(
-                "`{value}` (label `{key}`) is not a valid label value"
-            ));
+            return Err(format!("`{value}` (label `{key}`) is not a valid label value"));
         }
         if !out.is_empty() {
             out.push(',');
@@ -405,18 +323,10 @@ pub fn pod_from_k8s(pod: K8sPod) -> Pod {
     let terminating = pod.metadata.deletion_timestamp.is_some();
     let status = pod.status.unwrap_or_default();
     let phase = status.phase.unwrap_or_default();
-    let ready = status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
     let raw_ips: Vec<String> = match status.pod_ips.filter(|ips| !ips.is_empty()) {
         Some(ips) => ips.into_iter().map(|ip| ip.ip).collect(),
-        None => status
-            .pod_ip
-            .into_iter()
-            .filter(|ip| !ip.is_empty())
-            .collect(),
+        None => status.pod_ip.into_iter().filter(|ip| !ip.is_empty()).collect(),
     };
     let mut ips: Vec<IpAddr> = Vec::with_capacity(raw_ips.len());
     for raw in raw_ips {
@@ -431,8 +341,7 @@ pub fn pod_from_k8s(pod: K8sPod) -> Pod {
     let mut ports: Vec<(String, u16)> = Vec::new();
     for container in pod.spec.into_iter().flat_map(|s| s.containers) {
         for port in container.ports.into_iter().flatten() {
-            let (Some(port_name), Ok(number)) = (port.name, u16::try_from(port.container_port))
-            else {
+            let (Some(port_name), Ok(number)) = (port.name, u16::try_from(port.container_port)) else {
                 continue;
             };
             if !ports.iter().any(|(n, _)| *n == port_name) {
@@ -440,26 +349,15 @@ pub fn pod_from_k8s(pod: K8sPod) -> Pod {
             }
         }
     }
-    Pod {
-        name,
-        phase,
-        ready,
-        terminating,
-        ips,
-        ports,
-    }
+    Pod { name, phase, ready, terminating, ips, ports }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
-    use k8s_openapi::api::core::v1::{
-        Container, ContainerPort, PodCondition, PodIP, PodSpec, PodStatus,
-    };
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-        LabelSelectorRequirement, ObjectMeta, Time,
-    };
+    use k8s_openapi::api::core::v1::{Container, ContainerPort, PodCondition, PodIP, PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, ObjectMeta, Time};
     use kube::core::Status;
 
     use super::*;
@@ -477,21 +375,16 @@ mod tests {
 
     impl SelectorExt for LabelSelector {
         fn label(mut self, k: &str, v: &str) -> Self {
-            self.match_labels
-                .get_or_insert_with(BTreeMap::new)
-                .insert(k.into(), v.into());
+            self.match_labels.get_or_insert_with(BTreeMap::new).insert(k.into(), v.into());
             self
         }
         fn expr(mut self, k: &str, op: &str, values: &[&str]) -> Self {
-            let values =
-                (!values.is_empty()).then(|| values.iter().map(|v| v.to_string()).collect());
-            self.match_expressions
-                .get_or_insert_with(Vec::new)
-                .push(LabelSelectorRequirement {
-                    key: k.into(),
-                    operator: op.into(),
-                    values,
-                });
+            let values = (!values.is_empty()).then(|| values.iter().map(|v| v.to_string()).collect());
+            self.match_expressions.get_or_insert_with(Vec::new).push(LabelSelectorRequirement {
+                key: k.into(),
+                operator: op.into(),
+                values,
+            });
             self
         }
     }
@@ -500,10 +393,7 @@ mod tests {
 
     fn pod(name: &str) -> PodBuilder {
         PodBuilder(K8sPod {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
+            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
             spec: Some(PodSpec::default()),
             status: Some(PodStatus::default()),
         })
@@ -518,14 +408,11 @@ mod tests {
             self
         }
         fn condition(mut self, type_: &str, status: &str) -> Self {
-            self.status()
-                .conditions
-                .get_or_insert_with(Vec::new)
-                .push(PodCondition {
-                    type_: type_.into(),
-                    status: status.into(),
-                    ..Default::default()
-                });
+            self.status().conditions.get_or_insert_with(Vec::new).push(PodCondition {
+                type_: type_.into(),
+                status: status.into(),
+                ..Default::default()
+            });
             self
         }
         fn ready(self) -> Self {
@@ -536,8 +423,7 @@ mod tests {
             self
         }
         fn pod_ips(mut self, ips: &[&str]) -> Self {
-            self.status().pod_ips =
-                Some(ips.iter().map(|ip| PodIP { ip: ip.to_string() }).collect());
+            self.status().pod_ips = Some(ips.iter().map(|ip| PodIP { ip: ip.to_string() }).collect());
             self
         }
         fn deleting(mut self) -> Self {
@@ -547,18 +433,10 @@ mod tests {
         fn container(mut self, name: &str, ports: &[(Option<&str>, i32)]) -> Self {
             let ports = ports
                 .iter()
-                .map(|(n, p)| ContainerPort {
-                    name: n.map(Into::into),
-                    container_port: *p,
-                    ..Default::default()
-                })
+                .map(|(n, p)| ContainerPort { name: n.map(Into::into), container_port: *p, ..Default::default() })
                 .collect();
             let spec = self.0.spec.as_mut().expect("builder always sets spec");
-            spec.containers.push(Container {
-                name: name.into(),
-                ports: Some(ports),
-                ..Default::default()
-            });
+            spec.containers.push(Container { name: name.into(), ports: Some(ports), ..Default::default() });
             self
         }
         fn convert(self) -> Pod {
@@ -572,12 +450,7 @@ mod tests {
         kube::Error::Api(Box::new(status))
     }
 
-    const LIST_PODS: Op<'static> = Op {
-        verb: "list",
-        resource: "pods",
-        group: "",
-        namespace: "shop",
-    };
+    const LIST_PODS: Op<'static> = Op { verb: "list", resource: "pods", group: "", namespace: "shop" };
 
     // ---- selectors ----
 
@@ -594,20 +467,13 @@ mod tests {
             .expr("track", "NotIn", &["debug"])
             .expr("app", "Exists", &[])
             .expr("legacy", "DoesNotExist", &[]);
-        assert_eq!(
-            label_selector_string(&s).unwrap(),
-            "!legacy,app,env in (canary,prod),track notin (debug)"
-        );
+        assert_eq!(label_selector_string(&s).unwrap(), "!legacy,app,env in (canary,prod),track notin (debug)");
     }
 
     #[test]
     fn labels_and_expressions_combine_and_sort_so_equal_selectors_share_a_list() {
-        let a = selector()
-            .label("app", "web")
-            .expr("env", "In", &["b", "a"]);
-        let b = selector()
-            .expr("env", "In", &["a", "b"])
-            .label("app", "web");
+        let a = selector().label("app", "web").expr("env", "In", &["b", "a"]);
+        let b = selector().expr("env", "In", &["a", "b"]).label("app", "web");
         assert_eq!(label_selector_string(&a).unwrap(), "app=web,env in (a,b)");
         assert_eq!(label_selector_string(&a), label_selector_string(&b));
     }
@@ -627,22 +493,10 @@ mod tests {
     #[test]
     fn malformed_requirements_are_refused() {
         for (s, want) in [
-            (
-                selector().expr("env", "In", &[]),
-                "needs at least one value",
-            ),
-            (
-                selector().expr("env", "NotIn", &[]),
-                "needs at least one value",
-            ),
-            (
-                selector().expr("env", "Exists", &["x"]),
-                "must not have values",
-            ),
-            (
-                selector().expr("env", "Gt", &["1"]),
-                "unknown operator `Gt`",
-            ),
+            (selector().expr("env", "In", &[]), "needs at least one value"),
+            (selector().expr("env", "NotIn", &[]), "needs at least one value"),
+            (selector().expr("env", "Exists", &["x"]), "must not have values"),
+            (selector().expr("env", "Gt", &["1"]), "unknown operator `Gt`"),
             (selector().expr("", "Exists", &[]), "empty key"),
         ] {
             let err = label_selector_string(&s).unwrap_err();
@@ -652,30 +506,15 @@ mod tests {
 
     #[test]
     fn rules_label_maps_become_selectors_and_unsafe_characters_are_refused() {
-        let labels = |kv: &[(&str, &str)]| {
-            kv.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
+        let labels = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         assert_eq!(
-            labels_selector_string(&labels(&[
-                ("tier", "fe"),
-                ("app.kubernetes.io/name", "web")
-            ]))
-            .unwrap(),
+            labels_selector_string(&labels(&[("tier", "fe"), ("app.kubernetes.io/name", "web")])).unwrap(),
             "app.kubernetes.io/name=web,tier=fe"
         );
-        assert!(
-            labels_selector_string(&labels(&[]))
-                .unwrap_err()
-                .contains("every pod")
-        );
+        assert!(labels_selector_string(&labels(&[])).unwrap_err().contains("every pod"));
         assert!(labels_selector_string(&labels(&[("app", "web,env=prod")])).is_err());
         assert!(labels_selector_string(&labels(&[("!app", "web")])).is_err());
-        assert_eq!(
-            labels_selector_string(&labels(&[("app", "")])).unwrap(),
-            "app="
-        );
+        assert_eq!(labels_selector_string(&labels(&[("app", "")])).unwrap(), "app=");
     }
 
     // ---- pods ----
@@ -703,20 +542,8 @@ mod tests {
 
     #[test]
     fn ready_condition_must_be_true() {
-        assert!(
-            !pod("a")
-                .phase("Running")
-                .condition("Ready", "False")
-                .convert()
-                .ready
-        );
-        assert!(
-            !pod("b")
-                .phase("Running")
-                .condition("ContainersReady", "True")
-                .convert()
-                .ready
-        );
+        assert!(!pod("a").phase("Running").condition("Ready", "False").convert().ready);
+        assert!(!pod("b").phase("Running").condition("ContainersReady", "True").convert().ready);
         assert!(!pod("c").phase("Pending").convert().ready);
     }
 
@@ -728,17 +555,8 @@ mod tests {
 
     #[test]
     fn pod_ips_win_over_pod_ip_and_keep_their_order() {
-        let p = pod("a")
-            .pod_ip("10.0.0.1")
-            .pod_ips(&["10.0.0.1", "fd00::1"])
-            .convert();
-        assert_eq!(
-            p.ips,
-            vec![
-                "10.0.0.1".parse::<IpAddr>().unwrap(),
-                "fd00::1".parse().unwrap()
-            ]
-        );
+        let p = pod("a").pod_ip("10.0.0.1").pod_ips(&["10.0.0.1", "fd00::1"]).convert();
+        assert_eq!(p.ips, vec!["10.0.0.1".parse::<IpAddr>().unwrap(), "fd00::1".parse().unwrap()]);
         let p = pod("b").pod_ip("fd00::2").pod_ips(&[]).convert();
         assert_eq!(p.ips, vec!["fd00::2".parse::<IpAddr>().unwrap()]);
     }
@@ -746,24 +564,15 @@ mod tests {
     #[test]
     fn pod_without_status_has_no_ip_and_is_not_ready() {
         let p = pod_from_k8s(K8sPod {
-            metadata: ObjectMeta {
-                name: Some("x".into()),
-                ..Default::default()
-            },
+            metadata: ObjectMeta { name: Some("x".into()), ..Default::default() },
             ..Default::default()
         });
-        assert_eq!(
-            (p.phase.as_str(), p.ready, p.ips.len(), p.ports.len()),
-            ("", false, 0, 0)
-        );
+        assert_eq!((p.phase.as_str(), p.ready, p.ips.len(), p.ports.len()), ("", false, 0, 0));
     }
 
     #[test]
     fn unparsable_ips_and_out_of_range_ports_are_dropped() {
-        let p = pod("a")
-            .pod_ips(&["not-an-ip", "10.0.0.9"])
-            .container("c", &[(Some("big"), 70000)])
-            .convert();
+        let p = pod("a").pod_ips(&["not-an-ip", "10.0.0.9"]).container("c", &[(Some("big"), 70000)]).convert();
         assert_eq!(p.ips, vec!["10.0.0.9".parse::<IpAddr>().unwrap()]);
         assert!(p.ports.is_empty());
     }
@@ -772,10 +581,7 @@ mod tests {
 
     #[test]
     fn unauthorized_maps_to_unauthorized() {
-        assert!(matches!(
-            map_error(api_error(401, "Unauthorized"), "pods", LIST_PODS),
-            Error::Unauthorized
-        ));
+        assert!(matches!(map_error(api_error(401, "Unauthorized"), "pods", LIST_PODS), Error::Unauthorized));
     }
 
     #[test]
@@ -783,12 +589,9 @@ mod tests {
         let err = map_error(api_error(403, "Forbidden"), "pods", LIST_PODS);
         assert!(matches!(err, Error::Forbidden { .. }), "{err:?}");
         let msg = err.to_string();
-        for want in [
-            "cannot list pods in namespace shop",
-            "apiGroups: [\"\"]",
-            "resources: [\"pods\"]",
-            "verbs: [\"list\"]",
-        ] {
+        for want in
+            ["cannot list pods in namespace shop", "apiGroups: [\"\"]", "resources: [\"pods\"]", "verbs: [\"list\"]"]
+        {
             assert!(msg.contains(want), "{msg} should contain {want}");
         }
     }
@@ -796,10 +599,7 @@ mod tests {
     #[test]
     fn gateway_timeout_maps_to_timeout() {
         let err = map_error(api_error(504, "Timeout"), "pods in shop", LIST_PODS);
-        assert!(
-            matches!(&err, Error::Timeout { what } if what == "pods in shop"),
-            "{err:?}"
-        );
+        assert!(matches!(&err, Error::Timeout { what } if what == "pods in shop"), "{err:?}");
     }
 
     #[test]
@@ -812,10 +612,7 @@ mod tests {
     #[test]
     fn other_api_errors_keep_their_context_and_source() {
         let err = map_error(api_error(500, "InternalError"), "pods in shop", LIST_PODS);
-        assert!(
-            matches!(&err, Error::Api { what, .. } if what == "pods in shop"),
-            "{err:?}"
-        );
+        assert!(matches!(&err, Error::Api { what, .. } if what == "pods in shop"), "{err:?}");
         assert!(std::error::Error::source(&err).is_some());
     }
 }

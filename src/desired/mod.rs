@@ -40,9 +40,7 @@ pub struct Pod {
 /// Why the pods of a query could not be listed. Each variant names what to check.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(
-        "deployment {namespace}/{name} not found: check `deployment:` in the rules file and the namespace"
-    )]
+    #[error("deployment {namespace}/{name} not found: check `deployment:` in the rules file and the namespace")]
     DeploymentNotFound { namespace: String, name: String },
     #[error("namespace {namespace} not found: check `namespace:` in the rules file")]
     NamespaceNotFound { namespace: String },
@@ -53,20 +51,12 @@ pub enum Error {
     #[error(
         "forbidden (403): cannot {verb} {resource} in namespace {namespace}; the ClusterRole bound to clbsync needs the rule {{apiGroups: [\"{group}\"], resources: [\"{resource}\"], verbs: [\"{verb}\"]}} (the API server said: {message})"
     )]
-    Forbidden {
-        verb: String,
-        resource: String,
-        group: String,
-        namespace: String,
-        message: String,
-    },
+    Forbidden { verb: String, resource: String, group: String, namespace: String, message: String },
     /// `query` is the [`PodQuery`] as displayed, e.g. `deployment shop/web`.
     #[error("{query} has an invalid selector: {reason}")]
     InvalidSelector { query: String, reason: String },
     /// `what` is the request, e.g. `list pods in namespace shop with selector app=web`.
-    #[error(
-        "timed out talking to the Kubernetes API ({what}): check that the API server is reachable"
-    )]
+    #[error("timed out talking to the Kubernetes API ({what}): check that the API server is reachable")]
     Timeout { what: String },
     #[error("Kubernetes API request failed ({what}): {source}")]
     Api {
@@ -128,17 +118,10 @@ pub fn targets_for(backend: &Backend, pods: &[Pod]) -> DesiredTargets {
                     "pod {} has no {} address ({}), skipped",
                     pod.name,
                     family_name(backend.ip_family),
-                    pod.ips
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    pod.ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
                 ));
             } else if state == PodState::Ready {
-                out.problems.push(format!(
-                    "pod {} is ready but has no pod IP yet, skipped",
-                    pod.name
-                ));
+                out.problems.push(format!("pod {} is ready but has no pod IP yet, skipped", pod.name));
             }
             continue;
         };
@@ -156,12 +139,7 @@ pub fn targets_for(backend: &Backend, pods: &[Pod]) -> DesiredTargets {
             },
         };
         let target = Target::new(ip, port);
-        let entry = DesiredTarget {
-            target,
-            weight: backend.weight,
-            pod: pod.name.clone(),
-            state,
-        };
+        let entry = DesiredTarget { target, weight: backend.weight, pod: pod.name.clone(), state };
         // Two pods with one IP (a reused IP while the old pod terminates): the ready one wins.
         match seen.get(&target) {
             Some(&i) => {
