@@ -2,3 +2,5 @@
 //! CLB emulator and the test kube-apiserver on loopback.
 
 mod support;
+
+mod kube;
