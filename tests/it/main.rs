@@ -4,3 +4,4 @@
 mod support;
 
 mod kube;
+mod kube_requests;
