@@ -112,7 +112,13 @@ certs() {
   )
 }
 
-alive() { [ -f "$R/$1.pid" ] && kill -0 "$(cat "$R/$1.pid")" 2>/dev/null; }
+# The pid in run/$1.pid is alive and still runs $1 (not a reused pid).
+alive() {
+  local pid
+  [ -f "$R/$1.pid" ] || return 1
+  pid=$(cat "$R/$1.pid")
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1"
+}
 
 ready() {
   [ -f "$R/ports.env" ] || return 1
@@ -141,7 +147,7 @@ stop() {
   for n in kube-apiserver etcd; do
     [ -f "$R/$n.pid" ] || continue
     pid=$(cat "$R/$n.pid")
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$n"; then
       kill "$pid"
       for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
@@ -203,7 +209,7 @@ start() {
     --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
     --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
     --initial-cluster "test-etcd=http://127.0.0.1:$etcd_peer_port" \
-    >"$R/etcd.log" 2>&1 </dev/null &
+    >"$R/etcd.log" 2>&1 </dev/null 9>&- &
   echo $! > "$R/etcd.pid"
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null && break; sleep 0.1; done
   curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null || { stop; die "etcd did not become healthy, see $R/etcd.log"; }
@@ -221,7 +227,7 @@ start() {
     --api-audiences=https://kubernetes.default.svc.cluster.local \
     --service-cluster-ip-range=10.96.0.0/24 \
     --disable-admission-plugins=ServiceAccount \
-    >"$R/kube-apiserver.log" 2>&1 </dev/null &
+    >"$R/kube-apiserver.log" 2>&1 </dev/null 9>&- &
   echo $! > "$R/kube-apiserver.pid"
   printf 'ETCD_PORT=%s\nETCD_PEER_PORT=%s\nAPI_PORT=%s\n' "$etcd_port" "$etcd_peer_port" "$API_PORT" > "$R/ports.env"
   for _ in $(seq 1 600); do
@@ -249,6 +255,11 @@ status() {
     return 1
   fi
 }
+
+# One invocation at a time per testbed directory (parallel CI steps may all call `start`).
+mkdir -p "$K8S"
+exec 9>"$K8S/.lock"
+flock 9
 
 case "${1:-}" in
   start) start ;;
