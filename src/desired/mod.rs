@@ -51,16 +51,25 @@ pub enum Error {
     )]
     Unauthorized,
     #[error(
-        "forbidden: cannot {verb} {resource} in namespace {namespace} (403); the ClusterRole bound to clbsync needs: apiGroups [\"{group}\"], resources [\"{resource}\"], verbs [\"{verb}\"]"
+        "forbidden (403): cannot {verb} {resource} in namespace {namespace}; the ClusterRole bound to clbsync needs the rule {{apiGroups: [\"{group}\"], resources: [\"{resource}\"], verbs: [\"{verb}\"]}} (the API server said: {message})"
     )]
-    Forbidden { verb: String, resource: String, group: String, namespace: String },
-    #[error("deployment {namespace}/{name} has an invalid selector: {reason}")]
-    InvalidSelector { namespace: String, name: String, reason: String },
-    #[error("timed out talking to the Kubernetes API while listing {what}: check that the API server is reachable")]
+    Forbidden { verb: String, resource: String, group: String, namespace: String, message: String },
+    /// `query` is the [`PodQuery`] as displayed, e.g. `deployment shop/web`.
+    #[error("{query} has an invalid selector: {reason}")]
+    InvalidSelector { query: String, reason: String },
+    /// `what` is the request, e.g. `list pods in namespace shop with selector app=web`.
+    #[error("timed out talking to the Kubernetes API ({what}): check that the API server is reachable")]
     Timeout { what: String },
-    #[error("listing {what}: {source}")]
+    #[error("Kubernetes API request failed ({what}): {source}")]
     Api {
         what: String,
+        #[source]
+        source: ::kube::Error,
+    },
+    /// No usable client configuration: `tried` names the kubeconfig path or the sources kube-rs looked at.
+    #[error("loading the Kubernetes client configuration from {tried}: {source}")]
+    Config {
+        tried: String,
         #[source]
         source: ::kube::Error,
     },
@@ -147,7 +156,7 @@ pub fn targets_for(backend: &Backend, pods: &[Pod]) -> DesiredTargets {
             }
         }
     }
-    out.targets.sort_by_key(|a| a.target);
+    out.targets.sort_by_key(|t| t.target);
     out
 }
 

@@ -4,3 +4,6 @@
 mod clb_client;
 mod rules;
 mod support;
+
+mod kube;
+mod kube_requests;

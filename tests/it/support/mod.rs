@@ -1,1 +1,3 @@
 //! Shared test environment.
+
+pub mod kube;

@@ -1,0 +1,301 @@
+//! `KubeCluster` against the real test kube-apiserver (`testbed/kube-apiserver.sh start`). Each test works in
+//! namespaces of its own, so tests run in parallel.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clbsync::desired::kube::KubeCluster;
+use clbsync::desired::{Cluster, Error, PodState, list_all, targets_for};
+use clbsync::model::{DEFAULT_WEIGHT, Target};
+use clbsync::rules::{Backend, IpFamily, PodQuery, PodSource, Policy, PortRef};
+
+use crate::support::kube::{
+    SelectorExt, TestNs, admin_client, apply_yaml, kubeconfig_with_token, pod, selector, unique,
+};
+
+fn deployment(ns: &str, name: &str) -> PodQuery {
+    PodQuery { namespace: ns.into(), source: PodSource::Deployment(name.into()) }
+}
+
+fn labels(ns: &str, kv: &[(&str, &str)]) -> PodQuery {
+    let map: BTreeMap<String, String> = kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    PodQuery { namespace: ns.into(), source: PodSource::Selector(map) }
+}
+
+fn backend(pods: PodQuery, port: PortRef) -> Backend {
+    Backend { pods, port, weight: DEFAULT_WEIGHT, policy: Policy::Sync, allow_empty: false, ip_family: IpFamily::Ipv4 }
+}
+
+fn names(pods: &[clbsync::desired::Pod]) -> Vec<&str> {
+    let mut v: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+    v.sort_unstable();
+    v
+}
+
+fn target(ip: &str, port: u16) -> Target {
+    Target::new(ip.parse::<IpAddr>().unwrap(), port)
+}
+
+#[tokio::test]
+async fn deployment_match_labels_select_its_pods_only() {
+    let ns = TestNs::new("kube-labels").await;
+    let other = TestNs::new("kube-labels-other").await;
+    ns.deployment("web", selector().label("app", "web")).await;
+    ns.create(pod("web-0").label("app", "web").label("tier", "fe").ready().ip("127.0.0.10")).await;
+    ns.create(pod("web-1").label("app", "web").ready().ip("127.0.0.11")).await;
+    ns.create(pod("webby").label("app", "webby").ready().ip("127.0.0.12")).await;
+    ns.create(pod("db-0").label("app", "db").label("role", "web").ready().ip("127.0.0.13")).await;
+    other.create(pod("web-x").label("app", "web").ready().ip("127.0.0.14")).await;
+
+    let cluster = ns.cluster().await;
+    let pods = cluster.pods(&deployment(&ns.name, "web")).await.unwrap();
+    assert_eq!(names(&pods), ["web-0", "web-1"]);
+    let p = pods.iter().find(|p| p.name == "web-0").unwrap();
+    assert_eq!((p.phase.as_str(), p.ready, p.terminating), ("Running", true, false));
+    assert_eq!(p.ips, ["127.0.0.10".parse::<IpAddr>().unwrap()]);
+
+    let pods = cluster.pods(&labels(&ns.name, &[("app", "web"), ("tier", "fe")])).await.unwrap();
+    assert_eq!(names(&pods), ["web-0"]);
+}
+
+#[tokio::test]
+async fn deployment_match_expressions_use_all_four_operators() {
+    let ns = TestNs::new("kube-exprs").await;
+    ns.deployment(
+        "api",
+        selector()
+            .label("app", "api")
+            .expr("env", "In", &["prod", "canary"])
+            .expr("track", "NotIn", &["debug"])
+            .expr("version", "Exists", &[])
+            .expr("legacy", "DoesNotExist", &[]),
+    )
+    .await;
+    let base = |name: &str| pod(name).label("app", "api").label("version", "1").ready().ip("127.0.0.20");
+    ns.create(base("prod").label("env", "prod")).await;
+    ns.create(base("canary").label("env", "canary").label("track", "stable")).await;
+    ns.create(base("staging").label("env", "staging")).await;
+    ns.create(base("debug").label("env", "prod").label("track", "debug")).await;
+    ns.create(base("legacy").label("env", "prod").label("legacy", "yes")).await;
+    ns.create(pod("unversioned").label("app", "api").label("env", "prod")).await;
+
+    let pods = ns.cluster().await.pods(&deployment(&ns.name, "api")).await.unwrap();
+    assert_eq!(names(&pods), ["canary", "prod"]);
+}
+
+#[tokio::test]
+async fn more_pods_than_one_page_are_all_listed() {
+    let ns = TestNs::new("kube-paging").await;
+    ns.deployment("many", selector().label("app", "many")).await;
+    for i in 0..25 {
+        ns.create(pod(&format!("many-{i:02}")).label("app", "many").ready().ip(&format!("127.0.1.{i}"))).await;
+    }
+    ns.create(pod("noise").label("app", "few").ready().ip("127.0.2.1")).await;
+
+    let cluster = ns.cluster().await.with_page_size(4);
+    let pods = cluster.pods(&deployment(&ns.name, "many")).await.unwrap();
+    assert_eq!(pods.len(), 25);
+    let want: Vec<String> = (0..25).map(|i| format!("many-{i:02}")).collect();
+    assert_eq!(names(&pods), want.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn only_running_ready_pods_with_an_ip_become_targets_and_terminating_ones_drain() {
+    let ns = TestNs::new("kube-states").await;
+    ns.deployment("web", selector().label("app", "web")).await;
+    let web = |name: &str| pod(name).label("app", "web").port("http", 8080);
+    ns.create(web("ready").ready().ip("127.0.0.30")).await;
+    ns.create(web("not-ready").not_ready().ip("127.0.0.31")).await;
+    ns.create(web("pending")).await;
+    ns.create(web("no-ip").ready()).await;
+    ns.create(web("terminating").ready().ip("127.0.0.32").terminating()).await;
+
+    let q = deployment(&ns.name, "web");
+    let pods = ns.cluster().await.pods(&q).await.unwrap();
+    assert_eq!(names(&pods), ["no-ip", "not-ready", "pending", "ready", "terminating"]);
+    assert!(pods.iter().find(|p| p.name == "terminating").unwrap().terminating);
+
+    let out = targets_for(&backend(q, PortRef::Name("http".into())), &pods);
+    let got: Vec<_> = out.targets.iter().map(|t| (t.pod.as_str(), t.target, t.state)).collect();
+    assert_eq!(
+        got,
+        [
+            ("ready", target("127.0.0.30", 8080), PodState::Ready),
+            ("terminating", target("127.0.0.32", 8080), PodState::Terminating),
+        ]
+    );
+    assert_eq!(out.problems, ["pod no-ip is ready but has no pod IP yet, skipped"]);
+}
+
+#[tokio::test]
+async fn named_ports_resolve_per_pod_and_a_pod_without_the_port_is_a_problem() {
+    let ns = TestNs::new("kube-ports").await;
+    ns.create(pod("a").label("app", "svc").port("http", 8080).port("metrics", 9100).ready().ip("127.0.0.40")).await;
+    ns.create(pod("b").label("app", "svc").port("http", 8081).ready().ip("127.0.0.41")).await;
+    ns.create(pod("c").label("app", "svc").port("grpc", 9000).ready().ip("127.0.0.42")).await;
+
+    let q = labels(&ns.name, &[("app", "svc")]);
+    let pods = ns.cluster().await.pods(&q).await.unwrap();
+    let out = targets_for(&backend(q, PortRef::Name("http".into())), &pods);
+    let got: Vec<_> = out.targets.iter().map(|t| t.target).collect();
+    assert_eq!(got, [target("127.0.0.40", 8080), target("127.0.0.41", 8081)]);
+    assert_eq!(out.problems, ["pod c has no container port named `http`, skipped: check `port:` in the rules file"]);
+}
+
+#[tokio::test]
+async fn dual_stack_pods_give_the_address_of_the_wanted_family() {
+    let ns = TestNs::new("kube-dual").await;
+    ns.create(pod("dual").label("app", "ds").ready().ip("127.0.0.50").ip("fd00::50")).await;
+    ns.create(pod("v4").label("app", "ds").ready().ip("127.0.0.51")).await;
+
+    let q = labels(&ns.name, &[("app", "ds")]);
+    let pods = ns.cluster().await.pods(&q).await.unwrap();
+    let dual = pods.iter().find(|p| p.name == "dual").unwrap();
+    assert_eq!(dual.ips, ["127.0.0.50".parse::<IpAddr>().unwrap(), "fd00::50".parse().unwrap()]);
+
+    let mut b = backend(q, PortRef::Number(80));
+    b.ip_family = IpFamily::Ipv6;
+    let out = targets_for(&b, &pods);
+    assert_eq!(out.targets.iter().map(|t| t.target).collect::<Vec<_>>(), [target("fd00::50", 80)]);
+    assert_eq!(out.problems, ["pod v4 has no IPv6 address (127.0.0.51), skipped"]);
+}
+
+#[tokio::test]
+async fn missing_deployment_is_deployment_not_found() {
+    let ns = TestNs::new("kube-nodeploy").await;
+    let err = ns.cluster().await.pods(&deployment(&ns.name, "ghost")).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::DeploymentNotFound { namespace, name } if *namespace == ns.name && name == "ghost"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn missing_namespace_is_namespace_not_found_not_zero_pods() {
+    let ns = TestNs::new("kube-nons").await;
+    let cluster = ns.cluster().await;
+    let missing = unique("kube-missing");
+    for q in [deployment(&missing, "web"), labels(&missing, &[("app", "web")])] {
+        let err = cluster.pods(&q).await.unwrap_err();
+        assert!(matches!(&err, Error::NamespaceNotFound { namespace } if *namespace == missing), "{q}: {err:?}");
+    }
+    // An existing namespace without matching pods is a real "zero pods".
+    assert_eq!(cluster.pods(&labels(&ns.name, &[("app", "none")])).await.unwrap(), []);
+}
+
+#[tokio::test]
+async fn empty_deployment_selector_is_refused() {
+    let ns = TestNs::new("kube-emptysel").await;
+    let err = ns.cluster().await.pods(&labels(&ns.name, &[])).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidSelector { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn deployments_sharing_a_selector_and_list_all_give_the_same_pods() {
+    let ns = TestNs::new("kube-shared").await;
+    ns.deployment("blue", selector().label("app", "bg")).await;
+    ns.deployment("green", selector().label("app", "bg")).await;
+    ns.create(pod("bg-0").label("app", "bg").ready().ip("127.0.0.60")).await;
+    let cluster = ns.cluster().await;
+    let queries = [deployment(&ns.name, "blue"), deployment(&ns.name, "green"), deployment(&ns.name, "blue")];
+    let results = list_all(&cluster, queries, 4).await;
+    assert_eq!(results.len(), 2);
+    for (q, pods) in results {
+        assert_eq!(names(&pods.unwrap_or_else(|e| panic!("{q}: {e}"))), ["bg-0"]);
+    }
+}
+
+#[tokio::test]
+async fn cronjob_rbac_lets_the_service_account_read_pods_deployments_and_namespaces() {
+    let admin = admin_client().await;
+    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cronjob.yaml")).unwrap();
+    apply_yaml(&admin, &rbac).await;
+    let token = crate::support::kube::service_account_token(&admin, "clbsync", "clbsync").await;
+
+    let ns = TestNs::new("kube-rbac").await;
+    ns.deployment("web", selector().label("app", "web")).await;
+    ns.create(pod("web-0").label("app", "web").ready().ip("127.0.0.70")).await;
+
+    let kubeconfig = kubeconfig_with_token(&token);
+    let cluster = KubeCluster::connect(Some(kubeconfig.path())).await.unwrap().with_page_size(1);
+    let pods = cluster.pods(&deployment(&ns.name, "web")).await.unwrap();
+    assert_eq!(names(&pods), ["web-0"]);
+    let err = cluster.pods(&labels(&unique("kube-rbac-missing"), &[("app", "web")])).await.unwrap_err();
+    assert!(matches!(err, Error::NamespaceNotFound { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_role_without_list_pods_is_forbidden_and_the_error_names_the_missing_rule() {
+    let ns = TestNs::new("kube-forbid").await;
+    ns.deployment("web", selector().label("app", "web")).await;
+    let role = unique("clbsync-no-list");
+    let rbac = format!(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {role}}}
+rules:
+  - {{apiGroups: [""], resources: ["pods"], verbs: ["get"]}}
+  - {{apiGroups: ["apps"], resources: ["deployments"], verbs: ["get"]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: {role}, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}
+subjects: [{{kind: ServiceAccount, name: limited, namespace: {ns}}}]
+"#,
+        ns = ns.name
+    );
+    apply_yaml(&ns.client, &rbac).await;
+    let token = ns.service_account_token("limited").await;
+    let kubeconfig = kubeconfig_with_token(&token);
+    let cluster = KubeCluster::connect(Some(kubeconfig.path())).await.unwrap();
+
+    let err = cluster.pods(&deployment(&ns.name, "web")).await.unwrap_err();
+    let Error::Forbidden { verb, resource, group, namespace, message } = &err else { panic!("{err:?}") };
+    assert_eq!((verb.as_str(), resource.as_str(), group.as_str()), ("list", "pods", ""));
+    assert_eq!(namespace, &ns.name);
+    assert!(message.contains(&format!("system:serviceaccount:{}:limited", ns.name)), "{message}");
+    let text = err.to_string();
+    assert!(text.contains(&format!("cannot list pods in namespace {}", ns.name)), "{text}");
+    assert!(text.contains(r#"{apiGroups: [""], resources: ["pods"], verbs: ["list"]}"#), "{text}");
+
+    // No RoleBinding for get deployments in another namespace: the GET is forbidden, and named as such.
+    let other = TestNs::new("kube-forbid-other").await;
+    let err = cluster.pods(&deployment(&other.name, "web")).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Forbidden { verb, resource, group, .. } if verb == "get" && resource == "deployments" && group == "apps"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_unauthorized() {
+    let ns = TestNs::new("kube-401").await;
+    let kubeconfig = kubeconfig_with_token("not-a-valid-token");
+    let cluster = KubeCluster::connect(Some(kubeconfig.path())).await.unwrap();
+    let err = cluster.pods(&labels(&ns.name, &[("app", "web")])).await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_a_timeout() {
+    // Accepts connections and never answers (no TLS handshake): the request deadline must fire.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _accept = std::thread::spawn(move || {
+        let _held: Vec<_> = listener.incoming().take(4).collect();
+    });
+    let config = kube::Config::new(format!("https://127.0.0.1:{port}").parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let cluster = KubeCluster::from_client(client).with_request_timeout(Duration::from_millis(300));
+    let err = cluster.pods(&labels("default", &[("app", "web")])).await.unwrap_err();
+    assert!(matches!(&err, Error::Timeout { what } if what.contains("list pods in namespace default")), "{err:?}");
+}
+
+#[tokio::test]
+async fn connect_names_the_kubeconfig_it_could_not_load() {
+    let err = KubeCluster::connect(Some(std::path::Path::new("/nonexistent/kubeconfig"))).await.err().unwrap();
+    assert!(err.to_string().contains("kubeconfig /nonexistent/kubeconfig"), "{err}");
+}

@@ -1,0 +1,338 @@
+//! The test kube-apiserver started by `testbed/kube-apiserver.sh start`: an admin client, one fresh namespace
+//! per test, and builders for Deployments and Pods whose status is set by hand (there is no kubelet).
+//!
+//! The kubeconfig is `$CLBSYNC_TEST_KUBECONFIG`, else `target/kube-testbed/kubeconfig`. A server that is not
+//! reachable fails the test loudly: these tests are never skipped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use clbsync::desired::kube::KubeCluster;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Container, ContainerPort, Namespace, Pod, PodSpec, PodTemplateSpec, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, Config};
+use serde_json::json;
+
+/// Where the script writes the kubeconfig, unless `CLBSYNC_TEST_KUBECONFIG` says otherwise.
+pub fn kubeconfig_path() -> PathBuf {
+    match std::env::var_os("CLBSYNC_TEST_KUBECONFIG") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kube-testbed/kubeconfig"),
+    }
+}
+
+fn unreachable(why: impl std::fmt::Display) -> ! {
+    panic!(
+        "the test kube-apiserver is not reachable ({why}) with kubeconfig {}: run testbed/kube-apiserver.sh start \
+         (or set CLBSYNC_TEST_KUBECONFIG)",
+        kubeconfig_path().display()
+    )
+}
+
+/// A cluster-admin client for the test server. Panics if the server does not answer.
+pub async fn admin_client() -> Client {
+    let path = kubeconfig_path();
+    let file = Kubeconfig::read_from(&path).unwrap_or_else(|e| unreachable(e));
+    let config =
+        Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await.unwrap_or_else(|e| unreachable(e));
+    let client = Client::try_from(config).unwrap_or_else(|e| unreachable(e));
+    match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
+        Ok(Ok(_)) => client,
+        Ok(Err(e)) => unreachable(e),
+        Err(_) => unreachable("no answer within 10 s"),
+    }
+}
+
+/// A name no other test (process) uses: namespaces cannot be deleted on this server (no namespace
+/// controller), so every test gets its own.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        fastrand::u32(..).to_string().chars().take(6).collect::<String>()
+    )
+}
+
+/// One fresh namespace on the test server, with an admin client.
+pub struct TestNs {
+    pub client: Client,
+    pub name: String,
+}
+
+impl TestNs {
+    pub async fn new(prefix: &str) -> Self {
+        let client = admin_client().await;
+        let name = unique(prefix);
+        create_namespace(&client, &name).await;
+        Self { client, name }
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// A KubeCluster as cluster-admin (the kubeconfig file the script wrote, its default context).
+    pub async fn cluster(&self) -> KubeCluster {
+        KubeCluster::connect(Some(&kubeconfig_path())).await.expect("connect with the test kubeconfig")
+    }
+
+    /// Creates a Deployment with this selector; its template gets labels the selector matches (the API
+    /// server insists).
+    pub async fn deployment(&self, name: &str, selector: LabelSelector) {
+        let mut template_labels = selector.match_labels.clone().unwrap_or_default();
+        for req in selector.match_expressions.iter().flatten() {
+            match (req.operator.as_str(), req.values.as_ref().and_then(|v| v.first())) {
+                ("In", Some(v)) => template_labels.insert(req.key.clone(), v.clone()),
+                ("Exists", _) => template_labels.insert(req.key.clone(), "x".into()),
+                _ => None,
+            };
+        }
+        let d = Deployment {
+            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+            spec: Some(DeploymentSpec {
+                replicas: Some(1),
+                selector,
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta { labels: Some(template_labels), ..Default::default() }),
+                    spec: Some(PodSpec {
+                        containers: vec![Container {
+                            name: "app".into(),
+                            image: Some("x".into()),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                },
+                ..Default::default()
+            }),
+            status: None,
+        };
+        Api::<Deployment>::namespaced(self.client.clone(), &self.name)
+            .create(&PostParams::default(), &d)
+            .await
+            .unwrap_or_else(|e| panic!("create deployment {name}: {e}"));
+    }
+
+    /// Creates the pod, then sets its status like a kubelet would.
+    pub async fn create(&self, p: TestPod) {
+        let api = self.pods();
+        let name = p.name.clone();
+        api.create(&PostParams::default(), &p.pod()).await.unwrap_or_else(|e| panic!("create pod {name}: {e}"));
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(p.status()))
+            .await
+            .unwrap_or_else(|e| panic!("patch status of pod {name}: {e}"));
+        if p.terminating {
+            api.delete(&name, &DeleteParams::default()).await.unwrap_or_else(|e| panic!("delete pod {name}: {e}"));
+        }
+    }
+
+    /// Creates a ServiceAccount in this namespace and returns a token for it (TokenRequest API).
+    pub async fn service_account_token(&self, name: &str) -> String {
+        service_account_token(&self.client, &self.name, name).await
+    }
+}
+
+pub async fn create_namespace(client: &Client, name: &str) {
+    let ns = Namespace { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+}
+
+/// Creates (if missing) the ServiceAccount `namespace/name` and mints a one-hour token for it.
+pub async fn service_account_token(client: &Client, namespace: &str, name: &str) -> String {
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let sa =
+        ServiceAccount { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() };
+    match sas.create(&PostParams::default(), &sa).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("create service account {namespace}/{name}: {e}"),
+    }
+    let req = TokenRequest {
+        spec: TokenRequestSpec { audiences: vec![], expiration_seconds: Some(3600), ..Default::default() },
+        ..Default::default()
+    };
+    let resp: TokenRequest = sas
+        .create_subresource("token", name, &PostParams::default(), &req)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for {namespace}/{name}: {e}"));
+    resp.status.expect("a TokenRequest response has a status").token
+}
+
+/// Writes a kubeconfig for the test server that authenticates with `token`, for `KubeCluster::connect`.
+pub fn kubeconfig_with_token(token: &str) -> tempfile::NamedTempFile {
+    let file = Kubeconfig::read_from(kubeconfig_path()).unwrap_or_else(|e| unreachable(e));
+    let cluster = file.clusters[0].cluster.as_ref().expect("the script writes one cluster");
+    let server = cluster.server.as_deref().expect("the cluster has a server");
+    let ca = cluster.certificate_authority_data.as_deref().expect("the cluster has CA data");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    \
+         certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: t\n  \
+         context: {{cluster: test, user: u, namespace: default}}\ncurrent-context: t\n"
+    );
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(&mut f, text.as_bytes()).expect("write temp kubeconfig");
+    f
+}
+
+/// Server-side applies every document of a multi-document YAML file (idempotent, safe in parallel).
+pub async fn apply_yaml(client: &Client, yaml: &str) {
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let value: serde_yaml::Value = serde::Deserialize::deserialize(doc).expect("valid YAML document");
+        if value.is_null() {
+            continue;
+        }
+        let obj: DynamicObject = serde_yaml::from_value(value).expect("a Kubernetes object");
+        let types = obj.types.clone().expect("apiVersion and kind are set");
+        let gvk = GroupVersionKind::try_from(&types).expect("a valid apiVersion");
+        let ar = ApiResource::from_gvk(&gvk);
+        let name = obj.metadata.name.clone().expect("the object has a name");
+        let api: Api<DynamicObject> = match &obj.metadata.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
+        api.patch(&name, &PatchParams::apply("clbsync-tests").force(), &Patch::Apply(&obj))
+            .await
+            .unwrap_or_else(|e| panic!("apply {} {name}: {e}", types.kind));
+    }
+}
+
+// ---- builders ----
+
+/// `selector().label("app", "web").expr("env", "In", &["prod"])`
+pub fn selector() -> LabelSelector {
+    LabelSelector::default()
+}
+
+pub trait SelectorExt {
+    fn label(self, k: &str, v: &str) -> Self;
+    fn expr(self, k: &str, op: &str, values: &[&str]) -> Self;
+}
+
+impl SelectorExt for LabelSelector {
+    fn label(mut self, k: &str, v: &str) -> Self {
+        self.match_labels.get_or_insert_with(BTreeMap::new).insert(k.into(), v.into());
+        self
+    }
+    fn expr(mut self, k: &str, op: &str, values: &[&str]) -> Self {
+        let values = (!values.is_empty()).then(|| values.iter().map(|v| v.to_string()).collect());
+        self.match_expressions.get_or_insert_with(Vec::new).push(LabelSelectorRequirement {
+            key: k.into(),
+            operator: op.into(),
+            values,
+        });
+        self
+    }
+}
+
+/// A pod to create: `pod("web-0").label("app", "web").port("http", 8080).ready().ip("127.0.0.5")`.
+/// By default it is Pending with no IP.
+pub struct TestPod {
+    pub name: String,
+    labels: BTreeMap<String, String>,
+    ports: Vec<(String, i32)>,
+    phase: &'static str,
+    ready: bool,
+    ips: Vec<String>,
+    terminating: bool,
+}
+
+pub fn pod(name: &str) -> TestPod {
+    TestPod {
+        name: name.into(),
+        labels: BTreeMap::new(),
+        ports: Vec::new(),
+        phase: "Pending",
+        ready: false,
+        ips: Vec::new(),
+        terminating: false,
+    }
+}
+
+impl TestPod {
+    pub fn label(mut self, k: &str, v: &str) -> Self {
+        self.labels.insert(k.into(), v.into());
+        self
+    }
+    pub fn port(mut self, name: &str, number: i32) -> Self {
+        self.ports.push((name.into(), number));
+        self
+    }
+    /// Running with Ready=True.
+    pub fn ready(mut self) -> Self {
+        self.phase = "Running";
+        self.ready = true;
+        self
+    }
+    /// Running with Ready=False.
+    pub fn not_ready(mut self) -> Self {
+        self.phase = "Running";
+        self.ready = false;
+        self
+    }
+    /// Adds a pod IP (the first one is also `status.podIP`).
+    pub fn ip(mut self, ip: &str) -> Self {
+        self.ips.push(ip.into());
+        self
+    }
+    /// Deleted after creation; a finalizer keeps it around with `deletionTimestamp` set.
+    pub fn terminating(mut self) -> Self {
+        self.terminating = true;
+        self
+    }
+
+    fn pod(&self) -> Pod {
+        let ports = self
+            .ports
+            .iter()
+            .map(|(n, p)| ContainerPort { name: Some(n.clone()), container_port: *p, ..Default::default() })
+            .collect();
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                labels: Some(self.labels.clone()),
+                finalizers: self.terminating.then(|| vec!["clbsync.test/keep".into()]),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: Some("node-1".into()),
+                containers: vec![Container {
+                    name: "app".into(),
+                    image: Some("x".into()),
+                    ports: Some(ports),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let now = "2025-01-01T00:00:00Z";
+        let ready = if self.ready { "True" } else { "False" };
+        let mut status = json!({
+            "phase": self.phase,
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                {"type": "Ready", "status": ready, "lastTransitionTime": now},
+            ],
+        });
+        if let Some(first) = self.ips.first() {
+            status["podIP"] = json!(first);
+            status["podIPs"] = json!(self.ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>());
+        }
+        json!({ "status": status })
+    }
+}
