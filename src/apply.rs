@@ -3,7 +3,8 @@
 //! Per load balancer, in this order: register new targets, change weights (including drains), then deregister
 //! — so capacity never dips mid-run. Different load balancers are processed concurrently; one load balancer's
 //! calls are strictly sequential (CLB locks a load balancer while a task runs). A rule whose registrations
-//! failed keeps its old targets: its deregistrations are not attempted.
+//! failed keeps its old targets: its deregistrations are not attempted — except when the failure was the
+//! backend quota (`LimitExceeded`), where removing stale targets is what makes room for the next run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::stream::{self, StreamExt};
 
-use crate::clb::{Change, Clb, Failure};
+use crate::clb::retry::classify;
+use crate::clb::{Change, Clb, ErrorKind, Failure};
 use crate::plan::{Action, Plan, Status};
 
 /// What happened to one row of the plan.
@@ -139,7 +141,9 @@ async fn apply_lb<C: Clb>(
             let status = match outcomes.get(k) {
                 Some(Ok(())) => RowStatus::Applied,
                 Some(Err(f)) => {
-                    if stage == Action::Register {
+                    // A full backend quota is the one registration failure that removing stale targets helps:
+                    // holding them would keep the rule stuck at its quota forever.
+                    if stage == Action::Register && classify(&f.code) != ErrorKind::Quota {
                         failed_rules.insert(at.0);
                     }
                     RowStatus::Failed(f.clone())

@@ -57,10 +57,6 @@ pub struct Global {
     /// More log detail: -v debug, -vv trace.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-
-    /// Also show unchanged and unmanaged targets in the report.
-    #[arg(long, global = true)]
-    pub show_unchanged: bool,
 }
 
 /// Log line format.
@@ -119,6 +115,10 @@ pub struct RunArgs {
     /// Kubeconfig file (default: KUBECONFIG, then ~/.kube/config, then the in-cluster service account).
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
+
+    /// Also show unchanged and unmanaged targets in the report.
+    #[arg(long)]
+    pub show_unchanged: bool,
 
     /// Let rules with no ready pods remove all their targets (otherwise such rules are blocked).
     #[arg(long)]

@@ -10,20 +10,20 @@
 
 pub mod model;
 
-/// 5. Execute a plan against a load balancer, make before break.
-pub mod apply;
-/// 3. Actual state and mutations: the Tencent Cloud CLB API.
-pub mod clb;
-/// 2. Desired state: the pods behind each rule, from Kubernetes.
-pub mod desired;
-/// 4. The pure planner: desired vs actual → changes.
-pub mod plan;
-/// Wires the stages together; the only module that does both I/O and decisions.
-pub mod reconcile;
-/// 6. Render plans and apply results as a table or JSON.
-pub mod report;
 /// 1. `rules.yaml`: parse and validate what should be bound where.
 pub mod rules;
+/// 2. Desired state: the pods behind each rule, from Kubernetes.
+pub mod desired;
+/// 3. Actual state and mutations: the Tencent Cloud CLB API.
+pub mod clb;
+/// 4. The pure planner: desired vs actual → changes.
+pub mod plan;
+/// 5. Execute a plan against a load balancer, make before break.
+pub mod apply;
+/// 6. Render plans and apply results as a table or JSON.
+pub mod report;
+/// Wires the stages together; the only module that does both I/O and decisions.
+pub mod reconcile;
 
 /// Command-line definition (clap), shared by the binary and the `--help` snapshot tests.
 pub mod cli;

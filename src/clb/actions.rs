@@ -15,10 +15,7 @@ use tracing::{debug, info, warn};
 use super::batch::{self, Planned, WithWeight};
 use super::http::{ClbClient, Kind};
 use super::wire;
-use super::{
-    BoundTarget, Change, Clb, Error, Failure, Listener, ListenerRule, LoadBalancer, Outcomes,
-    TargetKind,
-};
+use super::{BoundTarget, Change, Clb, Error, Failure, Listener, ListenerRule, LoadBalancer, Outcomes, TargetKind};
 use crate::model::{Binding, Target};
 
 /// The three mutations, each with its batch action and its per-binding fallback.
@@ -56,9 +53,7 @@ impl Op {
 
 /// Codes after which a batch action is replaced by its per-binding action.
 fn batch_unsupported(code: &str) -> bool {
-    code == "UnsupportedOperation"
-        || code.starts_with("UnsupportedOperation.")
-        || code == "InvalidAction"
+    code == "UnsupportedOperation" || code.starts_with("UnsupportedOperation.") || code == "InvalidAction"
 }
 
 impl ClbClient {
@@ -74,13 +69,9 @@ impl ClbClient {
         fallback_allowed: bool,
     ) -> Option<usize> {
         for (k, call) in calls.iter().enumerate() {
-            match self
-                .call::<_, wire::BatchTargetsResponse>(action, lb, Kind::Write, &call.request)
-                .await
-            {
+            match self.call::<_, wire::BatchTargetsResponse>(action, lb, Kind::Write, &call.request).await {
                 Ok((resp, request_id)) => {
-                    self.settle(lb, &request_id, &call.changes, changes, &resp, outcomes)
-                        .await;
+                    self.settle(lb, &request_id, &call.changes, changes, &resp, outcomes).await;
                 }
                 Err(Error::Api(e)) if fallback_allowed && batch_unsupported(&e.code) => {
                     warn!(action, lb, code = %e.code, request_id = %e.request_id, "batch action refused; falling back to per-binding actions");
@@ -107,28 +98,17 @@ impl ClbClient {
         resp: &wire::BatchTargetsResponse,
         outcomes: &mut [Option<Result<(), Failure>>],
     ) {
-        let failed: HashSet<&str> = resp
-            .fail_listener_id_set
-            .iter()
-            .map(String::as_str)
-            .collect();
-        let (bad, good): (Vec<usize>, Vec<usize>) = idx
-            .iter()
-            .partition(|&&i| failed.contains(changes[i].binding.listener.as_str()));
+        let failed: HashSet<&str> = resp.fail_listener_id_set.iter().map(String::as_str).collect();
+        let (bad, good): (Vec<usize>, Vec<usize>) =
+            idx.iter().partition(|&&i| failed.contains(changes[i].binding.listener.as_str()));
         for &i in &bad {
             let message = if resp.message.is_empty() {
-                format!(
-                    "CLB reported listener {} in FailListenerIdSet",
-                    changes[i].binding.listener
-                )
+                format!("CLB reported listener {} in FailListenerIdSet", changes[i].binding.listener)
             } else {
                 resp.message.clone()
             };
-            outcomes[i] = Some(Err(Failure {
-                code: "PartialFailure".into(),
-                message,
-                request_id: Some(request_id.into()),
-            }));
+            outcomes[i] =
+                Some(Err(Failure { code: "PartialFailure".into(), message, request_id: Some(request_id.into()) }));
         }
         if good.is_empty() {
             return;
@@ -161,51 +141,27 @@ impl ClbClient {
                 idx.push(i);
             } else {
                 let message = format!("change for {} was sent with load balancer {lb}", c.binding);
-                outcomes[i] = Some(Err(Failure {
-                    code: "Refused".into(),
-                    message,
-                    request_id: None,
-                }));
+                outcomes[i] = Some(Err(Failure { code: "Refused".into(), message, request_id: None }));
             }
         }
         let action = op.batch_action();
         let rest: Option<Vec<usize>> = match op {
             Op::Weight => {
                 let calls = batch::batch_weights(lb, changes, &idx);
-                let stop = self
-                    .run_calls(lb, action, &calls, changes, &mut outcomes, true)
-                    .await;
-                stop.map(|k| {
-                    calls[k..]
-                        .iter()
-                        .flat_map(|c| c.changes.iter().copied())
-                        .collect()
-                })
+                let stop = self.run_calls(lb, action, &calls, changes, &mut outcomes, true).await;
+                stop.map(|k| calls[k..].iter().flat_map(|c| c.changes.iter().copied()).collect())
             }
             Op::Register | Op::Deregister => {
                 let calls = batch::batch_targets(lb, changes, &idx, op.weight());
-                let stop = self
-                    .run_calls(lb, action, &calls, changes, &mut outcomes, true)
-                    .await;
-                stop.map(|k| {
-                    calls[k..]
-                        .iter()
-                        .flat_map(|c| c.changes.iter().copied())
-                        .collect()
-                })
+                let stop = self.run_calls(lb, action, &calls, changes, &mut outcomes, true).await;
+                stop.map(|k| calls[k..].iter().flat_map(|c| c.changes.iter().copied()).collect())
             }
         };
         if let Some(rest) = rest {
             let single = op.single_action();
-            info!(
-                lb,
-                action = single,
-                changes = rest.len(),
-                "using per-binding actions, 20 targets per call"
-            );
+            info!(lb, action = single, changes = rest.len(), "using per-binding actions, 20 targets per call");
             let calls = batch::per_binding(lb, changes, &rest, op.weight());
-            self.run_calls(lb, single, &calls, changes, &mut outcomes, false)
-                .await;
+            self.run_calls(lb, single, &calls, changes, &mut outcomes, false).await;
         }
         outcomes
             .into_iter()
@@ -217,54 +173,31 @@ impl ClbClient {
 /// Unique ids in first-seen order.
 fn dedup(ids: &[String]) -> Vec<String> {
     let mut seen = HashSet::new();
-    ids.iter()
-        .filter(|id| seen.insert(id.as_str()))
-        .cloned()
-        .collect()
+    ids.iter().filter(|id| seen.insert(id.as_str())).cloned().collect()
 }
 
 /// A `DescribeTargets` backend as a [`BoundTarget`], or `None` (logged) when it has no usable private IP.
 fn bound_target(binding: &Binding, b: &wire::Backend) -> Option<BoundTarget> {
-    let Some(ip) = b
-        .private_ip_addresses
-        .first()
-        .and_then(|ip| ip.parse::<IpAddr>().ok())
-    else {
+    let Some(ip) = b.private_ip_addresses.first().and_then(|ip| ip.parse::<IpAddr>().ok()) else {
         warn!(%binding, instance = %b.instance_id, port = b.port, ips = ?b.private_ip_addresses, "skipping a backend without a usable private IP");
         return None;
     };
     let kind = if b.r#type.eq_ignore_ascii_case("ENI") {
         TargetKind::Ip
     } else {
-        TargetKind::Instance {
-            kind: b.r#type.clone(),
-            instance_id: b.instance_id.clone(),
-        }
+        TargetKind::Instance { kind: b.r#type.clone(), instance_id: b.instance_id.clone() }
     };
-    Some(BoundTarget {
-        binding: binding.clone(),
-        target: Target::new(ip, b.port),
-        weight: b.weight,
-        kind,
-    })
+    Some(BoundTarget { binding: binding.clone(), target: Target::new(ip, b.port), weight: b.weight, kind })
 }
 
 impl Clb for ClbClient {
     async fn load_balancers(&self, ids: &[String]) -> Result<Vec<LoadBalancer>, Error> {
         let mut out = Vec::new();
         for chunk in dedup(ids).chunks(batch::DESCRIBE_IDS_MAX) {
-            let req = wire::DescribeLoadBalancersRequest {
-                load_balancer_ids: chunk.to_vec(),
-                offset: None,
-                limit: None,
-            };
+            let req =
+                wire::DescribeLoadBalancersRequest { load_balancer_ids: chunk.to_vec(), offset: None, limit: None };
             let (resp, _) = self
-                .call::<_, wire::DescribeLoadBalancersResponse>(
-                    "DescribeLoadBalancers",
-                    "-",
-                    Kind::Read,
-                    &req,
-                )
+                .call::<_, wire::DescribeLoadBalancersResponse>("DescribeLoadBalancers", "-", Kind::Read, &req)
                 .await?;
             out.extend(resp.load_balancer_set.into_iter().map(|lb| LoadBalancer {
                 id: lb.load_balancer_id,
@@ -276,13 +209,9 @@ impl Clb for ClbClient {
     }
 
     async fn listeners(&self, lb: &str) -> Result<Vec<Listener>, Error> {
-        let req = wire::DescribeListenersRequest {
-            load_balancer_id: lb.to_string(),
-            listener_ids: Vec::new(),
-        };
-        let (resp, _) = self
-            .call::<_, wire::DescribeListenersResponse>("DescribeListeners", lb, Kind::Read, &req)
-            .await?;
+        let req = wire::DescribeListenersRequest { load_balancer_id: lb.to_string(), listener_ids: Vec::new() };
+        let (resp, _) =
+            self.call::<_, wire::DescribeListenersResponse>("DescribeListeners", lb, Kind::Read, &req).await?;
         Ok(resp
             .listeners
             .into_iter()
@@ -309,30 +238,15 @@ impl Clb for ClbClient {
         let mut out = Vec::new();
         // An empty ListenerIds would mean "every listener": never send one.
         for chunk in dedup(listener_ids).chunks(batch::DESCRIBE_IDS_MAX) {
-            let req = wire::DescribeTargetsRequest {
-                load_balancer_id: lb.to_string(),
-                listener_ids: chunk.to_vec(),
-            };
-            let (resp, _) = self
-                .call::<_, wire::DescribeTargetsResponse>("DescribeTargets", lb, Kind::Read, &req)
-                .await?;
+            let req = wire::DescribeTargetsRequest { load_balancer_id: lb.to_string(), listener_ids: chunk.to_vec() };
+            let (resp, _) =
+                self.call::<_, wire::DescribeTargetsResponse>("DescribeTargets", lb, Kind::Read, &req).await?;
             for l in resp.listeners {
-                let binding = Binding {
-                    lb: lb.to_string(),
-                    listener: l.listener_id.clone(),
-                    location: None,
-                };
+                let binding = Binding { lb: lb.to_string(), listener: l.listener_id.clone(), location: None };
                 out.extend(l.targets.iter().filter_map(|b| bound_target(&binding, b)));
                 for rule in &l.rules {
-                    let binding = Binding {
-                        location: Some(rule.location_id.clone()),
-                        ..binding.clone()
-                    };
-                    out.extend(
-                        rule.targets
-                            .iter()
-                            .filter_map(|b| bound_target(&binding, b)),
-                    );
+                    let binding = Binding { location: Some(rule.location_id.clone()), ..binding.clone() };
+                    out.extend(rule.targets.iter().filter_map(|b| bound_target(&binding, b)));
                 }
             }
         }

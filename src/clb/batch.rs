@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 
 use super::Change;
 use super::wire::{
-    BatchModifyTargetWeightRequest, BatchTarget, BatchTargetsRequest, RsWeightRule, Target,
-    TargetsRequest,
+    BatchModifyTargetWeightRequest, BatchTarget, BatchTargetsRequest, RsWeightRule, Target, TargetsRequest,
 };
 use crate::model::Binding;
 
@@ -88,12 +87,7 @@ pub fn batch_targets(
 }
 
 /// `RegisterTargets` / `DeregisterTargets` / `ModifyTargetWeight` calls: one binding each, at most 20 targets.
-pub fn per_binding(
-    lb: &str,
-    changes: &[Change],
-    idx: &[usize],
-    weight: WithWeight,
-) -> Vec<Planned<TargetsRequest>> {
+pub fn per_binding(lb: &str, changes: &[Change], idx: &[usize], weight: WithWeight) -> Vec<Planned<TargetsRequest>> {
     let mut calls = Vec::new();
     for (binding, group) in by_binding(changes, idx) {
         for chunk in group.chunks(SINGLE_TARGETS_MAX) {
@@ -113,18 +107,13 @@ pub fn per_binding(
 
 /// `BatchModifyTargetWeight` calls: one `RsWeightRule` per binding (split past 50 targets), at most 100 entries and
 /// 500 targets per call. Each target carries its own weight.
-pub fn batch_weights(
-    lb: &str,
-    changes: &[Change],
-    idx: &[usize],
-) -> Vec<Planned<BatchModifyTargetWeightRequest>> {
+pub fn batch_weights(lb: &str, changes: &[Change], idx: &[usize]) -> Vec<Planned<BatchModifyTargetWeightRequest>> {
     let mut calls: Vec<Planned<BatchModifyTargetWeightRequest>> = Vec::new();
     let mut total = 0;
     for (binding, group) in by_binding(changes, idx) {
         for entry in group.chunks(WEIGHT_RULE_TARGETS_MAX) {
             let fits = calls.last().is_some_and(|call| {
-                call.request.modify_list.len() < WEIGHT_RULES_MAX
-                    && total + entry.len() <= WEIGHT_TOTAL_MAX
+                call.request.modify_list.len() < WEIGHT_RULES_MAX && total + entry.len() <= WEIGHT_TOTAL_MAX
             });
             if !fits {
                 calls.push(Planned {
@@ -140,10 +129,7 @@ pub fn batch_weights(
             call.request.modify_list.push(RsWeightRule {
                 listener_id: binding.listener.clone(),
                 location_id: binding.location.clone(),
-                targets: entry
-                    .iter()
-                    .map(|&i| target(&changes[i], WithWeight::Yes))
-                    .collect(),
+                targets: entry.iter().map(|&i| target(&changes[i], WithWeight::Yes)).collect(),
                 weight: None,
             });
             call.changes.extend_from_slice(entry);
@@ -177,20 +163,12 @@ mod tests {
 
     #[test]
     fn batch_targets_split_at_exactly_500_and_keep_location() {
-        let changes: Vec<Change> = (0..1001)
-            .map(|n| change(n as usize % 3, Some("loc-1"), n))
-            .collect();
+        let changes: Vec<Change> = (0..1001).map(|n| change(n as usize % 3, Some("loc-1"), n)).collect();
         let calls = batch_targets("lb-1", &changes, &all(1001), WithWeight::Yes);
         let sizes: Vec<usize> = calls.iter().map(|c| c.request.targets.len()).collect();
         assert_eq!(sizes, [500, 500, 1]);
         assert_eq!(calls[2].changes, [1000]);
-        assert!(
-            calls[0]
-                .request
-                .targets
-                .iter()
-                .all(|t| t.location_id.as_deref() == Some("loc-1"))
-        );
+        assert!(calls[0].request.targets.iter().all(|t| t.location_id.as_deref() == Some("loc-1")));
         assert_eq!(calls[0].request.targets[0].weight, Some(10));
         let dereg = batch_targets("lb-1", &changes, &all(3), WithWeight::No);
         assert!(dereg[0].request.targets.iter().all(|t| t.weight.is_none()));
@@ -198,32 +176,21 @@ mod tests {
 
     #[test]
     fn per_binding_calls_hold_one_binding_and_at_most_20() {
-        let changes: Vec<Change> = (0..45)
-            .map(|n| change(0, None, n))
-            .chain((45..50).map(|n| change(1, Some("loc-9"), n)))
-            .collect();
+        let changes: Vec<Change> =
+            (0..45).map(|n| change(0, None, n)).chain((45..50).map(|n| change(1, Some("loc-9"), n))).collect();
         let calls = per_binding("lb-1", &changes, &all(50), WithWeight::No);
-        let shape: Vec<(String, usize)> = calls
-            .iter()
-            .map(|c| (c.request.listener_id.clone(), c.request.targets.len()))
-            .collect();
+        let shape: Vec<(String, usize)> =
+            calls.iter().map(|c| (c.request.listener_id.clone(), c.request.targets.len())).collect();
         assert_eq!(
             shape,
-            [
-                ("lbl-0000".into(), 20),
-                ("lbl-0000".into(), 20),
-                ("lbl-0000".into(), 5),
-                ("lbl-0001".into(), 5)
-            ]
+            [("lbl-0000".into(), 20), ("lbl-0000".into(), 20), ("lbl-0000".into(), 5), ("lbl-0001".into(), 5)]
         );
         assert_eq!(calls[3].request.location_id.as_deref(), Some("loc-9"));
     }
 
     #[test]
     fn weights_pack_100_entries_per_call() {
-        let changes: Vec<Change> = (0..120)
-            .map(|n| change(n as usize, None, n as u32))
-            .collect();
+        let changes: Vec<Change> = (0..120).map(|n| change(n as usize, None, n as u32)).collect();
         let calls = batch_weights("lb-1", &changes, &all(120));
         let entries: Vec<usize> = calls.iter().map(|c| c.request.modify_list.len()).collect();
         assert_eq!(entries, [100, 20]);
@@ -234,12 +201,7 @@ mod tests {
         let changes: Vec<Change> = (0..120).map(|n| change(0, Some("loc-1"), n)).collect();
         let calls = batch_weights("lb-1", &changes, &all(120));
         assert_eq!(calls.len(), 1);
-        let sizes: Vec<usize> = calls[0]
-            .request
-            .modify_list
-            .iter()
-            .map(|r| r.targets.len())
-            .collect();
+        let sizes: Vec<usize> = calls[0].request.modify_list.iter().map(|r| r.targets.len()).collect();
         assert_eq!(sizes, [50, 50, 20]);
         assert_eq!(calls[0].changes, all(120));
     }
@@ -247,17 +209,10 @@ mod tests {
     #[test]
     fn weights_stop_at_500_targets_per_call() {
         // 11 bindings × 50 targets: 10 entries fill 500, the 11th goes to a second call.
-        let changes: Vec<Change> = (0..550)
-            .map(|n| change(n as usize / 50, None, n as u32))
-            .collect();
+        let changes: Vec<Change> = (0..550).map(|n| change(n as usize / 50, None, n as u32)).collect();
         let calls = batch_weights("lb-1", &changes, &all(550));
         let totals: Vec<usize> = calls.iter().map(|c| c.changes.len()).collect();
         assert_eq!(totals, [500, 50]);
-        assert!(
-            calls
-                .iter()
-                .flat_map(|c| &c.request.modify_list)
-                .all(|r| r.targets.len() <= 50)
-        );
+        assert!(calls.iter().flat_map(|c| &c.request.modify_list).all(|r| r.targets.len() <= 50));
     }
 }

@@ -100,17 +100,9 @@ pub fn resolve_endpoint(endpoint: &Endpoint, region: &str) -> Result<ResolvedEnd
         Endpoint::Regional => format!("https://clb.{region}.tencentcloudapi.com"),
         Endpoint::Url(url) => url.clone(),
     };
-    let url = reqwest::Url::parse(&text)
-        .map_err(|e| Error::Config(format!("endpoint `{text}` is not a URL: {e}")))?;
-    let host = url
-        .host_str()
-        .ok_or_else(|| Error::Config(format!("endpoint `{text}` has no host")))?
-        .to_string();
-    if !url.username().is_empty()
-        || url.password().is_some()
-        || url.path() != "/"
-        || url.query().is_some()
-    {
+    let url = reqwest::Url::parse(&text).map_err(|e| Error::Config(format!("endpoint `{text}` is not a URL: {e}")))?;
+    let host = url.host_str().ok_or_else(|| Error::Config(format!("endpoint `{text}` has no host")))?.to_string();
+    if !url.username().is_empty() || url.password().is_some() || url.path() != "/" || url.query().is_some() {
         return Err(Error::Config(format!(
             "endpoint `{text}` must be scheme://host[:port] without user, path or query"
         )));
@@ -124,9 +116,7 @@ pub fn resolve_endpoint(endpoint: &Endpoint, region: &str) -> Result<ResolvedEnd
             )));
         }
         other => {
-            return Err(Error::Config(format!(
-                "endpoint `{text}`: scheme `{other}` is not http or https"
-            )));
+            return Err(Error::Config(format!("endpoint `{text}`: scheme `{other}` is not http or https")));
         }
     }
     let host = match url.port() {
@@ -138,10 +128,7 @@ pub fn resolve_endpoint(endpoint: &Endpoint, region: &str) -> Result<ResolvedEnd
 
 /// A region goes into a header and possibly a host name: lowercase letters, digits and `-` only.
 fn check_region(region: &str) -> Result<(), Error> {
-    let valid = !region.is_empty()
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let valid = !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if valid {
         Ok(())
     } else {
@@ -153,11 +140,7 @@ fn check_region(region: &str) -> Result<(), Error> {
 
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,8 +221,7 @@ impl ClbClient {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        let body =
-            serde_json::to_vec(req).expect("request bodies are plain structs and always serialise");
+        let body = serde_json::to_vec(req).expect("request bodies are plain structs and always serialise");
         let first = Instant::now();
         let mut attempt: u32 = 0;
         loop {
@@ -272,26 +254,13 @@ impl ClbClient {
                 _ => false,
             };
             let delay = retry::backoff(&self.retry, attempt - 1, fastrand::f64());
-            if !retryable
-                || attempt >= self.retry.max_attempts
-                || first.elapsed() + delay > self.retry.max_total
-            {
+            if !retryable || attempt >= self.retry.max_attempts || first.elapsed() + delay > self.retry.max_total {
                 return Err(match err {
-                    Error::Transport {
-                        action,
-                        endpoint,
-                        source,
-                    } if kind == Kind::Write && !source.is_connect() => Error::OutcomeUnknown {
-                        action,
-                        endpoint,
-                        reason: source.to_string(),
-                    },
+                    Error::Transport { action, endpoint, source } if kind == Kind::Write && !source.is_connect() => {
+                        Error::OutcomeUnknown { action, endpoint, reason: source.to_string() }
+                    }
                     // A 200 whose body cannot be read: the mutation may have been applied.
-                    Error::Decode {
-                        action,
-                        reason,
-                        excerpt,
-                    } if kind == Kind::Write => Error::OutcomeUnknown {
+                    Error::Decode { action, reason, excerpt } if kind == Kind::Write => Error::OutcomeUnknown {
                         action,
                         endpoint: self.endpoint.url.to_string(),
                         reason: format!("unreadable answer ({reason}): {excerpt}"),
@@ -310,17 +279,10 @@ impl ClbClient {
         body: &[u8],
     ) -> Result<(Resp, String), Error> {
         let endpoint = || self.endpoint.url.to_string();
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         let signable = Signable::clb_post(&self.endpoint.host, body);
-        let mut auth =
-            HeaderValue::from_str(&tc3::authorization(&signable, &self.credentials, timestamp))
-                .map_err(|_| {
-                    Error::Config(
-                        "the SecretId contains characters not allowed in an HTTP header".into(),
-                    )
-                })?;
+        let mut auth = HeaderValue::from_str(&tc3::authorization(&signable, &self.credentials, timestamp))
+            .map_err(|_| Error::Config("the SecretId contains characters not allowed in an HTTP header".into()))?;
         auth.set_sensitive(true);
         let mut request = self
             .http
@@ -334,23 +296,13 @@ impl ClbClient {
             .header("X-TC-Language", "en-US");
         if let Some(token) = &self.credentials.token {
             let mut value = HeaderValue::from_str(token.expose()).map_err(|_| {
-                Error::Config(
-                    "the session token contains characters not allowed in an HTTP header".into(),
-                )
+                Error::Config("the session token contains characters not allowed in an HTTP header".into())
             })?;
             value.set_sensitive(true);
             request = request.header("X-TC-Token", value);
         }
-        let transport = |source| Error::Transport {
-            action,
-            endpoint: endpoint(),
-            source,
-        };
-        let response = request
-            .body(body.to_vec())
-            .send()
-            .await
-            .map_err(transport)?;
+        let transport = |source| Error::Transport { action, endpoint: endpoint(), source };
+        let response = request.body(body.to_vec()).send().await.map_err(transport)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(transport)?;
         if status != reqwest::StatusCode::OK {
@@ -363,45 +315,23 @@ impl ClbClient {
         }
         match wire::parse_envelope::<Resp>(&bytes) {
             Ok(ok) => Ok(ok),
-            Err(EnvelopeError::Api {
-                code,
-                mut message,
-                request_id,
-            }) => {
+            Err(EnvelopeError::Api { code, mut message, request_id }) => {
                 if code.starts_with("AuthFailure") || code.starts_with("UnauthorizedOperation") {
-                    message = format!(
-                        "{message} (credentials were read from {})",
-                        self.credentials.source_description()
-                    );
+                    message =
+                        format!("{message} (credentials were read from {})", self.credentials.source_description());
                 }
-                Err(Error::Api(ApiError {
-                    action,
-                    code,
-                    message,
-                    request_id,
-                }))
+                Err(Error::Api(ApiError { action, code, message, request_id }))
             }
-            Err(EnvelopeError::Decode(reason)) => Err(Error::Decode {
-                action,
-                reason,
-                excerpt: excerpt(&bytes),
-            }),
+            Err(EnvelopeError::Decode(reason)) => Err(Error::Decode { action, reason, excerpt: excerpt(&bytes) }),
         }
     }
 
     /// Polls the task created by an accepted mutation.
     pub(super) async fn wait_task(&self, lb: &str, task_id: &str) -> Result<u32, Error> {
-        let request = wire::DescribeTaskStatusRequest {
-            task_id: task_id.to_string(),
-        };
+        let request = wire::DescribeTaskStatusRequest { task_id: task_id.to_string() };
         task::wait(task_id, &self.task, || async {
             let (resp, _) = self
-                .call::<_, wire::DescribeTaskStatusResponse>(
-                    "DescribeTaskStatus",
-                    lb,
-                    Kind::Read,
-                    &request,
-                )
+                .call::<_, wire::DescribeTaskStatusResponse>("DescribeTaskStatus", lb, Kind::Read, &request)
                 .await?;
             Ok(TaskStatus::from_api(resp.status, resp.message))
         })
@@ -432,34 +362,18 @@ mod tests {
         let d = resolve_endpoint(&Endpoint::Default, "ap-guangzhou").unwrap();
         assert_eq!(d.host, "clb.tencentcloudapi.com");
         let r = resolve_endpoint(&Endpoint::Regional, "ap-shanghai-fsi").unwrap();
-        assert_eq!(
-            r.url.as_str(),
-            "https://clb.ap-shanghai-fsi.tencentcloudapi.com/"
-        );
-        assert_eq!(
-            resolve("http://127.0.0.1:8080").unwrap().host,
-            "127.0.0.1:8080"
-        );
+        assert_eq!(r.url.as_str(), "https://clb.ap-shanghai-fsi.tencentcloudapi.com/");
+        assert_eq!(resolve("http://127.0.0.1:8080").unwrap().host, "127.0.0.1:8080");
         assert_eq!(resolve("http://localhost:80").unwrap().host, "localhost");
-        assert_eq!(
-            resolve("https://clb.example.com:443/").unwrap().host,
-            "clb.example.com"
-        );
-        assert_eq!(
-            resolve("https://clb.example.com:8443").unwrap().host,
-            "clb.example.com:8443"
-        );
+        assert_eq!(resolve("https://clb.example.com:443/").unwrap().host, "clb.example.com");
+        assert_eq!(resolve("https://clb.example.com:8443").unwrap().host, "clb.example.com:8443");
         assert_eq!(resolve("http://[::1]:9000").unwrap().host, "[::1]:9000");
         assert_eq!(resolve("http://127.8.9.10:1").unwrap().host, "127.8.9.10:1");
     }
 
     #[test]
     fn plain_http_is_refused_off_loopback() {
-        for url in [
-            "http://10.0.0.1:8080",
-            "http://clb.tencentcloudapi.com",
-            "http://localhost.example.com",
-        ] {
+        for url in ["http://10.0.0.1:8080", "http://clb.tencentcloudapi.com", "http://localhost.example.com"] {
             let err = resolve(url).unwrap_err();
             assert!(err.to_string().contains("TLS is required"), "{url}: {err}");
             assert_eq!(err.code(), "Config");

@@ -23,10 +23,7 @@ impl Pacer {
     /// `per_second` requests per second per action; 0 turns pacing off.
     pub fn new(per_second: u32) -> Self {
         let interval = (per_second > 0).then(|| Duration::from_secs(1) / per_second);
-        Pacer {
-            interval,
-            next: Mutex::new(HashMap::new()),
-        }
+        Pacer { interval, next: Mutex::new(HashMap::new()) }
     }
 
     /// Reserves the next send slot of `action` and returns when it starts. Returns how long it waited.
@@ -36,10 +33,7 @@ impl Pacer {
         };
         let now = Instant::now();
         let slot = {
-            let mut next = self
-                .next
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut next = self.next.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let entry = next.entry(action).or_insert(now);
             let slot = (*entry).max(now);
             *entry = slot + interval;
@@ -89,11 +83,7 @@ mod tests {
         at.sort();
         assert_eq!(*at.last().unwrap() - start, Duration::from_secs(2));
         for pair in at.windows(2) {
-            assert!(
-                pair[1] - pair[0] >= Duration::from_millis(100),
-                "{:?}",
-                pair[1] - pair[0]
-            );
+            assert!(pair[1] - pair[0] >= Duration::from_millis(100), "{:?}", pair[1] - pair[0]);
         }
     }
 

@@ -26,9 +26,7 @@ impl TaskStatus {
             0 => TaskStatus::Succeeded,
             1 => TaskStatus::Failed { message },
             2 => TaskStatus::Running,
-            other => TaskStatus::Failed {
-                message: format!("unknown task status {other}: {message}"),
-            },
+            other => TaskStatus::Failed { message: format!("unknown task status {other}: {message}") },
         }
     }
 }
@@ -71,10 +69,7 @@ where
         match poll().await? {
             TaskStatus::Succeeded => return Ok(polls),
             TaskStatus::Failed { message } => {
-                return Err(Error::TaskFailed {
-                    task_id: task_id.to_string(),
-                    message,
-                });
+                return Err(Error::TaskFailed { task_id: task_id.to_string(), message });
             }
             TaskStatus::Running if Instant::now() >= deadline => {
                 return Err(Error::TaskTimeout {
@@ -92,32 +87,21 @@ mod tests {
     use super::*;
     use std::cell::RefCell;
 
-    fn script(
-        statuses: Vec<TaskStatus>,
-    ) -> impl FnMut() -> std::future::Ready<Result<TaskStatus, Error>> {
+    fn script(statuses: Vec<TaskStatus>) -> impl FnMut() -> std::future::Ready<Result<TaskStatus, Error>> {
         let queue = RefCell::new(statuses.into_iter());
         move || std::future::ready(Ok(queue.borrow_mut().next().unwrap_or(TaskStatus::Running)))
     }
 
     #[tokio::test(start_paused = true)]
     async fn running_then_done_succeeds() {
-        let polls = wait(
-            "t-1",
-            &TaskPolicy::default(),
-            script(vec![TaskStatus::Running, TaskStatus::Succeeded]),
-        )
-        .await;
+        let polls = wait("t-1", &TaskPolicy::default(), script(vec![TaskStatus::Running, TaskStatus::Succeeded])).await;
         assert_eq!(polls.unwrap(), 2);
     }
 
     #[tokio::test(start_paused = true)]
     async fn failed_task_carries_its_message() {
-        let failed = TaskStatus::Failed {
-            message: "IP not found".into(),
-        };
-        let err = wait("t-2", &TaskPolicy::default(), script(vec![failed]))
-            .await
-            .unwrap_err();
+        let failed = TaskStatus::Failed { message: "IP not found".into() };
+        let err = wait("t-2", &TaskPolicy::default(), script(vec![failed])).await.unwrap_err();
         assert!(
             matches!(&err, Error::TaskFailed { task_id, message } if task_id == "t-2" && message == "IP not found")
         );
@@ -126,22 +110,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn never_finishing_task_times_out_at_the_deadline() {
-        let policy = TaskPolicy {
-            timeout: Duration::from_secs(10),
-            ..TaskPolicy::default()
-        };
+        let policy = TaskPolicy { timeout: Duration::from_secs(10), ..TaskPolicy::default() };
         let start = Instant::now();
         let err = wait("t-3", &policy, script(vec![])).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::TaskTimeout {
-                    waited_secs: 10,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, Error::TaskTimeout { waited_secs: 10, .. }), "{err:?}");
         assert_eq!(start.elapsed(), Duration::from_secs(10));
     }
 
@@ -149,10 +121,7 @@ mod tests {
     async fn interval_grows_to_two_seconds() {
         let mut at = Vec::new();
         let start = Instant::now();
-        let policy = TaskPolicy {
-            timeout: Duration::from_secs(30),
-            ..TaskPolicy::default()
-        };
+        let policy = TaskPolicy { timeout: Duration::from_secs(30), ..TaskPolicy::default() };
         let _ = wait("t-4", &policy, || {
             at.push(start.elapsed());
             std::future::ready(Ok(TaskStatus::Running))
@@ -161,19 +130,13 @@ mod tests {
         let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
         assert_eq!(at[0], Duration::from_millis(250));
         // The last gap is cut short by the deadline.
-        assert!(
-            gaps[..gaps.len() - 1].windows(2).all(|g| g[1] >= g[0]),
-            "{gaps:?}"
-        );
+        assert!(gaps[..gaps.len() - 1].windows(2).all(|g| g[1] >= g[0]), "{gaps:?}");
         assert_eq!(gaps[gaps.len() - 2], Duration::from_secs(2));
     }
 
     #[test]
     fn unknown_status_is_a_failure() {
-        assert!(matches!(
-            TaskStatus::from_api(7, String::new()),
-            TaskStatus::Failed { .. }
-        ));
+        assert!(matches!(TaskStatus::from_api(7, String::new()), TaskStatus::Failed { .. }));
         assert_eq!(TaskStatus::from_api(2, String::new()), TaskStatus::Running);
     }
 }

@@ -97,23 +97,14 @@ pub enum CredentialsError {
     #[error("no Tencent Cloud credentials: read {}, all unset or empty; set a SecretId/SecretKey pair", .read.join(", "))]
     Missing { read: Vec<&'static str> },
     #[error("{set} is set but {missing} is not: set both, or neither")]
-    Incomplete {
-        set: &'static str,
-        missing: &'static str,
-    },
-    #[error(
-        "{var} has leading or trailing whitespace (often a trailing newline from `echo` into a secret): remove it"
-    )]
+    Incomplete { set: &'static str, missing: &'static str },
+    #[error("{var} has leading or trailing whitespace (often a trailing newline from `echo` into a secret): remove it")]
     Whitespace { var: &'static str },
 }
 
 impl Credentials {
     /// Credentials given directly (tests, or a caller with its own source). `source` says `explicit`.
-    pub fn new(
-        secret_id: impl Into<String>,
-        secret_key: impl Into<String>,
-        token: Option<String>,
-    ) -> Self {
+    pub fn new(secret_id: impl Into<String>, secret_key: impl Into<String>, token: Option<String>) -> Self {
         Credentials {
             secret_id: secret_id.into(),
             secret_key: SecretKey::new(secret_key),
@@ -127,20 +118,12 @@ impl Credentials {
     /// `TENCENTCLOUD_SECRET_KEY` with the optional `TENCENTCLOUD_SESSION_TOKEN`. The token belongs to the SDK pair
     /// only, so a temporary token is never paired with a long-term key. Empty values count as unset; a pair is
     /// never mixed across the two naming schemes; values with surrounding whitespace are refused, not trimmed.
-    pub fn from_lookup(
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Credentials, CredentialsError> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Credentials, CredentialsError> {
         let get = |name: &'static str| lookup(name).filter(|v| !v.is_empty());
         let pair = |id_var: &'static str, key_var: &'static str| match (get(id_var), get(key_var)) {
             (Some(id), Some(key)) => Ok(Some((id, key))),
-            (Some(_), None) => Err(CredentialsError::Incomplete {
-                set: id_var,
-                missing: key_var,
-            }),
-            (None, Some(_)) => Err(CredentialsError::Incomplete {
-                set: key_var,
-                missing: id_var,
-            }),
+            (Some(_), None) => Err(CredentialsError::Incomplete { set: id_var, missing: key_var }),
+            (None, Some(_)) => Err(CredentialsError::Incomplete { set: key_var, missing: id_var }),
             (None, None) => Ok(None),
         };
         let (id, key, token, source) = if let Some((id, key)) = pair(CLBSYNC_ID, CLBSYNC_KEY)? {
@@ -158,16 +141,9 @@ impl Credentials {
             }
             (id, key, token, source)
         } else {
-            return Err(CredentialsError::Missing {
-                read: vec![CLBSYNC_ID, CLBSYNC_KEY, SDK_ID, SDK_KEY],
-            });
+            return Err(CredentialsError::Missing { read: vec![CLBSYNC_ID, CLBSYNC_KEY, SDK_ID, SDK_KEY] });
         };
-        Ok(Credentials {
-            secret_id: id,
-            secret_key: SecretKey::new(key),
-            token: token.map(SessionToken::new),
-            source,
-        })
+        Ok(Credentials { secret_id: id, secret_key: SecretKey::new(key), token: token.map(SessionToken::new), source })
     }
 
     /// [`Credentials::from_lookup`] over the process environment (a non-UTF-8 value counts as unset).
@@ -235,18 +211,14 @@ fn sha256_hex(data: &[u8]) -> String {
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data);
-    tag.as_ref()
-        .try_into()
-        .expect("HMAC-SHA256 tags are 32 bytes")
+    tag.as_ref().try_into().expect("HMAC-SHA256 tags are 32 bytes")
 }
 
 /// The UTC calendar date of `timestamp`, `YYYY-MM-DD` (never local time).
 pub fn utc_date(timestamp: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp(timestamp)
-        .expect("a clock reading lies within years ±9999");
+    let at = time::OffsetDateTime::from_unix_timestamp(timestamp).expect("a clock reading lies within years ±9999");
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    at.format(&format)
-        .expect("formatting a date into a String cannot fail")
+    at.format(&format).expect("formatting a date into a String cannot fail")
 }
 
 /// Step 2: lowercase hex SHA-256 of the exact body bytes.
@@ -275,10 +247,7 @@ pub fn credential_scope(date: &str, service: &str) -> String {
 
 /// Step 5: the string to sign.
 pub fn string_to_sign(timestamp: i64, scope: &str, canonical_request: &str) -> String {
-    format!(
-        "{ALGORITHM}\n{timestamp}\n{scope}\n{}",
-        sha256_hex(canonical_request.as_bytes())
-    )
+    format!("{ALGORITHM}\n{timestamp}\n{scope}\n{}", sha256_hex(canonical_request.as_bytes()))
 }
 
 /// The derived keys `k_date`, `k_service` and `k_signing` of step 6.
@@ -297,17 +266,10 @@ impl fmt::Debug for KeyChain {
 
 /// Step 6: `HMAC("TC3" + key, date)` → `HMAC(·, service)` → `HMAC(·, "tc3_request")`.
 pub fn key_chain(secret_key: &SecretKey, date: &str, service: &str) -> KeyChain {
-    let k_date = hmac_sha256(
-        format!("TC3{}", secret_key.expose()).as_bytes(),
-        date.as_bytes(),
-    );
+    let k_date = hmac_sha256(format!("TC3{}", secret_key.expose()).as_bytes(), date.as_bytes());
     let k_service = hmac_sha256(&k_date, service.as_bytes());
     let k_signing = hmac_sha256(&k_service, b"tc3_request");
-    KeyChain {
-        k_date,
-        k_service,
-        k_signing,
-    }
+    KeyChain { k_date, k_service, k_signing }
 }
 
 /// Step 7: lowercase hex `HMAC(k_signing, string_to_sign)`.
@@ -317,9 +279,7 @@ pub fn signature(k_signing: &[u8; 32], string_to_sign: &str) -> String {
 
 /// Step 8: the `Authorization` header value.
 pub fn authorization_header(secret_id: &str, scope: &str, signature: &str) -> String {
-    format!(
-        "{ALGORITHM} Credential={secret_id}/{scope}, SignedHeaders={SIGNED_HEADERS}, Signature={signature}"
-    )
+    format!("{ALGORITHM} Credential={secret_id}/{scope}, SignedHeaders={SIGNED_HEADERS}, Signature={signature}")
 }
 
 /// All steps: the `Authorization` header for `req` signed at `timestamp` (Unix seconds, sent as `X-TC-Timestamp`).
@@ -336,31 +296,19 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    const VECTORS: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/tc3-vectors.json"
-    );
+    const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/tc3-vectors.json");
 
     fn vectors() -> Vec<Value> {
         let text = std::fs::read_to_string(VECTORS)
             .unwrap_or_else(|e| panic!("cannot read the TC3 signing vectors at {VECTORS}: {e}"));
         let parsed: Value = serde_json::from_str(&text).expect("tc3-vectors.json is a JSON array");
-        let list = parsed
-            .as_array()
-            .expect("tc3-vectors.json is a JSON array")
-            .clone();
-        assert!(
-            list.len() >= 7,
-            "expected at least 7 vectors in {VECTORS}, got {}",
-            list.len()
-        );
+        let list = parsed.as_array().expect("tc3-vectors.json is a JSON array").clone();
+        assert!(list.len() >= 7, "expected at least 7 vectors in {VECTORS}, got {}", list.len());
         list
     }
 
     fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-        v[key]
-            .as_str()
-            .unwrap_or_else(|| panic!("vector field {key} is not a string"))
+        v[key].as_str().unwrap_or_else(|| panic!("vector field {key} is not a string"))
     }
 
     #[test]
@@ -378,23 +326,11 @@ mod tests {
                 host: s(i, "host"),
                 payload: s(i, "payload").as_bytes(),
             };
-            let creds = Credentials::new(
-                s(i, "secret_id"),
-                s(i, "secret_key"),
-                i["token"].as_str().map(String::from),
-            );
+            let creds = Credentials::new(s(i, "secret_id"), s(i, "secret_key"), i["token"].as_str().map(String::from));
 
-            assert_eq!(
-                hashed_payload(req.payload),
-                s(e, "hashed_payload"),
-                "{name}: hashed payload"
-            );
+            assert_eq!(hashed_payload(req.payload), s(e, "hashed_payload"), "{name}: hashed payload");
             let canonical = canonical_request(&req);
-            assert_eq!(
-                canonical,
-                s(e, "canonical_request"),
-                "{name}: canonical request"
-            );
+            assert_eq!(canonical, s(e, "canonical_request"), "{name}: canonical request");
             let date = utc_date(ts);
             assert_eq!(date, s(e, "date"), "{name}: date");
             let scope = credential_scope(&date, req.service);
@@ -403,33 +339,13 @@ mod tests {
             assert_eq!(sts, s(e, "string_to_sign"), "{name}: string to sign");
             let keys = key_chain(&creds.secret_key, &date, req.service);
             assert_eq!(hex(&keys.k_date), s(e, "secret_date_hex"), "{name}: k_date");
-            assert_eq!(
-                hex(&keys.k_service),
-                s(e, "secret_service_hex"),
-                "{name}: k_service"
-            );
-            assert_eq!(
-                hex(&keys.k_signing),
-                s(e, "secret_signing_hex"),
-                "{name}: k_signing"
-            );
+            assert_eq!(hex(&keys.k_service), s(e, "secret_service_hex"), "{name}: k_service");
+            assert_eq!(hex(&keys.k_signing), s(e, "secret_signing_hex"), "{name}: k_signing");
             let sig = signature(&keys.k_signing, &sts);
             assert_eq!(sig, s(e, "signature"), "{name}: signature");
-            assert_eq!(
-                authorization_header(&creds.secret_id, &scope, &sig),
-                s(e, "authorization"),
-                "{name}: header"
-            );
-            assert_eq!(
-                authorization(&req, &creds, ts),
-                s(e, "authorization"),
-                "{name}: one-call authorization"
-            );
-            assert_eq!(
-                s(&e["headers"], "Authorization"),
-                s(e, "authorization"),
-                "{name}: header set"
-            );
+            assert_eq!(authorization_header(&creds.secret_id, &scope, &sig), s(e, "authorization"), "{name}: header");
+            assert_eq!(authorization(&req, &creds, ts), s(e, "authorization"), "{name}: one-call authorization");
+            assert_eq!(s(&e["headers"], "Authorization"), s(e, "authorization"), "{name}: header set");
         }
     }
 
@@ -445,21 +361,12 @@ mod tests {
         let c = Credentials::new("AKIDid", "topsecretkey", Some("sessiontok".into()));
         let shown = format!("{c:?}");
         assert!(shown.contains("AKIDid"));
-        assert!(
-            !shown.contains("topsecretkey") && !shown.contains("sessiontok"),
-            "{shown}"
-        );
-        assert_eq!(
-            format!("{:?}", key_chain(&c.secret_key, "2019-02-25", "clb")),
-            "KeyChain(<redacted>)"
-        );
+        assert!(!shown.contains("topsecretkey") && !shown.contains("sessiontok"), "{shown}");
+        assert_eq!(format!("{:?}", key_chain(&c.secret_key, "2019-02-25", "clb")), "KeyChain(<redacted>)");
     }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name| map.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
 
@@ -476,29 +383,16 @@ mod tests {
         assert_eq!(c.secret_id, "id1");
         assert_eq!(c.secret_key, SecretKey::new("key1"));
         assert!(c.token.is_none());
-        assert_eq!(
-            c.source_description(),
-            "CLOUD_TENCENT_SECRET_ID/CLOUD_TENCENT_SECRET_KEY"
-        );
+        assert_eq!(c.source_description(), "CLOUD_TENCENT_SECRET_ID/CLOUD_TENCENT_SECRET_KEY");
     }
 
     #[test]
     fn sdk_names_are_the_fallback_with_token() {
-        let c = Credentials::from_lookup(env(&[
-            (SDK_ID, "id2"),
-            (SDK_KEY, "key2"),
-            (SDK_TOKEN, "tok"),
-        ]))
-        .unwrap();
+        let c = Credentials::from_lookup(env(&[(SDK_ID, "id2"), (SDK_KEY, "key2"), (SDK_TOKEN, "tok")])).unwrap();
         assert_eq!(c.secret_id, "id2");
         assert_eq!(c.token.as_ref().map(SessionToken::expose), Some("tok"));
-        assert_eq!(
-            c.source_description(),
-            "TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY/TENCENTCLOUD_SESSION_TOKEN"
-        );
-        let c =
-            Credentials::from_lookup(env(&[(CLBSYNC_ID, ""), (SDK_ID, "id2"), (SDK_KEY, "key2")]))
-                .unwrap();
+        assert_eq!(c.source_description(), "TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY/TENCENTCLOUD_SESSION_TOKEN");
+        let c = Credentials::from_lookup(env(&[(CLBSYNC_ID, ""), (SDK_ID, "id2"), (SDK_KEY, "key2")])).unwrap();
         assert_eq!(c.source, vec![SDK_ID, SDK_KEY]);
     }
 
@@ -513,28 +407,16 @@ mod tests {
 
     #[test]
     fn half_a_pair_is_an_error_not_a_fallback() {
-        let err = Credentials::from_lookup(env(&[
-            (CLBSYNC_ID, "id1"),
-            (SDK_ID, "id2"),
-            (SDK_KEY, "key2"),
-        ]));
-        assert_eq!(
-            err.unwrap_err(),
-            CredentialsError::Incomplete {
-                set: CLBSYNC_ID,
-                missing: CLBSYNC_KEY
-            }
-        );
+        let err = Credentials::from_lookup(env(&[(CLBSYNC_ID, "id1"), (SDK_ID, "id2"), (SDK_KEY, "key2")]));
+        assert_eq!(err.unwrap_err(), CredentialsError::Incomplete { set: CLBSYNC_ID, missing: CLBSYNC_KEY });
     }
 
     #[test]
     fn whitespace_in_a_key_is_refused_without_echoing_it() {
-        let err = Credentials::from_lookup(env(&[(SDK_ID, "id2"), (SDK_KEY, "secretvalue\n")]))
-            .unwrap_err();
+        let err = Credentials::from_lookup(env(&[(SDK_ID, "id2"), (SDK_KEY, "secretvalue\n")])).unwrap_err();
         assert_eq!(err, CredentialsError::Whitespace { var: SDK_KEY });
         assert!(!err.to_string().contains("secretvalue"));
-        let err =
-            Credentials::from_lookup(env(&[(CLBSYNC_ID, " id"), (CLBSYNC_KEY, "k")])).unwrap_err();
+        let err = Credentials::from_lookup(env(&[(CLBSYNC_ID, " id"), (CLBSYNC_KEY, "k")])).unwrap_err();
         assert_eq!(err, CredentialsError::Whitespace { var: CLBSYNC_ID });
     }
 }

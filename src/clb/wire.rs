@@ -157,29 +157,19 @@ struct Envelope<T> {
 #[derive(Debug)]
 pub enum EnvelopeError {
     /// `Response.Error` was present: the API refused the call.
-    Api {
-        code: String,
-        message: String,
-        request_id: String,
-    },
+    Api { code: String, message: String, request_id: String },
     /// Not JSON, no `Response`, or fields of the wrong type.
     Decode(String),
 }
 
 /// Parses `{"Response": {...}}`: the action's fields and the `RequestId`, or the API's error.
 pub fn parse_envelope<T: DeserializeOwned>(body: &[u8]) -> Result<(T, String), EnvelopeError> {
-    let common: Envelope<Common> =
-        serde_json::from_slice(body).map_err(|e| EnvelopeError::Decode(e.to_string()))?;
+    let common: Envelope<Common> = serde_json::from_slice(body).map_err(|e| EnvelopeError::Decode(e.to_string()))?;
     let request_id = common.response.request_id.unwrap_or_default();
     if let Some(err) = common.response.error {
-        return Err(EnvelopeError::Api {
-            code: err.code,
-            message: err.message,
-            request_id,
-        });
+        return Err(EnvelopeError::Api { code: err.code, message: err.message, request_id });
     }
-    let typed: Envelope<T> =
-        serde_json::from_slice(body).map_err(|e| EnvelopeError::Decode(e.to_string()))?;
+    let typed: Envelope<T> = serde_json::from_slice(body).map_err(|e| EnvelopeError::Decode(e.to_string()))?;
     Ok((typed.response, request_id))
 }
 
@@ -353,25 +343,14 @@ mod tests {
             serde_json::to_string(&req).unwrap(),
             r#"{"LoadBalancerId":"lb-1","Targets":[{"ListenerId":"lbl-a","EniIp":"10.0.0.11","Port":8080,"Weight":10},{"ListenerId":"lbl-b","LocationId":"loc-c","EniIp":"10.0.0.11","Port":8080}]}"#
         );
-        let req = DescribeTargetsRequest {
-            load_balancer_id: "lb-1".into(),
-            listener_ids: vec![],
-        };
-        assert_eq!(
-            serde_json::to_string(&req).unwrap(),
-            r#"{"LoadBalancerId":"lb-1"}"#
-        );
+        let req = DescribeTargetsRequest { load_balancer_id: "lb-1".into(), listener_ids: vec![] };
+        assert_eq!(serde_json::to_string(&req).unwrap(), r#"{"LoadBalancerId":"lb-1"}"#);
         let req = BatchModifyTargetWeightRequest {
             load_balancer_id: "lb-1".into(),
             modify_list: vec![RsWeightRule {
                 listener_id: "lbl-a".into(),
                 location_id: None,
-                targets: vec![Target {
-                    eni_ip: Some("10.0.0.1".into()),
-                    instance_id: None,
-                    port: 80,
-                    weight: Some(0),
-                }],
+                targets: vec![Target { eni_ip: Some("10.0.0.1".into()), instance_id: None, port: 80, weight: Some(0) }],
                 weight: None,
             }],
         };
@@ -396,10 +375,7 @@ mod tests {
         assert_eq!(id, "req-1");
         assert_eq!(resp.listeners.len(), 2);
         assert!(resp.listeners[0].rules.is_empty());
-        assert_eq!(
-            resp.listeners[0].targets[0].private_ip_addresses,
-            ["10.0.0.11"]
-        );
+        assert_eq!(resp.listeners[0].targets[0].private_ip_addresses, ["10.0.0.11"]);
         assert!(resp.listeners[1].targets.is_empty());
         assert_eq!(resp.listeners[1].rules[0].targets[0].r#type, "cvm");
     }
@@ -408,11 +384,7 @@ mod tests {
     fn error_envelope_wins_over_fields() {
         let body = br#"{"Response":{"Error":{"Code":"AuthFailure.SignatureFailure","Message":"bad"},"RequestId":"r"}}"#;
         match parse_envelope::<DescribeTaskStatusResponse>(body) {
-            Err(EnvelopeError::Api {
-                code,
-                message,
-                request_id,
-            }) => {
+            Err(EnvelopeError::Api { code, message, request_id }) => {
                 assert_eq!(
                     (code.as_str(), message.as_str(), request_id.as_str()),
                     ("AuthFailure.SignatureFailure", "bad", "r")
@@ -420,14 +392,8 @@ mod tests {
             }
             other => panic!("expected an API error, got {other:?}"),
         }
-        assert!(matches!(
-            parse_envelope::<Empty>(b"<html>"),
-            Err(EnvelopeError::Decode(_))
-        ));
-        assert!(matches!(
-            parse_envelope::<Empty>(b"{}"),
-            Err(EnvelopeError::Decode(_))
-        ));
+        assert!(matches!(parse_envelope::<Empty>(b"<html>"), Err(EnvelopeError::Decode(_))));
+        assert!(matches!(parse_envelope::<Empty>(b"{}"), Err(EnvelopeError::Decode(_))));
     }
 
     #[test]
@@ -436,10 +402,7 @@ mod tests {
             br#"{"Response":{"Status":1,"LoadBalancerIds":null,"Message":null,"RequestId":"x"}}"#,
         )
         .unwrap();
-        assert_eq!(
-            (t.status, t.message.as_str(), t.load_balancer_ids.len()),
-            (1, "", 0)
-        );
+        assert_eq!((t.status, t.message.as_str(), t.load_balancer_ids.len()), (1, "", 0));
         let (b, _) = parse_envelope::<BatchTargetsResponse>(
             br#"{"Response":{"FailListenerIdSet":null,"Message":null,"RequestId":"x","Extra":{"a":1}}}"#,
         )

@@ -1,4 +1,4 @@
-//! An in-memory cluster for the engine's unit tests.
+//! An in-memory cluster: drives the engine without a Kubernetes API server (unit tests, benchmarks).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

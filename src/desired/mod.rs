@@ -4,7 +4,6 @@
 //! targets ([`targets_for`]) is pure and tested without a server.
 
 pub mod kube;
-#[cfg(test)]
 pub mod memory;
 
 use std::collections::BTreeMap;

@@ -137,16 +137,18 @@ impl Validator {
         };
         let listener_id = self.id(&f, "listener_id", "lbl-", false);
         if let (Some(lb), Some(port), Some(protocol)) = (lb, port, protocol)
-            && !seen.insert((lb.to_string(), port, protocol)) {
-                self.err(path, format!("duplicate listener: {protocol}:{port} of {lb} is already listed above"));
-            }
+            && !seen.insert((lb.to_string(), port, protocol))
+        {
+            self.err(path, format!("duplicate listener: {protocol}:{port} of {lb} is already listed above"));
+        }
         if let (Some(lb), Some(id)) = (lb, &listener_id)
-            && !ids_seen.insert((lb.to_string(), id.clone())) {
-                self.err(
-                    &join_key(path, "listener_id"),
-                    format!("duplicate listener: {id} of {lb} is already listed above"),
-                );
-            }
+            && !ids_seen.insert((lb.to_string(), id.clone()))
+        {
+            self.err(
+                &join_key(path, "listener_id"),
+                format!("duplicate listener: {id} of {lb} is already listed above"),
+            );
+        }
         let has_rules = f.get("rules").is_some();
         let has_backend = f.get("backend").is_some();
         let Some(protocol) = protocol else {
@@ -209,14 +211,16 @@ impl Validator {
         let domain = self.string(&f, "domain", true);
         let url = self.string(&f, "url", true);
         if let Some(u) = &url
-            && !u.starts_with('/') {
-                self.err(&join_key(path, "url"), format!("expected a path starting with `/`, got `{u}`"));
-            }
+            && !u.starts_with('/')
+        {
+            self.err(&join_key(path, "url"), format!("expected a path starting with `/`, got `{u}`"));
+        }
         let location_id = self.id(&f, "location_id", "loc-", false);
         if let (Some(d), Some(u)) = (&domain, &url)
-            && !seen.insert((d.clone(), u.clone())) {
-                self.err(path, format!("duplicate rule: {d}{u} is already listed on this listener"));
-            }
+            && !seen.insert((d.clone(), u.clone()))
+        {
+            self.err(path, format!("duplicate rule: {d}{u} is already listed on this listener"));
+        }
         if f.get("backend").is_none() {
             self.err(path, "missing field `backend`");
             return;
@@ -238,12 +242,13 @@ impl Validator {
         let f = self.fields(path, value, &known)?;
         let namespace = self.string(&f, "namespace", true);
         if let Some(ns) = &namespace
-            && !is_dns_label(ns, 63) {
-                self.err(
-                    &join_key(path, "namespace"),
-                    format!("`{ns}` is not a valid namespace name (lowercase letters, digits and `-`, at most 63)"),
-                );
-            }
+            && !is_dns_label(ns, 63)
+        {
+            self.err(
+                &join_key(path, "namespace"),
+                format!("`{ns}` is not a valid namespace name (lowercase letters, digits and `-`, at most 63)"),
+            );
+        }
         let deployment = self.string(&f, "deployment", false);
         let selector = self.selector(&f);
         let source = match (deployment, selector, f.get("deployment").is_some() || f.get("selector").is_some()) {

@@ -34,12 +34,13 @@ impl Spans {
                 Event::DocumentEnd => break,
                 Event::Scalar(value, ..) => {
                     if let Some(Frame::Map { path, key }) = stack.last_mut()
-                        && key.is_none() {
-                            let child = join_key(path, &value);
-                            spans.keys.insert(child.clone(), pos);
-                            *key = Some(child);
-                            continue;
-                        }
+                        && key.is_none()
+                    {
+                        let child = join_key(path, &value);
+                        spans.keys.insert(child.clone(), pos);
+                        *key = Some(child);
+                        continue;
+                    }
                     let path = spans.child_path(&mut stack);
                     spans.values.insert(path, pos);
                 }

@@ -1,9 +1,10 @@
 //! The one integration-test binary: every test drives the real `clbsync` binary or its library against the
 //! CLB emulator and the test kube-apiserver on loopback.
 
+mod cli;
 mod clb_client;
-mod rules;
-mod support;
-
+mod emulator;
 mod kube;
 mod kube_requests;
+mod rules;
+mod support;

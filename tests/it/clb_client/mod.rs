@@ -50,9 +50,7 @@ fn respond(fields: Value) -> ResponseTemplate {
 }
 
 fn api_error(code: &str) -> ResponseTemplate {
-    respond(
-        json!({"Error": {"Code": code, "Message": format!("scripted {code}")}, "RequestId": "req-err"}),
-    )
+    respond(json!({"Error": {"Code": code, "Message": format!("scripted {code}")}, "RequestId": "req-err"}))
 }
 
 /// Answers with `fields` plus a fresh `RequestId` (`<prefix>-<n>`) each time, like an accepted async call.
@@ -66,28 +64,16 @@ fn accepted(prefix: &'static str, fields: Value) -> impl Respond {
 }
 
 async fn on(server: &MockServer, action: &str, response: impl Respond + 'static) {
-    Mock::given(method("POST"))
-        .and(header("X-TC-Action", action))
-        .respond_with(response)
-        .mount(server)
-        .await;
+    Mock::given(method("POST")).and(header("X-TC-Action", action)).respond_with(response).mount(server).await;
 }
 
 async fn tasks_succeed(server: &MockServer) {
-    on(
-        server,
-        "DescribeTaskStatus",
-        respond(json!({"Status": 0, "LoadBalancerIds": null, "RequestId": "t"})),
-    )
-    .await;
+    on(server, "DescribeTaskStatus", respond(json!({"Status": 0, "LoadBalancerIds": null, "RequestId": "t"}))).await;
 }
 
 /// JSON bodies of the requests received for `action`, in order.
 async fn sent(server: &MockServer, action: &str) -> Vec<Value> {
-    let requests = server
-        .received_requests()
-        .await
-        .expect("request recording is on");
+    let requests = server.received_requests().await.expect("request recording is on");
     requests
         .iter()
         .filter(|r| r.headers.get("x-tc-action").and_then(|v| v.to_str().ok()) == Some(action))
@@ -97,44 +83,24 @@ async fn sent(server: &MockServer, action: &str) -> Vec<Value> {
 
 fn change(listener: &str, location: Option<&str>, n: u32, weight: u8) -> Change {
     Change {
-        binding: Binding {
-            lb: LB.into(),
-            listener: listener.into(),
-            location: location.map(String::from),
-        },
+        binding: Binding { lb: LB.into(), listener: listener.into(), location: location.map(String::from) },
         target: Target::new(IpAddr::from([10, 0, (n >> 8) as u8, n as u8]), 8080),
         weight,
     }
 }
 
 fn lens(bodies: &[Value], field: &str) -> Vec<usize> {
-    bodies
-        .iter()
-        .map(|b| b[field].as_array().map_or(0, Vec::len))
-        .collect()
+    bodies.iter().map(|b| b[field].as_array().map_or(0, Vec::len)).collect()
 }
 
 fn codes(outcomes: &[Result<(), clbsync::clb::Failure>]) -> Vec<String> {
-    outcomes
-        .iter()
-        .map(|o| {
-            o.as_ref()
-                .err()
-                .map_or("ok".to_string(), |f| f.code.clone())
-        })
-        .collect()
+    outcomes.iter().map(|o| o.as_ref().err().map_or("ok".to_string(), |f| f.code.clone())).collect()
 }
 
 /// Re-verifies the signature from the received bytes and `Host` header, like the real API gateway.
 fn verifying(credentials: Credentials) -> impl Respond {
     move |req: &Request| {
-        let h = |name: &str| {
-            req.headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string()
-        };
+        let h = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let ts: i64 = h("x-tc-timestamp").parse().unwrap_or(-1);
         let host = h("host");
         let expected = tc3::authorization(&Signable::clb_post(&host, &req.body), &credentials, ts);
@@ -171,12 +137,7 @@ async fn signs_byte_identically_what_it_sends_including_host_port() {
 #[tokio::test]
 async fn auth_failures_name_the_credential_variables() {
     let server = MockServer::start().await;
-    on(
-        &server,
-        "DescribeListeners",
-        api_error("AuthFailure.SecretIdNotFound"),
-    )
-    .await;
+    on(&server, "DescribeListeners", api_error("AuthFailure.SecretIdNotFound")).await;
     let env = |name: &str| match name {
         "TENCENTCLOUD_SECRET_ID" => Some("AKIDx".to_string()),
         "TENCENTCLOUD_SECRET_KEY" => Some("keyvalue".to_string()),
@@ -185,10 +146,7 @@ async fn auth_failures_name_the_credential_variables() {
     let clb = ClbClient::new(config(&server, Credentials::from_lookup(env).unwrap())).unwrap();
     let err = clb.listeners(LB).await.unwrap_err();
     let msg = err.to_string();
-    assert!(
-        msg.contains("TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY"),
-        "{msg}"
-    );
+    assert!(msg.contains("TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY"), "{msg}");
     assert!(!msg.contains("keyvalue"), "{msg}");
     assert_eq!(err.request_id(), Some("req-err"));
 }
@@ -208,129 +166,71 @@ async fn envelope_nulls_are_read_as_empty() {
                     "Targets": [backend("cvm", json!(["172.16.0.5"])), backend("ENI", json!(["not-an-ip"]))]},
                    {"LocationId": "loc-2", "Domain": null, "Url": null, "Targets": null}]}],
         "RequestId": "r1"}))).await;
-    on(&server, "DescribeListeners", respond(json!({"TotalCount": 2, "Listeners": [
+    on(
+        &server,
+        "DescribeListeners",
+        respond(json!({"TotalCount": 2, "Listeners": [
         {"ListenerId": "lbl-l4", "ListenerName": null, "Protocol": "TCP", "Port": 80, "HealthCheck": null,
          "TargetType": "NODE", "Rules": null},
         {"ListenerId": "lbl-l7", "Protocol": "HTTP", "Port": 8080, "TargetType": "NODE",
          "Rules": [{"LocationId": "loc-1", "Domain": "a.example.com", "Url": "/", "TargetType": "NODE"}]}],
-        "RequestId": "r2"}))).await;
-    on(&server, "DescribeLoadBalancers", respond(json!({"TotalCount": 2, "LoadBalancerSet": [
-        {"LoadBalancerId": LB, "LoadBalancerName": "web", "Forward": 1},
-        {"LoadBalancerId": "lb-old", "LoadBalancerName": "classic", "Forward": 0}], "RequestId": "r3"}))).await;
-    let clb = client(&server);
-
-    let targets = clb
-        .targets(LB, &["lbl-l4".into(), "lbl-l7".into()])
-        .await
-        .unwrap();
-    let shown: Vec<(String, String, u8, TargetKind)> = targets
-        .iter()
-        .map(|t| {
-            (
-                t.binding.to_string(),
-                t.target.to_string(),
-                t.weight,
-                t.kind.clone(),
-            )
-        })
-        .collect();
-    let cvm = TargetKind::Instance {
-        kind: "cvm".into(),
-        instance_id: "ins-1".into(),
-    };
-    assert_eq!(
-        shown,
-        [
-            (
-                format!("{LB}/lbl-l4"),
-                "10.0.0.11:8080".into(),
-                7,
-                TargetKind::Ip
-            ),
-            (
-                format!("{LB}/lbl-l4"),
-                "10.0.0.12:8080".into(),
-                7,
-                TargetKind::Ip
-            ),
-            (
-                format!("{LB}/lbl-l7/loc-1"),
-                "172.16.0.5:8080".into(),
-                7,
-                cvm
-            ),
-        ]
-    );
-    let listeners = clb.listeners(LB).await.unwrap();
-    assert!(listeners[0].rules.is_empty());
-    assert_eq!(listeners[1].rules[0].location_id, "loc-1");
-    let lbs = clb
-        .load_balancers(&[LB.into(), "lb-old".into()])
-        .await
-        .unwrap();
-    assert_eq!(
-        lbs.iter().map(|l| l.classic).collect::<Vec<_>>(),
-        [false, true]
-    );
-}
-
-#[tokio::test]
-async fn reads_split_ids_at_20_and_never_ask_for_all_listeners() {
-    let server = MockServer::start().await;
-    on(
-        &server,
-        "DescribeTargets",
-        respond(json!({"Listeners": null, "RequestId": "r"})),
+        "RequestId": "r2"})),
     )
     .await;
     on(
         &server,
         "DescribeLoadBalancers",
-        respond(json!({"LoadBalancerSet": null, "RequestId": "r"})),
+        respond(json!({"TotalCount": 2, "LoadBalancerSet": [
+        {"LoadBalancerId": LB, "LoadBalancerName": "web", "Forward": 1},
+        {"LoadBalancerId": "lb-old", "LoadBalancerName": "classic", "Forward": 0}], "RequestId": "r3"})),
     )
     .await;
+    let clb = client(&server);
+
+    let targets = clb.targets(LB, &["lbl-l4".into(), "lbl-l7".into()]).await.unwrap();
+    let shown: Vec<(String, String, u8, TargetKind)> =
+        targets.iter().map(|t| (t.binding.to_string(), t.target.to_string(), t.weight, t.kind.clone())).collect();
+    let cvm = TargetKind::Instance { kind: "cvm".into(), instance_id: "ins-1".into() };
+    assert_eq!(
+        shown,
+        [
+            (format!("{LB}/lbl-l4"), "10.0.0.11:8080".into(), 7, TargetKind::Ip),
+            (format!("{LB}/lbl-l4"), "10.0.0.12:8080".into(), 7, TargetKind::Ip),
+            (format!("{LB}/lbl-l7/loc-1"), "172.16.0.5:8080".into(), 7, cvm),
+        ]
+    );
+    let listeners = clb.listeners(LB).await.unwrap();
+    assert!(listeners[0].rules.is_empty());
+    assert_eq!(listeners[1].rules[0].location_id, "loc-1");
+    let lbs = clb.load_balancers(&[LB.into(), "lb-old".into()]).await.unwrap();
+    assert_eq!(lbs.iter().map(|l| l.classic).collect::<Vec<_>>(), [false, true]);
+}
+
+#[tokio::test]
+async fn reads_split_ids_at_20_and_never_ask_for_all_listeners() {
+    let server = MockServer::start().await;
+    on(&server, "DescribeTargets", respond(json!({"Listeners": null, "RequestId": "r"}))).await;
+    on(&server, "DescribeLoadBalancers", respond(json!({"LoadBalancerSet": null, "RequestId": "r"}))).await;
     let clb = client(&server);
     let ids: Vec<String> = (0..45).map(|i| format!("lbl-{i}")).collect();
     assert!(clb.targets(LB, &ids).await.unwrap().is_empty());
     assert!(clb.targets(LB, &[]).await.unwrap().is_empty());
-    assert_eq!(
-        lens(&sent(&server, "DescribeTargets").await, "ListenerIds"),
-        [20, 20, 5]
-    );
+    assert_eq!(lens(&sent(&server, "DescribeTargets").await, "ListenerIds"), [20, 20, 5]);
     clb.load_balancers(&ids).await.unwrap();
-    assert_eq!(
-        lens(
-            &sent(&server, "DescribeLoadBalancers").await,
-            "LoadBalancerIds"
-        ),
-        [20, 20, 5]
-    );
+    assert_eq!(lens(&sent(&server, "DescribeLoadBalancers").await, "LoadBalancerIds"), [20, 20, 5]);
 }
 
 #[tokio::test]
 async fn calls_are_paced_per_action() {
     let server = MockServer::start().await;
-    on(
-        &server,
-        "DescribeListeners",
-        respond(json!({"Listeners": [], "RequestId": "r"})),
-    )
-    .await;
-    let clb = ClbClient::new(ClientConfig {
-        rate_limit_per_action: 50,
-        ..config(&server, creds())
-    })
-    .unwrap();
+    on(&server, "DescribeListeners", respond(json!({"Listeners": [], "RequestId": "r"}))).await;
+    let clb = ClbClient::new(ClientConfig { rate_limit_per_action: 50, ..config(&server, creds()) }).unwrap();
     let start = std::time::Instant::now();
     for _ in 0..11 {
         clb.listeners(LB).await.unwrap();
     }
     // 11 calls at 50/s: 10 gaps of at least 20 ms each (a lower bound only, so not flaky).
-    assert!(
-        start.elapsed() >= Duration::from_millis(200),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() >= Duration::from_millis(200), "{:?}", start.elapsed());
     assert_eq!(clb.stats()["DescribeListeners"].requests, 11);
 }
 
@@ -340,8 +240,6 @@ fn plain_http_off_loopback_is_refused() {
         endpoint: Endpoint::Url("http://10.1.2.3:8080".into()),
         ..ClientConfig::new("ap-guangzhou", creds())
     };
-    let err = ClbClient::new(cfg)
-        .err()
-        .expect("plain http to a non-loopback host is refused");
+    let err = ClbClient::new(cfg).err().expect("plain http to a non-loopback host is refused");
     assert!(err.to_string().contains("TLS is required"), "{err}");
 }

@@ -5,22 +5,11 @@ use super::*;
 #[tokio::test]
 async fn register_splits_at_exactly_500_and_polls_each_task() {
     let server = MockServer::start().await;
-    on(
-        &server,
-        "BatchRegisterTargets",
-        accepted("reg", json!({"FailListenerIdSet": [], "Message": ""})),
-    )
-    .await;
+    on(&server, "BatchRegisterTargets", accepted("reg", json!({"FailListenerIdSet": [], "Message": ""}))).await;
     tasks_succeed(&server).await;
     let clb = client(&server);
     let changes: Vec<Change> = (0..1001)
-        .map(|n| {
-            if n % 2 == 0 {
-                change("lbl-a", None, n, 10)
-            } else {
-                change("lbl-b", Some("loc-b"), n, 20)
-            }
-        })
+        .map(|n| if n % 2 == 0 { change("lbl-a", None, n, 10) } else { change("lbl-b", Some("loc-b"), n, 20) })
         .collect();
     let outcomes = clb.register(LB, &changes).await;
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
@@ -34,30 +23,16 @@ async fn register_splits_at_exactly_500_and_polls_each_task() {
         bodies[0]["Targets"][1],
         json!({"ListenerId": "lbl-b", "LocationId": "loc-b", "EniIp": "10.0.0.1", "Port": 8080, "Weight": 20})
     );
-    let tasks: Vec<Value> = sent(&server, "DescribeTaskStatus")
-        .await
-        .iter()
-        .map(|b| b["TaskId"].clone())
-        .collect();
+    let tasks: Vec<Value> = sent(&server, "DescribeTaskStatus").await.iter().map(|b| b["TaskId"].clone()).collect();
     assert_eq!(tasks, [json!("reg-0"), json!("reg-1"), json!("reg-2")]);
 }
 
 #[tokio::test]
 async fn unsupported_batch_action_falls_back_to_20_per_binding() {
     let server = MockServer::start().await;
-    on(
-        &server,
-        "BatchDeregisterTargets",
-        api_error("UnsupportedOperation"),
-    )
-    .await;
+    on(&server, "BatchDeregisterTargets", api_error("UnsupportedOperation")).await;
     on(&server, "DeregisterTargets", accepted("dereg", json!({}))).await;
-    on(
-        &server,
-        "BatchModifyTargetWeight",
-        api_error("InvalidAction"),
-    )
-    .await;
+    on(&server, "BatchModifyTargetWeight", api_error("InvalidAction")).await;
     on(&server, "ModifyTargetWeight", accepted("w", json!({}))).await;
     tasks_succeed(&server).await;
     let clb = client(&server);
@@ -69,10 +44,7 @@ async fn unsupported_batch_action_falls_back_to_20_per_binding() {
     let bodies = sent(&server, "DeregisterTargets").await;
     assert_eq!(lens(&bodies, "Targets"), [20, 20, 5, 5]);
     assert_eq!(bodies[3]["LocationId"], "loc-b");
-    assert_eq!(
-        bodies[0]["Targets"][0],
-        json!({"EniIp": "10.0.0.0", "Port": 8080})
-    );
+    assert_eq!(bodies[0]["Targets"][0], json!({"EniIp": "10.0.0.0", "Port": 8080}));
     assert!(clb.set_weight(LB, &changes).await.iter().all(Result::is_ok));
     let bodies = sent(&server, "ModifyTargetWeight").await;
     assert_eq!(lens(&bodies, "Targets"), [20, 20, 5, 5]);
@@ -86,55 +58,24 @@ async fn weights_pack_100_entries_of_50_and_500_targets() {
     on(&server, "BatchModifyTargetWeight", accepted("w", json!({}))).await;
     tasks_succeed(&server).await;
     let clb = client(&server);
-    let many_bindings: Vec<Change> = (0..120)
-        .map(|n| change(&format!("lbl-{n:03}"), None, n, 0))
-        .collect();
-    assert!(
-        clb.set_weight(LB, &many_bindings)
-            .await
-            .iter()
-            .all(Result::is_ok)
-    );
-    assert_eq!(
-        lens(
-            &sent(&server, "BatchModifyTargetWeight").await,
-            "ModifyList"
-        ),
-        [100, 20]
-    );
+    let many_bindings: Vec<Change> = (0..120).map(|n| change(&format!("lbl-{n:03}"), None, n, 0)).collect();
+    assert!(clb.set_weight(LB, &many_bindings).await.iter().all(Result::is_ok));
+    assert_eq!(lens(&sent(&server, "BatchModifyTargetWeight").await, "ModifyList"), [100, 20]);
     server.reset().await;
     on(&server, "BatchModifyTargetWeight", accepted("w", json!({}))).await;
     tasks_succeed(&server).await;
-    let one_binding: Vec<Change> = (0..120)
-        .map(|n| change("lbl-a", Some("loc-1"), n, 50))
-        .collect();
-    assert!(
-        clb.set_weight(LB, &one_binding)
-            .await
-            .iter()
-            .all(Result::is_ok)
-    );
+    let one_binding: Vec<Change> = (0..120).map(|n| change("lbl-a", Some("loc-1"), n, 50)).collect();
+    assert!(clb.set_weight(LB, &one_binding).await.iter().all(Result::is_ok));
     let bodies = sent(&server, "BatchModifyTargetWeight").await;
     assert_eq!(bodies.len(), 1);
-    assert_eq!(
-        lens(
-            &bodies[0]["ModifyList"].as_array().unwrap().clone(),
-            "Targets"
-        ),
-        [50, 50, 20]
-    );
+    assert_eq!(lens(&bodies[0]["ModifyList"].as_array().unwrap().clone(), "Targets"), [50, 50, 20]);
     assert_eq!(bodies[0]["ModifyList"][0]["LocationId"], "loc-1");
 }
 
 #[tokio::test]
 async fn task_running_then_done_succeeds() {
     let server = MockServer::start().await;
-    on(
-        &server,
-        "BatchRegisterTargets",
-        accepted("reg", json!({"FailListenerIdSet": null})),
-    )
-    .await;
+    on(&server, "BatchRegisterTargets", accepted("reg", json!({"FailListenerIdSet": null}))).await;
     Mock::given(header("X-TC-Action", "DescribeTaskStatus"))
         .respond_with(respond(json!({"Status": 2, "RequestId": "t"})))
         .up_to_n_times(1)
@@ -142,9 +83,7 @@ async fn task_running_then_done_succeeds() {
         .mount(&server)
         .await;
     tasks_succeed(&server).await;
-    let outcomes = client(&server)
-        .register(LB, &[change("lbl-a", None, 1, 10)])
-        .await;
+    let outcomes = client(&server).register(LB, &[change("lbl-a", None, 1, 10)]).await;
     assert_eq!(codes(&outcomes), ["ok"]);
     assert_eq!(sent(&server, "DescribeTaskStatus").await.len(), 2);
 }
@@ -152,50 +91,21 @@ async fn task_running_then_done_succeeds() {
 #[tokio::test]
 async fn failed_task_fails_every_change_of_its_call() {
     let server = MockServer::start().await;
-    on(
-        &server,
-        "BatchRegisterTargets",
-        accepted("reg", json!({"FailListenerIdSet": []})),
-    )
-    .await;
-    on(
-        &server,
-        "DescribeTaskStatus",
-        respond(json!({"Status": 1, "Message": "quota", "RequestId": "t"})),
-    )
-    .await;
-    let outcomes = client(&server)
-        .register(
-            LB,
-            &[change("lbl-a", None, 1, 10), change("lbl-b", None, 2, 10)],
-        )
-        .await;
+    on(&server, "BatchRegisterTargets", accepted("reg", json!({"FailListenerIdSet": []}))).await;
+    on(&server, "DescribeTaskStatus", respond(json!({"Status": 1, "Message": "quota", "RequestId": "t"}))).await;
+    let outcomes = client(&server).register(LB, &[change("lbl-a", None, 1, 10), change("lbl-b", None, 2, 10)]).await;
     assert_eq!(codes(&outcomes), ["TaskFailed", "TaskFailed"]);
     let failure = outcomes[0].as_ref().unwrap_err();
-    assert_eq!(
-        (failure.message.as_str(), failure.request_id.as_deref()),
-        ("task reg-0 failed: quota", Some("reg-0"))
-    );
+    assert_eq!((failure.message.as_str(), failure.request_id.as_deref()), ("task reg-0 failed: quota", Some("reg-0")));
 }
 
 #[tokio::test]
 async fn never_finishing_task_times_out() {
     let server = MockServer::start().await;
     on(&server, "BatchModifyTargetWeight", accepted("w", json!({}))).await;
-    on(
-        &server,
-        "DescribeTaskStatus",
-        respond(json!({"Status": 2, "RequestId": "t"})),
-    )
-    .await;
-    let clb = ClbClient::new(ClientConfig {
-        task_timeout: Duration::from_millis(100),
-        ..config(&server, creds())
-    });
-    let outcomes = clb
-        .unwrap()
-        .set_weight(LB, &[change("lbl-a", None, 1, 0)])
-        .await;
+    on(&server, "DescribeTaskStatus", respond(json!({"Status": 2, "RequestId": "t"}))).await;
+    let clb = ClbClient::new(ClientConfig { task_timeout: Duration::from_millis(100), ..config(&server, creds()) });
+    let outcomes = clb.unwrap().set_weight(LB, &[change("lbl-a", None, 1, 0)]).await;
     assert_eq!(codes(&outcomes), ["TaskTimeout"]);
 }
 
@@ -205,11 +115,7 @@ async fn partial_failure_fails_only_the_listed_listeners() {
     let fields = json!({"FailListenerIdSet": ["lbl-b"], "Message": "Listener lbl-b not exists."});
     on(&server, "BatchDeregisterTargets", accepted("d", fields)).await;
     tasks_succeed(&server).await;
-    let changes = [
-        change("lbl-a", None, 1, 0),
-        change("lbl-b", Some("loc"), 2, 0),
-        change("lbl-a", None, 3, 0),
-    ];
+    let changes = [change("lbl-a", None, 1, 0), change("lbl-b", Some("loc"), 2, 0), change("lbl-a", None, 3, 0)];
     let outcomes = client(&server).deregister(LB, &changes).await;
     assert_eq!(codes(&outcomes), ["ok", "PartialFailure", "ok"]);
     let failure = outcomes[1].as_ref().unwrap_err();
@@ -220,30 +126,15 @@ async fn partial_failure_fails_only_the_listed_listeners() {
 #[tokio::test]
 async fn write_timeout_is_outcome_unknown_and_not_resent() {
     let server = MockServer::start().await;
-    let slow = respond(json!({"FailListenerIdSet": [], "RequestId": "late"}))
-        .set_delay(Duration::from_secs(3));
+    let slow = respond(json!({"FailListenerIdSet": [], "RequestId": "late"})).set_delay(Duration::from_secs(3));
     on(&server, "BatchRegisterTargets", slow.clone()).await;
     on(&server, "DescribeListeners", slow).await;
     tasks_succeed(&server).await;
-    let cfg = ClientConfig {
-        request_timeout: Duration::from_millis(200),
-        ..config(&server, creds())
-    };
+    let cfg = ClientConfig { request_timeout: Duration::from_millis(200), ..config(&server, creds()) };
     let clb = ClbClient::new(cfg).unwrap();
-    let outcomes = clb
-        .register(
-            LB,
-            &[change("lbl-a", None, 1, 10), change("lbl-a", None, 2, 10)],
-        )
-        .await;
+    let outcomes = clb.register(LB, &[change("lbl-a", None, 1, 10), change("lbl-a", None, 2, 10)]).await;
     assert_eq!(codes(&outcomes), ["OutcomeUnknown", "OutcomeUnknown"]);
-    assert!(
-        outcomes[0]
-            .as_ref()
-            .unwrap_err()
-            .message
-            .contains("next run re-reads")
-    );
+    assert!(outcomes[0].as_ref().unwrap_err().message.contains("next run re-reads"));
     assert_eq!(sent(&server, "BatchRegisterTargets").await.len(), 1);
     assert!(sent(&server, "DescribeTaskStatus").await.is_empty());
     // A read is safe to repeat: it is retried up to the attempt limit.
@@ -254,15 +145,8 @@ async fn write_timeout_is_outcome_unknown_and_not_resent() {
 #[tokio::test]
 async fn unreadable_answer_to_a_write_is_outcome_unknown() {
     let server = MockServer::start().await;
-    on(
-        &server,
-        "BatchRegisterTargets",
-        ResponseTemplate::new(200).set_body_string("<html>"),
-    )
-    .await;
-    let outcomes = client(&server)
-        .register(LB, &[change("lbl-a", None, 1, 10)])
-        .await;
+    on(&server, "BatchRegisterTargets", ResponseTemplate::new(200).set_body_string("<html>")).await;
+    let outcomes = client(&server).register(LB, &[change("lbl-a", None, 1, 10)]).await;
     assert_eq!(codes(&outcomes), ["OutcomeUnknown"]);
     assert_eq!(sent(&server, "BatchRegisterTargets").await.len(), 1);
 }
@@ -270,16 +154,9 @@ async fn unreadable_answer_to_a_write_is_outcome_unknown() {
 #[tokio::test]
 async fn refused_connection_is_retried_even_for_writes() {
     // Nothing listens on this port: the request was never sent, so repeating it is safe.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let server = MockServer::start().await;
-    let cfg = ClientConfig {
-        endpoint: Endpoint::Url(format!("http://127.0.0.1:{port}")),
-        ..config(&server, creds())
-    };
+    let cfg = ClientConfig { endpoint: Endpoint::Url(format!("http://127.0.0.1:{port}")), ..config(&server, creds()) };
     let clb = ClbClient::new(cfg).unwrap();
     let outcomes = clb.register(LB, &[change("lbl-a", None, 1, 10)]).await;
     assert_eq!(codes(&outcomes), ["Transport"]);

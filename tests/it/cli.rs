@@ -1,0 +1,101 @@
+//! What a user sees from the command line: help, validation, exit codes, credential errors.
+
+use crate::support::{clbsync, seen};
+
+#[test]
+fn help_of_every_command_is_stable() {
+    for args in [&["--help"][..], &["reconcile", "--help"], &["diff", "--help"], &["validate", "--help"]] {
+        let out = clbsync().args(args).output().expect("run");
+        assert_eq!(out.status.code(), Some(0));
+        insta::assert_snapshot!(format!("help-{}", args.join("-")), String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+#[test]
+fn help_documents_every_exit_code() {
+    let out = clbsync().arg("--help").output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for code in ["  0 ", "  1 ", "  2 ", "  64 "] {
+        assert!(help.contains(code), "exit code `{code}` missing from --help");
+    }
+}
+
+#[test]
+fn validate_accepts_the_shipped_rules_file() {
+    let out = clbsync().args(["validate", "--rules", "rules.yaml"]).output().expect("run");
+    insta::assert_snapshot!(seen(&out));
+}
+
+#[test]
+fn validate_lists_every_problem_and_exits_1() {
+    let out = clbsync()
+        .args(["validate", "--rules", "tests/fixtures/rules/bad-several-problems.yaml"])
+        .output()
+        .expect("run");
+    insta::assert_snapshot!(seen(&out));
+}
+
+#[test]
+fn validate_json_is_machine_readable() {
+    let out = clbsync()
+        .args(["validate", "-o", "json", "--rules", "tests/fixtures/rules/bad-port-range.yaml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["valid"], false);
+    assert_eq!(doc["problems"][0]["line"], 11);
+    assert_eq!(doc["problems"][0]["path"], "[0].listeners[0].rules[0].backend.port");
+}
+
+#[test]
+fn validate_reads_the_rules_path_from_the_environment() {
+    let out =
+        clbsync().arg("validate").env("CLBSYNC_RULES", "tests/fixtures/rules/bad-empty.yaml").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad-empty.yaml"));
+}
+
+#[test]
+fn usage_errors_exit_64_not_2() {
+    for args in [&["frobnicate"][..], &["diff", "--no-such-flag"], &["diff", "-o", "yaml"], &[]] {
+        let out = clbsync().args(args).output().expect("run");
+        assert_eq!(out.status.code(), Some(64), "args {args:?}: {}", seen(&out));
+    }
+}
+
+#[test]
+fn detailed_exitcode_on_reconcile_requires_dry_run() {
+    let out = clbsync().args(["reconcile", "--detailed-exitcode"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn missing_credentials_fail_before_any_network_call() {
+    // The endpoint is a closed port: reaching the network would show up as a connection error instead.
+    let out =
+        clbsync().args(["diff", "--rules", "rules.yaml", "--endpoint", "http://127.0.0.1:9"]).output().expect("run");
+    insta::assert_snapshot!(seen(&out));
+}
+
+#[test]
+fn invalid_rules_fail_before_credentials_or_network() {
+    let out = clbsync().args(["reconcile", "--rules", "tests/fixtures/rules/bad-ids.yaml"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad-ids.yaml:1:21"), "{stderr}");
+    assert!(!stderr.contains("credential"), "{stderr}");
+}
+
+#[test]
+fn secrets_never_appear_in_output_even_when_the_key_is_malformed() {
+    let secret = "clbsyncTopSecretValue0000000000 ";
+    let out = clbsync()
+        .args(["diff", "--rules", "rules.yaml", "--endpoint", "http://127.0.0.1:9", "-vv"])
+        .env("TENCENTCLOUD_SECRET_ID", "AKIDtest0000000000000000000000000000")
+        .env("TENCENTCLOUD_SECRET_KEY", secret)
+        .output()
+        .expect("run");
+    let all = seen(&out);
+    assert!(!all.contains(secret.trim()), "secret leaked: {all}");
+}
