@@ -355,11 +355,11 @@ async fn drop_after_apply_and_garbage() {
         drop_after_apply: Some(DropFault { rate: 1.0, max: Some(1), actions: vec![], hold_ms: 2000 }),
         ..Faults::default()
     });
-    c.http = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    c.http = common::http_client_with_timeout(Duration::from_millis(300));
     let err = c.send("RegisterTargets", serde_json::to_vec(&reg(&["10.4.0.2"], 80)).unwrap(), &[]).await;
     assert!(err.unwrap_err().is_timeout());
     assert!(l4_ips(&emu.state()).iter().any(|t| t.0 == "10.4.0.2"));
-    c.http = reqwest::Client::new();
+    c.http = common::http_client();
     for (mode, check) in [
         (GarbageMode::Truncated, "truncated"),
         (GarbageMode::Empty, "empty"),
@@ -388,7 +388,7 @@ async fn admin(
     path: &str,
     body: Option<String>,
 ) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, format!("{}/_emulator/{path}", emu.endpoint()));
+    let mut req = common::http_client().request(method, format!("{}/_emulator/{path}", emu.endpoint()));
     if let Some(b) = body {
         req = req.body(b);
     }

@@ -39,7 +39,7 @@ async fn binary_starts_prints_address_and_logs() {
 
     let host = endpoint.trim_start_matches("http://").to_string();
     let c = common::Client {
-        http: reqwest::Client::new(),
+        http: common::http_client(),
         host,
         secret_id: clb_emulator::DEFAULT_SECRET_ID.into(),
         secret_key: clb_emulator::DEFAULT_SECRET_KEY.into(),

@@ -66,8 +66,12 @@ pub fn cluster() -> MemoryCluster {
         deployment("shop", "api"),
         Ok(vec![pod("api-1", "10.0.0.1").ready(), pod("api-2", "10.0.0.2").ready(), pod("api-3", "10.0.0.3")]),
     );
-    c.pods.insert(deployment("shop", "web"), Ok(vec![pod("web-1", "10.0.1.1").ready(), pod("web-2", "10.0.1.2").ready()]));
-    let redis = PodQuery { namespace: "cache".into(), source: PodSource::Selector([("app".into(), "redis".into())].into()) };
+    c.pods.insert(
+        deployment("shop", "web"),
+        Ok(vec![pod("web-1", "10.0.1.1").ready(), pod("web-2", "10.0.1.2").ready()]),
+    );
+    let redis =
+        PodQuery { namespace: "cache".into(), source: PodSource::Selector([("app".into(), "redis".into())].into()) };
     c.pods.insert(redis, Ok(vec![pod("redis-0", "10.0.2.1").ready()]));
     c
 }
@@ -138,11 +142,24 @@ async fn reconcile_converges_and_a_second_run_makes_no_mutating_call() {
 
     let (outcome, table) = pass(&clb, &cluster, &rules, Mode::Reconcile).await;
     assert_eq!(outcome.exit_code(false), exit::OK, "{table}");
-    assert_eq!(eni_targets(&emu, "lb-shop0001", "lbl-http0080", Some("loc-api00001")), [t("10.0.0.1", 8080, 10), t("10.0.0.2", 8080, 10)]);
-    assert_eq!(eni_targets(&emu, "lb-shop0001", "lbl-http0080", Some("loc-web00001")), [t("10.0.1.1", 8080, 20), t("10.0.1.2", 8080, 20)]);
+    assert_eq!(
+        eni_targets(&emu, "lb-shop0001", "lbl-http0080", Some("loc-api00001")),
+        [t("10.0.0.1", 8080, 10), t("10.0.0.2", 8080, 10)]
+    );
+    assert_eq!(
+        eni_targets(&emu, "lb-shop0001", "lbl-http0080", Some("loc-web00001")),
+        [t("10.0.1.1", 8080, 20), t("10.0.1.2", 8080, 20)]
+    );
     assert_eq!(eni_targets(&emu, "lb-shop0001", "lbl-tcp06379", None), [t("10.0.2.1", 6379, 10)]);
-    assert_eq!(eni_targets(&emu, "lb-tls00001", "lbl-tcp00443", None), [t("10.0.0.1", 8443, 10), t("10.0.0.2", 8443, 10)]);
-    let cvm = emu.state().load_balancers[0].listeners[0].rules[0].targets.iter().filter(|t| t.kind == clb_emulator::state::TargetKind::Cvm).count();
+    assert_eq!(
+        eni_targets(&emu, "lb-tls00001", "lbl-tcp00443", None),
+        [t("10.0.0.1", 8443, 10), t("10.0.0.2", 8443, 10)]
+    );
+    let cvm = emu.state().load_balancers[0].listeners[0].rules[0]
+        .targets
+        .iter()
+        .filter(|t| t.kind == clb_emulator::state::TargetKind::Cvm)
+        .count();
     assert_eq!(cvm, 1, "the hand-bound CVM backend stays");
     assert_eq!(emu.calls().errors_by_code.len(), 0, "no API errors: {:?}", emu.calls().errors_by_code);
 
@@ -166,7 +183,9 @@ async fn diff_makes_no_mutating_call() {
 #[tokio::test]
 async fn a_classic_load_balancer_is_refused_with_a_clear_reason() {
     let emu = emulator(STATE).await;
-    let text = format!("{RULES}- load_balancer_id: lb-classic1\n  listeners:\n    - {{port: 80, protocol: tcp, backend: {{namespace: shop, deployment: api, port: 80}}}}\n");
+    let text = format!(
+        "{RULES}- load_balancer_id: lb-classic1\n  listeners:\n    - {{port: 80, protocol: tcp, backend: {{namespace: shop, deployment: api, port: 80}}}}\n"
+    );
     let (outcome, table) = pass(&client(&emu), &cluster(), &parsed(&text), Mode::Reconcile).await;
     assert_eq!(outcome.exit_code(false), exit::ERROR);
     assert!(table.contains("lb-classic1 is a classic CLB"), "{table}");
@@ -206,7 +225,10 @@ async fn the_client_paces_itself_under_the_api_rate_limit() {
 #[tokio::test]
 async fn a_failed_task_is_a_failed_change_and_the_next_run_converges() {
     let emu = emulator(STATE).await;
-    let faults: Faults = serde_yaml::from_str("task_failures: {rate: 1.0, max: 1, actions: [BatchRegisterTargets], message: backend ENI not found}").expect("faults");
+    let faults: Faults = serde_yaml::from_str(
+        "task_failures: {rate: 1.0, max: 1, actions: [BatchRegisterTargets], message: backend ENI not found}",
+    )
+    .expect("faults");
     emu.set_faults(faults);
     let (clb, cluster, rules) = (client(&emu), cluster(), parsed(RULES));
     let (outcome, table) = pass(&clb, &cluster, &rules, Mode::Reconcile).await;
@@ -221,9 +243,14 @@ async fn a_failed_task_is_a_failed_change_and_the_next_run_converges() {
 #[tokio::test]
 async fn a_lost_answer_is_not_resent_and_the_next_run_registers_nothing_twice() {
     let emu = emulator(STATE).await;
-    let faults: Faults = serde_yaml::from_str("drop_after_apply: {rate: 1.0, max: 1, actions: [BatchRegisterTargets], hold_ms: 3000}").expect("faults");
+    let faults: Faults =
+        serde_yaml::from_str("drop_after_apply: {rate: 1.0, max: 1, actions: [BatchRegisterTargets], hold_ms: 3000}")
+            .expect("faults");
     emu.set_faults(faults);
-    let clb = client_with(&emu, clb_emulator::DEFAULT_SECRET_KEY, |c| ClientConfig { request_timeout: Duration::from_millis(800), ..c });
+    let clb = client_with(&emu, clb_emulator::DEFAULT_SECRET_KEY, |c| ClientConfig {
+        request_timeout: Duration::from_millis(800),
+        ..c
+    });
     let (cluster, rules) = (cluster(), parsed(RULES));
     let (outcome, table) = pass(&clb, &cluster, &rules, Mode::Reconcile).await;
     assert_eq!(outcome.exit_code(false), exit::ERROR);

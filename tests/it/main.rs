@@ -1,8 +1,8 @@
 //! The one integration-test binary: every test drives the real `clbsync` binary or its library against the
 //! CLB emulator and the test kube-apiserver on loopback.
 
-mod cli;
 mod clb_client;
+mod cli;
 mod emulator;
 mod kube;
 mod kube_requests;

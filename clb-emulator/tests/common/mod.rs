@@ -36,10 +36,21 @@ pub struct Raw {
     pub body: Vec<u8>,
 }
 
+/// A plain HTTP client. In a workspace build reqwest's TLS needs an explicit crypto provider, even for http.
+pub fn http_client() -> reqwest::Client {
+    http_client_with_timeout(Duration::from_secs(10))
+}
+
+/// [`http_client`] with another request timeout.
+pub fn http_client_with_timeout(timeout: Duration) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().timeout(timeout).build().expect("reqwest client")
+}
+
 impl Client {
     pub fn new(emu: &Emulator) -> Client {
         Client {
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+            http: http_client(),
             host: emu.host(),
             secret_id: DEFAULT_SECRET_ID.into(),
             secret_key: DEFAULT_SECRET_KEY.into(),
