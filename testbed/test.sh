@@ -30,3 +30,6 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 cargo nextest run --workspace --locked --no-fail-fast --profile ci
+
+step "The Dockerfile's build command (testbed/dockerfile-build.sh)"
+testbed/dockerfile-build.sh

@@ -68,7 +68,7 @@ impl KubeCluster {
                     Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await
                 }
                 .await
-                .map_err(|e| Error::Config { tried: tried.clone(), source: e.into() })?;
+                .map_err(|e| Error::Config { tried: tried.clone(), error: e.into() })?;
                 (config, tried)
             }
             None => {
@@ -78,11 +78,11 @@ impl KubeCluster {
                 };
                 let config = Config::infer()
                     .await
-                    .map_err(|e| Error::Config { tried: tried.clone(), source: kube::Error::InferConfig(e) })?;
+                    .map_err(|e| Error::Config { tried: tried.clone(), error: kube::Error::InferConfig(e) })?;
                 (config, tried)
             }
         };
-        let client = Client::try_from(config).map_err(|source| Error::Config { tried, source })?;
+        let client = Client::try_from(config).map_err(|error| Error::Config { tried, error })?;
         Ok(Self::from_client(client))
     }
 
@@ -119,7 +119,7 @@ impl KubeCluster {
         let what = format!("get deployment {namespace}/{name}");
         let deployment = match self.request(&what, op, api.get(name)).await {
             Ok(d) => d,
-            Err(Error::Api { source: kube::Error::Api(status), .. }) if status.code == 404 => {
+            Err(Error::Api { error: kube::Error::Api(status), .. }) if status.code == 404 => {
                 self.check_namespace(namespace).await?;
                 return Err(Error::DeploymentNotFound { namespace: namespace.to_owned(), name: name.to_owned() });
             }
@@ -147,7 +147,7 @@ impl KubeCluster {
                 }
                 let page = match self.request(&what, op, api.list(&params)).await {
                     Ok(page) => page,
-                    Err(Error::Api { source: kube::Error::Api(status), .. })
+                    Err(Error::Api { error: kube::Error::Api(status), .. })
                         if status.code == 410 && token.is_some() && !restarted =>
                     {
                         tracing::warn!(%namespace, %selector, "pod list continue token expired (410 Gone), listing again");
@@ -172,7 +172,7 @@ impl KubeCluster {
         let op = Op { verb: "get", resource: "namespaces", group: "", namespace };
         match self.request(&format!("get namespace {namespace}"), op, api.get(namespace)).await {
             Ok(_) => Ok(()),
-            Err(Error::Api { source: kube::Error::Api(status), .. }) if status.code == 404 => {
+            Err(Error::Api { error: kube::Error::Api(status), .. }) if status.code == 404 => {
                 Err(Error::NamespaceNotFound { namespace: namespace.to_owned() })
             }
             Err(Error::Forbidden { .. }) => {
@@ -232,7 +232,7 @@ fn map_error(err: kube::Error, what: &str, op: Op<'_>) -> Error {
         },
         kube::Error::Api(status) if status.code == 504 => Error::Timeout { what: what.to_owned() },
         _ if is_timeout(&err) => Error::Timeout { what: what.to_owned() },
-        _ => Error::Api { what: what.to_owned(), source: err },
+        _ => Error::Api { what: what.to_owned(), error: err },
     }
 }
 

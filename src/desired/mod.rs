@@ -59,19 +59,13 @@ pub enum Error {
     /// `what` is the request, e.g. `list pods in namespace shop with selector app=web`.
     #[error("timed out talking to the Kubernetes API ({what}): check that the API server is reachable")]
     Timeout { what: String },
-    #[error("Kubernetes API request failed ({what}): {source}")]
-    Api {
-        what: String,
-        #[source]
-        source: ::kube::Error,
-    },
+    /// The kube error is part of the message rather than a `source`: its own Display already carries its
+    /// causes, so a chained `{:#}` would print them twice.
+    #[error("Kubernetes API request failed ({what}): {error}")]
+    Api { what: String, error: ::kube::Error },
     /// No usable client configuration: `tried` names the kubeconfig path or the sources kube-rs looked at.
-    #[error("loading the Kubernetes client configuration from {tried}: {source}")]
-    Config {
-        tried: String,
-        #[source]
-        source: ::kube::Error,
-    },
+    #[error("loading the Kubernetes client configuration from {tried}: {error}")]
+    Config { tried: String, error: ::kube::Error },
     #[error("{0}")]
     Other(String),
 }

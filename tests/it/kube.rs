@@ -11,7 +11,7 @@ use clbsync::model::{DEFAULT_WEIGHT, Target};
 use clbsync::rules::{Backend, IpFamily, PodQuery, PodSource, Policy, PortRef};
 
 use crate::support::kube::{
-    SelectorExt, TestNs, admin_client, apply_yaml, kubeconfig_with_token, pod, selector, unique,
+    RBAC_KINDS, SelectorExt, TestNs, admin_client, apply_yaml, kubeconfig_with_token, pod, selector, unique,
 };
 
 fn deployment(ns: &str, name: &str) -> PodQuery {
@@ -210,7 +210,7 @@ async fn deployments_sharing_a_selector_and_list_all_give_the_same_pods() {
 async fn cronjob_rbac_lets_the_service_account_read_pods_deployments_and_namespaces() {
     let admin = admin_client().await;
     let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cronjob.yaml")).unwrap();
-    apply_yaml(&admin, &rbac).await;
+    apply_yaml(&admin, &rbac, RBAC_KINDS).await;
     let token = crate::support::kube::service_account_token(&admin, "clbsync", "clbsync").await;
 
     let ns = TestNs::new("kube-rbac").await;
@@ -247,7 +247,7 @@ subjects: [{{kind: ServiceAccount, name: limited, namespace: {ns}}}]
 "#,
         ns = ns.name
     );
-    apply_yaml(&ns.client, &rbac).await;
+    apply_yaml(&ns.client, &rbac, &["ServiceAccount", "ClusterRole", "RoleBinding"]).await;
     let token = ns.service_account_token("limited").await;
     let kubeconfig = kubeconfig_with_token(&token);
     let cluster = KubeCluster::connect(Some(kubeconfig.path())).await.unwrap();

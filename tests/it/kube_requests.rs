@@ -128,7 +128,7 @@ async fn a_second_expired_continue_token_is_an_error() {
         .await;
 
     let err = cluster(&server).pods(&web_pods()).await.unwrap_err();
-    assert!(matches!(&err, Error::Api { source: kube::Error::Api(s), .. } if s.code == 410), "{err:?}");
+    assert!(matches!(&err, Error::Api { error: kube::Error::Api(s), .. } if s.code == 410), "{err:?}");
 }
 
 #[tokio::test]

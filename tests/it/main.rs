@@ -6,5 +6,6 @@ mod cli;
 mod emulator;
 mod kube;
 mod kube_requests;
+mod packaging;
 mod rules;
 mod support;

@@ -186,11 +186,16 @@ pub fn kubeconfig_with_token(token: &str) -> tempfile::NamedTempFile {
     f
 }
 
-/// Server-side applies every document of a multi-document YAML file (idempotent, safe in parallel).
-pub async fn apply_yaml(client: &Client, yaml: &str) {
+/// The documents of cronjob.yaml that the test API server (1.20, older than batch/v1 CronJob) can hold: the
+/// identity and its permissions.
+pub const RBAC_KINDS: &[&str] = &["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"];
+
+/// Server-side applies the documents of a multi-document YAML file whose kind is in `kinds` (idempotent,
+/// safe in parallel).
+pub async fn apply_yaml(client: &Client, yaml: &str, kinds: &[&str]) {
     for doc in serde_yaml::Deserializer::from_str(yaml) {
         let value: serde_yaml::Value = serde::Deserialize::deserialize(doc).expect("valid YAML document");
-        if value.is_null() {
+        if value.is_null() || !value["kind"].as_str().is_some_and(|k| kinds.contains(&k)) {
             continue;
         }
         let obj: DynamicObject = serde_yaml::from_value(value).expect("a Kubernetes object");
