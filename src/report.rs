@@ -212,9 +212,9 @@ struct JsonSummary {
     not_attempted: Option<usize>,
 }
 
+/// Where a rule binds: shared by changes and rules.
 #[derive(Serialize)]
-struct JsonChange<'a> {
-    action: &'static str,
+struct JsonPlace<'a> {
     load_balancer_id: &'a str,
     listener_id: Option<&'a str>,
     location_id: Option<&'a str>,
@@ -222,6 +222,30 @@ struct JsonChange<'a> {
     port: u16,
     domain: Option<&'a str>,
     url: Option<&'a str>,
+}
+
+impl<'a> JsonPlace<'a> {
+    /// The place of a rule, with the resolved ids when resolution succeeded.
+    fn of(rule: &'a RulePlan) -> Self {
+        let s = &rule.subject;
+        let binding = rule.binding.as_ref();
+        JsonPlace {
+            load_balancer_id: &s.load_balancer_id,
+            listener_id: binding.map(|b| b.listener.as_str()).or(s.listener_id.as_deref()),
+            location_id: binding.and_then(|b| b.location.as_deref()).or(s.location_id.as_deref()),
+            protocol: s.protocol.to_string(),
+            port: s.port,
+            domain: s.domain.as_deref(),
+            url: s.url.as_deref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonChange<'a> {
+    action: &'static str,
+    #[serde(flatten)]
+    place: JsonPlace<'a>,
     ip: String,
     target_port: u16,
     weight: Option<u8>,
@@ -247,13 +271,8 @@ struct JsonError<'a> {
 struct JsonRule<'a> {
     rule: &'a str,
     line: usize,
-    load_balancer_id: &'a str,
-    listener_id: Option<&'a str>,
-    location_id: Option<&'a str>,
-    protocol: String,
-    port: u16,
-    domain: Option<&'a str>,
-    url: Option<&'a str>,
+    #[serde(flatten)]
+    place: JsonPlace<'a>,
     namespace: &'a str,
     pods: &'a str,
     status: &'static str,
@@ -292,8 +311,6 @@ fn document<'a>(plan: &'a Plan, applied: Option<&'a ApplyReport>, show_unchanged
 }
 
 fn change<'a>(rule: &'a RulePlan, row: &'a Row, status: Option<&'a RowStatus>) -> JsonChange<'a> {
-    let s = &rule.subject;
-    let binding = rule.binding.as_ref();
     let (status_word, error) = match status {
         None => (None, None),
         Some(RowStatus::NoOp) => (Some("noop"), None),
@@ -308,18 +325,12 @@ fn change<'a>(rule: &'a RulePlan, row: &'a Row, status: Option<&'a RowStatus>) -
     };
     JsonChange {
         action: row.action.as_str(),
-        load_balancer_id: &s.load_balancer_id,
-        listener_id: binding.map(|b| b.listener.as_str()).or(s.listener_id.as_deref()),
-        location_id: binding.and_then(|b| b.location.as_deref()).or(s.location_id.as_deref()),
-        protocol: s.protocol.to_string(),
-        port: s.port,
-        domain: s.domain.as_deref(),
-        url: s.url.as_deref(),
+        place: JsonPlace::of(rule),
         ip: row.target.ip.to_string(),
         target_port: row.target.port,
         weight: row.weight,
         previous_weight: row.current_weight,
-        namespace: &s.namespace,
+        namespace: &rule.subject.namespace,
         pod: row.pod.as_deref(),
         note: row.note.as_deref(),
         status: status_word,
@@ -329,7 +340,6 @@ fn change<'a>(rule: &'a RulePlan, row: &'a Row, status: Option<&'a RowStatus>) -
 
 fn json_rule(rule: &RulePlan) -> JsonRule<'_> {
     let s = &rule.subject;
-    let binding = rule.binding.as_ref();
     let (status, reason) = match &rule.status {
         Status::Ready => ("ok", None),
         Status::Blocked { reason } => ("blocked", Some(reason.as_str())),
@@ -338,13 +348,7 @@ fn json_rule(rule: &RulePlan) -> JsonRule<'_> {
     JsonRule {
         rule: &s.path,
         line: s.line,
-        load_balancer_id: &s.load_balancer_id,
-        listener_id: binding.map(|b| b.listener.as_str()).or(s.listener_id.as_deref()),
-        location_id: binding.and_then(|b| b.location.as_deref()).or(s.location_id.as_deref()),
-        protocol: s.protocol.to_string(),
-        port: s.port,
-        domain: s.domain.as_deref(),
-        url: s.url.as_deref(),
+        place: JsonPlace::of(rule),
         namespace: &s.namespace,
         pods: &s.pods,
         status,
