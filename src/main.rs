@@ -1,5 +1,7 @@
 //! `clbsync`: parse the command line, set up logging, run, print an error once, exit with a documented code.
 
+#![forbid(unsafe_code)]
+
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
