@@ -3,8 +3,10 @@
 
 mod clb_client;
 mod cli;
+mod e2e;
 mod emulator;
 mod kube;
 mod kube_requests;
 mod rules;
+mod rules_fuzz;
 mod support;
