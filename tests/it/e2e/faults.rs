@@ -223,11 +223,11 @@ async fn a_listener_deleted_between_read_and_write_fails_its_changes_only() {
 #[tokio::test]
 async fn garbage_responses_are_clear_errors_and_nothing_is_changed_on_a_half_read_load_balancer() {
     // Every DescribeTargets answer is garbage (retries included): the listeners were read, the targets never
-    // were, so no rule may be planned, let alone applied.
+    // were, so no rule may be planned, let alone applied. `huge` is valid JSON larger than the client reads.
     let world = World::new("garbage", spec()).await;
-    for mode in ["truncated", "wrong_shape", "empty", "html"] {
+    for mode in ["truncated", "wrong_shape", "empty", "html", "huge"] {
         world.emu.set_faults(faults(&format!(
-            "{{garbage: {{mode: {mode}, rate: 1.0, max: 1000, huge_bytes: 12000000, actions: [DescribeTargets]}}}}"
+            "{{garbage: {{mode: {mode}, rate: 1.0, max: 1000, huge_bytes: 40000000, actions: [DescribeTargets]}}}}"
         )));
         world.emu.reset_calls();
         let run = world.reconcile().await;
