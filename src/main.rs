@@ -128,6 +128,7 @@ async fn execute(
         concurrency: usize::from(run.concurrency),
         region,
         stop: stop.clone(),
+        stop_grace: std::time::Duration::from_secs(u64::from(run.stop_grace)),
     };
     let mut out = std::io::stdout().lock();
     let outcome = reconcile::run(rules, &cluster, &clb, &settings, &mut out)

@@ -60,11 +60,10 @@ async fn a_run_killed_at_random_points_during_apply_loses_nothing_and_the_next_r
     world.assert_converges_and_stays().await;
 }
 
-#[tokio::test]
-async fn sigterm_during_apply_finishes_in_flight_changes_reports_and_exits_1() {
-    let world = World::new("sigterm", spec()).await;
-    world.emu.set_task_delay(Duration::from_millis(700));
-    let mut child = spawn(&world, &["reconcile"]);
+/// Starts `clbsync <args>`, sends SIGTERM as soon as the emulator sees its first mutation, and waits (bounded).
+/// Returns what it printed, how long it took to exit after the signal, and the mutations made until the signal.
+async fn sigterm_after_first_mutation(world: &World, args: &[&str]) -> (super::Run, Duration, usize) {
+    let mut child = spawn(world, args);
     let pid = child.id();
     let mut seen_mutation = false;
     for _ in 0..1000 {
@@ -90,7 +89,14 @@ async fn sigterm_during_apply_finishes_in_flight_changes_reports_and_exits_1() {
     })
     .await
     .expect("join");
-    let took = signalled.elapsed();
+    (out, signalled.elapsed(), mutations_at_signal)
+}
+
+#[tokio::test]
+async fn sigterm_during_apply_finishes_in_flight_changes_reports_and_exits_1() {
+    let world = World::new("sigterm", spec()).await;
+    world.emu.set_task_delay(Duration::from_millis(700));
+    let (out, took, mutations_at_signal) = sigterm_after_first_mutation(&world, &["reconcile"]).await;
     out.assert_code(1);
     assert!(took < Duration::from_secs(15), "the in-flight wait is bounded: {took:?}\n{}", out.all());
     assert!(out.stdout.contains("not attempted"), "the report lists what was left\n{}", out.all());
@@ -106,4 +112,18 @@ async fn sigterm_during_apply_finishes_in_flight_changes_reports_and_exits_1() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     world.emu.set_task_delay(Duration::ZERO);
     world.assert_converges_and_stays().await;
+}
+
+#[tokio::test]
+async fn sigterm_while_a_task_hangs_reports_it_unconfirmed_once_the_grace_period_is_over() {
+    // A task that takes a minute: without a bound the run would wait for it (up to the 120 s task timeout) and
+    // be SIGKILLed by Kubernetes before printing anything.
+    let world = World::new("sigterm-hang", spec()).await;
+    world.emu.set_task_delay(Duration::from_secs(60));
+    let (out, took, _) = sigterm_after_first_mutation(&world, &["reconcile", "--stop-grace", "1"]).await;
+    out.assert_code(1);
+    assert!(took < Duration::from_secs(8), "exits about --stop-grace after SIGTERM: {took:?}\n{}", out.all());
+    assert!(out.stdout.contains("failed: Stopped"), "the change in flight is reported unconfirmed\n{}", out.all());
+    assert!(out.stdout.contains("not attempted"), "{}", out.all());
+    world.assert_unowned_untouched(&out);
 }
