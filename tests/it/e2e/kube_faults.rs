@@ -102,3 +102,100 @@ async fn a_deployment_deleted_between_runs_skips_its_rule_and_keeps_its_targets(
     assert_eq!(world.targets(Slot::Web), web_before, "its targets stay in place");
     assert_eq!(world.emu.calls().mutating(), 0, "nothing else had to change\n{}", run.all());
 }
+
+/// A loopback TCP proxy to the test API server that cuts every connection once `budget` bytes in total have come
+/// back from the server: the API server "stops" part-way through a run. Runs until the test process exits.
+fn cutting_proxy(upstream: std::net::SocketAddr, budget: usize) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let port = listener.local_addr().expect("addr").port();
+    let left = Arc::new(AtomicUsize::new(budget));
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(upstream) else { continue };
+            let (mut c_in, mut s_out) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+            std::thread::spawn(move || std::io::copy(&mut c_in, &mut s_out).ok());
+            let left = left.clone();
+            std::thread::spawn(move || {
+                let (mut server, mut client) = (server, client);
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = server.read(&mut buf) {
+                    let allowed = left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| Some(l.saturating_sub(n)));
+                    let allowed = allowed.unwrap_or(0).min(n);
+                    if client.write_all(&buf[..allowed]).is_err() || allowed < n {
+                        break;
+                    }
+                }
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn an_api_server_that_stops_mid_run_only_skips_the_rules_it_did_not_answer_for() {
+    let mut world = World::new("kstop", spec()).await;
+    let text = std::fs::read_to_string(kubeconfig_path()).expect("read kubeconfig");
+    let server = text.lines().find_map(|l| l.trim().strip_prefix("server: https://")).expect("server line");
+    let upstream: std::net::SocketAddr = server.trim_end_matches('/').parse().expect("loopback address");
+    // Budgets (seeded) from "TLS handshake only" to "a few responses": each cuts the server off at another point.
+    let mut rng = fastrand::Rng::with_seed(0xC0FFEE);
+    let mut budgets: Vec<usize> = vec![500, 2_000];
+    budgets.extend((0..4).map(|_| rng.usize(2_500..16_000)));
+    for budget in budgets {
+        let port = cutting_proxy(upstream, budget);
+        let proxied: String = text
+            .lines()
+            .map(|l| match l.find("server: ") {
+                Some(i) => format!("{}server: https://127.0.0.1:{port}\n", &l[..i]),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        let kubeconfig = write_temp(&proxied);
+        world.kubeconfig = kubeconfig.path().to_path_buf();
+        world.emu.set_state(world.seeded.clone());
+        let before = world.emu.state();
+        let run = world.run(&["reconcile", "-o", "json"]).await;
+        assert!(matches!(run.code, Some(0 | 1)), "budget {budget}\n{}", run.all());
+        assert!(!run.stderr.contains("panicked"), "{}", run.all());
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("a JSON report");
+        for slot in Slot::ALL {
+            let rule = doc["rules"]
+                .as_array()
+                .expect("rules")
+                .iter()
+                .find(|r| {
+                    r["load_balancer_id"] == slot.lb()
+                        && r["listener_id"] == slot.listener()
+                        && slot.location().is_none_or(|loc| r["location_id"] == loc)
+                })
+                .unwrap_or_else(|| panic!("{slot:?} is in the report\n{}", run.all()));
+            if rule["status"] == "ok" {
+                assert_eq!(
+                    world.targets(slot),
+                    world.expected(slot, &before),
+                    "budget {budget}: {slot:?}\n{}",
+                    run.all()
+                );
+            } else {
+                assert!(rule["reason"].as_str().is_some_and(|r| !r.is_empty()), "{}", run.all());
+                let was = super::targets_of(&before, slot, clb_emulator::state::TargetKind::Eni);
+                assert_eq!(
+                    world.targets(slot),
+                    was,
+                    "budget {budget}: skipped {slot:?} kept its targets\n{}",
+                    run.all()
+                );
+            }
+        }
+        world.assert_unowned_untouched(&run);
+        let skipped = run.stdout.matches("\"status\": \"skipped\"").count();
+        eprintln!("budget {budget}: exit {:?}, {skipped} rule(s) skipped", run.code);
+    }
+}
