@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 
@@ -55,6 +56,9 @@ impl ApplyReport {
     }
 }
 
+/// [`ApplyOptions::stop_grace`] unless told otherwise: well inside Kubernetes' default 30 s grace period.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(20);
+
 /// How to apply.
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
@@ -62,11 +66,15 @@ pub struct ApplyOptions {
     pub concurrency: usize,
     /// Set (e.g. on SIGTERM) to stop starting new calls; calls in flight finish and are reported.
     pub stop: Arc<AtomicBool>,
+    /// After `stop` is set, how long a call in flight (and its async task) may still take. Past it the call is
+    /// abandoned and its changes reported as `Stopped`, so the report is printed before the pod is killed
+    /// (a CronJob pod gets terminationGracePeriodSeconds, 30 s by default, between SIGTERM and SIGKILL).
+    pub stop_grace: Duration,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { concurrency: 8, stop: Arc::new(AtomicBool::new(false)) }
+        ApplyOptions { concurrency: 8, stop: Arc::new(AtomicBool::new(false)), stop_grace: DEFAULT_STOP_GRACE }
     }
 }
 
@@ -93,7 +101,7 @@ pub async fn apply<C: Clb>(plan: &Plan, clb: &C, opts: &ApplyOptions) -> ApplyRe
         }
     }
     let results: Vec<Vec<((usize, usize), RowStatus)>> = stream::iter(by_lb)
-        .map(|(lb, stages)| apply_lb(clb, lb, stages, &opts.stop))
+        .map(|(lb, stages)| apply_lb(clb, lb, stages, &opts.stop, opts.stop_grace))
         .buffer_unordered(opts.concurrency.max(1))
         .collect()
         .await;
@@ -108,6 +116,7 @@ async fn apply_lb<C: Clb>(
     lb: &str,
     stages: [Vec<Item>; 3],
     stop: &AtomicBool,
+    stop_grace: Duration,
 ) -> Vec<((usize, usize), RowStatus)> {
     let [register, reweight, deregister] = stages;
     let mut out = Vec::new();
@@ -132,10 +141,27 @@ async fn apply_lb<C: Clb>(
             continue;
         }
         let changes: Vec<Change> = items.iter().map(|(_, c)| c.clone()).collect();
-        let outcomes = match stage {
-            Action::Register => clb.register(lb, &changes).await,
-            Action::Reweight => clb.set_weight(lb, &changes).await,
-            _ => clb.deregister(lb, &changes).await,
+        let call = async {
+            match stage {
+                Action::Register => clb.register(lb, &changes).await,
+                Action::Reweight => clb.set_weight(lb, &changes).await,
+                _ => clb.deregister(lb, &changes).await,
+            }
+        };
+        let outcomes = tokio::select! {
+            outcomes = call => outcomes,
+            () = stopped_then(stop, stop_grace) => {
+                let stopped = Failure {
+                    code: "Stopped".into(),
+                    message: format!(
+                        "the run was stopped (SIGTERM) and this change was not confirmed within {}s; it may still \
+                         complete: the next run re-reads the targets",
+                        stop_grace.as_secs()
+                    ),
+                    request_id: None,
+                };
+                vec![Err(stopped); changes.len()]
+            }
         };
         for (k, (at, _)) in items.into_iter().enumerate() {
             let status = match outcomes.get(k) {
@@ -158,4 +184,12 @@ async fn apply_lb<C: Clb>(
         }
     }
     out
+}
+
+/// Resolves `grace` after `stop` is set (checked every 50 ms); never resolves while it is not.
+async fn stopped_then(stop: &AtomicBool, grace: Duration) {
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(grace).await;
 }

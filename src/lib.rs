@@ -8,6 +8,8 @@
 //!
 //! Nothing is kept between runs: the cluster and the cloud are the state.
 
+#![forbid(unsafe_code)]
+
 pub mod model;
 
 /// 1. `rules.yaml`: parse and validate what should be bound where.

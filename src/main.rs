@@ -1,5 +1,7 @@
 //! `clbsync`: parse the command line, set up logging, run, print an error once, exit with a documented code.
 
+#![forbid(unsafe_code)]
+
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -126,6 +128,7 @@ async fn execute(
         concurrency: usize::from(run.concurrency),
         region,
         stop: stop.clone(),
+        stop_grace: std::time::Duration::from_secs(u64::from(run.stop_grace)),
     };
     let mut out = std::io::stdout().lock();
     let outcome = reconcile::run(rules, &cluster, &clb, &settings, &mut out)

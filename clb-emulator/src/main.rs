@@ -1,5 +1,7 @@
 //! `clb-emulator` binary: serves the emulated CLB API on a local address.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use clb_emulator::{Config, Faults, State};
 use std::io::Write;

@@ -304,7 +304,17 @@ impl ClbClient {
         let transport = |source| Error::Transport { action, endpoint: endpoint(), source };
         let response = request.body(body.to_vec()).send().await.map_err(transport)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(transport)?;
+        let bytes = match read_bounded(response).await {
+            Ok(bytes) => bytes,
+            Err(Body::Transport(source)) => return Err(transport(source)),
+            Err(Body::TooLarge(read)) => {
+                let reason = format!(
+                    "the response is larger than {} MiB ({read} bytes or more); check --endpoint",
+                    MAX_RESPONSE_BYTES >> 20
+                );
+                return Err(Error::Decode { action, reason, excerpt: String::new() });
+            }
+        };
         if status != reqwest::StatusCode::OK {
             return Err(Error::Status {
                 action,
@@ -337,6 +347,34 @@ impl ClbClient {
         })
         .await
     }
+}
+
+/// The largest response body read. CLB's answers for the few actions used stay far below it; a bigger one
+/// (a misbehaving proxy, a wrong endpoint) is refused instead of being buffered without limit.
+pub const MAX_RESPONSE_BYTES: usize = 32 << 20;
+
+/// Why a response body could not be read.
+enum Body {
+    Transport(reqwest::Error),
+    /// More than [`MAX_RESPONSE_BYTES`]: how many bytes were announced or read when it stopped.
+    TooLarge(usize),
+}
+
+/// Reads the body, refusing it as soon as it is known to exceed [`MAX_RESPONSE_BYTES`].
+async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, Body> {
+    if let Some(len) = response.content_length().and_then(|l| usize::try_from(l).ok())
+        && len > MAX_RESPONSE_BYTES
+    {
+        return Err(Body::TooLarge(len));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Body::Transport)? {
+        if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(Body::TooLarge(bytes.len() + chunk.len()));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// At most 200 characters of a response body, for error messages.

@@ -83,7 +83,7 @@ pub struct Change {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
     /// The API error code (`LimitExceeded`, ...), or a clbsync code for non-API failures: `TaskFailed`,
-    /// `TaskTimeout`, `PartialFailure`, `Transport`, `OutcomeUnknown`, `Cancelled`.
+    /// `TaskTimeout`, `PartialFailure`, `Transport`, `OutcomeUnknown`, `Cancelled`, `Stopped` (SIGTERM grace over).
     pub code: String,
     pub message: String,
     /// The RequestId (or task id) Tencent support asks for, when there was one.

@@ -41,6 +41,8 @@ type ListKey = (String, String);
 /// lists, so build a new one for each run.
 pub struct KubeCluster {
     client: Client,
+    /// The API server URL, for "cannot reach" errors (`None` when built from a bare client).
+    server: Option<String>,
     page_size: u32,
     request_timeout: Duration,
     lists: Mutex<HashMap<ListKey, Arc<OnceCell<Vec<Pod>>>>>,
@@ -82,14 +84,16 @@ impl KubeCluster {
                 (config, tried)
             }
         };
+        let server = config.cluster_url.to_string();
         let client = Client::try_from(config).map_err(|error| Error::Config { tried, error })?;
-        Ok(Self::from_client(client))
+        Ok(Self { server: Some(server), ..Self::from_client(client) })
     }
 
     /// Wraps an existing client (tests, or a caller with its own configuration).
     pub fn from_client(client: Client) -> Self {
         Self {
             client,
+            server: None,
             page_size: DEFAULT_PAGE_SIZE,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             lists: Mutex::new(HashMap::new()),
@@ -193,7 +197,14 @@ impl KubeCluster {
     ) -> Result<T, Error> {
         match tokio::time::timeout(self.request_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(map_error(e, what, op)),
+            Ok(Err(e)) => match connect_failure(&e) {
+                Some(cause) => Err(Error::Unreachable {
+                    server: self.server.clone().unwrap_or_else(|| "the Kubernetes API server".to_owned()),
+                    what: what.to_owned(),
+                    cause,
+                }),
+                None => Err(map_error(e, what, op)),
+            },
             Err(_) => Err(Error::Timeout { what: what.to_owned() }),
         }
     }
@@ -234,6 +245,32 @@ fn map_error(err: kube::Error, what: &str, op: Op<'_>) -> Error {
         _ if is_timeout(&err) => Error::Timeout { what: what.to_owned() },
         _ => Error::Api { what: what.to_owned(), error: err },
     }
+}
+
+/// When the request never reached the API server (refused, reset, no route, DNS), the innermost cause.
+fn connect_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use std::io::ErrorKind::*;
+    let mut cur = Some(err);
+    let mut connect = false;
+    let mut innermost = String::new();
+    while let Some(e) = cur {
+        let io_connect = e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | HostUnreachable
+                    | NetworkUnreachable
+                    | AddrNotAvailable
+            )
+        });
+        // hyper-util's connector error displays as "client error (Connect)".
+        connect |= io_connect || e.to_string().ends_with("(Connect)");
+        innermost = e.to_string();
+        cur = e.source();
+    }
+    connect.then_some(innermost)
 }
 
 /// Whether a transport error is a timeout somewhere down its source chain.

@@ -59,6 +59,11 @@ pub enum Error {
     /// `what` is the request, e.g. `list pods in namespace shop with selector app=web`.
     #[error("timed out talking to the Kubernetes API ({what}): check that the API server is reachable")]
     Timeout { what: String },
+    /// The request never reached the server: `cause` is the innermost error (e.g. `Connection refused`).
+    #[error(
+        "cannot reach the Kubernetes API server {server} ({what}): {cause}; check the server in the kubeconfig and that the API server is running"
+    )]
+    Unreachable { server: String, what: String, cause: String },
     /// The kube error is part of the message rather than a `source`: its own Display already carries its
     /// causes, so a chained `{:#}` would print them twice.
     #[error("Kubernetes API request failed ({what}): {error}")]

@@ -35,6 +35,8 @@ pub struct Settings {
     pub region: String,
     /// Set on SIGTERM: apply stops starting new changes.
     pub stop: Arc<AtomicBool>,
+    /// After SIGTERM, how long changes in flight may still take ([`ApplyOptions::stop_grace`]).
+    pub stop_grace: std::time::Duration,
 }
 
 /// What a run found and did.
@@ -98,7 +100,11 @@ pub async fn run<K: Cluster, C: Clb>(
         "planned"
     );
     let applied = if settings.mode == Mode::Reconcile && plan.has_changes() {
-        let opts = ApplyOptions { concurrency: settings.concurrency, stop: settings.stop.clone() };
+        let opts = ApplyOptions {
+            concurrency: settings.concurrency,
+            stop: settings.stop.clone(),
+            stop_grace: settings.stop_grace,
+        };
         let report = apply::apply(&plan, clb, &opts).await;
         let (ok, failed, not_attempted) = report.counts();
         tracing::info!(applied = ok, failed, not_attempted, "applied");

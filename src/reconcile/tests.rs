@@ -131,6 +131,7 @@ fn settings(mode: Mode, format: Format) -> Settings {
         concurrency: 4,
         region: "ap-guangzhou".into(),
         stop: Arc::new(AtomicBool::new(false)),
+        stop_grace: crate::apply::DEFAULT_STOP_GRACE,
     }
 }
 

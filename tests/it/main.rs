@@ -3,9 +3,11 @@
 
 mod clb_client;
 mod cli;
+mod e2e;
 mod emulator;
 mod kube;
 mod kube_requests;
 mod packaging;
 mod rules;
+mod rules_fuzz;
 mod support;

@@ -1,0 +1,179 @@
+//! Bad input: rules that do not validate never reach the network; credential problems are one actionable line
+//! and never print the secret; garbage API responses are clear errors; plain http is refused off loopback.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use clb_emulator::Config;
+
+use super::{Run, Slot, Spec, TEMP_ID, TEMP_KEY, TOKEN, World, cli_process, eni, p, run};
+use crate::support::{clbsync, seen};
+
+#[tokio::test]
+async fn no_rules_file_that_fails_validation_causes_a_single_api_call() {
+    let emu = clb_emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), Config::default()).await.expect("emulator");
+    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rules"))
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("bad-")))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 15, "the corpus is there");
+    for file in files {
+        for sub in ["reconcile", "diff"] {
+            let mut cmd = cli_process(&emu, &[sub, "--kubeconfig", "/nonexistent/kubeconfig"]);
+            cmd.arg("--rules").arg(&file);
+            let out = run(assert_cmd::Command::from_std(cmd)).await;
+            out.assert_code(1);
+            assert!(out.stderr.contains(file.file_name().and_then(|n| n.to_str()).expect("name")), "{}", out.all());
+        }
+        assert_eq!(emu.calls().total(), 0, "{}: the emulator saw a call", file.display());
+    }
+}
+
+#[test]
+fn plain_http_to_a_non_loopback_endpoint_is_refused_before_any_network_call() {
+    let started = Instant::now();
+    let out = clbsync()
+        .args(["diff", "--rules", "rules.yaml", "--endpoint", "http://example.com", "--kubeconfig", "/nonexistent"])
+        .env("TENCENTCLOUD_SECRET_ID", clb_emulator::DEFAULT_SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", clb_emulator::DEFAULT_SECRET_KEY)
+        .output()
+        .expect("run");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    insta::assert_snapshot!(seen(&out));
+}
+
+/// One credential problem: the environment it runs with and what the emulator does.
+struct Case {
+    name: &'static str,
+    env: &'static [(&'static str, &'static str)],
+    clock_offset: i64,
+}
+
+const CASES: &[Case] = &[
+    Case { name: "missing", env: &[], clock_offset: 0 },
+    Case {
+        name: "wrong-key",
+        env: &[
+            ("TENCENTCLOUD_SECRET_ID", clb_emulator::DEFAULT_SECRET_ID),
+            ("TENCENTCLOUD_SECRET_KEY", "clbsyncNotTheRightKey0000000000000"),
+        ],
+        clock_offset: 0,
+    },
+    Case {
+        name: "unknown-id",
+        env: &[
+            ("TENCENTCLOUD_SECRET_ID", "AKIDclbsyncUNKNOWN0000000000000000"),
+            ("TENCENTCLOUD_SECRET_KEY", clb_emulator::DEFAULT_SECRET_KEY),
+        ],
+        clock_offset: 0,
+    },
+    Case {
+        name: "wrong-token",
+        env: &[
+            ("TENCENTCLOUD_SECRET_ID", TEMP_ID),
+            ("TENCENTCLOUD_SECRET_KEY", TEMP_KEY),
+            ("TENCENTCLOUD_SESSION_TOKEN", "clbsync-expired-session-token"),
+        ],
+        clock_offset: 0,
+    },
+    Case {
+        name: "clock-skew",
+        env: &[
+            ("TENCENTCLOUD_SECRET_ID", clb_emulator::DEFAULT_SECRET_ID),
+            ("TENCENTCLOUD_SECRET_KEY", clb_emulator::DEFAULT_SECRET_KEY),
+        ],
+        clock_offset: 900,
+    },
+];
+
+async fn diff_with(world: &World, case: &Case, extra: &[&str]) -> Run {
+    world.emu.set_clock_offset(case.clock_offset);
+    let mut cmd = world.process(&[&["diff"], extra].concat());
+    cmd.env_remove("TENCENTCLOUD_SECRET_ID").env_remove("TENCENTCLOUD_SECRET_KEY");
+    for (k, v) in case.env {
+        cmd.env(k, v);
+    }
+    let out = run(assert_cmd::Command::from_std(cmd)).await;
+    world.emu.set_clock_offset(0);
+    out
+}
+
+fn world_spec() -> Spec {
+    Spec::default()
+        .pods([p("api", "10.1.0.1"), p("web", "10.2.0.1"), p("redis", "10.3.0.1")])
+        .bound(Slot::Api, [eni("10.99.0.1", 8080, 10)])
+}
+
+#[tokio::test]
+async fn each_credential_problem_is_an_actionable_error_that_changes_nothing() {
+    let world = World::new("creds", world_spec()).await;
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[request-id]");
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
+    settings.add_filter(&regex_escape(&world.ns.name), "[ns]");
+    settings.add_filter(&regex_escape(&world.rules_path().display().to_string()), "[rules]");
+    settings.add_filter(r"\d+(\.\d+)?(ms|s)\b", "[duration]");
+    settings.add_filter(r"\b1\d{9}\b", "[unix-time]");
+    for case in CASES {
+        let out = diff_with(&world, case, &[]).await;
+        out.assert_code(1);
+        // The table's width follows the (random) namespace name; the reasons below it are what matters here.
+        let stdout: String =
+            out.stdout.lines().filter(|l| !l.starts_with(['┌', '│', '╞', '└'])).map(|l| format!("{l}\n")).collect();
+        let text = format!("exit: {:?}\n--- stdout\n{stdout}--- stderr\n{}", out.code, mask_times(&out.stderr));
+        settings.bind(|| insta::assert_snapshot!(format!("credentials-{}", case.name), text));
+    }
+    assert_eq!(world.emu.calls().mutating(), 0);
+}
+
+#[tokio::test]
+async fn neither_the_secret_key_nor_the_token_appears_in_any_output_even_at_trace_level() {
+    let world = World::new("leak", world_spec()).await;
+    let secrets =
+        [clb_emulator::DEFAULT_SECRET_KEY, TEMP_KEY, TOKEN, "clbsyncNotTheRightKey", "clbsync-expired-session"];
+    let good_token = Case {
+        name: "token",
+        env: &[
+            ("TENCENTCLOUD_SECRET_ID", TEMP_ID),
+            ("TENCENTCLOUD_SECRET_KEY", TEMP_KEY),
+            ("TENCENTCLOUD_SESSION_TOKEN", TOKEN),
+        ],
+        clock_offset: 0,
+    };
+    for case in CASES.iter().chain([&good_token]) {
+        for log_format in ["text", "json"] {
+            let out = diff_with(&world, case, &["-vv", "--log-format", log_format]).await;
+            for secret in secrets {
+                assert!(!out.all().contains(secret), "{}: `{secret}` leaked\n{}", case.name, out.all());
+            }
+        }
+    }
+    let good = diff_with(&world, &good_token, &[]).await;
+    good.assert_code(0);
+    let applied = world.run(&["reconcile", "-vv"]).await;
+    applied.assert_code(0);
+    for secret in secrets {
+        assert!(!applied.all().contains(secret), "`{secret}` leaked\n{}", applied.all());
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| if c.is_alphanumeric() || c == '-' || c == '/' || c == '_' { vec![c] } else { vec!['\\', c] })
+        .collect()
+}
+
+fn mask_times(stderr: &str) -> String {
+    stderr
+        .lines()
+        .map(|l| {
+            if l.len() >= 19 && l.as_bytes()[4] == b'-' && l.as_bytes()[13] == b':' {
+                format!("[time]{}\n", &l[19..])
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect()
+}
