@@ -2,9 +2,12 @@
 //!
 //! Per load balancer, in this order: register new targets, change weights (including drains), then deregister
 //! — so capacity never dips mid-run. Different load balancers are processed concurrently; one load balancer's
-//! calls are strictly sequential (CLB locks a load balancer while a task runs). A rule whose registrations
-//! failed keeps its old targets: its deregistrations are not attempted — except when the failure was the
-//! backend quota (`LimitExceeded`), where removing stale targets is what makes room for the next run.
+//! calls are strictly sequential (CLB locks a load balancer while a task runs).
+//!
+//! When registering a pod's new target fails, that pod's old target on the same rule (same IP, another port:
+//! a port change) is kept: its deregistration is not attempted. Targets of pods that are gone are removed
+//! regardless — they serve nothing, and keeping them would let one failing registration (a full backend
+//! quota, say) pin a rule's stale targets forever.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -13,8 +16,7 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 
-use crate::clb::retry::classify;
-use crate::clb::{Change, Clb, ErrorKind, Failure};
+use crate::clb::{Change, Clb, Failure};
 use crate::plan::{Action, Plan, Status};
 
 /// What happened to one row of the plan.
@@ -120,7 +122,8 @@ async fn apply_lb<C: Clb>(
 ) -> Vec<((usize, usize), RowStatus)> {
     let [register, reweight, deregister] = stages;
     let mut out = Vec::new();
-    let mut failed_rules = BTreeSet::new();
+    // (rule, IP) of registrations that failed: the old targets of those pods stay.
+    let mut failed = BTreeSet::new();
     for (stage, items) in [(Action::Register, register), (Action::Reweight, reweight), (Action::Deregister, deregister)]
     {
         if items.is_empty() {
@@ -132,10 +135,10 @@ async fn apply_lb<C: Clb>(
             continue;
         }
         let (items, held): (Vec<Item>, Vec<Item>) = match stage {
-            Action::Deregister => items.into_iter().partition(|((i, _), _)| !failed_rules.contains(i)),
+            Action::Deregister => items.into_iter().partition(|((i, _), c)| !failed.contains(&(*i, c.target.ip))),
             _ => (items, Vec::new()),
         };
-        let why = "not attempted: registering this rule's new targets failed, so its old targets are kept";
+        let why = "not attempted: registering this pod's new target failed, so its old target is kept";
         out.extend(held.into_iter().map(|(at, _)| (at, RowStatus::NotAttempted(why.into()))));
         if items.is_empty() {
             continue;
@@ -163,14 +166,12 @@ async fn apply_lb<C: Clb>(
                 vec![Err(stopped); changes.len()]
             }
         };
-        for (k, (at, _)) in items.into_iter().enumerate() {
+        for (k, (at, change)) in items.into_iter().enumerate() {
             let status = match outcomes.get(k) {
                 Some(Ok(())) => RowStatus::Applied,
                 Some(Err(f)) => {
-                    // A full backend quota is the one registration failure that removing stale targets helps:
-                    // holding them would keep the rule stuck at its quota forever.
-                    if stage == Action::Register && classify(&f.code) != ErrorKind::Quota {
-                        failed_rules.insert(at.0);
+                    if stage == Action::Register {
+                        failed.insert((at.0, change.target.ip));
                     }
                     RowStatus::Failed(f.clone())
                 }

@@ -137,8 +137,11 @@ async fn execute(
     out.flush()?;
     let code = outcome.exit_code(detailed);
     if stop.load(Ordering::SeqCst) {
-        tracing::warn!("stopped by a signal: changes not yet started were left for the next run");
+        eprintln!("error: stopped by a signal; changes not yet started were left for the next run");
         return Ok(exit::ERROR);
+    }
+    if code == exit::ERROR {
+        eprintln!("error: {}; see the report on stdout", outcome.trouble());
     }
     Ok(code)
 }
@@ -181,9 +184,10 @@ fn init_logging(g: &Global) {
         1 => "debug",
         _ => "trace",
     };
-    // Dependencies stay at warn unless asked for with RUST_LOG.
+    // Dependencies stay at warn unless asked for with RUST_LOG; kube-client's own error lines are off because
+    // every Kubernetes error reaches the report with its context.
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,clbsync={level},clb_emulator={level}")));
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,kube_client=off,clbsync={level},clb_emulator={level}")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match g.log_format {
         LogFormat::Json => builder.json().with_timer(UtcTime::rfc_3339()).with_target(false).init(),

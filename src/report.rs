@@ -109,12 +109,26 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
     if rows > 0 {
         writeln!(out, "{t}")?;
     }
+    // One line per reason: a bad key or an unreachable API skips every rule for the same reason.
+    let mut reasons: Vec<(&str, &str, Vec<String>)> = Vec::new();
     for rule in &plan.rules {
-        match &rule.status {
-            Status::Blocked { reason } => writeln!(out, "blocked: {}: {reason}", rule.subject.describe())?,
-            Status::Skipped { reason } => writeln!(out, "skipped: {}: {reason}", rule.subject.describe())?,
-            Status::Ready => {}
+        let (word, reason) = match &rule.status {
+            Status::Blocked { reason } => ("blocked", reason),
+            Status::Skipped { reason } => ("skipped", reason),
+            Status::Ready => continue,
+        };
+        match reasons.iter_mut().find(|(w, r, _)| *w == word && *r == reason) {
+            Some((_, _, rules)) => rules.push(rule.subject.describe()),
+            None => reasons.push((word, reason, vec![rule.subject.describe()])),
         }
+    }
+    for (word, reason, rules) in reasons {
+        match rules.as_slice() {
+            [one] => writeln!(out, "{word}: {one}: {reason}")?,
+            many => writeln!(out, "{word}: {} rules ({}): {reason}", many.len(), many.join(", "))?,
+        }
+    }
+    for rule in &plan.rules {
         for w in &rule.warnings {
             writeln!(out, "warning: {}: {w}", rule.subject.describe())?;
         }

@@ -60,6 +60,23 @@ pub mod exit {
 }
 
 impl Outcome {
+    /// One line saying what went wrong, for the end of a failed run: `2 rule(s) skipped, 1 change(s) failed`.
+    pub fn trouble(&self) -> String {
+        let s = self.plan.summary();
+        let (_, failed, not_attempted) = self.applied.as_ref().map_or((0, 0, 0), ApplyReport::counts);
+        let parts: Vec<String> = [
+            (s.skipped, "rule(s) skipped"),
+            (s.blocked, "rule(s) blocked"),
+            (failed, "change(s) failed"),
+            (not_attempted, "change(s) not attempted"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        parts.join(", ")
+    }
+
     /// The process exit code of this outcome.
     pub fn exit_code(&self, detailed: bool) -> u8 {
         let troubled = self.plan.rules.iter().any(|r| r.status != Status::Ready);

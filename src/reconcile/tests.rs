@@ -205,7 +205,9 @@ async fn a_kubernetes_error_skips_only_its_rules_and_keeps_their_targets() {
     assert_eq!(clb.targets_of(&api()).len(), 4, "the api rule's targets are untouched");
     assert_eq!(clb.targets_of(&cache()).len(), 1, "other rules still converge");
     assert!(
-        table.contains("skipped: lb-00000001 HTTP:80 shop.example.com/api: listing deployment shop/api"),
+        table.contains(
+            "skipped: 2 rules (lb-00000001 HTTP:80 shop.example.com/api, lb-00000002 TCP:443): listing deployment shop/api"
+        ),
         "{table}"
     );
 }
@@ -238,21 +240,39 @@ async fn unreadable_targets_skip_the_load_balancer_rather_than_planning_against_
 }
 
 #[tokio::test]
-async fn a_failed_registration_keeps_the_rules_old_targets() {
+async fn a_failed_registration_is_reported_with_its_code_and_request_id() {
     let (cluster, mut clb) = world();
     let failed =
         Failure { code: "TaskFailed".into(), message: "ENI not found".into(), request_id: Some("req-1".into()) };
     clb.fail.insert(("register", api()), failed);
     let (outcome, json) = run_once(&cluster, &clb, Mode::Reconcile, Format::Json).await;
     assert_eq!(outcome.exit_code(false), exit::ERROR);
-    assert!(clb.targets_of(&api()).contains_key(&t("10.0.0.7", 8080)), "stale target kept: make before break");
     let doc: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(doc["summary"]["failed"], 1);
-    assert_eq!(doc["summary"]["not_attempted"], 1);
     let failed =
         doc["changes"].as_array().expect("changes").iter().find(|c| c["status"] == "failed").expect("a failed change");
     assert_eq!(failed["error"]["code"], "TaskFailed");
     assert_eq!(failed["error"]["request_id"], "req-1");
+    assert!(!clb.targets_of(&api()).contains_key(&t("10.0.0.7", 8080)), "a gone pod's target is still removed");
+}
+
+#[tokio::test]
+async fn a_port_change_keeps_the_old_port_until_the_new_one_is_bound() {
+    let (cluster, mut clb) = world();
+    let text = RULES.replace(
+        "backend: {namespace: shop, deployment: api, port: 8080}",
+        "backend: {namespace: shop, deployment: api, port: 9090}",
+    );
+    let rules = crate::rules::parse("rules.yaml", &text).expect("valid");
+    let quota = Failure { code: "LimitExceeded".into(), message: "backend quota".into(), request_id: None };
+    clb.fail.insert(("register", api()), quota);
+    let mut out = Vec::new();
+    let outcome = run(&rules, &cluster, &clb, &settings(Mode::Reconcile, Format::Table), &mut out).await.expect("run");
+    let table = String::from_utf8_lossy(&out);
+    assert_eq!(outcome.exit_code(false), exit::ERROR);
+    assert!(clb.targets_of(&api()).contains_key(&t("10.0.0.1", 8080)), "api-1 keeps its old port: {table}");
+    assert!(!clb.targets_of(&api()).contains_key(&t("10.0.0.7", 8080)), "the gone pod's target goes: {table}");
+    assert!(table.contains("not attempted"), "{table}");
 }
 
 #[tokio::test]
@@ -299,14 +319,4 @@ async fn pods_without_the_named_port_are_reported() {
     cluster.pods.insert(q("shop", "web"), Ok(vec![pod("web-1", "10.0.1.1").ready(), p]));
     let (_, table) = run_once(&cluster, &clb, Mode::Diff, Format::Table).await;
     assert!(table.contains("pod web-2 has no container port named `http`"), "{table}");
-}
-
-#[tokio::test]
-async fn a_full_backend_quota_does_not_hold_back_the_removal_of_stale_targets() {
-    let (cluster, mut clb) = world();
-    let quota = Failure { code: "LimitExceeded".into(), message: "backend quota".into(), request_id: None };
-    clb.fail.insert(("register", api()), quota);
-    let (outcome, _) = run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
-    assert_eq!(outcome.exit_code(false), exit::ERROR);
-    assert!(!clb.targets_of(&api()).contains_key(&t("10.0.0.7", 8080)), "stale target removed to make room");
 }

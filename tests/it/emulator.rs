@@ -263,22 +263,21 @@ async fn a_lost_answer_is_not_resent_and_the_next_run_registers_nothing_twice() 
 }
 
 #[tokio::test]
-async fn backend_quota_on_one_listener_fails_only_that_listener() {
+async fn backend_quota_on_one_listener_fails_only_that_listener_and_the_next_run_fits() {
     let emu = emulator(STATE).await;
-    // The api rule holds a stale ENI target and a CVM backend: with a quota of 2 its two new pods do not fit.
-    // CLB reports batch failures per listener (FailListenerIdSet), so both rules of that listener fail.
-    emu.set_backend_quota(2);
+    // The api rule holds a stale ENI target and a CVM backend: with a quota of 3 its two new pods do not fit
+    // until the stale target is gone. CLB reports batch failures per listener (FailListenerIdSet), so both
+    // rules of that listener fail this run.
+    emu.set_backend_quota(3);
     let (clb, cluster, rules) = (client(&emu), cluster(), parsed(RULES));
     let (outcome, table) = pass(&clb, &cluster, &rules, Mode::Reconcile).await;
     assert_eq!(outcome.exit_code(false), exit::ERROR);
     assert_eq!(table.matches("failed: PartialFailure").count(), 4, "{table}");
     assert_eq!(eni_targets(&emu, "lb-shop0001", "lbl-tcp06379", None), [t("10.0.2.1", 6379, 10)], "{table}");
     assert_eq!(eni_targets(&emu, "lb-tls00001", "lbl-tcp00443", None).len(), 2, "{table}");
-    assert_eq!(
-        eni_targets(&emu, "lb-shop0001", "lbl-http0080", Some("loc-api00001")),
-        [t("10.0.0.7", 8080, 10)],
-        "make before break: the old target stays while the new ones could not be bound"
-    );
+    assert_eq!(eni_targets(&emu, "lb-shop0001", "lbl-http0080", Some("loc-api00001")), [], "stale target removed");
+    let (outcome, table) = pass(&clb, &cluster, &rules, Mode::Reconcile).await;
+    assert_eq!(outcome.exit_code(false), exit::OK, "the freed room takes the new pods: {table}");
 }
 
 #[tokio::test]

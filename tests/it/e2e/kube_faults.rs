@@ -35,7 +35,7 @@ async fn an_unreachable_api_server_changes_nothing_and_exits_1_with_a_clear_erro
     assert!(started.elapsed().as_secs() < 60, "bounded");
     assert_eq!(world.emu.calls().mutating(), 0, "{}", run.all());
     assert_eq!(world.emu.state(), world.seeded, "targets stay in place");
-    assert_eq!(run.stdout.matches("skipped: ").count(), 4, "every rule is skipped with the reason\n{}", run.all());
+    assert!(run.stdout.contains("4 skipped (errors)"), "every rule is skipped\n{}", run.all());
     let why = format!("cannot reach the Kubernetes API server https://127.0.0.1:{closed}/");
     assert!(run.stdout.contains(&why), "names the server and the cause\n{}", run.all());
     assert!(run.stdout.to_lowercase().contains("connection refused"), "{}", run.all());
