@@ -226,10 +226,12 @@ impl ClbClient {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            self.pacer.acquire(action).await;
+            let (permit, _) = self.pacer.acquire(action).await;
             self.count(action, attempt > 1);
             let started = Instant::now();
             let result = self.send_once::<Resp>(action, &body).await;
+            // The answer is in: from now on this call counts against the action's budget for one second.
+            drop(permit);
             let ms = started.elapsed().as_millis() as u64;
             let err = match result {
                 Ok((resp, request_id)) => {
