@@ -54,7 +54,8 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// How long to wait for one async task before reporting `TaskTimeout`.
     pub task_timeout: Duration,
-    /// First `DescribeTaskStatus` interval; it grows to 2 s.
+    /// First `DescribeTaskStatus` interval (300 ms: a typical target task; polling sooner mostly finds it running);
+    /// it grows by half each poll to 2 s.
     pub task_poll_interval: Duration,
     pub retry: RetryPolicy,
 }
@@ -69,7 +70,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             task_timeout: Duration::from_secs(120),
-            task_poll_interval: Duration::from_millis(250),
+            task_poll_interval: Duration::from_millis(300),
             retry: RetryPolicy::default(),
         }
     }
