@@ -91,8 +91,8 @@ pub async fn run<K: Cluster, C: Clb>(
 ) -> anyhow::Result<Outcome> {
     let queries = rules.rules.iter().map(|r| r.backend.pods.clone());
     let pods = async { Arc::new(desired::list_all(cluster, queries, settings.concurrency).await) }.shared();
-    let apply_opts = (settings.mode == Mode::Reconcile)
-        .then(|| ApplyOptions { concurrency: 1, stop: settings.stop.clone() });
+    let apply_opts =
+        (settings.mode == Mode::Reconcile).then(|| ApplyOptions { concurrency: 1, stop: settings.stop.clone() });
     let per_lb = async {
         let (failed, readable) = resolve::load_balancers(clb, &rules.rules, &settings.region).await;
         let done: Vec<LbOutcome> = stream::iter(readable)
