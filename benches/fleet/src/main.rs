@@ -211,15 +211,17 @@ async fn bench(cli: Cli) -> Result<()> {
     let work = PathBuf::from("target/bench");
     std::fs::create_dir_all(&work)?;
 
-    let emu = clb_emulator::start(
-        "127.0.0.1:0".parse()?,
-        clb_emulator::Config {
-            task_delay: Duration::from_millis(TASK_MS),
-            rate_limit_per_action: RATE as u32,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let emu = Arc::new(
+        clb_emulator::start(
+            "127.0.0.1:0".parse()?,
+            clb_emulator::Config {
+                task_delay: Duration::from_millis(TASK_MS),
+                rate_limit_per_action: RATE as u32,
+                ..Default::default()
+            },
+        )
+        .await?,
+    );
     let faults = clb_emulator::Faults { latency_ms: LATENCY_MS, ..Default::default() };
     let endpoint = emu.endpoint();
     println!(
@@ -280,7 +282,22 @@ async fn bench(cli: Cli) -> Result<()> {
             cmd.env("TENCENTCLOUD_SECRET_ID", clb_emulator::DEFAULT_SECRET_ID)
                 .env("TENCENTCLOUD_SECRET_KEY", clb_emulator::DEFAULT_SECRET_KEY)
                 .env_remove("RUST_LOG");
+            // Calls per action, sampled every second while the run goes: shows which budget is the bottleneck.
+            let sampling = Arc::new(AtomicBool::new(true));
+            let sampler = {
+                let (emu, sampling) = (emu.clone(), sampling.clone());
+                tokio::spawn(async move {
+                    let mut timeline = Vec::new();
+                    while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        timeline.push(emu.calls().by_action);
+                    }
+                    timeline
+                })
+            };
             let m = measure(&exe, cmd, &log, &work.join("measure.json")).await?;
+            sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+            let timeline = sampler.await?;
             let kube_lists = match (&kube, before) {
                 (Some(k), Some(before)) => {
                     let after = kube_seed::request_counts(k).await?;
@@ -295,11 +312,13 @@ async fn bench(cli: Cli) -> Result<()> {
             let calls = emu.calls();
             let converged = check_converged(&emu.state(), &fleet);
             let bounds = fleet.bounds(scenario);
-            let r = report(&fleet, scenario, &m, &calls, &bounds, kube_lists, converged, seed_secs, state_secs, &log);
+            let mut r =
+                report(&fleet, scenario, &m, &calls, &bounds, kube_lists, converged, seed_secs, state_secs, &log);
+            r["calls_by_second"] = json!(timeline);
             results.push(r);
         }
     }
-    emu.shutdown().await;
+    drop(emu); // stops the server
     print_table(&results);
     let doc = json!({
         "machine": machine(),
