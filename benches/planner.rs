@@ -43,11 +43,11 @@ fn rules() -> Rules {
     rules::parse("bench.yaml", &y).expect("generated rules are valid")
 }
 
+/// Listed pods per query, as `reconcile::build_plan` takes them.
+type Pods = BTreeMap<PodQuery, Result<Vec<Pod>, clbsync::desired::Error>>;
+
 /// (pods per query, actual state per rule) where `replaced` targets of each rule are old IPs.
-fn inputs(
-    rules: &Rules,
-    replaced: usize,
-) -> (BTreeMap<PodQuery, Result<Vec<Pod>, clbsync::desired::Error>>, Vec<RuleState>) {
+fn inputs(rules: &Rules, replaced: usize) -> (Pods, Vec<RuleState>) {
     let mut pods = BTreeMap::new();
     let mut actual = Vec::new();
     for (i, rule) in rules.rules.iter().enumerate() {
