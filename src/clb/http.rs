@@ -54,7 +54,8 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// How long to wait for one async task before reporting `TaskTimeout`.
     pub task_timeout: Duration,
-    /// First `DescribeTaskStatus` interval; it grows to 2 s.
+    /// First `DescribeTaskStatus` interval (300 ms: a typical target task; polling sooner mostly finds it running);
+    /// it grows by half each poll to 2 s.
     pub task_poll_interval: Duration,
     pub retry: RetryPolicy,
 }
@@ -69,7 +70,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             task_timeout: Duration::from_secs(120),
-            task_poll_interval: Duration::from_millis(250),
+            task_poll_interval: Duration::from_millis(300),
             retry: RetryPolicy::default(),
         }
     }
@@ -226,10 +227,12 @@ impl ClbClient {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            self.pacer.acquire(action).await;
+            let (permit, _) = self.pacer.acquire(action).await;
             self.count(action, attempt > 1);
             let started = Instant::now();
             let result = self.send_once::<Resp>(action, &body).await;
+            // The answer is in: from now on this call counts against the action's budget for one second.
+            drop(permit);
             let ms = started.elapsed().as_millis() as u64;
             let err = match result {
                 Ok((resp, request_id)) => {

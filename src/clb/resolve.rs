@@ -18,40 +18,11 @@ pub type RuleState = Result<(Binding, Vec<BoundTarget>), String>;
 /// Reads the actual state of every rule, one entry per rule in the same order. Load balancers are read
 /// concurrently, up to `concurrency` at a time.
 pub async fn actual_state<C: Clb>(clb: &C, rules: &[Rule], region: &str, concurrency: usize) -> Vec<RuleState> {
-    let mut by_lb: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, rule) in rules.iter().enumerate() {
-        by_lb.entry(rule.load_balancer_id.as_str()).or_default().push(i);
-    }
-    let ids: Vec<String> = by_lb.keys().map(|s| s.to_string()).collect();
+    let (failed, readable) = load_balancers(clb, rules, region).await;
     let mut out: Vec<RuleState> = vec![Err(String::new()); rules.len()];
-
-    let known = match clb.load_balancers(&ids).await {
-        Ok(lbs) => lbs,
-        Err(e) => {
-            let reason = format!("reading load balancers {}: {}", ids.join(", "), with_hint(&e));
-            for slot in &mut out {
-                *slot = Err(reason.clone());
-            }
-            return out;
-        }
-    };
-    let mut readable = Vec::new();
-    for (lb, idx) in &by_lb {
-        let reason = match known.iter().find(|l| l.id == *lb) {
-            None => Some(format!(
-                "load balancer {lb} not found in region {region}: check load_balancer_id in the rules file and --region"
-            )),
-            Some(l) if l.classic => Some(format!(
-                "load balancer {lb} is a classic CLB, which clbsync does not support (its targets use the *WithClassicalLB actions)"
-            )),
-            Some(_) => None,
-        };
-        match reason {
-            Some(r) => idx.iter().for_each(|&i| out[i] = Err(r.clone())),
-            None => readable.push((*lb, idx.clone())),
-        }
+    for (i, reason) in failed {
+        out[i] = Err(reason);
     }
-
     let results: Vec<(Vec<usize>, Vec<RuleState>)> = stream::iter(readable)
         .map(|(lb, idx)| async move {
             let states = read_lb(clb, lb, &idx.iter().map(|&i| &rules[i]).collect::<Vec<_>>()).await;
@@ -68,7 +39,49 @@ pub async fn actual_state<C: Clb>(clb: &C, rules: &[Rule], region: &str, concurr
     out
 }
 
-async fn read_lb<C: Clb>(clb: &C, lb: &str, rules: &[&Rule]) -> Vec<RuleState> {
+/// The load balancers the rules name, checked with `DescribeLoadBalancers` (20 per call): the rules whose load
+/// balancer is missing, classic or unreadable, with the reason, and the readable load balancers with the indices
+/// of their rules (to be read with [`read_lb`]).
+pub async fn load_balancers<'r, C: Clb>(
+    clb: &C,
+    rules: &'r [Rule],
+    region: &str,
+) -> (Vec<(usize, String)>, Vec<(&'r str, Vec<usize>)>) {
+    let mut by_lb: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, rule) in rules.iter().enumerate() {
+        by_lb.entry(rule.load_balancer_id.as_str()).or_default().push(i);
+    }
+    let ids: Vec<String> = by_lb.keys().map(|s| s.to_string()).collect();
+    let mut failed = Vec::new();
+
+    let known = match clb.load_balancers(&ids).await {
+        Ok(lbs) => lbs,
+        Err(e) => {
+            let reason = format!("reading load balancers {}: {}", ids.join(", "), with_hint(&e));
+            return ((0..rules.len()).map(|i| (i, reason.clone())).collect(), Vec::new());
+        }
+    };
+    let mut readable = Vec::new();
+    for (lb, idx) in by_lb {
+        let reason = match known.iter().find(|l| l.id == lb) {
+            None => Some(format!(
+                "load balancer {lb} not found in region {region}: check load_balancer_id in the rules file and --region"
+            )),
+            Some(l) if l.classic => Some(format!(
+                "load balancer {lb} is a classic CLB, which clbsync does not support (its targets use the *WithClassicalLB actions)"
+            )),
+            Some(_) => None,
+        };
+        match reason {
+            Some(r) => failed.extend(idx.iter().map(|&i| (i, r.clone()))),
+            None => readable.push((lb, idx)),
+        }
+    }
+    (failed, readable)
+}
+
+/// Reads one load balancer: its listeners, then the targets of the listeners `rules` name. One entry per rule.
+pub async fn read_lb<C: Clb>(clb: &C, lb: &str, rules: &[&Rule]) -> Vec<RuleState> {
     let listeners = match clb.listeners(lb).await {
         Ok(l) => l,
         Err(e) => {

@@ -45,7 +45,7 @@ impl Default for TaskPolicy {
     fn default() -> Self {
         TaskPolicy {
             timeout: Duration::from_secs(120),
-            first_interval: Duration::from_millis(250),
+            first_interval: Duration::from_millis(300),
             max_interval: Duration::from_secs(2),
         }
     }
@@ -128,7 +128,7 @@ mod tests {
         })
         .await;
         let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
-        assert_eq!(at[0], Duration::from_millis(250));
+        assert_eq!(at[0], Duration::from_millis(300));
         // The last gap is cut short by the deadline.
         assert!(gaps[..gaps.len() - 1].windows(2).all(|g| g[1] >= g[0]), "{gaps:?}");
         assert_eq!(gaps[gaps.len() - 2], Duration::from_secs(2));

@@ -1,0 +1,110 @@
+//! Planner micro-benchmark at fleet scale: 200 load balancers × 10 listeners = 2,000 rules × 50 targets =
+//! 100,000 targets, with a rollout (30% of each rule's targets replaced) and a steady state.
+//!
+//! `cargo bench --bench planner` (criterion; not part of the test suite).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+use clbsync::clb::resolve::RuleState;
+use clbsync::clb::{BoundTarget, TargetKind};
+use clbsync::desired::Pod;
+use clbsync::model::{Binding, Target};
+use clbsync::plan::PlanOptions;
+use clbsync::reconcile::build_plan;
+use clbsync::report::{self, Format, Style};
+use clbsync::rules::{self, PodQuery, Rules};
+
+const LBS: usize = 200;
+const LISTENERS: usize = 10;
+const PER_RULE: usize = 50;
+
+fn ip(base: Ipv4Addr, g: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(u32::from(base) + g as u32))
+}
+
+fn rules() -> Rules {
+    let mut y = String::new();
+    for lb in 0..LBS {
+        let _ = writeln!(y, "- load_balancer_id: lb-{lb:08x}\n  listeners:");
+        for l in 0..LISTENERS {
+            let d = lb * LISTENERS + l;
+            let _ = writeln!(
+                y,
+                "    - port: {}\n      protocol: tcp\n      backend:\n        namespace: shop\n        deployment: web-{d:04}\n        port: 8080",
+                8000 + l
+            );
+        }
+    }
+    rules::parse("bench.yaml", &y).expect("generated rules are valid")
+}
+
+/// Listed pods per query, as `reconcile::build_plan` takes them.
+type Pods = BTreeMap<PodQuery, Result<Vec<Pod>, clbsync::desired::Error>>;
+
+/// (pods per query, actual state per rule) where `replaced` targets of each rule are old IPs.
+fn inputs(rules: &Rules, replaced: usize) -> (Pods, Vec<RuleState>) {
+    let mut pods = BTreeMap::new();
+    let mut actual = Vec::new();
+    for (i, rule) in rules.rules.iter().enumerate() {
+        let list: Vec<Pod> = (0..PER_RULE)
+            .map(|k| Pod {
+                name: format!("web-{i:04}-{k:03}"),
+                phase: "Running".into(),
+                ready: true,
+                terminating: false,
+                ips: vec![ip(Ipv4Addr::new(10, 1, 0, 0), i * PER_RULE + k)],
+                ports: vec![("http".into(), 8080)],
+            })
+            .collect();
+        pods.insert(rule.backend.pods.clone(), Ok(list));
+        let binding = Binding { lb: rule.load_balancer_id.clone(), listener: format!("lbl-{i:08x}"), location: None };
+        let bound = (0..PER_RULE)
+            .map(|k| {
+                let base = if k < replaced { Ipv4Addr::new(172, 16, 0, 0) } else { Ipv4Addr::new(10, 1, 0, 0) };
+                BoundTarget {
+                    binding: binding.clone(),
+                    target: Target::new(ip(base, i * PER_RULE + k), 8080),
+                    weight: 10,
+                    kind: TargetKind::Ip,
+                }
+            })
+            .collect();
+        actual.push(Ok((binding, bound)));
+    }
+    (pods, actual)
+}
+
+fn bench(c: &mut Criterion) {
+    let rules = rules();
+    let opts = PlanOptions::default();
+    let mut g = c.benchmark_group("plan_100k_targets");
+    g.sample_size(20);
+    for (name, replaced) in [("steady", 0), ("rollout_30pct", PER_RULE * 3 / 10), ("cold", PER_RULE)] {
+        let (pods, actual) = inputs(&rules, replaced);
+        let actual =
+            if name == "cold" { actual.into_iter().map(|s| s.map(|(b, _)| (b, Vec::new()))).collect() } else { actual };
+        g.bench_function(format!("build_plan/{name}"), |b| {
+            b.iter_batched(
+                || actual.clone(),
+                |actual| black_box(build_plan(&rules, &pods, actual, &opts)),
+                criterion::BatchSize::LargeInput,
+            )
+        });
+        let plan = build_plan(&rules, &pods, actual.clone(), &opts);
+        for format in [Format::Table, Format::Json] {
+            let style = Style { format, show_unchanged: false, color: false };
+            g.bench_function(format!("render_{format:?}/{name}").to_lowercase(), |b| {
+                b.iter(|| report::write(&plan, None, style, &mut std::io::sink()).expect("sink"))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
