@@ -229,27 +229,11 @@ async fn cronjob_rbac_lets_the_service_account_read_pods_deployments_and_namespa
 async fn a_role_without_list_pods_is_forbidden_and_the_error_names_the_missing_rule() {
     let ns = TestNs::new("kube-forbid").await;
     ns.deployment("web", selector().label("app", "web")).await;
-    let role = unique("clbsync-no-list");
-    let rbac = format!(
-        r#"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {{name: {role}}}
-rules:
-  - {{apiGroups: [""], resources: ["pods"], verbs: ["get"]}}
-  - {{apiGroups: ["apps"], resources: ["deployments"], verbs: ["get"]}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: {role}, namespace: {ns}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}
-subjects: [{{kind: ServiceAccount, name: limited, namespace: {ns}}}]
-"#,
-        ns = ns.name
-    );
-    apply_yaml(&ns.client, &rbac, &["ServiceAccount", "ClusterRole", "RoleBinding"]).await;
-    let token = ns.service_account_token("limited").await;
-    let kubeconfig = kubeconfig_with_token(&token);
+    let rules = [
+        r#"{apiGroups: [""], resources: ["pods"], verbs: ["get"]}"#,
+        r#"{apiGroups: ["apps"], resources: ["deployments"], verbs: ["get"]}"#,
+    ];
+    let (kubeconfig, _token) = ns.kubeconfig_with_role("limited", &rules).await;
     let cluster = KubeCluster::connect(Some(kubeconfig.path())).await.unwrap();
 
     let err = cluster.pods(&deployment(&ns.name, "web")).await.unwrap_err();

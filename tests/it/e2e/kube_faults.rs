@@ -5,7 +5,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DeleteParams};
 
 use super::{Slot, Spec, World, eni, p, write_temp};
-use crate::support::kube::{TestNs, apply_yaml, kubeconfig_path, kubeconfig_with_token};
+use crate::support::kube::{TestNs, kubeconfig_path};
 
 fn spec() -> Spec {
     Spec::default()
@@ -45,27 +45,11 @@ async fn an_unreachable_api_server_changes_nothing_and_exits_1_with_a_clear_erro
 async fn a_namespace_the_service_account_may_not_read_skips_only_its_rule() {
     let other = TestNs::new("e2e-forbidden").await;
     let mut world = World::new("k403", spec().namespace(Slot::Redis, &other.name)).await;
-    let role = format!("clbsync-{}", world.ns.name);
-    let rbac = format!(
-        r#"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {{name: {role}}}
-rules:
-  - {{apiGroups: [""], resources: ["pods"], verbs: ["list"]}}
-  - {{apiGroups: ["apps"], resources: ["deployments"], verbs: ["get"]}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: {role}, namespace: {ns}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}
-subjects: [{{kind: ServiceAccount, name: clbsync, namespace: {ns}}}]
-"#,
-        ns = world.ns.name
-    );
-    apply_yaml(&world.ns.client, &rbac, &["ServiceAccount", "ClusterRole", "RoleBinding"]).await;
-    let token = world.ns.service_account_token("clbsync").await;
-    let kubeconfig = kubeconfig_with_token(&token);
+    let rules = [
+        r#"{apiGroups: [""], resources: ["pods"], verbs: ["list"]}"#,
+        r#"{apiGroups: ["apps"], resources: ["deployments"], verbs: ["get"]}"#,
+    ];
+    let (kubeconfig, token) = world.ns.kubeconfig_with_role("clbsync", &rules).await;
     world.kubeconfig = kubeconfig.path().to_path_buf();
 
     let before = world.emu.state();

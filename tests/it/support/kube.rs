@@ -139,6 +139,24 @@ impl TestNs {
     pub async fn service_account_token(&self, name: &str) -> String {
         service_account_token(&self.client, &self.name, name).await
     }
+
+    /// A kubeconfig (and its token) for ServiceAccount `sa` of this namespace, bound in this namespace only to a
+    /// new ClusterRole with `rules` (YAML flow mappings such as `{apiGroups: [""], resources: ["pods"], verbs:
+    /// ["list"]}`).
+    pub async fn kubeconfig_with_role(&self, sa: &str, rules: &[&str]) -> (tempfile::NamedTempFile, String) {
+        let role = unique(&format!("clbsync-{sa}"));
+        let rules: String = rules.iter().map(|r| format!("  - {r}\n")).collect();
+        let rbac = format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {role}}}\nrules:\n{rules}---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {role}, namespace: {ns}}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\n\
+             subjects: [{{kind: ServiceAccount, name: {sa}, namespace: {ns}}}]\n",
+            ns = self.name
+        );
+        apply_yaml(&self.client, &rbac, &["ClusterRole", "RoleBinding"]).await;
+        let token = self.service_account_token(sa).await;
+        (kubeconfig_with_token(&token), token)
+    }
 }
 
 pub async fn create_namespace(client: &Client, name: &str) {
