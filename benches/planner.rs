@@ -10,14 +10,10 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-use clbsync::clb::resolve::RuleState;
-use clbsync::clb::{BoundTarget, TargetKind};
-use clbsync::desired::Pod;
-use clbsync::model::{Binding, Target};
-use clbsync::plan::PlanOptions;
-use clbsync::reconcile::build_plan;
+use clbsync::model::{Binding, BoundTarget, Pod, RuleTargets, Target, TargetKind};
+use clbsync::plan::{self, PlanOptions, PodLists};
 use clbsync::report::{self, Format, Style};
-use clbsync::rules::{self, PodQuery, Rules};
+use clbsync::rules::{self, Rules};
 
 const LBS: usize = 200;
 const LISTENERS: usize = 10;
@@ -43,11 +39,8 @@ fn rules() -> Rules {
     rules::parse("bench.yaml", &y).expect("generated rules are valid")
 }
 
-/// Listed pods per query, as `reconcile::build_plan` takes them.
-type Pods = BTreeMap<PodQuery, Result<Vec<Pod>, clbsync::desired::Error>>;
-
 /// (pods per query, actual state per rule) where `replaced` targets of each rule are old IPs.
-fn inputs(rules: &Rules, replaced: usize) -> (Pods, Vec<RuleState>) {
+fn inputs(rules: &Rules, replaced: usize) -> (PodLists, Vec<Result<RuleTargets, String>>) {
     let mut pods = BTreeMap::new();
     let mut actual = Vec::new();
     for (i, rule) in rules.rules.iter().enumerate() {
@@ -63,7 +56,7 @@ fn inputs(rules: &Rules, replaced: usize) -> (Pods, Vec<RuleState>) {
             .collect();
         pods.insert(rule.backend.pods.clone(), Ok(list));
         let binding = Binding { lb: rule.load_balancer_id.clone(), listener: format!("lbl-{i:08x}"), location: None };
-        let bound = (0..PER_RULE)
+        let targets = (0..PER_RULE)
             .map(|k| {
                 let base = if k < replaced { Ipv4Addr::new(172, 16, 0, 0) } else { Ipv4Addr::new(10, 1, 0, 0) };
                 BoundTarget {
@@ -74,7 +67,7 @@ fn inputs(rules: &Rules, replaced: usize) -> (Pods, Vec<RuleState>) {
                 }
             })
             .collect();
-        actual.push(Ok((binding, bound)));
+        actual.push(Ok(RuleTargets { binding, targets }));
     }
     (pods, actual)
 }
@@ -86,16 +79,20 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
     for (name, replaced) in [("steady", 0), ("rollout_30pct", PER_RULE * 3 / 10), ("cold", PER_RULE)] {
         let (pods, actual) = inputs(&rules, replaced);
-        let actual =
-            if name == "cold" { actual.into_iter().map(|s| s.map(|(b, _)| (b, Vec::new()))).collect() } else { actual };
-        g.bench_function(format!("build_plan/{name}"), |b| {
+        let actual = if name == "cold" {
+            actual.into_iter().map(|s| s.map(|t| RuleTargets { targets: Vec::new(), ..t })).collect()
+        } else {
+            actual
+        };
+        let all: Vec<_> = rules.rules.iter().collect();
+        g.bench_function(format!("plan/{name}"), |b| {
             b.iter_batched(
                 || actual.clone(),
-                |actual| black_box(build_plan(&rules, &pods, actual, &opts)),
+                |actual| black_box(plan::plan(&all, &pods, actual, &opts)),
                 criterion::BatchSize::LargeInput,
             )
         });
-        let plan = build_plan(&rules, &pods, actual.clone(), &opts);
+        let plan = plan::plan(&all, &pods, actual.clone(), &opts);
         for format in [Format::Table, Format::Json] {
             let style = Style { format, show_unchanged: false, color: false };
             g.bench_function(format!("render_{format:?}/{name}").to_lowercase(), |b| {

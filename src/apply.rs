@@ -1,22 +1,21 @@
-//! Stage 5: execute a plan against the load balancer, make before break.
+//! Stage 5: execute one load balancer's plan, make before break.
 //!
-//! Per load balancer, in this order: register new targets, change weights (including drains), then deregister
-//! — so capacity never dips mid-run. Different load balancers are processed concurrently; one load balancer's
-//! calls are strictly sequential (CLB locks a load balancer while a task runs).
+//! In this order: register new targets, change weights (including drains), then deregister — so capacity never
+//! dips mid-run. The calls are strictly sequential (CLB locks a load balancer while a task runs); different load
+//! balancers are applied by different tasks of `reconcile`.
 //!
 //! When registering a pod's new target fails, that pod's old target on the same rule (same IP, another port:
 //! a port change) is kept: its deregistration is not attempted. Targets of pods that are gone are removed
 //! regardless — they serve nothing, and keeping them would let one failing registration (a full backend
 //! quota, say) pin a rule's stale targets forever.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt};
-
-use crate::clb::{Change, Clb, Failure};
+use crate::clb::Clb;
+use crate::model::{Change, Failure};
 use crate::plan::{Action, Plan, Status};
 
 /// What happened to one row of the plan.
@@ -51,6 +50,10 @@ impl ApplyReport {
         c
     }
 
+    fn set(&mut self, at: RowRef, status: RowStatus) {
+        self.rows[at.rule][at.row] = status;
+    }
+
     /// True when some change failed or was not attempted.
     pub fn incomplete(&self) -> bool {
         let (_, failed, skipped) = self.counts();
@@ -64,8 +67,6 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(20);
 /// How to apply.
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
-    /// Load balancers processed at once.
-    pub concurrency: usize,
     /// Set (e.g. on SIGTERM) to stop starting new calls; calls in flight finish and are reported.
     pub stop: Arc<AtomicBool>,
     /// After `stop` is set, how long a call in flight (and its async task) may still take. Past it the call is
@@ -76,21 +77,33 @@ pub struct ApplyOptions {
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { concurrency: 8, stop: Arc::new(AtomicBool::new(false)), stop_grace: DEFAULT_STOP_GRACE }
+        ApplyOptions { stop: Arc::new(AtomicBool::new(false)), stop_grace: DEFAULT_STOP_GRACE }
     }
 }
 
-/// A change and the (rule, row) it came from.
-type Item = ((usize, usize), Change);
+/// Where a change comes from: `plan.rules[rule].rows[row]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct RowRef {
+    rule: usize,
+    row: usize,
+}
 
-/// Applies every change of the rules whose status is [`Status::Ready`].
-pub async fn apply<C: Clb>(plan: &Plan, clb: &C, opts: &ApplyOptions) -> ApplyReport {
+/// A change to make and the row it came from.
+struct Pending {
+    at: RowRef,
+    change: Change,
+}
+
+/// Applies every change of the rules whose status is [`Status::Ready`]. Every binding in `plan` is on load
+/// balancer `lb` (reconcile plans one load balancer at a time).
+pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) -> ApplyReport {
     let mut report = ApplyReport { rows: plan.rules.iter().map(|r| vec![RowStatus::NoOp; r.rows.len()]).collect() };
-    let mut by_lb: BTreeMap<&str, [Vec<Item>; 3]> = BTreeMap::new();
+    let mut stages: [Vec<Pending>; 3] = Default::default();
     for (i, rule) in plan.rules.iter().enumerate() {
         let (Status::Ready, Some(binding)) = (&rule.status, &rule.binding) else {
             continue;
         };
+        debug_assert_eq!(binding.lb, lb, "a plan handed to apply covers one load balancer");
         for (j, row) in rule.rows.iter().enumerate() {
             let stage = match row.action {
                 Action::Register => 0,
@@ -99,29 +112,10 @@ pub async fn apply<C: Clb>(plan: &Plan, clb: &C, opts: &ApplyOptions) -> ApplyRe
                 Action::Unchanged | Action::Unmanaged => continue,
             };
             let change = Change { binding: binding.clone(), target: row.target, weight: row.weight.unwrap_or(0) };
-            by_lb.entry(binding.lb.as_str()).or_default()[stage].push(((i, j), change));
+            stages[stage].push(Pending { at: RowRef { rule: i, row: j }, change });
         }
     }
-    let results: Vec<Vec<((usize, usize), RowStatus)>> = stream::iter(by_lb)
-        .map(|(lb, stages)| apply_lb(clb, lb, stages, &opts.stop, opts.stop_grace))
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect()
-        .await;
-    for ((i, j), status) in results.into_iter().flatten() {
-        report.rows[i][j] = status;
-    }
-    report
-}
-
-async fn apply_lb<C: Clb>(
-    clb: &C,
-    lb: &str,
-    stages: [Vec<Item>; 3],
-    stop: &AtomicBool,
-    stop_grace: Duration,
-) -> Vec<((usize, usize), RowStatus)> {
     let [register, reweight, deregister] = stages;
-    let mut out = Vec::new();
     // (rule, IP) of registrations that failed: the old targets of those pods stay.
     let mut failed = BTreeSet::new();
     for (stage, items) in [(Action::Register, register), (Action::Reweight, reweight), (Action::Deregister, deregister)]
@@ -129,21 +123,25 @@ async fn apply_lb<C: Clb>(
         if items.is_empty() {
             continue;
         }
-        if stop.load(Ordering::SeqCst) {
+        if opts.stop.load(Ordering::SeqCst) {
             let why = "not attempted: the run was stopped (SIGTERM) before this change";
-            out.extend(items.into_iter().map(|(at, _)| (at, RowStatus::NotAttempted(why.into()))));
+            for p in items {
+                report.set(p.at, RowStatus::NotAttempted(why.into()));
+            }
             continue;
         }
-        let (items, held): (Vec<Item>, Vec<Item>) = match stage {
-            Action::Deregister => items.into_iter().partition(|((i, _), c)| !failed.contains(&(*i, c.target.ip))),
+        let (items, held): (Vec<Pending>, Vec<Pending>) = match stage {
+            Action::Deregister => items.into_iter().partition(|p| !failed.contains(&(p.at.rule, p.change.target.ip))),
             _ => (items, Vec::new()),
         };
         let why = "not attempted: registering this pod's new target failed, so its old target is kept";
-        out.extend(held.into_iter().map(|(at, _)| (at, RowStatus::NotAttempted(why.into()))));
+        for p in held {
+            report.set(p.at, RowStatus::NotAttempted(why.into()));
+        }
         if items.is_empty() {
             continue;
         }
-        let changes: Vec<Change> = items.iter().map(|(_, c)| c.clone()).collect();
+        let changes: Vec<Change> = items.iter().map(|p| p.change.clone()).collect();
         let call = async {
             match stage {
                 Action::Register => clb.register(lb, &changes).await,
@@ -153,25 +151,25 @@ async fn apply_lb<C: Clb>(
         };
         let outcomes = tokio::select! {
             outcomes = call => outcomes,
-            () = stopped_then(stop, stop_grace) => {
+            () = stopped_then(&opts.stop, opts.stop_grace) => {
                 let stopped = Failure {
                     code: "Stopped".into(),
                     message: format!(
                         "the run was stopped (SIGTERM) and this change was not confirmed within {}s; it may still \
                          complete: the next run re-reads the targets",
-                        stop_grace.as_secs()
+                        opts.stop_grace.as_secs()
                     ),
                     request_id: None,
                 };
                 vec![Err(stopped); changes.len()]
             }
         };
-        for (k, (at, change)) in items.into_iter().enumerate() {
+        for (k, p) in items.into_iter().enumerate() {
             let status = match outcomes.get(k) {
                 Some(Ok(())) => RowStatus::Applied,
                 Some(Err(f)) => {
                     if stage == Action::Register {
-                        failed.insert((at.0, change.target.ip));
+                        failed.insert((p.at.rule, p.change.target.ip));
                     }
                     RowStatus::Failed(f.clone())
                 }
@@ -181,10 +179,10 @@ async fn apply_lb<C: Clb>(
                     request_id: None,
                 }),
             };
-            out.push((at, status));
+            report.set(p.at, status);
         }
     }
-    out
+    report
 }
 
 /// Resolves `grace` after `stop` is set (checked every 50 ms); never resolves while it is not.

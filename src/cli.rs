@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::report::Format;
+use crate::report;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -47,8 +47,8 @@ pub struct Global {
     pub rules: PathBuf,
 
     /// Report format on stdout.
-    #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
-    pub output: Format,
+    #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CLBSYNC_LOG_FORMAT")]
@@ -57,6 +57,24 @@ pub struct Global {
     /// More log detail: -v debug, -vv trace.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// Report format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table for people.
+    Table,
+    /// One JSON document (fields in the README).
+    Json,
+}
+
+impl From<OutputFormat> for report::Format {
+    fn from(f: OutputFormat) -> Self {
+        match f {
+            OutputFormat::Table => report::Format::Table,
+            OutputFormat::Json => report::Format::Json,
+        }
+    }
 }
 
 /// Log line format.

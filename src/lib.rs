@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+/// The shared vocabulary: targets, bindings, pods, bound and desired targets, changes and failures.
 pub mod model;
 
 /// 1. `rules.yaml`: parse and validate what should be bound where.
@@ -18,13 +19,13 @@ pub mod rules;
 pub mod desired;
 /// 3. Actual state and mutations: the Tencent Cloud CLB API.
 pub mod clb;
-/// 4. The pure planner: desired vs actual → changes.
+/// 4. The pure planner, the one place where decisions are made: rules + pods + bound targets → changes.
 pub mod plan;
-/// 5. Execute a plan against a load balancer, make before break.
+/// 5. Execute one load balancer's plan, make before break.
 pub mod apply;
 /// 6. Render plans and apply results as a table or JSON.
 pub mod report;
-/// Wires the stages together; the only module that does both I/O and decisions.
+/// Wires the stages together and does their I/O; it decides nothing.
 pub mod reconcile;
 
 /// Command-line definition (clap), shared by the binary and the `--help` snapshot tests.

@@ -10,13 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use clap::Parser;
 
-use clbsync::clb::http::{ClbClient, ClientConfig, Endpoint};
-use clbsync::clb::tc3::Credentials;
-use clbsync::cli::{Cli, Command, Global, LogFormat, RunArgs};
+use clbsync::clb::client::{ClbClient, ClientConfig};
+use clbsync::clb::credentials::Credentials;
+use clbsync::clb::http::Endpoint;
+use clbsync::cli::{Cli, Command, Global, LogFormat, OutputFormat, RunArgs};
 use clbsync::desired::kube::KubeCluster;
 use clbsync::plan::PlanOptions;
 use clbsync::reconcile::{self, Mode, Settings, exit};
-use clbsync::report::{Format, Style};
+use clbsync::report::Style;
 use clbsync::rules;
 
 fn main() -> ExitCode {
@@ -63,11 +64,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 
 fn validate(g: &Global) -> anyhow::Result<u8> {
     let result = rules::load(&g.rules);
-    if g.output == Format::Json {
+    if g.output == OutputFormat::Json {
         let problems: Vec<_> = match &result {
             Ok(_) => Vec::new(),
-            Err(rules::Error::Read { source, .. }) => {
-                vec![serde_json::json!({ "line": 0, "column": 0, "path": "", "message": source.to_string() })]
+            Err(rules::Error::Read { error, .. }) => {
+                vec![serde_json::json!({ "line": 0, "column": 0, "path": "", "message": error.to_string() })]
             }
             Err(rules::Error::Invalid { problems, .. }) => problems
                 .iter()
@@ -121,7 +122,7 @@ async fn execute(
         mode,
         plan: PlanOptions { allow_empty: run.allow_empty },
         style: Style {
-            format: g.output,
+            format: g.output.into(),
             show_unchanged: run.show_unchanged,
             color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         },

@@ -1,4 +1,5 @@
-//! The shared vocabulary of every stage: protocols, targets and bindings.
+//! The shared vocabulary of every stage: protocols, targets, bindings, pods, bound and desired targets, changes
+//! and their failures. Plain data, no I/O.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -100,4 +101,117 @@ impl fmt::Display for Binding {
         }
         Ok(())
     }
+}
+
+/// Where a rule binds, in the words of the rules file: `lb-1a2b3c4d HTTP:80 example.com/api`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place {
+    pub load_balancer_id: String,
+    pub protocol: Protocol,
+    pub port: u16,
+    /// `domain` + `url` of a layer-7 rule.
+    pub l7: Option<(String, String)>,
+}
+
+impl Place {
+    /// `TCP:80` or `HTTP:80 example.com/api`, without the load balancer.
+    pub fn listener_and_rule(&self) -> String {
+        match &self.l7 {
+            Some((domain, url)) => format!("{}:{} {domain}{url}", self.protocol, self.port),
+            None => format!("{}:{}", self.protocol, self.port),
+        }
+    }
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.load_balancer_id, self.listener_and_rule())
+    }
+}
+
+/// What clbsync needs to know about a pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pod {
+    pub name: String,
+    /// `status.phase`, e.g. `Running`, `Pending`.
+    pub phase: String,
+    /// The `Ready` condition is `True`.
+    pub ready: bool,
+    /// `metadata.deletionTimestamp` is set: the pod is shutting down.
+    pub terminating: bool,
+    /// `status.podIPs` (or `status.podIP`), in the order the cluster reports them.
+    pub ips: Vec<IpAddr>,
+    /// Named container ports (`name` → `containerPort`) of all containers.
+    pub ports: Vec<(String, u16)>,
+}
+
+/// Whether a pod should receive traffic now, or is going away and should be drained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PodState {
+    Ready,
+    Terminating,
+}
+
+/// A target that should be bound, with the pod it comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredTarget {
+    pub target: Target,
+    pub weight: Weight,
+    pub pod: String,
+    pub state: PodState,
+}
+
+/// How a bound target was bound: by IP (`EniIp`, what clbsync manages) or as an instance (hand-bound, never
+/// touched).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TargetKind {
+    /// Bound by IP (`Type` `ENI`): pod targets, managed by clbsync.
+    Ip,
+    /// Anything else (`CVM`, `CCN`, ...), with its `Type` and `InstanceId`; shown as unmanaged.
+    Instance { kind: String, instance_id: String },
+}
+
+/// A target bound to a listener or rule right now, as `DescribeTargets` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundTarget {
+    pub binding: Binding,
+    pub target: Target,
+    pub weight: Weight,
+    pub kind: TargetKind,
+}
+
+/// One target change for a binding. `weight` is the weight to register with or set; deregistration ignores it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Change {
+    pub binding: Binding,
+    pub target: Target,
+    pub weight: Weight,
+}
+
+/// Why one change did not happen (or might not have): the API's code, message and request id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The API error code (`LimitExceeded`, ...), or a clbsync code for non-API failures: `TaskFailed`,
+    /// `TaskTimeout`, `PartialFailure`, `Transport`, `OutcomeUnknown`, `Stopped` (SIGTERM grace over).
+    pub code: String,
+    pub message: String,
+    /// The RequestId (or task id) Tencent support asks for, when there was one.
+    pub request_id: Option<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)?;
+        if let Some(id) = &self.request_id {
+            write!(f, " (RequestId {id})")?;
+        }
+        Ok(())
+    }
+}
+
+/// What CLB holds for one rule: the binding its listener (and location) resolved to, and the targets bound there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleTargets {
+    pub binding: Binding,
+    pub targets: Vec<BoundTarget>,
 }

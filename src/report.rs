@@ -9,10 +9,10 @@ use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table};
 use serde::Serialize;
 
 use crate::apply::{ApplyReport, RowStatus};
-use crate::plan::{Action, Plan, Row, RulePlan, Status, Subject, Summary};
+use crate::plan::{Action, Plan, Row, RulePlan, Status, Summary};
 
 /// Output format of the report.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Format {
     #[default]
     Table,
@@ -62,7 +62,7 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
     t.set_header(header);
     let mut rows = 0;
     for (i, rule) in plan.rules.iter().enumerate() {
-        let base = [rule.subject.load_balancer_id.clone(), listener_cell(&rule.subject), rule_cell(&rule.subject)];
+        let base = [rule.place.load_balancer_id.clone(), listener_cell(rule), rule_cell(rule)];
         match &rule.status {
             Status::Ready => {}
             Status::Blocked { .. } | Status::Skipped { .. } => {
@@ -72,7 +72,7 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
                 };
                 let mut cells: Vec<Cell> = base.iter().map(Cell::new).collect();
                 cells.push(paint(Cell::new(word).add_attribute(Attribute::Bold), Color::Red, style.color));
-                cells.extend([Cell::new(n), Cell::new(&rule.subject.pods), Cell::new("")]);
+                cells.extend([Cell::new(n), Cell::new(&rule.pods), Cell::new("")]);
                 if applied.is_some() {
                     cells.push(Cell::new("not applied"));
                 }
@@ -118,8 +118,8 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
             Status::Ready => continue,
         };
         match reasons.iter_mut().find(|(w, r, _)| *w == word && *r == reason) {
-            Some((_, _, rules)) => rules.push(rule.subject.describe()),
-            None => reasons.push((word, reason, vec![rule.subject.describe()])),
+            Some((_, _, rules)) => rules.push(rule.place.to_string()),
+            None => reasons.push((word, reason, vec![rule.place.to_string()])),
         }
     }
     for (word, reason, rules) in reasons {
@@ -130,7 +130,7 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
     }
     for rule in &plan.rules {
         for w in &rule.warnings {
-            writeln!(out, "warning: {}: {w}", rule.subject.describe())?;
+            writeln!(out, "warning: {}: {w}", rule.place)?;
         }
     }
     writeln!(out, "{}", summary_line(&summary))?;
@@ -160,17 +160,19 @@ pub fn summary_line(s: &Summary) -> String {
     line
 }
 
-fn listener_cell(s: &Subject) -> String {
-    match &s.listener_id {
-        Some(id) => format!("{}:{} {id}", s.protocol, s.port),
-        None => format!("{}:{}", s.protocol, s.port),
+/// `HTTP:80 lbl-1a2b3c4d`: the listener, with its id when it was resolved (or given).
+fn listener_cell(rule: &RulePlan) -> String {
+    let id = rule.binding.as_ref().map(|b| &b.listener).or(rule.listener_id.as_ref());
+    match id {
+        Some(id) => format!("{}:{} {id}", rule.place.protocol, rule.place.port),
+        None => format!("{}:{}", rule.place.protocol, rule.place.port),
     }
 }
 
-fn rule_cell(s: &Subject) -> String {
-    match (&s.domain, &s.url) {
-        (Some(d), Some(u)) => format!("{d}{u}"),
-        _ => "-".into(),
+fn rule_cell(rule: &RulePlan) -> String {
+    match &rule.place.l7 {
+        Some((domain, url)) => format!("{domain}{url}"),
+        None => "-".into(),
     }
 }
 
@@ -241,16 +243,16 @@ struct JsonPlace<'a> {
 impl<'a> JsonPlace<'a> {
     /// The place of a rule, with the resolved ids when resolution succeeded.
     fn of(rule: &'a RulePlan) -> Self {
-        let s = &rule.subject;
+        let place = &rule.place;
         let binding = rule.binding.as_ref();
         JsonPlace {
-            load_balancer_id: &s.load_balancer_id,
-            listener_id: binding.map(|b| b.listener.as_str()).or(s.listener_id.as_deref()),
-            location_id: binding.and_then(|b| b.location.as_deref()).or(s.location_id.as_deref()),
-            protocol: s.protocol.to_string(),
-            port: s.port,
-            domain: s.domain.as_deref(),
-            url: s.url.as_deref(),
+            load_balancer_id: &place.load_balancer_id,
+            listener_id: binding.map(|b| b.listener.as_str()).or(rule.listener_id.as_deref()),
+            location_id: binding.and_then(|b| b.location.as_deref()).or(rule.location_id.as_deref()),
+            protocol: place.protocol.to_string(),
+            port: place.port,
+            domain: place.l7.as_ref().map(|(d, _)| d.as_str()),
+            url: place.l7.as_ref().map(|(_, u)| u.as_str()),
         }
     }
 }
@@ -344,7 +346,7 @@ fn change<'a>(rule: &'a RulePlan, row: &'a Row, status: Option<&'a RowStatus>) -
         target_port: row.target.port,
         weight: row.weight,
         previous_weight: row.current_weight,
-        namespace: &rule.subject.namespace,
+        namespace: &rule.namespace,
         pod: row.pod.as_deref(),
         note: row.note.as_deref(),
         status: status_word,
@@ -353,18 +355,17 @@ fn change<'a>(rule: &'a RulePlan, row: &'a Row, status: Option<&'a RowStatus>) -
 }
 
 fn json_rule(rule: &RulePlan) -> JsonRule<'_> {
-    let s = &rule.subject;
     let (status, reason) = match &rule.status {
         Status::Ready => ("ok", None),
         Status::Blocked { reason } => ("blocked", Some(reason.as_str())),
         Status::Skipped { reason } => ("skipped", Some(reason.as_str())),
     };
     JsonRule {
-        rule: &s.path,
-        line: s.line,
+        rule: &rule.path,
+        line: rule.line,
         place: JsonPlace::of(rule),
-        namespace: &s.namespace,
-        pods: &s.pods,
+        namespace: &rule.namespace,
+        pods: &rule.pods,
         status,
         reason,
         warnings: &rule.warnings,

@@ -3,11 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use super::Change;
 use super::wire::{
     BatchModifyTargetWeightRequest, BatchTarget, BatchTargetsRequest, RsWeightRule, Target, TargetsRequest,
 };
-use crate::model::Binding;
+use crate::model::{Binding, Change};
 
 /// `BatchRegisterTargets` / `BatchDeregisterTargets`: targets per call.
 pub const BATCH_TARGETS_MAX: usize = 500;
@@ -24,7 +23,7 @@ pub const DESCRIBE_IDS_MAX: usize = 20;
 
 /// One API call to make and the changes (indices into the caller's slice) it carries.
 #[derive(Clone, Debug)]
-pub struct Planned<R> {
+pub struct BatchCall<R> {
     pub request: R,
     pub changes: Vec<usize>,
 }
@@ -60,9 +59,9 @@ pub fn batch_targets(
     changes: &[Change],
     idx: &[usize],
     weight: WithWeight,
-) -> Vec<Planned<BatchTargetsRequest>> {
+) -> Vec<BatchCall<BatchTargetsRequest>> {
     idx.chunks(BATCH_TARGETS_MAX)
-        .map(|chunk| Planned {
+        .map(|chunk| BatchCall {
             request: BatchTargetsRequest {
                 load_balancer_id: lb.to_string(),
                 targets: chunk
@@ -87,11 +86,11 @@ pub fn batch_targets(
 }
 
 /// `RegisterTargets` / `DeregisterTargets` / `ModifyTargetWeight` calls: one binding each, at most 20 targets.
-pub fn per_binding(lb: &str, changes: &[Change], idx: &[usize], weight: WithWeight) -> Vec<Planned<TargetsRequest>> {
+pub fn per_binding(lb: &str, changes: &[Change], idx: &[usize], weight: WithWeight) -> Vec<BatchCall<TargetsRequest>> {
     let mut calls = Vec::new();
     for (binding, group) in by_binding(changes, idx) {
         for chunk in group.chunks(SINGLE_TARGETS_MAX) {
-            calls.push(Planned {
+            calls.push(BatchCall {
                 request: TargetsRequest {
                     load_balancer_id: lb.to_string(),
                     listener_id: binding.listener.clone(),
@@ -107,8 +106,8 @@ pub fn per_binding(lb: &str, changes: &[Change], idx: &[usize], weight: WithWeig
 
 /// `BatchModifyTargetWeight` calls: one `RsWeightRule` per binding (split past 50 targets), at most 100 entries and
 /// 500 targets per call. Each target carries its own weight.
-pub fn batch_weights(lb: &str, changes: &[Change], idx: &[usize]) -> Vec<Planned<BatchModifyTargetWeightRequest>> {
-    let mut calls: Vec<Planned<BatchModifyTargetWeightRequest>> = Vec::new();
+pub fn batch_weights(lb: &str, changes: &[Change], idx: &[usize]) -> Vec<BatchCall<BatchModifyTargetWeightRequest>> {
+    let mut calls: Vec<BatchCall<BatchModifyTargetWeightRequest>> = Vec::new();
     let mut total = 0;
     for (binding, group) in by_binding(changes, idx) {
         for entry in group.chunks(WEIGHT_RULE_TARGETS_MAX) {
@@ -116,7 +115,7 @@ pub fn batch_weights(lb: &str, changes: &[Change], idx: &[usize]) -> Vec<Planned
                 call.request.modify_list.len() < WEIGHT_RULES_MAX && total + entry.len() <= WEIGHT_TOTAL_MAX
             });
             if !fits {
-                calls.push(Planned {
+                calls.push(BatchCall {
                     request: BatchModifyTargetWeightRequest {
                         load_balancer_id: lb.to_string(),
                         modify_list: Vec::new(),

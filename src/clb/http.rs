@@ -1,25 +1,17 @@
-//! [`ClbClient`]: the real [`Clb`](super::Clb), TC3-signed JSON over HTTPS (or plain HTTP to a loopback emulator).
+//! The HTTP transport of the CLB API: where requests go, and one signed request with its answer read.
 //!
-//! Every call is paced per action ([`Pacer`]), signed over the exact bytes sent, and retried only when the
-//! answer says it was not executed (throttled, busy, server error, HTTP 5xx) — or, for reads, on transport
-//! errors. A mutation that may have been sent but got no answer is never resent: it becomes `OutcomeUnknown` and
-//! the next run re-reads the targets. Every accepted mutation is followed by `DescribeTaskStatus` polling.
+//! [`Transport::send`] signs the exact bytes it sends (TC3, [`super::tc3`]), sends them to the one endpoint
+//! (https, or plain http to a loopback emulator), reads at most [`MAX_RESPONSE_BYTES`] and parses the
+//! `{"Response": ...}` envelope. Retries, pacing and tasks are the client's ([`super::client`]).
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::time::Instant;
-use tracing::debug;
 
-use super::pace::Pacer;
-use super::retry::{self, RetryPolicy};
-use super::task::{self, TaskPolicy, TaskStatus};
-use super::tc3::{self, Credentials, Signable};
+use super::credentials::Credentials;
+use super::tc3::{self, Signable};
 use super::wire::{self, EnvelopeError};
 use super::{ApiError, Error};
 
@@ -38,51 +30,6 @@ pub enum Endpoint {
     Regional,
     /// An explicit `scheme://host[:port]`; plain `http` only for loopback hosts (an emulator).
     Url(String),
-}
-
-/// Everything the client needs; [`ClientConfig::new`] fills in the defaults.
-#[derive(Clone, Debug)]
-pub struct ClientConfig {
-    pub endpoint: Endpoint,
-    /// Sent as `X-TC-Region`; the region of the load balancers.
-    pub region: String,
-    pub credentials: Credentials,
-    /// Requests per second per action (CLB's documented limit is 20); 0 turns pacing off.
-    pub rate_limit_per_action: u32,
-    pub connect_timeout: Duration,
-    /// Whole-request timeout of one HTTP call.
-    pub request_timeout: Duration,
-    /// How long to wait for one async task before reporting `TaskTimeout`.
-    pub task_timeout: Duration,
-    /// First `DescribeTaskStatus` interval (300 ms: a typical target task; polling sooner mostly finds it running);
-    /// it grows by half each poll to 2 s.
-    pub task_poll_interval: Duration,
-    pub retry: RetryPolicy,
-}
-
-impl ClientConfig {
-    pub fn new(region: impl Into<String>, credentials: Credentials) -> Self {
-        ClientConfig {
-            endpoint: Endpoint::Default,
-            region: region.into(),
-            credentials,
-            rate_limit_per_action: 20,
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
-            task_timeout: Duration::from_secs(120),
-            task_poll_interval: Duration::from_millis(300),
-            retry: RetryPolicy::default(),
-        }
-    }
-}
-
-/// Calls and retries of one action, for benchmarks and the run summary.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ActionStats {
-    /// HTTP requests sent, retries included.
-    pub requests: u64,
-    /// Requests that were retries of an earlier attempt.
-    pub retries: u64,
 }
 
 /// A resolved endpoint: the URL and the exact `Host` header value that is sent and signed.
@@ -144,58 +91,35 @@ fn is_loopback(host: &str) -> bool {
         || host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Kind {
-    Read,
-    Write,
-}
-
-/// The CLB API client. One instance is shared by every load balancer of a run (`&self` everywhere).
-pub struct ClbClient {
+/// One endpoint, one region, one set of credentials, one connection pool.
+pub struct Transport {
     http: reqwest::Client,
     endpoint: ResolvedEndpoint,
     region: String,
     credentials: Credentials,
-    pacer: Pacer,
-    task: TaskPolicy,
-    retry: RetryPolicy,
-    stats: Mutex<BTreeMap<&'static str, ActionStats>>,
 }
 
-impl ClbClient {
-    /// Builds the client: checks the endpoint, installs the ring TLS provider (once per process) and creates the
-    /// one shared HTTP client. TLS certificate verification is always on.
-    pub fn new(config: ClientConfig) -> Result<Self, Error> {
-        let endpoint = resolve_endpoint(&config.endpoint, &config.region)?;
+impl Transport {
+    /// Checks the endpoint and region, installs the ring TLS provider (once per process) and builds the HTTP
+    /// client. TLS certificate verification is always on.
+    pub fn new(
+        endpoint: &Endpoint,
+        region: String,
+        credentials: Credentials,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Self, Error> {
+        let endpoint = resolve_endpoint(endpoint, &region)?;
         // Err only means a provider is already installed, which is what we want.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("clbsync/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
+            .connect_timeout(connect_timeout)
+            .timeout(request_timeout)
             .tls_backend_rustls()
             .build()
             .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
-        let first = config.task_poll_interval;
-        Ok(ClbClient {
-            http,
-            endpoint,
-            region: config.region,
-            credentials: config.credentials,
-            pacer: Pacer::new(config.rate_limit_per_action),
-            task: TaskPolicy {
-                timeout: config.task_timeout,
-                first_interval: first,
-                max_interval: first.max(Duration::from_secs(2)),
-            },
-            retry: config.retry,
-            stats: Mutex::new(BTreeMap::new()),
-        })
-    }
-
-    /// Requests and retries per action so far.
-    pub fn stats(&self) -> BTreeMap<&'static str, ActionStats> {
-        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        Ok(Transport { http, endpoint, region, credentials })
     }
 
     /// The `Host` value sent and signed.
@@ -203,80 +127,13 @@ impl ClbClient {
         &self.endpoint.host
     }
 
-    fn count(&self, action: &'static str, retry: bool) {
-        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        let s = stats.entry(action).or_default();
-        s.requests += 1;
-        s.retries += u64::from(retry);
-    }
-
-    /// One action with pacing and retries. Returns the response fields and the `RequestId`.
-    pub(super) async fn call<Req, Resp>(
-        &self,
-        action: &'static str,
-        lb: &str,
-        kind: Kind,
-        req: &Req,
-    ) -> Result<(Resp, String), Error>
-    where
-        Req: Serialize + ?Sized,
-        Resp: DeserializeOwned,
-    {
-        let body = serde_json::to_vec(req).expect("request bodies are plain structs and always serialise");
-        let first = Instant::now();
-        let mut attempt: u32 = 0;
-        loop {
-            attempt += 1;
-            let (permit, _) = self.pacer.acquire(action).await;
-            self.count(action, attempt > 1);
-            let started = Instant::now();
-            let result = self.send_once::<Resp>(action, &body).await;
-            // The answer is in: from now on this call counts against the action's budget for one second.
-            drop(permit);
-            let ms = started.elapsed().as_millis() as u64;
-            let err = match result {
-                Ok((resp, request_id)) => {
-                    debug!(action, lb, attempt, request_id = %request_id, ms, "clb call");
-                    return Ok((resp, request_id));
-                }
-                Err(err) => err,
-            };
-            debug!(
-                action,
-                lb,
-                attempt,
-                request_id = err.request_id().unwrap_or("-"),
-                ms,
-                code = err.code(),
-                "clb call failed"
-            );
-            let retryable = match &err {
-                Error::Api(api) => retry::is_retryable(api.kind()),
-                Error::Status { status, .. } => *status >= 500,
-                Error::Transport { source, .. } => kind == Kind::Read || source.is_connect(),
-                _ => false,
-            };
-            let delay = retry::backoff(&self.retry, attempt - 1, fastrand::f64());
-            if !retryable || attempt >= self.retry.max_attempts || first.elapsed() + delay > self.retry.max_total {
-                return Err(match err {
-                    Error::Transport { action, endpoint, source } if kind == Kind::Write && !source.is_connect() => {
-                        Error::OutcomeUnknown { action, endpoint, reason: source.to_string() }
-                    }
-                    // A 200 whose body cannot be read: the mutation may have been applied.
-                    Error::Decode { action, reason, excerpt } if kind == Kind::Write => Error::OutcomeUnknown {
-                        action,
-                        endpoint: self.endpoint.url.to_string(),
-                        reason: format!("unreadable answer ({reason}): {excerpt}"),
-                    },
-                    other => other,
-                });
-            }
-            tokio::time::sleep(delay).await;
-        }
+    /// The endpoint URL, for messages.
+    pub fn url(&self) -> String {
+        self.endpoint.url.to_string()
     }
 
     /// Signs and sends one request, and reads the envelope.
-    async fn send_once<Resp: DeserializeOwned>(
+    pub async fn send<Resp: DeserializeOwned>(
         &self,
         action: &'static str,
         body: &[u8],
@@ -337,18 +194,6 @@ impl ClbClient {
             }
             Err(EnvelopeError::Decode(reason)) => Err(Error::Decode { action, reason, excerpt: excerpt(&bytes) }),
         }
-    }
-
-    /// Polls the task created by an accepted mutation.
-    pub(super) async fn wait_task(&self, lb: &str, task_id: &str) -> Result<u32, Error> {
-        let request = wire::DescribeTaskStatusRequest { task_id: task_id.to_string() };
-        task::wait(task_id, &self.task, || async {
-            let (resp, _) = self
-                .call::<_, wire::DescribeTaskStatusResponse>("DescribeTaskStatus", lb, Kind::Read, &request)
-                .await?;
-            Ok(TaskStatus::from_api(resp.status, resp.message))
-        })
-        .await
     }
 }
 
@@ -428,10 +273,13 @@ mod tests {
     #[test]
     fn default_https_client_builds_with_the_ring_provider() {
         let creds = Credentials::new("AKIDtest", "key", None);
-        let client = ClbClient::new(ClientConfig::new("ap-guangzhou", creds.clone())).unwrap();
-        assert_eq!(client.host(), "clb.tencentcloudapi.com");
+        let build = || {
+            let timeout = Duration::from_secs(5);
+            Transport::new(&Endpoint::Default, "ap-guangzhou".into(), creds.clone(), timeout, timeout)
+        };
+        assert_eq!(build().unwrap().host(), "clb.tencentcloudapi.com");
         // Building a second client finds the provider already installed, which is fine.
-        assert!(ClbClient::new(ClientConfig::new("ap-guangzhou", creds)).is_ok());
+        assert!(build().is_ok());
     }
 
     #[test]

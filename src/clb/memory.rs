@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{BoundTarget, Change, Clb, Error, Failure, Listener, LoadBalancer, Outcomes, TargetKind};
-use crate::model::{Binding, Target, Weight};
+use super::{ApiError, Clb, Error, Listener, LoadBalancer, Outcomes};
+use crate::model::{Binding, BoundTarget, Change, Failure, Target, TargetKind, Weight};
 
 /// The targets bound on each binding, with their weight and kind.
 type Bound = BTreeMap<Binding, BTreeMap<Target, (Weight, TargetKind)>>;
@@ -73,7 +73,12 @@ impl Clb for MemoryClb {
 
     async fn targets(&self, lb: &str, listener_ids: &[String]) -> Result<Vec<BoundTarget>, Error> {
         if self.unreadable.iter().any(|u| u == lb) {
-            return Err(Error::Refused(format!("injected read failure for {lb}")));
+            return Err(Error::Api(ApiError {
+                action: "DescribeTargets",
+                code: "InternalError".into(),
+                message: format!("injected read failure for {lb}"),
+                request_id: "memory".into(),
+            }));
         }
         let bound = self.bound.lock().expect("lock");
         Ok(bound

@@ -1,13 +1,19 @@
 //! Stage 3, actual state and mutations: the Tencent Cloud CLB API (version 2018-03-17).
 //!
-//! [`Clb`] is the I/O boundary. The real implementation is [`http::ClbClient`] (TC3-signed HTTPS, batching,
+//! [`Clb`] is the I/O boundary. The real implementation is [`client::ClbClient`] (TC3-signed HTTPS, batching,
 //! task polling, pacing and retries); tests drive the same client against `clb-emulator` on loopback, and the
 //! engine's unit tests use an in-memory double.
+//!
+//! ```text
+//! resolve (rules → bindings + bound targets) ─► client (retries, tasks, batching) ─► http (one signed request)
+//!                                                  batch · pace · retry · task           tc3 · credentials · wire
+//! ```
 
-mod actions;
 pub mod batch;
+pub mod client;
+pub mod credentials;
 pub mod http;
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod pace;
 pub mod resolve;
@@ -16,10 +22,9 @@ pub mod task;
 pub mod tc3;
 pub mod wire;
 
-use std::fmt;
 use std::future::Future;
 
-use crate::model::{Binding, Protocol, Target, Weight};
+use crate::model::{BoundTarget, Change, Failure};
 
 /// A load balancer as `DescribeLoadBalancers` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,54 +55,6 @@ pub struct ListenerRule {
     pub domain: String,
     pub url: String,
     pub target_type: String,
-}
-
-/// How a bound target was bound: by IP (`EniIp`, what clbsync manages) or as a CVM instance (hand-bound, never
-/// touched).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TargetKind {
-    /// Bound by IP (`Type` `ENI`): pod targets, managed by clbsync.
-    Ip,
-    /// Anything else (`CVM`, `CCN`, ...), with its `Type` and `InstanceId`; shown as unmanaged.
-    Instance { kind: String, instance_id: String },
-}
-
-/// A target bound to a listener or rule right now, as `DescribeTargets` reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BoundTarget {
-    pub binding: Binding,
-    pub target: Target,
-    pub weight: Weight,
-    pub kind: TargetKind,
-}
-
-/// One target change for a binding. `weight` is the weight to register with or set; deregistration ignores it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Change {
-    pub binding: Binding,
-    pub target: Target,
-    pub weight: Weight,
-}
-
-/// Why one change did not happen (or might not have): the API's code, message and request id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// The API error code (`LimitExceeded`, ...), or a clbsync code for non-API failures: `TaskFailed`,
-    /// `TaskTimeout`, `PartialFailure`, `Transport`, `OutcomeUnknown`, `Cancelled`, `Stopped` (SIGTERM grace over).
-    pub code: String,
-    pub message: String,
-    /// The RequestId (or task id) Tencent support asks for, when there was one.
-    pub request_id: Option<String>,
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)?;
-        if let Some(id) = &self.request_id {
-            write!(f, " (RequestId {id})")?;
-        }
-        Ok(())
-    }
 }
 
 /// The result of one mutation call for each change, in the order the changes were given.
@@ -187,8 +144,6 @@ pub enum Error {
     /// The client's own configuration is unusable (endpoint, region).
     #[error("{0}")]
     Config(String),
-    #[error("{0}")]
-    Refused(String),
 }
 
 impl Error {
@@ -203,7 +158,6 @@ impl Error {
             Error::TaskTimeout { .. } => "TaskTimeout",
             Error::OutcomeUnknown { .. } => "OutcomeUnknown",
             Error::Config(_) => "Config",
-            Error::Refused(_) => "Refused",
         }
     }
 
@@ -223,13 +177,5 @@ impl Error {
             other => other.to_string(),
         };
         Failure { code: self.code().to_string(), message, request_id: self.request_id().map(str::to_string) }
-    }
-}
-
-/// Human name of a listener for messages: `TCP:80` or `HTTP:80 example.com/api`.
-pub fn describe_place(protocol: Protocol, port: u16, l7: Option<(&str, &str)>) -> String {
-    match l7 {
-        Some((domain, url)) => format!("{protocol}:{port} {domain}{url}"),
-        None => format!("{protocol}:{port}"),
     }
 }

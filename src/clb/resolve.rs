@@ -6,47 +6,28 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures::stream::{self, StreamExt};
-
-use super::{BoundTarget, Clb, Error, ErrorKind, Listener};
-use crate::model::Binding;
+use super::{Clb, Error, ErrorKind, Listener};
+use crate::model::{Binding, BoundTarget, RuleTargets};
 use crate::rules::Rule;
 
-/// The actual state of one rule: its binding and the targets bound there, or why it could not be read.
-pub type RuleState = Result<(Binding, Vec<BoundTarget>), String>;
-
-/// Reads the actual state of every rule, one entry per rule in the same order. Load balancers are read
-/// concurrently, up to `concurrency` at a time.
-pub async fn actual_state<C: Clb>(clb: &C, rules: &[Rule], region: &str, concurrency: usize) -> Vec<RuleState> {
-    let (failed, readable) = load_balancers(clb, rules, region).await;
-    let mut out: Vec<RuleState> = vec![Err(String::new()); rules.len()];
-    for (i, reason) in failed {
-        out[i] = Err(reason);
-    }
-    let results: Vec<(Vec<usize>, Vec<RuleState>)> = stream::iter(readable)
-        .map(|(lb, idx)| async move {
-            let states = read_lb(clb, lb, &idx.iter().map(|&i| &rules[i]).collect::<Vec<_>>()).await;
-            (idx, states)
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    for (idx, states) in results {
-        for (i, s) in idx.into_iter().zip(states) {
-            out[i] = s;
-        }
-    }
-    out
+/// The load balancers the rules name, as [`load_balancers`] found them.
+#[derive(Debug, Default)]
+pub struct LbCheck<'r> {
+    /// Rules whose load balancer is missing, classic or unreadable, by index, with the reason.
+    pub unreadable: Vec<(usize, String)>,
+    /// Readable load balancers with the indices of their rules, to be read with [`read_lb`].
+    pub readable: Vec<LbRules<'r>>,
 }
 
-/// The load balancers the rules name, checked with `DescribeLoadBalancers` (20 per call): the rules whose load
-/// balancer is missing, classic or unreadable, with the reason, and the readable load balancers with the indices
-/// of their rules (to be read with [`read_lb`]).
-pub async fn load_balancers<'r, C: Clb>(
-    clb: &C,
-    rules: &'r [Rule],
-    region: &str,
-) -> (Vec<(usize, String)>, Vec<(&'r str, Vec<usize>)>) {
+/// One load balancer and the indices of the rules that name it.
+#[derive(Debug)]
+pub struct LbRules<'r> {
+    pub lb: &'r str,
+    pub rules: Vec<usize>,
+}
+
+/// The load balancers the rules name, checked with `DescribeLoadBalancers` (20 per call).
+pub async fn load_balancers<'r, C: Clb>(clb: &C, rules: &'r [Rule], region: &str) -> LbCheck<'r> {
     let mut by_lb: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, rule) in rules.iter().enumerate() {
         by_lb.entry(rule.load_balancer_id.as_str()).or_default().push(i);
@@ -58,7 +39,10 @@ pub async fn load_balancers<'r, C: Clb>(
         Ok(lbs) => lbs,
         Err(e) => {
             let reason = format!("reading load balancers {}: {}", ids.join(", "), with_hint(&e));
-            return ((0..rules.len()).map(|i| (i, reason.clone())).collect(), Vec::new());
+            return LbCheck {
+                unreadable: (0..rules.len()).map(|i| (i, reason.clone())).collect(),
+                readable: Vec::new(),
+            };
         }
     };
     let mut readable = Vec::new();
@@ -74,14 +58,14 @@ pub async fn load_balancers<'r, C: Clb>(
         };
         match reason {
             Some(r) => failed.extend(idx.iter().map(|&i| (i, r.clone()))),
-            None => readable.push((lb, idx)),
+            None => readable.push(LbRules { lb, rules: idx }),
         }
     }
-    (failed, readable)
+    LbCheck { unreadable: failed, readable }
 }
 
 /// Reads one load balancer: its listeners, then the targets of the listeners `rules` name. One entry per rule.
-pub async fn read_lb<C: Clb>(clb: &C, lb: &str, rules: &[&Rule]) -> Vec<RuleState> {
+pub async fn read_lb<C: Clb>(clb: &C, lb: &str, rules: &[&Rule]) -> Vec<Result<RuleTargets, String>> {
     let listeners = match clb.listeners(lb).await {
         Ok(l) => l,
         Err(e) => {
@@ -97,7 +81,7 @@ pub async fn read_lb<C: Clb>(clb: &C, lb: &str, rules: &[&Rule]) -> Vec<RuleStat
         .into_iter()
         .collect();
     if listener_ids.is_empty() {
-        return bindings.into_iter().map(|b| b.map(|b| (b, Vec::new()))).collect();
+        return bindings.into_iter().map(|b| b.map(|binding| RuleTargets { binding, targets: Vec::new() })).collect();
     }
     let targets = match clb.targets(lb, &listener_ids).await {
         Ok(t) => t,
@@ -113,9 +97,9 @@ pub async fn read_lb<C: Clb>(clb: &C, lb: &str, rules: &[&Rule]) -> Vec<RuleStat
     bindings
         .into_iter()
         .map(|b| {
-            b.map(|b| {
-                let bound = by_binding.get(&b).cloned().unwrap_or_default();
-                (b, bound)
+            b.map(|binding| {
+                let targets = by_binding.get(&binding).cloned().unwrap_or_default();
+                RuleTargets { binding, targets }
             })
         })
         .collect()

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{Cluster, Error, Pod};
+use super::{Cluster, Error};
+use crate::model::Pod;
 use crate::rules::PodQuery;
 
 /// Pods per query; a query mapped to `Err` fails with that message. Counts the lists made.
@@ -18,8 +19,8 @@ impl Cluster for MemoryCluster {
         *self.lists.lock().expect("lock") += 1;
         match self.pods.get(query) {
             Some(Ok(p)) => Ok(p.clone()),
-            Some(Err(e)) => Err(Error::Other(e.clone())),
-            None => Err(Error::Other(format!("no such test query {query}"))),
+            Some(Err(e)) => Err(unreachable(query, e)),
+            None => Err(unreachable(query, "no such test query")),
         }
     }
 }
@@ -50,4 +51,9 @@ impl Pod {
         self.terminating = true;
         self
     }
+}
+
+/// The error of an injected list failure: the API server "could not be reached".
+fn unreachable(query: &PodQuery, cause: &str) -> Error {
+    Error::Unreachable { server: "the in-memory cluster".into(), what: format!("list {query}"), cause: cause.into() }
 }

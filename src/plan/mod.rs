@@ -1,4 +1,5 @@
-//! Stage 4, the planner: a pure function from desired targets + actual targets + policy to changes.
+//! Stage 4, the planner: the one place where clbsync decides. A pure function of the rules, the pods each rule
+//! selects and the targets bound on each binding; it returns what to change, what to hold and why.
 //!
 //! For every rule it lines up what should be bound (ready pods, terminating pods) with what is bound, keyed by
 //! (IP, port), and decides one action per target:
@@ -15,14 +16,20 @@
 //! ```
 //!
 //! Ownership is decided here and nowhere else: only targets bound by IP on a binding named in the rules are
-//! managed. A rule whose desired set is empty while targets would lose traffic is blocked, not emptied.
+//! managed. A rule whose pods or targets could not be read is skipped, never planned against an empty set; a
+//! rule whose desired set is empty while targets would lose traffic is blocked, not emptied; two rules that
+//! resolve to one binding are both skipped.
+
+mod rule;
+mod targets;
 
 use std::collections::BTreeMap;
 
-use crate::clb::{BoundTarget, TargetKind};
-use crate::desired::{DesiredTargets, PodState};
-use crate::model::{Binding, Protocol, Target, Weight};
-use crate::rules::{Policy, Rule};
+pub use rule::{RuleOptions, plan_rule};
+pub use targets::{DesiredTargets, targets_for};
+
+use crate::model::{Binding, Place, Pod, RuleTargets, Target, Weight};
+use crate::rules::{PodQuery, Rule};
 
 /// What a row of the plan does to one target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -80,54 +87,21 @@ pub enum Status {
     Skipped { reason: String },
 }
 
-/// What a rule is about, for reports: the load balancer, listener, rule and pods, with resolved ids if known.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Subject {
-    /// Field path of the rule in the rules file.
-    pub path: String,
-    pub line: usize,
-    pub load_balancer_id: String,
-    pub protocol: Protocol,
-    pub port: u16,
-    pub listener_id: Option<String>,
-    pub location_id: Option<String>,
-    pub domain: Option<String>,
-    pub url: Option<String>,
-    pub namespace: String,
-    /// `deployment shop/api` or `pods in cache with app=redis`.
-    pub pods: String,
-}
-
-impl Subject {
-    /// The subject of a rule before its ids are resolved.
-    pub fn of(rule: &Rule) -> Subject {
-        Subject {
-            path: rule.path.clone(),
-            line: rule.line,
-            load_balancer_id: rule.load_balancer_id.clone(),
-            protocol: rule.listener.protocol,
-            port: rule.listener.port,
-            listener_id: rule.listener.listener_id.clone(),
-            location_id: rule.l7.as_ref().and_then(|l| l.location_id.clone()),
-            domain: rule.l7.as_ref().map(|l| l.domain.clone()),
-            url: rule.l7.as_ref().map(|l| l.url.clone()),
-            namespace: rule.backend.pods.namespace.clone(),
-            pods: rule.backend.pods.to_string(),
-        }
-    }
-
-    /// `lb-1a2b3c4d HTTP:80 example.com/api`, for messages.
-    pub fn describe(&self) -> String {
-        let place =
-            crate::clb::describe_place(self.protocol, self.port, self.domain.as_deref().zip(self.url.as_deref()));
-        format!("{} {place}", self.load_balancer_id)
-    }
-}
-
-/// The plan of one rule.
+/// The plan of one rule, with what reports need to name it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RulePlan {
-    pub subject: Subject,
+    /// Field path of the rule in the rules file, e.g. `[0].listeners[1].rules[0]`.
+    pub path: String,
+    /// 1-based line of the rule in the rules file.
+    pub line: usize,
+    pub place: Place,
+    /// The listener id the rules file names, if any (the resolved one is in `binding`).
+    pub listener_id: Option<String>,
+    /// The location id the rules file names, if any (the resolved one is in `binding`).
+    pub location_id: Option<String>,
+    pub namespace: String,
+    /// The rule's pods in words: `deployment shop/api` or `pods in cache with app=redis`.
+    pub pods: String,
     /// The resolved binding; `None` when resolution failed (the rule is then skipped).
     pub binding: Option<Binding>,
     pub status: Status,
@@ -138,9 +112,32 @@ pub struct RulePlan {
 }
 
 impl RulePlan {
-    /// A rule that could not be planned; it makes no changes.
-    pub fn skipped(subject: Subject, binding: Option<Binding>, reason: String) -> RulePlan {
-        RulePlan { subject, binding, status: Status::Skipped { reason }, rows: Vec::new(), warnings: Vec::new() }
+    /// A rule that makes no changes because it could not be planned.
+    pub fn skipped(rule: &Rule, binding: Option<Binding>, reason: String) -> RulePlan {
+        RulePlan {
+            binding,
+            status: Status::Skipped { reason },
+            rows: Vec::new(),
+            warnings: Vec::new(),
+            ..RulePlan::named(rule)
+        }
+    }
+
+    /// A rule's names, before anything is planned for it.
+    fn named(rule: &Rule) -> RulePlan {
+        RulePlan {
+            path: rule.path.clone(),
+            line: rule.line,
+            place: rule.place(),
+            listener_id: rule.listener.listener_id.clone(),
+            location_id: rule.l7.as_ref().and_then(|l| l.location_id.clone()),
+            namespace: rule.backend.pods.namespace.clone(),
+            pods: rule.backend.pods.to_string(),
+            binding: None,
+            status: Status::Ready,
+            rows: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
 
     /// The rows that would change something, whatever the status.
@@ -156,14 +153,10 @@ pub struct PlanOptions {
     pub allow_empty: bool,
 }
 
-/// What one rule's planner needs from the rule itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RuleOptions {
-    pub policy: Policy,
-    pub allow_empty: bool,
-}
+/// The pods of each distinct query, or why they could not be listed.
+pub type PodLists = BTreeMap<PodQuery, Result<Vec<Pod>, String>>;
 
-/// The whole plan, one entry per rule in rules-file order.
+/// The whole plan, one entry per rule in the order the rules were given.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub rules: Vec<RulePlan>,
@@ -225,85 +218,67 @@ impl Plan {
     }
 }
 
-/// Plans one rule: the rows for every desired and bound target, and whether the guard blocks them.
+/// Plans `rules`: `pods` holds the listed pods of each distinct query, `actual` what CLB holds for each rule
+/// (aligned with `rules`), or why it could not be read. One [`RulePlan`] per rule, in the same order.
 ///
-/// Pure and deterministic: rows come out sorted by target.
-pub fn plan_rule(
-    desired: &DesiredTargets,
-    actual: &[BoundTarget],
-    rule: RuleOptions,
-    opts: &PlanOptions,
-) -> (Status, Vec<Row>) {
-    let wanted: BTreeMap<Target, _> = desired.targets.iter().map(|d| (d.target, d)).collect();
-    let bound: BTreeMap<Target, &BoundTarget> = actual.iter().map(|b| (b.target, b)).collect();
-    let mut rows = Vec::with_capacity(wanted.len().max(bound.len()));
-
-    for (target, b) in &bound {
-        let want = wanted.get(target);
-        let pod = want.map(|d| d.pod.clone());
-        let row = |action, weight, note: Option<String>| Row {
-            action,
-            target: *target,
-            weight,
-            current_weight: Some(b.weight),
-            pod: pod.clone(),
-            note,
+/// Pure and deterministic.
+pub fn plan(rules: &[&Rule], pods: &PodLists, actual: Vec<Result<RuleTargets, String>>, opts: &PlanOptions) -> Plan {
+    let clashes = clashing_bindings(rules, &actual);
+    let mut out = Vec::with_capacity(rules.len());
+    for ((i, rule), state) in rules.iter().enumerate().zip(actual) {
+        let bound = match state {
+            Ok(bound) => bound,
+            Err(reason) => {
+                out.push(RulePlan::skipped(rule, None, reason));
+                continue;
+            }
         };
-        rows.push(match (&b.kind, want) {
-            (TargetKind::Instance { kind, instance_id }, _) => {
-                row(Action::Unmanaged, Some(b.weight), Some(format!("{kind} {instance_id}, not bound by clbsync")))
-            }
-            (TargetKind::Ip, Some(d)) if d.state == PodState::Ready => {
-                if b.weight == d.weight {
-                    row(Action::Unchanged, Some(b.weight), None)
-                } else {
-                    row(Action::Reweight, Some(d.weight), None)
-                }
-            }
-            (TargetKind::Ip, Some(_)) => {
-                if b.weight > 0 {
-                    row(Action::Drain, Some(0), Some("pod is terminating".into()))
-                } else {
-                    row(Action::Unchanged, Some(0), Some("draining: pod is terminating".into()))
-                }
-            }
-            (TargetKind::Ip, None) => match rule.policy {
-                Policy::Sync => row(Action::Deregister, None, Some("no ready pod has this IP".into())),
-                Policy::UpsertOnly => row(Action::Unchanged, Some(b.weight), Some("kept: upsert-only".into())),
-            },
-        });
-    }
-    for (target, d) in &wanted {
-        if bound.contains_key(target) || d.state != PodState::Ready {
+        let binding = Some(bound.binding);
+        if let Some(other) = clashes.get(&i) {
+            let reason = format!(
+                "this rule and the rule at line {other} bind the same {}; each listener or rule may be named once",
+                binding.as_ref().expect("set above")
+            );
+            out.push(RulePlan::skipped(rule, binding, reason));
             continue;
         }
-        rows.push(Row {
-            action: Action::Register,
-            target: *target,
-            weight: Some(d.weight),
-            current_weight: None,
-            pod: Some(d.pod.clone()),
-            note: None,
-        });
+        let pods = match pods.get(&rule.backend.pods) {
+            Some(Ok(pods)) => pods,
+            Some(Err(e)) => {
+                let reason = format!("listing {}: {e}; its targets are left as they are", rule.backend.pods);
+                out.push(RulePlan::skipped(rule, binding, reason));
+                continue;
+            }
+            None => {
+                let reason = format!("{} was not listed", rule.backend.pods);
+                out.push(RulePlan::skipped(rule, binding, reason));
+                continue;
+            }
+        };
+        let wanted = targets_for(&rule.backend, pods);
+        let (status, rows) = plan_rule(&wanted, &bound.targets, RuleOptions::of(rule), opts);
+        out.push(RulePlan { binding, status, rows, warnings: wanted.problems, ..RulePlan::named(rule) });
     }
-    rows.sort_by_key(|r| r.target);
+    Plan { rules: out }
+}
 
-    let ready = desired.targets.iter().filter(|d| d.state == PodState::Ready).count();
-    let removes_traffic = rows
-        .iter()
-        .any(|r| matches!(r.action, Action::Deregister | Action::Drain) && r.current_weight.is_some_and(|w| w > 0));
-    let status = if ready == 0 && removes_traffic && !(rule.allow_empty || opts.allow_empty) {
-        let n = rows.iter().filter(|r| matches!(r.action, Action::Deregister | Action::Drain)).count();
-        Status::Blocked {
-            reason: format!(
-                "no ready pods: this would take all {n} serving target(s) out of the load balancer; if that is \
-                 intended, set `allow_empty: true` on the backend or pass --allow-empty"
-            ),
+/// Rules that resolve to the same binding (say one by id, one by port) would fight; maps each to the other's line.
+fn clashing_bindings(rules: &[&Rule], actual: &[Result<RuleTargets, String>]) -> BTreeMap<usize, usize> {
+    let mut first: BTreeMap<&Binding, usize> = BTreeMap::new();
+    let mut clashes = BTreeMap::new();
+    for (i, state) in actual.iter().enumerate() {
+        let Ok(bound) = state else { continue };
+        match first.get(&bound.binding) {
+            Some(&j) => {
+                clashes.insert(i, rules[j].line);
+                clashes.insert(j, rules[i].line);
+            }
+            None => {
+                first.insert(&bound.binding, i);
+            }
         }
-    } else {
-        Status::Ready
-    };
-    (status, rows)
+    }
+    clashes
 }
 
 #[cfg(test)]

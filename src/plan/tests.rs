@@ -3,7 +3,8 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 
 use super::*;
-use crate::desired::DesiredTarget;
+use crate::model::{BoundTarget, DesiredTarget, PodState, Protocol, TargetKind};
+use crate::rules::Policy;
 
 fn t(ip: &str, port: u16) -> Target {
     Target::new(ip.parse::<IpAddr>().expect("test IP"), port)
@@ -167,37 +168,30 @@ fn empty_desired_and_empty_actual_is_in_sync() {
     assert!(rows.is_empty());
 }
 
-#[test]
-fn summary_counts_rows_of_ready_rules_and_blocked_and_skipped_rules() {
-    let subject = Subject {
+/// A rule's plan with the given outcome, named like a TCP:80 rule at line 3.
+fn rule_plan(status: Status, rows: Vec<Row>) -> RulePlan {
+    RulePlan {
         path: "[0].listeners[0]".into(),
         line: 3,
-        load_balancer_id: "lb-1a2b3c4d".into(),
-        protocol: Protocol::Tcp,
-        port: 80,
+        place: Place { load_balancer_id: "lb-1a2b3c4d".into(), protocol: Protocol::Tcp, port: 80, l7: None },
         listener_id: None,
         location_id: None,
-        domain: None,
-        url: None,
         namespace: "default".into(),
         pods: "deployment default/web".into(),
-    };
+        binding: Some(binding()),
+        status,
+        rows,
+        warnings: vec![],
+    }
+}
+
+#[test]
+fn summary_counts_rows_of_ready_rules_and_blocked_and_skipped_rules() {
     let (status, rows) =
         run(vec![ready("10.0.0.1", 10), terminating("10.0.0.2")], vec![eni("10.0.0.2", 10), eni("10.0.0.3", 10)], SYNC);
     let (bstatus, brows) = run(vec![], vec![eni("10.0.0.4", 10)], SYNC);
-    let plan = Plan {
-        rules: vec![
-            RulePlan { subject: subject.clone(), binding: Some(binding()), status, rows, warnings: vec![] },
-            RulePlan {
-                subject: subject.clone(),
-                binding: Some(binding()),
-                status: bstatus,
-                rows: brows,
-                warnings: vec![],
-            },
-            RulePlan::skipped(subject, None, "deployment default/web not found".into()),
-        ],
-    };
+    let skipped = Status::Skipped { reason: "deployment default/web not found".into() };
+    let plan = Plan { rules: vec![rule_plan(status, rows), rule_plan(bstatus, brows), rule_plan(skipped, vec![])] };
     let s = plan.summary();
     assert_eq!((s.register, s.drain, s.deregister, s.blocked, s.skipped), (1, 1, 1, 1, 1));
     assert!(!plan.in_sync());

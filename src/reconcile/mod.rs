@@ -1,7 +1,7 @@
-//! The orchestrator: rules → desired → actual → plan → (apply) → report. The only module that knows the
-//! difference between `diff` and `reconcile`.
+//! The orchestrator: rules → desired → actual → plan → (apply) → report. It does I/O and wires the stages
+//! together; every decision is the planner's. The only module that knows the difference between `diff` and
+//! `reconcile`.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -11,10 +11,10 @@ use futures::FutureExt;
 use futures::stream::{self, StreamExt};
 
 use crate::apply::{self, ApplyOptions, ApplyReport, RowStatus};
-use crate::clb::{Clb, resolve};
+use crate::clb::Clb;
+use crate::clb::resolve::{self, LbRules};
 use crate::desired::{self, Cluster};
-use crate::model::Binding;
-use crate::plan::{self, Plan, PlanOptions, RuleOptions, RulePlan, Status, Subject};
+use crate::plan::{self, Plan, PlanOptions, PodLists, RulePlan};
 use crate::report::{self, Style};
 use crate::rules::{Rule, Rules};
 
@@ -81,7 +81,7 @@ impl Outcome {
 
     /// The process exit code of this outcome.
     pub fn exit_code(&self, detailed: bool) -> u8 {
-        let troubled = self.plan.rules.iter().any(|r| r.status != Status::Ready);
+        let troubled = self.plan.rules.iter().any(|r| r.status != plan::Status::Ready);
         let incomplete = self.applied.as_ref().is_some_and(ApplyReport::incomplete);
         if troubled || incomplete {
             exit::ERROR
@@ -96,11 +96,10 @@ impl Outcome {
 /// One pass: read both sides, plan, apply if asked, and write the report to `out`.
 ///
 /// Load balancers are pipelined: each is read, planned and (for `reconcile`) applied as soon as its own targets
-/// and the pods its rules name are known, up to `concurrency` load balancers at a time. The API's per-action
-/// rate limits then overlap — later load balancers' reads go on while earlier ones apply — instead of adding
-/// up (at 200 load balancers the reads alone take 10 s at 20 req/s). The plan is the same as planning every
-/// rule at once: a rule's plan depends only on its own binding and pods, and bindings never clash across load
-/// balancers.
+/// and the pods its rules name are known, up to `concurrency` load balancers at a time, so the API's per-action
+/// rate limits overlap (later load balancers' reads go on while earlier ones apply) instead of adding up. The
+/// plan is the same as planning every rule at once: a rule's plan depends only on its own binding and pods, and
+/// bindings never clash across load balancers.
 pub async fn run<K: Cluster, C: Clb>(
     rules: &Rules,
     cluster: &K,
@@ -109,50 +108,51 @@ pub async fn run<K: Cluster, C: Clb>(
     out: &mut impl Write,
 ) -> anyhow::Result<Outcome> {
     let queries = rules.rules.iter().map(|r| r.backend.pods.clone());
-    let pods = async { Arc::new(desired::list_all(cluster, queries, settings.concurrency).await) }.shared();
-    let apply_opts = (settings.mode == Mode::Reconcile).then(|| ApplyOptions {
-        concurrency: 1,
-        stop: settings.stop.clone(),
-        stop_grace: settings.stop_grace,
-    });
+    let pods = async {
+        let listed = desired::list_all(cluster, queries, settings.concurrency).await;
+        let lists: PodLists = listed.into_iter().map(|(q, r)| (q, r.map_err(|e| e.to_string()))).collect();
+        Arc::new(lists)
+    }
+    .shared();
+    let apply_opts = (settings.mode == Mode::Reconcile)
+        .then(|| ApplyOptions { stop: settings.stop.clone(), stop_grace: settings.stop_grace });
     let per_lb = async {
-        let (failed, readable) = resolve::load_balancers(clb, &rules.rules, &settings.region).await;
-        let done: Vec<LbOutcome> = stream::iter(readable)
-            .map(|(lb, idx)| {
+        let check = resolve::load_balancers(clb, &rules.rules, &settings.region).await;
+        let done: Vec<LbResult> = stream::iter(check.readable)
+            .map(|LbRules { lb, rules: idx }| {
                 let pods = pods.clone();
                 let apply_opts = apply_opts.as_ref();
                 async move {
                     let lb_rules: Vec<&Rule> = idx.iter().map(|&i| &rules.rules[i]).collect();
-                    let states = resolve::read_lb(clb, lb, &lb_rules).await;
+                    let actual = resolve::read_lb(clb, lb, &lb_rules).await;
                     let pods = pods.await;
-                    let plan = Plan { rules: plan_rules(&lb_rules, &pods, states, &settings.plan) };
+                    let plan = plan::plan(&lb_rules, &pods, actual, &settings.plan);
                     let applied = match apply_opts {
-                        Some(opts) if plan.has_changes() => Some(apply::apply(&plan, clb, opts).await),
+                        Some(opts) if plan.has_changes() => Some(apply::apply(lb, &plan, clb, opts).await),
                         _ => None,
                     };
-                    (idx, plan, applied)
+                    LbResult { rules: idx, plan, applied }
                 }
             })
             .buffer_unordered(settings.concurrency.max(1))
             .collect()
             .await;
-        (failed, done)
+        (check.unreadable, done)
     };
-    let (pods, (failed, done)) = tokio::join!(pods.clone(), per_lb);
+    let (pods, (unreadable, mut groups)) = tokio::join!(pods.clone(), per_lb);
     tracing::info!(rules = rules.rules.len(), pod_lists = pods.len(), "read desired and actual state");
 
     // Rules of unreadable load balancers are planned (as skipped) like the others, then everything is put back
     // in rule order.
-    let mut slots: Vec<Option<(RulePlan, Option<Vec<RowStatus>>)>> = (0..rules.rules.len()).map(|_| None).collect();
-    let mut groups = done;
-    if !failed.is_empty() {
-        let (idx, states): (Vec<usize>, Vec<resolve::RuleState>) = failed.into_iter().map(|(i, r)| (i, Err(r))).unzip();
+    if !unreadable.is_empty() {
+        let (idx, actual): (Vec<usize>, Vec<_>) = unreadable.into_iter().map(|(i, reason)| (i, Err(reason))).unzip();
         let lb_rules: Vec<&Rule> = idx.iter().map(|&i| &rules.rules[i]).collect();
-        groups.push((idx, Plan { rules: plan_rules(&lb_rules, &pods, states, &settings.plan) }, None));
+        groups.push(LbResult { plan: plan::plan(&lb_rules, &pods, actual, &settings.plan), rules: idx, applied: None });
     }
-    for (idx, plan, applied) in groups {
-        let mut statuses = applied.map(|a| a.rows.into_iter());
-        for (i, rule) in idx.into_iter().zip(plan.rules) {
+    let mut slots: Vec<Option<(RulePlan, Option<Vec<RowStatus>>)>> = (0..rules.rules.len()).map(|_| None).collect();
+    for group in groups {
+        let mut statuses = group.applied.map(|a| a.rows.into_iter());
+        for (i, rule) in group.rules.into_iter().zip(group.plan.rules) {
             slots[i] = Some((rule, statuses.as_mut().and_then(Iterator::next)));
         }
     }
@@ -185,88 +185,13 @@ pub async fn run<K: Cluster, C: Clb>(
     Ok(Outcome { plan, applied })
 }
 
-/// One load balancer's rule indices, their plan, and (when applied) the outcome of each row.
-type LbOutcome = (Vec<usize>, Plan, Option<ApplyReport>);
-
-/// Pure: combines listed pods and read targets into the plan, one entry per rule.
-pub fn build_plan(
-    rules: &Rules,
-    pods: &BTreeMap<crate::rules::PodQuery, Result<Vec<desired::Pod>, desired::Error>>,
-    actual: Vec<resolve::RuleState>,
-    opts: &PlanOptions,
-) -> Plan {
-    let all: Vec<&Rule> = rules.rules.iter().collect();
-    Plan { rules: plan_rules(&all, pods, actual, opts) }
-}
-
-/// [`build_plan`] for some of the rules (`actual` aligned with `rules`).
-fn plan_rules(
-    rules: &[&Rule],
-    pods: &BTreeMap<crate::rules::PodQuery, Result<Vec<desired::Pod>, desired::Error>>,
-    actual: Vec<resolve::RuleState>,
-    opts: &PlanOptions,
-) -> Vec<RulePlan> {
-    let clashes = clashing_bindings(rules, &actual);
-    let mut out = Vec::with_capacity(rules.len());
-    for ((i, rule), state) in rules.iter().enumerate().zip(actual) {
-        let mut subject = Subject::of(rule);
-        let listed = pods.get(&rule.backend.pods);
-        let (binding, bound) = match state {
-            Ok((b, bound)) => {
-                subject.listener_id = Some(b.listener.clone());
-                subject.location_id = b.location.clone();
-                (b, bound)
-            }
-            Err(reason) => {
-                out.push(RulePlan::skipped(subject, None, reason));
-                continue;
-            }
-        };
-        if let Some(other) = clashes.get(&i) {
-            let reason = format!(
-                "this rule and the rule at line {other} bind the same {binding}; each listener or rule may be named once"
-            );
-            out.push(RulePlan::skipped(subject, Some(binding), reason));
-            continue;
-        }
-        let pods = match listed {
-            Some(Ok(p)) => p,
-            Some(Err(e)) => {
-                let reason = format!("listing {}: {e}; its targets are left as they are", rule.backend.pods);
-                out.push(RulePlan::skipped(subject, Some(binding), reason));
-                continue;
-            }
-            None => {
-                let reason = format!("{} was not listed", rule.backend.pods);
-                out.push(RulePlan::skipped(subject, Some(binding), reason));
-                continue;
-            }
-        };
-        let wanted = desired::targets_for(&rule.backend, pods);
-        let options = RuleOptions { policy: rule.backend.policy, allow_empty: rule.backend.allow_empty };
-        let (status, rows) = plan::plan_rule(&wanted, &bound, options, opts);
-        out.push(RulePlan { subject, binding: Some(binding), status, rows, warnings: wanted.problems });
-    }
-    out
-}
-
-/// Rules that resolve to the same binding (say one by id, one by port) would fight; map each to the other's line.
-fn clashing_bindings(rules: &[&Rule], actual: &[resolve::RuleState]) -> BTreeMap<usize, usize> {
-    let mut first: BTreeMap<&Binding, usize> = BTreeMap::new();
-    let mut clashes = BTreeMap::new();
-    for (i, state) in actual.iter().enumerate() {
-        let Ok((b, _)) = state else { continue };
-        match first.get(b) {
-            Some(&j) => {
-                clashes.insert(i, rules[j].line);
-                clashes.insert(j, rules[i].line);
-            }
-            None => {
-                first.insert(b, i);
-            }
-        }
-    }
-    clashes
+/// What one load balancer's part of a run planned and applied.
+struct LbResult {
+    /// Indices of its rules in the rules file, aligned with `plan.rules`.
+    rules: Vec<usize>,
+    plan: Plan,
+    /// `None` when nothing was applied (diff, or no changes).
+    applied: Option<ApplyReport>,
 }
 
 #[cfg(test)]

@@ -6,10 +6,10 @@ use std::sync::atomic::AtomicBool;
 
 use super::*;
 use crate::clb::memory::MemoryClb;
-use crate::clb::{Failure, Listener, ListenerRule, LoadBalancer, TargetKind};
-use crate::desired::Pod;
+use crate::clb::{Listener, ListenerRule, LoadBalancer};
 use crate::desired::memory::{MemoryCluster, pod};
-use crate::model::Target;
+use crate::model::{Binding, Failure, Pod, Target, TargetKind};
+use crate::plan::{PlanOptions, Status};
 use crate::report::Format;
 use crate::rules::{PodQuery, PodSource};
 

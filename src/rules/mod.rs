@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::model::{Protocol, Weight};
+use crate::model::{Place, Protocol, Weight};
 
 /// A validated rules file: one [`Rule`] per place backends are bound (an L4 listener or an L7 rule).
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +24,18 @@ pub struct Rule {
     /// Set for HTTP/HTTPS listeners, `None` for layer 4.
     pub l7: Option<L7Spec>,
     pub backend: Backend,
+}
+
+impl Rule {
+    /// Where the rule binds, as the rules file says it.
+    pub fn place(&self) -> Place {
+        Place {
+            load_balancer_id: self.load_balancer_id.clone(),
+            protocol: self.listener.protocol,
+            port: self.listener.port,
+            l7: self.l7.as_ref().map(|l| (l.domain.clone(), l.url.clone())),
+        }
+    }
 }
 
 /// How a listener is identified: by port + protocol, or directly by id.
@@ -132,12 +144,9 @@ pub struct Problem {
 /// Why a rules file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read rules file {file}: {source}; check --rules / CLBSYNC_RULES")]
-    Read {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The I/O error is part of the message, not a `source`: `{:#}` would print it twice.
+    #[error("cannot read rules file {file}: {error}; check --rules / CLBSYNC_RULES")]
+    Read { file: String, error: std::io::Error },
     #[error("{}", render(file, problems))]
     Invalid { file: String, problems: Vec<Problem> },
 }

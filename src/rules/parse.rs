@@ -18,14 +18,14 @@ const MAX_BYTES: u64 = 4 * 1024 * 1024;
 /// Reads and validates a rules file. The file name in messages is `path` as given.
 pub fn load(path: &Path) -> Result<Rules, Error> {
     let file = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|source| Error::Read { file: file.clone(), source })?;
+    let meta = std::fs::metadata(path).map_err(|error| Error::Read { file: file.clone(), error })?;
     if meta.len() > MAX_BYTES {
         return Err(Error::Invalid {
             file,
             problems: vec![problem((1, 1), "", format!("file is {} bytes; the limit is {MAX_BYTES}", meta.len()))],
         });
     }
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { file: file.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|error| Error::Read { file: file.clone(), error })?;
     parse(&file, &text)
 }
 

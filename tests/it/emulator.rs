@@ -7,8 +7,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clb_emulator::{Config, Emulator, Faults, State};
-use clbsync::clb::http::{ClbClient, ClientConfig, Endpoint};
-use clbsync::clb::tc3::Credentials;
+use clbsync::clb::client::{ClbClient, ClientConfig};
+use clbsync::clb::credentials::Credentials;
+use clbsync::clb::http::Endpoint;
 use clbsync::desired::memory::{MemoryCluster, pod};
 use clbsync::plan::PlanOptions;
 use clbsync::reconcile::{self, Mode, Outcome, Settings, exit};

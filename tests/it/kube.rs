@@ -6,8 +6,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use clbsync::desired::kube::KubeCluster;
-use clbsync::desired::{Cluster, Error, PodState, list_all, targets_for};
+use clbsync::desired::{Cluster, Error, list_all};
+use clbsync::model::PodState;
 use clbsync::model::{DEFAULT_WEIGHT, Target};
+use clbsync::plan::targets_for;
 use clbsync::rules::{Backend, IpFamily, PodQuery, PodSource, Policy, PortRef};
 
 use crate::support::kube::{
@@ -27,7 +29,7 @@ fn backend(pods: PodQuery, port: PortRef) -> Backend {
     Backend { pods, port, weight: DEFAULT_WEIGHT, policy: Policy::Sync, allow_empty: false, ip_family: IpFamily::Ipv4 }
 }
 
-fn names(pods: &[clbsync::desired::Pod]) -> Vec<&str> {
+fn names(pods: &[clbsync::model::Pod]) -> Vec<&str> {
     let mut v: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
     v.sort_unstable();
     v

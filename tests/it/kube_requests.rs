@@ -49,7 +49,7 @@ fn deployment_body(name: &str, app: &str) -> ResponseTemplate {
     }))
 }
 
-fn names(pods: &[clbsync::desired::Pod]) -> Vec<&str> {
+fn names(pods: &[clbsync::model::Pod]) -> Vec<&str> {
     pods.iter().map(|p| p.name.as_str()).collect()
 }
 

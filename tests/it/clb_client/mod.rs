@@ -6,11 +6,14 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use clbsync::clb::http::{ClbClient, ClientConfig, Endpoint};
+use clbsync::clb::client::{ClbClient, ClientConfig};
+use clbsync::clb::credentials::Credentials;
+use clbsync::clb::http::Endpoint;
 use clbsync::clb::retry::RetryPolicy;
-use clbsync::clb::tc3::{self, Credentials, Signable};
-use clbsync::clb::{Change, Clb, Error, TargetKind};
+use clbsync::clb::tc3::{self, Signable};
+use clbsync::clb::{Clb, Error};
 use clbsync::model::{Binding, Target};
+use clbsync::model::{Change, TargetKind};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -93,7 +96,7 @@ fn lens(bodies: &[Value], field: &str) -> Vec<usize> {
     bodies.iter().map(|b| b[field].as_array().map_or(0, Vec::len)).collect()
 }
 
-fn codes(outcomes: &[Result<(), clbsync::clb::Failure>]) -> Vec<String> {
+fn codes(outcomes: &[Result<(), clbsync::model::Failure>]) -> Vec<String> {
     outcomes.iter().map(|o| o.as_ref().err().map_or("ok".to_string(), |f| f.code.clone())).collect()
 }
 

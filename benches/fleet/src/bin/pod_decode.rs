@@ -13,8 +13,8 @@ use k8s_openapi::api::core::v1::Pod as K8sPod;
 use kube::core::ObjectList;
 use serde::Deserialize;
 
-use clbsync::desired::Pod;
-use clbsync::desired::kube::pod_from_k8s;
+use clbsync::desired::convert::pod_from_k8s;
+use clbsync::model::Pod;
 
 /// Counts live and peak heap bytes.
 struct Counting;

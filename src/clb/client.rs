@@ -1,0 +1,519 @@
+//! [`ClbClient`]: the real [`Clb`], TC3-signed JSON over HTTPS (or plain HTTP to a loopback emulator).
+//!
+//! Every call is paced per action ([`Pacer`]) and sent by the [`Transport`]. Reads are retried after throttling,
+//! a busy load balancer, server errors (`InternalError`, `ServiceUnavailable`, HTTP 5xx) and transport errors.
+//! **Writes are retried when CLB answered that they were not executed (throttled, busy) or answered with a server
+//! error, which may hide an executed write**: a change that then fails as already done (a target already bound,
+//! or no longer bound for a removal) is checked with `DescribeTargets` and counted as applied when the target is
+//! as wanted. A write whose answer never arrived (timeout, reset) is never resent: it becomes `OutcomeUnknown`
+//! and the next run re-reads the targets. Every accepted mutation is followed by `DescribeTaskStatus` polling.
+//!
+//! Mutations of one load balancer are sequential: chunks go one after another, each waited for. Batch actions
+//! come first (`Batch(De)RegisterTargets`, 500 targets; `BatchModifyTargetWeight`, 100 × 50, 500 total); if
+//! one answers `UnsupportedOperation` or `InvalidAction`, the rest of the call uses `RegisterTargets` /
+//! `DeregisterTargets` / `ModifyTargetWeight` per binding, 20 targets each.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::batch::{self, BatchCall, WithWeight};
+use super::credentials::Credentials;
+use super::http::{Endpoint, Transport};
+use super::pace::Pacer;
+use super::retry::{self, RetryPolicy};
+use super::task::{self, TaskPolicy, TaskStatus};
+use super::wire;
+use super::{Clb, Error, Listener, ListenerRule, LoadBalancer, Outcomes};
+use crate::model::{Binding, BoundTarget, Change, Failure, Target, TargetKind};
+
+/// Everything the client needs; [`ClientConfig::new`] fills in the defaults.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub endpoint: Endpoint,
+    /// Sent as `X-TC-Region`; the region of the load balancers.
+    pub region: String,
+    pub credentials: Credentials,
+    /// Requests per second per action (CLB's documented limit is 20); 0 turns pacing off.
+    pub rate_limit_per_action: u32,
+    pub connect_timeout: Duration,
+    /// Whole-request timeout of one HTTP call.
+    pub request_timeout: Duration,
+    /// How long to wait for one async task before reporting `TaskTimeout`.
+    pub task_timeout: Duration,
+    /// First `DescribeTaskStatus` interval; it grows by half each poll to 2 s.
+    pub task_poll_interval: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl ClientConfig {
+    pub fn new(region: impl Into<String>, credentials: Credentials) -> Self {
+        ClientConfig {
+            endpoint: Endpoint::Default,
+            region: region.into(),
+            credentials,
+            rate_limit_per_action: 20,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            task_timeout: Duration::from_secs(120),
+            task_poll_interval: Duration::from_millis(300),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Calls and retries of one action, for benchmarks and the run summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ActionStats {
+    /// HTTP requests sent, retries included.
+    pub requests: u64,
+    /// Requests that were retries of an earlier attempt.
+    pub retries: u64,
+}
+
+/// Whether a call changes anything: a write is never resent after an answer that was lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CallKind {
+    Read,
+    Write,
+}
+
+/// The CLB API client. One instance is shared by every load balancer of a run (`&self` everywhere).
+pub struct ClbClient {
+    transport: Transport,
+    pacer: Pacer,
+    task: TaskPolicy,
+    retry: RetryPolicy,
+    stats: Mutex<BTreeMap<&'static str, ActionStats>>,
+}
+
+/// The answer to a call, and whether it was sent again after a server error that may hide an executed write.
+struct Answer<T> {
+    result: Result<(T, String), Error>,
+    resent_after_server_error: bool,
+}
+
+impl ClbClient {
+    /// Builds the client and its one HTTP transport.
+    pub fn new(config: ClientConfig) -> Result<Self, Error> {
+        let transport = Transport::new(
+            &config.endpoint,
+            config.region,
+            config.credentials,
+            config.connect_timeout,
+            config.request_timeout,
+        )?;
+        let first = config.task_poll_interval;
+        Ok(ClbClient {
+            transport,
+            pacer: Pacer::new(config.rate_limit_per_action),
+            task: TaskPolicy {
+                timeout: config.task_timeout,
+                first_interval: first,
+                max_interval: first.max(Duration::from_secs(2)),
+            },
+            retry: config.retry,
+            stats: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Requests and retries per action so far.
+    pub fn stats(&self) -> BTreeMap<&'static str, ActionStats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The `Host` value sent and signed.
+    pub fn host(&self) -> &str {
+        self.transport.host()
+    }
+
+    fn count(&self, action: &'static str, retry: bool) {
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let s = stats.entry(action).or_default();
+        s.requests += 1;
+        s.retries += u64::from(retry);
+    }
+
+    /// A read with pacing and retries. Returns the response fields and the `RequestId`.
+    async fn read<Req, Resp>(&self, action: &'static str, lb: &str, req: &Req) -> Result<(Resp, String), Error>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        self.call(action, lb, CallKind::Read, req).await.result
+    }
+
+    /// One action with pacing and retries (see the module doc for which errors are retried).
+    async fn call<Req, Resp>(&self, action: &'static str, lb: &str, kind: CallKind, req: &Req) -> Answer<Resp>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let body = serde_json::to_vec(req).expect("request bodies are plain structs and always serialise");
+        let first = Instant::now();
+        let mut attempt: u32 = 0;
+        let mut resent_after_server_error = false;
+        loop {
+            attempt += 1;
+            let (permit, _) = self.pacer.acquire(action).await;
+            self.count(action, attempt > 1);
+            let started = Instant::now();
+            let result = self.transport.send::<Resp>(action, &body).await;
+            // The answer is in: from now on this call counts against the action's budget for one second.
+            drop(permit);
+            let ms = started.elapsed().as_millis() as u64;
+            let err = match result {
+                Ok((resp, request_id)) => {
+                    debug!(action, lb, attempt, request_id = %request_id, ms, "clb call");
+                    return Answer { result: Ok((resp, request_id)), resent_after_server_error };
+                }
+                Err(err) => err,
+            };
+            debug!(
+                action,
+                lb,
+                attempt,
+                request_id = err.request_id().unwrap_or("-"),
+                ms,
+                code = err.code(),
+                "clb call failed"
+            );
+            let server_error = match &err {
+                Error::Api(api) => api.kind() == super::ErrorKind::Server,
+                Error::Status { status, .. } => *status >= 500,
+                _ => false,
+            };
+            let retryable = match &err {
+                Error::Api(api) => retry::is_retryable(api.kind()),
+                Error::Status { status, .. } => *status >= 500,
+                Error::Transport { source, .. } => kind == CallKind::Read || source.is_connect(),
+                _ => false,
+            };
+            let delay = retry::backoff(&self.retry, attempt - 1, fastrand::f64());
+            if !retryable || attempt >= self.retry.max_attempts || first.elapsed() + delay > self.retry.max_total {
+                let err = match err {
+                    Error::Transport { action, endpoint, source }
+                        if kind == CallKind::Write && !source.is_connect() =>
+                    {
+                        Error::OutcomeUnknown { action, endpoint, reason: source.to_string() }
+                    }
+                    // A 200 whose body cannot be read: the mutation may have been applied.
+                    Error::Decode { action, reason, excerpt } if kind == CallKind::Write => Error::OutcomeUnknown {
+                        action,
+                        endpoint: self.transport.url(),
+                        reason: format!("unreadable answer ({reason}): {excerpt}"),
+                    },
+                    other => other,
+                };
+                return Answer { result: Err(err), resent_after_server_error };
+            }
+            resent_after_server_error |= kind == CallKind::Write && server_error;
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Polls the task created by an accepted mutation.
+    async fn wait_task(&self, lb: &str, task_id: &str) -> Result<u32, Error> {
+        let request = wire::DescribeTaskStatusRequest { task_id: task_id.to_string() };
+        task::wait(task_id, &self.task, || async {
+            let (resp, _) =
+                self.read::<_, wire::DescribeTaskStatusResponse>("DescribeTaskStatus", lb, &request).await?;
+            Ok(TaskStatus::from_api(resp.status, resp.message))
+        })
+        .await
+    }
+}
+
+/// The three mutations, each with its batch action and its per-binding fallback.
+#[derive(Clone, Copy, Debug)]
+enum Mutation {
+    Register,
+    Deregister,
+    Weight,
+}
+
+impl Mutation {
+    fn batch_action(self) -> &'static str {
+        match self {
+            Mutation::Register => "BatchRegisterTargets",
+            Mutation::Deregister => "BatchDeregisterTargets",
+            Mutation::Weight => "BatchModifyTargetWeight",
+        }
+    }
+
+    fn single_action(self) -> &'static str {
+        match self {
+            Mutation::Register => "RegisterTargets",
+            Mutation::Deregister => "DeregisterTargets",
+            Mutation::Weight => "ModifyTargetWeight",
+        }
+    }
+
+    fn weight(self) -> WithWeight {
+        match self {
+            Mutation::Deregister => WithWeight::No,
+            Mutation::Register | Mutation::Weight => WithWeight::Yes,
+        }
+    }
+}
+
+/// Codes after which a batch action is replaced by its per-binding action.
+fn batch_unsupported(code: &str) -> bool {
+    code == "UnsupportedOperation" || code.starts_with("UnsupportedOperation.") || code == "InvalidAction"
+}
+
+impl ClbClient {
+    /// Sends the planned calls one after another and records one outcome per change. Stops at the first call the
+    /// API refuses as unsupported and returns the index of that call, so the caller can fall back.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_calls<R: Serialize>(
+        &self,
+        lb: &str,
+        mutation: Mutation,
+        action: &'static str,
+        calls: &[BatchCall<R>],
+        changes: &[Change],
+        outcomes: &mut [Option<Result<(), Failure>>],
+        fallback_allowed: bool,
+    ) -> Option<usize> {
+        for (k, call) in calls.iter().enumerate() {
+            let answer = self.call::<_, wire::BatchTargetsResponse>(action, lb, CallKind::Write, &call.request).await;
+            match answer.result {
+                Ok((resp, request_id)) => {
+                    self.settle(lb, &request_id, &call.changes, changes, &resp, outcomes).await;
+                }
+                Err(Error::Api(e)) if fallback_allowed && batch_unsupported(&e.code) => {
+                    warn!(action, lb, code = %e.code, request_id = %e.request_id, "batch action refused; falling back to per-binding actions");
+                    return Some(k);
+                }
+                Err(e) => {
+                    let failure = e.to_failure();
+                    for &i in &call.changes {
+                        outcomes[i] = Some(Err(failure.clone()));
+                    }
+                }
+            }
+            let failed = call.changes.iter().any(|&i| matches!(outcomes[i], Some(Err(_))));
+            if answer.resent_after_server_error && failed {
+                self.confirm(lb, mutation, &call.changes, changes, outcomes).await;
+            }
+        }
+        None
+    }
+
+    /// After a write was resent following a server error, its first attempt may have been executed, so the resent
+    /// one can fail as already done. Reads the targets and counts each failed change whose target is now as wanted
+    /// (bound with its weight, or gone) as applied. When the targets cannot be read the failures stand.
+    async fn confirm(
+        &self,
+        lb: &str,
+        mutation: Mutation,
+        idx: &[usize],
+        changes: &[Change],
+        outcomes: &mut [Option<Result<(), Failure>>],
+    ) {
+        let failed: Vec<usize> = idx.iter().copied().filter(|&i| matches!(outcomes[i], Some(Err(_)))).collect();
+        let listeners: Vec<String> = failed.iter().map(|&i| changes[i].binding.listener.clone()).collect();
+        let bound = match self.targets(lb, &listeners).await {
+            Ok(bound) => bound,
+            Err(e) => {
+                warn!(lb, error = %e, "cannot confirm changes resent after a server error; reporting them as failed");
+                return;
+            }
+        };
+        let now: BTreeMap<(&Binding, Target), u8> =
+            bound.iter().filter(|b| b.kind == TargetKind::Ip).map(|b| ((&b.binding, b.target), b.weight)).collect();
+        for i in failed {
+            let c = &changes[i];
+            let weight = now.get(&(&c.binding, c.target));
+            let done = match mutation {
+                Mutation::Register | Mutation::Weight => weight == Some(&c.weight),
+                Mutation::Deregister => weight.is_none(),
+            };
+            if done {
+                debug!(lb, binding = %c.binding, target = %c.target, "a change resent after a server error was already applied");
+                outcomes[i] = Some(Ok(()));
+            }
+        }
+    }
+
+    /// Outcomes of one accepted call: listeners in `FailListenerIdSet` failed; the others wait for the task.
+    async fn settle(
+        &self,
+        lb: &str,
+        request_id: &str,
+        idx: &[usize],
+        changes: &[Change],
+        resp: &wire::BatchTargetsResponse,
+        outcomes: &mut [Option<Result<(), Failure>>],
+    ) {
+        let failed: HashSet<&str> = resp.fail_listener_id_set.iter().map(String::as_str).collect();
+        let (bad, good): (Vec<usize>, Vec<usize>) =
+            idx.iter().partition(|&&i| failed.contains(changes[i].binding.listener.as_str()));
+        for &i in &bad {
+            let message = if resp.message.is_empty() {
+                format!("CLB reported listener {} in FailListenerIdSet", changes[i].binding.listener)
+            } else {
+                resp.message.clone()
+            };
+            outcomes[i] =
+                Some(Err(Failure { code: "PartialFailure".into(), message, request_id: Some(request_id.into()) }));
+        }
+        if good.is_empty() {
+            return;
+        }
+        let result = match self.wait_task(lb, request_id).await {
+            Ok(polls) => {
+                debug!(lb, task = request_id, polls, "task done");
+                Ok(())
+            }
+            Err(e @ (Error::TaskFailed { .. } | Error::TaskTimeout { .. })) => Err(e.to_failure()),
+            Err(other) => Err(Failure {
+                code: "OutcomeUnknown".into(),
+                message: format!(
+                    "the call was accepted but the status of task {request_id} could not be read ({other}); the next run re-reads the targets"
+                ),
+                request_id: Some(request_id.into()),
+            }),
+        };
+        for &i in &good {
+            outcomes[i] = Some(result.clone());
+        }
+    }
+
+    /// One mutation: batch calls first, per-binding calls if the batch action is unsupported.
+    async fn mutate(&self, lb: &str, changes: &[Change], mutation: Mutation) -> Outcomes {
+        let mut outcomes: Vec<Option<Result<(), Failure>>> = vec![None; changes.len()];
+        let mut idx = Vec::with_capacity(changes.len());
+        for (i, c) in changes.iter().enumerate() {
+            if c.binding.lb == lb {
+                idx.push(i);
+            } else {
+                let message = format!("change for {} was sent with load balancer {lb}", c.binding);
+                outcomes[i] = Some(Err(Failure { code: "Refused".into(), message, request_id: None }));
+            }
+        }
+        let action = mutation.batch_action();
+        let rest: Option<Vec<usize>> = match mutation {
+            Mutation::Weight => {
+                let calls = batch::batch_weights(lb, changes, &idx);
+                let stop = self.run_calls(lb, mutation, action, &calls, changes, &mut outcomes, true).await;
+                stop.map(|k| calls[k..].iter().flat_map(|c| c.changes.iter().copied()).collect())
+            }
+            Mutation::Register | Mutation::Deregister => {
+                let calls = batch::batch_targets(lb, changes, &idx, mutation.weight());
+                let stop = self.run_calls(lb, mutation, action, &calls, changes, &mut outcomes, true).await;
+                stop.map(|k| calls[k..].iter().flat_map(|c| c.changes.iter().copied()).collect())
+            }
+        };
+        if let Some(rest) = rest {
+            let single = mutation.single_action();
+            info!(lb, action = single, changes = rest.len(), "using per-binding actions, 20 targets per call");
+            let calls = batch::per_binding(lb, changes, &rest, mutation.weight());
+            self.run_calls(lb, mutation, single, &calls, changes, &mut outcomes, false).await;
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("every change is in exactly one planned call or refused up front"))
+            .collect()
+    }
+}
+
+/// Unique ids in first-seen order.
+fn dedup(ids: &[String]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    ids.iter().filter(|id| seen.insert(id.as_str())).cloned().collect()
+}
+
+/// A `DescribeTargets` backend as a [`BoundTarget`], or `None` (logged) when it has no usable private IP.
+fn bound_target(binding: &Binding, b: &wire::Backend) -> Option<BoundTarget> {
+    let Some(ip) = b.private_ip_addresses.first().and_then(|ip| ip.parse::<IpAddr>().ok()) else {
+        warn!(%binding, instance = %b.instance_id, port = b.port, ips = ?b.private_ip_addresses, "skipping a backend without a usable private IP");
+        return None;
+    };
+    let kind = if b.r#type.eq_ignore_ascii_case("ENI") {
+        TargetKind::Ip
+    } else {
+        TargetKind::Instance { kind: b.r#type.clone(), instance_id: b.instance_id.clone() }
+    };
+    Some(BoundTarget { binding: binding.clone(), target: Target::new(ip, b.port), weight: b.weight, kind })
+}
+
+impl Clb for ClbClient {
+    async fn load_balancers(&self, ids: &[String]) -> Result<Vec<LoadBalancer>, Error> {
+        let mut out = Vec::new();
+        for chunk in dedup(ids).chunks(batch::DESCRIBE_IDS_MAX) {
+            let req =
+                wire::DescribeLoadBalancersRequest { load_balancer_ids: chunk.to_vec(), offset: None, limit: None };
+            let (resp, _) =
+                self.read::<_, wire::DescribeLoadBalancersResponse>("DescribeLoadBalancers", "-", &req).await?;
+            out.extend(resp.load_balancer_set.into_iter().map(|lb| LoadBalancer {
+                id: lb.load_balancer_id,
+                name: lb.load_balancer_name,
+                classic: lb.forward == Some(0),
+            }));
+        }
+        Ok(out)
+    }
+
+    async fn listeners(&self, lb: &str) -> Result<Vec<Listener>, Error> {
+        let req = wire::DescribeListenersRequest { load_balancer_id: lb.to_string(), listener_ids: Vec::new() };
+        let (resp, _) = self.read::<_, wire::DescribeListenersResponse>("DescribeListeners", lb, &req).await?;
+        Ok(resp
+            .listeners
+            .into_iter()
+            .map(|l| Listener {
+                id: l.listener_id,
+                protocol: l.protocol,
+                port: l.port,
+                target_type: l.target_type,
+                rules: l
+                    .rules
+                    .into_iter()
+                    .map(|r| ListenerRule {
+                        location_id: r.location_id,
+                        domain: r.domain,
+                        url: r.url,
+                        target_type: r.target_type,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn targets(&self, lb: &str, listener_ids: &[String]) -> Result<Vec<BoundTarget>, Error> {
+        let mut out = Vec::new();
+        // An empty ListenerIds would mean "every listener": never send one.
+        for chunk in dedup(listener_ids).chunks(batch::DESCRIBE_IDS_MAX) {
+            let req = wire::DescribeTargetsRequest { load_balancer_id: lb.to_string(), listener_ids: chunk.to_vec() };
+            let (resp, _) = self.read::<_, wire::DescribeTargetsResponse>("DescribeTargets", lb, &req).await?;
+            for l in resp.listeners {
+                let binding = Binding { lb: lb.to_string(), listener: l.listener_id.clone(), location: None };
+                out.extend(l.targets.iter().filter_map(|b| bound_target(&binding, b)));
+                for rule in &l.rules {
+                    let binding = Binding { location: Some(rule.location_id.clone()), ..binding.clone() };
+                    out.extend(rule.targets.iter().filter_map(|b| bound_target(&binding, b)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn register(&self, lb: &str, changes: &[Change]) -> Outcomes {
+        self.mutate(lb, changes, Mutation::Register).await
+    }
+
+    async fn set_weight(&self, lb: &str, changes: &[Change]) -> Outcomes {
+        self.mutate(lb, changes, Mutation::Weight).await
+    }
+
+    async fn deregister(&self, lb: &str, changes: &[Change]) -> Outcomes {
+        self.mutate(lb, changes, Mutation::Deregister).await
+    }
+}

@@ -1,0 +1,325 @@
+//! Pure conversions between Kubernetes objects and clbsync's words: selectors to label-selector strings, and
+//! pods to [`Pod`]s that keep only what clbsync reads.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Pod as K8sPod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use crate::model::Pod;
+
+/// Turns a Deployment's `spec.selector` into a label-selector string (`a=b,c in (d,e),!f`). Refuses an empty
+/// selector, which would select every pod in the namespace, and malformed requirements. Requirements are
+/// sorted, so equal selectors give equal strings (one list per distinct selector).
+pub fn label_selector_string(selector: &LabelSelector) -> Result<String, String> {
+    let mut parts: Vec<String> = Vec::new();
+    for (key, value) in selector.match_labels.iter().flatten() {
+        parts.push(format!("{key}={value}"));
+    }
+    for req in selector.match_expressions.iter().flatten() {
+        let key = &req.key;
+        if key.is_empty() {
+            return Err("a matchExpressions entry has an empty key".to_owned());
+        }
+        let mut values: Vec<&str> = req.values.iter().flatten().map(String::as_str).collect();
+        values.sort_unstable();
+        values.dedup();
+        let part = match req.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => {
+                return Err(format!("operator {} on key `{key}` needs at least one value", req.operator));
+            }
+            "Exists" | "DoesNotExist" if !values.is_empty() => {
+                return Err(format!("operator {} on key `{key}` must not have values", req.operator));
+            }
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.clone(),
+            "DoesNotExist" => format!("!{key}"),
+            other => return Err(format!("unknown operator `{other}` on key `{key}`")),
+        };
+        parts.push(part);
+    }
+    if parts.is_empty() {
+        return Err("the selector is empty and would select every pod in the namespace".to_owned());
+    }
+    parts.sort();
+    parts.dedup();
+    Ok(parts.join(","))
+}
+
+/// Turns a rules-file label map into a selector string, refusing an empty map and characters that could
+/// change the meaning of the selector (`,`, `!`, `(`, spaces, ...).
+pub fn labels_selector_string(labels: &BTreeMap<String, String>) -> Result<String, String> {
+    if labels.is_empty() {
+        return Err("the selector is empty and would select every pod in the namespace".to_owned());
+    }
+    let key_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+    let value_ok = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    let mut out = String::new();
+    for (key, value) in labels {
+        if !key_ok(key) {
+            return Err(format!("`{key}` is not a valid label key"));
+        }
+        if !value_ok(value) {
+            return Err(format!("`{value}` (label `{key}`) is not a valid label value"));
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        let _ = write!(out, "{key}={value}");
+    }
+    Ok(out)
+}
+
+/// Keeps what clbsync needs from a Kubernetes pod. IPs that do not parse are dropped with a warning (the
+/// API server validates them, so this does not happen in practice).
+pub fn pod_from_k8s(pod: K8sPod) -> Pod {
+    let name = pod.metadata.name.unwrap_or_default();
+    let terminating = pod.metadata.deletion_timestamp.is_some();
+    let status = pod.status.unwrap_or_default();
+    let phase = status.phase.unwrap_or_default();
+    let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+    let raw_ips: Vec<String> = match status.pod_ips.filter(|ips| !ips.is_empty()) {
+        Some(ips) => ips.into_iter().map(|ip| ip.ip).collect(),
+        None => status.pod_ip.into_iter().filter(|ip| !ip.is_empty()).collect(),
+    };
+    let mut ips: Vec<IpAddr> = Vec::with_capacity(raw_ips.len());
+    for raw in raw_ips {
+        match raw.parse() {
+            Ok(ip) if !ips.contains(&ip) => ips.push(ip),
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!(pod = %name, ip = %raw, "ignoring a pod IP that does not parse")
+            }
+        }
+    }
+    let mut ports: Vec<(String, u16)> = Vec::new();
+    for container in pod.spec.into_iter().flat_map(|s| s.containers) {
+        for port in container.ports.into_iter().flatten() {
+            let (Some(port_name), Ok(number)) = (port.name, u16::try_from(port.container_port)) else {
+                continue;
+            };
+            if !ports.iter().any(|(n, _)| *n == port_name) {
+                ports.push((port_name, number));
+            }
+        }
+    }
+    Pod { name, phase, ready, terminating, ips, ports }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{Container, ContainerPort, PodCondition, PodIP, PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, ObjectMeta, Time};
+
+    use super::*;
+
+    // ---- builders ----
+
+    fn selector() -> LabelSelector {
+        LabelSelector::default()
+    }
+
+    trait SelectorExt {
+        fn label(self, k: &str, v: &str) -> Self;
+        fn expr(self, k: &str, op: &str, values: &[&str]) -> Self;
+    }
+
+    impl SelectorExt for LabelSelector {
+        fn label(mut self, k: &str, v: &str) -> Self {
+            self.match_labels.get_or_insert_with(BTreeMap::new).insert(k.into(), v.into());
+            self
+        }
+        fn expr(mut self, k: &str, op: &str, values: &[&str]) -> Self {
+            let values = (!values.is_empty()).then(|| values.iter().map(|v| v.to_string()).collect());
+            self.match_expressions.get_or_insert_with(Vec::new).push(LabelSelectorRequirement {
+                key: k.into(),
+                operator: op.into(),
+                values,
+            });
+            self
+        }
+    }
+
+    struct PodBuilder(K8sPod);
+
+    fn pod(name: &str) -> PodBuilder {
+        PodBuilder(K8sPod {
+            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+            spec: Some(PodSpec::default()),
+            status: Some(PodStatus::default()),
+        })
+    }
+
+    impl PodBuilder {
+        fn status(&mut self) -> &mut PodStatus {
+            self.0.status.as_mut().expect("builder always sets status")
+        }
+        fn phase(mut self, phase: &str) -> Self {
+            self.status().phase = Some(phase.into());
+            self
+        }
+        fn condition(mut self, type_: &str, status: &str) -> Self {
+            self.status().conditions.get_or_insert_with(Vec::new).push(PodCondition {
+                type_: type_.into(),
+                status: status.into(),
+                ..Default::default()
+            });
+            self
+        }
+        fn ready(self) -> Self {
+            self.phase("Running").condition("Ready", "True")
+        }
+        fn pod_ip(mut self, ip: &str) -> Self {
+            self.status().pod_ip = Some(ip.into());
+            self
+        }
+        fn pod_ips(mut self, ips: &[&str]) -> Self {
+            self.status().pod_ips = Some(ips.iter().map(|ip| PodIP { ip: ip.to_string() }).collect());
+            self
+        }
+        fn deleting(mut self) -> Self {
+            self.0.metadata.deletion_timestamp = Some(Time(Default::default()));
+            self
+        }
+        fn container(mut self, name: &str, ports: &[(Option<&str>, i32)]) -> Self {
+            let ports = ports
+                .iter()
+                .map(|(n, p)| ContainerPort { name: n.map(Into::into), container_port: *p, ..Default::default() })
+                .collect();
+            let spec = self.0.spec.as_mut().expect("builder always sets spec");
+            spec.containers.push(Container { name: name.into(), ports: Some(ports), ..Default::default() });
+            self
+        }
+        fn convert(self) -> Pod {
+            pod_from_k8s(self.0)
+        }
+    }
+
+    // ---- selectors ----
+
+    #[test]
+    fn match_labels_become_equality_requirements() {
+        let s = selector().label("app", "web").label("tier", "frontend");
+        assert_eq!(label_selector_string(&s).unwrap(), "app=web,tier=frontend");
+    }
+
+    #[test]
+    fn all_four_operators_are_converted() {
+        let s = selector()
+            .expr("env", "In", &["prod", "canary"])
+            .expr("track", "NotIn", &["debug"])
+            .expr("app", "Exists", &[])
+            .expr("legacy", "DoesNotExist", &[]);
+        assert_eq!(label_selector_string(&s).unwrap(), "!legacy,app,env in (canary,prod),track notin (debug)");
+    }
+
+    #[test]
+    fn labels_and_expressions_combine_and_sort_so_equal_selectors_share_a_list() {
+        let a = selector().label("app", "web").expr("env", "In", &["b", "a"]);
+        let b = selector().expr("env", "In", &["a", "b"]).label("app", "web");
+        assert_eq!(label_selector_string(&a).unwrap(), "app=web,env in (a,b)");
+        assert_eq!(label_selector_string(&a), label_selector_string(&b));
+    }
+
+    #[test]
+    fn empty_selector_is_refused_because_it_selects_every_pod() {
+        let err = label_selector_string(&selector()).unwrap_err();
+        assert!(err.contains("every pod"), "{err}");
+        let err = label_selector_string(&LabelSelector {
+            match_labels: Some(BTreeMap::new()),
+            match_expressions: Some(vec![]),
+        })
+        .unwrap_err();
+        assert!(err.contains("every pod"), "{err}");
+    }
+
+    #[test]
+    fn malformed_requirements_are_refused() {
+        for (s, want) in [
+            (selector().expr("env", "In", &[]), "needs at least one value"),
+            (selector().expr("env", "NotIn", &[]), "needs at least one value"),
+            (selector().expr("env", "Exists", &["x"]), "must not have values"),
+            (selector().expr("env", "Gt", &["1"]), "unknown operator `Gt`"),
+            (selector().expr("", "Exists", &[]), "empty key"),
+        ] {
+            let err = label_selector_string(&s).unwrap_err();
+            assert!(err.contains(want), "{err} should contain {want}");
+        }
+    }
+
+    #[test]
+    fn rules_label_maps_become_selectors_and_unsafe_characters_are_refused() {
+        let labels = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(
+            labels_selector_string(&labels(&[("tier", "fe"), ("app.kubernetes.io/name", "web")])).unwrap(),
+            "app.kubernetes.io/name=web,tier=fe"
+        );
+        assert!(labels_selector_string(&labels(&[])).unwrap_err().contains("every pod"));
+        assert!(labels_selector_string(&labels(&[("app", "web,env=prod")])).is_err());
+        assert!(labels_selector_string(&labels(&[("!app", "web")])).is_err());
+        assert_eq!(labels_selector_string(&labels(&[("app", "")])).unwrap(), "app=");
+    }
+
+    // ---- pods ----
+
+    #[test]
+    fn ready_running_pod_keeps_phase_readiness_ip_and_named_ports() {
+        let p = pod("web-0")
+            .ready()
+            .pod_ip("10.0.0.5")
+            .container("web", &[(Some("http"), 8080), (None, 9000)])
+            .container("sidecar", &[(Some("metrics"), 9100), (Some("http"), 1)])
+            .convert();
+        assert_eq!(
+            p,
+            Pod {
+                name: "web-0".into(),
+                phase: "Running".into(),
+                ready: true,
+                terminating: false,
+                ips: vec!["10.0.0.5".parse().unwrap()],
+                ports: vec![("http".into(), 8080), ("metrics".into(), 9100)],
+            }
+        );
+    }
+
+    #[test]
+    fn ready_condition_must_be_true() {
+        assert!(!pod("a").phase("Running").condition("Ready", "False").convert().ready);
+        assert!(!pod("b").phase("Running").condition("ContainersReady", "True").convert().ready);
+        assert!(!pod("c").phase("Pending").convert().ready);
+    }
+
+    #[test]
+    fn deletion_timestamp_means_terminating() {
+        assert!(pod("a").ready().deleting().convert().terminating);
+        assert!(!pod("b").ready().convert().terminating);
+    }
+
+    #[test]
+    fn pod_ips_win_over_pod_ip_and_keep_their_order() {
+        let p = pod("a").pod_ip("10.0.0.1").pod_ips(&["10.0.0.1", "fd00::1"]).convert();
+        assert_eq!(p.ips, vec!["10.0.0.1".parse::<IpAddr>().unwrap(), "fd00::1".parse().unwrap()]);
+        let p = pod("b").pod_ip("fd00::2").pod_ips(&[]).convert();
+        assert_eq!(p.ips, vec!["fd00::2".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn pod_without_status_has_no_ip_and_is_not_ready() {
+        let p = pod_from_k8s(K8sPod {
+            metadata: ObjectMeta { name: Some("x".into()), ..Default::default() },
+            ..Default::default()
+        });
+        assert_eq!((p.phase.as_str(), p.ready, p.ips.len(), p.ports.len()), ("", false, 0, 0));
+    }
+
+    #[test]
+    fn unparsable_ips_and_out_of_range_ports_are_dropped() {
+        let p = pod("a").pod_ips(&["not-an-ip", "10.0.0.9"]).container("c", &[(Some("big"), 70000)]).convert();
+        assert_eq!(p.ips, vec!["10.0.0.9".parse::<IpAddr>().unwrap()]);
+        assert!(p.ports.is_empty());
+    }
+}

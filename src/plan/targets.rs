@@ -1,0 +1,88 @@
+//! Which pods become targets of a backend, and which pods could not and why.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::model::{DesiredTarget, Pod, PodState, Target};
+use crate::rules::{Backend, IpFamily, PortRef};
+
+/// The targets of one rule, plus the pods that matched but could not become targets and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DesiredTargets {
+    pub targets: Vec<DesiredTarget>,
+    pub problems: Vec<String>,
+}
+
+/// Turns pods into the targets of one backend: Running + Ready + has an IP + not terminating gives a ready
+/// target; a terminating pod that still has an IP gives a terminating one (the planner drains it). Pods without
+/// the named port, or without an IP of the wanted family, are reported in `problems`, never silently dropped.
+pub fn targets_for(backend: &Backend, pods: &[Pod]) -> DesiredTargets {
+    let mut out = DesiredTargets::default();
+    let mut seen = BTreeMap::new();
+    for pod in pods {
+        let state = if pod.terminating {
+            PodState::Terminating
+        } else if pod.phase == "Running" && pod.ready {
+            PodState::Ready
+        } else {
+            continue;
+        };
+        let Some(ip) = pick_ip(&pod.ips, backend.ip_family) else {
+            if !pod.ips.is_empty() {
+                out.problems.push(format!(
+                    "pod {} has no {} address ({}), skipped",
+                    pod.name,
+                    family_name(backend.ip_family),
+                    pod.ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                ));
+            } else if state == PodState::Ready {
+                out.problems.push(format!("pod {} is ready but has no pod IP yet, skipped", pod.name));
+            }
+            continue;
+        };
+        let port = match &backend.port {
+            PortRef::Number(n) => *n,
+            PortRef::Name(name) => match pod.ports.iter().find(|(n, _)| n == name) {
+                Some((_, p)) => *p,
+                None => {
+                    out.problems.push(format!(
+                        "pod {} has no container port named `{name}`, skipped: check `port:` in the rules file",
+                        pod.name
+                    ));
+                    continue;
+                }
+            },
+        };
+        let target = Target::new(ip, port);
+        let entry = DesiredTarget { target, weight: backend.weight, pod: pod.name.clone(), state };
+        // Two pods with one IP (a reused IP while the old pod terminates): the ready one wins.
+        match seen.get(&target) {
+            Some(&i) => {
+                let existing: &mut DesiredTarget = &mut out.targets[i];
+                if existing.state == PodState::Terminating && state == PodState::Ready {
+                    *existing = entry;
+                }
+            }
+            None => {
+                seen.insert(target, out.targets.len());
+                out.targets.push(entry);
+            }
+        }
+    }
+    out.targets.sort_by_key(|t| t.target);
+    out
+}
+
+fn pick_ip(ips: &[IpAddr], family: IpFamily) -> Option<IpAddr> {
+    ips.iter().copied().find(|ip| match family {
+        IpFamily::Ipv4 => ip.is_ipv4(),
+        IpFamily::Ipv6 => ip.is_ipv6(),
+    })
+}
+
+fn family_name(f: IpFamily) -> &'static str {
+    match f {
+        IpFamily::Ipv4 => "IPv4",
+        IpFamily::Ipv6 => "IPv6",
+    }
+}
