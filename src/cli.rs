@@ -80,7 +80,7 @@ impl From<OutputFormat> for report::Format {
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// `2024-01-15 10:30:45 INFO message key=value`
+    /// `2024-01-15T10:30:45Z INFO message key=value` (UTC)
     Text,
     /// One JSON object per line.
     Json,

@@ -191,12 +191,18 @@ fn init_logging(g: &Global) {
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,kube_client=off,clbsync={level},clb_emulator={level}")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match g.log_format {
-        LogFormat::Json => builder.json().with_timer(UtcTime::rfc_3339()).with_target(false).init(),
-        LogFormat::Text => builder.event_format(TextLine).init(),
+        LogFormat::Json => builder.json().with_ansi(false).with_timer(UtcTime::rfc_3339()).with_target(false).init(),
+        LogFormat::Text => builder.with_ansi(log_colour()).event_format(TextLine).init(),
     }
 }
 
-/// `2024-01-15 10:30:45 INFO message key=value`: UTC, no padding, no colour codes, one line per event.
+/// Colour in text logs only on a terminal, and never with `NO_COLOR` set (<https://no-color.org>): a file, a pipe
+/// or `kubectl logs` gets plain text.
+fn log_colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// `2024-01-15T10:30:45Z INFO message key=value`: UTC (the `Z`), no padding, one line per event.
 struct TextLine;
 
 impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for TextLine
@@ -210,7 +216,7 @@ where
         mut writer: tracing_subscriber::fmt::format::Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+        let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
         let now = time::OffsetDateTime::now_utc().format(&format).map_err(|_| std::fmt::Error)?;
         write!(writer, "{now} {} ", event.metadata().level())?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;

@@ -99,3 +99,14 @@ fn secrets_never_appear_in_output_even_when_the_key_is_malformed() {
     let all = seen(&out);
     assert!(!all.contains(secret.trim()), "secret leaked: {all}");
 }
+
+#[test]
+fn a_missing_rules_file_says_so_once() {
+    let out = clbsync().args(["diff", "--rules", "tests/fixtures/rules/no-such-file.yaml"]).output().expect("run");
+    insta::assert_snapshot!(seen(&out), @r"
+    exit: 1
+    --- stdout
+    --- stderr
+    error: cannot read rules file tests/fixtures/rules/no-such-file.yaml: No such file or directory (os error 2); check --rules / CLBSYNC_RULES
+    ");
+}

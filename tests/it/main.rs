@@ -1,6 +1,7 @@
 //! The one integration-test binary: every test drives the real `clbsync` binary or its library against the
 //! CLB emulator and the test kube-apiserver on loopback.
 
+mod architecture;
 mod clb_client;
 mod cli;
 mod e2e;

@@ -78,8 +78,77 @@ fn assert_every_miss_is_reported(world: &World, before: &State, run: &super::Run
     }
 }
 
+/// What an injected fault leaves in the emulator's call log, and what clbsync must have done after it.
+#[derive(Clone, Copy, Debug)]
+enum Fired {
+    /// Calls answered with this code; each one was sent again (retried), or the report names the code.
+    Retried(&'static str),
+    /// Tasks that ended in failure (status 1); the report shows failed changes with code `TaskFailed`.
+    TaskFailed,
+    /// Answers lost after the change was applied (`Dropped`); the same request is never sent again.
+    NotResent,
+    /// Tasks still running at their first poll: some task was polled more than once.
+    PolledAgain,
+}
+
+impl Fired {
+    /// Asserts from the call log that the fault fired at least once and that what should follow did.
+    #[track_caller]
+    fn check(self, world: &World, run: &super::Run, doc: &Value) {
+        let calls = world.emu.calls();
+        let resent = |r: &clb_emulator::CallRecord| {
+            calls.records.iter().any(|later| later.seq > r.seq && later.action == r.action && later.params == r.params)
+        };
+        match self {
+            Fired::Retried(code) => {
+                let faulted: Vec<_> = calls.records.iter().filter(|r| r.code == code).collect();
+                assert!(!faulted.is_empty(), "the fault never fired: no call answered {code}\n{}", run.all());
+                let reported = doc["changes"]
+                    .as_array()
+                    .expect("changes")
+                    .iter()
+                    .any(|c| c["error"]["code"].as_str().is_some_and(|c| c.contains(code) || code.contains(c)))
+                    || run.stdout.contains(code);
+                for r in faulted {
+                    assert!(
+                        resent(r) || reported,
+                        "{} #{} answered {code} was neither retried nor reported\n{}",
+                        r.action,
+                        r.seq,
+                        run.all()
+                    );
+                }
+            }
+            Fired::TaskFailed => {
+                let failed_tasks = calls
+                    .records
+                    .iter()
+                    .filter(|r| r.mutating && r.code == "Success")
+                    .filter(|r| world.emu.task(&r.request_id).is_some_and(|t| t.status == 1))
+                    .count();
+                assert!(failed_tasks > 0, "the fault never fired: no task failed\n{}", run.all());
+                let reported =
+                    doc["changes"].as_array().expect("changes").iter().any(|c| c["error"]["code"] == "TaskFailed");
+                assert!(reported, "{failed_tasks} task(s) failed and no change says TaskFailed\n{}", run.all());
+            }
+            Fired::NotResent => {
+                let dropped: Vec<_> = calls.records.iter().filter(|r| r.code == "Dropped").collect();
+                assert!(!dropped.is_empty(), "the fault never fired: no answer was dropped\n{}", run.all());
+                for r in dropped {
+                    assert!(!resent(r), "{} #{} was applied, its answer lost, and it was sent again", r.action, r.seq);
+                }
+            }
+            Fired::PolledAgain => {
+                let polls = calls.count("DescribeTaskStatus");
+                let tasks = calls.mutating_succeeded();
+                assert!(tasks > 0 && polls > tasks, "no task needed a second poll ({polls} polls, {tasks} tasks)");
+            }
+        }
+    }
+}
+
 /// The shared shape of every CLB fault scenario.
-async fn survives(prefix: &str, fault: Faults) -> World {
+async fn survives(prefix: &str, fault: Faults, fired: Fired) -> World {
     let world = World::new(prefix, spec()).await;
     world.emu.set_faults(fault.clone());
     world.assert_read_only_commands_change_nothing().await;
@@ -89,6 +158,7 @@ async fn survives(prefix: &str, fault: Faults) -> World {
     let before = world.emu.state();
     let (run, doc) = reconcile_json(&world).await;
     assert!(!run.stderr.contains("panicked"), "{}", run.all());
+    fired.check(&world, &run, &doc);
     match run.code {
         Some(0) => world.assert_converged(&before, &run),
         Some(1) => {
@@ -107,39 +177,42 @@ async fn survives(prefix: &str, fault: Faults) -> World {
 
 #[tokio::test]
 async fn throttling_on_every_action_is_survived() {
-    survives("throttle", faults("{seed: 11, errors: {kind: request_limit_exceeded, rate: 0.6, max: 12}}")).await;
+    let fault = faults("{seed: 11, errors: {kind: request_limit_exceeded, rate: 0.6, max: 12}}");
+    survives("throttle", fault, Fired::Retried("RequestLimitExceeded")).await;
 }
 
 #[tokio::test]
 async fn internal_error_bursts_are_survived() {
-    survives("internal", faults("{seed: 12, errors: {kind: internal_error, rate: 0.5, max: 6}}")).await;
+    let fault = faults("{seed: 12, errors: {kind: internal_error, rate: 0.5, max: 6}}");
+    survives("internal", fault, Fired::Retried("InternalError")).await;
 }
 
 #[tokio::test]
 async fn http_502_bursts_are_survived() {
-    survives("502", faults("{seed: 13, errors: {kind: http502, rate: 0.5, max: 6}}")).await;
+    survives("502", faults("{seed: 13, errors: {kind: http502, rate: 0.5, max: 6}}"), Fired::Retried("HTTP502")).await;
 }
 
 #[tokio::test]
 async fn a_busy_load_balancer_is_survived() {
-    survives("busy", faults("{busy: {calls: 3}}")).await;
+    survives("busy", faults("{busy: {calls: 3}}"), Fired::Retried("FailedOperation.ResourceInOperating")).await;
 }
 
 #[tokio::test]
 async fn slow_async_tasks_are_waited_for() {
-    let world = survives("slow", faults("{task_delay_ms: 400}")).await;
+    let world = survives("slow", faults("{task_delay_ms: 400}"), Fired::PolledAgain).await;
     assert!(world.emu.calls().errors("FailedOperation.ResourceInOperating") == 0);
 }
 
 #[tokio::test]
 async fn failed_async_tasks_are_reported_and_the_next_run_converges() {
-    survives("taskfail", faults("{seed: 15, task_failures: {rate: 0.5, max: 2, message: emulated task failure}}"))
-        .await;
+    let fault = faults("{seed: 15, task_failures: {rate: 0.5, max: 2, message: emulated task failure}}");
+    survives("taskfail", fault, Fired::TaskFailed).await;
 }
 
 #[tokio::test]
 async fn answers_lost_after_the_change_was_applied_are_not_resent() {
-    survives("dropped", faults("{seed: 16, drop_after_apply: {rate: 1.0, max: 2, hold_ms: 0}}")).await;
+    survives("dropped", faults("{seed: 16, drop_after_apply: {rate: 1.0, max: 2, hold_ms: 0}}"), Fired::NotResent)
+        .await;
 }
 
 /// Redis wants 6 targets while a stale one is still bound: 7 > a quota of 6. Every other rule fits.
@@ -230,15 +303,13 @@ async fn garbage_responses_are_clear_errors_and_nothing_is_changed_on_a_half_rea
         world.emu.reset_calls();
         let run = world.reconcile().await;
         run.assert_code(1);
-        assert!(world.emu.calls().errors("Garbage") > 0 || world.emu.calls().count("DescribeTargets") > 0);
+        assert!(world.emu.calls().errors("Garbage") > 0, "{mode}: the fault never fired\n{}", run.all());
         assert_eq!(world.emu.calls().mutating(), 0, "{mode}: a half-read state was acted on\n{}", run.all());
         assert_eq!(world.emu.state(), world.seeded, "{mode}\n{}", run.all());
         for lb in ["lb-e2e00001", "lb-e2e00002"] {
             let skipped = run.stdout.lines().any(|l| l.starts_with("skipped: ") && l.contains(lb));
             assert!(skipped, "{mode}: rules of {lb} skipped\n{}", run.all());
         }
-        let first_reason = run.stdout.lines().find(|l| l.starts_with("skipped: ")).unwrap_or_default().to_string();
-        eprintln!("{mode}: {first_reason}");
     }
     world.emu.set_faults(Faults::default());
     world.assert_converges_and_stays().await;

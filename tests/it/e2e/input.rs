@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clb_emulator::Config;
 
 use super::{Run, Slot, Spec, TEMP_ID, TEMP_KEY, TOKEN, World, cli_process, eni, p, run};
-use crate::support::{clbsync, seen};
+use crate::support::{clbsync, mask_timestamp, seen};
 
 #[tokio::test]
 async fn no_rules_file_that_fails_validation_causes_a_single_api_call() {
@@ -166,14 +166,5 @@ fn regex_escape(s: &str) -> String {
 }
 
 fn mask_times(stderr: &str) -> String {
-    stderr
-        .lines()
-        .map(|l| {
-            if l.len() >= 19 && l.as_bytes()[4] == b'-' && l.as_bytes()[13] == b':' {
-                format!("[time]{}\n", &l[19..])
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect()
+    stderr.lines().map(|l| format!("{}\n", mask_timestamp(l))).collect()
 }

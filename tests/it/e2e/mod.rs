@@ -9,6 +9,7 @@ mod convergence;
 mod faults;
 mod input;
 mod kube_faults;
+mod logs;
 mod ownership;
 mod rolling;
 mod signals;

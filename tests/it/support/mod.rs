@@ -46,15 +46,16 @@ pub fn seen(output: &std::process::Output) -> String {
     )
 }
 
-/// `2024-01-15 10:30:45 INFO ...` → `[time] INFO ...`.
-fn mask_timestamp(line: &str) -> String {
+/// `2024-01-15T10:30:45Z INFO ...` → `[time] INFO ...`.
+pub fn mask_timestamp(line: &str) -> String {
     let b = line.as_bytes();
-    let looks_like_time = b.len() >= 19
+    let looks_like_time = b.len() >= 20
         && b[4] == b'-'
         && b[7] == b'-'
-        && b[10] == b' '
+        && b[10] == b'T'
         && b[13] == b':'
         && b[16] == b':'
+        && b[19] == b'Z'
         && b[..4].iter().all(u8::is_ascii_digit);
-    if looks_like_time { format!("[time]{}", &line[19..]) } else { line.to_string() }
+    if looks_like_time { format!("[time]{}", &line[20..]) } else { line.to_string() }
 }
