@@ -25,6 +25,9 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "Supply chain: Cargo.lock against the RustSec advisory database (testbed/supply-chain.sh)"
+testbed/supply-chain.sh
+
 step "tests (cargo nextest)"
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
