@@ -113,12 +113,15 @@ pub fn resolve(lb: &str, listeners: &[Listener], rule: &Rule) -> Result<Binding,
     let listener = match &spec.listener_id {
         Some(id) => {
             let l = listeners.iter().find(|l| &l.id == id).ok_or_else(|| {
-                format!("listener {id} not found on {lb}: check listener_id (rules file line {})", rule.line)
+                format!(
+                    "listener {id} not found on {lb}: check listener_id (rules file line {})",
+                    rule.id_lines.listener_id
+                )
             })?;
             if !l.protocol.eq_ignore_ascii_case(proto) || l.port != spec.port {
                 return Err(format!(
                     "listener {id} on {lb} is {}:{}, but the rule says {proto}:{}: fix port/protocol or listener_id (line {})",
-                    l.protocol, l.port, spec.port, rule.line
+                    l.protocol, l.port, spec.port, rule.id_lines.listener_id
                 ));
             }
             l
@@ -137,9 +140,20 @@ pub fn resolve(lb: &str, listeners: &[Listener], rule: &Rule) -> Result<Binding,
         return Ok(Binding { lb: lb.to_string(), listener: listener.id.clone(), location: None });
     };
     let found = match &l7.location_id {
-        Some(loc) => listener.rules.iter().find(|r| &r.location_id == loc).ok_or_else(|| {
-            format!("rule {loc} not found on listener {} of {lb}: check location_id (line {})", listener.id, rule.line)
-        })?,
+        Some(loc) => {
+            let line = rule.id_lines.location_id;
+            let found = listener.rules.iter().find(|r| &r.location_id == loc).ok_or_else(|| {
+                format!("rule {loc} not found on listener {} of {lb}: check location_id (line {line})", listener.id)
+            })?;
+            // An id that names another site's rule would hand that site's backends to these pods.
+            if found.domain != l7.domain || found.url != l7.url {
+                return Err(format!(
+                    "{loc} is {}{}, the rules file says {}{}: fix domain/url or location_id (line {line})",
+                    found.domain, found.url, l7.domain, l7.url
+                ));
+            }
+            found
+        }
         None => listener.rules.iter().find(|r| r.domain == l7.domain && r.url == l7.url).ok_or_else(|| {
             format!(
                 "no rule for {}{} on listener {} ({proto}:{}) of {lb}: create it in CLB or fix domain/url (line {})",

@@ -19,11 +19,20 @@ pub struct Rule {
     pub path: String,
     /// 1-based line of the rule in the file, for messages.
     pub line: usize,
+    /// Lines of `listener_id` and `location_id`, for messages about them (the rule's line when not set).
+    pub id_lines: IdLines,
     pub load_balancer_id: String,
     pub listener: ListenerSpec,
     /// Set for HTTP/HTTPS listeners, `None` for layer 4.
     pub l7: Option<L7Spec>,
     pub backend: Backend,
+}
+
+/// Where a rule's ids are written in the rules file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdLines {
+    pub listener_id: usize,
+    pub location_id: usize,
 }
 
 impl Rule {

@@ -7,7 +7,7 @@ use serde_yaml::Value;
 
 use super::spans::{Spans, join_key};
 use super::{
-    Backend, Error, IpFamily, L7Spec, ListenerSpec, PodQuery, PodSource, Policy, PortRef, Problem, Rule, Rules,
+    Backend, Error, IdLines, IpFamily, L7Spec, ListenerSpec, PodQuery, PodSource, Policy, PortRef, Problem, Rule, Rules,
 };
 use crate::model::{DEFAULT_WEIGHT, Protocol};
 
@@ -233,7 +233,15 @@ impl Validator {
 
     fn push_rule(&mut self, path: &str, lb: &str, listener: ListenerSpec, l7: Option<L7Spec>, backend: Backend) {
         let line = self.spans.value(path).0;
-        self.rules.push(Rule { path: path.to_string(), line, load_balancer_id: lb.to_string(), listener, l7, backend });
+        let listener_path = path.rsplit_once(".rules[").map_or(path, |(p, _)| p);
+        let id_line =
+            |set: bool, path: &str, key: &str| if set { self.spans.value(&join_key(path, key)).0 } else { line };
+        let id_lines = IdLines {
+            listener_id: id_line(listener.listener_id.is_some(), listener_path, "listener_id"),
+            location_id: id_line(l7.as_ref().is_some_and(|l| l.location_id.is_some()), path, "location_id"),
+        };
+        let load_balancer_id = lb.to_string();
+        self.rules.push(Rule { path: path.to_string(), line, id_lines, load_balancer_id, listener, l7, backend });
     }
 
     fn backend(&mut self, path: &str, value: Option<&Value>) -> Option<Backend> {

@@ -6,6 +6,7 @@
 //! start; the oracle ([`World::expected`]) says what a converged load balancer looks like.
 
 mod convergence;
+mod correctness;
 mod faults;
 mod input;
 mod kube_faults;
@@ -356,6 +357,16 @@ impl World {
 
     pub fn rules_path(&self) -> PathBuf {
         self.rules.path().to_path_buf()
+    }
+
+    /// The rules file the world's runs use, as text.
+    pub fn rules_text(&self) -> String {
+        std::fs::read_to_string(self.rules.path()).expect("read the rules file")
+    }
+
+    /// Replaces the rules file the world's runs use.
+    pub fn set_rules(&mut self, yaml: &str) {
+        self.rules = write_temp(yaml);
     }
 
     /// `clbsync <args> --rules … --endpoint … --region … --kubeconfig …` with the emulator's credentials, as a

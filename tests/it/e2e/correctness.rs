@@ -1,0 +1,42 @@
+//! Regressions of issue 17: defects found by testing clbsync as a hostile user would. Each test failed before
+//! its fix.
+
+use super::{Slot, Spec, World, eni, p};
+
+fn spec() -> Spec {
+    Spec::default()
+        .pods([p("api", "10.1.0.1"), p("api", "10.1.0.2"), p("web", "10.2.0.1"), p("redis", "10.3.0.1")])
+        .bound(Slot::Api, [eni("10.1.0.1", 8080, 10), eni("10.99.0.1", 8080, 10)])
+        .bound(Slot::Web, [eni("10.2.0.1", 8080, 20), eni("10.99.0.2", 8080, 20)])
+}
+
+/// Issue 17 #1: `location_id: loc-admin001` (really e2e.example.com/admin, a rule clbsync does not manage) on the
+/// rule for `/` must not hand the admin rule's backends to the web pods; the rule is refused like a wrong
+/// `listener_id`, and every other rule still converges.
+#[tokio::test]
+async fn a_location_id_that_names_another_sites_rule_is_refused_and_that_rule_is_untouched() {
+    let mut world = World::new("locid", spec()).await;
+    let rules = world.rules_text().replace(
+        "- {domain: e2e.example.com, url: /, backend:",
+        "- {domain: e2e.example.com, url: /, location_id: loc-admin001, backend:",
+    );
+    assert_ne!(rules, world.rules_text(), "the rules file names the wrong location id");
+    world.set_rules(&rules);
+    let api_before = world.targets(Slot::Api);
+    let web_before = world.targets(Slot::Web);
+
+    let run = world.reconcile().await;
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains(
+            "loc-admin001 is e2e.example.com/admin, the rules file says e2e.example.com/: fix domain/url or location_id (line"
+        ),
+        "the refusal names both sites\n{}",
+        run.all()
+    );
+    let api_converged = world.expected(Slot::Api, &world.seeded);
+    assert_eq!(world.targets(Slot::Api), api_converged, "the other rules converge\n{}", run.all());
+    assert_ne!(api_before, api_converged, "the /api rule had work to do");
+    assert_eq!(world.targets(Slot::Web), web_before, "the refused rule is left as it is\n{}", run.all());
+    world.assert_unowned_untouched(&run);
+}
