@@ -40,3 +40,31 @@ async fn a_location_id_that_names_another_sites_rule_is_refused_and_that_rule_is
     assert_eq!(world.targets(Slot::Web), web_before, "the refused rule is left as it is\n{}", run.all());
     world.assert_unowned_untouched(&run);
 }
+
+/// Issue 17 #2: CLB fails a batch registration per listener (`FailListenerIdSet`). The `/api` rule (and the TLS
+/// listener, same pods) is over its backend quota; the `/` rule on the same listener as `/api` fits and must
+/// converge, and each failed change carries its own rule's message.
+#[tokio::test]
+async fn one_l7_rule_over_its_quota_fails_that_rule_only_not_its_listener() {
+    let pods = (1..=4).map(|k| p("api", &format!("10.1.0.{k}"))).chain([p("web", "10.2.0.1"), p("web", "10.2.0.2")]);
+    let spec = Spec::default().pods(pods).bound(Slot::Web, [eni("10.99.0.2", 8080, 20)]);
+    let world = World::new("l7quota", spec).await;
+    world.emu.set_backend_quota(3);
+    let before = world.emu.state();
+    let run = world.run(&["reconcile", "-o", "json"]).await;
+    run.assert_code(1);
+    assert_eq!(world.targets(Slot::Web), world.expected(Slot::Web, &before), "/ converges\n{}", run.all());
+    assert_eq!(world.targets(Slot::Redis), world.expected(Slot::Redis, &before), "{}", run.all());
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("a JSON report");
+    let failed: Vec<&serde_json::Value> =
+        doc["changes"].as_array().expect("changes").iter().filter(|c| c["status"] == "failed").collect();
+    assert!(!failed.is_empty(), "the /api registrations fail\n{}", run.all());
+    for c in failed {
+        assert_ne!(c["location_id"], "loc-web00001", "/ fits its quota and must not fail\n{}", run.all());
+        let own = c["location_id"].as_str().or(c["listener_id"].as_str()).expect("a place");
+        let message = c["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(own), "{own}'s own message, not another rule's: {message}");
+    }
+    world.emu.set_backend_quota(200);
+    world.assert_converges_and_stays().await;
+}
