@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::clb::Clb;
 use crate::model::{Change, Failure};
-use crate::plan::{Action, Plan, Status};
+use crate::plan::{Action, Plan, Status, UnlessFailed};
 
 /// What happened to one row of the plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,10 +88,11 @@ struct RowRef {
     row: usize,
 }
 
-/// A change to make and the row it came from.
+/// A change to make, the row it came from, and which failed registrations hold it back.
 struct Pending {
     at: RowRef,
     change: Change,
+    unless_failed: UnlessFailed,
 }
 
 /// Applies every change of the rules whose status is [`Status::Ready`]. Every binding in `plan` is on load
@@ -109,15 +110,16 @@ pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) 
                 Action::Register => 0,
                 Action::Reweight | Action::Drain => 1,
                 Action::Deregister => 2,
-                Action::Unchanged | Action::Unmanaged => continue,
+                Action::Wait | Action::Unchanged | Action::Unmanaged => continue,
             };
             let change = Change { binding: binding.clone(), target: row.target, weight: row.weight.unwrap_or(0) };
-            stages[stage].push(Pending { at: RowRef { rule: i, row: j }, change });
+            stages[stage].push(Pending { at: RowRef { rule: i, row: j }, change, unless_failed: row.unless_failed });
         }
     }
     let [register, reweight, deregister] = stages;
-    // (rule, IP) of registrations that failed: the old targets of those pods stay.
+    // (rule, IP) of registrations that failed, and their rules: the rows that depend on them are held.
     let mut failed = BTreeSet::new();
+    let mut failed_rules = BTreeSet::new();
     for (stage, items) in [(Action::Register, register), (Action::Reweight, reweight), (Action::Deregister, deregister)]
     {
         if items.is_empty() {
@@ -130,12 +132,20 @@ pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) 
             }
             continue;
         }
-        let (items, held): (Vec<Pending>, Vec<Pending>) = match stage {
-            Action::Deregister => items.into_iter().partition(|p| !failed.contains(&(p.at.rule, p.change.target.ip))),
-            _ => (items, Vec::new()),
-        };
-        let why = "not attempted: registering this pod's new target failed, so its old target is kept";
+        let (items, held): (Vec<Pending>, Vec<Pending>) = items.into_iter().partition(|p| match p.unless_failed {
+            UnlessFailed::Nothing => true,
+            UnlessFailed::SamePod => !failed.contains(&(p.at.rule, p.change.target.ip)),
+            UnlessFailed::AnyOfRule => !failed_rules.contains(&p.at.rule),
+        });
         for p in held {
+            let why = match p.unless_failed {
+                UnlessFailed::SamePod => {
+                    "not attempted: registering this pod's new target failed, so its old target is kept"
+                }
+                _ => {
+                    "not attempted: a registration on this rule failed, so this target keeps serving until its replacement is bound"
+                }
+            };
             report.set(p.at, RowStatus::NotAttempted(why.into()));
         }
         if items.is_empty() {
@@ -170,6 +180,7 @@ pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) 
                 Some(Err(f)) => {
                     if stage == Action::Register {
                         failed.insert((p.at.rule, p.change.target.ip));
+                        failed_rules.insert(p.at.rule);
                     }
                     RowStatus::Failed(f.clone())
                 }

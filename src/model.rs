@@ -171,13 +171,41 @@ pub enum TargetKind {
     Instance { kind: String, instance_id: String },
 }
 
-/// A target bound to a listener or rule right now, as `DescribeTargets` reports it.
+/// What CLB's health checks say of a bound target (`DescribeTargetHealth`). Read only when a decision needs it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Health {
+    /// Not read.
+    #[default]
+    Unknown,
+    /// Passing its checks, or checks are off (`Close`): it takes new requests while its weight is above 0.
+    Healthy,
+    /// Not yet probed, probing, or failing: CLB sends it no new requests.
+    Unhealthy,
+}
+
+/// A target bound to a listener or rule right now, as `DescribeTargets` (and `DescribeTargetHealth`) report it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BoundTarget {
     pub binding: Binding,
     pub target: Target,
     pub weight: Weight,
     pub kind: TargetKind,
+    pub health: Health,
+}
+
+impl BoundTarget {
+    /// Whether CLB sends this target new requests now: healthy and weighted.
+    pub fn takes_traffic(&self) -> bool {
+        self.health == Health::Healthy && self.weight > 0
+    }
+}
+
+/// The health of one bound target, as `DescribeTargetHealth` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetHealth {
+    pub binding: Binding,
+    pub target: Target,
+    pub health: Health,
 }
 
 /// One target change for a binding. `weight` is the weight to register with or set; deregistration ignores it.

@@ -82,7 +82,7 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
             }
         }
         for (j, row) in rule.rows.iter().enumerate() {
-            if !row.action.is_change() && !style.show_unchanged {
+            if !row.is_pending() && !style.show_unchanged {
                 continue;
             }
             let mut cells: Vec<Cell> = base.iter().map(Cell::new).collect();
@@ -90,7 +90,7 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
             cells.push(match row.action {
                 Action::Register => paint(action, Color::Green, style.color),
                 Action::Deregister => paint(action, Color::Red, style.color),
-                Action::Drain | Action::Reweight => paint(action, Color::Yellow, style.color),
+                Action::Drain | Action::Reweight | Action::Wait => paint(action, Color::Yellow, style.color),
                 _ => action,
             });
             cells.push(Cell::new(row.target.to_string()));
@@ -151,6 +151,9 @@ pub fn summary_line(s: &Summary) -> String {
         "{} to register, {} to deregister, {} to drain, {} to reweight, {} unchanged, {} blocked",
         s.register, s.deregister, s.drain, s.reweight, s.unchanged, s.blocked
     );
+    if s.waiting > 0 {
+        line.push_str(&format!(", {} waiting", s.waiting));
+    }
     if s.unmanaged > 0 {
         line.push_str(&format!(", {} unmanaged", s.unmanaged));
     }
@@ -305,7 +308,7 @@ fn document<'a>(plan: &'a Plan, applied: Option<&'a ApplyReport>, show_unchanged
             continue;
         }
         for (j, row) in rule.rows.iter().enumerate() {
-            if !row.action.is_change() && !show_unchanged {
+            if !row.is_pending() && !show_unchanged {
                 continue;
             }
             let status = applied.and_then(|a| a.rows.get(i).and_then(|r| r.get(j)));

@@ -31,7 +31,7 @@ use super::retry::{self, RetryPolicy};
 use super::task::{self, TaskPolicy, TaskStatus};
 use super::wire;
 use super::{Clb, Error, Listener, ListenerRule, LoadBalancer, Outcomes};
-use crate::model::{Binding, BoundTarget, Change, Failure, Target, TargetKind};
+use crate::model::{Binding, BoundTarget, Change, Failure, Health, Target, TargetHealth, TargetKind};
 
 /// Everything the client needs; [`ClientConfig::new`] fills in the defaults.
 #[derive(Clone, Debug)]
@@ -462,7 +462,8 @@ fn bound_target(binding: &Binding, b: &wire::Backend) -> Option<BoundTarget> {
     } else {
         TargetKind::Instance { kind: b.r#type.clone(), instance_id: b.instance_id.clone() }
     };
-    Some(BoundTarget { binding: binding.clone(), target: Target::new(ip, b.port), weight: b.weight, kind })
+    let target = Target::new(ip, b.port);
+    Some(BoundTarget { binding: binding.clone(), target, weight: b.weight, kind, health: Health::Unknown })
 }
 
 impl Clb for ClbClient {
@@ -519,6 +520,33 @@ impl Clb for ClbClient {
                 for rule in &l.rules {
                     let binding = Binding { location: Some(rule.location_id.clone()), ..binding.clone() };
                     out.extend(rule.targets.iter().filter_map(|b| bound_target(&binding, b)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn health(&self, lb: &str, listener_ids: &[String]) -> Result<Vec<TargetHealth>, Error> {
+        let req = wire::DescribeTargetHealthRequest {
+            load_balancer_ids: vec![lb.to_string()],
+            listener_ids: dedup(listener_ids),
+        };
+        let (resp, _) = self.read::<_, wire::DescribeTargetHealthResponse>("DescribeTargetHealth", lb, &req).await?;
+        let mut out = Vec::new();
+        for balancer in resp.load_balancers.into_iter().filter(|b| b.load_balancer_id == lb) {
+            for listener in balancer.listeners {
+                for rule in listener.rules {
+                    // An L4 listener is one entry with a LocationId but no domain and url: it binds on the listener.
+                    let location = (rule.domain.is_some() || rule.url.is_some()).then_some(rule.location_id);
+                    let binding = Binding { lb: lb.to_string(), listener: listener.listener_id.clone(), location };
+                    for t in rule.targets {
+                        let Ok(ip) = t.ip.parse::<IpAddr>() else { continue };
+                        let health = match (t.health_status, t.health_status_detail.as_str()) {
+                            (true, _) | (_, "Close") => Health::Healthy,
+                            _ => Health::Unhealthy,
+                        };
+                        out.push(TargetHealth { binding: binding.clone(), target: Target::new(ip, t.port), health });
+                    }
                 }
             }
         }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use super::{ApiError, Clb, Error, Listener, LoadBalancer, Outcomes};
-use crate::model::{Binding, BoundTarget, Change, Failure, Target, TargetKind, Weight};
+use crate::model::{Binding, BoundTarget, Change, Failure, Health, Target, TargetHealth, TargetKind, Weight};
 
 /// The targets bound on each binding, with their weight and kind.
 type Bound = BTreeMap<Binding, BTreeMap<Target, (Weight, TargetKind)>>;
@@ -21,6 +21,8 @@ pub struct MemoryClb {
     pub unreadable: Vec<String>,
     /// `(operation, lb, number of changes)` per mutating call, in order.
     pub calls: Mutex<Vec<(&'static str, String, usize)>>,
+    /// Targets that fail their health checks; every other bound target is healthy.
+    pub unhealthy: Mutex<Vec<Target>>,
 }
 
 impl MemoryClb {
@@ -85,7 +87,29 @@ impl Clb for MemoryClb {
             .iter()
             .filter(|(b, _)| b.lb == lb && listener_ids.contains(&b.listener))
             .flat_map(|(b, ts)| {
-                ts.iter().map(|(t, (w, k))| BoundTarget { binding: b.clone(), target: *t, weight: *w, kind: k.clone() })
+                ts.iter().map(|(t, (w, k))| BoundTarget {
+                    binding: b.clone(),
+                    target: *t,
+                    weight: *w,
+                    kind: k.clone(),
+                    health: Health::Unknown,
+                })
+            })
+            .collect())
+    }
+
+    async fn health(&self, lb: &str, listener_ids: &[String]) -> Result<Vec<TargetHealth>, Error> {
+        let bound = self.bound.lock().expect("lock");
+        let unhealthy = self.unhealthy.lock().expect("lock");
+        Ok(bound
+            .iter()
+            .filter(|(b, _)| b.lb == lb && listener_ids.contains(&b.listener))
+            .flat_map(|(b, ts)| {
+                ts.keys().map(|t| TargetHealth {
+                    binding: b.clone(),
+                    target: *t,
+                    health: if unhealthy.contains(t) { Health::Unhealthy } else { Health::Healthy },
+                })
             })
             .collect())
     }

@@ -24,7 +24,7 @@ pub mod wire;
 
 use std::future::Future;
 
-use crate::model::{BoundTarget, Change, Failure};
+use crate::model::{BoundTarget, Change, Failure, TargetHealth};
 
 /// A load balancer as `DescribeLoadBalancers` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +69,8 @@ pub trait Clb {
     fn listeners(&self, lb: &str) -> impl Future<Output = Result<Vec<Listener>, Error>>;
     /// `DescribeTargets` of these listeners of one load balancer (any number; the client splits at 20).
     fn targets(&self, lb: &str, listener_ids: &[String]) -> impl Future<Output = Result<Vec<BoundTarget>, Error>>;
+    /// `DescribeTargetHealth` of these listeners of one load balancer: what CLB's health checks say of each target.
+    fn health(&self, lb: &str, listener_ids: &[String]) -> impl Future<Output = Result<Vec<TargetHealth>, Error>>;
     /// Bind targets to listeners/rules of one load balancer, waiting for the async tasks.
     fn register(&self, lb: &str, changes: &[Change]) -> impl Future<Output = Outcomes>;
     /// Set the weight of bound targets (weight 0 drains), waiting for the async tasks.

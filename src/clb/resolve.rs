@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Clb, Error, ErrorKind, Listener};
-use crate::model::{Binding, BoundTarget, RuleTargets};
+use crate::model::{Binding, BoundTarget, Health, RuleTargets, Target};
 use crate::rules::Rule;
 
 /// The load balancers the rules name, as [`load_balancers`] found them.
@@ -103,6 +103,28 @@ pub async fn read_lb<C: Clb>(clb: &C, lb: &str, rules: &[&Rule]) -> Vec<Result<R
             })
         })
         .collect()
+}
+
+/// Reads what CLB's health checks say of the targets of `actual` (the rules of load balancer `lb`) and records it on
+/// each bound target. Targets CLB does not report keep [`Health::Unknown`].
+pub async fn read_health<C: Clb>(clb: &C, lb: &str, actual: &mut [Result<RuleTargets, String>]) -> Result<(), String> {
+    let listeners: BTreeSet<String> = actual.iter().flatten().map(|r| r.binding.listener.clone()).collect();
+    if listeners.is_empty() {
+        return Ok(());
+    }
+    let listeners: Vec<String> = listeners.into_iter().collect();
+    let health =
+        clb.health(lb, &listeners).await.map_err(|e| format!("reading target health of {lb}: {}", with_hint(&e)))?;
+    let by_target: BTreeMap<(&Binding, Target), Health> =
+        health.iter().map(|h| ((&h.binding, h.target), h.health)).collect();
+    for rule in actual.iter_mut().flatten() {
+        for t in &mut rule.targets {
+            if let Some(h) = by_target.get(&(&t.binding, t.target)) {
+                t.health = *h;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Finds the listener (and L7 rule) a rule names, by id or by port + protocol (domain + url), and refuses

@@ -48,6 +48,15 @@ pub struct DescribeTargetsRequest {
     pub listener_ids: Vec<String>,
 }
 
+/// `DescribeTargetHealth` of some listeners of some load balancers (≤ 30 load balancers per call).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeTargetHealthRequest {
+    pub load_balancer_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listener_ids: Vec<String>,
+}
+
 /// A target of `RegisterTargets`, `DeregisterTargets`, `ModifyTargetWeight` and `RsWeightRule.Targets`.
 /// Exactly one of `EniIp` / `InstanceId`; clbsync always uses `EniIp`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +240,56 @@ pub struct RuleOutput {
     pub url: String,
     #[serde(default, deserialize_with = "null_default")]
     pub target_type: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeTargetHealthResponse {
+    #[serde(default, deserialize_with = "null_default")]
+    pub load_balancers: Vec<LoadBalancerHealth>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LoadBalancerHealth {
+    pub load_balancer_id: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub listeners: Vec<ListenerHealth>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListenerHealth {
+    pub listener_id: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub rules: Vec<RuleHealth>,
+}
+
+/// One L7 rule, or the single entry of an L4 listener (with a `LocationId` but `Domain` and `Url` null).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RuleHealth {
+    #[serde(default, deserialize_with = "null_default")]
+    pub location_id: String,
+    #[serde(default)]
+    pub domain: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub targets: Vec<TargetHealthEntry>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TargetHealthEntry {
+    #[serde(rename = "IP", default, deserialize_with = "null_default")]
+    pub ip: String,
+    pub port: u16,
+    #[serde(default)]
+    pub health_status: bool,
+    /// `Alive`, `Dead`, `Unknown` or `Close` (health check off: the target takes traffic).
+    #[serde(default, deserialize_with = "null_default")]
+    pub health_status_detail: String,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -25,7 +25,7 @@ mod targets;
 
 use std::collections::BTreeMap;
 
-pub use rule::{RuleOptions, plan_rule};
+pub use rule::{RuleOptions, RuleRows, plan_rule};
 pub use targets::{DesiredTargets, targets_for};
 
 use crate::model::{Binding, Place, Pod, RuleTargets, Target, Weight};
@@ -38,8 +38,17 @@ pub enum Action {
     Reweight,
     Drain,
     Deregister,
+    /// A drain or removal held back: the target still serves and the rule has no other target that takes traffic.
+    Wait,
     Unchanged,
     Unmanaged,
+}
+
+impl Row {
+    /// A change to make, or one that waits.
+    pub fn is_pending(&self) -> bool {
+        self.action.is_change() || self.action == Action::Wait
+    }
 }
 
 impl Action {
@@ -50,6 +59,7 @@ impl Action {
             Action::Reweight => "reweight",
             Action::Drain => "drain",
             Action::Deregister => "deregister",
+            Action::Wait => "wait",
             Action::Unchanged => "unchanged",
             Action::Unmanaged => "unmanaged",
         }
@@ -74,6 +84,21 @@ pub struct Row {
     pub pod: Option<String>,
     /// Why the row is what it is, when that is not obvious (e.g. `CVM ins-12345678`, `kept: upsert-only`).
     pub note: Option<String>,
+    /// Which failed registrations of this run hold the row back (make before break).
+    pub unless_failed: UnlessFailed,
+}
+
+/// A removal that must not happen when the registration that replaces it failed in the same run: `apply` holds
+/// the row and reports it as not attempted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnlessFailed {
+    /// Applied whatever else fails (registrations; removals of targets whose pod is gone).
+    #[default]
+    Nothing,
+    /// Held when a registration of the same IP on this rule failed (a pod's old port, while it moves to a new one).
+    SamePod,
+    /// Held when any registration on this rule failed (a drain makes room only once its replacements are bound).
+    AnyOfRule,
 }
 
 /// Whether a rule's rows are applied.
@@ -109,18 +134,14 @@ pub struct RulePlan {
     pub rows: Vec<Row>,
     /// Pods that matched but could not become targets, and other things worth a look.
     pub warnings: Vec<String>,
+    /// Some row waits because the targets' health was not read: read `DescribeTargetHealth` and plan again.
+    pub needs_health: bool,
 }
 
 impl RulePlan {
     /// A rule that makes no changes because it could not be planned.
     pub fn skipped(rule: &Rule, binding: Option<Binding>, reason: String) -> RulePlan {
-        RulePlan {
-            binding,
-            status: Status::Skipped { reason },
-            rows: Vec::new(),
-            warnings: Vec::new(),
-            ..RulePlan::named(rule)
-        }
+        RulePlan { binding, status: Status::Skipped { reason }, ..RulePlan::named(rule) }
     }
 
     /// A rule's names, before anything is planned for it.
@@ -137,6 +158,7 @@ impl RulePlan {
             status: Status::Ready,
             rows: Vec::new(),
             warnings: Vec::new(),
+            needs_health: false,
         }
     }
 
@@ -171,6 +193,8 @@ pub struct Summary {
     pub reweight: usize,
     pub unchanged: usize,
     pub unmanaged: usize,
+    /// Drains and removals held until another target takes traffic.
+    pub waiting: usize,
     /// Rules stopped by the empty-rule guard.
     pub blocked: usize,
     /// Rules that could not be planned (Kubernetes or CLB errors).
@@ -199,6 +223,7 @@ impl Plan {
                     Action::Deregister => s.deregister += 1,
                     Action::Drain => s.drain += 1,
                     Action::Reweight => s.reweight += 1,
+                    Action::Wait => s.waiting += 1,
                     Action::Unchanged => s.unchanged += 1,
                     Action::Unmanaged => s.unmanaged += 1,
                 }
@@ -207,14 +232,24 @@ impl Plan {
         s
     }
 
-    /// True when applying would change nothing and nothing is blocked or skipped.
+    /// True when applying would change nothing, nothing waits, and nothing is blocked or skipped.
     pub fn in_sync(&self) -> bool {
-        self.rules.iter().all(|r| r.status == Status::Ready && r.changes().next().is_none())
+        self.rules.iter().all(|r| r.status == Status::Ready && r.rows.iter().all(|row| !row.is_pending()))
     }
 
     /// True when at least one rule will make an API call.
     pub fn has_changes(&self) -> bool {
         self.rules.iter().any(|r| r.status == Status::Ready && r.changes().next().is_some())
+    }
+
+    /// True when a rule has changes to make now or waiting ones (`--detailed-exitcode` exits 2).
+    pub fn has_pending(&self) -> bool {
+        self.rules.iter().any(|r| r.status == Status::Ready && r.rows.iter().any(Row::is_pending))
+    }
+
+    /// True when some rule waits on target health that was not read.
+    pub fn needs_health(&self) -> bool {
+        self.rules.iter().any(|r| r.needs_health)
     }
 }
 
@@ -222,18 +257,18 @@ impl Plan {
 /// (aligned with `rules`), or why it could not be read. One [`RulePlan`] per rule, in the same order.
 ///
 /// Pure and deterministic.
-pub fn plan(rules: &[&Rule], pods: &PodLists, actual: Vec<Result<RuleTargets, String>>, opts: &PlanOptions) -> Plan {
-    let clashes = clashing_bindings(rules, &actual);
+pub fn plan(rules: &[&Rule], pods: &PodLists, actual: &[Result<RuleTargets, String>], opts: &PlanOptions) -> Plan {
+    let clashes = clashing_bindings(rules, actual);
     let mut out = Vec::with_capacity(rules.len());
     for ((i, rule), state) in rules.iter().enumerate().zip(actual) {
         let bound = match state {
             Ok(bound) => bound,
             Err(reason) => {
-                out.push(RulePlan::skipped(rule, None, reason));
+                out.push(RulePlan::skipped(rule, None, reason.clone()));
                 continue;
             }
         };
-        let binding = Some(bound.binding);
+        let binding = Some(bound.binding.clone());
         if let Some(other) = clashes.get(&i) {
             let reason = format!(
                 "this rule and the rule at line {other} bind the same {}; each listener or rule may be named once",
@@ -256,8 +291,15 @@ pub fn plan(rules: &[&Rule], pods: &PodLists, actual: Vec<Result<RuleTargets, St
             }
         };
         let wanted = targets_for(&rule.backend, pods);
-        let (status, rows) = plan_rule(&wanted, &bound.targets, RuleOptions::of(rule), opts);
-        out.push(RulePlan { binding, status, rows, warnings: wanted.problems, ..RulePlan::named(rule) });
+        let planned = plan_rule(&wanted, &bound.targets, RuleOptions::of(rule), opts);
+        out.push(RulePlan {
+            binding,
+            status: planned.status,
+            rows: planned.rows,
+            warnings: wanted.problems,
+            needs_health: planned.needs_health,
+            ..RulePlan::named(rule)
+        });
     }
     Plan { rules: out }
 }

@@ -1,10 +1,11 @@
 //! One binding's rows: what to do with each desired and bound target, and whether the empty-rule guard holds
 //! the rule.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
-use super::{Action, DesiredTargets, PlanOptions, Row, Status};
-use crate::model::{BoundTarget, PodState, Target, TargetKind};
+use super::{Action, DesiredTargets, PlanOptions, Row, Status, UnlessFailed};
+use crate::model::{BoundTarget, DesiredTarget, Health, PodState, Target, TargetKind};
 use crate::rules::{Policy, Rule};
 
 /// What one rule's planner needs from the rule itself.
@@ -21,17 +22,29 @@ impl RuleOptions {
     }
 }
 
-/// Plans one rule: the rows for every desired and bound target, and whether the guard blocks them.
+/// One rule's rows, whether the empty-rule guard holds it, and whether a wait could end once health is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleRows {
+    pub status: Status,
+    /// Sorted by target.
+    pub rows: Vec<Row>,
+    /// A drain or removal waits because the targets' health was not read.
+    pub needs_health: bool,
+}
+
+/// Plans one rule: the rows for every desired and bound target, then two guards.
+///
+/// - **Make before break**: a drain or removal of a target whose pod still serves never leaves the rule without a
+///   target that takes traffic (healthy, weight > 0); such a row becomes [`Action::Wait`] until another target
+///   does. Targets of pods that are gone are removed at once: they serve nothing.
+/// - **Empty rule**: with no ready pod at all, a rule that would lose traffic is blocked unless `allow_empty`.
 ///
 /// Pure and deterministic: rows come out sorted by target.
-pub fn plan_rule(
-    desired: &DesiredTargets,
-    actual: &[BoundTarget],
-    rule: RuleOptions,
-    opts: &PlanOptions,
-) -> (Status, Vec<Row>) {
+pub fn plan_rule(desired: &DesiredTargets, actual: &[BoundTarget], rule: RuleOptions, opts: &PlanOptions) -> RuleRows {
     let wanted: BTreeMap<Target, _> = desired.targets.iter().map(|d| (d.target, d)).collect();
     let bound: BTreeMap<Target, &BoundTarget> = actual.iter().map(|b| (b.target, b)).collect();
+    let ready_ips: BTreeSet<IpAddr> =
+        desired.targets.iter().filter(|d| d.state == PodState::Ready).map(|d| d.target.ip).collect();
     let mut rows = Vec::with_capacity(wanted.len().max(bound.len()));
 
     for (target, b) in &bound {
@@ -44,6 +57,7 @@ pub fn plan_rule(
             current_weight: Some(b.weight),
             pod: pod.clone(),
             note,
+            unless_failed: UnlessFailed::Nothing,
         };
         rows.push(match (&b.kind, want) {
             (TargetKind::Instance { kind, instance_id }, _) => {
@@ -58,12 +72,19 @@ pub fn plan_rule(
             }
             (TargetKind::Ip, Some(_)) => {
                 if b.weight > 0 {
-                    row(Action::Drain, Some(0), Some("pod is terminating".into()))
+                    let note = Some("pod is terminating".into());
+                    Row { unless_failed: UnlessFailed::AnyOfRule, ..row(Action::Drain, Some(0), note) }
                 } else {
                     row(Action::Unchanged, Some(0), Some("draining: pod is terminating".into()))
                 }
             }
             (TargetKind::Ip, None) => match rule.policy {
+                // The pod of this IP is still ready on another port: it moves, and keeps its old port until the
+                // new one is bound.
+                Policy::Sync if ready_ips.contains(&target.ip) => {
+                    let note = Some("the pod's port changed".into());
+                    Row { unless_failed: UnlessFailed::SamePod, ..row(Action::Deregister, None, note) }
+                }
                 Policy::Sync => row(Action::Deregister, None, Some("no ready pod has this IP".into())),
                 Policy::UpsertOnly => row(Action::Unchanged, Some(b.weight), Some("kept: upsert-only".into())),
             },
@@ -80,6 +101,7 @@ pub fn plan_rule(
             current_weight: None,
             pod: Some(d.pod.clone()),
             note: None,
+            unless_failed: UnlessFailed::Nothing,
         });
     }
     rows.sort_by_key(|r| r.target);
@@ -88,16 +110,65 @@ pub fn plan_rule(
     let removes_traffic = rows
         .iter()
         .any(|r| matches!(r.action, Action::Deregister | Action::Drain) && r.current_weight.is_some_and(|w| w > 0));
-    let status = if ready == 0 && removes_traffic && !(rule.allow_empty || opts.allow_empty) {
+    if ready == 0 && removes_traffic && !(rule.allow_empty || opts.allow_empty) {
         let n = rows.iter().filter(|r| matches!(r.action, Action::Deregister | Action::Drain)).count();
-        Status::Blocked {
-            reason: format!(
-                "no ready pods: this would take all {n} serving target(s) out of the load balancer; if that is \
-                 intended, set `allow_empty: true` on the backend or pass --allow-empty"
-            ),
-        }
-    } else {
-        Status::Ready
+        let reason = format!(
+            "no ready pods: this would take all {n} serving target(s) out of the load balancer; if that is \
+             intended, set `allow_empty: true` on the backend or pass --allow-empty"
+        );
+        return RuleRows { status: Status::Blocked { reason }, rows, needs_health: false };
+    }
+    let needs_health = keep_serving_capacity(&mut rows, &bound, &wanted);
+    RuleRows { status: Status::Ready, rows, needs_health }
+}
+
+/// Turns drains and removals of targets whose pod still serves into [`Action::Wait`] where they would leave the
+/// rule without a target that takes traffic. Returns whether a wait could end once health is read.
+fn keep_serving_capacity(
+    rows: &mut [Row],
+    bound: &BTreeMap<Target, &BoundTarget>,
+    wanted: &BTreeMap<Target, &DesiredTarget>,
+) -> bool {
+    let removed = |r: &Row| matches!(r.action, Action::Drain | Action::Deregister);
+    // A removal matters only when its target takes traffic now (or may: health not read) and its pod still
+    // serves; a target of a pod that is gone serves nothing.
+    let serving = |r: &Row| {
+        let pod_serves = wanted.contains_key(&r.target) || r.unless_failed == UnlessFailed::SamePod;
+        removed(r) && pod_serves && bound.get(&r.target).is_some_and(|b| b.weight > 0 && b.health != Health::Unhealthy)
     };
-    (status, rows)
+    // Targets that keep taking traffic through this run: bound, healthy, weighted, and not being removed.
+    let keepers = rows.iter().filter(|r| {
+        !removed(r)
+            && bound.get(&r.target).is_some_and(|b| {
+                let weight = if r.action == Action::Reweight { r.weight.unwrap_or(0) } else { b.weight };
+                b.health == Health::Healthy && weight > 0
+            })
+    });
+    if keepers.count() > 0 {
+        return false;
+    }
+    // None keep serving: hold back one serving removal, a healthy one if any (then the heaviest, then the last),
+    // so one target still takes traffic.
+    let rank = |r: &Row| {
+        let b = bound[&r.target];
+        (b.health == Health::Healthy, b.weight, r.target)
+    };
+    let Some(held) = rows.iter().enumerate().filter(|(_, r)| serving(r)).max_by_key(|(_, r)| rank(r)).map(|(i, _)| i)
+    else {
+        return false;
+    };
+    let row = &mut rows[held];
+    let b = bound[&row.target];
+    let unknown = b.health == Health::Unknown;
+    let what = if row.action == Action::Drain { "drain" } else { "removal" };
+    row.note = Some(if unknown {
+        format!("{what} waits: target health not read yet; no other target of this rule takes traffic")
+    } else {
+        format!(
+            "{what} waits until another target of this rule is healthy (new targets pass CLB's health checks first)"
+        )
+    });
+    row.action = Action::Wait;
+    row.weight = Some(b.weight);
+    unknown || rows.iter().any(|r| bound.get(&r.target).is_some_and(|b| b.health == Health::Unknown))
 }

@@ -3,7 +3,7 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 
 use super::*;
-use crate::model::{BoundTarget, DesiredTarget, PodState, Protocol, TargetKind};
+use crate::model::{BoundTarget, DesiredTarget, Health, PodState, Protocol, TargetKind};
 use crate::rules::Policy;
 
 fn t(ip: &str, port: u16) -> Target {
@@ -23,7 +23,7 @@ fn terminating(ip: &str) -> DesiredTarget {
 }
 
 fn eni(ip: &str, weight: Weight) -> BoundTarget {
-    BoundTarget { binding: binding(), target: t(ip, 8080), weight, kind: TargetKind::Ip }
+    BoundTarget { binding: binding(), target: t(ip, 8080), weight, kind: TargetKind::Ip, health: Health::Healthy }
 }
 
 fn cvm(ip: &str) -> BoundTarget {
@@ -32,6 +32,7 @@ fn cvm(ip: &str) -> BoundTarget {
         target: t(ip, 8080),
         weight: 10,
         kind: TargetKind::Instance { kind: "CVM".into(), instance_id: "ins-12345678".into() },
+        health: Health::Healthy,
     }
 }
 
@@ -43,7 +44,13 @@ const SYNC: RuleOptions = RuleOptions { policy: Policy::Sync, allow_empty: false
 const UPSERT: RuleOptions = RuleOptions { policy: Policy::UpsertOnly, allow_empty: false };
 
 fn run(d: Vec<DesiredTarget>, a: Vec<BoundTarget>, rule: RuleOptions) -> (Status, Vec<Row>) {
-    plan_rule(&desired(d), &a, rule, &PlanOptions::default())
+    planned(&desired(d), &a, rule, &PlanOptions::default())
+}
+
+/// [`plan_rule`]'s status and rows.
+fn planned(d: &DesiredTargets, a: &[BoundTarget], rule: RuleOptions, opts: &PlanOptions) -> (Status, Vec<Row>) {
+    let r = plan_rule(d, a, rule, opts);
+    (r.status, r.rows)
 }
 
 fn actions(rows: &[Row]) -> Vec<(String, Action)> {
@@ -150,7 +157,7 @@ fn allow_empty_on_the_backend_or_the_flag_lifts_the_guard() {
     let a = vec![eni("10.0.0.1", 10)];
     let (status, _) = run(vec![], a.clone(), RuleOptions { allow_empty: true, ..SYNC });
     assert_eq!(status, Status::Ready);
-    let (status, _) = plan_rule(&desired(vec![]), &a, SYNC, &PlanOptions { allow_empty: true });
+    let (status, _) = planned(&desired(vec![]), &a, SYNC, &PlanOptions { allow_empty: true });
     assert_eq!(status, Status::Ready);
 }
 
@@ -182,13 +189,17 @@ fn rule_plan(status: Status, rows: Vec<Row>) -> RulePlan {
         status,
         rows,
         warnings: vec![],
+        needs_health: false,
     }
 }
 
 #[test]
 fn summary_counts_rows_of_ready_rules_and_blocked_and_skipped_rules() {
-    let (status, rows) =
-        run(vec![ready("10.0.0.1", 10), terminating("10.0.0.2")], vec![eni("10.0.0.2", 10), eni("10.0.0.3", 10)], SYNC);
+    let (status, rows) = run(
+        vec![ready("10.0.0.1", 10), ready("10.0.0.5", 10), terminating("10.0.0.2")],
+        vec![eni("10.0.0.2", 10), eni("10.0.0.3", 10), eni("10.0.0.5", 10)],
+        SYNC,
+    );
     let (bstatus, brows) = run(vec![], vec![eni("10.0.0.4", 10)], SYNC);
     let skipped = Status::Skipped { reason: "deployment default/web not found".into() };
     let plan = Plan { rules: vec![rule_plan(status, rows), rule_plan(bstatus, brows), rule_plan(skipped, vec![])] };
@@ -211,11 +222,13 @@ fn arb_world() -> impl Strategy<Value = (Vec<DesiredTarget>, Vec<BoundTarget>, R
             })
             .collect::<Vec<_>>()
     });
-    let actual = prop::collection::btree_map(ip, (0u8..4, 0u8..=100), 0..10).prop_map(|m| {
+    let health = prop_oneof![Just(Health::Healthy), Just(Health::Unhealthy), Just(Health::Unknown)];
+    let actual = prop::collection::btree_map(ip, (0u8..4, 0u8..=100, health), 0..10).prop_map(|m| {
         m.into_iter()
-            .map(|(i, (kind, w))| {
+            .map(|(i, (kind, w, health))| {
                 let ip = format!("10.0.0.{i}");
-                if kind == 0 { BoundTarget { weight: w, ..cvm(&ip) } } else { eni(&ip, w) }
+                let b = if kind == 0 { BoundTarget { weight: w, ..cvm(&ip) } } else { eni(&ip, w) };
+                BoundTarget { health, ..b }
             })
             .collect::<Vec<_>>()
     });
@@ -235,10 +248,9 @@ fn apply_rows(actual: &[BoundTarget], status: &Status, rows: &[Row]) -> Vec<Boun
     for row in rows {
         match row.action {
             Action::Register => {
-                out.insert(
-                    row.target,
-                    BoundTarget { weight: row.weight.unwrap_or(10), ..eni(&row.target.ip.to_string(), 0) },
-                );
+                let registered = eni(&row.target.ip.to_string(), row.weight.unwrap_or(10));
+                // A new target is not healthy until CLB's health checks pass.
+                out.insert(row.target, BoundTarget { health: Health::Unknown, ..registered });
             }
             Action::Reweight | Action::Drain => {
                 if let Some(b) = out.get_mut(&row.target) {
@@ -248,7 +260,7 @@ fn apply_rows(actual: &[BoundTarget], status: &Status, rows: &[Row]) -> Vec<Boun
             Action::Deregister => {
                 out.remove(&row.target);
             }
-            Action::Unchanged | Action::Unmanaged => {}
+            Action::Wait | Action::Unchanged | Action::Unmanaged => {}
         }
     }
     out.into_values().collect()
@@ -257,14 +269,19 @@ fn apply_rows(actual: &[BoundTarget], status: &Status, rows: &[Row]) -> Vec<Boun
 proptest! {
     #[test]
     fn applying_a_sync_plan_yields_the_desired_managed_targets((d, a, rule) in arb_world()) {
-        let (status, rows) = plan_rule(&desired(d.clone()), &a, rule, &PlanOptions::default());
+        let (status, rows) = planned(&desired(d.clone()), &a, rule, &PlanOptions::default());
         prop_assume!(status == Status::Ready && rule.policy == Policy::Sync);
         let after = apply_rows(&a, &status, &rows);
         let unmanaged: Vec<Target> = a.iter().filter(|b| b.kind != TargetKind::Ip).map(|b| b.target).collect();
         let managed: BTreeMap<Target, Weight> =
             after.iter().filter(|b| b.kind == TargetKind::Ip).map(|b| (b.target, b.weight)).collect();
         let bound_before: Vec<Target> = a.iter().map(|b| b.target).collect();
-        let expected: BTreeMap<Target, Weight> = d
+        let waiting: BTreeMap<Target, Weight> = rows
+            .iter()
+            .filter(|r| r.action == Action::Wait)
+            .map(|r| (r.target, r.current_weight.expect("a waiting row is bound")))
+            .collect();
+        let mut expected: BTreeMap<Target, Weight> = d
             .iter()
             .filter(|x| !unmanaged.contains(&x.target))
             .filter_map(|x| match x.state {
@@ -272,12 +289,13 @@ proptest! {
                 PodState::Terminating => bound_before.contains(&x.target).then_some((x.target, 0)),
             })
             .collect();
+        expected.extend(waiting);
         prop_assert_eq!(managed, expected);
     }
 
     #[test]
     fn unmanaged_targets_are_never_changed((d, a, rule) in arb_world()) {
-        let (_, rows) = plan_rule(&desired(d), &a, rule, &PlanOptions::default());
+        let (_, rows) = planned(&desired(d), &a, rule, &PlanOptions::default());
         for b in a.iter().filter(|b| b.kind != TargetKind::Ip) {
             let row = rows.iter().find(|r| r.target == b.target).expect("every bound target has a row");
             prop_assert_eq!(row.action, Action::Unmanaged);
@@ -287,24 +305,24 @@ proptest! {
     #[test]
     fn a_second_plan_after_applying_is_empty((d, a, rule) in arb_world()) {
         let dt = desired(d);
-        let (status, rows) = plan_rule(&dt, &a, rule, &PlanOptions::default());
+        let (status, rows) = planned(&dt, &a, rule, &PlanOptions::default());
         prop_assume!(status == Status::Ready);
         let after = apply_rows(&a, &status, &rows);
-        let (_, again) = plan_rule(&dt, &after, rule, &PlanOptions::default());
+        let (_, again) = planned(&dt, &after, rule, &PlanOptions::default());
         let changes: Vec<_> = again.iter().filter(|r| r.action.is_change()).collect();
         prop_assert!(changes.is_empty(), "second plan still changes {changes:?}");
     }
 
     #[test]
     fn upsert_only_never_deregisters_anything((d, a, _rule) in arb_world()) {
-        let (_, rows) = plan_rule(&desired(d), &a, UPSERT, &PlanOptions::default());
+        let (_, rows) = planned(&desired(d), &a, UPSERT, &PlanOptions::default());
         prop_assert!(rows.iter().all(|r| r.action != Action::Deregister));
     }
 
     #[test]
     fn the_empty_desired_guard_always_blocks_lost_traffic((a, rule) in (arb_world().prop_map(|w| (w.1, w.2)))) {
         let rule = RuleOptions { allow_empty: false, ..rule };
-        let (status, rows) = plan_rule(&desired(vec![]), &a, rule, &PlanOptions::default());
+        let (status, rows) = planned(&desired(vec![]), &a, rule, &PlanOptions::default());
         let serving_managed = a.iter().any(|b| b.kind == TargetKind::Ip && b.weight > 0);
         if serving_managed && rule.policy == Policy::Sync {
             prop_assert!(matches!(status, Status::Blocked { .. }), "expected blocked, got {:?}", status);
@@ -315,9 +333,111 @@ proptest! {
         }
     }
 
+    /// Issue 17 #4: make before break counts CLB health. A drain or removal never leaves a rule without a target
+    /// that takes traffic (healthy, weight > 0) while a target whose pod still serves took traffic before.
+    #[test]
+    fn a_rule_that_took_traffic_keeps_a_target_that_takes_traffic((d, a, rule) in arb_world()) {
+        let (status, rows) = planned(&desired(d.clone()), &a, rule, &PlanOptions::default());
+        prop_assume!(status == Status::Ready);
+        let pod_serves = |b: &BoundTarget| b.kind != TargetKind::Ip || d.iter().any(|x| x.target.ip == b.target.ip);
+        let served = a.iter().any(|b| b.takes_traffic() && pod_serves(b));
+        let after = apply_rows(&a, &status, &rows);
+        if served {
+            prop_assert!(after.iter().any(BoundTarget::takes_traffic), "no target takes traffic after {rows:?}");
+        }
+    }
+
+    #[test]
+    fn only_serving_targets_wait_and_never_more_than_one_per_rule((d, a, rule) in arb_world()) {
+        let (_, rows) = planned(&desired(d), &a, rule, &PlanOptions::default());
+        let waits: Vec<&Row> = rows.iter().filter(|r| r.action == Action::Wait).collect();
+        prop_assert!(waits.len() <= 1, "{waits:?}");
+        for w in waits {
+            let b = a.iter().find(|b| b.target == w.target).expect("a waiting row is bound");
+            prop_assert!(b.weight > 0 && b.health != Health::Unhealthy, "{w:?} {b:?}");
+            prop_assert_eq!(w.weight, Some(b.weight), "a waiting row keeps its weight");
+        }
+    }
+
     #[test]
     fn rows_are_sorted_and_unique_by_target((d, a, rule) in arb_world()) {
-        let (_, rows) = plan_rule(&desired(d), &a, rule, &PlanOptions::default());
+        let (_, rows) = planned(&desired(d), &a, rule, &PlanOptions::default());
         prop_assert!(rows.windows(2).all(|w| w[0].target < w[1].target));
     }
+}
+
+// ---- make before break, counting health (issue 17 #3, #4) -------------------------------------------------
+
+#[test]
+fn a_rollout_registers_the_new_pod_and_keeps_the_old_one_serving_until_the_new_one_is_healthy() {
+    let (status, rows) = run(vec![ready("10.0.0.2", 10), terminating("10.0.0.1")], vec![eni("10.0.0.1", 10)], SYNC);
+    assert_eq!(status, Status::Ready);
+    assert_eq!(actions(&rows), [("10.0.0.1".into(), Action::Wait), ("10.0.0.2".into(), Action::Register)]);
+    assert_eq!(rows[0].weight, Some(10), "the old target keeps its weight");
+    assert!(rows[0].note.as_deref().unwrap_or_default().contains("until another target of this rule is healthy"));
+
+    // Next run: the new target is bound but still in its health-check warm-up: the drain still waits.
+    let warming = BoundTarget { health: Health::Unhealthy, ..eni("10.0.0.2", 10) };
+    let (_, rows) = run(vec![ready("10.0.0.2", 10), terminating("10.0.0.1")], vec![eni("10.0.0.1", 10), warming], SYNC);
+    assert_eq!(rows[0].action, Action::Wait);
+
+    // Once it is healthy the old one is drained.
+    let (_, rows) =
+        run(vec![ready("10.0.0.2", 10), terminating("10.0.0.1")], vec![eni("10.0.0.1", 10), eni("10.0.0.2", 10)], SYNC);
+    assert_eq!(rows[0].action, Action::Drain);
+}
+
+#[test]
+fn unknown_health_holds_the_drain_and_asks_for_health() {
+    let unknown = |ip| BoundTarget { health: Health::Unknown, ..eni(ip, 10) };
+    let d = desired(vec![ready("10.0.0.2", 10), terminating("10.0.0.1")]);
+    let r = plan_rule(&d, &[unknown("10.0.0.1"), unknown("10.0.0.2")], SYNC, &PlanOptions::default());
+    assert_eq!(r.rows[0].action, Action::Wait);
+    assert!(r.needs_health, "the planner asks for health to decide");
+    let r = plan_rule(&d, &[eni("10.0.0.1", 10), eni("10.0.0.2", 10)], SYNC, &PlanOptions::default());
+    assert!(!r.needs_health);
+    assert_eq!(r.rows[0].action, Action::Drain);
+}
+
+#[test]
+fn targets_of_pods_that_are_gone_are_removed_at_once_even_if_nothing_else_serves() {
+    let (_, rows) = run(vec![ready("10.0.0.2", 10)], vec![eni("10.0.0.1", 10)], SYNC);
+    assert_eq!(actions(&rows), [("10.0.0.1".into(), Action::Deregister), ("10.0.0.2".into(), Action::Register)]);
+}
+
+#[test]
+fn an_unhealthy_old_target_is_drained_without_waiting() {
+    let dead = BoundTarget { health: Health::Unhealthy, ..eni("10.0.0.1", 10) };
+    let (_, rows) = run(vec![ready("10.0.0.2", 10), terminating("10.0.0.1")], vec![dead], SYNC);
+    assert_eq!(rows[0].action, Action::Drain);
+}
+
+#[test]
+fn a_healthy_cvm_backend_is_serving_capacity() {
+    let (_, rows) =
+        run(vec![ready("10.0.0.2", 10), terminating("10.0.0.1")], vec![eni("10.0.0.1", 10), cvm("172.16.0.5")], SYNC);
+    assert_eq!(rows[0].action, Action::Drain);
+}
+
+#[test]
+fn drains_depend_on_the_rules_registrations_and_old_ports_on_their_pods() {
+    let (_, rows) = run(
+        vec![ready("10.0.0.2", 10), ready("10.0.0.3", 10), terminating("10.0.0.1")],
+        vec![
+            eni("10.0.0.1", 10),
+            eni("10.0.0.3", 10),
+            BoundTarget { target: t("10.0.0.3", 9090), ..eni("10.0.0.3", 10) },
+        ],
+        SYNC,
+    );
+    let by = |ip: &str, port| rows.iter().find(|r| r.target == t(ip, port)).expect("row");
+    assert_eq!(
+        (by("10.0.0.1", 8080).action, by("10.0.0.1", 8080).unless_failed),
+        (Action::Drain, UnlessFailed::AnyOfRule)
+    );
+    assert_eq!(
+        (by("10.0.0.3", 9090).action, by("10.0.0.3", 9090).unless_failed),
+        (Action::Deregister, UnlessFailed::SamePod)
+    );
+    assert_eq!(by("10.0.0.2", 8080).unless_failed, UnlessFailed::Nothing);
 }

@@ -85,7 +85,7 @@ impl Outcome {
         let incomplete = self.applied.as_ref().is_some_and(ApplyReport::incomplete);
         if troubled || incomplete {
             exit::ERROR
-        } else if detailed && self.applied.is_none() && self.plan.has_changes() {
+        } else if detailed && self.applied.is_none() && self.plan.has_pending() {
             exit::CHANGES
         } else {
             exit::OK
@@ -124,9 +124,19 @@ pub async fn run<K: Cluster, C: Clb>(
                 let apply_opts = apply_opts.as_ref();
                 async move {
                     let lb_rules: Vec<&Rule> = idx.iter().map(|&i| &rules.rules[i]).collect();
-                    let actual = resolve::read_lb(clb, lb, &lb_rules).await;
+                    let mut actual = resolve::read_lb(clb, lb, &lb_rules).await;
                     let pods = pods.await;
-                    let plan = plan::plan(&lb_rules, &pods, actual, &settings.plan);
+                    let mut plan = plan::plan(&lb_rules, &pods, &actual, &settings.plan);
+                    // The planner holds a drain or removal that could leave a rule without a serving target until
+                    // it knows the targets' health: read it (one call for the load balancer) and plan again.
+                    if plan.needs_health() {
+                        match resolve::read_health(clb, lb, &mut actual).await {
+                            Ok(()) => plan = plan::plan(&lb_rules, &pods, &actual, &settings.plan),
+                            Err(e) => {
+                                tracing::warn!(%lb, "{e}; drains that could leave a rule without a serving target wait")
+                            }
+                        }
+                    }
                     let applied = match apply_opts {
                         Some(opts) if plan.has_changes() => Some(apply::apply(lb, &plan, clb, opts).await),
                         _ => None,
@@ -147,7 +157,11 @@ pub async fn run<K: Cluster, C: Clb>(
     if !unreadable.is_empty() {
         let (idx, actual): (Vec<usize>, Vec<_>) = unreadable.into_iter().map(|(i, reason)| (i, Err(reason))).unzip();
         let lb_rules: Vec<&Rule> = idx.iter().map(|&i| &rules.rules[i]).collect();
-        groups.push(LbResult { plan: plan::plan(&lb_rules, &pods, actual, &settings.plan), rules: idx, applied: None });
+        groups.push(LbResult {
+            plan: plan::plan(&lb_rules, &pods, &actual, &settings.plan),
+            rules: idx,
+            applied: None,
+        });
     }
     let mut slots: Vec<Option<(RulePlan, Option<Vec<RowStatus>>)>> = (0..rules.rules.len()).map(|_| None).collect();
     for group in groups {

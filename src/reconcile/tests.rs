@@ -320,3 +320,23 @@ async fn pods_without_the_named_port_are_reported() {
     let (_, table) = run_once(&cluster, &clb, Mode::Diff, Format::Table).await;
     assert!(table.contains("pod web-2 has no container port named `http`"), "{table}");
 }
+
+/// Issue 17 #3: a drain made room for a replacement that failed to register; the old target keeps serving.
+#[tokio::test]
+async fn a_failed_registration_holds_the_drains_of_its_rule() {
+    let (mut cluster, mut clb) = world();
+    // web-4 keeps serving, so health alone would let web-1 drain; the failed registration of web-2 must not.
+    let pods = vec![
+        pod("web-1", "10.0.1.1").terminating(),
+        pod("web-2", "10.0.1.2").ready(),
+        pod("web-4", "10.0.1.4").ready(),
+    ];
+    cluster.pods.insert(q("shop", "web"), Ok(pods));
+    clb.bind(&web(), t("10.0.1.4", 8080), 20, TargetKind::Ip);
+    let quota = Failure { code: "LimitExceeded".into(), message: "backend quota".into(), request_id: None };
+    clb.fail.insert(("register", web()), quota);
+    let (outcome, table) = run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
+    assert_eq!(outcome.exit_code(false), exit::ERROR);
+    assert_eq!(clb.targets_of(&web()).get(&t("10.0.1.1", 8080)), Some(&10), "web-1 keeps its weight: {table}");
+    assert!(table.contains("not attempted"), "{table}");
+}
