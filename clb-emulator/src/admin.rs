@@ -13,7 +13,7 @@
 //! | POST | `/_emulator/clock` | body `{"offset_secs": N}` shifts the emulator clock |
 //! | POST | `/_emulator/settings` | body `{"task_delay_ms", "rate_limit_per_action", "backend_quota"}` (all optional) |
 
-use crate::server::{Resp, json_response};
+use crate::response::{Resp, json_response};
 use crate::{Faults, Shared, State};
 use hyper::Method;
 use hyper::http::request::Parts;

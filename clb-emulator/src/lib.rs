@@ -14,6 +14,7 @@ pub mod calls;
 pub mod error;
 pub mod faults;
 pub mod schema;
+mod response;
 mod server;
 pub mod sign;
 pub mod state;
@@ -269,5 +270,22 @@ impl Emulator {
 impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Module dependencies point one way (issue 11): the admin API does not reach into the API
+    /// server, and the seed format (`state`) knows nothing of its indexed form (`world`).
+    #[test]
+    fn no_import_circles() {
+        for (file, text, forbidden) in [
+            ("admin.rs", include_str!("admin.rs"), "server::"),
+            ("response.rs", include_str!("response.rs"), "server::"),
+            ("response.rs", include_str!("response.rs"), "admin::"),
+            ("state.rs", include_str!("state.rs"), "world::"),
+        ] {
+            assert!(!text.contains(forbidden), "{file} uses `{forbidden}`: a dependency circle");
+        }
     }
 }

@@ -2,14 +2,15 @@
 
 use crate::error::{ApiError, codes};
 use crate::faults::{ErrorKind, GarbageMode};
+use crate::response::{Resp, json_response};
 use crate::{API_VERSION, Shared, actions, admin, schema, sign};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
+use hyper::Request;
 use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Value, json};
@@ -28,8 +29,6 @@ impl std::fmt::Display for DropConnection {
     }
 }
 impl std::error::Error for DropConnection {}
-
-pub(crate) type Resp = Response<Full<Bytes>>;
 
 /// Accept loop; ends when `stop` changes or its sender is dropped.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -71,13 +70,6 @@ pub(crate) fn new_request_id() -> String {
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = sign::hex(&b);
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-}
-
-pub(crate) fn json_response(status: u16, body: Vec<u8>, content_type: &'static str) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
-    r
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, DropConnection> {

@@ -5,9 +5,9 @@
 use super::{Ctx, find_lb, i, objs, s};
 use crate::Inner;
 use crate::error::{ApiError, codes};
-use crate::state::Target;
+use crate::state::{Target, normalize_ip};
 use crate::tasks::{Op, OpKind};
-use crate::world::{Lb, Place, World, eni_id_for, normalize_ip};
+use crate::world::{Lb, Place, World, eni_id_for};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
