@@ -24,7 +24,10 @@ mod world;
 
 pub use calls::{CallLog, CallRecord};
 pub use error::ApiError;
-pub use faults::{BusyFault, DropFault, ErrorFault, ErrorKind, Faults, GarbageFault, GarbageMode, TaskFailureFault};
+pub use faults::{
+    AfterApplyKind, BusyFault, DropFault, ErrorAfterApplyFault, ErrorFault, ErrorKind, Faults, GarbageFault,
+    GarbageMode, TaskFailureFault,
+};
 pub use state::{
     Credential, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Listener, LoadBalancer, Rule, State, StateError, Target,
     TargetKind,

@@ -1,7 +1,7 @@
 //! HTTP server: the CLB API on `POST /` and the admin API under `/_emulator/`.
 
 use crate::error::{ApiError, codes};
-use crate::faults::{ErrorKind, GarbageMode};
+use crate::faults::{AfterApplyKind, ErrorKind, GarbageMode};
 use crate::response::{Resp, json_response};
 use crate::{API_VERSION, Shared, actions, admin, schema, sign};
 use bytes::Bytes;
@@ -85,11 +85,26 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Dro
     api(&shared, &parts, body.map_err(|_| ())).await
 }
 
+/// `Message` of an injected `InternalError` (before or after execution: the client cannot tell).
+const INTERNAL_ERROR_MESSAGE: &str = "An internal error has occurred. Retry your request (injected).";
+
+/// What a gateway in front of the API answers when the service fails: HTTP 502 with an HTML page.
+fn bad_gateway() -> Resp {
+    json_response(
+        502,
+        b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
+            .to_vec(),
+        "text/html",
+    )
+}
+
 enum Outcome {
     Ok(Value),
     Err(ApiError),
     Http502,
     Drop(u64),
+    /// Executed, then answered with an error.
+    AfterApply(AfterApplyKind),
     Garbage(GarbageMode, usize, Value),
 }
 
@@ -122,16 +137,22 @@ async fn api(shared: &Arc<Shared>, parts: &Parts, body: Result<Bytes, ()>) -> Re
         Outcome::Ok(v) => ("Success".to_string(), Ok(json_response(200, ok_body(v), "application/json"))),
         Outcome::Err(e) => {
             let body = json!({"Response": {"Error": {"Code": e.code, "Message": e.message}, "RequestId": request_id}});
-            (e.code.to_string(), Ok(json_response(200, serde_json::to_vec(&body).unwrap_or_default(), "application/json")))
+            (
+                e.code.to_string(),
+                Ok(json_response(200, serde_json::to_vec(&body).unwrap_or_default(), "application/json")),
+            )
         }
-        Outcome::Http502 => (
-            "HTTP502".to_string(),
-            Ok(json_response(
-                502,
-                b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>".to_vec(),
-                "text/html",
-            )),
-        ),
+        Outcome::Http502 => ("HTTP502".to_string(), Ok(bad_gateway())),
+        Outcome::AfterApply(kind) => {
+            let resp = match kind {
+                AfterApplyKind::Http502 => bad_gateway(),
+                AfterApplyKind::InternalError => {
+                    let body = json!({"Response": {"Error": {"Code": codes::INTERNAL_ERROR, "Message": INTERNAL_ERROR_MESSAGE}, "RequestId": request_id}});
+                    json_response(200, serde_json::to_vec(&body).unwrap_or_default(), "application/json")
+                }
+            };
+            (kind.log_code().to_string(), Ok(resp))
+        }
         Outcome::Drop(_) => ("Dropped".to_string(), Err(DropConnection)),
         Outcome::Garbage(mode, size, v) => {
             let real = ok_body(v);
@@ -142,12 +163,20 @@ async fn api(shared: &Arc<Shared>, parts: &Parts, body: Result<Bytes, ()>) -> Re
                         o.insert("RequestId".into(), Value::String(request_id.clone()));
                         o.insert("Padding".into(), Value::String("x".repeat(*size)));
                     }
-                    json_response(200, serde_json::to_vec(&json!({"Response": v})).unwrap_or_default(), "application/json")
+                    json_response(
+                        200,
+                        serde_json::to_vec(&json!({"Response": v})).unwrap_or_default(),
+                        "application/json",
+                    )
                 }
                 GarbageMode::Truncated => json_response(200, real[..real.len() / 2].to_vec(), "application/json"),
-                GarbageMode::WrongShape => json_response(200, br#"{"Response": "garbage"}"#.to_vec(), "application/json"),
+                GarbageMode::WrongShape => {
+                    json_response(200, br#"{"Response": "garbage"}"#.to_vec(), "application/json")
+                }
                 GarbageMode::Empty => json_response(200, Vec::new(), "application/json"),
-                GarbageMode::Html => json_response(200, b"<html><body>Service Unavailable</body></html>".to_vec(), "text/html"),
+                GarbageMode::Html => {
+                    json_response(200, b"<html><body>Service Unavailable</body></html>".to_vec(), "text/html")
+                }
             };
             ("Garbage".to_string(), Ok(resp))
         }
@@ -251,10 +280,7 @@ fn process(
     }
     match inner.engine.error(action) {
         Some(ErrorKind::InternalError) => {
-            return Outcome::Err(ApiError::new(
-                codes::INTERNAL_ERROR,
-                "An internal error has occurred. Retry your request (injected).",
-            ));
+            return Outcome::Err(ApiError::new(codes::INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE));
         }
         Some(ErrorKind::RequestLimitExceeded) => {
             return Outcome::Err(ApiError::new(codes::REQUEST_LIMIT_EXCEEDED, "Request limit exceeded (injected)."));
@@ -284,6 +310,11 @@ fn process(
                 && let Some(hold) = inner.engine.drop_after_apply(action)
             {
                 return Outcome::Drop(hold);
+            }
+            if schema.mutating
+                && let Some(kind) = inner.engine.error_after_apply(action)
+            {
+                return Outcome::AfterApply(kind);
             }
             match inner.engine.garbage(action) {
                 Some((mode, size)) => Outcome::Garbage(mode, size, v),

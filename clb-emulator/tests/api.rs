@@ -4,7 +4,8 @@
 mod common;
 
 use clb_emulator::{
-    BusyFault, Config, DropFault, ErrorFault, ErrorKind, Faults, GarbageFault, GarbageMode, State, TaskFailureFault,
+    AfterApplyKind, BusyFault, Config, DropFault, ErrorAfterApplyFault, ErrorFault, ErrorKind, Faults, GarbageFault,
+    GarbageMode, State, TaskFailureFault,
 };
 use common::{Client, start_example, start_with};
 use serde_json::{Value, json};
@@ -379,6 +380,65 @@ async fn drop_after_apply_and_garbage() {
             _ => assert!(raw.body.len() > 1 << 20),
         }
     }
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn error_after_apply_changes_state_although_the_answer_is_an_error() {
+    let emu = start_with(Config {
+        state: common::example_state(),
+        rate_limit_per_action: 0,
+        task_delay: Duration::from_millis(200),
+        ..Config::default()
+    })
+    .await;
+    let c = Client::new(&emu);
+    emu.set_faults(Faults {
+        error_after_apply: Some(ErrorAfterApplyFault {
+            rate: 1.0,
+            max: Some(1),
+            actions: vec!["RegisterTargets".into()],
+            kind: AfterApplyKind::InternalError,
+        }),
+        ..Faults::default()
+    });
+    // Not a listed action: answered normally.
+    c.ok("DescribeTargets", json!({"LoadBalancerId": LB})).await;
+    let r = c.call("RegisterTargets", reg(&["10.4.1.1"], 80)).await;
+    assert_eq!(r["Error"]["Code"], "InternalError", "{r}");
+    // The change was accepted as a task (its id is the RequestId of the error answer), locks the
+    // LB while it runs and completes normally.
+    let task = r["RequestId"].as_str().unwrap().to_string();
+    assert_eq!(emu.task(&task).unwrap().status, 2);
+    assert_eq!(c.code("RegisterTargets", reg(&["10.4.1.2"], 80)).await, "FailedOperation.ResourceInOperating");
+    assert_eq!(c.wait_task(&task).await["Status"], 0);
+    assert!(l4_ips(&emu.state()).contains(&("10.4.1.1".into(), 80, 10)), "applied although answered InternalError");
+    // A retry meets the target already bound; `max` ended the fault.
+    assert_eq!(c.code("RegisterTargets", reg(&["10.4.1.1"], 80)).await, "InvalidParameterValue.Duplicate");
+    let calls = emu.calls();
+    assert_eq!(calls.errors("InternalErrorAfterApply"), 1);
+    assert_eq!(calls.errors("InternalError"), 0, "not counted as a not-executed InternalError");
+    assert_eq!(calls.errors_after_apply(), 1);
+    assert_eq!(calls.of("RegisterTargets")[0].code, "InternalErrorAfterApply");
+    assert_eq!(calls.mutating_succeeded(), 1, "the executed call counts as a created task");
+
+    // HTTP 502 mode, from the YAML fault config, on a batch action.
+    let faults: Faults =
+        serde_yaml::from_str("error_after_apply: {kind: http502, actions: [BatchDeregisterTargets]}").unwrap();
+    emu.set_faults(faults);
+    emu.set_task_delay(Duration::ZERO);
+    let body = json!({"LoadBalancerId": LB, "Targets": [{"ListenerId": L4, "EniIp": "10.4.1.1", "Port": 80}]});
+    let raw = c.send("BatchDeregisterTargets", serde_json::to_vec(&body).unwrap(), &[]).await.unwrap();
+    assert_eq!(raw.status, 502);
+    assert!(!l4_ips(&emu.state()).iter().any(|t| t.0 == "10.4.1.1"), "deregistered although answered 502");
+    let calls = emu.calls();
+    assert_eq!((calls.errors("HTTP502AfterApply"), calls.errors("HTTP502")), (1, 0));
+    assert_eq!(calls.errors_after_apply(), 2);
+    // A failed (not executed) mutation is answered as usual, not replaced by the fault.
+    assert_eq!(
+        c.code("BatchDeregisterTargets", json!({"LoadBalancerId": "lb-nope", "Targets": body["Targets"]})).await,
+        "InvalidParameter.LBIdNotFound"
+    );
     emu.shutdown().await;
 }
 

@@ -343,6 +343,19 @@ def faults(emu):
     st = emu.wait(r["RequestId"])
     check(st["Status"] == 1 and st["Message"] == "backend quota exhausted", "failed task: Status 1 + Message")
     check(("10.0.7.1", 80) not in l4_targets(emu), "failed task leaves state unchanged")
+    emu.admin("POST", "faults", {"error_after_apply": {"kind": "internal_error", "max": 1,
+                                                        "actions": ["RegisterTargets"]}})
+    try:
+        emu.call("RegisterTargets", {"LoadBalancerId": LB, "ListenerId": L4,
+                                     "Targets": [{"EniIp": "10.0.7.2", "Port": 80}]})
+        raise AssertionError("expected InternalError")
+    except TencentCloudSDKException as e:
+        check(e.get_code() == "InternalError", f"executed, then InternalError (got {e.get_code()})")
+        emu.wait(e.get_request_id())
+    check(("10.0.7.2", 80) in l4_targets(emu), "executed-then-InternalError: the change was applied")
+    r = emu.call("DeregisterTargets", {"LoadBalancerId": LB, "ListenerId": L4,
+                                       "Targets": [{"EniIp": "10.0.7.2", "Port": 80}]})
+    emu.wait(r["RequestId"])
     emu.admin("POST", "faults", {"busy": {"calls": 1}})
     check(emu.error("DeregisterTargets", {"LoadBalancerId": LB, "ListenerId": L4,
                                           "Targets": [{"EniIp": "10.0.1.11", "Port": 8080}]})
@@ -360,6 +373,7 @@ def faults(emu):
     calls = emu.admin("GET", "calls")
     check(calls["by_action"]["RegisterTargets"] >= 3 and calls["mutating_calls"] >= 10, "admin calls counters")
     check(calls["errors_by_code"].get("HTTP502") == 1, "admin calls: HTTP502 counted")
+    check(calls["errors_by_code"].get("InternalErrorAfterApply") == 1, "admin calls: InternalErrorAfterApply counted")
 
 
 def main():
