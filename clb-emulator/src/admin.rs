@@ -1,4 +1,7 @@
-//! Admin API under `/_emulator/` (JSON; request bodies may be JSON or YAML):
+//! Admin API under `/_emulator/` (JSON; request bodies may be JSON or YAML, sent as
+//! `Content-Type: application/json`). A test tool's back door: it reads the secret keys and
+//! replaces the state, so [`guard`] answers 403 to anything a web page could send (a foreign
+//! `Host` or `Origin`, a body without a JSON content type).
 //!
 //! | Method | Path | Effect |
 //! |---|---|---|
@@ -19,6 +22,7 @@ use hyper::Method;
 use hyper::http::request::Parts;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 fn ok(v: Value) -> Resp {
@@ -60,8 +64,79 @@ struct SettingsBody {
     backend_quota: Option<u32>,
 }
 
+/// True for a `Host` (or `Origin` authority) naming the loopback interface: `localhost`,
+/// 127.0.0.0/8 or `::1`, each with an optional port (`[::1]:9080`).
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, tail)) if tail.is_empty() || is_port(tail) => ip,
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if !name.contains(':') => {
+                if !is_port(&format!(":{port}")) {
+                    return false;
+                }
+                name
+            }
+            _ => host,
+        }
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_port(tail: &str) -> bool {
+    tail.strip_prefix(':').is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Refuses what a web page could send to the admin API (which reads and changes secrets and
+/// state): a `Host` that is not loopback (DNS rebinding), an `Origin` that is not loopback, and a
+/// body without a JSON content type (a "simple" cross-origin POST cannot set one).
+fn guard(parts: &Parts) -> Result<(), String> {
+    let header = |n: &str| parts.headers.get(n).map(|v| v.to_str().unwrap_or("<not ASCII>"));
+    match header("host") {
+        Some(h) if is_loopback_host(h) => {}
+        Some(h) => {
+            return Err(format!(
+                "Host `{h}` is not a loopback address; the admin API answers only requests to 127.0.0.1, ::1 or localhost"
+            ));
+        }
+        None => {
+            return Err(
+                "the request has no Host header; the admin API answers only requests to 127.0.0.1, ::1 or localhost"
+                    .into(),
+            );
+        }
+    }
+    if let Some(origin) = header("origin") {
+        let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest).trim_end_matches('/');
+        if !is_loopback_host(authority) {
+            return Err(format!(
+                "Origin `{origin}` is not a loopback address; the admin API refuses cross-site requests"
+            ));
+        }
+    }
+    if parts.method == Method::POST || parts.method == Method::PUT {
+        let ct = header("content-type").unwrap_or("");
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(format!(
+                "Content-Type `{ct}` refused: admin {} requests must be sent as application/json",
+                parts.method
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Handles one admin request.
 pub(crate) fn handle(shared: &Shared, parts: &Parts, body: &[u8]) -> Resp {
+    if let Err(msg) = guard(parts) {
+        tracing::warn!(target: "clb_emulator", "admin {} {} -> 403: {msg}", parts.method, parts.uri.path());
+        return err(403, format!("admin API refused: {msg}"));
+    }
     let path = parts.uri.path().trim_end_matches('/');
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let r = match (&parts.method, &segs[1..]) {
@@ -110,4 +185,33 @@ pub(crate) fn handle(shared: &Shared, parts: &Parts, body: &[u8]) -> Resp {
     let resp = r.unwrap_or_else(|e| err(400, e));
     tracing::info!(target: "clb_emulator", "admin {} {} -> {}", parts.method, parts.uri.path(), resp.status().as_u16());
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in
+            ["127.0.0.1", "127.0.0.1:9080", "127.1.2.3:1", "localhost", "LOCALHOST:80", "[::1]", "[::1]:9080", "::1"]
+        {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "",
+            "evil.example",
+            "evil.example:9080",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+            "10.0.0.1:9080",
+            "[::2]:80",
+            "[::1]x",
+            "127.0.0.1:",
+            "127.0.0.1:80x",
+            "0.0.0.0:9080",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Address to listen on (use 127.0.0.1:0 for a free port).
+    /// Address to listen on (use 127.0.0.1:0 for a free port). A test tool: keep it on loopback.
     #[arg(long, default_value = "127.0.0.1:9080")]
     listen: SocketAddr,
     /// Seed state file (YAML or JSON). Empty state with the default credentials when omitted.
@@ -48,6 +48,14 @@ fn main() -> std::process::ExitCode {
         .with_target(false)
         .init();
     let args = Args::parse();
+    if !args.listen.ip().is_loopback() {
+        eprintln!(
+            "clb-emulator: warning: listening on {}, which is not a loopback address. This is a test tool: \
+             anyone who can reach it can call the API with the emulator's well-known keys. The admin API \
+             (/_emulator/, which reads the secret keys) still answers only requests with a loopback Host.",
+            args.listen
+        );
+    }
     match run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

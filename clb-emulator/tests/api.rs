@@ -450,7 +450,7 @@ async fn admin(
 ) -> (u16, Value) {
     let mut req = common::http_client().request(method, format!("{}/_emulator/{path}", emu.endpoint()));
     if let Some(b) = body {
-        req = req.body(b);
+        req = req.header("content-type", "application/json").body(b);
     }
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();
@@ -498,6 +498,89 @@ async fn admin_api() {
     assert_eq!(admin(Method::POST, &emu, "clock", Some(r#"{"offset_secs": -1000}"#.into())).await.0, 200);
     assert_eq!(c.code("DescribeListeners", json!({"LoadBalancerId": LB})).await, "AuthFailure.SignatureExpire");
     assert_eq!(admin(Method::GET, &emu, "nope", None).await.0, 404);
+    emu.shutdown().await;
+}
+
+/// Sends an admin request with exactly these headers; returns the status and the body text.
+async fn admin_raw(
+    emu: &clb_emulator::Emulator,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut req = common::http_client().request(method, format!("{}/_emulator/{path}", emu.endpoint()));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.body(body.to_string()).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn admin_api_refuses_what_a_web_page_can_send() {
+    use reqwest::Method;
+    let emu = start_example().await;
+    let c = Client::new(&emu);
+    let faults = r#"{"errors": {"kind": "internal_error"}}"#;
+    // A page on another site can POST text/plain without a preflight: refused, nothing changed.
+    let (status, body) = admin_raw(
+        &emu,
+        Method::POST,
+        "faults",
+        &[("content-type", "text/plain"), ("origin", "http://evil.example")],
+        faults,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert!(err["error"].as_str().unwrap().contains("admin API refused"), "{body}");
+    assert_eq!(emu.faults(), Faults::default());
+    assert_eq!(c.code("DescribeListeners", json!({"LoadBalancerId": LB})).await, "");
+    // text/plain from no origin at all, and a form post: refused as well.
+    for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let (status, _) = admin_raw(&emu, Method::POST, "reset", &[("content-type", ct)], r#"{"state": true}"#).await;
+        assert_eq!(status, 403, "{ct}");
+    }
+    let (status, _) = admin_raw(&emu, Method::PUT, "state", &[], "load_balancers: []").await;
+    assert_eq!(status, 403, "PUT without a content type");
+    assert_eq!(emu.state().load_balancers.len(), 2);
+    // JSON from a foreign origin (a CORS request the browser would send after a preflight): refused.
+    let (status, _) = admin_raw(
+        &emu,
+        Method::POST,
+        "faults",
+        &[("content-type", "application/json"), ("origin", "https://evil.example")],
+        faults,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(emu.faults(), Faults::default());
+    // DNS rebinding: a foreign Host cannot read the state (which holds the secret keys).
+    for host in ["evil.example", "evil.example:80", "127.0.0.1.evil.example", "10.0.0.1"] {
+        let (status, body) = admin_raw(&emu, Method::GET, "state", &[("host", host)], "").await;
+        assert_eq!(status, 403, "{host}: {body}");
+        assert!(!body.contains(clb_emulator::DEFAULT_SECRET_KEY), "{host}: secret leaked");
+        assert!(body.contains("loopback"), "{body}");
+    }
+    // Normal admin calls still work: loopback hosts, JSON with parameters, loopback origin.
+    let port = emu.addr().port();
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")] {
+        let (status, body) = admin_raw(&emu, Method::GET, "state", &[("host", &host)], "").await;
+        assert_eq!(status, 200, "{host}");
+        assert!(body.contains("lb-web00001"));
+    }
+    let (status, _) = admin_raw(
+        &emu,
+        Method::POST,
+        "faults",
+        &[("content-type", "Application/JSON; charset=utf-8"), ("origin", &format!("http://127.0.0.1:{port}"))],
+        faults,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(c.code("DescribeListeners", json!({"LoadBalancerId": LB})).await, "InternalError");
+    assert_eq!(emu.calls().errors("InternalError"), 1);
     emu.shutdown().await;
 }
 

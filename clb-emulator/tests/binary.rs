@@ -74,3 +74,22 @@ impl JsonOrText for reqwest::Response {
         serde_json::from_slice(&b).unwrap()
     }
 }
+
+#[test]
+fn binary_warns_when_listening_beyond_loopback() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clb-emulator"))
+        .args(["--listen", "0.0.0.0:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn clb-emulator");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("clb-emulator listening on http://0.0.0.0:"), "{line}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains("warning: listening on 0.0.0.0:0, which is not a loopback address"), "{stderr}");
+    assert!(stderr.contains("test tool"), "{stderr}");
+}

@@ -97,7 +97,8 @@ class Emu:
 
     def admin(self, method, path, body=None):
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + "/_emulator/" + path, data=data, method=method)
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        req = urllib.request.Request(self.base + "/_emulator/" + path, data=data, method=method, headers=headers)
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())
 
