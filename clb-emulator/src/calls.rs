@@ -35,7 +35,8 @@ pub struct CallLog {
     pub errors_by_code: BTreeMap<String, usize>,
     /// Calls to mutating actions (all outcomes).
     pub mutating_calls: usize,
-    /// Calls to mutating actions that were executed (a task was created), including those whose
+    /// Calls to mutating actions that were executed (a task was created, or BatchModifyTargetTag's
+    /// change made), including those whose
     /// answer a fault then replaced (`Dropped`, `Garbage`, `*AfterApply`).
     pub mutating_ok: usize,
     /// Every call, in arrival order.

@@ -234,6 +234,54 @@ async fn duplicates_quota_and_partial_failure() {
     assert_eq!(c.code("BatchModifyTargetWeight", w).await, "InvalidParameter");
 }
 
+fn l4_tags(state: &State) -> Vec<(String, String)> {
+    let lb = state.load_balancer(LB).unwrap();
+    let l = lb.listeners.iter().find(|l| l.id == L4).unwrap();
+    l.targets.iter().map(|t| (t.ip.clone(), t.tag.clone())).collect()
+}
+
+#[tokio::test]
+async fn target_tags_are_stored_on_register_and_changed_synchronously_by_batch_modify_target_tag() {
+    let emu = start_with(Config {
+        state: common::example_state(),
+        rate_limit_per_action: 0,
+        task_delay: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let c = Client::new(&emu);
+    let body = json!({"LoadBalancerId": LB, "ListenerId": L4, "Targets": [{"EniIp": "10.4.2.1", "Port": 80, "Tag": "clbsync:a"}]});
+    let r = c.ok("RegisterTargets", body).await;
+    c.wait_task(r["RequestId"].as_str().unwrap()).await;
+    assert!(l4_tags(&emu.state()).contains(&("10.4.2.1".into(), "clbsync:a".into())));
+    assert!(l4_tags(&emu.state()).contains(&("172.16.0.5".into(), "by-hand".into())), "seeded tag");
+    let tag = |ip: &str, tag: &str| json!({"EniIp": ip, "Port": 80, "Tag": tag});
+    // One unbound target: the whole call fails, nothing changes.
+    let bad = json!({"LoadBalancerId": LB, "ModifyList": [{"ListenerId": L4, "Targets": [tag("10.4.2.1", "clbsync:b"), tag("10.4.2.9", "x")]}]});
+    assert_eq!(c.code("BatchModifyTargetTag", bad).await, "InvalidParameter");
+    assert!(l4_tags(&emu.state()).contains(&("10.4.2.1".into(), "clbsync:a".into())));
+    // Applied before the answer, no task, no lock: the next mutation is accepted at once.
+    let good =
+        json!({"LoadBalancerId": LB, "ModifyList": [{"ListenerId": L4, "Targets": [tag("10.4.2.1", "clbsync:b")]}]});
+    let r = c.ok("BatchModifyTargetTag", good).await;
+    assert!(l4_tags(&emu.state()).contains(&("10.4.2.1".into(), "clbsync:b".into())));
+    assert!(emu.task(r["RequestId"].as_str().unwrap()).is_none());
+    c.ok("RegisterTargets", reg(&["10.4.2.2"], 80)).await;
+    // ...but a running task locks the LB for it, like for every other mutation.
+    let again =
+        json!({"LoadBalancerId": LB, "ModifyList": [{"ListenerId": L4, "Targets": [tag("10.4.2.1", "clbsync:c")]}]});
+    assert_eq!(c.code("BatchModifyTargetTag", again).await, "FailedOperation.ResourceInOperating");
+    let r = c
+        .ok("DescribeTargets", json!({"LoadBalancerId": LB, "Filters": [{"Name": "tag", "Values": ["clbsync:b"]}]}))
+        .await;
+    let tagged: Vec<&Value> =
+        r["Listeners"].as_array().unwrap().iter().flat_map(|l| l["Targets"].as_array().into_iter().flatten()).collect();
+    assert_eq!(tagged.len(), 1);
+    assert_eq!(tagged[0]["Tag"], "clbsync:b");
+    assert_eq!(emu.calls().mutating_succeeded(), 3);
+    emu.shutdown().await;
+}
+
 async fn codes_for(seed: u64) -> Vec<String> {
     let faults = Faults {
         seed,

@@ -2,6 +2,7 @@
 //! fields (without `RequestId`) or an [`ApiError`].
 
 mod describe;
+mod tags;
 mod targets;
 
 use crate::Inner;
@@ -36,6 +37,7 @@ pub(crate) fn run(inner: &mut Inner, ctx: &Ctx<'_>, p: &Value) -> Result<Value, 
         "BatchRegisterTargets" => targets::batch_register(inner, ctx, p),
         "BatchDeregisterTargets" => targets::batch_deregister(inner, ctx, p),
         "BatchModifyTargetWeight" => targets::batch_modify_weight(inner, ctx, p),
+        "BatchModifyTargetTag" => tags::batch_modify_tag(inner, ctx, p),
         other => Err(ApiError::new(codes::INVALID_ACTION, format!("The action `{other}` is not supported."))),
     }
 }

@@ -241,6 +241,70 @@ def mutate(emu):
     check(code == "InvalidParameter", "deregistering an unbound target")
 
 
+def tags(emu):
+    """Target tags: Target.Tag / BatchTarget.Tag on register, Backend.Tag, the tag filter and
+    BatchModifyTargetTag (synchronous, all-or-nothing)."""
+    check(l4_targets(emu)[("172.16.0.5", 30080)]["Tag"] == "by-hand", "Backend.Tag from the seed")
+    check(l4_targets(emu)[("10.0.1.11", 8080)]["Tag"] == "", "Backend.Tag of an untagged target is empty")
+    r = emu.call("RegisterTargets", {"LoadBalancerId": LB, "ListenerId": L4,
+                                     "Targets": [{"EniIp": "10.0.8.1", "Port": 80, "Tag": "clbsync:a"}]})
+    emu.wait(r["RequestId"])
+    check(l4_targets(emu)[("10.0.8.1", 80)]["Tag"] == "clbsync:a", "RegisterTargets: Target.Tag stored")
+    r = emu.call("BatchRegisterTargets", {"LoadBalancerId": LB, "Targets": [
+        {"ListenerId": L7, "LocationId": LOC, "EniIp": "10.0.8.2", "Port": 80, "Tag": "clbsync:b"}]})
+    emu.wait(r["RequestId"])
+    check(l7_targets(emu)[("10.0.8.2", 80)]["Tag"] == "clbsync:b", "BatchRegisterTargets: BatchTarget.Tag stored")
+    ls = emu.targets(filters=[{"Name": "tag", "Values": ["clbsync:a", "clbsync:b"]}])
+    found = {(t["PrivateIpAddresses"][0], t["Tag"]) for l in ls for t in (l["Targets"] or []) +
+             [t for r in (l["Rules"] or []) for t in r["Targets"]]}
+    check(found == {("10.0.8.1", "clbsync:a"), ("10.0.8.2", "clbsync:b")}, f"DescribeTargets: tag filter ({found})")
+
+    # Synchronous: visible at once, no task behind the RequestId. Target.Tag wins over RsTagRule.Tag.
+    r = emu.call("BatchModifyTargetTag", {"LoadBalancerId": LB, "ModifyList": [
+        {"ListenerId": L4, "Tag": "clbsync:c", "Targets": [{"EniIp": "10.0.8.1", "Port": 80},
+                                                           {"EniIp": "10.0.1.11", "Port": 8080, "Tag": "own"}]},
+        {"ListenerId": L7, "LocationId": LOC, "Targets": [{"EniIp": "10.0.8.2", "Port": 80}]}]})
+    check(set(r) == {"RequestId"}, "BatchModifyTargetTag: the response holds only RequestId")
+    l4 = l4_targets(emu)
+    check(l4[("10.0.8.1", 80)]["Tag"] == "clbsync:c" and l4[("10.0.1.11", 8080)]["Tag"] == "own",
+          "BatchModifyTargetTag: applied synchronously, Target.Tag over RsTagRule.Tag")
+    check(l7_targets(emu)[("10.0.8.2", 80)]["Tag"] == "", "BatchModifyTargetTag: no Tag at all clears it")
+    check(emu.error("DescribeTaskStatus", {"TaskId": r["RequestId"]}) == "InvalidParameter",
+          "BatchModifyTargetTag: synchronous, its RequestId is no task")
+    one = [{"EniIp": "10.0.8.1", "Port": 80, "Tag": "x"}]
+    cases = [
+        ({"LoadBalancerId": LB, "ModifyList": [{"ListenerId": "lbl-missing0", "Targets": one}]},
+         "InvalidParameter.ListenerIdNotFound"),
+        ({"LoadBalancerId": LB, "ModifyList": [{"ListenerId": L7, "LocationId": "loc-missing0", "Targets": one}]},
+         "InvalidParameter.LocationNotFound"),
+        ({"LoadBalancerId": LB, "ModifyList": [{"ListenerId": L7, "Targets": one}]}, "InvalidParameter"),
+        ({"LoadBalancerId": LB, "ModifyList": [{"ListenerId": L4, "Targets": one},
+                                               {"ListenerId": L4, "Targets": [{"EniIp": "10.9.9.9", "Port": 1}]}]},
+         "InvalidParameter"),
+        ({"LoadBalancerId": "lb-missing", "ModifyList": [{"ListenerId": L4, "Targets": one}]},
+         "InvalidParameter.LBIdNotFound"),
+        ({"LoadBalancerId": "lb-classic1", "ModifyList": [{"ListenerId": "lbl-classic80", "Targets": one}]},
+         "UnsupportedOperation"),
+        ({"LoadBalancerId": LB, "ModifyList": [
+            {"ListenerId": L4, "Targets": [{"EniIp": f"10.3.{i // 250}.{i % 250}", "Port": 80} for i in range(501)]}]},
+         "InvalidParameterValue.Length"),
+    ]
+    for params, want in cases:
+        got = emu.error("BatchModifyTargetTag", params)
+        check(got == want, f"BatchModifyTargetTag -> {want} (got {got})")
+    check(l4_targets(emu)[("10.0.8.1", 80)]["Tag"] == "clbsync:c", "BatchModifyTargetTag: all-or-nothing")
+    # A running task locks the load balancer for BatchModifyTargetTag too.
+    r = emu.call("DeregisterTargets", {"LoadBalancerId": LB, "ListenerId": L4,
+                                       "Targets": [{"EniIp": "10.0.8.1", "Port": 80}]})
+    check(emu.error("BatchModifyTargetTag", {"LoadBalancerId": LB, "ModifyList": [
+        {"ListenerId": L7, "LocationId": LOC, "Targets": [{"EniIp": "10.0.8.2", "Port": 80, "Tag": "y"}]}]})
+          == "FailedOperation.ResourceInOperating", "BatchModifyTargetTag on a locked LB")
+    emu.wait(r["RequestId"])
+    r = emu.call("DeregisterTargets", {"LoadBalancerId": LB, "ListenerId": L7, "LocationId": LOC,
+                                       "Targets": [{"EniIp": "10.0.8.2", "Port": 80}]})
+    emu.wait(r["RequestId"])
+
+
 def health(emu):
     r = emu.call("DescribeTargetHealth", {"LoadBalancerIds": [LB]})
     (lb,) = r["LoadBalancers"]
@@ -387,7 +451,7 @@ def main():
     ap.add_argument("--token")
     args = ap.parse_args()
     emu = Emu(args.endpoint, args.secret_id, args.secret_key)
-    for step in (describe, mutate, health, errors, lambda e: auth(e, args), faults):
+    for step in (describe, mutate, tags, health, errors, lambda e: auth(e, args), faults):
         step(emu)
     print(f"conformance.py: {len(CHECKS)} checks passed")
 
