@@ -13,15 +13,20 @@
 //! | POST/PUT | `/_emulator/faults` | replace the fault config |
 //! | GET | `/_emulator/tasks` | all tasks |
 //! | DELETE | `/_emulator/listeners/{lb}/{listener}` | delete a listener |
-//! | POST | `/_emulator/clock` | body `{"offset_secs": N}` shifts the emulator clock |
-//! | POST | `/_emulator/settings` | body `{"task_delay_ms", "rate_limit_per_action", "backend_quota"}` (all optional) |
+//! | POST | `/_emulator/clock` | body `{"offset_secs": N}` shifts the signing clock; `{"advance_ms": N}` moves emulator time forward |
+//! | POST | `/_emulator/settings` | body `{"task_delay_ms", "rate_limit_per_action", "backend_quota", "health_interval_ms", "health_timeout_ms", "healthy_threshold", "unhealthy_threshold"}` (all optional) |
+//! | GET | `/_emulator/health` | health-check config, serving flags and every target's health |
+//! | GET | `/_emulator/serving` | serving flags `{"default": true, "ips": {"10.0.0.1": false}}` |
+//! | POST / PUT | `/_emulator/serving` | change (POST) or replace (PUT) serving flags |
 
 use crate::response::{Resp, json_response};
-use crate::{Faults, Shared, State};
+use crate::state::normalize_ip;
+use crate::{Faults, HealthConfig, Serving, Shared, State};
 use hyper::Method;
 use hyper::http::request::Parts;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
@@ -51,9 +56,10 @@ struct ResetBody {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 struct ClockBody {
-    offset_secs: i64,
+    offset_secs: Option<i64>,
+    advance_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -62,6 +68,30 @@ struct SettingsBody {
     task_delay_ms: Option<u64>,
     rate_limit_per_action: Option<u32>,
     backend_quota: Option<u32>,
+    health_interval_ms: Option<u64>,
+    health_timeout_ms: Option<u64>,
+    healthy_threshold: Option<u32>,
+    unhealthy_threshold: Option<u32>,
+}
+
+/// `POST /_emulator/serving`: flags to change (`default` optional); `PUT` replaces all.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct ServingBody {
+    default: Option<bool>,
+    ips: BTreeMap<String, bool>,
+}
+
+/// Normalises the IPs of a serving body (400 for anything that is not an IP).
+fn serving_flags(base: Serving, body: ServingBody) -> Result<Serving, String> {
+    let mut out = base;
+    if let Some(d) = body.default {
+        out.default = d;
+    }
+    for (ip, flag) in body.ips {
+        out.ips.insert(normalize_ip(&ip)?, flag);
+    }
+    Ok(out)
 }
 
 /// True for a `Host` (or `Origin` authority) naming the loopback interface: `localhost`,
@@ -165,8 +195,25 @@ pub(crate) fn handle(shared: &Shared, parts: &Parts, body: &[u8]) -> Resp {
             })
         }
         (&Method::POST, ["clock"]) => parse::<ClockBody>(body).map(|b| {
-            shared.clock_offset.store(b.offset_secs, Ordering::Relaxed);
+            if let Some(secs) = b.offset_secs {
+                shared.clock_offset.store(secs, Ordering::Relaxed);
+            }
+            if let Some(ms) = b.advance_ms {
+                shared.clock.advance(std::time::Duration::from_millis(ms));
+            }
             ok(json!({"ok": true}))
+        }),
+        (&Method::GET, ["health"]) => {
+            let targets = shared.health();
+            let g = shared.lock();
+            Ok(ok(json!({"config": g.health.config, "serving": g.health.serving(), "targets": targets})))
+        }
+        (&Method::GET, ["serving"]) => Ok(ok(json!(shared.lock().health.serving()))),
+        (&Method::POST | &Method::PUT, ["serving"]) => parse::<ServingBody>(body).and_then(|b| {
+            let base = if parts.method == Method::PUT { Serving::default() } else { shared.lock().health.serving() };
+            let flags = serving_flags(base, b)?;
+            shared.set_serving(flags.clone());
+            Ok(ok(json!(flags)))
         }),
         (&Method::POST, ["settings"]) => parse::<SettingsBody>(body).map(|b| {
             if let Some(v) = b.task_delay_ms {
@@ -177,6 +224,19 @@ pub(crate) fn handle(shared: &Shared, parts: &Parts, body: &[u8]) -> Resp {
             }
             if let Some(v) = b.backend_quota {
                 shared.backend_quota.store(v, Ordering::Relaxed);
+            }
+            if b.health_interval_ms.is_some()
+                || b.health_timeout_ms.is_some()
+                || b.healthy_threshold.is_some()
+                || b.unhealthy_threshold.is_some()
+            {
+                let old = shared.lock().health.config;
+                shared.set_health_config(HealthConfig {
+                    interval_ms: b.health_interval_ms.unwrap_or(old.interval_ms),
+                    timeout_ms: b.health_timeout_ms.unwrap_or(old.timeout_ms),
+                    healthy_threshold: b.healthy_threshold.unwrap_or(old.healthy_threshold),
+                    unhealthy_threshold: b.unhealthy_threshold.unwrap_or(old.unhealthy_threshold),
+                });
             }
             ok(json!({"ok": true}))
         }),

@@ -264,7 +264,7 @@ fn process(
             "The request is missing a required parameter `Region`.",
         ));
     }
-    let tokio_now = tokio::time::Instant::now();
+    let tokio_now = shared.clock.now();
     let mut g = shared.lock();
     let inner = &mut *g;
     let limit = shared.rate_limit.load(std::sync::atomic::Ordering::Relaxed);

@@ -1,10 +1,12 @@
 //! Indexed in-memory model behind [`State`]: load balancers by id, and per listener / rule a
 //! `BTreeMap<(ip, port), Target>` so lookups, duplicate checks and quota checks are O(log n).
 
+use crate::health::{Health, Probe, Probes};
 use crate::state::{
     Credential, Listener, LoadBalancer, Rule, State, StateError, Target, TargetKind, is_l7_protocol, normalize_ip,
 };
 use std::collections::{BTreeMap, HashMap};
+use tokio::time::Instant;
 
 /// Targets of one L4 listener or one L7 rule, keyed by (normalised ip, port).
 pub(crate) type Pool = BTreeMap<(String, u16), Target>;
@@ -32,6 +34,8 @@ pub(crate) struct Lsn {
     pub target_type: String,
     /// L4 only.
     pub targets: Pool,
+    /// Health-check state of `targets` (same keys).
+    pub health: Probes,
     /// L7 only.
     pub rules: Vec<RuleEntry>,
 }
@@ -54,6 +58,8 @@ pub(crate) struct RuleEntry {
     pub url: String,
     pub target_type: String,
     pub targets: Pool,
+    /// Health-check state of `targets` (same keys).
+    pub health: Probes,
 }
 
 /// Where a target set lives: listener index and, for L7, rule index.
@@ -108,6 +114,11 @@ fn fill_target(t: &Target, now: &str) -> Target {
     t
 }
 
+/// Seeded targets are healthy (bound long before the emulator started).
+fn seeded_probes(pool: &Pool) -> Probes {
+    pool.keys().map(|k| (k.clone(), Probe::seeded())).collect()
+}
+
 fn fill_pool(targets: &[Target], now: &str, cvms: &mut HashMap<String, (String, Option<String>)>) -> Pool {
     let mut pool = Pool::new();
     for t in targets {
@@ -135,14 +146,19 @@ impl World {
                 let rules = l
                     .rules
                     .iter()
-                    .map(|r| RuleEntry {
-                        location_id: r.location_id.clone(),
-                        domain: r.domain.clone(),
-                        url: r.url.clone(),
-                        target_type: r.target_type.clone(),
-                        targets: fill_pool(&r.targets, &now, &mut w.cvms),
+                    .map(|r| {
+                        let targets = fill_pool(&r.targets, &now, &mut w.cvms);
+                        RuleEntry {
+                            location_id: r.location_id.clone(),
+                            domain: r.domain.clone(),
+                            url: r.url.clone(),
+                            target_type: r.target_type.clone(),
+                            health: seeded_probes(&targets),
+                            targets,
+                        }
                     })
                     .collect();
+                let targets = fill_pool(&l.targets, &now, &mut w.cvms);
                 listeners.push(Lsn {
                     id: l.id.clone(),
                     name: if l.name.is_empty() {
@@ -154,7 +170,8 @@ impl World {
                     port: l.port,
                     end_port: l.end_port,
                     target_type: l.target_type.clone(),
-                    targets: fill_pool(&l.targets, &now, &mut w.cvms),
+                    health: seeded_probes(&targets),
+                    targets,
                     rules,
                 });
             }
@@ -232,6 +249,32 @@ impl World {
         }
     }
 
+    /// Runs the health checks of every target (or of one load balancer's) up to `now`.
+    pub fn settle_health(&mut self, health: &Health, now: Instant, only_lb: Option<&str>) {
+        for lb in self.lbs.iter_mut().filter(|lb| only_lb.is_none_or(|id| id == lb.id)) {
+            for l in &mut lb.listeners {
+                for ((ip, _), probe) in &mut l.health {
+                    health.advance(probe, ip, now);
+                }
+                for r in &mut l.rules {
+                    for ((ip, _), probe) in &mut r.health {
+                        health.advance(probe, ip, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Restarts every probe schedule (after a configuration change, once settled with the old one).
+    pub fn restart_health(&mut self) {
+        for l in self.lbs.iter_mut().flat_map(|lb| lb.listeners.iter_mut()) {
+            l.health.values_mut().for_each(Probe::restart);
+            for r in &mut l.rules {
+                r.health.values_mut().for_each(Probe::restart);
+            }
+        }
+    }
+
     /// Removes a listener; true when it existed.
     pub fn delete_listener(&mut self, lb: &str, listener: &str) -> bool {
         match self.lb_mut(lb) {
@@ -259,10 +302,15 @@ impl Lb {
     }
 
     pub fn pool_mut(&mut self, p: Place) -> Option<&mut Pool> {
+        self.pool_and_health_mut(p).map(|(pool, _)| pool)
+    }
+
+    /// Targets and their health-check state (kept with the same keys).
+    pub fn pool_and_health_mut(&mut self, p: Place) -> Option<(&mut Pool, &mut Probes)> {
         let l = self.listeners.get_mut(p.listener)?;
         match p.rule {
-            Some(r) => l.rules.get_mut(r).map(|r| &mut r.targets),
-            None => Some(&mut l.targets),
+            Some(r) => l.rules.get_mut(r).map(|r| (&mut r.targets, &mut r.health)),
+            None => Some((&mut l.targets, &mut l.health)),
         }
     }
 }

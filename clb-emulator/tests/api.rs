@@ -282,6 +282,139 @@ async fn target_tags_are_stored_on_register_and_changed_synchronously_by_batch_m
     emu.shutdown().await;
 }
 
+/// (HealthStatus, HealthStatusDetail) of every target of the L4 listener and the L7 rule, by ip.
+async fn health_of(c: &Client) -> std::collections::BTreeMap<String, (bool, String)> {
+    let r = c.ok("DescribeTargetHealth", json!({"LoadBalancerIds": [LB], "ListenerIds": [L4, L7]})).await;
+    let mut out = std::collections::BTreeMap::new();
+    for l in r["LoadBalancers"][0]["Listeners"].as_array().unwrap() {
+        for rule in l["Rules"].as_array().unwrap() {
+            for t in rule["Targets"].as_array().unwrap() {
+                assert_eq!(t["HealthStatusDetail"], t["HealthStatusDetial"]);
+                let detail = t["HealthStatusDetail"].as_str().unwrap().to_string();
+                out.insert(t["IP"].as_str().unwrap().to_string(), (t["HealthStatus"].as_bool().unwrap(), detail));
+            }
+        }
+    }
+    out
+}
+
+fn h(healthy: bool, detail: &str) -> (bool, String) {
+    (healthy, detail.to_string())
+}
+
+#[tokio::test]
+async fn health_checks_follow_clb_defaults_and_the_serving_flags() {
+    let emu = start_example().await;
+    assert_eq!(emu.health_config(), clb_emulator::HealthConfig::default());
+    let c = Client::new(&emu);
+    assert_eq!(health_of(&c).await["10.0.1.11"], h(true, "Alive"), "seeded targets are healthy");
+    // Weight 0 is health-checked like any other weight.
+    let body = json!({"LoadBalancerId": LB, "ListenerId": L4, "Targets": [{"EniIp": "10.4.3.1", "Port": 80, "Weight": 0}, {"EniIp": "10.4.3.2", "Port": 80}]});
+    c.ok("RegisterTargets", body).await;
+    let body = json!({"LoadBalancerId": LB, "ListenerId": L7, "LocationId": LOC, "Targets": [{"EniIp": "10.4.3.3", "Port": 80}]});
+    c.ok("RegisterTargets", body).await;
+    let hs = health_of(&c).await;
+    for ip in ["10.4.3.1", "10.4.3.2", "10.4.3.3"] {
+        assert_eq!(hs[ip], h(false, "Unknown"), "{ip}: a newly bound target is detecting");
+    }
+    // interval 5 s x healthy threshold 3 = 15 s (emulator time: no real waiting).
+    emu.advance(Duration::from_secs(14));
+    assert_eq!(health_of(&c).await["10.4.3.1"], h(false, "Unknown"));
+    emu.advance(Duration::from_secs(1));
+    let hs = health_of(&c).await;
+    for ip in ["10.4.3.1", "10.4.3.2", "10.4.3.3", "10.0.1.11", "10.0.1.12"] {
+        assert_eq!(hs[ip], h(true, "Alive"), "{ip}");
+    }
+    // The weight-0 pod stops serving at ~15 s: probes at 20, 25, 30 s fail, each known 2 s later.
+    emu.set_serving("10.4.3.1", false);
+    emu.advance(Duration::from_secs(16));
+    assert_eq!(health_of(&c).await["10.4.3.1"], h(true, "Alive"), "still healthy before the third failed check");
+    emu.advance(Duration::from_secs(2));
+    let hs = health_of(&c).await;
+    assert_eq!(hs["10.4.3.1"], h(false, "Dead"));
+    assert_eq!(hs["10.4.3.2"], h(true, "Alive"));
+    let info = emu.health();
+    let t = info.iter().find(|t| t.ip == "10.4.3.1").unwrap();
+    assert_eq!((t.weight, t.healthy, t.serving, t.location_id.as_deref()), (0, false, false, None));
+    assert_eq!(info.iter().find(|t| t.ip == "10.4.3.3").unwrap().location_id.as_deref(), Some(LOC));
+    let (status, body) = admin_raw(&emu, reqwest::Method::GET, "health", &[], "").await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["config"]["interval_ms"], 5000);
+    assert_eq!(v["serving"]["ips"]["10.4.3.1"], false);
+    assert!(v["targets"].as_array().unwrap().iter().any(|t| t["ip"] == "10.4.3.1" && t["health"] == "Dead"));
+    // Serving again (admin API): healthy after 3 successful checks.
+    let (status, _) = admin_raw(
+        &emu,
+        reqwest::Method::POST,
+        "serving",
+        &[("content-type", "application/json")],
+        r#"{"ips": {"10.4.3.1": true}}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = admin_raw(
+        &emu,
+        reqwest::Method::POST,
+        "serving",
+        &[("content-type", "application/json")],
+        r#"{"ips": {"not-an-ip": true}}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    emu.advance(Duration::from_secs(16));
+    assert_eq!(health_of(&c).await["10.4.3.1"], h(true, "Alive"));
+    // Deregistered and registered again: detecting again.
+    let body = json!({"LoadBalancerId": LB, "ListenerId": L4, "Targets": [{"EniIp": "10.4.3.2", "Port": 80}]});
+    c.ok("DeregisterTargets", body.clone()).await;
+    assert!(!health_of(&c).await.contains_key("10.4.3.2"));
+    c.ok("RegisterTargets", body).await;
+    assert_eq!(health_of(&c).await["10.4.3.2"], h(false, "Unknown"));
+    // Instant mode (admin setting): health follows the serving flag at once.
+    let (status, _) = admin_raw(
+        &emu,
+        reqwest::Method::POST,
+        "settings",
+        &[("content-type", "application/json")],
+        r#"{"health_interval_ms": 0}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(health_of(&c).await["10.4.3.2"], h(true, "Alive"));
+    emu.set_serving_all(clb_emulator::Serving { default: false, ips: [("10.4.3.2".to_string(), true)].into() });
+    let hs = health_of(&c).await;
+    assert_eq!(hs["10.4.3.2"], h(true, "Alive"));
+    assert_eq!(hs["10.0.1.11"], h(false, "Dead"), "only the listed IPs serve");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_check_timing_scales_and_seeded_health_is_pinned() {
+    let yaml = "load_balancers:\n  - id: lb-h\n    listeners:\n      - id: lbl-h\n        protocol: TCP\n        port: 80\n        targets:\n          - {ip: 10.0.0.1, port: 80, health: Close}\n          - {ip: 10.0.0.2, port: 80}\n";
+    let emu = start_with(Config {
+        state: State::from_yaml_str(yaml).unwrap(),
+        rate_limit_per_action: 0,
+        health: clb_emulator::HealthConfig::scaled_down(10),
+        ..Config::default()
+    })
+    .await;
+    assert_eq!(emu.health_config().time_to_healthy(), Duration::from_millis(1500));
+    let c = Client::new(&emu);
+    c.ok(
+        "RegisterTargets",
+        json!({"LoadBalancerId": "lb-h", "ListenerId": "lbl-h", "Targets": [{"EniIp": "10.0.0.3", "Port": 80}]}),
+    )
+    .await;
+    emu.set_serving("10.0.0.1", false);
+    let detail = |emu: &clb_emulator::Emulator, ip: &str| emu.health().into_iter().find(|t| t.ip == ip).unwrap().health;
+    assert_eq!(detail(&emu, "10.0.0.3"), clb_emulator::HealthDetail::Unknown);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(detail(&emu, "10.0.0.3"), clb_emulator::HealthDetail::Alive, "healthy after 1.5 s at 1/10 scale");
+    assert_eq!(detail(&emu, "10.0.0.1"), clb_emulator::HealthDetail::Close, "a seeded health pins the status");
+    assert_eq!(detail(&emu, "10.0.0.2"), clb_emulator::HealthDetail::Alive);
+    emu.shutdown().await;
+}
+
 async fn codes_for(seed: u64) -> Vec<String> {
     let faults = Faults {
         seed,

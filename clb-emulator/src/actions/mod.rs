@@ -29,7 +29,12 @@ pub(crate) fn run(inner: &mut Inner, ctx: &Ctx<'_>, p: &Value) -> Result<Value, 
         "DescribeLoadBalancers" => describe::load_balancers(&inner.world, p),
         "DescribeListeners" => describe::listeners(&inner.world, p),
         "DescribeTargets" => describe::targets(&inner.world, p),
-        "DescribeTargetHealth" => describe::target_health(&inner.world, p),
+        "DescribeTargetHealth" => {
+            for id in strs(p, "LoadBalancerIds") {
+                inner.world.settle_health(&inner.health, ctx.now, Some(id));
+            }
+            describe::target_health(&inner.world, p)
+        }
         "DescribeTaskStatus" => describe::task_status(inner, p),
         "RegisterTargets" => targets::register(inner, ctx, p),
         "DeregisterTargets" => targets::deregister(inner, ctx, p),

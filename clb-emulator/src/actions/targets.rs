@@ -192,7 +192,7 @@ fn submit(inner: &mut Inner, ctx: &Ctx<'_>, lb_id: &str, ops: Vec<Op>) {
     let delay = inner.engine.faults.task_delay_ms.unwrap_or(ctx.task_delay_ms);
     let done_at = (delay > 0).then(|| ctx.now + Duration::from_millis(delay));
     let Inner { tasks, world, .. } = inner;
-    tasks.submit(world, ctx.request_id.to_string(), ctx.action, lb_id, ops, fail, done_at, ctx.wall);
+    tasks.submit(world, ctx.request_id.to_string(), ctx.action, lb_id, ops, fail, done_at, ctx.now, ctx.wall);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -315,6 +315,53 @@ def health(emu):
     check(ips[("10.0.1.11", 8080)]["HealthStatus"] is True, "health: HealthStatus")
     check(ips[("10.0.1.11", 8080)]["HealthStatusDetail"] == "Alive", "health: HealthStatusDetail")
     check([x["LocationId"] for x in ls[L7]["Rules"]] == [LOC, LOC_TG], "health: L7 rules")
+    check(ls[L4]["Protocol"] == "TCP" and ls[L4]["Port"] == 80 and ls[L4]["ListenerName"], "health: listener fields")
+    check(ips[("10.0.1.11", 8080)]["HealthStatusDetial"] == "Alive", "health: deprecated HealthStatusDetial too")
+    check(ips[("172.16.0.5", 30080)]["TargetId"] == "ins-node0001", "health: TargetId of a CVM")
+    r = emu.call("DescribeTargetHealth", {"LoadBalancerIds": [LB], "ListenerIds": [L7], "LocationIds": [LOC]})
+    (l,) = r["LoadBalancers"][0]["Listeners"]
+    check(l["ListenerId"] == L7 and [x["LocationId"] for x in l["Rules"]] == [LOC], "health: ListenerIds/LocationIds")
+
+    # The health-check state machine, at 1/25 of CLB's timing (interval 200 ms, timeout 80 ms,
+    # thresholds 3): a new target detects (not healthy), then is Alive; a pod that stops serving
+    # turns Dead. Weight 0 is checked like any weight.
+    emu.admin("POST", "settings", {"health_interval_ms": 200, "health_timeout_ms": 80})
+    r = emu.call("RegisterTargets", {"LoadBalancerId": LB, "ListenerId": L4,
+                                     "Targets": [{"EniIp": "10.0.9.1", "Port": 80, "Weight": 0}]})
+    emu.wait(r["RequestId"])
+
+    def status(ip):
+        r = emu.call("DescribeTargetHealth", {"LoadBalancerIds": [LB], "ListenerIds": [L4]})
+        (rule,) = r["LoadBalancers"][0]["Listeners"][0]["Rules"]
+        (t,) = [t for t in rule["Targets"] if t["IP"] == ip]
+        return t["HealthStatus"], t["HealthStatusDetail"]
+
+    def until(ip, want):
+        seen = []
+        for _ in range(200):
+            got = status(ip)
+            if not seen or seen[-1] != got:
+                seen.append(got)
+            if got == want:
+                return seen
+            time.sleep(0.01)
+        raise AssertionError(f"{ip} never reached {want}: {seen}")
+
+    check(status("10.0.9.1") == (False, "Unknown"), "health: a newly bound target is detecting")
+    until("10.0.9.1", (True, "Alive"))
+    emu.admin("POST", "serving", {"ips": {"10.0.9.1": False}})
+    check(emu.admin("GET", "serving")["ips"] == {"10.0.9.1": False}, "admin serving flags")
+    seen = until("10.0.9.1", (False, "Dead"))
+    check(seen[0] == (True, "Alive"), "health: Alive until the unhealthy threshold is reached")
+    targets = emu.admin("GET", "health")["targets"]
+    check(any(t["ip"] == "10.0.9.1" and t["health"] == "Dead" and not t["serving"] for t in targets), "admin health")
+    emu.admin("PUT", "serving", {})
+    emu.admin("POST", "settings", {"health_interval_ms": 5000, "health_timeout_ms": 2000})
+    r = emu.call("DeregisterTargets", {"LoadBalancerId": LB, "ListenerId": L4,
+                                       "Targets": [{"EniIp": "10.0.9.1", "Port": 80}]})
+    emu.wait(r["RequestId"])
+    check(emu.error("DescribeTargetHealth", {"LoadBalancerIds": [f"lb-{i}" for i in range(31)]})
+          == "InvalidParameterValue.Length", "health: at most 30 LoadBalancerIds")
     check(emu.error("DescribeTargetHealth", {"LoadBalancerIds": ["lb-classic1"]}) == "UnsupportedOperation",
           "health: classic LB")
     check(emu.error("DescribeTargetHealth", {"LoadBalancerIds": ["lb-missing"]}) == "InvalidParameter.LBIdNotFound",
