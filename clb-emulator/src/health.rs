@@ -207,8 +207,9 @@ impl Probe {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Health {
     pub config: HealthConfig,
-    /// Per-IP serving flags (normalised IPs); IPs not listed serve when `default_serving`.
+    /// Per-IP serving flags (normalised IPs).
     pub serving: BTreeMap<String, bool>,
+    /// True when IPs without a flag of their own do not serve (false, the default: they serve).
     pub not_serving_by_default: bool,
 }
 

@@ -2,7 +2,8 @@
 //!
 //! A local emulator of the Tencent Cloud CLB API (version 2018-03-17) for tests: TC3-HMAC-SHA256
 //! verification, request validation against the official parameter schema, the target actions
-//! with async tasks and LB locking, and deterministic fault injection. Run it in-process with
+//! (with target tags) with async tasks and LB locking, per-target health checks driven by which
+//! IPs serve, and deterministic fault injection. Run it in-process with
 //! [`start`] or as the `clb-emulator` binary. See README.md for the state format and admin API.
 
 #![forbid(unsafe_code)]

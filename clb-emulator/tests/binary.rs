@@ -24,6 +24,8 @@ async fn binary_starts_prints_address_and_logs() {
             "0",
             "--seed",
             "3",
+            "--health-interval-ms",
+            "0",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -50,6 +52,13 @@ async fn binary_starts_prints_address_and_logs() {
     assert_eq!(r["TotalCount"], 1);
     let r = c.ok("RegisterTargets", json!({"LoadBalancerId": "lb-web00001", "ListenerId": "lbl-tcp00080", "Targets": [{"EniIp": "10.1.1.1", "Port": 80}]})).await;
     assert_eq!(c.wait_task(r["RequestId"].as_str().unwrap()).await["Status"], 0);
+    // --health-interval-ms 0 (instant mode): healthy at once, no 15 s of detecting.
+    let h = c
+        .ok("DescribeTargetHealth", json!({"LoadBalancerIds": ["lb-web00001"], "ListenerIds": ["lbl-tcp00080"]}))
+        .await;
+    let targets = h["LoadBalancers"][0]["Listeners"][0]["Rules"][0]["Targets"].as_array().unwrap().clone();
+    let t = targets.iter().find(|t| t["IP"] == "10.1.1.1").expect("registered target in DescribeTargetHealth");
+    assert_eq!((&t["HealthStatus"], &t["HealthStatusDetail"]), (&json!(true), &json!("Alive")));
     let st: serde_json::Value = reqwest::get(format!("{endpoint}/_emulator/state")).await.unwrap().json_or_text().await;
     assert!(st.to_string().contains("10.1.1.1"));
 
