@@ -110,8 +110,9 @@ pub(crate) struct Probe {
     pub status: HealthDetail,
     ok_run: u32,
     fail_run: u32,
-    /// When the target was bound (None: seeded, or the schedule was restarted).
-    anchor: Option<Instant>,
+    /// Start of the probe schedule: when the target was bound, the emulator started, or the
+    /// timing changed. The first probe is one interval later.
+    anchor: Instant,
     /// Start of the next probe (None: not scheduled yet).
     next: Option<Instant>,
     /// When the result of a failed probe still in flight becomes known.
@@ -121,24 +122,17 @@ pub(crate) struct Probe {
 impl Probe {
     /// A target bound at `at`: detecting.
     pub fn bound(at: Instant) -> Probe {
-        Probe {
-            status: HealthDetail::Unknown,
-            ok_run: 0,
-            fail_run: 0,
-            anchor: Some(at),
-            next: None,
-            pending_fail: None,
-        }
+        Probe { status: HealthDetail::Unknown, ok_run: 0, fail_run: 0, anchor: at, next: None, pending_fail: None }
     }
 
-    /// A target that was bound before the emulator started: healthy.
-    pub fn seeded() -> Probe {
-        Probe { status: HealthDetail::Alive, ok_run: 0, fail_run: 0, anchor: None, next: None, pending_fail: None }
+    /// A target that was bound before the emulator started (at `at`): healthy.
+    pub fn seeded(at: Instant) -> Probe {
+        Probe { status: HealthDetail::Alive, ..Probe::bound(at) }
     }
 
-    /// Restarts the probe schedule (after a configuration change); the status is kept.
-    pub fn restart(&mut self) {
-        self.anchor = None;
+    /// Restarts the probe schedule at `at` (after a timing change); the status is kept.
+    pub fn restart(&mut self, at: Instant) {
+        self.anchor = at;
         self.next = None;
         self.pending_fail = None;
     }
@@ -172,7 +166,7 @@ impl Probe {
         if cfg.is_instant() {
             self.status = if serving { HealthDetail::Alive } else { HealthDetail::Dead };
             (self.ok_run, self.fail_run) = (0, 0);
-            self.restart();
+            self.restart(to);
             return;
         }
         let (interval, timeout) = (cfg.interval(), cfg.timeout());
@@ -183,7 +177,7 @@ impl Probe {
             self.pending_fail = None;
             self.record(false, cfg);
         }
-        let mut p = *self.next.get_or_insert_with(|| self.anchor.unwrap_or(to) + interval);
+        let mut p = *self.next.get_or_insert(self.anchor + interval);
         while p <= to {
             if self.saturated(serving) {
                 let skipped = (to - p).as_nanos() / interval.as_nanos() + 1;
@@ -332,8 +326,7 @@ mod tests {
     fn a_probe_in_flight_when_the_pod_recovers_still_fails() {
         let cfg = HealthConfig { unhealthy_threshold: 1, ..HealthConfig::default() };
         let t0 = Instant::now();
-        let mut p = Probe::seeded();
-        p.advance(true, t0, &cfg); // schedules the first probe at 5 s
+        let mut p = Probe::seeded(t0); // first probe at 5 s
         p.advance(false, at(t0, 6_000), &cfg); // probe at 5 s failing, known at 7 s
         assert_eq!(p.status, HealthDetail::Alive);
         p.advance(true, at(t0, 7_000), &cfg);
@@ -349,6 +342,19 @@ mod tests {
         assert_eq!(p.status, HealthDetail::Dead);
         p.advance(true, at(t0, 20_000_000), &cfg);
         assert_eq!(p.status, HealthDetail::Alive);
+    }
+
+    #[test]
+    fn probes_run_from_the_schedule_start_even_when_nobody_looked_meanwhile() {
+        let cfg = HealthConfig::default();
+        let t0 = Instant::now();
+        let mut p = Probe::bound(t0);
+        p.restart(at(t0, 1_000)); // timing changed at 1 s: probes at 6, 11, 16 s
+        p.advance(true, at(t0, 60_000), &cfg);
+        assert_eq!(p.status, HealthDetail::Alive);
+        let mut seeded = Probe::seeded(t0);
+        seeded.advance(false, at(t0, 17_000), &cfg); // probes at 5, 10, 15 s fail, known at 17 s
+        assert_eq!(seeded.status, HealthDetail::Dead);
     }
 
     #[test]

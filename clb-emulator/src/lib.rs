@@ -143,9 +143,10 @@ impl Shared {
 
     /// Replaces the health-check timing (checks so far are run with the old one first).
     pub fn set_health_config(&self, config: HealthConfig) {
+        let now = self.clock.now();
         let mut g = self.settled_health();
         g.health.config = config;
-        g.world.restart_health();
+        g.world.restart_health(now);
     }
 
     /// Health of every bound target, in state order.
@@ -180,7 +181,7 @@ impl Shared {
     }
 
     pub fn set_state(&self, state: &State) -> Result<(), StateError> {
-        let w = world::World::from_state(state)?;
+        let w = world::World::from_state(state, self.clock.now())?;
         let mut g = self.lock();
         g.world = w;
         g.tasks = tasks::Tasks::default();
@@ -193,7 +194,7 @@ impl Shared {
         let faults = g.engine.faults.clone();
         g.engine = faults::FaultEngine::new(faults);
         if with_state {
-            if let Ok(w) = world::World::from_state(&g.initial) {
+            if let Ok(w) = world::World::from_state(&g.initial, self.clock.now()) {
                 g.world = w;
             }
             g.tasks = tasks::Tasks::default();
@@ -212,7 +213,8 @@ pub struct Emulator {
 
 /// Starts the emulator on `listen` (`127.0.0.1:0` picks a free port). Needs a tokio runtime.
 pub async fn start(listen: SocketAddr, config: Config) -> std::io::Result<Emulator> {
-    let world = world::World::from_state(&config.state)
+    let clock = time::Clock::default();
+    let world = world::World::from_state(&config.state, clock.now())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let shared = Arc::new(Shared {
         inner: Mutex::new(Inner {
@@ -228,7 +230,7 @@ pub async fn start(listen: SocketAddr, config: Config) -> std::io::Result<Emulat
         backend_quota: AtomicU32::new(config.backend_quota),
         clock_offset: AtomicI64::new(config.clock_offset_secs),
         max_body: config.max_body_bytes,
-        clock: time::Clock::default(),
+        clock,
     });
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;

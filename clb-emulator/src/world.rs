@@ -114,9 +114,9 @@ fn fill_target(t: &Target, now: &str) -> Target {
     t
 }
 
-/// Seeded targets are healthy (bound long before the emulator started).
-fn seeded_probes(pool: &Pool) -> Probes {
-    pool.keys().map(|k| (k.clone(), Probe::seeded())).collect()
+/// Seeded targets are healthy (bound long before the emulator started); probed from `at` on.
+fn seeded_probes(pool: &Pool, at: Instant) -> Probes {
+    pool.keys().map(|k| (k.clone(), Probe::seeded(at))).collect()
 }
 
 fn fill_pool(targets: &[Target], now: &str, cvms: &mut HashMap<String, (String, Option<String>)>) -> Pool {
@@ -135,7 +135,8 @@ fn fill_pool(targets: &[Target], now: &str, cvms: &mut HashMap<String, (String, 
 
 impl World {
     /// Builds the indexed world from a [`State`], validating it first ([`State::validate`]).
-    pub fn from_state(state: &State) -> Result<World, StateError> {
+    /// Health checks of the seeded targets start at `at` (emulator time).
+    pub fn from_state(state: &State, at: Instant) -> Result<World, StateError> {
         state.validate()?;
         let now = crate::time::utc_datetime(crate::time::unix_secs(std::time::SystemTime::now()));
         let mut w = World { credentials: state.credentials.clone(), region: state.region.clone(), ..World::default() };
@@ -153,7 +154,7 @@ impl World {
                             domain: r.domain.clone(),
                             url: r.url.clone(),
                             target_type: r.target_type.clone(),
-                            health: seeded_probes(&targets),
+                            health: seeded_probes(&targets, at),
                             targets,
                         }
                     })
@@ -170,7 +171,7 @@ impl World {
                     port: l.port,
                     end_port: l.end_port,
                     target_type: l.target_type.clone(),
-                    health: seeded_probes(&targets),
+                    health: seeded_probes(&targets, at),
                     targets,
                     rules,
                 });
@@ -265,12 +266,12 @@ impl World {
         }
     }
 
-    /// Restarts every probe schedule (after a configuration change, once settled with the old one).
-    pub fn restart_health(&mut self) {
+    /// Restarts every probe schedule at `at` (after a timing change, once settled with the old one).
+    pub fn restart_health(&mut self, at: Instant) {
         for l in self.lbs.iter_mut().flat_map(|lb| lb.listeners.iter_mut()) {
-            l.health.values_mut().for_each(Probe::restart);
+            l.health.values_mut().for_each(|p| p.restart(at));
             for r in &mut l.rules {
-                r.health.values_mut().for_each(Probe::restart);
+                r.health.values_mut().for_each(|p| p.restart(at));
             }
         }
     }
