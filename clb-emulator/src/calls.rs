@@ -12,7 +12,8 @@ pub struct CallRecord {
     pub action: String,
     /// Request parameters (parsed body; `null` when unparsable).
     pub params: serde_json::Value,
-    /// `Success`, an error code, `HTTP502`, `Dropped` or `Garbage`.
+    /// `Success`, an error code, `HTTP502`, or one of the codes of an executed call whose answer
+    /// was replaced by a fault: `Dropped`, `Garbage`, `InternalErrorAfterApply`, `HTTP502AfterApply`.
     pub code: String,
     /// RequestId returned (also the TaskId of mutations).
     pub request_id: String,
@@ -21,6 +22,9 @@ pub struct CallRecord {
     /// Milliseconds spent handling (including injected latency).
     pub elapsed_ms: u64,
 }
+
+/// Codes of calls that were executed although the client got no usable success answer.
+const EXECUTED_FAULT_CODES: &[&str] = &["Dropped", "Garbage", "InternalErrorAfterApply", "HTTP502AfterApply"];
 
 /// Counters and the full request log.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -31,7 +35,9 @@ pub struct CallLog {
     pub errors_by_code: BTreeMap<String, usize>,
     /// Calls to mutating actions (all outcomes).
     pub mutating_calls: usize,
-    /// Successful calls to mutating actions (a task was created).
+    /// Calls to mutating actions that were executed (a task was created, or BatchModifyTargetTag's
+    /// change made), including those whose
+    /// answer a fault then replaced (`Dropped`, `Garbage`, `*AfterApply`).
     pub mutating_ok: usize,
     /// Every call, in arrival order.
     pub records: Vec<CallRecord>,
@@ -46,7 +52,7 @@ impl CallLog {
     pub fn mutating(&self) -> usize {
         self.mutating_calls
     }
-    /// Successful calls to mutating actions.
+    /// Calls to mutating actions that were executed (see [`CallLog::mutating_ok`]).
     pub fn mutating_succeeded(&self) -> usize {
         self.mutating_ok
     }
@@ -57,6 +63,12 @@ impl CallLog {
     /// Calls answered with `code` (e.g. `RequestLimitExceeded`, `HTTP502`).
     pub fn errors(&self, code: &str) -> usize {
         self.errors_by_code.get(code).copied().unwrap_or(0)
+    }
+    /// Calls executed and then answered with an injected error (`error_after_apply`):
+    /// `InternalErrorAfterApply` plus `HTTP502AfterApply`. `errors("InternalError")` and
+    /// `errors("HTTP502")` count only calls that were not executed.
+    pub fn errors_after_apply(&self) -> usize {
+        self.errors("InternalErrorAfterApply") + self.errors("HTTP502AfterApply")
     }
     /// Records of `action`.
     pub fn of(&self, action: &str) -> Vec<&CallRecord> {
@@ -71,7 +83,7 @@ impl CallLog {
         }
         if rec.mutating {
             self.mutating_calls += 1;
-            if rec.code == "Success" || rec.code == "Dropped" || rec.code == "Garbage" {
+            if rec.code == "Success" || EXECUTED_FAULT_CODES.contains(&rec.code.as_str()) {
                 self.mutating_ok += 1;
             }
         }

@@ -1,4 +1,5 @@
 //! Fault injection: latency, rate limiting, injected errors / HTTP 502, "drop after apply",
+//! "executed, then error",
 //! failed and slow tasks, busy load balancers and garbage responses. Every random decision comes
 //! from one PRNG seeded with [`Faults::seed`], so the same seed and the same sequence of calls give
 //! the same faults. Every fault can be bounded with `max` (occurrences) and `actions` (names).
@@ -29,6 +30,10 @@ pub struct Faults {
     /// Mutations applied (task created) but the response withheld / connection closed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drop_after_apply: Option<DropFault>,
+    /// Mutations executed (task created, completing normally) but answered with an error, so the
+    /// client cannot tell that its change was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_after_apply: Option<ErrorAfterApplyFault>,
     /// Tasks that end with Status 1 (failed) without changing state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_failures: Option<TaskFailureFault>,
@@ -92,6 +97,48 @@ pub struct DropFault {
     /// How long to hold the connection before closing it (ms; 0 = close at once).
     #[serde(default)]
     pub hold_ms: u64,
+}
+
+/// "Executed, then error": a successful mutation is applied exactly as usual (task created and
+/// completing normally, or the change made at once), and then answered with `kind` instead of
+/// its success response. Recorded in the call log as `InternalErrorAfterApply` /
+/// `HTTP502AfterApply` (see [`crate::CallLog::errors_after_apply`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorAfterApplyFault {
+    /// Probability 0..=1 per eligible successful mutation.
+    #[serde(default = "one")]
+    pub rate: f64,
+    /// Stop after this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    /// Only these actions (empty = all mutating actions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+    /// What to answer.
+    #[serde(default)]
+    pub kind: AfterApplyKind,
+}
+
+/// Answer sent for an executed mutation by [`ErrorAfterApplyFault`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterApplyKind {
+    /// `{"Response":{"Error":{"Code":"InternalError",...}}}` with HTTP 200.
+    #[default]
+    InternalError,
+    /// HTTP 502 with an HTML body (the SDKs raise a network error).
+    Http502,
+}
+
+impl AfterApplyKind {
+    /// The call-log code of a call answered this way.
+    pub fn log_code(self) -> &'static str {
+        match self {
+            AfterApplyKind::InternalError => "InternalErrorAfterApply",
+            AfterApplyKind::Http502 => "HTTP502AfterApply",
+        }
+    }
 }
 
 /// Tasks that fail (DescribeTaskStatus Status 1, state unchanged).
@@ -202,6 +249,7 @@ pub(crate) struct FaultEngine {
     rng: Rng,
     errors_done: u32,
     drops_done: u32,
+    after_apply_done: u32,
     task_failures_done: u32,
     garbage_done: u32,
     busy_left: u32,
@@ -218,6 +266,7 @@ impl FaultEngine {
             rng,
             errors_done: 0,
             drops_done: 0,
+            after_apply_done: 0,
             task_failures_done: 0,
             garbage_done: 0,
             busy_left,
@@ -289,6 +338,16 @@ impl FaultEngine {
         }
         let (rate, max, hold) = (d.rate, d.max, d.hold_ms);
         Self::roll(&mut self.rng, rate, &mut self.drops_done, max).then_some(hold)
+    }
+
+    /// The error to answer this executed mutation with, if any.
+    pub fn error_after_apply(&mut self, action: &str) -> Option<AfterApplyKind> {
+        let e = self.faults.error_after_apply.as_ref()?;
+        if !applies(&e.actions, action) {
+            return None;
+        }
+        let (rate, max, kind) = (e.rate, e.max, e.kind);
+        Self::roll(&mut self.rng, rate, &mut self.after_apply_done, max).then_some(kind)
     }
 
     /// Failure message when the task created by `action` must fail.

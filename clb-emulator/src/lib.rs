@@ -2,7 +2,8 @@
 //!
 //! A local emulator of the Tencent Cloud CLB API (version 2018-03-17) for tests: TC3-HMAC-SHA256
 //! verification, request validation against the official parameter schema, the target actions
-//! with async tasks and LB locking, and deterministic fault injection. Run it in-process with
+//! (with target tags) with async tasks and LB locking, per-target health checks driven by which
+//! IPs serve, and deterministic fault injection. Run it in-process with
 //! [`start`] or as the `clb-emulator` binary. See README.md for the state format and admin API.
 
 #![forbid(unsafe_code)]
@@ -13,7 +14,9 @@ mod admin;
 pub mod calls;
 pub mod error;
 pub mod faults;
+pub mod health;
 pub mod schema;
+mod response;
 mod server;
 pub mod sign;
 pub mod state;
@@ -23,7 +26,11 @@ mod world;
 
 pub use calls::{CallLog, CallRecord};
 pub use error::ApiError;
-pub use faults::{BusyFault, DropFault, ErrorFault, ErrorKind, Faults, GarbageFault, GarbageMode, TaskFailureFault};
+pub use faults::{
+    AfterApplyKind, BusyFault, DropFault, ErrorAfterApplyFault, ErrorFault, ErrorKind, Faults, GarbageFault,
+    GarbageMode, TaskFailureFault,
+};
+pub use health::{HealthConfig, HealthDetail, Serving, TargetHealthInfo};
 pub use state::{
     Credential, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Listener, LoadBalancer, Rule, State, StateError, Target,
     TargetKind,
@@ -58,6 +65,9 @@ pub struct Config {
     pub clock_offset_secs: i64,
     /// Maximum accepted request body (10 MiB like the real API).
     pub max_body_bytes: usize,
+    /// Health-check timing (CLB's defaults: a new target is healthy after 15 s;
+    /// [`HealthConfig::instant`] for tests that do not care).
+    pub health: HealthConfig,
 }
 
 impl Default for Config {
@@ -70,6 +80,7 @@ impl Default for Config {
             backend_quota: 200,
             clock_offset_secs: 0,
             max_body_bytes: 10 << 20,
+            health: HealthConfig::default(),
         }
     }
 }
@@ -81,6 +92,7 @@ pub(crate) struct Inner {
     pub tasks: tasks::Tasks,
     pub calls: CallLog,
     pub engine: faults::FaultEngine,
+    pub health: health::Health,
 }
 
 /// Shared between the server tasks and the [`Emulator`] handle.
@@ -91,6 +103,7 @@ pub(crate) struct Shared {
     pub backend_quota: AtomicU32,
     pub clock_offset: AtomicI64,
     pub max_body: usize,
+    pub clock: time::Clock,
 }
 
 impl Shared {
@@ -109,12 +122,66 @@ impl Shared {
         let wall = self.now_unix();
         let mut g = self.lock();
         let inner = &mut *g;
-        inner.tasks.settle(&mut inner.world, tokio::time::Instant::now(), wall);
+        inner.tasks.settle(&mut inner.world, self.clock.now(), wall);
         g
     }
 
+    /// Locks, completes due tasks and runs every health check due.
+    pub fn settled_health(&self) -> MutexGuard<'_, Inner> {
+        let now = self.clock.now();
+        let mut g = self.settled();
+        let inner = &mut *g;
+        inner.world.settle_health(&inner.health, now, None);
+        g
+    }
+
+    /// Replaces the serving flags (health checks so far are run with the old ones first).
+    pub fn set_serving(&self, serving: health::Serving) {
+        let mut g = self.settled_health();
+        g.health.set_serving(serving);
+    }
+
+    /// Replaces the health-check timing (checks so far are run with the old one first).
+    pub fn set_health_config(&self, config: HealthConfig) {
+        let now = self.clock.now();
+        let mut g = self.settled_health();
+        g.health.config = config;
+        g.world.restart_health(now);
+    }
+
+    /// Health of every bound target, in state order.
+    pub fn health(&self) -> Vec<TargetHealthInfo> {
+        let g = self.settled_health();
+        let mut out = Vec::new();
+        for lb in &g.world.lbs {
+            for l in &lb.listeners {
+                let mut add = |location: Option<&str>, pool: &world::Pool, probes: &health::Probes| {
+                    for (key, t) in pool {
+                        let detail = health::Health::detail(t.health.as_deref(), probes.get(key));
+                        out.push(TargetHealthInfo {
+                            load_balancer_id: lb.id.clone(),
+                            listener_id: l.id.clone(),
+                            location_id: location.map(str::to_string),
+                            ip: t.ip.clone(),
+                            port: t.port,
+                            weight: t.weight,
+                            health: detail,
+                            healthy: detail == HealthDetail::Alive,
+                            serving: g.health.serves(&t.ip),
+                        });
+                    }
+                };
+                add(None, &l.targets, &l.health);
+                for r in &l.rules {
+                    add(Some(&r.location_id), &r.targets, &r.health);
+                }
+            }
+        }
+        out
+    }
+
     pub fn set_state(&self, state: &State) -> Result<(), StateError> {
-        let w = world::World::from_state(state)?;
+        let w = world::World::from_state(state, self.clock.now())?;
         let mut g = self.lock();
         g.world = w;
         g.tasks = tasks::Tasks::default();
@@ -127,10 +194,11 @@ impl Shared {
         let faults = g.engine.faults.clone();
         g.engine = faults::FaultEngine::new(faults);
         if with_state {
-            if let Ok(w) = world::World::from_state(&g.initial) {
+            if let Ok(w) = world::World::from_state(&g.initial, self.clock.now()) {
                 g.world = w;
             }
             g.tasks = tasks::Tasks::default();
+            g.health.set_serving(health::Serving::default());
         }
     }
 }
@@ -145,7 +213,8 @@ pub struct Emulator {
 
 /// Starts the emulator on `listen` (`127.0.0.1:0` picks a free port). Needs a tokio runtime.
 pub async fn start(listen: SocketAddr, config: Config) -> std::io::Result<Emulator> {
-    let world = world::World::from_state(&config.state)
+    let clock = time::Clock::default();
+    let world = world::World::from_state(&config.state, clock.now())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let shared = Arc::new(Shared {
         inner: Mutex::new(Inner {
@@ -154,12 +223,14 @@ pub async fn start(listen: SocketAddr, config: Config) -> std::io::Result<Emulat
             tasks: tasks::Tasks::default(),
             calls: CallLog::default(),
             engine: faults::FaultEngine::new(config.faults.clone()),
+            health: health::Health::new(config.health),
         }),
         task_delay_ms: AtomicU64::new(config.task_delay.as_millis() as u64),
         rate_limit: AtomicU32::new(config.rate_limit_per_action),
         backend_quota: AtomicU32::new(config.backend_quota),
         clock_offset: AtomicI64::new(config.clock_offset_secs),
         max_body: config.max_body_bytes,
+        clock,
     });
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -257,6 +328,47 @@ impl Emulator {
         self.shared.clock_offset.store(secs, Ordering::Relaxed);
     }
 
+    /// Moves the emulator's clock forward by `by`: tasks and health checks due by then complete
+    /// (signature expiry is not affected; see [`Emulator::set_clock_offset`]).
+    pub fn advance(&self, by: Duration) {
+        self.shared.clock.advance(by);
+    }
+
+    /// Sets the health-check timing (e.g. [`HealthConfig::instant`] or
+    /// [`HealthConfig::scaled_down`]); the probe schedules restart from now, statuses are kept.
+    pub fn set_health_config(&self, config: HealthConfig) {
+        self.shared.set_health_config(config);
+    }
+
+    /// Current health-check timing.
+    pub fn health_config(&self) -> HealthConfig {
+        self.shared.lock().health.config
+    }
+
+    /// Says whether `ip` serves (answers health checks) from now on; every IP serves by default.
+    pub fn set_serving(&self, ip: &str, serving: bool) {
+        let mut flags = self.serving();
+        let ip = state::normalize_ip(ip).unwrap_or_else(|_| ip.to_string());
+        flags.ips.insert(ip, serving);
+        self.shared.set_serving(flags);
+    }
+
+    /// Replaces every serving flag at once (e.g. the set of pod IPs that serve, with
+    /// `default: false`).
+    pub fn set_serving_all(&self, serving: Serving) {
+        self.shared.set_serving(serving);
+    }
+
+    /// Current serving flags.
+    pub fn serving(&self) -> Serving {
+        self.shared.lock().health.serving()
+    }
+
+    /// Health of every bound target (what DescribeTargetHealth would report, plus serving flags).
+    pub fn health(&self) -> Vec<TargetHealthInfo> {
+        self.shared.health()
+    }
+
     /// Stops the server and waits for it.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
@@ -269,5 +381,22 @@ impl Emulator {
 impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Module dependencies point one way (issue 11): the admin API does not reach into the API
+    /// server, and the seed format (`state`) knows nothing of its indexed form (`world`).
+    #[test]
+    fn no_import_circles() {
+        for (file, text, forbidden) in [
+            ("admin.rs", include_str!("admin.rs"), "server::"),
+            ("response.rs", include_str!("response.rs"), "server::"),
+            ("response.rs", include_str!("response.rs"), "admin::"),
+            ("state.rs", include_str!("state.rs"), "world::"),
+        ] {
+            assert!(!text.contains(forbidden), "{file} uses `{forbidden}`: a dependency circle");
+        }
     }
 }

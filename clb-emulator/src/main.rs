@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use clb_emulator::{Config, Faults, State};
+use clb_emulator::{Config, Faults, HealthConfig, State};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Address to listen on (use 127.0.0.1:0 for a free port).
+    /// Address to listen on (use 127.0.0.1:0 for a free port). A test tool: keep it on loopback.
     #[arg(long, default_value = "127.0.0.1:9080")]
     listen: SocketAddr,
     /// Seed state file (YAML or JSON). Empty state with the default credentials when omitted.
@@ -37,6 +37,18 @@ struct Args {
     /// Backend quota per L4 listener / L7 rule.
     #[arg(long, default_value_t = 200)]
     backend_quota: u32,
+    /// Health-check interval in ms (CLB default 5000; 0 = instant: health follows the serving flag).
+    #[arg(long, default_value_t = 5000)]
+    health_interval_ms: u64,
+    /// Health-check timeout in ms (CLB default 2000).
+    #[arg(long, default_value_t = 2000)]
+    health_timeout_ms: u64,
+    /// Successful checks in a row that make a target healthy (CLB default 3).
+    #[arg(long, default_value_t = 3)]
+    healthy_threshold: u32,
+    /// Failed checks in a row that make a target unhealthy (CLB default 3).
+    #[arg(long, default_value_t = 3)]
+    unhealthy_threshold: u32,
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +60,14 @@ fn main() -> std::process::ExitCode {
         .with_target(false)
         .init();
     let args = Args::parse();
+    if !args.listen.ip().is_loopback() {
+        eprintln!(
+            "clb-emulator: warning: listening on {}, which is not a loopback address. This is a test tool: \
+             anyone who can reach it can call the API with the emulator's well-known keys. The admin API \
+             (/_emulator/, which reads the secret keys) still answers only requests with a loopback Host.",
+            args.listen
+        );
+    }
     match run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -78,6 +98,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         task_delay: Duration::from_millis(args.task_delay_ms),
         rate_limit_per_action: args.rate_limit,
         backend_quota: args.backend_quota,
+        health: HealthConfig {
+            interval_ms: args.health_interval_ms,
+            timeout_ms: args.health_timeout_ms,
+            healthy_threshold: args.healthy_threshold,
+            unhealthy_threshold: args.unhealthy_threshold,
+        },
         ..Config::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -74,6 +74,14 @@ pub const RS_WEIGHT_RULE: &[Field] = &[
     f("Weight", Int, false),
 ];
 
+/// `RsTagRule` (BatchModifyTargetTag.ModifyList).
+pub const RS_TAG_RULE: &[Field] = &[
+    f("ListenerId", Str, true),
+    l("Targets", Ty::Obj("Target", TARGET), true, None),
+    f("LocationId", Str, false),
+    f("Tag", Str, false),
+];
+
 const TARGETS_20: Field = l("Targets", Ty::Obj("Target", TARGET), true, Some(20));
 
 /// One supported action.
@@ -81,7 +89,8 @@ const TARGETS_20: Field = l("Targets", Ty::Obj("Target", TARGET), true, Some(20)
 pub struct ActionSchema {
     /// Action name.
     pub name: &'static str,
-    /// Whether it changes state (creates an async task).
+    /// Whether it changes state. Every mutating action creates an async task except the
+    /// synchronous BatchModifyTargetTag.
     pub mutating: bool,
     /// Top-level parameters.
     pub params: &'static [Field],
@@ -190,6 +199,11 @@ pub const ACTIONS: &[ActionSchema] = &[
             f("LoadBalancerId", Str, true),
             l("ModifyList", Ty::Obj("RsWeightRule", RS_WEIGHT_RULE), true, Some(100)),
         ],
+    },
+    ActionSchema {
+        name: "BatchModifyTargetTag",
+        mutating: true,
+        params: &[f("LoadBalancerId", Str, true), l("ModifyList", Ty::Obj("RsTagRule", RS_TAG_RULE), true, None)],
     },
     ActionSchema {
         name: "DescribeTaskStatus",

@@ -1,15 +1,16 @@
 //! HTTP server: the CLB API on `POST /` and the admin API under `/_emulator/`.
 
 use crate::error::{ApiError, codes};
-use crate::faults::{ErrorKind, GarbageMode};
+use crate::faults::{AfterApplyKind, ErrorKind, GarbageMode};
+use crate::response::{Resp, json_response};
 use crate::{API_VERSION, Shared, actions, admin, schema, sign};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
+use hyper::Request;
 use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Value, json};
@@ -28,8 +29,6 @@ impl std::fmt::Display for DropConnection {
     }
 }
 impl std::error::Error for DropConnection {}
-
-pub(crate) type Resp = Response<Full<Bytes>>;
 
 /// Accept loop; ends when `stop` changes or its sender is dropped.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -73,13 +72,6 @@ pub(crate) fn new_request_id() -> String {
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-pub(crate) fn json_response(status: u16, body: Vec<u8>, content_type: &'static str) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
-    r
-}
-
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, DropConnection> {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, shared.max_body).collect().await {
@@ -93,11 +85,26 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Dro
     api(&shared, &parts, body.map_err(|_| ())).await
 }
 
+/// `Message` of an injected `InternalError` (before or after execution: the client cannot tell).
+const INTERNAL_ERROR_MESSAGE: &str = "An internal error has occurred. Retry your request (injected).";
+
+/// What a gateway in front of the API answers when the service fails: HTTP 502 with an HTML page.
+fn bad_gateway() -> Resp {
+    json_response(
+        502,
+        b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
+            .to_vec(),
+        "text/html",
+    )
+}
+
 enum Outcome {
     Ok(Value),
     Err(ApiError),
     Http502,
     Drop(u64),
+    /// Executed, then answered with an error.
+    AfterApply(AfterApplyKind),
     Garbage(GarbageMode, usize, Value),
 }
 
@@ -130,16 +137,22 @@ async fn api(shared: &Arc<Shared>, parts: &Parts, body: Result<Bytes, ()>) -> Re
         Outcome::Ok(v) => ("Success".to_string(), Ok(json_response(200, ok_body(v), "application/json"))),
         Outcome::Err(e) => {
             let body = json!({"Response": {"Error": {"Code": e.code, "Message": e.message}, "RequestId": request_id}});
-            (e.code.to_string(), Ok(json_response(200, serde_json::to_vec(&body).unwrap_or_default(), "application/json")))
+            (
+                e.code.to_string(),
+                Ok(json_response(200, serde_json::to_vec(&body).unwrap_or_default(), "application/json")),
+            )
         }
-        Outcome::Http502 => (
-            "HTTP502".to_string(),
-            Ok(json_response(
-                502,
-                b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>".to_vec(),
-                "text/html",
-            )),
-        ),
+        Outcome::Http502 => ("HTTP502".to_string(), Ok(bad_gateway())),
+        Outcome::AfterApply(kind) => {
+            let resp = match kind {
+                AfterApplyKind::Http502 => bad_gateway(),
+                AfterApplyKind::InternalError => {
+                    let body = json!({"Response": {"Error": {"Code": codes::INTERNAL_ERROR, "Message": INTERNAL_ERROR_MESSAGE}, "RequestId": request_id}});
+                    json_response(200, serde_json::to_vec(&body).unwrap_or_default(), "application/json")
+                }
+            };
+            (kind.log_code().to_string(), Ok(resp))
+        }
         Outcome::Drop(_) => ("Dropped".to_string(), Err(DropConnection)),
         Outcome::Garbage(mode, size, v) => {
             let real = ok_body(v);
@@ -150,12 +163,20 @@ async fn api(shared: &Arc<Shared>, parts: &Parts, body: Result<Bytes, ()>) -> Re
                         o.insert("RequestId".into(), Value::String(request_id.clone()));
                         o.insert("Padding".into(), Value::String("x".repeat(*size)));
                     }
-                    json_response(200, serde_json::to_vec(&json!({"Response": v})).unwrap_or_default(), "application/json")
+                    json_response(
+                        200,
+                        serde_json::to_vec(&json!({"Response": v})).unwrap_or_default(),
+                        "application/json",
+                    )
                 }
                 GarbageMode::Truncated => json_response(200, real[..real.len() / 2].to_vec(), "application/json"),
-                GarbageMode::WrongShape => json_response(200, br#"{"Response": "garbage"}"#.to_vec(), "application/json"),
+                GarbageMode::WrongShape => {
+                    json_response(200, br#"{"Response": "garbage"}"#.to_vec(), "application/json")
+                }
                 GarbageMode::Empty => json_response(200, Vec::new(), "application/json"),
-                GarbageMode::Html => json_response(200, b"<html><body>Service Unavailable</body></html>".to_vec(), "text/html"),
+                GarbageMode::Html => {
+                    json_response(200, b"<html><body>Service Unavailable</body></html>".to_vec(), "text/html")
+                }
             };
             ("Garbage".to_string(), Ok(resp))
         }
@@ -243,7 +264,7 @@ fn process(
             "The request is missing a required parameter `Region`.",
         ));
     }
-    let tokio_now = tokio::time::Instant::now();
+    let tokio_now = shared.clock.now();
     let mut g = shared.lock();
     let inner = &mut *g;
     let limit = shared.rate_limit.load(std::sync::atomic::Ordering::Relaxed);
@@ -259,10 +280,7 @@ fn process(
     }
     match inner.engine.error(action) {
         Some(ErrorKind::InternalError) => {
-            return Outcome::Err(ApiError::new(
-                codes::INTERNAL_ERROR,
-                "An internal error has occurred. Retry your request (injected).",
-            ));
+            return Outcome::Err(ApiError::new(codes::INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE));
         }
         Some(ErrorKind::RequestLimitExceeded) => {
             return Outcome::Err(ApiError::new(codes::REQUEST_LIMIT_EXCEEDED, "Request limit exceeded (injected)."));
@@ -292,6 +310,11 @@ fn process(
                 && let Some(hold) = inner.engine.drop_after_apply(action)
             {
                 return Outcome::Drop(hold);
+            }
+            if schema.mutating
+                && let Some(kind) = inner.engine.error_after_apply(action)
+            {
+                return Outcome::AfterApply(kind);
             }
             match inner.engine.garbage(action) {
                 Some((mode, size)) => Outcome::Garbage(mode, size, v),

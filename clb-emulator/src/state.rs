@@ -3,6 +3,8 @@
 //! Internally the state is held in indexed maps (see `world.rs`).
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::net::IpAddr;
 use std::path::Path;
 
 /// Default SecretId accepted when the state names no credentials.
@@ -268,9 +270,66 @@ impl State {
         self.load_balancers.iter().find(|lb| lb.id == id)
     }
 
-    /// Checks consistency: unique ids, L4 listeners without rules, L7 without direct targets,
-    /// valid IPs, weights and target types; no duplicate (ip, port) per listener/rule.
+    /// Checks consistency: unique ids, known protocols, L4 listeners without rules, L7 without
+    /// direct targets, unique rule ids per listener, valid IPs and weights; no duplicate
+    /// (ip, port) per listener/rule.
     pub fn validate(&self) -> Result<(), StateError> {
-        crate::world::World::from_state(self).map(|_| ())
+        let invalid = |msg: String| Err(StateError::Invalid(msg));
+        let mut lb_ids = HashSet::new();
+        let mut listener_ids = HashSet::new();
+        for lb in &self.load_balancers {
+            if lb.id.is_empty() || !lb_ids.insert(lb.id.as_str()) {
+                return invalid(format!("duplicate or empty load balancer id `{}`", lb.id));
+            }
+            for l in &lb.listeners {
+                let where_ = format!("{}/{}", lb.id, l.id);
+                if !listener_ids.insert(l.id.as_str()) {
+                    return invalid(format!("duplicate listener id `{}`", l.id));
+                }
+                let protocol = l.protocol.to_ascii_uppercase();
+                if !PROTOCOLS.contains(&protocol.as_str()) {
+                    return invalid(format!("{where_}: unknown protocol `{}`", l.protocol));
+                }
+                let l7 = is_l7_protocol(&protocol);
+                if l7 && !l.targets.is_empty() {
+                    return invalid(format!("{where_}: {protocol} listener takes targets under rules"));
+                }
+                if !l7 && !l.rules.is_empty() {
+                    return invalid(format!("{where_}: {protocol} listener cannot have rules"));
+                }
+                let mut rule_ids = HashSet::new();
+                for r in &l.rules {
+                    if !rule_ids.insert(r.location_id.as_str()) {
+                        return invalid(format!("{where_}: duplicate rule `{}`", r.location_id));
+                    }
+                    validate_targets(&r.targets, &format!("{where_}/{}", r.location_id))?;
+                }
+                validate_targets(&l.targets, &where_)?;
+            }
+        }
+        Ok(())
     }
+}
+
+/// Listener protocols the emulator knows (upper case).
+pub const PROTOCOLS: &[&str] = &["TCP", "UDP", "TCP_SSL", "QUIC", "HTTP", "HTTPS"];
+
+fn validate_targets(targets: &[Target], where_: &str) -> Result<(), StateError> {
+    let mut seen = HashSet::new();
+    for t in targets {
+        let ip = normalize_ip(&t.ip).map_err(|e| StateError::Invalid(format!("{where_}: {e}")))?;
+        if t.weight > 100 {
+            return Err(StateError::Invalid(format!("{where_}: weight {} is over 100", t.weight)));
+        }
+        if !seen.insert((ip, t.port)) {
+            return Err(StateError::Invalid(format!("{where_}: duplicate target {}:{}", t.ip, t.port)));
+        }
+    }
+    Ok(())
+}
+
+/// Normalises an IP literal (`Err` when it is not an IP address), so that one address has one
+/// spelling in the state and in requests.
+pub fn normalize_ip(ip: &str) -> Result<String, String> {
+    ip.trim().parse::<IpAddr>().map(|a| a.to_string()).map_err(|_| format!("`{ip}` is not a valid IP address"))
 }

@@ -3,6 +3,7 @@
 //! Completion is evaluated lazily ("settled") whenever state is observed or changed, using tokio
 //! time, so no background timers are needed and `tokio::time::pause` works.
 
+use crate::health::Probe;
 use crate::state::Target;
 use crate::world::World;
 use serde::{Deserialize, Serialize};
@@ -65,9 +66,10 @@ impl Tasks {
             if entry.key().0 > now {
                 break;
             }
+            let due = entry.key().0;
             let id = entry.remove();
             if let Some(task) = self.tasks.get_mut(&id) {
-                finish(task, world, wall);
+                finish(task, world, due, wall);
                 if self.locks.get(&task.lb) == Some(&id) {
                     self.locks.remove(&task.lb);
                 }
@@ -91,6 +93,7 @@ impl Tasks {
         ops: Vec<Op>,
         fail: Option<String>,
         done_at: Option<Instant>,
+        now: Instant,
         wall: i64,
     ) {
         let mut task = Task { action: action.into(), lb: lb.into(), status: 2, message: None, ops, fail };
@@ -100,7 +103,7 @@ impl Tasks {
                 self.pending.insert((at, self.seq), id.clone());
                 self.locks.insert(lb.to_string(), id.clone());
             }
-            _ => finish(&mut task, world, wall),
+            _ => finish(&mut task, world, now, wall),
         }
         self.tasks.insert(id, task);
     }
@@ -122,14 +125,15 @@ impl Tasks {
     }
 }
 
-fn finish(task: &mut Task, world: &mut World, wall: i64) {
+/// Completes a task at `at` (targets it binds start their health checks then).
+fn finish(task: &mut Task, world: &mut World, at: Instant, wall: i64) {
     if let Some(msg) = task.fail.take() {
         task.status = 1;
         task.message = Some(msg);
         task.ops.clear();
         return;
     }
-    match apply(world, &task.lb, &task.ops, wall) {
+    match apply(world, &task.lb, &task.ops, at, wall) {
         Ok(()) => task.status = 0,
         Err(msg) => {
             task.status = 1;
@@ -140,7 +144,7 @@ fn finish(task: &mut Task, world: &mut World, wall: i64) {
 }
 
 /// Applies all ops or none (fails when a listener/rule vanished meanwhile).
-fn apply(world: &mut World, lb_id: &str, ops: &[Op], wall: i64) -> Result<(), String> {
+fn apply(world: &mut World, lb_id: &str, ops: &[Op], at: Instant, wall: i64) -> Result<(), String> {
     let Some(lb) = world.lb_mut(lb_id) else {
         return Err(format!("load balancer {lb_id} no longer exists"));
     };
@@ -161,17 +165,19 @@ fn apply(world: &mut World, lb_id: &str, ops: &[Op], wall: i64) -> Result<(), St
     }
     let now = crate::time::utc_datetime(wall);
     for (op, place) in ops.iter().zip(places) {
-        let Some(pool) = lb.pool_mut(place) else {
+        let Some((pool, health)) = lb.pool_and_health_mut(place) else {
             continue;
         };
         match &op.kind {
             OpKind::Add(t) => {
                 let mut t = t.clone();
                 t.registered_time = Some(now.clone());
+                health.insert((t.ip.clone(), t.port), Probe::bound(at));
                 pool.insert((t.ip.clone(), t.port), t);
             }
             OpKind::Remove(key) => {
                 pool.remove(key);
+                health.remove(key);
             }
             OpKind::Weight(key, w) => {
                 if let Some(t) = pool.get_mut(key) {

@@ -1,6 +1,28 @@
-//! Small UTC calendar helpers (no external time crate needed).
+//! The emulator's clocks: [`Clock`] for task completion, health checks and rate-limit windows, and
+//! small UTC calendar helpers (no external time crate needed) for the wall-clock side.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Monotonic emulator time: tokio time (so `tokio::time::pause` works) plus whatever the emulator
+/// was told to skip ([`crate::Emulator::advance`], `POST /_emulator/clock {"advance_ms"}`), so tests
+/// can wait out a task or a health-check warm-up without sleeping. Never goes backwards.
+#[derive(Debug, Default)]
+pub(crate) struct Clock {
+    skipped_ms: AtomicU64,
+}
+
+impl Clock {
+    /// Now, in emulator time.
+    pub fn now(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_millis(self.skipped_ms.load(Ordering::Relaxed))
+    }
+
+    /// Moves emulator time forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.skipped_ms.fetch_add(u64::try_from(by.as_millis()).unwrap_or(u64::MAX / 4), Ordering::Relaxed);
+    }
+}
 
 /// Seconds since the Unix epoch of `t` (negative before 1970).
 pub fn unix_secs(t: SystemTime) -> i64 {

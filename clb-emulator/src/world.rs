@@ -1,9 +1,12 @@
 //! Indexed in-memory model behind [`State`]: load balancers by id, and per listener / rule a
 //! `BTreeMap<(ip, port), Target>` so lookups, duplicate checks and quota checks are O(log n).
 
-use crate::state::{Credential, Listener, LoadBalancer, Rule, State, StateError, Target, TargetKind, is_l7_protocol};
+use crate::health::{Health, Probe, Probes};
+use crate::state::{
+    Credential, Listener, LoadBalancer, Rule, State, StateError, Target, TargetKind, is_l7_protocol, normalize_ip,
+};
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use tokio::time::Instant;
 
 /// Targets of one L4 listener or one L7 rule, keyed by (normalised ip, port).
 pub(crate) type Pool = BTreeMap<(String, u16), Target>;
@@ -31,6 +34,8 @@ pub(crate) struct Lsn {
     pub target_type: String,
     /// L4 only.
     pub targets: Pool,
+    /// Health-check state of `targets` (same keys).
+    pub health: Probes,
     /// L7 only.
     pub rules: Vec<RuleEntry>,
 }
@@ -53,6 +58,8 @@ pub(crate) struct RuleEntry {
     pub url: String,
     pub target_type: String,
     pub targets: Pool,
+    /// Health-check state of `targets` (same keys).
+    pub health: Probes,
 }
 
 /// Where a target set lives: listener index and, for L7, rule index.
@@ -73,11 +80,6 @@ pub(crate) struct World {
     pub cvms: HashMap<String, (String, Option<String>)>,
 }
 
-/// Normalises an IP literal (`Err` when it is not an IP address).
-pub(crate) fn normalize_ip(ip: &str) -> Result<String, String> {
-    ip.trim().parse::<IpAddr>().map(|a| a.to_string()).map_err(|_| format!("`{ip}` is not a valid IP address"))
-}
-
 /// Deterministic `eni-xxxxxxxx` id for an IP.
 pub(crate) fn eni_id_for(ip: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -94,11 +96,11 @@ pub(crate) fn eni_id_for(ip: &str) -> String {
     s
 }
 
-fn fill_target(t: &Target, now: &str, where_: &str) -> Result<Target, StateError> {
+/// Fills in derived fields of a validated seed target (normalised IP, instance id, time).
+fn fill_target(t: &Target, now: &str) -> Target {
     let mut t = t.clone();
-    t.ip = normalize_ip(&t.ip).map_err(|e| StateError::Invalid(format!("{where_}: {e}")))?;
-    if t.weight > 100 {
-        return Err(StateError::Invalid(format!("{where_}: weight {} is over 100", t.weight)));
+    if let Ok(ip) = normalize_ip(&t.ip) {
+        t.ip = ip;
     }
     if t.instance_id.is_none() {
         t.instance_id = Some(match t.kind {
@@ -109,73 +111,55 @@ fn fill_target(t: &Target, now: &str, where_: &str) -> Result<Target, StateError
     if t.registered_time.is_none() {
         t.registered_time = Some(now.to_string());
     }
-    Ok(t)
+    t
 }
 
-fn fill_pool(
-    targets: &[Target],
-    now: &str,
-    where_: &str,
-    cvms: &mut HashMap<String, (String, Option<String>)>,
-) -> Result<Pool, StateError> {
+/// Seeded targets are healthy (bound long before the emulator started); probed from `at` on.
+fn seeded_probes(pool: &Pool, at: Instant) -> Probes {
+    pool.keys().map(|k| (k.clone(), Probe::seeded(at))).collect()
+}
+
+fn fill_pool(targets: &[Target], now: &str, cvms: &mut HashMap<String, (String, Option<String>)>) -> Pool {
     let mut pool = Pool::new();
     for t in targets {
-        let t = fill_target(t, now, where_)?;
+        let t = fill_target(t, now);
         if t.kind == TargetKind::Cvm
             && let Some(id) = &t.instance_id
         {
             cvms.insert(id.clone(), (t.ip.clone(), t.instance_name.clone()));
         }
-        let key = (t.ip.clone(), t.port);
-        if pool.insert(key, t.clone()).is_some() {
-            return Err(StateError::Invalid(format!("{where_}: duplicate target {}:{}", t.ip, t.port)));
-        }
+        pool.insert((t.ip.clone(), t.port), t);
     }
-    Ok(pool)
+    pool
 }
 
 impl World {
-    /// Builds the indexed world from a [`State`], validating it.
-    pub fn from_state(state: &State) -> Result<World, StateError> {
+    /// Builds the indexed world from a [`State`], validating it first ([`State::validate`]).
+    /// Health checks of the seeded targets start at `at` (emulator time).
+    pub fn from_state(state: &State, at: Instant) -> Result<World, StateError> {
+        state.validate()?;
         let now = crate::time::utc_datetime(crate::time::unix_secs(std::time::SystemTime::now()));
         let mut w = World { credentials: state.credentials.clone(), region: state.region.clone(), ..World::default() };
-        let mut listener_ids = HashMap::new();
         for lb in &state.load_balancers {
-            if lb.id.is_empty() || w.lb_index.contains_key(&lb.id) {
-                return Err(StateError::Invalid(format!("duplicate or empty load balancer id `{}`", lb.id)));
-            }
             let mut listeners = Vec::new();
             for l in &lb.listeners {
-                let where_ = format!("{}/{}", lb.id, l.id);
-                if listener_ids.insert(l.id.clone(), lb.id.clone()).is_some() {
-                    return Err(StateError::Invalid(format!("duplicate listener id `{}`", l.id)));
-                }
                 let protocol = l.protocol.to_ascii_uppercase();
-                if !["TCP", "UDP", "TCP_SSL", "QUIC", "HTTP", "HTTPS"].contains(&protocol.as_str()) {
-                    return Err(StateError::Invalid(format!("{where_}: unknown protocol `{}`", l.protocol)));
-                }
-                let l7 = is_l7_protocol(&protocol);
-                if l7 && !l.targets.is_empty() {
-                    return Err(StateError::Invalid(format!(
-                        "{where_}: {protocol} listener takes targets under rules"
-                    )));
-                }
-                if !l7 && !l.rules.is_empty() {
-                    return Err(StateError::Invalid(format!("{where_}: {protocol} listener cannot have rules")));
-                }
-                let mut rules = Vec::new();
-                for r in &l.rules {
-                    if rules.iter().any(|x: &RuleEntry| x.location_id == r.location_id) {
-                        return Err(StateError::Invalid(format!("{where_}: duplicate rule `{}`", r.location_id)));
-                    }
-                    rules.push(RuleEntry {
-                        location_id: r.location_id.clone(),
-                        domain: r.domain.clone(),
-                        url: r.url.clone(),
-                        target_type: r.target_type.clone(),
-                        targets: fill_pool(&r.targets, &now, &format!("{where_}/{}", r.location_id), &mut w.cvms)?,
-                    });
-                }
+                let rules = l
+                    .rules
+                    .iter()
+                    .map(|r| {
+                        let targets = fill_pool(&r.targets, &now, &mut w.cvms);
+                        RuleEntry {
+                            location_id: r.location_id.clone(),
+                            domain: r.domain.clone(),
+                            url: r.url.clone(),
+                            target_type: r.target_type.clone(),
+                            health: seeded_probes(&targets, at),
+                            targets,
+                        }
+                    })
+                    .collect();
+                let targets = fill_pool(&l.targets, &now, &mut w.cvms);
                 listeners.push(Lsn {
                     id: l.id.clone(),
                     name: if l.name.is_empty() {
@@ -187,7 +171,8 @@ impl World {
                     port: l.port,
                     end_port: l.end_port,
                     target_type: l.target_type.clone(),
-                    targets: fill_pool(&l.targets, &now, &where_, &mut w.cvms)?,
+                    health: seeded_probes(&targets, at),
+                    targets,
                     rules,
                 });
             }
@@ -265,6 +250,32 @@ impl World {
         }
     }
 
+    /// Runs the health checks of every target (or of one load balancer's) up to `now`.
+    pub fn settle_health(&mut self, health: &Health, now: Instant, only_lb: Option<&str>) {
+        for lb in self.lbs.iter_mut().filter(|lb| only_lb.is_none_or(|id| id == lb.id)) {
+            for l in &mut lb.listeners {
+                for ((ip, _), probe) in &mut l.health {
+                    health.advance(probe, ip, now);
+                }
+                for r in &mut l.rules {
+                    for ((ip, _), probe) in &mut r.health {
+                        health.advance(probe, ip, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Restarts every probe schedule at `at` (after a timing change, once settled with the old one).
+    pub fn restart_health(&mut self, at: Instant) {
+        for l in self.lbs.iter_mut().flat_map(|lb| lb.listeners.iter_mut()) {
+            l.health.values_mut().for_each(|p| p.restart(at));
+            for r in &mut l.rules {
+                r.health.values_mut().for_each(|p| p.restart(at));
+            }
+        }
+    }
+
     /// Removes a listener; true when it existed.
     pub fn delete_listener(&mut self, lb: &str, listener: &str) -> bool {
         match self.lb_mut(lb) {
@@ -292,10 +303,15 @@ impl Lb {
     }
 
     pub fn pool_mut(&mut self, p: Place) -> Option<&mut Pool> {
+        self.pool_and_health_mut(p).map(|(pool, _)| pool)
+    }
+
+    /// Targets and their health-check state (kept with the same keys).
+    pub fn pool_and_health_mut(&mut self, p: Place) -> Option<(&mut Pool, &mut Probes)> {
         let l = self.listeners.get_mut(p.listener)?;
         match p.rule {
-            Some(r) => l.rules.get_mut(r).map(|r| &mut r.targets),
-            None => Some(&mut l.targets),
+            Some(r) => l.rules.get_mut(r).map(|r| (&mut r.targets, &mut r.health)),
+            None => Some((&mut l.targets, &mut l.health)),
         }
     }
 }

@@ -4,7 +4,8 @@
 mod common;
 
 use clb_emulator::{
-    BusyFault, Config, DropFault, ErrorFault, ErrorKind, Faults, GarbageFault, GarbageMode, State, TaskFailureFault,
+    AfterApplyKind, BusyFault, Config, DropFault, ErrorAfterApplyFault, ErrorFault, ErrorKind, Faults, GarbageFault,
+    GarbageMode, State, TaskFailureFault,
 };
 use common::{Client, start_example, start_with};
 use serde_json::{Value, json};
@@ -233,6 +234,187 @@ async fn duplicates_quota_and_partial_failure() {
     assert_eq!(c.code("BatchModifyTargetWeight", w).await, "InvalidParameter");
 }
 
+fn l4_tags(state: &State) -> Vec<(String, String)> {
+    let lb = state.load_balancer(LB).unwrap();
+    let l = lb.listeners.iter().find(|l| l.id == L4).unwrap();
+    l.targets.iter().map(|t| (t.ip.clone(), t.tag.clone())).collect()
+}
+
+#[tokio::test]
+async fn target_tags_are_stored_on_register_and_changed_synchronously_by_batch_modify_target_tag() {
+    let emu = start_with(Config {
+        state: common::example_state(),
+        rate_limit_per_action: 0,
+        task_delay: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let c = Client::new(&emu);
+    let body = json!({"LoadBalancerId": LB, "ListenerId": L4, "Targets": [{"EniIp": "10.4.2.1", "Port": 80, "Tag": "clbsync:a"}]});
+    let r = c.ok("RegisterTargets", body).await;
+    c.wait_task(r["RequestId"].as_str().unwrap()).await;
+    assert!(l4_tags(&emu.state()).contains(&("10.4.2.1".into(), "clbsync:a".into())));
+    assert!(l4_tags(&emu.state()).contains(&("172.16.0.5".into(), "by-hand".into())), "seeded tag");
+    let tag = |ip: &str, tag: &str| json!({"EniIp": ip, "Port": 80, "Tag": tag});
+    // One unbound target: the whole call fails, nothing changes.
+    let bad = json!({"LoadBalancerId": LB, "ModifyList": [{"ListenerId": L4, "Targets": [tag("10.4.2.1", "clbsync:b"), tag("10.4.2.9", "x")]}]});
+    assert_eq!(c.code("BatchModifyTargetTag", bad).await, "InvalidParameter");
+    assert!(l4_tags(&emu.state()).contains(&("10.4.2.1".into(), "clbsync:a".into())));
+    // Applied before the answer, no task, no lock: the next mutation is accepted at once.
+    let good =
+        json!({"LoadBalancerId": LB, "ModifyList": [{"ListenerId": L4, "Targets": [tag("10.4.2.1", "clbsync:b")]}]});
+    let r = c.ok("BatchModifyTargetTag", good).await;
+    assert!(l4_tags(&emu.state()).contains(&("10.4.2.1".into(), "clbsync:b".into())));
+    assert!(emu.task(r["RequestId"].as_str().unwrap()).is_none());
+    c.ok("RegisterTargets", reg(&["10.4.2.2"], 80)).await;
+    // ...but a running task locks the LB for it, like for every other mutation.
+    let again =
+        json!({"LoadBalancerId": LB, "ModifyList": [{"ListenerId": L4, "Targets": [tag("10.4.2.1", "clbsync:c")]}]});
+    assert_eq!(c.code("BatchModifyTargetTag", again).await, "FailedOperation.ResourceInOperating");
+    let r = c
+        .ok("DescribeTargets", json!({"LoadBalancerId": LB, "Filters": [{"Name": "tag", "Values": ["clbsync:b"]}]}))
+        .await;
+    let tagged: Vec<&Value> =
+        r["Listeners"].as_array().unwrap().iter().flat_map(|l| l["Targets"].as_array().into_iter().flatten()).collect();
+    assert_eq!(tagged.len(), 1);
+    assert_eq!(tagged[0]["Tag"], "clbsync:b");
+    assert_eq!(emu.calls().mutating_succeeded(), 3);
+    emu.shutdown().await;
+}
+
+/// (HealthStatus, HealthStatusDetail) of every target of the L4 listener and the L7 rule, by ip.
+async fn health_of(c: &Client) -> std::collections::BTreeMap<String, (bool, String)> {
+    let r = c.ok("DescribeTargetHealth", json!({"LoadBalancerIds": [LB], "ListenerIds": [L4, L7]})).await;
+    let mut out = std::collections::BTreeMap::new();
+    for l in r["LoadBalancers"][0]["Listeners"].as_array().unwrap() {
+        for rule in l["Rules"].as_array().unwrap() {
+            for t in rule["Targets"].as_array().unwrap() {
+                assert_eq!(t["HealthStatusDetail"], t["HealthStatusDetial"]);
+                let detail = t["HealthStatusDetail"].as_str().unwrap().to_string();
+                out.insert(t["IP"].as_str().unwrap().to_string(), (t["HealthStatus"].as_bool().unwrap(), detail));
+            }
+        }
+    }
+    out
+}
+
+fn h(healthy: bool, detail: &str) -> (bool, String) {
+    (healthy, detail.to_string())
+}
+
+#[tokio::test]
+async fn health_checks_follow_clb_defaults_and_the_serving_flags() {
+    let emu = start_example().await;
+    assert_eq!(emu.health_config(), clb_emulator::HealthConfig::default());
+    let c = Client::new(&emu);
+    assert_eq!(health_of(&c).await["10.0.1.11"], h(true, "Alive"), "seeded targets are healthy");
+    // Weight 0 is health-checked like any other weight.
+    let body = json!({"LoadBalancerId": LB, "ListenerId": L4, "Targets": [{"EniIp": "10.4.3.1", "Port": 80, "Weight": 0}, {"EniIp": "10.4.3.2", "Port": 80}]});
+    c.ok("RegisterTargets", body).await;
+    let body = json!({"LoadBalancerId": LB, "ListenerId": L7, "LocationId": LOC, "Targets": [{"EniIp": "10.4.3.3", "Port": 80}]});
+    c.ok("RegisterTargets", body).await;
+    let hs = health_of(&c).await;
+    for ip in ["10.4.3.1", "10.4.3.2", "10.4.3.3"] {
+        assert_eq!(hs[ip], h(false, "Unknown"), "{ip}: a newly bound target is detecting");
+    }
+    // interval 5 s x healthy threshold 3 = 15 s (emulator time: no real waiting).
+    emu.advance(Duration::from_secs(14));
+    assert_eq!(health_of(&c).await["10.4.3.1"], h(false, "Unknown"));
+    emu.advance(Duration::from_secs(1));
+    let hs = health_of(&c).await;
+    for ip in ["10.4.3.1", "10.4.3.2", "10.4.3.3", "10.0.1.11", "10.0.1.12"] {
+        assert_eq!(hs[ip], h(true, "Alive"), "{ip}");
+    }
+    // The weight-0 pod stops serving at ~15 s: probes at 20, 25, 30 s fail, each known 2 s later.
+    emu.set_serving("10.4.3.1", false);
+    emu.advance(Duration::from_secs(16));
+    assert_eq!(health_of(&c).await["10.4.3.1"], h(true, "Alive"), "still healthy before the third failed check");
+    emu.advance(Duration::from_secs(2));
+    let hs = health_of(&c).await;
+    assert_eq!(hs["10.4.3.1"], h(false, "Dead"));
+    assert_eq!(hs["10.4.3.2"], h(true, "Alive"));
+    let info = emu.health();
+    let t = info.iter().find(|t| t.ip == "10.4.3.1").unwrap();
+    assert_eq!((t.weight, t.healthy, t.serving, t.location_id.as_deref()), (0, false, false, None));
+    assert_eq!(info.iter().find(|t| t.ip == "10.4.3.3").unwrap().location_id.as_deref(), Some(LOC));
+    let (status, body) = admin_raw(&emu, reqwest::Method::GET, "health", &[], "").await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["config"]["interval_ms"], 5000);
+    assert_eq!(v["serving"]["ips"]["10.4.3.1"], false);
+    assert!(v["targets"].as_array().unwrap().iter().any(|t| t["ip"] == "10.4.3.1" && t["health"] == "Dead"));
+    // Serving again (admin API): healthy after 3 successful checks.
+    let (status, _) = admin_raw(
+        &emu,
+        reqwest::Method::POST,
+        "serving",
+        &[("content-type", "application/json")],
+        r#"{"ips": {"10.4.3.1": true}}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = admin_raw(
+        &emu,
+        reqwest::Method::POST,
+        "serving",
+        &[("content-type", "application/json")],
+        r#"{"ips": {"not-an-ip": true}}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    emu.advance(Duration::from_secs(16));
+    assert_eq!(health_of(&c).await["10.4.3.1"], h(true, "Alive"));
+    // Deregistered and registered again: detecting again.
+    let body = json!({"LoadBalancerId": LB, "ListenerId": L4, "Targets": [{"EniIp": "10.4.3.2", "Port": 80}]});
+    c.ok("DeregisterTargets", body.clone()).await;
+    assert!(!health_of(&c).await.contains_key("10.4.3.2"));
+    c.ok("RegisterTargets", body).await;
+    assert_eq!(health_of(&c).await["10.4.3.2"], h(false, "Unknown"));
+    // Instant mode (admin setting): health follows the serving flag at once.
+    let (status, _) = admin_raw(
+        &emu,
+        reqwest::Method::POST,
+        "settings",
+        &[("content-type", "application/json")],
+        r#"{"health_interval_ms": 0}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(health_of(&c).await["10.4.3.2"], h(true, "Alive"));
+    emu.set_serving_all(clb_emulator::Serving { default: false, ips: [("10.4.3.2".to_string(), true)].into() });
+    let hs = health_of(&c).await;
+    assert_eq!(hs["10.4.3.2"], h(true, "Alive"));
+    assert_eq!(hs["10.0.1.11"], h(false, "Dead"), "only the listed IPs serve");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_check_timing_scales_and_seeded_health_is_pinned() {
+    let yaml = "load_balancers:\n  - id: lb-h\n    listeners:\n      - id: lbl-h\n        protocol: TCP\n        port: 80\n        targets:\n          - {ip: 10.0.0.1, port: 80, health: Close}\n          - {ip: 10.0.0.2, port: 80}\n";
+    let emu = start_with(Config {
+        state: State::from_yaml_str(yaml).unwrap(),
+        rate_limit_per_action: 0,
+        health: clb_emulator::HealthConfig::scaled_down(10),
+        ..Config::default()
+    })
+    .await;
+    assert_eq!(emu.health_config().time_to_healthy(), Duration::from_millis(1500));
+    let c = Client::new(&emu);
+    c.ok(
+        "RegisterTargets",
+        json!({"LoadBalancerId": "lb-h", "ListenerId": "lbl-h", "Targets": [{"EniIp": "10.0.0.3", "Port": 80}]}),
+    )
+    .await;
+    emu.set_serving("10.0.0.1", false);
+    let detail = |emu: &clb_emulator::Emulator, ip: &str| emu.health().into_iter().find(|t| t.ip == ip).unwrap().health;
+    assert_eq!(detail(&emu, "10.0.0.3"), clb_emulator::HealthDetail::Unknown);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(detail(&emu, "10.0.0.3"), clb_emulator::HealthDetail::Alive, "healthy after 1.5 s at 1/10 scale");
+    assert_eq!(detail(&emu, "10.0.0.1"), clb_emulator::HealthDetail::Close, "a seeded health pins the status");
+    assert_eq!(detail(&emu, "10.0.0.2"), clb_emulator::HealthDetail::Alive);
+    emu.shutdown().await;
+}
+
 async fn codes_for(seed: u64) -> Vec<String> {
     let faults = Faults {
         seed,
@@ -382,6 +564,65 @@ async fn drop_after_apply_and_garbage() {
     emu.shutdown().await;
 }
 
+#[tokio::test]
+async fn error_after_apply_changes_state_although_the_answer_is_an_error() {
+    let emu = start_with(Config {
+        state: common::example_state(),
+        rate_limit_per_action: 0,
+        task_delay: Duration::from_millis(200),
+        ..Config::default()
+    })
+    .await;
+    let c = Client::new(&emu);
+    emu.set_faults(Faults {
+        error_after_apply: Some(ErrorAfterApplyFault {
+            rate: 1.0,
+            max: Some(1),
+            actions: vec!["RegisterTargets".into()],
+            kind: AfterApplyKind::InternalError,
+        }),
+        ..Faults::default()
+    });
+    // Not a listed action: answered normally.
+    c.ok("DescribeTargets", json!({"LoadBalancerId": LB})).await;
+    let r = c.call("RegisterTargets", reg(&["10.4.1.1"], 80)).await;
+    assert_eq!(r["Error"]["Code"], "InternalError", "{r}");
+    // The change was accepted as a task (its id is the RequestId of the error answer), locks the
+    // LB while it runs and completes normally.
+    let task = r["RequestId"].as_str().unwrap().to_string();
+    assert_eq!(emu.task(&task).unwrap().status, 2);
+    assert_eq!(c.code("RegisterTargets", reg(&["10.4.1.2"], 80)).await, "FailedOperation.ResourceInOperating");
+    assert_eq!(c.wait_task(&task).await["Status"], 0);
+    assert!(l4_ips(&emu.state()).contains(&("10.4.1.1".into(), 80, 10)), "applied although answered InternalError");
+    // A retry meets the target already bound; `max` ended the fault.
+    assert_eq!(c.code("RegisterTargets", reg(&["10.4.1.1"], 80)).await, "InvalidParameterValue.Duplicate");
+    let calls = emu.calls();
+    assert_eq!(calls.errors("InternalErrorAfterApply"), 1);
+    assert_eq!(calls.errors("InternalError"), 0, "not counted as a not-executed InternalError");
+    assert_eq!(calls.errors_after_apply(), 1);
+    assert_eq!(calls.of("RegisterTargets")[0].code, "InternalErrorAfterApply");
+    assert_eq!(calls.mutating_succeeded(), 1, "the executed call counts as a created task");
+
+    // HTTP 502 mode, from the YAML fault config, on a batch action.
+    let faults: Faults =
+        serde_yaml::from_str("error_after_apply: {kind: http502, actions: [BatchDeregisterTargets]}").unwrap();
+    emu.set_faults(faults);
+    emu.set_task_delay(Duration::ZERO);
+    let body = json!({"LoadBalancerId": LB, "Targets": [{"ListenerId": L4, "EniIp": "10.4.1.1", "Port": 80}]});
+    let raw = c.send("BatchDeregisterTargets", serde_json::to_vec(&body).unwrap(), &[]).await.unwrap();
+    assert_eq!(raw.status, 502);
+    assert!(!l4_ips(&emu.state()).iter().any(|t| t.0 == "10.4.1.1"), "deregistered although answered 502");
+    let calls = emu.calls();
+    assert_eq!((calls.errors("HTTP502AfterApply"), calls.errors("HTTP502")), (1, 0));
+    assert_eq!(calls.errors_after_apply(), 2);
+    // A failed (not executed) mutation is answered as usual, not replaced by the fault.
+    assert_eq!(
+        c.code("BatchDeregisterTargets", json!({"LoadBalancerId": "lb-nope", "Targets": body["Targets"]})).await,
+        "InvalidParameter.LBIdNotFound"
+    );
+    emu.shutdown().await;
+}
+
 async fn admin(
     method: reqwest::Method,
     emu: &clb_emulator::Emulator,
@@ -390,7 +631,7 @@ async fn admin(
 ) -> (u16, Value) {
     let mut req = common::http_client().request(method, format!("{}/_emulator/{path}", emu.endpoint()));
     if let Some(b) = body {
-        req = req.body(b);
+        req = req.header("content-type", "application/json").body(b);
     }
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();
@@ -438,6 +679,89 @@ async fn admin_api() {
     assert_eq!(admin(Method::POST, &emu, "clock", Some(r#"{"offset_secs": -1000}"#.into())).await.0, 200);
     assert_eq!(c.code("DescribeListeners", json!({"LoadBalancerId": LB})).await, "AuthFailure.SignatureExpire");
     assert_eq!(admin(Method::GET, &emu, "nope", None).await.0, 404);
+    emu.shutdown().await;
+}
+
+/// Sends an admin request with exactly these headers; returns the status and the body text.
+async fn admin_raw(
+    emu: &clb_emulator::Emulator,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut req = common::http_client().request(method, format!("{}/_emulator/{path}", emu.endpoint()));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.body(body.to_string()).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn admin_api_refuses_what_a_web_page_can_send() {
+    use reqwest::Method;
+    let emu = start_example().await;
+    let c = Client::new(&emu);
+    let faults = r#"{"errors": {"kind": "internal_error"}}"#;
+    // A page on another site can POST text/plain without a preflight: refused, nothing changed.
+    let (status, body) = admin_raw(
+        &emu,
+        Method::POST,
+        "faults",
+        &[("content-type", "text/plain"), ("origin", "http://evil.example")],
+        faults,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert!(err["error"].as_str().unwrap().contains("admin API refused"), "{body}");
+    assert_eq!(emu.faults(), Faults::default());
+    assert_eq!(c.code("DescribeListeners", json!({"LoadBalancerId": LB})).await, "");
+    // text/plain from no origin at all, and a form post: refused as well.
+    for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let (status, _) = admin_raw(&emu, Method::POST, "reset", &[("content-type", ct)], r#"{"state": true}"#).await;
+        assert_eq!(status, 403, "{ct}");
+    }
+    let (status, _) = admin_raw(&emu, Method::PUT, "state", &[], "load_balancers: []").await;
+    assert_eq!(status, 403, "PUT without a content type");
+    assert_eq!(emu.state().load_balancers.len(), 2);
+    // JSON from a foreign origin (a CORS request the browser would send after a preflight): refused.
+    let (status, _) = admin_raw(
+        &emu,
+        Method::POST,
+        "faults",
+        &[("content-type", "application/json"), ("origin", "https://evil.example")],
+        faults,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(emu.faults(), Faults::default());
+    // DNS rebinding: a foreign Host cannot read the state (which holds the secret keys).
+    for host in ["evil.example", "evil.example:80", "127.0.0.1.evil.example", "10.0.0.1"] {
+        let (status, body) = admin_raw(&emu, Method::GET, "state", &[("host", host)], "").await;
+        assert_eq!(status, 403, "{host}: {body}");
+        assert!(!body.contains(clb_emulator::DEFAULT_SECRET_KEY), "{host}: secret leaked");
+        assert!(body.contains("loopback"), "{body}");
+    }
+    // Normal admin calls still work: loopback hosts, JSON with parameters, loopback origin.
+    let port = emu.addr().port();
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")] {
+        let (status, body) = admin_raw(&emu, Method::GET, "state", &[("host", &host)], "").await;
+        assert_eq!(status, 200, "{host}");
+        assert!(body.contains("lb-web00001"));
+    }
+    let (status, _) = admin_raw(
+        &emu,
+        Method::POST,
+        "faults",
+        &[("content-type", "Application/JSON; charset=utf-8"), ("origin", &format!("http://127.0.0.1:{port}"))],
+        faults,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(c.code("DescribeListeners", json!({"LoadBalancerId": LB})).await, "InternalError");
+    assert_eq!(emu.calls().errors("InternalError"), 1);
     emu.shutdown().await;
 }
 

@@ -24,6 +24,8 @@ async fn binary_starts_prints_address_and_logs() {
             "0",
             "--seed",
             "3",
+            "--health-interval-ms",
+            "0",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -50,6 +52,13 @@ async fn binary_starts_prints_address_and_logs() {
     assert_eq!(r["TotalCount"], 1);
     let r = c.ok("RegisterTargets", json!({"LoadBalancerId": "lb-web00001", "ListenerId": "lbl-tcp00080", "Targets": [{"EniIp": "10.1.1.1", "Port": 80}]})).await;
     assert_eq!(c.wait_task(r["RequestId"].as_str().unwrap()).await["Status"], 0);
+    // --health-interval-ms 0 (instant mode): healthy at once, no 15 s of detecting.
+    let h = c
+        .ok("DescribeTargetHealth", json!({"LoadBalancerIds": ["lb-web00001"], "ListenerIds": ["lbl-tcp00080"]}))
+        .await;
+    let targets = h["LoadBalancers"][0]["Listeners"][0]["Rules"][0]["Targets"].as_array().unwrap().clone();
+    let t = targets.iter().find(|t| t["IP"] == "10.1.1.1").expect("registered target in DescribeTargetHealth");
+    assert_eq!((&t["HealthStatus"], &t["HealthStatusDetail"]), (&json!(true), &json!("Alive")));
     let st: serde_json::Value = reqwest::get(format!("{endpoint}/_emulator/state")).await.unwrap().json_or_text().await;
     assert!(st.to_string().contains("10.1.1.1"));
 
@@ -73,4 +82,23 @@ impl JsonOrText for reqwest::Response {
         let b = self.bytes().await.unwrap();
         serde_json::from_slice(&b).unwrap()
     }
+}
+
+#[test]
+fn binary_warns_when_listening_beyond_loopback() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clb-emulator"))
+        .args(["--listen", "0.0.0.0:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn clb-emulator");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("clb-emulator listening on http://0.0.0.0:"), "{line}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains("warning: listening on 0.0.0.0:0, which is not a loopback address"), "{stderr}");
+    assert!(stderr.contains("test tool"), "{stderr}");
 }

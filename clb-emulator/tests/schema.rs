@@ -92,8 +92,8 @@ fn embedded_schema_matches_tccli_api_json() {
         let input = action["input"].as_str().unwrap();
         compare(&api, input, a.params, &mut checked);
     }
-    for needed in ["Target", "BatchTarget", "RsWeightRule", "Filter"] {
+    for needed in ["Target", "BatchTarget", "RsWeightRule", "RsTagRule", "Filter"] {
         assert!(checked.iter().any(|c| c == needed), "{needed} not checked");
     }
-    assert_eq!(ACTIONS.len(), 11);
+    assert_eq!(ACTIONS.len(), 12);
 }

@@ -4,6 +4,7 @@
 use super::{find_lb, i, objs, s, strs};
 use crate::Inner;
 use crate::error::{ApiError, codes};
+use crate::health::{Health, HealthDetail, Probes};
 use crate::state::{Target, TargetKind};
 use crate::world::{Lb, Lsn, Pool, World};
 use serde_json::{Value, json};
@@ -236,17 +237,22 @@ pub(super) fn targets(world: &World, p: &Value) -> Result<Value, ApiError> {
     Ok(json!({"Listeners": out}))
 }
 
-fn health_json(t: &Target) -> Value {
-    let detail = t.health.clone().unwrap_or_else(|| "Alive".into());
-    json!({
-        "IP": t.ip,
-        "Port": t.port,
-        "HealthStatus": detail == "Alive",
-        "TargetId": t.instance_id,
-        "HealthStatusDetail": detail,
-        "HealthStatusDetial": detail,
-        "Weight": t.weight,
-    })
+/// `TargetHealth` objects of one pool, from its health-check state (a seeded `health` pins it).
+fn health_json(pool: &Pool, probes: &Probes) -> Vec<Value> {
+    pool.iter()
+        .map(|(key, t)| {
+            let detail = Health::detail(t.health.as_deref(), probes.get(key));
+            json!({
+                "IP": t.ip,
+                "Port": t.port,
+                "HealthStatus": detail == HealthDetail::Alive,
+                "TargetId": t.instance_id,
+                "HealthStatusDetail": detail.as_str(),
+                "HealthStatusDetial": detail.as_str(),
+                "Weight": t.weight,
+            })
+        })
+        .collect()
 }
 
 pub(super) fn target_health(world: &World, p: &Value) -> Result<Value, ApiError> {
@@ -271,7 +277,7 @@ pub(super) fn target_health(world: &World, p: &Value) -> Result<Value, ApiError>
                             "LocationId": r.location_id,
                             "Domain": r.domain,
                             "Url": r.url,
-                            "Targets": r.targets.values().map(health_json).collect::<Vec<_>>(),
+                            "Targets": health_json(&r.targets, &r.health),
                         }));
                     }
                 }
@@ -282,7 +288,7 @@ pub(super) fn target_health(world: &World, p: &Value) -> Result<Value, ApiError>
                         "LocationId": loc,
                         "Domain": null,
                         "Url": null,
-                        "Targets": l.targets.values().map(health_json).collect::<Vec<_>>(),
+                        "Targets": health_json(&l.targets, &l.health),
                     }));
                 }
             }

@@ -2,6 +2,7 @@
 //! fields (without `RequestId`) or an [`ApiError`].
 
 mod describe;
+mod tags;
 mod targets;
 
 use crate::Inner;
@@ -28,7 +29,12 @@ pub(crate) fn run(inner: &mut Inner, ctx: &Ctx<'_>, p: &Value) -> Result<Value, 
         "DescribeLoadBalancers" => describe::load_balancers(&inner.world, p),
         "DescribeListeners" => describe::listeners(&inner.world, p),
         "DescribeTargets" => describe::targets(&inner.world, p),
-        "DescribeTargetHealth" => describe::target_health(&inner.world, p),
+        "DescribeTargetHealth" => {
+            for id in strs(p, "LoadBalancerIds") {
+                inner.world.settle_health(&inner.health, ctx.now, Some(id));
+            }
+            describe::target_health(&inner.world, p)
+        }
         "DescribeTaskStatus" => describe::task_status(inner, p),
         "RegisterTargets" => targets::register(inner, ctx, p),
         "DeregisterTargets" => targets::deregister(inner, ctx, p),
@@ -36,6 +42,7 @@ pub(crate) fn run(inner: &mut Inner, ctx: &Ctx<'_>, p: &Value) -> Result<Value, 
         "BatchRegisterTargets" => targets::batch_register(inner, ctx, p),
         "BatchDeregisterTargets" => targets::batch_deregister(inner, ctx, p),
         "BatchModifyTargetWeight" => targets::batch_modify_weight(inner, ctx, p),
+        "BatchModifyTargetTag" => tags::batch_modify_tag(inner, ctx, p),
         other => Err(ApiError::new(codes::INVALID_ACTION, format!("The action `{other}` is not supported."))),
     }
 }

@@ -5,20 +5,20 @@
 use super::{Ctx, find_lb, i, objs, s};
 use crate::Inner;
 use crate::error::{ApiError, codes};
-use crate::state::Target;
+use crate::state::{Target, normalize_ip};
 use crate::tasks::{Op, OpKind};
-use crate::world::{Lb, Place, World, eni_id_for, normalize_ip};
+use crate::world::{Lb, Place, World, eni_id_for};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// A target as given in a request (formats checked, instance not yet resolved).
-struct Spec {
+pub(super) struct Spec {
     eni_ip: Option<String>,
     instance_id: Option<String>,
     port: u16,
     weight: Option<u32>,
-    tag: String,
+    pub(super) tag: String,
 }
 
 fn check_weight(w: Option<i64>, path: &str) -> Result<Option<u32>, ApiError> {
@@ -29,7 +29,7 @@ fn check_weight(w: Option<i64>, path: &str) -> Result<Option<u32>, ApiError> {
     }
 }
 
-fn parse_spec(v: &Value, path: &str) -> Result<Spec, ApiError> {
+pub(super) fn parse_spec(v: &Value, path: &str) -> Result<Spec, ApiError> {
     let port = i(v, "Port").unwrap_or(0);
     if !(1..=65535).contains(&port) {
         return Err(ApiError::new(codes::RANGE, format!("`{path}.Port` must be within 1..=65535, got {port}.")));
@@ -61,7 +61,7 @@ fn parse_spec(v: &Value, path: &str) -> Result<Spec, ApiError> {
 }
 
 /// Resolves a spec to a concrete target (CVM instances must be known from the seed).
-fn resolve_spec(world: &World, spec: &Spec) -> Result<Target, ApiError> {
+pub(super) fn resolve_spec(world: &World, spec: &Spec) -> Result<Target, ApiError> {
     let mut t = match (&spec.eni_ip, &spec.instance_id) {
         (Some(ip), _) => {
             let mut t = Target::eni(ip.clone(), spec.port);
@@ -86,12 +86,12 @@ fn resolve_spec(world: &World, spec: &Spec) -> Result<Target, ApiError> {
     Ok(t)
 }
 
-fn key_of(t: &Target) -> (String, u16) {
+pub(super) fn key_of(t: &Target) -> (String, u16) {
     (t.ip.clone(), t.port)
 }
 
 /// Common checks before any mutation: LB exists, not classic, not locked by a running task, not busy.
-fn preamble(inner: &mut Inner, lb_id: &str) -> Result<(), ApiError> {
+pub(super) fn preamble(inner: &mut Inner, lb_id: &str) -> Result<(), ApiError> {
     let lb = find_lb(&inner.world, lb_id)?;
     if lb.forward == 0 {
         return Err(ApiError::new(
@@ -115,7 +115,7 @@ fn preamble(inner: &mut Inner, lb_id: &str) -> Result<(), ApiError> {
 }
 
 /// Finds the listener / rule targets are bound to, checking that direct binding is allowed.
-fn resolve_place(
+pub(super) fn resolve_place(
     lb: &Lb,
     listener_id: &str,
     location: Option<&str>,
@@ -180,7 +180,7 @@ fn resolve_place(
     Ok((Place { listener: li, rule: Some(ri) }, Some(rule.location_id.clone())))
 }
 
-fn where_(listener: &str, loc: &Option<String>) -> String {
+pub(super) fn where_(listener: &str, loc: &Option<String>) -> String {
     match loc {
         Some(l) => format!("{listener}/{l}"),
         None => listener.to_string(),
@@ -192,7 +192,7 @@ fn submit(inner: &mut Inner, ctx: &Ctx<'_>, lb_id: &str, ops: Vec<Op>) {
     let delay = inner.engine.faults.task_delay_ms.unwrap_or(ctx.task_delay_ms);
     let done_at = (delay > 0).then(|| ctx.now + Duration::from_millis(delay));
     let Inner { tasks, world, .. } = inner;
-    tasks.submit(world, ctx.request_id.to_string(), ctx.action, lb_id, ops, fail, done_at, ctx.wall);
+    tasks.submit(world, ctx.request_id.to_string(), ctx.action, lb_id, ops, fail, done_at, ctx.now, ctx.wall);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -97,7 +97,8 @@ class Emu:
 
     def admin(self, method, path, body=None):
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + "/_emulator/" + path, data=data, method=method)
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        req = urllib.request.Request(self.base + "/_emulator/" + path, data=data, method=method, headers=headers)
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())
 
@@ -240,6 +241,70 @@ def mutate(emu):
     check(code == "InvalidParameter", "deregistering an unbound target")
 
 
+def tags(emu):
+    """Target tags: Target.Tag / BatchTarget.Tag on register, Backend.Tag, the tag filter and
+    BatchModifyTargetTag (synchronous, all-or-nothing)."""
+    check(l4_targets(emu)[("172.16.0.5", 30080)]["Tag"] == "by-hand", "Backend.Tag from the seed")
+    check(l4_targets(emu)[("10.0.1.11", 8080)]["Tag"] == "", "Backend.Tag of an untagged target is empty")
+    r = emu.call("RegisterTargets", {"LoadBalancerId": LB, "ListenerId": L4,
+                                     "Targets": [{"EniIp": "10.0.8.1", "Port": 80, "Tag": "clbsync:a"}]})
+    emu.wait(r["RequestId"])
+    check(l4_targets(emu)[("10.0.8.1", 80)]["Tag"] == "clbsync:a", "RegisterTargets: Target.Tag stored")
+    r = emu.call("BatchRegisterTargets", {"LoadBalancerId": LB, "Targets": [
+        {"ListenerId": L7, "LocationId": LOC, "EniIp": "10.0.8.2", "Port": 80, "Tag": "clbsync:b"}]})
+    emu.wait(r["RequestId"])
+    check(l7_targets(emu)[("10.0.8.2", 80)]["Tag"] == "clbsync:b", "BatchRegisterTargets: BatchTarget.Tag stored")
+    ls = emu.targets(filters=[{"Name": "tag", "Values": ["clbsync:a", "clbsync:b"]}])
+    found = {(t["PrivateIpAddresses"][0], t["Tag"]) for l in ls for t in (l["Targets"] or []) +
+             [t for r in (l["Rules"] or []) for t in r["Targets"]]}
+    check(found == {("10.0.8.1", "clbsync:a"), ("10.0.8.2", "clbsync:b")}, f"DescribeTargets: tag filter ({found})")
+
+    # Synchronous: visible at once, no task behind the RequestId. Target.Tag wins over RsTagRule.Tag.
+    r = emu.call("BatchModifyTargetTag", {"LoadBalancerId": LB, "ModifyList": [
+        {"ListenerId": L4, "Tag": "clbsync:c", "Targets": [{"EniIp": "10.0.8.1", "Port": 80},
+                                                           {"EniIp": "10.0.1.11", "Port": 8080, "Tag": "own"}]},
+        {"ListenerId": L7, "LocationId": LOC, "Targets": [{"EniIp": "10.0.8.2", "Port": 80}]}]})
+    check(set(r) == {"RequestId"}, "BatchModifyTargetTag: the response holds only RequestId")
+    l4 = l4_targets(emu)
+    check(l4[("10.0.8.1", 80)]["Tag"] == "clbsync:c" and l4[("10.0.1.11", 8080)]["Tag"] == "own",
+          "BatchModifyTargetTag: applied synchronously, Target.Tag over RsTagRule.Tag")
+    check(l7_targets(emu)[("10.0.8.2", 80)]["Tag"] == "", "BatchModifyTargetTag: no Tag at all clears it")
+    check(emu.error("DescribeTaskStatus", {"TaskId": r["RequestId"]}) == "InvalidParameter",
+          "BatchModifyTargetTag: synchronous, its RequestId is no task")
+    one = [{"EniIp": "10.0.8.1", "Port": 80, "Tag": "x"}]
+    cases = [
+        ({"LoadBalancerId": LB, "ModifyList": [{"ListenerId": "lbl-missing0", "Targets": one}]},
+         "InvalidParameter.ListenerIdNotFound"),
+        ({"LoadBalancerId": LB, "ModifyList": [{"ListenerId": L7, "LocationId": "loc-missing0", "Targets": one}]},
+         "InvalidParameter.LocationNotFound"),
+        ({"LoadBalancerId": LB, "ModifyList": [{"ListenerId": L7, "Targets": one}]}, "InvalidParameter"),
+        ({"LoadBalancerId": LB, "ModifyList": [{"ListenerId": L4, "Targets": one},
+                                               {"ListenerId": L4, "Targets": [{"EniIp": "10.9.9.9", "Port": 1}]}]},
+         "InvalidParameter"),
+        ({"LoadBalancerId": "lb-missing", "ModifyList": [{"ListenerId": L4, "Targets": one}]},
+         "InvalidParameter.LBIdNotFound"),
+        ({"LoadBalancerId": "lb-classic1", "ModifyList": [{"ListenerId": "lbl-classic80", "Targets": one}]},
+         "UnsupportedOperation"),
+        ({"LoadBalancerId": LB, "ModifyList": [
+            {"ListenerId": L4, "Targets": [{"EniIp": f"10.3.{i // 250}.{i % 250}", "Port": 80} for i in range(501)]}]},
+         "InvalidParameterValue.Length"),
+    ]
+    for params, want in cases:
+        got = emu.error("BatchModifyTargetTag", params)
+        check(got == want, f"BatchModifyTargetTag -> {want} (got {got})")
+    check(l4_targets(emu)[("10.0.8.1", 80)]["Tag"] == "clbsync:c", "BatchModifyTargetTag: all-or-nothing")
+    # A running task locks the load balancer for BatchModifyTargetTag too.
+    r = emu.call("DeregisterTargets", {"LoadBalancerId": LB, "ListenerId": L4,
+                                       "Targets": [{"EniIp": "10.0.8.1", "Port": 80}]})
+    check(emu.error("BatchModifyTargetTag", {"LoadBalancerId": LB, "ModifyList": [
+        {"ListenerId": L7, "LocationId": LOC, "Targets": [{"EniIp": "10.0.8.2", "Port": 80, "Tag": "y"}]}]})
+          == "FailedOperation.ResourceInOperating", "BatchModifyTargetTag on a locked LB")
+    emu.wait(r["RequestId"])
+    r = emu.call("DeregisterTargets", {"LoadBalancerId": LB, "ListenerId": L7, "LocationId": LOC,
+                                       "Targets": [{"EniIp": "10.0.8.2", "Port": 80}]})
+    emu.wait(r["RequestId"])
+
+
 def health(emu):
     r = emu.call("DescribeTargetHealth", {"LoadBalancerIds": [LB]})
     (lb,) = r["LoadBalancers"]
@@ -250,6 +315,53 @@ def health(emu):
     check(ips[("10.0.1.11", 8080)]["HealthStatus"] is True, "health: HealthStatus")
     check(ips[("10.0.1.11", 8080)]["HealthStatusDetail"] == "Alive", "health: HealthStatusDetail")
     check([x["LocationId"] for x in ls[L7]["Rules"]] == [LOC, LOC_TG], "health: L7 rules")
+    check(ls[L4]["Protocol"] == "TCP" and ls[L4]["Port"] == 80 and ls[L4]["ListenerName"], "health: listener fields")
+    check(ips[("10.0.1.11", 8080)]["HealthStatusDetial"] == "Alive", "health: deprecated HealthStatusDetial too")
+    check(ips[("172.16.0.5", 30080)]["TargetId"] == "ins-node0001", "health: TargetId of a CVM")
+    r = emu.call("DescribeTargetHealth", {"LoadBalancerIds": [LB], "ListenerIds": [L7], "LocationIds": [LOC]})
+    (l,) = r["LoadBalancers"][0]["Listeners"]
+    check(l["ListenerId"] == L7 and [x["LocationId"] for x in l["Rules"]] == [LOC], "health: ListenerIds/LocationIds")
+
+    # The health-check state machine, at 1/25 of CLB's timing (interval 200 ms, timeout 80 ms,
+    # thresholds 3): a new target detects (not healthy), then is Alive; a pod that stops serving
+    # turns Dead. Weight 0 is checked like any weight.
+    emu.admin("POST", "settings", {"health_interval_ms": 200, "health_timeout_ms": 80})
+    r = emu.call("RegisterTargets", {"LoadBalancerId": LB, "ListenerId": L4,
+                                     "Targets": [{"EniIp": "10.0.9.1", "Port": 80, "Weight": 0}]})
+    emu.wait(r["RequestId"])
+
+    def status(ip):
+        r = emu.call("DescribeTargetHealth", {"LoadBalancerIds": [LB], "ListenerIds": [L4]})
+        (rule,) = r["LoadBalancers"][0]["Listeners"][0]["Rules"]
+        (t,) = [t for t in rule["Targets"] if t["IP"] == ip]
+        return t["HealthStatus"], t["HealthStatusDetail"]
+
+    def until(ip, want):
+        seen = []
+        for _ in range(200):
+            got = status(ip)
+            if not seen or seen[-1] != got:
+                seen.append(got)
+            if got == want:
+                return seen
+            time.sleep(0.01)
+        raise AssertionError(f"{ip} never reached {want}: {seen}")
+
+    check(status("10.0.9.1") == (False, "Unknown"), "health: a newly bound target is detecting")
+    until("10.0.9.1", (True, "Alive"))
+    emu.admin("POST", "serving", {"ips": {"10.0.9.1": False}})
+    check(emu.admin("GET", "serving")["ips"] == {"10.0.9.1": False}, "admin serving flags")
+    seen = until("10.0.9.1", (False, "Dead"))
+    check(seen[0] == (True, "Alive"), "health: Alive until the unhealthy threshold is reached")
+    targets = emu.admin("GET", "health")["targets"]
+    check(any(t["ip"] == "10.0.9.1" and t["health"] == "Dead" and not t["serving"] for t in targets), "admin health")
+    emu.admin("PUT", "serving", {})
+    emu.admin("POST", "settings", {"health_interval_ms": 5000, "health_timeout_ms": 2000})
+    r = emu.call("DeregisterTargets", {"LoadBalancerId": LB, "ListenerId": L4,
+                                       "Targets": [{"EniIp": "10.0.9.1", "Port": 80}]})
+    emu.wait(r["RequestId"])
+    check(emu.error("DescribeTargetHealth", {"LoadBalancerIds": [f"lb-{i}" for i in range(31)]})
+          == "InvalidParameterValue.Length", "health: at most 30 LoadBalancerIds")
     check(emu.error("DescribeTargetHealth", {"LoadBalancerIds": ["lb-classic1"]}) == "UnsupportedOperation",
           "health: classic LB")
     check(emu.error("DescribeTargetHealth", {"LoadBalancerIds": ["lb-missing"]}) == "InvalidParameter.LBIdNotFound",
@@ -343,6 +455,19 @@ def faults(emu):
     st = emu.wait(r["RequestId"])
     check(st["Status"] == 1 and st["Message"] == "backend quota exhausted", "failed task: Status 1 + Message")
     check(("10.0.7.1", 80) not in l4_targets(emu), "failed task leaves state unchanged")
+    emu.admin("POST", "faults", {"error_after_apply": {"kind": "internal_error", "max": 1,
+                                                        "actions": ["RegisterTargets"]}})
+    try:
+        emu.call("RegisterTargets", {"LoadBalancerId": LB, "ListenerId": L4,
+                                     "Targets": [{"EniIp": "10.0.7.2", "Port": 80}]})
+        raise AssertionError("expected InternalError")
+    except TencentCloudSDKException as e:
+        check(e.get_code() == "InternalError", f"executed, then InternalError (got {e.get_code()})")
+        emu.wait(e.get_request_id())
+    check(("10.0.7.2", 80) in l4_targets(emu), "executed-then-InternalError: the change was applied")
+    r = emu.call("DeregisterTargets", {"LoadBalancerId": LB, "ListenerId": L4,
+                                       "Targets": [{"EniIp": "10.0.7.2", "Port": 80}]})
+    emu.wait(r["RequestId"])
     emu.admin("POST", "faults", {"busy": {"calls": 1}})
     check(emu.error("DeregisterTargets", {"LoadBalancerId": LB, "ListenerId": L4,
                                           "Targets": [{"EniIp": "10.0.1.11", "Port": 8080}]})
@@ -360,6 +485,7 @@ def faults(emu):
     calls = emu.admin("GET", "calls")
     check(calls["by_action"]["RegisterTargets"] >= 3 and calls["mutating_calls"] >= 10, "admin calls counters")
     check(calls["errors_by_code"].get("HTTP502") == 1, "admin calls: HTTP502 counted")
+    check(calls["errors_by_code"].get("InternalErrorAfterApply") == 1, "admin calls: InternalErrorAfterApply counted")
 
 
 def main():
@@ -372,7 +498,7 @@ def main():
     ap.add_argument("--token")
     args = ap.parse_args()
     emu = Emu(args.endpoint, args.secret_id, args.secret_key)
-    for step in (describe, mutate, health, errors, lambda e: auth(e, args), faults):
+    for step in (describe, mutate, tags, health, errors, lambda e: auth(e, args), faults):
         step(emu)
     print(f"conformance.py: {len(CHECKS)} checks passed")
 
