@@ -1,5 +1,5 @@
 # clbsync container image: a static-ish Rust binary on distroless, running as UID 1001.
-#   docker build -t clbsync:dev .
+#   docker build -t clbsync:0.1.0 .
 # Build stage: the official Rust image, pinned; the same command CI checks (tests/it/packaging.rs).
 FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
