@@ -10,7 +10,7 @@ cmd=$(sed -n 's/^RUN \(cargo build .*\)$/\1/p' Dockerfile)
 echo "dockerfile-build.sh: $cmd"
 t0=$(date +%s)
 $cmd
-bin=target/release/clbsync
+bin=${CARGO_TARGET_DIR:-target}/release/clbsync   # cargo, run from the repository root, writes here
 "$bin" --version
 "$bin" validate --rules rules.yaml
 echo "dockerfile-build.sh: built in $(( $(date +%s) - t0 )) s; $(stat -c %s "$bin") bytes ($(( $(stat -c %s "$bin") / 1024 / 1024 )) MiB)"
