@@ -298,4 +298,9 @@ fn dockerfile_builds_with_locked_dependencies_and_runs_clbsync_as_uid_1001() {
     assert!(text.contains(r#"ENTRYPOINT ["clbsync"]"#) && text.contains(r#"CMD ["reconcile"]"#));
     assert!(text.contains("org.opencontainers.image.title"));
     assert!(text.contains("clbsync:0.1.0") && !text.contains("clbsync:dev"), "the header names the release tag");
+    // The default target (the last stage) is the distroless CronJob image; `--target debug` adds a shell for CI.
+    let last = from.last().unwrap();
+    assert!(last.contains("distroless/cc-debian12:nonroot@sha256:"), "the runtime image, pinned by digest: {last}");
+    assert!(from[0].contains("@sha256:"), "the build image, pinned by digest: {}", from[0]);
+    assert!(from.iter().any(|l| l.ends_with(" AS debug")), "a debug stage for CI jobs: {from:?}");
 }
