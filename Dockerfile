@@ -1,13 +1,41 @@
-# clbsync container image: a static-ish Rust binary on distroless, running as UID 1001.
-#   docker build -t clbsync:dev .
-# Build stage: the official Rust image, pinned; the same command CI checks (tests/it/packaging.rs).
-FROM rust:1.95.0-slim-bookworm AS build
+# clbsync container images, both from this file:
+#   docker build -t clbsync:0.1.0 .                         the CronJob image: distroless, no shell (the default)
+#   docker build --target debug -t clbsync:0.1.0-debug .    the same binary with a busybox shell, for CI jobs
+# Base images are pinned by digest, with the tag in the comment above each FROM; to move to a newer image, look
+# up the tag's current digest (`docker buildx imagetools inspect <tag>`) and replace both.
+
+# Build stage: the official Rust image (rust:1.95.0-slim-bookworm).
+FROM rust:1.95.0-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082 AS build
 WORKDIR /src
+# Dependencies first, in a layer of their own that only a change to Cargo.toml or Cargo.lock rebuilds: the
+# workspace's manifests, an empty stand-in for every target they declare (testbed/dockerfile-build.sh checks
+# that this list is complete), one build, then clbsync's own stand-in artifacts are removed so that the real
+# sources below are always compiled.
+COPY Cargo.toml Cargo.lock ./
+COPY clb-emulator/Cargo.toml clb-emulator/
+COPY benches/fleet/Cargo.toml benches/fleet/
+RUN for f in src/lib.rs src/main.rs tests/it/main.rs benches/planner.rs \
+             clb-emulator/src/lib.rs clb-emulator/src/main.rs \
+             benches/fleet/src/main.rs benches/fleet/src/bin/pod_decode.rs; do \
+      mkdir -p "$(dirname "$f")" && echo 'fn main() {}' > "$f"; \
+    done \
+    && cargo build --release --locked --bin clbsync \
+    && cargo clean --release --locked -p clbsync
+# Then the sources, and the build line CI runs as it is (testbed/dockerfile-build.sh).
 COPY . .
 RUN cargo build --release --locked --bin clbsync
 
-# Run stage: glibc, CA certificates and tzdata only; no shell, no package manager.
-FROM gcr.io/distroless/cc-debian12:nonroot
+# Debug/CI stage: the runtime below plus busybox (/busybox/sh), for CI systems whose job image needs a shell
+# (GitLab's `image:`). Tag only: no digest for it could be verified (gcr.io/distroless/cc-debian12:debug-nonroot).
+FROM gcr.io/distroless/cc-debian12:debug-nonroot AS debug
+COPY --from=build /src/target/release/clbsync /usr/local/bin/clbsync
+USER 1001:1001
+ENTRYPOINT ["clbsync"]
+CMD ["--help"]
+
+# Run stage (the default target): glibc, CA certificates and tzdata only; no shell, no package manager.
+# gcr.io/distroless/cc-debian12:nonroot
+FROM gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="clbsync" \
       org.opencontainers.image.description="Keeps Tencent Cloud CLB backends equal to the ready Pod IPs of Kubernetes workloads" \

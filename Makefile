@@ -1,7 +1,12 @@
 # A thin layer over cargo, the testbed scripts and kubectl, with the original tool's target names.
+# `make` (or `make help`) lists the targets.
 IMAGE ?= clbsync:0.1.0
 
-.PHONY: build test run sandbox docker-build deploy fmt lint validate
+.DEFAULT_GOAL := help
+.PHONY: help build test run sandbox docker-build docker-build-debug manifests deploy fmt lint validate
+
+help:             ## list the targets
+	@awk -F':.*## ' '/^[a-z][a-z -]*:.*## / {printf "  %-28s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build:            ## release binary at target/release/clbsync
 	cargo build --release --locked --bin clbsync
@@ -12,16 +17,22 @@ test:             ## the whole test suite, exactly what CI runs
 run sandbox:      ## the local sandbox: kube-apiserver + CLB emulator + diff/reconcile/diff
 	testbed/sandbox.sh
 
-docker-build:     ## needs a Docker engine
+docker-build:     ## the distroless image (IMAGE=clbsync:0.1.0; needs a Docker engine)
 	docker build -t $(IMAGE) .
 
-deploy:           ## installs RBAC, rules ConfigMap, Secret template and CronJob into the current context
-	kubectl apply -f cronjob.yaml
+docker-build-debug: ## the CI image with a shell (IMAGE-debug; needs a Docker engine)
+	docker build --target debug -t $(IMAGE)-debug .
 
-fmt:
+manifests:        ## re-render cronjob.yaml from deploy/cronjob (kubectl kustomize)
+	deploy/render.sh
+
+deploy:           ## installs deploy/cronjob into the current context (create the Secret first)
+	kubectl apply -k deploy/cronjob
+
+fmt:              ## cargo fmt
 	cargo fmt --all
 
-lint:
+lint:             ## rustfmt check and clippy with warnings as errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -11,4 +11,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release --workspace --bins
 testbed/kube-apiserver.sh start
 eval "$(testbed/kube-apiserver.sh env)"
-exec target/release/clbsync-bench "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/clbsync-bench" "$@"

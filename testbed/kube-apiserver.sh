@@ -1,7 +1,7 @@
 #!/bin/bash
 # A real kube-apiserver (v1.20.2, built from Debian bookworm's `kubernetes` source package) plus etcd on
-# loopback, for clbsync's integration tests. See testbed/README.md and
-# /work/shared/reference/kube-apiserver-from-debian.md (the runbook this follows).
+# loopback, for clbsync's integration tests. See testbed/README.md: everything needed is in this script and
+# that file (the method comes from the team's runbook "kube-apiserver from Debian", not kept in this repository).
 #
 #   testbed/kube-apiserver.sh start    install + build once (cached), certs once, start etcd + apiserver
 #   testbed/kube-apiserver.sh stop     stop both (by recorded pid), remove pid files
@@ -9,13 +9,16 @@
 #   testbed/kube-apiserver.sh status   say whether it runs; exit 0 if ready, 1 if not
 #   testbed/kube-apiserver.sh build    only install + build the binary (CI can do this step early)
 #
-# Everything lives under $CLBSYNC_KUBE_TESTBED (default: <repo>/target/kube-testbed). Ports are picked free
+# Everything lives under $CLBSYNC_KUBE_TESTBED (default: $CARGO_TARGET_DIR/kube-testbed, else
+# <repo>/target/kube-testbed; a relative CARGO_TARGET_DIR is taken from the repository root). Ports are picked free
 # at start and recorded in run/ports.env, so two checkouts can run side by side. `start` on a running testbed
 # is a no-op. Set KEEP_SRC=1 to keep the 1.8 GB source + Go cache tree after the build (default: deleted).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-K8S=${CLBSYNC_KUBE_TESTBED:-$ROOT/target/kube-testbed}
+TARGET=${CARGO_TARGET_DIR:-target}
+[[ "$TARGET" = /* ]] || TARGET=$ROOT/$TARGET
+K8S=${CLBSYNC_KUBE_TESTBED:-$TARGET/kube-testbed}
 BIN=$K8S/bin/kube-apiserver
 P=$K8S/pki
 R=$K8S/run

