@@ -31,7 +31,14 @@ if [ ! -d "$db/.git" ]; then
     exit 1
   fi
   say "cloning the advisory database snapshot into $db"
-  git clone --quiet "$bundle" "$db"
+  git -c init.defaultBranch=main clone --quiet "$bundle" "$db"
 fi
 say "advisory database of $(git -C "$db" log -1 --format=%cd --date=short)"
-cargo audit --db "$db" --no-fetch --stale --deny warnings
+audit() { cargo audit --db "$db" --no-fetch --stale --deny warnings "$@"; }
+# The check must be able to fail: a lock file with a listed version (smallvec 1.6.0) is refused.
+canary=tests/fixtures/supply-chain/Cargo.lock
+if audit --file "$canary" >/dev/null 2>&1; then
+  say "cargo-audit accepted $canary, which holds a known advisory: the database or the tool is broken"
+  exit 1
+fi
+audit
