@@ -128,6 +128,12 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
             many => writeln!(out, "{word}: {} rules ({}): {reason}", many.len(), many.join(", "))?,
         }
     }
+    for rule in plan.rules.iter().filter(|r| r.status == Status::Ready) {
+        for row in rule.rows.iter().filter(|r| r.action == Action::Wait) {
+            let why = row.note.as_deref().unwrap_or("held");
+            writeln!(out, "waiting: {}: {} ({}): {why}", rule.place, row.target, row.pod.as_deref().unwrap_or("-"))?;
+        }
+    }
     for rule in &plan.rules {
         for w in &rule.warnings {
             writeln!(out, "warning: {}: {w}", rule.place)?;

@@ -264,16 +264,18 @@ async fn a_lost_answer_is_not_resent_and_the_next_run_registers_nothing_twice() 
 }
 
 #[tokio::test]
-async fn backend_quota_on_one_listener_fails_only_that_listener_and_the_next_run_fits() {
+async fn backend_quota_on_one_rule_fails_only_that_rule_and_the_next_run_fits() {
     let emu = emulator(STATE).await;
     // The api rule holds a stale ENI target and a CVM backend: with a quota of 3 its two new pods do not fit
-    // until the stale target is gone. CLB reports batch failures per listener (FailListenerIdSet), so both
-    // rules of that listener fail this run.
+    // until the stale target is gone. CLB reports batch failures per listener (FailListenerIdSet); clbsync sends
+    // that listener's rules again one at a time, so only the api rule fails this run and the web rule, on the same
+    // listener, gets its pods (issue 17 #2).
     emu.set_backend_quota(3);
     let (clb, cluster, rules) = (client(&emu), cluster(), parsed(RULES));
     let (outcome, table) = pass(&clb, &cluster, &rules, Mode::Reconcile).await;
     assert_eq!(outcome.exit_code(false), exit::ERROR);
-    assert_eq!(table.matches("failed: PartialFailure").count(), 4, "{table}");
+    assert_eq!(table.matches("failed: PartialFailure").count(), 2, "{table}");
+    assert_eq!(eni_targets(&emu, "lb-shop0001", "lbl-http0080", Some("loc-web00001")).len(), 2, "{table}");
     assert_eq!(eni_targets(&emu, "lb-shop0001", "lbl-tcp06379", None), [t("10.0.2.1", 6379, 10)], "{table}");
     assert_eq!(eni_targets(&emu, "lb-tls00001", "lbl-tcp00443", None).len(), 2, "{table}");
     assert_eq!(eni_targets(&emu, "lb-shop0001", "lbl-http0080", Some("loc-api00001")), [], "stale target removed");

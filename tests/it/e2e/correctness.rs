@@ -68,3 +68,44 @@ async fn one_l7_rule_over_its_quota_fails_that_rule_only_not_its_listener() {
     world.emu.set_backend_quota(200);
     world.assert_converges_and_stays().await;
 }
+
+/// Issue 17 #4: a new CLB target takes no traffic until it passes its health checks (15 s with CLB's defaults).
+/// A one-replica rollout registers the new pod and keeps the old target's weight while the new one warms up;
+/// the drain happens on the first run after the new target is healthy.
+#[tokio::test]
+async fn a_drain_waits_until_the_replacement_passes_its_health_checks() {
+    let spec = Spec::default()
+        .pods([p("api", "10.1.0.2"), p("api", "10.1.0.1").terminating(), p("web", "10.2.0.1"), p("redis", "10.3.0.1")])
+        .bound(Slot::Api, [eni("10.1.0.1", 8080, 10)])
+        .bound(Slot::Web, [eni("10.2.0.1", 8080, 20)])
+        .bound(Slot::Redis, [eni("10.3.0.1", 6379, 10)]);
+    let world = World::new("warmup", spec).await;
+    world.emu.set_health_config(clb_emulator::HealthConfig::default());
+
+    let run = world.reconcile().await;
+    run.assert_code(0);
+    assert!(run.stdout.contains(" wait "), "the drain waits\n{}", run.all());
+    let api = world.targets(Slot::Api);
+    assert_eq!(api, [("10.1.0.1".into(), 8080, 10), ("10.1.0.2".into(), 8080, 10)], "old keeps serving\n{}", run.all());
+    world.run(&["diff", "--detailed-exitcode"]).await.assert_code(2);
+
+    // 10 s later the new target is still detecting: the drain still waits, and nothing is called.
+    world.emu.advance(std::time::Duration::from_secs(10));
+    world.emu.reset_calls();
+    let run = world.reconcile().await;
+    run.assert_code(0);
+    assert!(run.stdout.contains("until another target of this rule is healthy"), "{}", run.all());
+    assert_eq!(world.emu.calls().mutating(), 0, "{}", run.all());
+    assert!(world.emu.calls().count("DescribeTargetHealth") > 0, "health was read to decide");
+
+    // Past CLB's 15 s warm-up the new target is healthy and the old one is drained.
+    world.emu.advance(std::time::Duration::from_secs(6));
+    let run = world.reconcile().await;
+    run.assert_code(0);
+    assert_eq!(
+        world.targets(Slot::Api),
+        [("10.1.0.1".into(), 8080, 0), ("10.1.0.2".into(), 8080, 10)],
+        "{}",
+        run.all()
+    );
+}

@@ -348,7 +348,9 @@ impl World {
             create_pod(&ns, pod).await;
         }
         let state = State::from_yaml_str(&spec.state_yaml()).expect("valid seed");
-        let config = Config { state, ..Config::default() };
+        // Health checks follow the serving flags at once: a target is healthy as soon as it is bound (the rollout
+        // tests use CLB's real timings, scaled).
+        let config = Config { state, health: clb_emulator::HealthConfig::instant(), ..Config::default() };
         let emu = clb_emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await.expect("emulator starts");
         let seeded = emu.state();
         let rules = write_temp(&spec.rules_yaml(&ns.name));
@@ -411,16 +413,21 @@ impl World {
         targets_of(&self.emu.state(), slot, TargetKind::Eni)
     }
 
-    /// What a converged slot looks like, given the state before the run: every ready pod at the rule's weight,
-    /// and terminating pods that were bound kept at weight 0 (drained); with upsert-only, stale targets stay too.
+    /// What a slot looks like after one run, given the state before it (every target in it healthy): every ready
+    /// pod at the rule's weight, terminating pods that were bound drained to weight 0, targets of other pods gone;
+    /// with upsert-only, stale targets stay too. Make before break: when no target that was bound and keeps a
+    /// weight would take traffic, one removal of a target whose pod still serves (the heaviest) waits, its
+    /// weight kept.
     pub fn expected(&self, slot: Slot, before: &State) -> Targets {
         let was: BTreeMap<(String, u16), u32> =
             targets_of(before, slot, TargetKind::Eni).into_iter().map(|(ip, port, w)| ((ip, port), w)).collect();
+        let upsert = self.spec.policy.get(&slot) == Some(&"upsert-only");
         let mut out: BTreeMap<(String, u16), u32> = BTreeMap::new();
-        if self.spec.policy.get(&slot) == Some(&"upsert-only") {
+        if upsert {
             out.extend(was.clone());
         }
-        for pod in self.spec.pods.iter().filter(|p| p.app == slot.app()) {
+        let pods: Vec<&P> = self.spec.pods.iter().filter(|p| p.app == slot.app()).collect();
+        for pod in &pods {
             let key = (pod.ip.clone(), slot.port());
             match pod.state {
                 PodState::Ready => {
@@ -430,6 +437,25 @@ impl World {
                     out.insert(key, 0);
                 }
                 _ => {}
+            }
+        }
+        let cvm_serves = targets_of(before, slot, TargetKind::Cvm).iter().any(|(_, _, w)| *w > 0);
+        // Bound before (so healthy) and weighted after: a weight change lands in the same call as the drains.
+        let keeps = out.iter().any(|(key, w)| *w > 0 && was.contains_key(key));
+        let ready_ip = |ip: &str| pods.iter().any(|p| p.ip == ip && p.state == PodState::Ready);
+        let serving_removal = |(ip, port): &(String, u16), w: &u32| {
+            let drained = pods.iter().any(|p| p.ip == *ip && p.state == PodState::Terminating) && *port == slot.port();
+            let moved = !upsert && ready_ip(ip) && *port != slot.port();
+            *w > 0 && (drained || moved)
+        };
+        let ready = pods.iter().any(|p| p.state == PodState::Ready);
+        if ready && !cvm_serves && !keeps {
+            let held = was
+                .iter()
+                .filter(|(k, w)| serving_removal(k, w))
+                .max_by_key(|((ip, port), w)| (**w, ip.parse::<std::net::IpAddr>().ok(), *port));
+            if let Some((key, w)) = held {
+                out.insert(key.clone(), *w);
             }
         }
         out.into_iter().map(|((ip, port), w)| (ip, port, w)).collect()
@@ -469,13 +495,19 @@ impl World {
         assert_eq!(calls.errors("InvalidParameterValue.Duplicate"), 0, "registered twice: {:?}", calls.errors_by_code);
     }
 
-    /// A clean run converges, a second one makes no mutating call, and `diff --detailed-exitcode` says in sync.
+    /// A clean run converges (a second one ends a drain that waited for its replacement), a further one makes no
+    /// mutating call, and `diff --detailed-exitcode` says in sync.
     pub async fn assert_converges_and_stays(&self) {
-        let before = self.emu.state();
-        let run = self.reconcile().await;
-        run.assert_code(0);
-        self.assert_converged(&before, &run);
-        self.assert_no_duplicate_registration();
+        for _ in 0..2 {
+            let before = self.emu.state();
+            let run = self.reconcile().await;
+            run.assert_code(0);
+            self.assert_converged(&before, &run);
+            self.assert_no_duplicate_registration();
+            if !run.stdout.contains(" wait ") {
+                break;
+            }
+        }
 
         self.emu.reset_calls();
         let again = self.reconcile().await;
