@@ -174,6 +174,7 @@ pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) 
                 vec![Err(stopped); changes.len()]
             }
         };
+        log_failures(lb, &outcomes);
         for (k, p) in items.into_iter().enumerate() {
             let status = match outcomes.get(k) {
                 Some(Ok(())) => RowStatus::Applied,
@@ -194,6 +195,21 @@ pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) 
         }
     }
     report
+}
+
+/// One warning per distinct failure of a call, with the number of changes it hit.
+fn log_failures(lb: &str, outcomes: &[Result<(), Failure>]) {
+    let mut seen: Vec<(&Failure, usize)> = Vec::new();
+    for f in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        match seen.iter_mut().find(|(g, _)| *g == f) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((f, 1)),
+        }
+    }
+    for (f, n) in seen {
+        let request_id = f.request_id.as_deref().unwrap_or("-");
+        tracing::warn!(lb, code = %f.code, request_id, changes = n, "change failed: {}", f.message);
+    }
 }
 
 /// Resolves `grace` after `stop` is set (checked every 50 ms); never resolves while it is not.

@@ -47,7 +47,7 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
         let targets = summary.unchanged + summary.unmanaged;
         writeln!(out, "In sync: {} rule(s), {targets} target(s), nothing to change.", plan.rules.len())?;
         if !style.show_unchanged {
-            return Ok(());
+            return warnings(plan, out);
         }
     }
     let mut t = Table::new();
@@ -134,15 +134,54 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
             writeln!(out, "waiting: {}: {} ({}): {why}", rule.place, row.target, row.pod.as_deref().unwrap_or("-"))?;
         }
     }
+    if let Some(report) = applied {
+        failures(plan, report, out)?;
+    }
+    warnings(plan, out)?;
+    writeln!(out, "{}", summary_line(&summary))?;
+    if let Some(report) = applied {
+        let (ok, failed, not_attempted) = report.counts();
+        writeln!(out, "Applied {ok} change(s), {failed} failed, {not_attempted} not attempted.")?;
+    }
+    Ok(())
+}
+
+/// `warning: <place>: <text>` for every pod that matched a rule but could not become a target.
+fn warnings(plan: &Plan, out: &mut impl Write) -> io::Result<()> {
     for rule in &plan.rules {
         for w in &rule.warnings {
             writeln!(out, "warning: {}: {w}", rule.place)?;
         }
     }
-    writeln!(out, "{}", summary_line(&summary))?;
-    if let Some(report) = applied {
-        let (ok, failed, not_attempted) = report.counts();
-        writeln!(out, "Applied {ok} change(s), {failed} failed, {not_attempted} not attempted.")?;
+    Ok(())
+}
+
+/// Under the table, every distinct failure once with its code, message and RequestId, and the targets it hit
+/// (the table's STATUS column has only room for the code).
+fn failures(plan: &Plan, report: &ApplyReport, out: &mut impl Write) -> io::Result<()> {
+    let mut seen: Vec<(String, Vec<String>)> = Vec::new();
+    for (rule, statuses) in plan.rules.iter().zip(&report.rows) {
+        for (row, status) in rule.rows.iter().zip(statuses) {
+            let (word, text) = match status {
+                RowStatus::Failed(f) => ("failed", f.to_string()),
+                RowStatus::NotAttempted(why) => ("not attempted", why.clone()),
+                RowStatus::NoOp | RowStatus::Applied => continue,
+            };
+            let what = format!("{word}: {}: {text}", rule.place);
+            match seen.iter_mut().find(|(w, _)| *w == what) {
+                Some((_, targets)) => targets.push(row.target.to_string()),
+                None => seen.push((what, vec![row.target.to_string()])),
+            }
+        }
+    }
+    for (what, targets) in seen {
+        let shown: Vec<&str> = targets.iter().take(5).map(String::as_str).collect();
+        let more = if targets.len() > shown.len() {
+            format!(" and {} more", targets.len() - shown.len())
+        } else {
+            String::new()
+        };
+        writeln!(out, "{what} [{}{more}]", shown.join(", "))?;
     }
     Ok(())
 }
@@ -210,7 +249,7 @@ fn status_text(s: &RowStatus) -> String {
             Some(id) => format!("failed: {} ({id})", f.code),
             None => format!("failed: {}", f.code),
         },
-        RowStatus::NotAttempted(_) => "not attempted".into(),
+        RowStatus::NotAttempted(_) => "not attempted (see below)".into(),
     }
 }
 

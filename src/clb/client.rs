@@ -204,11 +204,9 @@ impl ClbClient {
                         Error::OutcomeUnknown { action, endpoint, reason: source.to_string() }
                     }
                     // A 200 whose body cannot be read: the mutation may have been applied.
-                    Error::Decode { action, reason, excerpt } if kind == CallKind::Write => Error::OutcomeUnknown {
-                        action,
-                        endpoint: self.transport.url(),
-                        reason: format!("unreadable answer ({reason}): {excerpt}"),
-                    },
+                    Error::Decode { action, reason, excerpt } if kind == CallKind::Write => {
+                        Error::UnreadableAnswer { action, endpoint: self.transport.url(), reason, excerpt }
+                    }
                     other => other,
                 };
                 return Answer { result: Err(err), resent_after_server_error };

@@ -143,6 +143,11 @@ pub enum Error {
         "{action}: no answer from {endpoint} after the request was sent ({reason}): it may or may not have been applied; the next run re-reads the targets"
     )]
     OutcomeUnknown { action: &'static str, endpoint: String, reason: String },
+    /// A mutation whose answer arrived but could not be read: it is not resent either.
+    #[error(
+        "{action}: an unreadable answer arrived from {endpoint} after the request was sent ({reason}): {excerpt}; it may or may not have been applied; the next run re-reads the targets"
+    )]
+    UnreadableAnswer { action: &'static str, endpoint: String, reason: String, excerpt: String },
     /// The client's own configuration is unusable (endpoint, region).
     #[error("{0}")]
     Config(String),
@@ -158,7 +163,7 @@ impl Error {
             Error::Decode { .. } => "Decode",
             Error::TaskFailed { .. } => "TaskFailed",
             Error::TaskTimeout { .. } => "TaskTimeout",
-            Error::OutcomeUnknown { .. } => "OutcomeUnknown",
+            Error::OutcomeUnknown { .. } | Error::UnreadableAnswer { .. } => "OutcomeUnknown",
             Error::Config(_) => "Config",
         }
     }

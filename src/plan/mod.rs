@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 pub use rule::{RuleOptions, RuleRows, plan_rule};
 pub use targets::{DesiredTargets, targets_for};
 
-use crate::model::{Binding, Place, Pod, RuleTargets, Target, Weight};
+use crate::model::{Binding, Place, Pod, PodState, RuleTargets, Target, Weight};
 use crate::rules::{PodQuery, Rule};
 
 /// What a row of the plan does to one target.
@@ -291,6 +291,23 @@ pub fn plan(rules: &[&Rule], pods: &PodLists, actual: &[Result<RuleTargets, Stri
             }
         };
         let wanted = targets_for(&rule.backend, pods);
+        // Ready pods that all failed to become targets (a port name typo, a missing address family) are a
+        // mistake in the rules file, not an empty rule: hold the rule and say why.
+        let ready_pods = pods.iter().filter(|p| p.ready && !p.terminating && p.phase == "Running").count();
+        if ready_pods > 0 && !wanted.targets.iter().any(|t| t.state == PodState::Ready) {
+            let reason = format!(
+                "none of the {ready_pods} ready pod(s) can be a target ({}): check `port:` and `ip_family:` in the \
+                 rules file; the rule's targets are left as they are",
+                wanted.problems.first().map_or("no usable address or port", String::as_str)
+            );
+            out.push(RulePlan {
+                binding,
+                status: Status::Blocked { reason },
+                warnings: wanted.problems,
+                ..RulePlan::named(rule)
+            });
+            continue;
+        }
         let planned = plan_rule(&wanted, &bound.targets, RuleOptions::of(rule), opts);
         out.push(RulePlan {
             binding,

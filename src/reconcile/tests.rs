@@ -254,6 +254,17 @@ async fn a_failed_registration_is_reported_with_its_code_and_request_id() {
     assert_eq!(failed["error"]["code"], "TaskFailed");
     assert_eq!(failed["error"]["request_id"], "req-1");
     assert!(!clb.targets_of(&api()).contains_key(&t("10.0.0.7", 8080)), "a gone pod's target is still removed");
+
+    // Issue 17 #6: the table (what the CronJob prints) carries the message and RequestId too, right under it.
+    let (cluster, mut clb) = world();
+    let failed =
+        Failure { code: "TaskFailed".into(), message: "ENI not found".into(), request_id: Some("req-1".into()) };
+    clb.fail.insert(("register", api()), failed);
+    let (_, table) = run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
+    assert!(
+        table.contains("failed: lb-00000001 HTTP:80 shop.example.com/api: TaskFailed: ENI not found (RequestId req-1) [10.0.0.2:8080]"),
+        "{table}"
+    );
 }
 
 #[tokio::test]
@@ -339,4 +350,38 @@ async fn a_failed_registration_holds_the_drains_of_its_rule() {
     assert_eq!(outcome.exit_code(false), exit::ERROR);
     assert_eq!(clb.targets_of(&web()).get(&t("10.0.1.1", 8080)), Some(&10), "web-1 keeps its weight: {table}");
     assert!(table.contains("not attempted"), "{table}");
+}
+
+/// Issue 17 #5: warnings are shown even when the table has nothing else to say.
+#[tokio::test]
+async fn warnings_are_shown_when_everything_is_in_sync() {
+    let (mut cluster, clb) = world();
+    let mut p: Pod = pod("web-2", "10.0.1.2").ready();
+    p.ports.clear();
+    cluster.pods.insert(q("shop", "web"), Ok(vec![pod("web-1", "10.0.1.1").ready(), p]));
+    run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
+    let (outcome, table) = run_once(&cluster, &clb, Mode::Diff, Format::Table).await;
+    assert!(table.starts_with("In sync: 4 rule(s)"), "{table}");
+    assert!(
+        table.contains("warning: lb-00000001 HTTP:80 shop.example.com/: pod web-2 has no container port"),
+        "{table}"
+    );
+    assert_eq!(outcome.exit_code(true), exit::OK, "a pod that cannot be a target next to ones that can is a warning");
+}
+
+/// Issue 17 #5: a rule whose ready pods all fail to become targets (`port: htp`) is not "in sync".
+#[tokio::test]
+async fn a_rule_whose_ready_pods_cannot_be_targets_is_blocked_not_in_sync() {
+    let (cluster, clb) = world();
+    let text = RULES.replace("deployment: web, port: http,", "deployment: web, port: htp,");
+    let rules = crate::rules::parse("rules.yaml", &text).expect("valid");
+    let mut out = Vec::new();
+    let outcome = run(&rules, &cluster, &clb, &settings(Mode::Diff, Format::Table), &mut out).await.expect("run");
+    let table = String::from_utf8_lossy(&out);
+    assert_eq!(outcome.exit_code(true), exit::ERROR, "{table}");
+    assert!(
+        table.contains("blocked: lb-00000001 HTTP:80 shop.example.com/: none of the 1 ready pod(s) can be a target"),
+        "{table}"
+    );
+    assert!(table.contains("has no container port named `htp`"), "{table}");
 }

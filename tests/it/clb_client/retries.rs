@@ -102,3 +102,18 @@ async fn bad_statuses_and_bodies_are_typed_errors_with_short_excerpts() {
         other => panic!("expected a decode error, got {other:?}"),
     }
 }
+
+/// Issue 17 #6: a write answered with something unreadable says that an answer arrived and could not be read,
+/// and is not resent (the write may have been applied).
+#[tokio::test]
+async fn an_unreadable_answer_to_a_write_says_so_and_is_not_resent() {
+    let server = MockServer::start().await;
+    let clb = client(&server);
+    on(&server, "BatchRegisterTargets", ResponseTemplate::new(200).set_body_string("<html>proxy error</html>")).await;
+    let outcomes = clb.register(LB, &[change("lbl-a", None, 1, 10)]).await;
+    let failure = outcomes[0].as_ref().expect_err("the outcome is unknown");
+    assert_eq!(failure.code, "OutcomeUnknown");
+    assert!(failure.message.contains("an unreadable answer arrived from"), "{}", failure.message);
+    assert!(failure.message.contains("proxy error"), "the excerpt is shown: {}", failure.message);
+    assert_eq!(sent(&server, "BatchRegisterTargets").await.len(), 1, "not resent");
+}

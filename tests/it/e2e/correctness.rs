@@ -109,3 +109,21 @@ async fn a_drain_waits_until_the_replacement_passes_its_health_checks() {
         run.all()
     );
 }
+
+/// Issue 17 #5: `port: htp` (a typo) matches no container port. The run used to print "In sync" and exit 0 with the
+/// warnings only in `-o json`; now the rule is blocked with the reason in every format, and the exit code says so.
+#[tokio::test]
+async fn a_port_name_typo_is_not_in_sync_in_any_format() {
+    let mut world = World::new("porttypo", Spec::default().pods([p("api", "10.1.0.1"), p("web", "10.2.0.1")])).await;
+    let rules = world.rules_text().replace("deployment: web, port: 8080,", "deployment: web, port: htp,");
+    assert_ne!(rules, world.rules_text());
+    world.set_rules(&rules);
+    let table = world.run(&["diff", "--detailed-exitcode"]).await;
+    table.assert_code(1);
+    assert!(!table.stdout.contains("In sync"), "{}", table.all());
+    assert!(table.stdout.contains("has no container port named `htp`"), "{}", table.all());
+    assert!(table.stdout.contains("none of the 1 ready pod(s) can be a target"), "{}", table.all());
+    let json = world.run(&["diff", "-o", "json"]).await;
+    json.assert_code(1);
+    assert!(json.stdout.contains("none of the 1 ready pod(s) can be a target"), "{}", json.all());
+}
