@@ -295,7 +295,8 @@ impl ClbClient {
         self.batch(&mut m, &idx).await;
         let shared = std::mem::take(&mut m.shared_failures);
         let mut by_binding: BTreeMap<&Binding, Vec<usize>> = BTreeMap::new();
-        for i in shared {
+        // Changes confirmed as applied after a resend are not sent again.
+        for i in shared.into_iter().filter(|&i| matches!(m.outcomes[i], Some(Err(_)))) {
             by_binding.entry(&changes[i].binding).or_default().push(i);
         }
         if !by_binding.is_empty() {

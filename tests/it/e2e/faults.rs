@@ -314,3 +314,32 @@ async fn garbage_responses_are_clear_errors_and_nothing_is_changed_on_a_half_rea
     world.emu.set_faults(Faults::default());
     world.assert_converges_and_stays().await;
 }
+
+/// Issue 11, the write-retry rule: a write executed by CLB and then answered with a server error (`InternalError`,
+/// or an HTML 502) is resent; the resend meets "already bound" / "not bound", which clbsync checks with
+/// `DescribeTargets` before reporting. The run converges and reports every change as applied, truthfully.
+#[tokio::test]
+async fn writes_executed_before_a_server_error_are_reported_truthfully() {
+    for (prefix, kind, code) in
+        [("eaa-internal", "internal_error", "InternalErrorAfterApply"), ("eaa-502", "http502", "HTTP502AfterApply")]
+    {
+        let world = World::new(prefix, spec()).await;
+        world.emu.set_faults(faults(&format!("{{seed: 21, error_after_apply: {{kind: {kind}, rate: 1.0, max: 4}}}}")));
+        let before = world.emu.state();
+        let (run, doc) = reconcile_json(&world).await;
+        let calls = world.emu.calls();
+        let executed: Vec<_> = calls.records.iter().filter(|r| r.code == code).collect();
+        assert!(!executed.is_empty(), "{kind}: the fault never fired\n{}", run.all());
+        for r in &executed {
+            let resent = calls.records.iter().any(|l| l.seq > r.seq && l.action == r.action && l.params == r.params);
+            assert!(resent, "{kind}: {} #{} was answered with a server error and not resent", r.action, r.seq);
+        }
+        run.assert_code(0);
+        world.assert_converged(&before, &run);
+        let changes = doc["changes"].as_array().expect("changes");
+        assert!(changes.iter().all(|c| c["status"] == "applied"), "{kind}: every change applied\n{}", run.all());
+        assert!(calls.count("DescribeTargets") > 2, "{kind}: the resent changes were checked against DescribeTargets");
+        world.emu.set_faults(Faults::default());
+        world.assert_converges_and_stays().await;
+    }
+}
