@@ -133,6 +133,7 @@ pub enum IpFamily {
     Ipv6,
 }
 
+mod labels;
 mod parse;
 mod spans;
 

@@ -26,3 +26,15 @@ fn the_planner_imports_nothing_but_model_and_rules() {
     let extra: Vec<&String> = used.difference(&allowed).collect();
     assert!(extra.is_empty(), "src/plan uses crate::{extra:?}: decisions belong in plan, I/O and types elsewhere");
 }
+
+#[test]
+fn the_in_memory_test_doubles_are_not_in_a_normal_build() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["tree", "--locked", "--offline", "-p", "clbsync", "-e", "normal,features", "-i", "clbsync"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && tree.contains("clbsync v"), "{tree}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!tree.contains("feature \"testing\""), "a normal build of clbsync enables the test doubles:\n{tree}");
+}
