@@ -65,6 +65,7 @@ fn inputs(rules: &Rules, replaced: usize) -> (PodLists, Vec<Result<RuleTargets, 
                     weight: 10,
                     kind: TargetKind::Ip,
                     health: Health::Unknown,
+                    tag: String::new(),
                 }
             })
             .collect();

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::clb::Clb;
-use crate::model::{Change, Failure};
+use crate::model::{Change, Failure, Owner};
 use crate::plan::{Action, Plan, Status, UnlessFailed};
 
 /// What happened to one row of the plan.
@@ -50,8 +50,13 @@ impl ApplyReport {
         c
     }
 
+    /// Records what happened to a row; a row with two changes (an adoption that also changes the weight) keeps the
+    /// first failure.
     fn set(&mut self, at: RowRef, status: RowStatus) {
-        self.rows[at.rule][at.row] = status;
+        let slot = &mut self.rows[at.rule][at.row];
+        if !matches!(slot, RowStatus::Failed(_) | RowStatus::NotAttempted(_)) {
+            *slot = status;
+        }
     }
 
     /// True when some change failed or was not attempted.
@@ -99,29 +104,50 @@ struct Pending {
 /// balancer `lb` (reconcile plans one load balancer at a time).
 pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) -> ApplyReport {
     let mut report = ApplyReport { rows: plan.rules.iter().map(|r| vec![RowStatus::NoOp; r.rows.len()]).collect() };
-    let mut stages: [Vec<Pending>; 3] = Default::default();
+    let mut stages: [Vec<Pending>; 4] = Default::default();
     for (i, rule) in plan.rules.iter().enumerate() {
         let (Status::Ready, Some(binding)) = (&rule.status, &rule.binding) else {
             continue;
         };
         debug_assert_eq!(binding.lb, lb, "a plan handed to apply covers one load balancer");
+        let tag = rule.owner.as_ref().map(Owner::tag);
         for (j, row) in rule.rows.iter().enumerate() {
-            let stage = match row.action {
-                Action::Register => 0,
-                Action::Reweight | Action::Drain => 1,
-                Action::Deregister => 2,
+            let at = RowRef { rule: i, row: j };
+            let change = |tag: Option<String>| Change {
+                binding: binding.clone(),
+                target: row.target,
+                weight: row.weight.unwrap_or(0),
+                tag,
+            };
+            let pending =
+                |stage: usize, change: Change| (stage, Pending { at, change, unless_failed: row.unless_failed });
+            let (stage, p) = match row.action {
+                // An adopted target is tagged first; a weight it must change follows with the other weights.
+                Action::Adopt => {
+                    if row.weight != row.current_weight {
+                        stages[2].push(pending(2, change(None)).1);
+                    }
+                    pending(0, change(tag.clone()))
+                }
+                Action::Register => pending(1, change(tag.clone())),
+                Action::Reweight | Action::Drain => pending(2, change(None)),
+                Action::Deregister => pending(3, change(None)),
                 Action::Wait | Action::Unchanged | Action::Unmanaged => continue,
             };
-            let change = Change { binding: binding.clone(), target: row.target, weight: row.weight.unwrap_or(0) };
-            stages[stage].push(Pending { at: RowRef { rule: i, row: j }, change, unless_failed: row.unless_failed });
+            stages[stage].push(p);
         }
     }
-    let [register, reweight, deregister] = stages;
+    let [adopt, register, reweight, deregister] = stages;
     // (rule, IP) of registrations that failed, and their rules: the rows that depend on them are held.
     let mut failed = BTreeSet::new();
     let mut failed_rules = BTreeSet::new();
-    for (stage, items) in [(Action::Register, register), (Action::Reweight, reweight), (Action::Deregister, deregister)]
-    {
+    let stages = [
+        (Action::Adopt, adopt),
+        (Action::Register, register),
+        (Action::Reweight, reweight),
+        (Action::Deregister, deregister),
+    ];
+    for (stage, items) in stages {
         if items.is_empty() {
             continue;
         }
@@ -154,6 +180,7 @@ pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) 
         let changes: Vec<Change> = items.iter().map(|p| p.change.clone()).collect();
         let call = async {
             match stage {
+                Action::Adopt => clb.tag(lb, &changes).await,
                 Action::Register => clb.register(lb, &changes).await,
                 Action::Reweight => clb.set_weight(lb, &changes).await,
                 _ => clb.deregister(lb, &changes).await,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::model::Owner;
 use crate::report;
 
 const AFTER_HELP: &str = "\
@@ -142,6 +143,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_empty: bool,
 
+    /// Manage only the targets tagged `clbsync:NAME` and tag what is registered so, to share load balancers with
+    /// other clusters or tools (1-63 characters of a-z, 0-9, `.` and `-`; the cluster's name, say).
+    #[arg(long, env = "CLBSYNC_OWNER", value_name = "NAME", value_parser = parse_owner)]
+    pub owner: Option<Owner>,
+
+    /// With --owner: tag the untagged targets of this cluster's pods as ours, then manage them (migrating an
+    /// installation that ran without --owner).
+    #[arg(long, requires = "owner")]
+    pub adopt_untagged: bool,
+
     /// Load balancers processed at once (one load balancer's changes are always sequential).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
@@ -154,6 +165,10 @@ pub struct RunArgs {
     /// Client-side limit of CLB API requests per second, per action (the API allows 20).
     #[arg(long, env = "CLBSYNC_RATE_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rate_limit: u32,
+}
+
+fn parse_owner(name: &str) -> Result<Owner, String> {
+    Owner::new(name)
 }
 
 impl RunArgs {

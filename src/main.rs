@@ -120,7 +120,11 @@ async fn execute(
     watch_signals(stop.clone());
     let settings = Settings {
         mode,
-        plan: PlanOptions { allow_empty: run.allow_empty },
+        plan: PlanOptions {
+            allow_empty: run.allow_empty,
+            owner: run.owner.clone(),
+            adopt_untagged: run.adopt_untagged,
+        },
         style: Style {
             format: g.output.into(),
             show_unchanged: run.show_unchanged,

@@ -191,6 +191,8 @@ pub struct BoundTarget {
     pub weight: Weight,
     pub kind: TargetKind,
     pub health: Health,
+    /// `Backend.Tag`: empty when untagged; `clbsync:NAME` when registered by clbsync with `--owner NAME`.
+    pub tag: String,
 }
 
 impl BoundTarget {
@@ -209,11 +211,49 @@ pub struct TargetHealth {
 }
 
 /// One target change for a binding. `weight` is the weight to register with or set; deregistration ignores it.
+/// `tag` is the tag to register with or to set (`--owner`); `None` registers untagged.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Change {
     pub binding: Binding,
     pub target: Target,
     pub weight: Weight,
+    pub tag: Option<String>,
+}
+
+/// The name a clbsync installation owns its targets by (`--owner`): its targets carry the tag `clbsync:NAME`, and
+/// it changes no target tagged for another owner.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Owner(String);
+
+/// The prefix of every tag clbsync sets.
+pub const TAG_PREFIX: &str = "clbsync:";
+
+impl Owner {
+    /// 1–63 characters of `a-z`, `0-9`, `.` and `-`, like a Kubernetes name.
+    pub fn new(name: &str) -> Result<Owner, String> {
+        let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+        if name.is_empty() || name.len() > 63 || !ok_chars {
+            return Err(format!(
+                "`{name}` is not an owner name: use 1 to 63 characters of a-z, 0-9, `.` and `-` (the cluster's name, say)"
+            ));
+        }
+        Ok(Owner(name.to_string()))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// The tag of this owner's targets: `clbsync:NAME`.
+    pub fn tag(&self) -> String {
+        format!("{TAG_PREFIX}{}", self.0)
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Why one change did not happen (or might not have): the API's code, message and request id.

@@ -90,7 +90,9 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
             cells.push(match row.action {
                 Action::Register => paint(action, Color::Green, style.color),
                 Action::Deregister => paint(action, Color::Red, style.color),
-                Action::Drain | Action::Reweight | Action::Wait => paint(action, Color::Yellow, style.color),
+                Action::Drain | Action::Reweight | Action::Wait | Action::Adopt => {
+                    paint(action, Color::Yellow, style.color)
+                }
                 _ => action,
             });
             cells.push(Cell::new(row.target.to_string()));
@@ -196,6 +198,9 @@ pub fn summary_line(s: &Summary) -> String {
         "{} to register, {} to deregister, {} to drain, {} to reweight, {} unchanged, {} blocked",
         s.register, s.deregister, s.drain, s.reweight, s.unchanged, s.blocked
     );
+    if s.adopt > 0 {
+        line.push_str(&format!(", {} to adopt", s.adopt));
+    }
     if s.waiting > 0 {
         line.push_str(&format!(", {} waiting", s.waiting));
     }
@@ -226,6 +231,10 @@ fn rule_cell(rule: &RulePlan) -> String {
 
 fn pod_cell(row: &Row) -> String {
     match (&row.pod, &row.note) {
+        (Some(p), _) if row.action == Action::Unmanaged => match &row.unmanaged {
+            Some(why) => format!("{p} (bound, {})", why.reason()),
+            None => p.clone(),
+        },
         (Some(p), _) => p.clone(),
         (None, Some(n)) if row.action == Action::Unmanaged => n.clone(),
         _ => "-".into(),
@@ -235,6 +244,7 @@ fn pod_cell(row: &Row) -> String {
 fn weight_cell(row: &Row) -> String {
     match (row.action, row.current_weight, row.weight) {
         (Action::Reweight | Action::Drain, Some(from), Some(to)) => format!("{from} → {to}"),
+        (Action::Adopt, Some(from), Some(to)) if from != to => format!("{from} → {to}"),
         (Action::Deregister, Some(from), _) => format!("{from} → -"),
         (_, _, Some(w)) => w.to_string(),
         _ => "-".into(),
@@ -318,6 +328,12 @@ struct JsonChange<'a> {
     pod: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<&'a str>,
+    /// The `--owner` the change is made for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
+    /// Why an unmanaged target is unmanaged: `cvm`, `owner:NAME`, `untagged` or `tag:VALUE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unmanaged: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -397,6 +413,8 @@ fn change<'a>(rule: &'a RulePlan, row: &'a Row, status: Option<&'a RowStatus>) -
         namespace: &rule.namespace,
         pod: row.pod.as_deref(),
         note: row.note.as_deref(),
+        owner: rule.owner.as_ref().map(|o| o.name()),
+        unmanaged: row.unmanaged.as_ref().map(|u| u.reason()),
         status: status_word,
         error,
     }

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::wire::{
-    BatchModifyTargetWeightRequest, BatchTarget, BatchTargetsRequest, RsWeightRule, Target, TargetsRequest,
+    BatchModifyTargetTagRequest, BatchModifyTargetWeightRequest, BatchTarget, BatchTargetsRequest, RsTagRule,
+    RsWeightRule, Target, TargetsRequest,
 };
 use crate::model::{Binding, Change};
 
@@ -41,6 +42,7 @@ fn target(change: &Change, weight: WithWeight) -> Target {
         instance_id: None,
         port: change.target.port,
         weight: (weight == WithWeight::Yes).then_some(change.weight),
+        tag: change.tag.clone(),
     }
 }
 
@@ -76,6 +78,7 @@ pub fn batch_targets(
                             instance_id: None,
                             port: t.port,
                             weight: t.weight,
+                            tag: t.tag,
                         }
                     })
                     .collect(),
@@ -99,6 +102,27 @@ pub fn per_binding(lb: &str, changes: &[Change], idx: &[usize], weight: WithWeig
                 },
                 changes: chunk.to_vec(),
             });
+        }
+    }
+    calls
+}
+
+/// `BatchModifyTargetTag` calls: one `RsTagRule` per binding, at most 500 targets per call, each target with its tag.
+pub fn batch_tags(lb: &str, changes: &[Change], idx: &[usize]) -> Vec<BatchCall<BatchModifyTargetTagRequest>> {
+    let mut calls: Vec<BatchCall<BatchModifyTargetTagRequest>> = Vec::new();
+    for (binding, group) in by_binding(changes, idx) {
+        for chunk in group.chunks(BATCH_TARGETS_MAX) {
+            if calls.last().is_none_or(|c| c.changes.len() + chunk.len() > BATCH_TARGETS_MAX) {
+                let request = BatchModifyTargetTagRequest { load_balancer_id: lb.to_string(), modify_list: Vec::new() };
+                calls.push(BatchCall { request, changes: Vec::new() });
+            }
+            let call = calls.last_mut().expect("a call was pushed above");
+            call.request.modify_list.push(RsTagRule {
+                listener_id: binding.listener.clone(),
+                location_id: binding.location.clone(),
+                targets: chunk.iter().map(|&i| target(&changes[i], WithWeight::No)).collect(),
+            });
+            call.changes.extend_from_slice(chunk);
         }
     }
     calls
@@ -153,6 +177,7 @@ mod tests {
             },
             target: Addr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)), 8080),
             weight: 10,
+            tag: None,
         }
     }
 
@@ -185,6 +210,19 @@ mod tests {
             [("lbl-0000".into(), 20), ("lbl-0000".into(), 20), ("lbl-0000".into(), 5), ("lbl-0001".into(), 5)]
         );
         assert_eq!(calls[3].request.location_id.as_deref(), Some("loc-9"));
+    }
+
+    #[test]
+    fn tags_pack_500_targets_per_call_with_one_entry_per_binding() {
+        let changes: Vec<Change> =
+            (0..700).map(|n| Change { tag: Some("clbsync:a".into()), ..change(n as usize / 300, None, n) }).collect();
+        let calls = batch_tags("lb-1", &changes, &all(700));
+        let shape: Vec<Vec<usize>> =
+            calls.iter().map(|c| c.request.modify_list.iter().map(|r| r.targets.len()).collect()).collect();
+        assert_eq!(shape, [vec![300], vec![300, 100]]);
+        assert!(calls.iter().all(|c| c.changes.len() <= 500));
+        assert_eq!(calls[0].request.modify_list[0].targets[0].tag.as_deref(), Some("clbsync:a"));
+        assert_eq!(calls[0].request.modify_list[0].targets[0].weight, None);
     }
 
     #[test]

@@ -462,7 +462,8 @@ fn bound_target(binding: &Binding, b: &wire::Backend) -> Option<BoundTarget> {
         TargetKind::Instance { kind: b.r#type.clone(), instance_id: b.instance_id.clone() }
     };
     let target = Target::new(ip, b.port);
-    Some(BoundTarget { binding: binding.clone(), target, weight: b.weight, kind, health: Health::Unknown })
+    let (weight, health, tag) = (b.weight, Health::Unknown, b.tag.clone());
+    Some(BoundTarget { binding: binding.clone(), target, weight, kind, health, tag })
 }
 
 impl Clb for ClbClient {
@@ -550,6 +551,24 @@ impl Clb for ClbClient {
             }
         }
         Ok(out)
+    }
+
+    async fn tag(&self, lb: &str, changes: &[Change]) -> Outcomes {
+        let mut outcomes: Vec<Result<(), Failure>> = vec![Ok(()); changes.len()];
+        let idx: Vec<usize> = (0..changes.len()).collect();
+        for call in batch::batch_tags(lb, changes, &idx) {
+            // Synchronous: an accepted call has set the tags; no task to wait for. Setting a tag twice is harmless.
+            let answer = self
+                .call::<_, wire::BatchTargetsResponse>("BatchModifyTargetTag", lb, CallKind::Write, &call.request)
+                .await;
+            if let Err(e) = answer.result {
+                let failure = e.to_failure();
+                for &i in &call.changes {
+                    outcomes[i] = Err(failure.clone());
+                }
+            }
+        }
+        outcomes
     }
 
     async fn register(&self, lb: &str, changes: &[Change]) -> Outcomes {

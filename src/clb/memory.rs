@@ -7,7 +7,7 @@ use super::{ApiError, Clb, Error, Listener, LoadBalancer, Outcomes};
 use crate::model::{Binding, BoundTarget, Change, Failure, Health, Target, TargetHealth, TargetKind, Weight};
 
 /// The targets bound on each binding, with their weight and kind.
-type Bound = BTreeMap<Binding, BTreeMap<Target, (Weight, TargetKind)>>;
+type Bound = BTreeMap<Binding, BTreeMap<Target, (Weight, TargetKind, String)>>;
 
 /// Load balancers, listeners and bound targets, plus injected failures and a log of mutating calls.
 #[derive(Default)]
@@ -28,13 +28,25 @@ pub struct MemoryClb {
 impl MemoryClb {
     /// Binds a target directly (test setup).
     pub fn bind(&self, binding: &Binding, target: Target, weight: Weight, kind: TargetKind) {
-        self.bound.lock().expect("lock").entry(binding.clone()).or_default().insert(target, (weight, kind));
+        self.bind_tagged(binding, target, weight, kind, "");
+    }
+
+    /// Binds a target with a tag (test setup).
+    pub fn bind_tagged(&self, binding: &Binding, target: Target, weight: Weight, kind: TargetKind, tag: &str) {
+        let mut bound = self.bound.lock().expect("lock");
+        bound.entry(binding.clone()).or_default().insert(target, (weight, kind, tag.to_string()));
+    }
+
+    /// The tag of a bound target.
+    pub fn tag_of(&self, binding: &Binding, target: Target) -> Option<String> {
+        let bound = self.bound.lock().expect("lock");
+        bound.get(binding).and_then(|m| m.get(&target)).map(|(_, _, tag)| tag.clone())
     }
 
     /// The targets bound on a binding now, with weights.
     pub fn targets_of(&self, binding: &Binding) -> BTreeMap<Target, Weight> {
         let bound = self.bound.lock().expect("lock");
-        bound.get(binding).map(|m| m.iter().map(|(t, (w, _))| (*t, *w)).collect()).unwrap_or_default()
+        bound.get(binding).map(|m| m.iter().map(|(t, (w, _, _))| (*t, *w)).collect()).unwrap_or_default()
     }
 
     /// Operations of the mutating calls so far, in order.
@@ -47,7 +59,7 @@ impl MemoryClb {
         op: &'static str,
         lb: &str,
         changes: &[Change],
-        f: impl Fn(&mut BTreeMap<Target, (Weight, TargetKind)>, &Change),
+        f: impl Fn(&mut BTreeMap<Target, (Weight, TargetKind, String)>, &Change),
     ) -> Outcomes {
         self.calls.lock().expect("lock").push((op, lb.to_string(), changes.len()));
         let mut bound = self.bound.lock().expect("lock");
@@ -87,12 +99,13 @@ impl Clb for MemoryClb {
             .iter()
             .filter(|(b, _)| b.lb == lb && listener_ids.contains(&b.listener))
             .flat_map(|(b, ts)| {
-                ts.iter().map(|(t, (w, k))| BoundTarget {
+                ts.iter().map(|(t, (w, k, tag))| BoundTarget {
                     binding: b.clone(),
                     target: *t,
                     weight: *w,
                     kind: k.clone(),
                     health: Health::Unknown,
+                    tag: tag.clone(),
                 })
             })
             .collect())
@@ -114,9 +127,17 @@ impl Clb for MemoryClb {
             .collect())
     }
 
+    async fn tag(&self, lb: &str, changes: &[Change]) -> Outcomes {
+        self.mutate("tag", lb, changes, |m, c| {
+            if let Some(entry) = m.get_mut(&c.target) {
+                entry.2 = c.tag.clone().unwrap_or_default();
+            }
+        })
+    }
+
     async fn register(&self, lb: &str, changes: &[Change]) -> Outcomes {
         self.mutate("register", lb, changes, |m, c| {
-            m.insert(c.target, (c.weight, TargetKind::Ip));
+            m.insert(c.target, (c.weight, TargetKind::Ip, c.tag.clone().unwrap_or_default()));
         })
     }
 

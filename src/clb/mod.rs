@@ -71,6 +71,8 @@ pub trait Clb {
     fn targets(&self, lb: &str, listener_ids: &[String]) -> impl Future<Output = Result<Vec<BoundTarget>, Error>>;
     /// `DescribeTargetHealth` of these listeners of one load balancer: what CLB's health checks say of each target.
     fn health(&self, lb: &str, listener_ids: &[String]) -> impl Future<Output = Result<Vec<TargetHealth>, Error>>;
+    /// Set the tag of bound targets (`BatchModifyTargetTag`, synchronous).
+    fn tag(&self, lb: &str, changes: &[Change]) -> impl Future<Output = Outcomes>;
     /// Bind targets to listeners/rules of one load balancer, waiting for the async tasks.
     fn register(&self, lb: &str, changes: &[Change]) -> impl Future<Output = Outcomes>;
     /// Set the weight of bound targets (weight 0 drains), waiting for the async tasks.

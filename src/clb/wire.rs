@@ -69,6 +69,8 @@ pub struct Target {
     pub port: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// `RegisterTargets` / `DeregisterTargets` / `ModifyTargetWeight`: one listener (and rule), ≤ 20 targets.
@@ -96,6 +98,8 @@ pub struct BatchTarget {
     pub port: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// `BatchRegisterTargets` / `BatchDeregisterTargets` (≤ 500 targets).
@@ -116,6 +120,24 @@ pub struct RsWeightRule {
     pub targets: Vec<Target>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight: Option<u8>,
+}
+
+/// One entry of `BatchModifyTargetTag.ModifyList`: the targets of one listener or rule, each with its tag.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RsTagRule {
+    pub listener_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location_id: Option<String>,
+    pub targets: Vec<Target>,
+}
+
+/// `BatchModifyTargetTag` (≤ 500 targets; synchronous: no task).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BatchModifyTargetTagRequest {
+    pub load_balancer_id: String,
+    pub modify_list: Vec<RsTagRule>,
 }
 
 /// `BatchModifyTargetWeight` (≤ 100 entries, ≤ 500 targets in total).
@@ -338,6 +360,9 @@ pub struct Backend {
     pub instance_id: String,
     pub port: u16,
     pub weight: u8,
+    /// Empty when untagged.
+    #[serde(default, deserialize_with = "null_default")]
+    pub tag: String,
     #[serde(default, deserialize_with = "null_default")]
     pub private_ip_addresses: Vec<String>,
     #[serde(default, deserialize_with = "null_default")]
@@ -387,6 +412,7 @@ mod tests {
                     instance_id: None,
                     port: 8080,
                     weight: Some(10),
+                    tag: None,
                 },
                 BatchTarget {
                     listener_id: "lbl-b".into(),
@@ -395,6 +421,7 @@ mod tests {
                     instance_id: None,
                     port: 8080,
                     weight: None,
+                    tag: None,
                 },
             ],
         };
@@ -409,7 +436,13 @@ mod tests {
             modify_list: vec![RsWeightRule {
                 listener_id: "lbl-a".into(),
                 location_id: None,
-                targets: vec![Target { eni_ip: Some("10.0.0.1".into()), instance_id: None, port: 80, weight: Some(0) }],
+                targets: vec![Target {
+                    eni_ip: Some("10.0.0.1".into()),
+                    instance_id: None,
+                    port: 80,
+                    weight: Some(0),
+                    tag: None,
+                }],
                 weight: None,
             }],
         };

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 pub use rule::{RuleOptions, RuleRows, plan_rule};
 pub use targets::{DesiredTargets, targets_for};
 
-use crate::model::{Binding, Place, Pod, PodState, RuleTargets, Target, Weight};
+use crate::model::{Binding, Owner, Place, Pod, PodState, RuleTargets, Target, Weight};
 use crate::rules::{PodQuery, Rule};
 
 /// What a row of the plan does to one target.
@@ -38,6 +38,8 @@ pub enum Action {
     Reweight,
     Drain,
     Deregister,
+    /// Tag an untagged target of one of our pods as ours (`--adopt-untagged`), then manage it.
+    Adopt,
     /// A drain or removal held back: the target still serves and the rule has no other target that takes traffic.
     Wait,
     Unchanged,
@@ -59,6 +61,7 @@ impl Action {
             Action::Reweight => "reweight",
             Action::Drain => "drain",
             Action::Deregister => "deregister",
+            Action::Adopt => "adopt",
             Action::Wait => "wait",
             Action::Unchanged => "unchanged",
             Action::Unmanaged => "unmanaged",
@@ -67,7 +70,7 @@ impl Action {
 
     /// Whether the row needs an API call.
     pub fn is_change(self) -> bool {
-        matches!(self, Action::Register | Action::Reweight | Action::Drain | Action::Deregister)
+        matches!(self, Action::Register | Action::Reweight | Action::Drain | Action::Deregister | Action::Adopt)
     }
 }
 
@@ -86,6 +89,33 @@ pub struct Row {
     pub note: Option<String>,
     /// Which failed registrations of this run hold the row back (make before break).
     pub unless_failed: UnlessFailed,
+    /// Why clbsync does not manage the target, for [`Action::Unmanaged`] rows.
+    pub unmanaged: Option<Unmanaged>,
+}
+
+/// Why a bound target is not clbsync's to change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unmanaged {
+    /// Bound as an instance (`CVM ins-…`), by hand.
+    Instance { kind: String, instance_id: String },
+    /// Tagged for another clbsync owner.
+    Owner(String),
+    /// Bound by IP without a tag while clbsync runs with `--owner` (adopt it with `--adopt-untagged`).
+    Untagged,
+    /// Tagged by something else than clbsync.
+    Tagged(String),
+}
+
+impl Unmanaged {
+    /// The reason in the JSON report: `cvm`, `owner:NAME`, `untagged` or `tag:VALUE`.
+    pub fn reason(&self) -> String {
+        match self {
+            Unmanaged::Instance { kind, .. } => kind.to_lowercase(),
+            Unmanaged::Owner(name) => format!("owner:{name}"),
+            Unmanaged::Untagged => "untagged".into(),
+            Unmanaged::Tagged(tag) => format!("tag:{tag}"),
+        }
+    }
 }
 
 /// A removal that must not happen when the registration that replaces it failed in the same run: `apply` holds
@@ -136,6 +166,8 @@ pub struct RulePlan {
     pub warnings: Vec<String>,
     /// Some row waits because the targets' health was not read: read `DescribeTargetHealth` and plan again.
     pub needs_health: bool,
+    /// The owner whose targets this rule manages (`--owner`); `None` manages every target bound by IP.
+    pub owner: Option<Owner>,
 }
 
 impl RulePlan {
@@ -159,6 +191,7 @@ impl RulePlan {
             rows: Vec::new(),
             warnings: Vec::new(),
             needs_health: false,
+            owner: None,
         }
     }
 
@@ -169,10 +202,14 @@ impl RulePlan {
 }
 
 /// Options that apply to every rule.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PlanOptions {
     /// `--allow-empty`: let rules with no ready pods remove all their targets.
     pub allow_empty: bool,
+    /// `--owner`: manage only targets tagged `clbsync:NAME`, and tag what is registered so.
+    pub owner: Option<Owner>,
+    /// `--adopt-untagged` (with an owner): tag the untagged targets of our pods as ours, then manage them.
+    pub adopt_untagged: bool,
 }
 
 /// The pods of each distinct query, or why they could not be listed.
@@ -195,6 +232,8 @@ pub struct Summary {
     pub unmanaged: usize,
     /// Drains and removals held until another target takes traffic.
     pub waiting: usize,
+    /// Untagged targets of our pods to tag as ours (`--adopt-untagged`).
+    pub adopt: usize,
     /// Rules stopped by the empty-rule guard.
     pub blocked: usize,
     /// Rules that could not be planned (Kubernetes or CLB errors).
@@ -219,6 +258,7 @@ impl Plan {
             }
             for row in &rule.rows {
                 match row.action {
+                    Action::Adopt => s.adopt += 1,
                     Action::Register => s.register += 1,
                     Action::Deregister => s.deregister += 1,
                     Action::Drain => s.drain += 1,
@@ -315,6 +355,7 @@ pub fn plan(rules: &[&Rule], pods: &PodLists, actual: &[Result<RuleTargets, Stri
             rows: planned.rows,
             warnings: wanted.problems,
             needs_health: planned.needs_health,
+            owner: opts.owner.clone(),
             ..RulePlan::named(rule)
         });
     }

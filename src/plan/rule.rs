@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::{Action, DesiredTargets, PlanOptions, Row, Status, UnlessFailed};
-use crate::model::{BoundTarget, DesiredTarget, Health, PodState, Target, TargetKind};
+use super::{Action, DesiredTargets, PlanOptions, Row, Status, UnlessFailed, Unmanaged};
+use crate::model::{BoundTarget, DesiredTarget, Health, PodState, TAG_PREFIX, Target, TargetKind};
 use crate::rules::{Policy, Rule};
 
 /// What one rule's planner needs from the rule itself.
@@ -20,6 +20,14 @@ impl RuleOptions {
     pub fn of(rule: &Rule) -> RuleOptions {
         RuleOptions { policy: rule.backend.policy, allow_empty: rule.backend.allow_empty }
     }
+}
+
+/// Whose a bound target is.
+enum Ownership {
+    Ours,
+    /// Untagged, of one of our pods, and `--adopt-untagged`: tag it, then it is ours.
+    Adopt,
+    Not(Unmanaged),
 }
 
 /// One rule's rows, whether the empty-rule guard holds it, and whether a wait could end once health is read.
@@ -58,19 +66,47 @@ pub fn plan_rule(desired: &DesiredTargets, actual: &[BoundTarget], rule: RuleOpt
             pod: pod.clone(),
             note,
             unless_failed: UnlessFailed::Nothing,
+            unmanaged: None,
         };
-        rows.push(match (&b.kind, want) {
+        let ownership = match (&b.kind, &opts.owner) {
             (TargetKind::Instance { kind, instance_id }, _) => {
-                row(Action::Unmanaged, Some(b.weight), Some(format!("{kind} {instance_id}, not bound by clbsync")))
+                Ownership::Not(Unmanaged::Instance { kind: kind.clone(), instance_id: instance_id.clone() })
             }
-            (TargetKind::Ip, Some(d)) if d.state == PodState::Ready => {
+            (TargetKind::Ip, None) => Ownership::Ours,
+            (TargetKind::Ip, Some(owner)) if b.tag == owner.tag() => Ownership::Ours,
+            (TargetKind::Ip, Some(_)) => match b.tag.strip_prefix(TAG_PREFIX) {
+                Some(other) => Ownership::Not(Unmanaged::Owner(other.to_string())),
+                None if b.tag.is_empty() && opts.adopt_untagged && want.is_some() => Ownership::Adopt,
+                None if b.tag.is_empty() => Ownership::Not(Unmanaged::Untagged),
+                None => Ownership::Not(Unmanaged::Tagged(b.tag.clone())),
+            },
+        };
+        rows.push(match (ownership, want) {
+            (Ownership::Not(why), want) => {
+                let bound = if want.is_some() { "bound, " } else { "" };
+                let note = match &why {
+                    Unmanaged::Instance { kind, instance_id } => format!("{kind} {instance_id}, not bound by clbsync"),
+                    Unmanaged::Owner(name) => format!("{bound}owner:{name}: another clbsync's target"),
+                    Unmanaged::Untagged => format!("{bound}untagged: not ours (adopt with --adopt-untagged)"),
+                    Unmanaged::Tagged(tag) => format!("{bound}tagged `{tag}` by another tool"),
+                };
+                Row { unmanaged: Some(why), ..row(Action::Unmanaged, Some(b.weight), Some(note)) }
+            }
+            (Ownership::Adopt, want) => {
+                let weight = match want {
+                    Some(d) if d.state == PodState::Ready => d.weight,
+                    _ => b.weight,
+                };
+                row(Action::Adopt, Some(weight), Some("untagged target of our pod: tagged as ours".into()))
+            }
+            (Ownership::Ours, Some(d)) if d.state == PodState::Ready => {
                 if b.weight == d.weight {
                     row(Action::Unchanged, Some(b.weight), None)
                 } else {
                     row(Action::Reweight, Some(d.weight), None)
                 }
             }
-            (TargetKind::Ip, Some(_)) => {
+            (Ownership::Ours, Some(_)) => {
                 if b.weight > 0 {
                     let note = Some("pod is terminating".into());
                     Row { unless_failed: UnlessFailed::AnyOfRule, ..row(Action::Drain, Some(0), note) }
@@ -78,7 +114,7 @@ pub fn plan_rule(desired: &DesiredTargets, actual: &[BoundTarget], rule: RuleOpt
                     row(Action::Unchanged, Some(0), Some("draining: pod is terminating".into()))
                 }
             }
-            (TargetKind::Ip, None) => match rule.policy {
+            (Ownership::Ours, None) => match rule.policy {
                 // The pod of this IP is still ready on another port: it moves, and keeps its old port until the
                 // new one is bound.
                 Policy::Sync if ready_ips.contains(&target.ip) => {
@@ -102,6 +138,7 @@ pub fn plan_rule(desired: &DesiredTargets, actual: &[BoundTarget], rule: RuleOpt
             pod: Some(d.pod.clone()),
             note: None,
             unless_failed: UnlessFailed::Nothing,
+            unmanaged: None,
         });
     }
     rows.sort_by_key(|r| r.target);
@@ -110,7 +147,13 @@ pub fn plan_rule(desired: &DesiredTargets, actual: &[BoundTarget], rule: RuleOpt
     let removes_traffic = rows
         .iter()
         .any(|r| matches!(r.action, Action::Deregister | Action::Drain) && r.current_weight.is_some_and(|w| w > 0));
-    if ready == 0 && removes_traffic && !(rule.allow_empty || opts.allow_empty) {
+    // With an owner, other owners' targets may still serve the rule: only a rule left with no weighted target at
+    // all is blocked (cluster A scaled to zero may hand the rule to cluster B).
+    let others_serve = opts.owner.is_some()
+        && rows
+            .iter()
+            .any(|r| r.action == Action::Unmanaged && r.unmanaged.is_some() && r.current_weight.unwrap_or(0) > 0);
+    if ready == 0 && removes_traffic && !others_serve && !(rule.allow_empty || opts.allow_empty) {
         let n = rows.iter().filter(|r| matches!(r.action, Action::Deregister | Action::Drain)).count();
         let reason = format!(
             "no ready pods: this would take all {n} serving target(s) out of the load balancer; if that is \

@@ -3,7 +3,7 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 
 use super::*;
-use crate::model::{BoundTarget, DesiredTarget, Health, PodState, Protocol, TargetKind};
+use crate::model::{BoundTarget, DesiredTarget, Health, Owner, PodState, Protocol, TargetKind};
 use crate::rules::Policy;
 
 fn t(ip: &str, port: u16) -> Target {
@@ -23,7 +23,14 @@ fn terminating(ip: &str) -> DesiredTarget {
 }
 
 fn eni(ip: &str, weight: Weight) -> BoundTarget {
-    BoundTarget { binding: binding(), target: t(ip, 8080), weight, kind: TargetKind::Ip, health: Health::Healthy }
+    BoundTarget {
+        binding: binding(),
+        target: t(ip, 8080),
+        weight,
+        kind: TargetKind::Ip,
+        health: Health::Healthy,
+        tag: String::new(),
+    }
 }
 
 fn cvm(ip: &str) -> BoundTarget {
@@ -33,6 +40,7 @@ fn cvm(ip: &str) -> BoundTarget {
         weight: 10,
         kind: TargetKind::Instance { kind: "CVM".into(), instance_id: "ins-12345678".into() },
         health: Health::Healthy,
+        tag: String::new(),
     }
 }
 
@@ -157,7 +165,7 @@ fn allow_empty_on_the_backend_or_the_flag_lifts_the_guard() {
     let a = vec![eni("10.0.0.1", 10)];
     let (status, _) = run(vec![], a.clone(), RuleOptions { allow_empty: true, ..SYNC });
     assert_eq!(status, Status::Ready);
-    let (status, _) = planned(&desired(vec![]), &a, SYNC, &PlanOptions { allow_empty: true });
+    let (status, _) = planned(&desired(vec![]), &a, SYNC, &PlanOptions { allow_empty: true, ..Default::default() });
     assert_eq!(status, Status::Ready);
 }
 
@@ -190,6 +198,7 @@ fn rule_plan(status: Status, rows: Vec<Row>) -> RulePlan {
         rows,
         warnings: vec![],
         needs_health: false,
+        owner: None,
     }
 }
 
@@ -260,7 +269,7 @@ fn apply_rows(actual: &[BoundTarget], status: &Status, rows: &[Row]) -> Vec<Boun
             Action::Deregister => {
                 out.remove(&row.target);
             }
-            Action::Wait | Action::Unchanged | Action::Unmanaged => {}
+            Action::Adopt | Action::Wait | Action::Unchanged | Action::Unmanaged => {}
         }
     }
     out.into_values().collect()
@@ -440,4 +449,84 @@ fn drains_depend_on_the_rules_registrations_and_old_ports_on_their_pods() {
         (Action::Deregister, UnlessFailed::SamePod)
     );
     assert_eq!(by("10.0.0.2", 8080).unless_failed, UnlessFailed::Nothing);
+}
+
+// ---- ownership (issue 14) ------------------------------------------------------------------------------------
+
+fn tagged(ip: &str, weight: Weight, tag: &str) -> BoundTarget {
+    BoundTarget { tag: tag.into(), ..eni(ip, weight) }
+}
+
+fn owned(owner: &str, adopt_untagged: bool) -> PlanOptions {
+    PlanOptions { owner: Some(Owner::new(owner).expect("valid owner")), adopt_untagged, ..Default::default() }
+}
+
+#[test]
+fn with_an_owner_only_our_tag_is_managed_and_the_rest_is_named() {
+    let d = desired(vec![ready("10.0.0.1", 10), ready("10.0.0.2", 10)]);
+    let a = [
+        tagged("10.0.0.1", 10, "clbsync:b"),
+        tagged("10.0.0.3", 10, "clbsync:b"),
+        tagged("10.0.0.4", 10, ""),
+        tagged("10.0.0.5", 10, "clbsync:a"),
+        tagged("10.0.0.6", 10, "team-x"),
+    ];
+    let (_, rows) = planned(&d, &a, SYNC, &owned("a", false));
+    let got: Vec<(String, Action, Option<String>)> =
+        rows.iter().map(|r| (r.target.ip.to_string(), r.action, r.unmanaged.as_ref().map(Unmanaged::reason))).collect();
+    assert_eq!(
+        got,
+        [
+            ("10.0.0.1".into(), Action::Unmanaged, Some("owner:b".into())),
+            ("10.0.0.2".into(), Action::Register, None),
+            ("10.0.0.3".into(), Action::Unmanaged, Some("owner:b".into())),
+            ("10.0.0.4".into(), Action::Unmanaged, Some("untagged".into())),
+            ("10.0.0.5".into(), Action::Deregister, None),
+            ("10.0.0.6".into(), Action::Unmanaged, Some("tag:team-x".into())),
+        ]
+    );
+    assert_eq!(rows[0].note.as_deref(), Some("bound, owner:b: another clbsync's target"), "our pod, bound by b");
+}
+
+#[test]
+fn adopt_untagged_tags_only_the_targets_of_our_pods() {
+    let d = desired(vec![ready("10.0.0.1", 20)]);
+    let (_, rows) = planned(&d, &[tagged("10.0.0.1", 10, ""), tagged("10.0.0.9", 10, "")], SYNC, &owned("a", true));
+    assert_eq!(actions(&rows), [("10.0.0.1".into(), Action::Adopt), ("10.0.0.9".into(), Action::Unmanaged)]);
+    assert_eq!((rows[0].current_weight, rows[0].weight), (Some(10), Some(20)), "adopted, then given its weight");
+}
+
+#[test]
+fn with_an_owner_a_rule_may_be_emptied_of_our_targets_while_another_owners_serve() {
+    let a = [tagged("10.0.0.1", 10, "clbsync:a"), tagged("10.0.0.2", 10, "clbsync:b")];
+    let (status, rows) = planned(&desired(vec![]), &a, SYNC, &owned("a", false));
+    assert_eq!(status, Status::Ready, "b's target still serves the rule");
+    assert_eq!(rows[0].action, Action::Deregister);
+    let (status, _) = planned(&desired(vec![]), &a[..1], SYNC, &owned("a", false));
+    assert!(matches!(status, Status::Blocked { .. }), "a rule left with no target at all is still blocked");
+}
+
+proptest! {
+    /// Issue 14: a target tagged for another owner, or by another tool, is never changed, whatever the policy,
+    /// allow_empty or adoption.
+    #[test]
+    fn targets_of_other_owners_are_never_changed(
+        (d, a, rule) in arb_world(),
+        tags in prop::collection::vec(prop_oneof![Just(""), Just("clbsync:a"), Just("clbsync:b"), Just("x")], 10),
+        adopt in any::<bool>(),
+        allow_empty in any::<bool>(),
+    ) {
+        let a: Vec<BoundTarget> = a.into_iter().zip(tags).map(|(b, tag)| BoundTarget { tag: tag.into(), ..b }).collect();
+        let opts = PlanOptions { allow_empty, ..owned("a", adopt) };
+        let (_, rows) = planned(&desired(d), &a, rule, &opts);
+        for b in a.iter().filter(|b| b.kind == TargetKind::Ip && b.tag != "clbsync:a" && !b.tag.is_empty()) {
+            let row = rows.iter().find(|r| r.target == b.target).expect("every bound target has a row");
+            prop_assert_eq!(row.action, Action::Unmanaged, "{:?} {:?}", b, row);
+        }
+        for b in a.iter().filter(|b| b.kind == TargetKind::Ip && b.tag.is_empty()) {
+            let row = rows.iter().find(|r| r.target == b.target).expect("every bound target has a row");
+            prop_assert!(matches!(row.action, Action::Unmanaged | Action::Adopt), "{:?} {:?}", b, row);
+            prop_assert!(adopt || row.action == Action::Unmanaged);
+        }
+    }
 }

@@ -89,6 +89,7 @@ fn change(listener: &str, location: Option<&str>, n: u32, weight: u8) -> Change 
         binding: Binding { lb: LB.into(), listener: listener.into(), location: location.map(String::from) },
         target: Target::new(IpAddr::from([10, 0, (n >> 8) as u8, n as u8]), 8080),
         weight,
+        tag: None,
     }
 }
 

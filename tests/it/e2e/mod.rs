@@ -11,6 +11,7 @@ mod faults;
 mod input;
 mod kube_faults;
 mod logs;
+mod owners;
 mod ownership;
 mod rolling;
 mod signals;
