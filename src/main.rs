@@ -24,7 +24,16 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
+            match usage_note(&e) {
+                Some(Note::Instead(message)) => eprintln!("error: {message}"),
+                Some(Note::After(note)) => {
+                    let _ = e.print();
+                    eprintln!("note: {note}");
+                }
+                None => {
+                    let _ = e.print();
+                }
+            }
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
         }
     };
@@ -42,6 +51,42 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(exit::ERROR)
         }
+    }
+}
+
+/// A usage error's extra words: after clap's message, or instead of it.
+enum Note {
+    After(String),
+    Instead(String),
+}
+
+/// What clap's message leaves out: which environment variable a bad value came from, and where run options go
+/// when they were given before the command (clap would suggest `--version`).
+fn usage_note(e: &clap::Error) -> Option<Note> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => return None,
+    };
+    let long = arg.split_whitespace().next()?.trim_start_matches("--").to_string();
+    let cmd = Cli::command();
+    let diff = cmd.find_subcommand("diff")?;
+    let run_arg = diff.get_arguments().find(|a| a.get_long() == Some(long.as_str()))?;
+    match e.kind() {
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let var = run_arg.get_env()?.to_string_lossy().into_owned();
+            let on_command_line =
+                std::env::args().any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
+            (!on_command_line && std::env::var_os(&var).is_some())
+                .then(|| Note::After(format!("the value of --{long} came from the environment variable {var}")))
+        }
+        ErrorKind::UnknownArgument if cmd.get_arguments().all(|a| a.get_long() != Some(long.as_str())) => {
+            Some(Note::Instead(format!(
+                "--{long} is an option of `diff` and `reconcile`: put it after the command, e.g. `clbsync diff --{long} ...`"
+            )))
+        }
+        _ => None,
     }
 }
 
@@ -82,14 +127,29 @@ fn validate(g: &Global) -> anyhow::Result<u8> {
             "problems": problems,
         });
         let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
+        let written = serde_json::to_writer_pretty(&mut out, &doc).map_err(std::io::Error::from);
+        quiet_on_broken_pipe(written.and_then(|()| writeln!(out)))?;
         return Ok(if result.is_ok() { exit::OK } else { exit::ERROR });
     }
     let rules = result?;
     let lbs: std::collections::BTreeSet<_> = rules.rules.iter().map(|r| &r.load_balancer_id).collect();
-    println!("{} is valid: {} rule(s) on {} load balancer(s).", g.rules.display(), rules.rules.len(), lbs.len());
+    let mut out = std::io::stdout().lock();
+    let n = rules.rules.len();
+    quiet_on_broken_pipe(writeln!(
+        out,
+        "{} is valid: {n} rule(s) on {} load balancer(s).",
+        g.rules.display(),
+        lbs.len()
+    ))?;
     Ok(exit::OK)
+}
+
+/// A reader that went away (`clbsync validate -o json | head`) ends the output quietly, as other CLIs do.
+fn quiet_on_broken_pipe(written: std::io::Result<()>) -> std::io::Result<()> {
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 async fn execute(
@@ -139,7 +199,7 @@ async fn execute(
     let outcome = reconcile::run(rules, &cluster, &clb, &settings, &mut out)
         .await
         .with_context(|| format!("running the rules of {rules_file}"))?;
-    out.flush()?;
+    quiet_on_broken_pipe(out.flush())?;
     let code = outcome.exit_code(detailed);
     if stop.load(Ordering::SeqCst) {
         eprintln!("error: stopped by a signal; changes not yet started were left for the next run");

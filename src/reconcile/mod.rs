@@ -195,7 +195,11 @@ pub async fn run<K: Cluster, C: Clb>(
     } else {
         None
     };
-    report::write(&plan, applied.as_ref(), settings.style, out).context("writing the report to stdout")?;
+    match report::write(&plan, applied.as_ref(), settings.style, out) {
+        // A reader that went away (`clbsync diff | head`) ends the report quietly, as other CLIs do.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        written => written.context("writing the report to stdout")?,
+    }
     Ok(Outcome { plan, applied })
 }
 

@@ -110,3 +110,47 @@ fn a_missing_rules_file_says_so_once() {
     error: cannot read rules file tests/fixtures/rules/no-such-file.yaml: No such file or directory (os error 2); check --rules / CLBSYNC_RULES
     ");
 }
+
+#[test]
+fn a_bad_value_from_the_environment_names_the_variable() {
+    let out = clbsync().args(["diff", "--rules", "rules.yaml"]).env("CLBSYNC_RATE_LIMIT", "abc").output().expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the value of --rate-limit came from the environment variable CLBSYNC_RATE_LIMIT"),
+        "{stderr}"
+    );
+    let out = clbsync().args(["diff", "--rules", "rules.yaml", "--rate-limit", "abc"]).output().expect("run");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("environment"), "a flag's value is the flag's");
+}
+
+#[test]
+fn a_run_option_before_the_command_says_where_it_goes() {
+    let out = clbsync().args(["--region", "ap-guangzhou", "diff"]).output().expect("run");
+    insta::assert_snapshot!(seen(&out), @r"
+    exit: 64
+    --- stdout
+    --- stderr
+    error: --region is an option of `diff` and `reconcile`: put it after the command, e.g. `clbsync diff --region ...`
+    ");
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    // Enough problems that the JSON outgrows the pipe's buffer, so clbsync is still writing when `head` exits.
+    let mut rules = String::from("- load_balancer_id: lb-1a2b3c4d\n  listeners:\n");
+    for _ in 0..3000 {
+        rules.push_str("    - {port: 70000, protocol: tcp, backend: {namespace: a, deployment: b, port: 80}}\n");
+    }
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), rules).expect("write");
+    let line = format!(
+        "set -o pipefail; '{}' validate -o json --rules '{}' | head -c 10 >/dev/null",
+        env!("CARGO_BIN_EXE_clbsync"),
+        file.path().display()
+    );
+    let out = std::process::Command::new("bash").args(["-c", &line]).output().expect("bash runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "nothing about the closed pipe: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "the exit code still says the file is invalid");
+}
