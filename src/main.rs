@@ -244,15 +244,16 @@ fn init_logging(g: &Global) {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::fmt::time::UtcTime;
 
-    let level = match g.verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
+    // Libraries' own lines (rustls, hyper, kube) stay out of the default level: every error they describe
+    // reaches clbsync's report and messages with its context. -v lets their warnings through; RUST_LOG decides
+    // everything.
+    let (deps, level) = match g.verbose {
+        0 => ("off", "info"),
+        1 => ("warn", "debug"),
+        _ => ("info", "trace"),
     };
-    // Dependencies stay at warn unless asked for with RUST_LOG; kube-client's own error lines are off because
-    // every Kubernetes error reaches the report with its context.
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,kube_client=off,clbsync={level},clb_emulator={level}")));
+        .unwrap_or_else(|_| EnvFilter::new(format!("{deps},clbsync={level},clb_emulator={level}")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match g.log_format {
         LogFormat::Json => builder.json().with_ansi(false).with_timer(UtcTime::rfc_3339()).with_target(false).init(),

@@ -192,16 +192,18 @@ impl ClbClient {
             let retryable = match &err {
                 Error::Api(api) => retry::is_retryable(api.kind()),
                 Error::Status { status, .. } => *status >= 500,
-                Error::Transport { source, .. } => kind == CallKind::Read || source.is_connect(),
+                Error::Transport { error, .. } => kind == CallKind::Read || error.is_connect(),
                 _ => false,
             };
             let delay = retry::backoff(&self.retry, attempt - 1, fastrand::f64());
             if !retryable || attempt >= self.retry.max_attempts || first.elapsed() + delay > self.retry.max_total {
                 let err = match err {
-                    Error::Transport { action, endpoint, source }
-                        if kind == CallKind::Write && !source.is_connect() =>
-                    {
-                        Error::OutcomeUnknown { action, endpoint, reason: source.to_string() }
+                    Error::Transport { action, endpoint, error } if kind == CallKind::Write && !error.is_connect() => {
+                        Error::OutcomeUnknown {
+                            action,
+                            endpoint,
+                            reason: super::http::describe_transport_error(&error),
+                        }
                     }
                     // A 200 whose body cannot be read: the mutation may have been applied.
                     Error::Decode { action, reason, excerpt } if kind == CallKind::Write => {

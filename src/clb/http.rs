@@ -161,7 +161,7 @@ impl Transport {
             value.set_sensitive(true);
             request = request.header("X-TC-Token", value);
         }
-        let transport = |source| Error::Transport { action, endpoint: endpoint(), source };
+        let transport = |error| Error::Transport { action, endpoint: endpoint(), error };
         let response = request.body(body.to_vec()).send().await.map_err(transport)?;
         let status = response.status();
         let bytes = match read_bounded(response).await {
@@ -194,6 +194,39 @@ impl Transport {
             }
             Err(EnvelopeError::Decode(reason)) => Err(Error::Decode { action, reason, excerpt: excerpt(&bytes) }),
         }
+    }
+}
+
+/// Why a request got no answer, in a few words a person can act on: refused, reset, DNS, TLS or a timeout, with
+/// the innermost cause (reqwest's own message only says "error sending request for url").
+pub fn describe_transport_error(error: &reqwest::Error) -> String {
+    use std::io::ErrorKind;
+    if error.is_timeout() {
+        return "timed out waiting for an answer (check the network path to the endpoint)".into();
+    }
+    let mut innermost = error.to_string();
+    let mut io_kind = None;
+    let mut cur = std::error::Error::source(error);
+    while let Some(cause) = cur {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+        }
+        innermost = cause.to_string();
+        cur = cause.source();
+    }
+    let lower = innermost.to_lowercase();
+    match io_kind {
+        Some(ErrorKind::ConnectionRefused) => "connection refused (nothing listens at that address and port)".into(),
+        Some(ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {
+            format!("the connection was closed by the other side ({innermost})")
+        }
+        _ if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") => {
+            format!("TLS handshake failed: {innermost} (check the endpoint's certificate and that it speaks https)")
+        }
+        _ if lower.contains("dns") || lower.contains("lookup") || lower.contains("resolve") => {
+            format!("DNS lookup failed: {innermost} (check the host name and the resolver)")
+        }
+        _ => innermost,
     }
 }
 

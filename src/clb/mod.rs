@@ -122,13 +122,10 @@ impl ApiError {
 pub enum Error {
     #[error(transparent)]
     Api(#[from] ApiError),
-    #[error("{action}: could not reach {endpoint}: {source}")]
-    Transport {
-        action: &'static str,
-        endpoint: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    /// The request did not get an answer. The cause is described in clbsync's words, once (`error` is kept for
+    /// its kind, not chained: its own Display is reqwest's "error sending request for url").
+    #[error("{action}: could not reach {endpoint}: {}", http::describe_transport_error(.error))]
+    Transport { action: &'static str, endpoint: String, error: reqwest::Error },
     #[error("{action}: HTTP {status} from {endpoint}: {excerpt}")]
     Status { action: &'static str, endpoint: String, status: u16, excerpt: String },
     #[error("{action}: unreadable response ({reason}): {excerpt}")]

@@ -168,3 +168,30 @@ fn regex_escape(s: &str) -> String {
 fn mask_times(stderr: &str) -> String {
     stderr.lines().map(|l| format!("{}\n", mask_timestamp(l))).collect()
 }
+
+/// Issue 18: a network failure says what failed (refused, TLS) in clbsync's words, once, and no library prints
+/// its own raw log lines about it.
+#[test]
+fn network_failures_name_their_cause_once_without_library_log_lines() {
+    // The test API server speaks TLS with a certificate no public root signed: a TLS failure.
+    let tls = format!("https://127.0.0.1:{}", crate::support::kube::api_port());
+    for (endpoint, cause) in [
+        (tls.as_str(), "TLS handshake failed: invalid peer certificate: UnknownIssuer"),
+        ("http://127.0.0.1:9", "connection refused (nothing listens at that address and port)"),
+    ] {
+        let out = clbsync()
+            .args(["diff", "--rules", "rules.yaml", "--endpoint", endpoint, "--kubeconfig"])
+            .arg(crate::support::kube::kubeconfig_path())
+            .env("TENCENTCLOUD_SECRET_ID", clb_emulator::DEFAULT_SECRET_ID)
+            .env("TENCENTCLOUD_SECRET_KEY", clb_emulator::DEFAULT_SECRET_KEY)
+            .output()
+            .expect("run");
+        let all = seen(&out);
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(all.contains(cause), "{endpoint}: {all}");
+        assert_eq!(all.matches(cause).count(), 1, "the cause is said once: {all}");
+        assert!(!all.contains("error sending request for url"), "reqwest's words are not the message: {all}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("rustls") && !stderr.contains(" ERROR "), "raw library lines: {stderr}");
+    }
+}
