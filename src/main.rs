@@ -189,6 +189,7 @@ async fn execute(
             format: g.output.into(),
             show_unchanged: run.show_unchanged,
             color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            width: table_width(),
         },
         concurrency: usize::from(run.concurrency),
         region,
@@ -209,6 +210,13 @@ async fn execute(
         eprintln!("error: {}; see the report on stdout", outcome.trouble());
     }
     Ok(code)
+}
+
+/// The width to fit the table into: `COLUMNS` when set, else the terminal's when stdout is one; a file, a pipe
+/// or `kubectl logs` gets full rows.
+fn table_width() -> Option<u16> {
+    let columns = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<u16>().ok()).filter(|&c| c > 0);
+    columns.or_else(|| std::io::stdout().is_terminal().then(|| comfy_table::Table::new().width()).flatten())
 }
 
 /// SIGTERM (a CronJob deadline) or Ctrl-C: stop starting new changes, finish and report the ones in flight.

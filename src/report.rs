@@ -27,7 +27,12 @@ pub struct Style {
     pub show_unchanged: bool,
     /// Colour blocked and failed rows (only when stdout is a terminal and `NO_COLOR` is unset).
     pub color: bool,
+    /// Fit the table into this many columns (the terminal's width, or `COLUMNS`); `None` never wraps (logs).
+    pub width: Option<u16>,
 }
+
+/// Below this width the table puts load balancer, listener and rule in one column.
+const COMPACT_BELOW: u16 = 120;
 
 /// Writes the plan (and, after `reconcile`, the per-change status) to `out`.
 pub fn write(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut impl Write) -> io::Result<()> {
@@ -51,18 +56,31 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
         }
     }
     let mut t = Table::new();
-    t.load_style(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Disabled);
+    t.load_style(UTF8_BORDERS_ONLY);
+    match style.width {
+        Some(width) => t.set_content_arrangement(ContentArrangement::Dynamic).set_width(width),
+        None => t.set_content_arrangement(ContentArrangement::Disabled),
+    };
     if !style.color {
         t.force_no_tty();
     }
-    let mut header = vec!["LOAD BALANCER", "LISTENER", "RULE", "ACTION", "TARGET", "POD", "WEIGHT"];
+    let compact = style.width.is_some_and(|w| w < COMPACT_BELOW);
+    let mut header = if compact {
+        vec!["WHERE", "ACTION", "TARGET", "POD", "WEIGHT"]
+    } else {
+        vec!["LOAD BALANCER", "LISTENER", "RULE", "ACTION", "TARGET", "POD", "WEIGHT"]
+    };
     if applied.is_some() {
         header.push("STATUS");
     }
     t.set_header(header);
     let mut rows = 0;
     for (i, rule) in plan.rules.iter().enumerate() {
-        let base = [rule.place.load_balancer_id.clone(), listener_cell(rule), rule_cell(rule)];
+        let base = if compact {
+            vec![rule.place.to_string()]
+        } else {
+            vec![rule.place.load_balancer_id.clone(), listener_cell(rule), rule_cell(rule)]
+        };
         match &rule.status {
             Status::Ready => {}
             Status::Blocked { .. } | Status::Skipped { .. } => {

@@ -127,7 +127,7 @@ fn settings(mode: Mode, format: Format) -> Settings {
     Settings {
         mode,
         plan: PlanOptions::default(),
-        style: Style { format, show_unchanged: false, color: false },
+        style: Style { format, show_unchanged: false, color: false, width: None },
         concurrency: 4,
         region: "ap-guangzhou".into(),
         stop: Arc::new(AtomicBool::new(false)),
@@ -384,4 +384,24 @@ async fn a_rule_whose_ready_pods_cannot_be_targets_is_blocked_not_in_sync() {
         "{table}"
     );
     assert!(table.contains("has no container port named `htp`"), "{table}");
+}
+
+/// Issue 18: the table fits the terminal (or `COLUMNS`): a compact layout below 120 columns, every line within
+/// the width; without a width (a file, `kubectl logs`) rows are never wrapped.
+#[tokio::test]
+async fn the_table_fits_the_width_it_is_given() {
+    let (cluster, clb) = world();
+    for width in [80u16, 100, 140] {
+        let mut s = settings(Mode::Diff, Format::Table);
+        s.style.width = Some(width);
+        let mut out = Vec::new();
+        run(&rules(), &cluster, &clb, &s, &mut out).await.expect("run");
+        let table = String::from_utf8(out).expect("utf8");
+        let table_lines: Vec<&str> = table.lines().filter(|l| l.starts_with(['│', '┌', '└', '╞'])).collect();
+        assert!(!table_lines.is_empty(), "{table}");
+        for line in table_lines {
+            assert!(line.chars().count() <= usize::from(width), "{width}: {} > {width}\n{table}", line.chars().count());
+        }
+        assert_eq!(table.contains("WHERE"), width < 120, "{width}: compact layout below 120 columns\n{table}");
+    }
 }

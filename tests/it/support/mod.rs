@@ -22,6 +22,8 @@ const SCRUBBED: &[&str] = &[
     "CLBSYNC_RATE_LIMIT",
     "KUBECONFIG",
     "RUST_LOG",
+    "COLUMNS",
+    "CLBSYNC_OWNER",
 ];
 
 /// `clbsync` with a clean environment, run from the repository root.
