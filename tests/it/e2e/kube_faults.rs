@@ -55,11 +55,13 @@ async fn a_namespace_the_service_account_may_not_read_skips_only_its_rule() {
     let before = world.emu.state();
     let run = world.reconcile().await;
     run.assert_code(1);
-    assert!(
-        run.stdout.contains(&format!("cannot list pods in namespace {}", other.name)),
-        "the error names the verb, resource and namespace\n{}",
-        run.all()
+    // The README's "Operating it" table quotes this message: keep them equal.
+    let quoted = format!(
+        "forbidden (403): cannot list pods in namespace {}; the ClusterRole bound to clbsync needs the rule \
+         {{apiGroups: [\"\"], resources: [\"pods\"], verbs: [\"list\"]}}",
+        other.name
     );
+    assert!(run.stdout.contains(&quoted), "the error names the verb, resource, namespace and rule\n{}", run.all());
     assert_eq!(world.targets(Slot::Redis), [("10.99.0.3".into(), 6379, 10)], "its targets stay\n{}", run.all());
     for slot in [Slot::Api, Slot::Web, Slot::Tls] {
         assert_eq!(world.targets(slot), world.expected(slot, &before), "{slot:?} still converges\n{}", run.all());
