@@ -153,16 +153,16 @@ pub struct RunArgs {
     #[arg(long, requires = "owner")]
     pub adopt_untagged: bool,
 
-    /// Load balancers processed at once (one load balancer's changes are always sequential).
+    /// Load balancers processed at once, 1-64 (one load balancer's changes are always sequential).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
 
-    /// After SIGTERM, seconds to wait for changes in flight before reporting them as not confirmed and exiting
-    /// (keep it below the pod's terminationGracePeriodSeconds).
+    /// After SIGTERM, seconds (0-3600) to wait for changes in flight before reporting them as not confirmed and
+    /// exiting (keep it below the pod's terminationGracePeriodSeconds).
     #[arg(long, default_value_t = 20, value_name = "SECS", value_parser = clap::value_parser!(u16).range(0..=3600))]
     pub stop_grace: u16,
 
-    /// Client-side limit of CLB API requests per second, per action (the API allows 20).
+    /// Client-side limit of CLB API requests per second, per action, 1-1000 (the API allows 20).
     #[arg(long, env = "CLBSYNC_RATE_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rate_limit: u32,
 }
