@@ -219,7 +219,9 @@ where
         let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
         let now = time::OffsetDateTime::now_utc().format(&format).map_err(|_| std::fmt::Error)?;
         write!(writer, "{now} {} ", event.metadata().level())?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        // Fields may carry server text: escaped, so one event is one line and drives no terminal.
+        let mut fields = String::new();
+        ctx.field_format().format_fields(tracing_subscriber::fmt::format::Writer::new(&mut fields), event)?;
+        writeln!(writer, "{}", clbsync::model::printable(&fields))
     }
 }
