@@ -14,7 +14,7 @@ use clbsync::clb::client::{ClbClient, ClientConfig};
 use clbsync::clb::credentials::Credentials;
 use clbsync::clb::http::Endpoint;
 use clbsync::cli::{Cli, Command, Global, LogFormat, OutputFormat, RunArgs};
-use clbsync::desired::kube::KubeCluster;
+use clbsync::desired::kube::{ConnectOptions, KubeCluster};
 use clbsync::plan::PlanOptions;
 use clbsync::reconcile::{self, Mode, Settings, exit};
 use clbsync::report::Style;
@@ -36,7 +36,10 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::ERROR);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A credential plugin that never ends may still hold a blocking thread: do not wait for it.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -114,10 +117,12 @@ async fn execute(
         ..ClientConfig::new(region.clone(), credentials)
     };
     let clb = ClbClient::new(config).context("setting up the CLB API client")?;
-    let cluster = KubeCluster::connect(run.kubeconfig.as_deref()).await.context("connecting to Kubernetes")?;
-
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone());
+    let deadline_hit = Arc::new(AtomicBool::new(false));
+    watch_deadline(stop.clone(), deadline_hit.clone(), run.run_timeout);
+    let cluster = connect(run, &stop).await?;
+
     let settings = Settings {
         mode,
         plan: PlanOptions { allow_empty: run.allow_empty },
@@ -137,6 +142,13 @@ async fn execute(
         .with_context(|| format!("running the rules of {rules_file}"))?;
     out.flush()?;
     let code = outcome.exit_code(detailed);
+    if deadline_hit.load(Ordering::SeqCst) {
+        eprintln!(
+            "error: the run reached --run-timeout ({}s); changes not yet started were left for the next run",
+            run.run_timeout
+        );
+        return Ok(exit::ERROR);
+    }
     if stop.load(Ordering::SeqCst) {
         eprintln!("error: stopped by a signal; changes not yet started were left for the next run");
         return Ok(exit::ERROR);
@@ -145,6 +157,40 @@ async fn execute(
         eprintln!("error: {}; see the report on stdout", outcome.trouble());
     }
     Ok(code)
+}
+
+/// Connects to Kubernetes (which runs the kubeconfig's credential plugin, if any), giving up when the run is
+/// stopped by a signal or --run-timeout.
+async fn connect(run: &RunArgs, stop: &AtomicBool) -> anyhow::Result<KubeCluster> {
+    let options = ConnectOptions { allow_insecure_skip_tls_verify: run.allow_insecure_skip_tls_verify };
+    tokio::select! {
+        connected = KubeCluster::connect_with(run.kubeconfig.as_deref(), &options) => {
+            connected.context("connecting to Kubernetes")
+        }
+        () = stopped(stop) => anyhow::bail!(
+            "stopped (a signal or --run-timeout) while connecting to Kubernetes: check the kubeconfig's credential plugin (`exec`), which runs then"
+        ),
+    }
+}
+
+/// Returns once `stop` is set.
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// --run-timeout: after `secs`, stop starting new changes, like SIGTERM.
+fn watch_deadline(stop: Arc<AtomicBool>, hit: Arc<AtomicBool>, secs: u16) {
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(u64::from(secs))).await;
+        if !stop.swap(true, Ordering::SeqCst) {
+            hit.store(true, Ordering::SeqCst);
+            tracing::warn!(
+                "run deadline (--run-timeout {secs}s) reached: finishing the changes in flight, starting no new ones"
+            );
+        }
+    });
 }
 
 /// SIGTERM (a CronJob deadline) or Ctrl-C: stop starting new changes, finish and report the ones in flight.

@@ -354,6 +354,25 @@ mod tests {
     }
 
     #[test]
+    fn only_https_proxy_is_honoured_and_never_for_loopback() {
+        let proxy = |endpoint: &str| {
+            let endpoint = match endpoint {
+                "default" => resolve_endpoint(&Endpoint::Default, "ap-guangzhou").unwrap(),
+                url => resolve(url).unwrap(),
+            };
+            https_proxy(&endpoint, |k| (k == "HTTPS_PROXY").then(|| "http://127.0.0.1:3128".to_owned())).unwrap()
+        };
+        assert!(proxy("default").is_some());
+        assert!(proxy("https://clb.example.com").is_some());
+        for loopback in ["https://127.0.0.1:9443", "https://localhost", "https://[::1]:9443", "http://127.0.0.1:8080"] {
+            assert!(proxy(loopback).is_none(), "{loopback}");
+        }
+        let endpoint = resolve_endpoint(&Endpoint::Default, "ap-guangzhou").unwrap();
+        let others = |k: &str| matches!(k, "HTTP_PROXY" | "ALL_PROXY").then(|| "http://127.0.0.1:3128".to_owned());
+        assert!(https_proxy(&endpoint, others).unwrap().is_none(), "HTTP_PROXY and ALL_PROXY are ignored");
+    }
+
+    #[test]
     fn excerpts_are_short() {
         assert_eq!(excerpt(&[b'x'; 500]).chars().count(), 201);
         assert_eq!(excerpt(b"short"), "short");
