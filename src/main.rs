@@ -264,8 +264,14 @@ where
     ) -> std::fmt::Result {
         let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
         let now = time::OffsetDateTime::now_utc().format(&format).map_err(|_| std::fmt::Error)?;
-        write!(writer, "{now} {} ", event.metadata().level())?;
-        // Fields may carry server text: escaped, so one event is one line and drives no terminal.
+        let level = event.metadata().level();
+        if writer.has_ansi_escapes() {
+            write!(writer, "\x1b[2m{now}\x1b[0m {level} ")?;
+        } else {
+            write!(writer, "{now} {level} ")?;
+        }
+        // Fields may carry server text: formatted plain, then escaped, so one event is one line and drives no
+        // terminal (on a terminal only the timestamp is dimmed).
         let mut fields = String::new();
         ctx.field_format().format_fields(tracing_subscriber::fmt::format::Writer::new(&mut fields), event)?;
         writeln!(writer, "{}", clbsync::model::printable(&fields))

@@ -240,3 +240,19 @@ async fn a_hanging_credential_plugin_ends_at_the_run_timeout() {
     assert!(run.stderr.contains("while connecting to Kubernetes"), "{}", run.all());
     assert!(took < Duration::from_secs(15), "took {took:?}: {}", run.all());
 }
+
+/// Item 9, logs: a pod IP that does not parse is logged; with a newline and an escape in it, the text log line
+/// stays one line, escaped.
+#[tokio::test]
+async fn server_text_in_a_log_line_is_escaped() {
+    let mut pod = redis_pod();
+    pod["status"]["podIP"] = json!("10.0.2.1\u{1b}]0;owned\u{7}\n2026-01-01T00:00:00Z ERROR forged");
+    let (emu, api) = (emulator(STATE).await, fake_api(pod_list(vec![pod], "")).await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = kubeconfig(dir.path(), &api, "", "{token: t}");
+    let run = diff(&emu, dir.path(), &kubeconfig, &[]).await;
+    assert!(run.stderr.contains("ignoring a pod IP that does not parse"), "the warning fired: {}", run.all());
+    assert!(run.stderr.contains("\\u{1b}]0;owned\\u{7}\\n2026-01-01T00:00:00Z ERROR forged"), "{}", run.all());
+    assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+    assert!(!run.stderr.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z ERROR")), "{}", run.all());
+}
