@@ -256,3 +256,22 @@ async fn server_text_in_a_log_line_is_escaped() {
     assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
     assert!(!run.stderr.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z ERROR")), "{}", run.all());
 }
+
+/// Item 4, the run deadline: past --run-timeout no change starts, the report is written and the run exits 1.
+#[tokio::test]
+async fn the_run_timeout_stops_starting_changes_and_reports() {
+    let (emu, api) = (emulator(STATE).await, fake_api(pod_list(vec![redis_pod()], "")).await);
+    emu.set_faults(clb_emulator::Faults { latency_ms: 1500, ..clb_emulator::Faults::default() });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = kubeconfig(dir.path(), &api, "", "{token: t}");
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, RULES).expect("write rules");
+    let mut cmd = cli_process(&emu, &["reconcile", "--run-timeout", "1"]);
+    cmd.arg("--kubeconfig").arg(&kubeconfig).arg("--rules").arg(&rules);
+    let mutating = emu.calls().mutating();
+    let run = run(assert_cmd::Command::from_std(cmd)).await;
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("the run reached --run-timeout (1s)"), "{}", run.all());
+    assert!(run.stdout.contains("not attempted"), "the report is written: {}", run.all());
+    assert_eq!(emu.calls().mutating(), mutating, "no change started after the deadline");
+}
