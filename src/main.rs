@@ -205,7 +205,8 @@ fn watch_signals(stop: Arc<AtomicBool>) {
                 return;
             }
         };
-        for _ in 0..2 {
+        // Counted here, not by `stop`: --run-timeout sets `stop` too, and a first signal after it is not a second.
+        for second in [false, true] {
             #[cfg(unix)]
             tokio::select! {
                 _ = term.recv() => {}
@@ -213,10 +214,11 @@ fn watch_signals(stop: Arc<AtomicBool>) {
             }
             #[cfg(not(unix))]
             let _ = tokio::signal::ctrl_c().await;
-            if stop.swap(true, Ordering::SeqCst) {
+            if second {
                 eprintln!("error: second signal, exiting now; the next run re-reads the state and converges");
                 std::process::exit(i32::from(exit::ERROR));
             }
+            stop.store(true, Ordering::SeqCst);
             tracing::warn!("signal received: finishing the changes in flight, starting no new ones");
         }
     });

@@ -275,3 +275,28 @@ async fn the_run_timeout_stops_starting_changes_and_reports() {
     assert!(run.stdout.contains("not attempted"), "the report is written: {}", run.all());
     assert_eq!(emu.calls().mutating(), mutating, "no change started after the deadline");
 }
+
+/// A SIGTERM after --run-timeout is a first signal, not a second one: the run still writes its report.
+#[tokio::test]
+async fn a_sigterm_after_the_run_timeout_still_gets_the_report() {
+    let (emu, api) = (emulator(STATE).await, fake_api(pod_list(vec![redis_pod()], "")).await);
+    emu.set_faults(clb_emulator::Faults { latency_ms: 1500, ..clb_emulator::Faults::default() });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = kubeconfig(dir.path(), &api, "", "{token: t}");
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, RULES).expect("write rules");
+    let mut cmd = cli_process(&emu, &["reconcile", "--run-timeout", "1"]);
+    cmd.arg("--kubeconfig").arg(&kubeconfig).arg("--rules").arg(&rules);
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn clbsync");
+    // The deadline passes at 1 s, while the reads (1.5 s each) are still going; the signal comes at 2 s.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait")).await.expect("join");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stderr.contains("signal received"), "the signal arrived during the run: {stderr}");
+    assert!(!stderr.contains("second signal"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stdout.contains("not attempted"), "the report is written: {stdout}\n{stderr}");
+}
