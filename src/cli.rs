@@ -162,6 +162,18 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 20, value_name = "SECS", value_parser = clap::value_parser!(u16).range(0..=3600))]
     pub stop_grace: u16,
 
+    /// Deadline of the whole run: past it no new change starts, the changes in flight finish (up to
+    /// --stop-grace) and the report is written, as on SIGTERM. Keep it plus --stop-grace below the CronJob's
+    /// activeDeadlineSeconds (50).
+    #[arg(long, default_value_t = 25, value_name = "SECS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub run_timeout: u16,
+
+    /// Accept `insecure-skip-tls-verify: true` in the kubeconfig, with a warning in the log. Without it such a
+    /// kubeconfig is refused: the API server's certificate would not be checked and clbsync's token could go to
+    /// anyone on the path.
+    #[arg(long)]
+    pub allow_insecure_skip_tls_verify: bool,
+
     /// Client-side limit of CLB API requests per second, per action, 1-1000 (the API allows 20).
     #[arg(long, env = "CLBSYNC_RATE_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rate_limit: u32,

@@ -14,7 +14,7 @@ use clbsync::clb::client::{ClbClient, ClientConfig};
 use clbsync::clb::credentials::Credentials;
 use clbsync::clb::http::Endpoint;
 use clbsync::cli::{Cli, Command, Global, LogFormat, OutputFormat, RunArgs};
-use clbsync::desired::kube::KubeCluster;
+use clbsync::desired::kube::{ConnectOptions, KubeCluster};
 use clbsync::plan::PlanOptions;
 use clbsync::reconcile::{self, Mode, Settings, exit};
 use clbsync::report::Style;
@@ -45,7 +45,10 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::ERROR);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A credential plugin that never ends may still hold a blocking thread: do not wait for it.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -174,10 +177,12 @@ async fn execute(
         ..ClientConfig::new(region.clone(), credentials)
     };
     let clb = ClbClient::new(config).context("setting up the CLB API client")?;
-    let cluster = KubeCluster::connect(run.kubeconfig.as_deref()).await.context("connecting to Kubernetes")?;
-
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone());
+    let deadline_hit = Arc::new(AtomicBool::new(false));
+    watch_deadline(stop.clone(), deadline_hit.clone(), run.run_timeout);
+    let cluster = connect(run, &stop).await?;
+
     let settings = Settings {
         mode,
         plan: PlanOptions {
@@ -202,6 +207,13 @@ async fn execute(
         .with_context(|| format!("running the rules of {rules_file}"))?;
     quiet_on_broken_pipe(out.flush())?;
     let code = outcome.exit_code(detailed);
+    if deadline_hit.load(Ordering::SeqCst) {
+        eprintln!(
+            "error: the run reached --run-timeout ({}s); changes not yet started were left for the next run",
+            run.run_timeout
+        );
+        return Ok(exit::ERROR);
+    }
     if stop.load(Ordering::SeqCst) {
         eprintln!("error: stopped by a signal; changes not yet started were left for the next run");
         return Ok(exit::ERROR);
@@ -219,6 +231,40 @@ fn table_width() -> Option<u16> {
     columns.or_else(|| std::io::stdout().is_terminal().then(|| comfy_table::Table::new().width()).flatten())
 }
 
+/// Connects to Kubernetes (which runs the kubeconfig's credential plugin, if any), giving up when the run is
+/// stopped by a signal or --run-timeout.
+async fn connect(run: &RunArgs, stop: &AtomicBool) -> anyhow::Result<KubeCluster> {
+    let options = ConnectOptions { allow_insecure_skip_tls_verify: run.allow_insecure_skip_tls_verify };
+    tokio::select! {
+        connected = KubeCluster::connect_with(run.kubeconfig.as_deref(), &options) => {
+            connected.context("connecting to Kubernetes")
+        }
+        () = stopped(stop) => anyhow::bail!(
+            "stopped (a signal or --run-timeout) while connecting to Kubernetes: check the kubeconfig's credential plugin (`exec`), which runs then"
+        ),
+    }
+}
+
+/// Returns once `stop` is set.
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// --run-timeout: after `secs`, stop starting new changes, like SIGTERM.
+fn watch_deadline(stop: Arc<AtomicBool>, hit: Arc<AtomicBool>, secs: u16) {
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(u64::from(secs))).await;
+        if !stop.swap(true, Ordering::SeqCst) {
+            hit.store(true, Ordering::SeqCst);
+            tracing::warn!(
+                "run deadline (--run-timeout {secs}s) reached: finishing the changes in flight, starting no new ones"
+            );
+        }
+    });
+}
+
 /// SIGTERM (a CronJob deadline) or Ctrl-C: stop starting new changes, finish and report the ones in flight.
 /// A second signal exits at once.
 fn watch_signals(stop: Arc<AtomicBool>) {
@@ -231,7 +277,8 @@ fn watch_signals(stop: Arc<AtomicBool>) {
                 return;
             }
         };
-        for _ in 0..2 {
+        // Counted here, not by `stop`: --run-timeout sets `stop` too, and a first signal after it is not a second.
+        for second in [false, true] {
             #[cfg(unix)]
             tokio::select! {
                 _ = term.recv() => {}
@@ -239,10 +286,11 @@ fn watch_signals(stop: Arc<AtomicBool>) {
             }
             #[cfg(not(unix))]
             let _ = tokio::signal::ctrl_c().await;
-            if stop.swap(true, Ordering::SeqCst) {
+            if second {
                 eprintln!("error: second signal, exiting now; the next run re-reads the state and converges");
                 std::process::exit(i32::from(exit::ERROR));
             }
+            stop.store(true, Ordering::SeqCst);
             tracing::warn!("signal received: finishing the changes in flight, starting no new ones");
         }
     });
@@ -291,8 +339,16 @@ where
     ) -> std::fmt::Result {
         let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
         let now = time::OffsetDateTime::now_utc().format(&format).map_err(|_| std::fmt::Error)?;
-        write!(writer, "{now} {} ", event.metadata().level())?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        let level = event.metadata().level();
+        if writer.has_ansi_escapes() {
+            write!(writer, "\x1b[2m{now}\x1b[0m {level} ")?;
+        } else {
+            write!(writer, "{now} {level} ")?;
+        }
+        // Fields may carry server text: formatted plain, then escaped, so one event is one line and drives no
+        // terminal (on a terminal only the timestamp is dimmed).
+        let mut fields = String::new();
+        ctx.field_format().format_fields(tracing_subscriber::fmt::format::Writer::new(&mut fields), event)?;
+        writeln!(writer, "{}", clbsync::model::printable(&fields))
     }
 }

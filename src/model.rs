@@ -1,6 +1,7 @@
 //! The shared vocabulary of every stage: protocols, targets, bindings, pods, bound and desired targets, changes
 //! and their failures. Plain data, no I/O.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -256,6 +257,24 @@ impl fmt::Display for Owner {
     }
 }
 
+/// Text that came from a server (CLB, Kubernetes), made safe to print: control characters (C0 with newline and
+/// ESC, DEL, C1) become visible escapes such as `\n` and `\u{1b}`, so a message can neither drive the terminal nor
+/// forge a line of the report or the log.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Why one change did not happen (or might not have): the API's code, message and request id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
@@ -282,4 +301,18 @@ impl fmt::Display for Failure {
 pub struct RuleTargets {
     pub binding: Binding,
     pub targets: Vec<BoundTarget>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_every_control_character_and_nothing_else() {
+        assert!(matches!(printable("plain: ünïcode / \"quotes\""), Cow::Borrowed(_)));
+        assert_eq!(
+            printable("a\u{1b}]0;title\u{7}\nforged\r\u{9b}x\u{7f}"),
+            "a\\u{1b}]0;title\\u{7}\\nforged\\r\\u{9b}x\\u{7f}"
+        );
+    }
 }

@@ -53,6 +53,8 @@ pub const CLBSYNC_KEY: &str = "CLOUD_TENCENT_SECRET_KEY";
 pub const SDK_ID: &str = "TENCENTCLOUD_SECRET_ID";
 pub const SDK_KEY: &str = "TENCENTCLOUD_SECRET_KEY";
 pub const SDK_TOKEN: &str = "TENCENTCLOUD_SESSION_TOKEN";
+/// Every variable that may hold a secret, for what must not inherit them (kubeconfig credential plugins).
+pub const VARIABLES: [&str; 5] = [CLBSYNC_ID, CLBSYNC_KEY, SDK_ID, SDK_KEY, SDK_TOKEN];
 
 /// An API key pair (plus a session token for temporary credentials) and where it came from.
 #[derive(Clone)]

@@ -3,6 +3,11 @@
 //! [`Transport::send`] signs the exact bytes it sends (TC3, [`super::tc3`]), sends them to the one endpoint
 //! (https, or plain http to a loopback emulator), reads at most [`MAX_RESPONSE_BYTES`] and parses the
 //! `{"Response": ...}` envelope. Retries, pacing and tasks are the client's ([`super::client`]).
+//!
+//! The signed request goes to the endpoint and nowhere else: redirects are never followed (a 3xx is an error
+//! naming where it pointed), a loopback endpoint never goes through a proxy, and an https endpoint goes
+//! through `HTTPS_PROXY` (honouring `NO_PROXY`) only; `HTTP_PROXY` and `ALL_PROXY` are ignored. Every string
+//! in an answer has its control characters escaped ([`crate::model::printable`]) before clbsync reads it.
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,6 +19,7 @@ use super::credentials::Credentials;
 use super::tc3::{self, Signable};
 use super::wire::{self, EnvelopeError};
 use super::{ApiError, Error};
+use crate::model::printable;
 
 /// The CLB API version every request names.
 pub const API_VERSION: &str = "2018-03-17";
@@ -112,13 +118,17 @@ impl Transport {
         let endpoint = resolve_endpoint(endpoint, &region)?;
         // Err only means a provider is already installed, which is what we want.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("clbsync/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(connect_timeout)
             .timeout(request_timeout)
-            .tls_backend_rustls()
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .tls_backend_rustls();
+        if let Some(proxy) = https_proxy(&endpoint, |k| std::env::var(k).ok())? {
+            builder = builder.proxy(proxy);
+        }
+        let http = builder.build().map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Transport { http, endpoint, region, credentials })
     }
 
@@ -164,6 +174,10 @@ impl Transport {
         let transport = |error| Error::Transport { action, endpoint: endpoint(), error };
         let response = request.body(body.to_vec()).send().await.map_err(transport)?;
         let status = response.status();
+        let response_location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let bytes = match read_bounded(response).await {
             Ok(bytes) => bytes,
             Err(Body::Transport(source)) => return Err(transport(source)),
@@ -175,6 +189,15 @@ impl Transport {
                 return Err(Error::Decode { action, reason, excerpt: String::new() });
             }
         };
+        if status.is_redirection() {
+            let location = response_location.as_deref().map_or_else(|| "nowhere (no Location)".into(), printable);
+            return Err(Error::Redirect {
+                action,
+                endpoint: endpoint(),
+                status: status.as_u16(),
+                location: location.into(),
+            });
+        }
         if status != reqwest::StatusCode::OK {
             return Err(Error::Status {
                 action,
@@ -183,6 +206,7 @@ impl Transport {
                 excerpt: excerpt(&bytes),
             });
         }
+        let bytes = escape_strings(bytes);
         match wire::parse_envelope::<Resp>(&bytes) {
             Ok(ok) => Ok(ok),
             Err(EnvelopeError::Api { code, mut message, request_id }) => {
@@ -230,6 +254,53 @@ pub fn describe_transport_error(error: &reqwest::Error) -> String {
     }
 }
 
+/// The proxy for `endpoint`: `HTTPS_PROXY` (or `https_proxy`) for an https endpoint off loopback, with
+/// `NO_PROXY`; none otherwise. The proxy's URL is never printed: it may hold a password.
+fn https_proxy(
+    endpoint: &ResolvedEndpoint,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<reqwest::Proxy>, Error> {
+    let host = endpoint.url.host_str().unwrap_or_default();
+    if endpoint.url.scheme() != "https" || is_loopback(host) {
+        return Ok(None);
+    }
+    let Some(url) = lookup("HTTPS_PROXY").or_else(|| lookup("https_proxy")).filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let proxy = reqwest::Proxy::https(url.as_str())
+        .map_err(|_| Error::Config("HTTPS_PROXY is not a proxy URL: check the environment".into()))?;
+    Ok(Some(proxy.no_proxy(reqwest::NoProxy::from_env())))
+}
+
+/// The body with the control characters of every JSON string escaped. Only a body with a `\` escape or a C1
+/// character can hold one, so other bodies are returned as they are; a body that is not JSON is left for the
+/// envelope parser to refuse.
+fn escape_strings(bytes: Vec<u8>) -> Vec<u8> {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => {
+                if let std::borrow::Cow::Owned(escaped) = printable(s) {
+                    *s = escaped;
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let c1 = bytes.windows(2).any(|w| w[0] == 0xC2 && (0x80..=0x9F).contains(&w[1]));
+    if !c1 && !bytes.contains(&b'\\') {
+        return bytes;
+    }
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(mut value) => {
+            walk(&mut value);
+            serde_json::to_vec(&value).unwrap_or(bytes)
+        }
+        Err(_) => bytes,
+    }
+}
+
 /// The largest response body read. CLB's answers for the few actions used stay far below it; a bigger one
 /// (a misbehaving proxy, a wrong endpoint) is refused instead of being buffered without limit.
 pub const MAX_RESPONSE_BYTES: usize = 32 << 20;
@@ -261,7 +332,7 @@ async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, Body> 
 /// At most 200 characters of a response body, for error messages.
 fn excerpt(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
-    let mut out: String = text.chars().take(200).collect();
+    let mut out: String = printable(&text.chars().take(200).collect::<String>()).into_owned();
     if text.chars().count() > 200 {
         out.push('…');
     }
@@ -313,6 +384,25 @@ mod tests {
         assert_eq!(build().unwrap().host(), "clb.tencentcloudapi.com");
         // Building a second client finds the provider already installed, which is fine.
         assert!(build().is_ok());
+    }
+
+    #[test]
+    fn only_https_proxy_is_honoured_and_never_for_loopback() {
+        let proxy = |endpoint: &str| {
+            let endpoint = match endpoint {
+                "default" => resolve_endpoint(&Endpoint::Default, "ap-guangzhou").unwrap(),
+                url => resolve(url).unwrap(),
+            };
+            https_proxy(&endpoint, |k| (k == "HTTPS_PROXY").then(|| "http://127.0.0.1:3128".to_owned())).unwrap()
+        };
+        assert!(proxy("default").is_some());
+        assert!(proxy("https://clb.example.com").is_some());
+        for loopback in ["https://127.0.0.1:9443", "https://localhost", "https://[::1]:9443", "http://127.0.0.1:8080"] {
+            assert!(proxy(loopback).is_none(), "{loopback}");
+        }
+        let endpoint = resolve_endpoint(&Endpoint::Default, "ap-guangzhou").unwrap();
+        let others = |k: &str| matches!(k, "HTTP_PROXY" | "ALL_PROXY").then(|| "http://127.0.0.1:3128".to_owned());
+        assert!(https_proxy(&endpoint, others).unwrap().is_none(), "HTTP_PROXY and ALL_PROXY are ignored");
     }
 
     #[test]

@@ -128,6 +128,11 @@ pub enum Error {
     Transport { action: &'static str, endpoint: String, error: reqwest::Error },
     #[error("{action}: HTTP {status} from {endpoint}: {excerpt}")]
     Status { action: &'static str, endpoint: String, status: u16, excerpt: String },
+    /// A 3xx answer: redirects are never followed, the signed request goes to the endpoint only.
+    #[error(
+        "{action}: HTTP {status} from {endpoint} redirects to {location}; redirects are not followed: check --endpoint"
+    )]
+    Redirect { action: &'static str, endpoint: String, status: u16, location: String },
     #[error("{action}: unreadable response ({reason}): {excerpt}")]
     Decode { action: &'static str, reason: String, excerpt: String },
     #[error("task {task_id} failed: {message}")]
@@ -159,6 +164,7 @@ impl Error {
             Error::Api(e) => &e.code,
             Error::Transport { .. } => "Transport",
             Error::Status { .. } => "HttpStatus",
+            Error::Redirect { .. } => "Redirect",
             Error::Decode { .. } => "Decode",
             Error::TaskFailed { .. } => "TaskFailed",
             Error::TaskTimeout { .. } => "TaskTimeout",

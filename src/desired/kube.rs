@@ -5,6 +5,12 @@
 //! (410 Gone) restarts the list once. Within one run each distinct (namespace, selector) is listed once, even
 //! when two deployments share a selector.
 //!
+//! Limits: a response body is read up to [`MAX_RESPONSE_BYTES`], a list is followed for at most [`MAX_PAGES`]
+//! pages and [`MAX_PODS`] pods; past any of them the query fails (the rule is skipped). Building the client runs
+//! the kubeconfig's credential plugin, if any, off the async runtime and within [`DEFAULT_REQUEST_TIMEOUT`],
+//! with the CLB credential variables removed from its environment; `insecure-skip-tls-verify` is refused
+//! unless [`ConnectOptions::allow_insecure_skip_tls_verify`].
+//!
 //! Errors never become "zero pods". Because listing pods in a namespace that does not exist returns an empty
 //! list, an empty result (and a 404 on the deployment) is followed by a GET of the namespace, so a typo in
 //! `namespace:` is reported as [`Error::NamespaceNotFound`]. That GET needs `get` on `namespaces`; when the
@@ -18,12 +24,14 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod as K8sPod};
 use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::client::ClientBuilder;
+use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use tokio::sync::OnceCell;
 
 use super::convert::{label_selector_string, labels_selector_string, pod_from_k8s};
 use super::{Cluster, Error};
+use crate::clb::credentials;
 use crate::model::Pod;
 use crate::rules::{PodQuery, PodSource};
 
@@ -34,7 +42,24 @@ pub const DEFAULT_PAGE_SIZE: u32 = 500;
 /// Deadline of one API request (a page, a GET). The client itself has no read timeout.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The largest Kubernetes response body read: a page of [`DEFAULT_PAGE_SIZE`] pods stays far below it.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// Pages followed in one list before it is refused. A label-filtered list can page through a whole namespace
+/// with few matches per page, so this bounds the namespace at about 500,000 pods.
+pub const MAX_PAGES: usize = 1000;
+
+/// Pods in one query's list before it is refused.
+pub const MAX_PODS: usize = 200_000;
+
 type ListKey = (String, String);
+
+/// What [`KubeCluster::connect_with`] tolerates in the client configuration.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// Accept `insecure-skip-tls-verify: true` (with a warning) instead of refusing it.
+    pub allow_insecure_skip_tls_verify: bool,
+}
 
 /// A [`Cluster`] backed by the Kubernetes API. Cheap to share by reference; holds a per-run cache of pod
 /// lists, so build a new one for each run.
@@ -61,16 +86,24 @@ impl KubeCluster {
     /// defaults: `$KUBECONFIG`, then `~/.kube/config`, then the in-cluster service account. The error says
     /// which sources were tried.
     pub async fn connect(kubeconfig: Option<&Path>) -> Result<Self, Error> {
-        let (config, tried) = match kubeconfig {
+        Self::connect_with(kubeconfig, &ConnectOptions::default()).await
+    }
+
+    /// [`KubeCluster::connect`] with `options`.
+    pub async fn connect_with(kubeconfig: Option<&Path>, options: &ConnectOptions) -> Result<Self, Error> {
+        let (mut config, tried) = match kubeconfig {
             Some(path) => {
                 let tried = format!("kubeconfig {}", path.display());
                 let config = async {
                     let file = Kubeconfig::read_from(path)?;
-                    Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await
+                    let cluster = current_cluster(&file);
+                    let config = Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await?;
+                    Ok::<_, kube::Error>((config, cluster))
                 }
                 .await
-                .map_err(|e| Error::Config { tried: tried.clone(), error: e.into() })?;
-                (config, tried)
+                .map_err(|error| Error::Config { tried: tried.clone(), error })?;
+                check_tls(&config.0, config.1, options)?;
+                (config.0, tried)
             }
             None => {
                 let tried = match std::env::var_os("KUBECONFIG") {
@@ -80,11 +113,23 @@ impl KubeCluster {
                 let config = Config::infer()
                     .await
                     .map_err(|e| Error::Config { tried: tried.clone(), error: kube::Error::InferConfig(e) })?;
+                // Only a kubeconfig can set insecure-skip-tls-verify: name its cluster.
+                let cluster = config.accept_invalid_certs.then(|| Kubeconfig::read().ok()).flatten();
+                check_tls(&config, cluster.as_ref().and_then(current_cluster), options)?;
                 (config, tried)
             }
         };
+        hide_credentials_from_plugins(&mut config.auth_info);
         let server = config.cluster_url.to_string();
-        let client = Client::try_from(config).map_err(|error| Error::Config { tried, error })?;
+        // Building the client runs the credential plugin (std::process, blocking): off the runtime, bounded.
+        let build = tokio::task::spawn_blocking(move || {
+            ClientBuilder::try_from(config).map(|b| b.with_layer(&BodyLimit(MAX_RESPONSE_BYTES)).build())
+        });
+        let client = match tokio::time::timeout(DEFAULT_REQUEST_TIMEOUT, build).await {
+            Ok(Ok(built)) => built.map_err(|error| Error::Config { tried, error })?,
+            Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
+            Err(_) => return Err(Error::ConnectTimeout { tried, secs: DEFAULT_REQUEST_TIMEOUT.as_secs() }),
+        };
         Ok(Self { server: Some(server), ..Self::from_client(client) })
     }
 
@@ -143,7 +188,7 @@ impl KubeCluster {
         'list: loop {
             let mut pods = Vec::new();
             let mut token: Option<String> = None;
-            loop {
+            for _ in 0..MAX_PAGES {
                 let mut params = ListParams::default().labels(selector).limit(self.page_size);
                 params = match &token {
                     Some(t) => params.continue_token(t),
@@ -163,12 +208,16 @@ impl KubeCluster {
                     }
                     Err(e) => return Err(e),
                 };
+                if pods.len() + page.items.len() > MAX_PODS {
+                    return Err(Error::TooManyPods { what, max: MAX_PODS });
+                }
                 pods.extend(page.items.into_iter().map(pod_from_k8s));
                 match page.metadata.continue_.filter(|t| !t.is_empty()) {
                     Some(t) => token = Some(t),
                     None => return Ok(pods),
                 }
             }
+            return Err(Error::TooManyPages { what, max: MAX_PAGES });
         }
     }
 
@@ -246,8 +295,97 @@ fn map_error(err: kube::Error, what: &str, op: Access<'_>) -> Error {
         },
         kube::Error::Api(status) if status.code == 504 => Error::Timeout { what: what.to_owned() },
         _ if is_timeout(&err) => Error::Timeout { what: what.to_owned() },
+        _ if is_too_large(&err) => Error::ResponseTooLarge { what: what.to_owned(), max_mib: MAX_RESPONSE_BYTES >> 20 },
         _ => Error::Api { what: what.to_owned(), error: err },
     }
+}
+
+/// The cluster of the kubeconfig's current context, for messages.
+fn current_cluster(file: &Kubeconfig) -> Option<String> {
+    let current = file.current_context.as_deref()?;
+    let context = file.contexts.iter().find(|c| c.name == current)?.context.as_ref()?;
+    Some(context.cluster.clone())
+}
+
+/// Refuses a configuration that skips TLS verification, unless allowed; then warns.
+fn check_tls(config: &Config, cluster: Option<String>, options: &ConnectOptions) -> Result<(), Error> {
+    if !config.accept_invalid_certs {
+        return Ok(());
+    }
+    let cluster = cluster.unwrap_or_else(|| "(current context)".to_owned());
+    let server = config.cluster_url.to_string();
+    if !options.allow_insecure_skip_tls_verify {
+        return Err(Error::InsecureTls { cluster, server });
+    }
+    tracing::warn!(
+        %cluster,
+        %server,
+        "INSECURE: the Kubernetes API server's certificate is NOT checked (insecure-skip-tls-verify in the kubeconfig, accepted by --allow-insecure-skip-tls-verify): anyone on the path can read clbsync's token"
+    );
+    Ok(())
+}
+
+/// Removes the CLB credential variables from the environment of the kubeconfig's credential plugins: an `exec`
+/// plugin (`drop_env`) and an auth-provider's `cmd-path` command (`cmd-drop-env`).
+fn hide_credentials_from_plugins(auth: &mut AuthInfo) {
+    if let Some(exec) = auth.exec.as_mut() {
+        exec.drop_env.get_or_insert_default().extend(credentials::VARIABLES.map(String::from));
+    }
+    if let Some(provider) = auth.auth_provider.as_mut() {
+        let drop = provider.config.entry("cmd-drop-env".to_owned()).or_default();
+        let names: Vec<&str> = drop.split_whitespace().chain(credentials::VARIABLES).collect();
+        *drop = names.join(" ");
+    }
+}
+
+/// Caps every response body at the given size while it is read (kube-rs buffers whole bodies).
+#[derive(Clone, Copy)]
+struct BodyLimit(usize);
+
+impl<S> tower::Layer<S> for BodyLimit {
+    type Service = BodyLimited<S>;
+
+    fn layer(&self, inner: S) -> BodyLimited<S> {
+        BodyLimited { inner, max: self.0 }
+    }
+}
+
+#[derive(Clone)]
+struct BodyLimited<S> {
+    inner: S,
+    max: usize,
+}
+
+impl<S, Req, B> tower::Service<Req> for BodyLimited<S>
+where
+    S: tower::Service<Req, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<http_body_util::Limited<B>>;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        use futures::TryFutureExt;
+        let max = self.max;
+        Box::pin(self.inner.call(request).map_ok(move |r| r.map(|body| http_body_util::Limited::new(body, max))))
+    }
+}
+
+/// Whether a response body was cut by [`BodyLimit`], somewhere down the error's source chain.
+fn is_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// When the request never reached the API server (refused, reset, no route, DNS), the innermost cause.

@@ -53,6 +53,26 @@ pub enum Error {
     /// causes, so a chained `{:#}` would print them twice.
     #[error("Kubernetes API request failed ({what}): {error}")]
     Api { what: String, error: ::kube::Error },
+    /// `what` is the request; `max_mib` the cap of one response body.
+    #[error(
+        "a Kubernetes API response is larger than {max_mib} MiB ({what}): refused; check the server in the kubeconfig"
+    )]
+    ResponseTooLarge { what: String, max_mib: usize },
+    #[error(
+        "the pod list did not end after {max} pages ({what}): refused; check the server in the kubeconfig (an API server ends a list with an empty continue token)"
+    )]
+    TooManyPages { what: String, max: usize },
+    #[error("more than {max} pods ({what}): refused; check the selector in the rules file")]
+    TooManyPods { what: String, max: usize },
+    /// Building the client runs the kubeconfig's credential plugin (`exec`, or an auth-provider `cmd-path`).
+    #[error(
+        "connecting with {tried} took longer than {secs}s: check its credential plugin (`exec` or `cmd-path`), which runs then"
+    )]
+    ConnectTimeout { tried: String, secs: u64 },
+    #[error(
+        "kubeconfig cluster `{cluster}` ({server}) sets insecure-skip-tls-verify: true, so the API server's certificate would not be checked and clbsync's token could go to anyone on the path: set certificate-authority(-data) in that cluster instead, or pass --allow-insecure-skip-tls-verify to accept it"
+    )]
+    InsecureTls { cluster: String, server: String },
     /// No usable client configuration: `tried` names the kubeconfig path or the sources kube-rs looked at.
     #[error("loading the Kubernetes client configuration from {tried}: {error}")]
     Config { tried: String, error: ::kube::Error },

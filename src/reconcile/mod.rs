@@ -14,6 +14,7 @@ use crate::apply::{self, ApplyOptions, ApplyReport, RowStatus};
 use crate::clb::Clb;
 use crate::clb::resolve::{self, LbRules};
 use crate::desired::{self, Cluster};
+use crate::model::printable;
 use crate::plan::{self, Plan, PlanOptions, PodLists, RulePlan};
 use crate::report::{self, Style};
 use crate::rules::{Rule, Rules};
@@ -110,7 +111,8 @@ pub async fn run<K: Cluster, C: Clb>(
     let queries = rules.rules.iter().map(|r| r.backend.pods.clone());
     let pods = async {
         let listed = desired::list_all(cluster, queries, settings.concurrency).await;
-        let lists: PodLists = listed.into_iter().map(|(q, r)| (q, r.map_err(|e| e.to_string()))).collect();
+        let lists: PodLists =
+            listed.into_iter().map(|(q, r)| (q, r.map_err(|e| printable(&e.to_string()).into_owned()))).collect();
         Arc::new(lists)
     }
     .shared();

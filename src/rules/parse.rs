@@ -16,23 +16,97 @@ use crate::model::{DEFAULT_WEIGHT, Protocol};
 /// of rules).
 const MAX_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Reads and validates a rules file. The file name in messages is `path` as given.
+/// Reads and validates a rules file. The file name in messages is `path` as given. At most [`MAX_BYTES`] + 1
+/// bytes are read, whatever the file is (a FIFO, a device), so the limit holds without trusting its size.
 pub fn load(path: &Path) -> Result<Rules, Error> {
+    use std::io::Read;
     let file = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|error| Error::Read { file: file.clone(), error })?;
-    if meta.len() > MAX_BYTES {
+    let read_error = |error| Error::Read { file: file.clone(), error };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).and_then(|f| f.take(MAX_BYTES + 1).read_to_end(&mut bytes)).map_err(read_error)?;
+    if bytes.len() as u64 > MAX_BYTES {
         return Err(Error::Invalid {
             file,
-            problems: vec![problem((1, 1), "", format!("file is {} bytes; the limit is {MAX_BYTES}", meta.len()))],
+            problems: vec![problem(
+                (1, 1),
+                "",
+                format!("file is larger than {MAX_BYTES} bytes (4 MiB), the limit for a rules file"),
+            )],
         });
     }
-    let text = std::fs::read_to_string(path).map_err(|error| Error::Read { file: file.clone(), error })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error())))?;
     parse(&file, &text)
+}
+
+/// Flow collections (`{`, `[`) nested deeper than this are refused before parsing: the YAML parser's cost grows
+/// with the nesting depth of every token, and no rules file needs more than a few levels.
+const MAX_FLOW_DEPTH: usize = 128;
+
+/// The (line, column) of the first `{` or `[` nested deeper than [`MAX_FLOW_DEPTH`], outside quoted scalars
+/// and comments. A quote opens a scalar only where a token can start (after indentation, `[`, `{`, `,`, `:`,
+/// `-`, `?`), as in YAML, so an apostrophe inside a plain scalar cannot hide what follows it.
+fn too_deep(text: &str) -> Option<(usize, usize)> {
+    let (mut depth, mut line, mut column) = (0usize, 1usize, 0usize);
+    let mut prev = b'\n';
+    let mut quote: Option<u8> = None;
+    let mut comment = false;
+    let mut chars = text.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        column += 1;
+        if c == '\n' {
+            (line, column, comment, prev) = (line + 1, 0, false, b'\n');
+            continue;
+        }
+        if comment || !c.is_ascii() {
+            prev = b'x';
+            continue;
+        }
+        let b = c as u8;
+        match quote {
+            Some(b'"') if b == b'\\' => {
+                if chars.next_if(|&(_, n)| n != '\n').is_some() {
+                    column += 1;
+                }
+            }
+            Some(q) if b == q => {
+                if q == b'\'' && chars.next_if(|&(_, n)| n == '\'').is_some() {
+                    column += 1;
+                } else {
+                    quote = None;
+                }
+            }
+            Some(_) => {}
+            None => match b {
+                b'#' if prev == b' ' || prev == b'\t' || prev == b'\n' => comment = true,
+                b'"' | b'\'' if matches!(prev, b' ' | b'\t' | b'\n' | b'[' | b'{' | b',' | b':' | b'-' | b'?') => {
+                    quote = Some(b);
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some((line, column));
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+        // Indentation keeps "start of line" for the quote and comment rules.
+        if !(prev == b'\n' && (b == b' ' || b == b'\t')) {
+            prev = b;
+        }
+    }
+    None
 }
 
 /// Validates rules from text; `file` names the source in messages.
 pub fn parse(file: &str, text: &str) -> Result<Rules, Error> {
     let invalid = |problems| Error::Invalid { file: file.to_string(), problems };
+    if let Some(pos) = too_deep(text) {
+        let message = format!("{{ and [ are nested more than {MAX_FLOW_DEPTH} levels deep; the rules file is refused");
+        return Err(invalid(vec![problem(pos, "", message)]));
+    }
     let mut value: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {

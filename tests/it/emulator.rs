@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clb_emulator::{Config, Emulator, Faults, State};
+use clbsync::apply::RowStatus;
 use clbsync::clb::client::{ClbClient, ClientConfig};
 use clbsync::clb::credentials::Credentials;
 use clbsync::clb::http::Endpoint;
@@ -300,4 +301,45 @@ async fn clock_skew_is_reported_as_such() {
     emu.set_clock_offset(600);
     let (_, table) = pass(&client(&emu), &cluster(), &parsed(RULES), Mode::Diff).await;
     assert!(table.contains("AuthFailure.SignatureExpire") && table.contains("clock"), "{table}");
+}
+
+/// A CLB `Message` and a Kubernetes error carrying a terminal escape and a newline reach the table escaped:
+/// no ESC, no forged report line.
+#[tokio::test]
+async fn server_text_with_control_characters_is_escaped_in_the_table() {
+    let emu = emulator(STATE).await;
+    let hostile = "\u{1b}]0;owned\u{7}\nApplied 9 change(s), 0 failed, 0 not attempted.";
+    emu.set_faults(Faults {
+        task_failures: Some(clb_emulator::faults::TaskFailureFault {
+            rate: 1.0,
+            max: None,
+            actions: vec!["BatchRegisterTargets".into()],
+            message: hostile.into(),
+        }),
+        ..Faults::default()
+    });
+    let mut cluster = cluster();
+    let redis =
+        PodQuery { namespace: "cache".into(), source: PodSource::Selector([("app".into(), "redis".into())].into()) };
+    cluster.pods.insert(redis, Err(hostile.into()));
+    let (clb, rules) = (client(&emu), parsed(RULES));
+    let (outcome, table) = pass(&clb, &cluster, &rules, Mode::Reconcile).await;
+    assert_eq!(outcome.exit_code(false), exit::ERROR);
+    let escaped = "\\u{1b}]0;owned\\u{7}\\nApplied 9 change(s), 0 failed, 0 not attempted.";
+    let task_failures: Vec<_> = outcome
+        .applied
+        .iter()
+        .flat_map(|a| a.rows.iter().flatten())
+        .filter_map(|s| match s {
+            RowStatus::Failed(f) if f.code == "TaskFailed" => Some(&f.message),
+            _ => None,
+        })
+        .collect();
+    assert!(!task_failures.is_empty(), "the task failure fault fired: {table}");
+    for message in task_failures {
+        assert!(message.ends_with(escaped), "the CLB message is kept, escaped: {message:?}");
+    }
+    assert!(table.contains(escaped), "the Kubernetes message is shown, escaped: {table}");
+    assert!(!table.contains('\u{1b}') && !table.contains('\u{7}'), "{table:?}");
+    assert!(!table.lines().any(|l| l.starts_with("Applied 9")), "a forged line: {table}");
 }

@@ -11,4 +11,5 @@ mod kube_requests;
 mod packaging;
 mod rules;
 mod rules_fuzz;
+mod security;
 mod support;
