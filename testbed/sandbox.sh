@@ -25,7 +25,12 @@ kube=$work/kube                       # the sandbox's own API server state, sepa
 shared_bin=$target/kube-testbed/bin/kube-apiserver   # testbed/kube-apiserver.sh builds it here
 emu_pid=
 
-say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+# Step headers in bold on a terminal only (a log file or CI gets plain text).
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+else
+  say() { printf '\n%s\n' "$*"; }
+fi
 cleanup() {
   [ -n "$emu_pid" ] && kill "$emu_pid" 2>/dev/null || true
   CLBSYNC_KUBE_TESTBED=$kube testbed/kube-apiserver.sh stop >/dev/null 2>&1 || true
