@@ -53,6 +53,12 @@ pub enum Error {
     /// causes, so a chained `{:#}` would print them twice.
     #[error("Kubernetes API request failed ({what}): {error}")]
     Api { what: String, error: ::kube::Error },
+    /// Watch mode: the watch behind the query has not listed yet or is failing (`what`: `pods in namespace shop`).
+    /// Its rules wait rather than be planned against a stale or empty cache.
+    #[error(
+        "the watch of {what} is not synced: its rules wait until it lists again; check that the API server is reachable"
+    )]
+    NotSynced { what: String },
     /// No usable client configuration: `tried` names the kubeconfig path or the sources kube-rs looked at.
     #[error("loading the Kubernetes client configuration from {tried}: {error}")]
     Config { tried: String, error: ::kube::Error },
