@@ -14,7 +14,7 @@ mod logs;
 mod ownership;
 mod rolling;
 mod signals;
-mod watch;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
