@@ -24,7 +24,10 @@ impl Watcher {
         let metrics = free_port();
         let stderr = tempfile::NamedTempFile::new().expect("temp file");
         let addr = format!("127.0.0.1:{metrics}");
-        let mut args = vec!["reconcile", "--watch", "--debounce", "200ms", "--metrics-addr", &addr];
+        let mut args = vec!["reconcile", "--watch", "--metrics-addr", &addr];
+        if !extra.contains(&"--debounce") {
+            args.extend(["--debounce", "200ms"]);
+        }
         args.extend_from_slice(extra);
         let child = world
             .process(&args)
@@ -383,4 +386,47 @@ async fn metrics_parse_and_their_api_call_counters_match_the_emulator_call_log()
     assert!(registered >= 1.0, "{text}");
     w.signal("-TERM");
     assert_eq!(w.exit_code(Duration::from_secs(15)).await, Some(0), "{}", w.logs());
+}
+
+/// Reaction times with the default --debounce (1 s) and the emulator's default task time: pod Ready → its target
+/// bound, and deletionTimestamp → drained, each measured from the API server accepting the change to the
+/// emulator showing the result (polled every 10 ms). A measurement for the README, not a timed test:
+/// `cargo test --test it -- --ignored --nocapture e2e::watch::measure_reaction_times`.
+#[tokio::test]
+#[ignore = "a measurement; run by hand"]
+async fn measure_reaction_times() {
+    const EVENTS: usize = 50;
+    let mut world = World::new("wmeasure", spec()).await;
+    let w = Watcher::start(&world, &["--debounce", "1s"]);
+    eventually(REACT, "the first sync", &w, || has(&world.targets(Slot::Redis), "10.3.0.1", 10)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let calls_before = world.emu.calls().records.len();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let idle_calls = world.emu.calls().records.len() - calls_before;
+    let (mut ready, mut drained) = (Vec::new(), Vec::new());
+    for k in 0..EVENTS {
+        let ip = format!("10.3.1.{}", k + 1);
+        world.add_pod(p("redis", &ip).not_ready()).await;
+        let started = Instant::now();
+        world.make_ready(&ip).await;
+        while !has(&world.targets(Slot::Redis), &ip, 10) {
+            assert!(started.elapsed() < REACT, "{}", w.logs());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        ready.push(started.elapsed());
+        let started = Instant::now();
+        world.terminate(&ip).await;
+        while !has(&world.targets(Slot::Redis), &ip, 0) {
+            assert!(started.elapsed() < REACT, "{}", w.logs());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drained.push(started.elapsed());
+        world.release(&ip).await;
+    }
+    for (what, mut times) in [("ready -> bound", ready), ("terminating -> drained", drained)] {
+        times.sort();
+        let at = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
+        println!("{what}: n={} p50={:?} p99={:?} max={:?}", times.len(), at(0.5), at(0.99), times[times.len() - 1]);
+    }
+    println!("CLB calls in 30 s with nothing changing (resync 60 s): {idle_calls}");
 }
