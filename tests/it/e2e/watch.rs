@@ -185,6 +185,54 @@ async fn a_changed_rules_file_is_reloaded_and_an_invalid_one_is_refused() {
     eventually(REACT, "the old rules still work", &w, || has(&world.targets(Slot::Web), "10.2.0.2", 30)).await;
 }
 
+#[tokio::test]
+async fn a_deployment_that_gets_another_selector_moves_its_rule_to_the_new_pods() {
+    // A Deployment's selector is immutable: it changes by deleting and creating the Deployment again.
+    let mut world = World::new("wselector", spec()).await;
+    world.add_pod(p("web", "10.2.0.9")).await;
+    let w = Watcher::start(&world, &[]);
+    eventually(REACT, "the first sync", &w, || has(&world.targets(Slot::Web), "10.2.0.9", 20)).await;
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(world.ns.client.clone(), &world.ns.name);
+    deployments.delete("web", &Default::default()).await.expect("delete deployment web");
+    // Other pods that only the new selector matches.
+    let mut canary = crate::support::kube::pod("canary-1").label("app", "web").label("track", "canary");
+    canary = canary.port("http", 8080).ip("10.2.0.50").ready();
+    world.ns.create(canary).await;
+    use crate::support::kube::SelectorExt;
+    world.ns.deployment("web", crate::support::kube::selector().label("app", "web").label("track", "canary")).await;
+    eventually(REACT, "the rule follows the new selector", &w, || {
+        let t = world.targets(Slot::Web);
+        has(&t, "10.2.0.50", 20) && lacks(&t, "10.2.0.9") && lacks(&t, "10.2.0.1")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_mid_apply_finishes_within_the_stop_grace_releases_the_lease_and_exits_0() {
+    let mut world = World::new("wterm", spec()).await;
+    let ns = world.ns.name.clone();
+    let mut w = Watcher::start(&world, &["--leader-election-namespace", &ns, "--stop-grace", "3"]);
+    eventually(REACT, "the first sync", &w, || has(&world.targets(Slot::Redis), "10.3.0.1", 10)).await;
+    world.emu.set_task_delay(Duration::from_millis(800));
+    for k in 2..=6 {
+        world.add_pod(p("redis", &format!("10.3.0.{k}"))).await;
+    }
+    let mutations = world.emu.calls().mutating();
+    eventually(REACT, "apply started", &w, || world.emu.calls().mutating() > mutations).await;
+    let signalled = Instant::now();
+    w.signal("-TERM");
+    assert_eq!(w.exit_code(Duration::from_secs(15)).await, Some(0), "{}", w.logs());
+    assert!(signalled.elapsed() < Duration::from_secs(3 + 1 + 5), "within --stop-grace and the lease release");
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(world.ns.client.clone(), &ns);
+    let holder = leases.get("clbsync").await.expect("the lease").spec.and_then(|s| s.holder_identity);
+    assert!(holder.as_deref().is_none_or(str::is_empty), "released, holder {holder:?}\n{}", w.logs());
+    world.emu.set_task_delay(Duration::ZERO);
+    // Nothing half done is lost: a one-shot run converges from whatever the stopped pass left.
+    world.assert_converges_and_stays().await;
+}
+
 /// A TCP proxy to the test API server that can be cut (every connection closed, new ones refused) and restored.
 struct Switch {
     port: u16,
