@@ -12,10 +12,13 @@ use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::observe::metrics::{self, Metrics};
+
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the endpoints answer from.
 pub struct Endpoints {
@@ -46,7 +49,12 @@ pub async fn spawn(addr: SocketAddr, endpoints: Endpoints) -> anyhow::Result<Soc
                     let endpoints = endpoints.clone();
                     async move { Ok::<_, Infallible>(answer(&req, &endpoints)) }
                 });
-                if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                // A client that never finishes its request headers is dropped instead of holding a task.
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = conn.await {
                     tracing::debug!("metrics connection: {e}");
                 }
             });

@@ -478,3 +478,23 @@ async fn measure_reaction_times() {
     }
     println!("CLB calls in 30 s with nothing changing (resync 60 s): {idle_calls}");
 }
+
+#[tokio::test]
+async fn a_metrics_client_that_never_sends_its_headers_is_dropped() {
+    let world = World::new("wslow", spec()).await;
+    let w = Watcher::start(&world, &[]);
+    eventually(REACT, "/healthz", &w, || w.get("/healthz").is_some_and(|(s, _)| s == 200)).await;
+    let port = w.metrics;
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.write_all(b"GET /metrics HTTP/1.1\r\n").expect("half a request");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let started = Instant::now();
+        let mut buf = [0u8; 512];
+        (s.read(&mut buf).map_err(|e| e.kind()), started.elapsed())
+    })
+    .await
+    .expect("join");
+    assert!(closed.0.is_ok() && closed.1 < Duration::from_secs(9), "the server hung up: {closed:?}");
+    assert!(w.get("/healthz").is_some_and(|(s, _)| s == 200), "and still serves others");
+}
