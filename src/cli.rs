@@ -99,6 +99,8 @@ pub enum Command {
         detailed_exitcode: bool,
         #[command(flatten)]
         run: RunArgs,
+        #[command(flatten)]
+        watch: WatchArgs,
     },
     /// Show what `reconcile` would change, without changing anything.
     Diff {
@@ -181,6 +183,53 @@ pub struct RunArgs {
 
 fn parse_owner(name: &str) -> Result<Owner, String> {
     Owner::new(name)
+}
+
+/// Watch mode: keep running and reconcile the rules a change touches.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Watch mode")]
+pub struct WatchArgs {
+    /// Keep running: watch pods and Deployments and reconcile the rules a change touches, every rule every
+    /// --resync-interval, and the rules file again when it changes. SIGTERM exits 0.
+    #[arg(long, conflicts_with = "detailed_exitcode")]
+    pub watch: bool,
+
+    /// Wait this long after a change before reconciling its rules, so a rollout's changes go together
+    /// (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration, requires = "watch", value_name = "DURATION")]
+    pub debounce: std::time::Duration,
+
+    /// Reconcile every rule this often, to undo changes made on the CLB side (e.g. 60s, 5m).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, requires = "watch", value_name = "DURATION")]
+    pub resync_interval: std::time::Duration,
+
+    /// Elect one leader through a coordination.k8s.io/v1 Lease in this namespace; only the leader changes CLB.
+    #[arg(long, requires = "watch", value_name = "NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// Name of the Lease.
+    #[arg(long, default_value = "clbsync", requires = "leader_election_namespace", value_name = "NAME")]
+    pub leader_election_id: String,
+
+    /// Serve /healthz, /readyz and /metrics (Prometheus) on this address, e.g. 0.0.0.0:8080 (off by default).
+    #[arg(long, requires = "watch", value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// `250ms`, `1s`, `2m`, `1h`: a whole number and a unit.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 =
+        n.parse().map_err(|_| format!("`{s}` is not a duration: write a number and a unit, e.g. 1s or 500ms"))?;
+    let d = match unit {
+        "ms" => std::time::Duration::from_millis(n),
+        "s" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_secs(n * 60),
+        "h" => std::time::Duration::from_secs(n * 3600),
+        _ => return Err(format!("`{s}` has no known unit: use ms, s, m or h")),
+    };
+    Ok(d)
 }
 
 impl RunArgs {

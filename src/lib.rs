@@ -6,7 +6,8 @@
 //! rules → desired (Kubernetes) → actual (CLB) → plan → apply → report
 //! ```
 //!
-//! Nothing is kept between runs: the cluster and the cloud are the state.
+//! Nothing is kept between runs: the cluster and the cloud are the state. Watch mode ([`watch`]) only decides
+//! when a run happens and over which rules.
 
 #![forbid(unsafe_code)]
 
@@ -27,6 +28,13 @@ pub mod apply;
 pub mod report;
 /// Wires the stages together and does their I/O; it decides nothing.
 pub mod reconcile;
+/// Watch mode: decides when and over which rules to run a pass (pod and Deployment watches, resync, rules
+/// reload, leader election, SIGTERM).
+pub mod watch;
+/// Observers of a run's outcome: metrics.
+pub mod observe;
+/// `/healthz`, `/readyz` and `/metrics` over HTTP, for watch mode.
+pub mod serve;
 
 /// Command-line definition (clap), shared by the binary and the `--help` snapshot tests.
 pub mod cli;

@@ -13,7 +13,7 @@ use clap::Parser;
 use clbsync::clb::client::{ClbClient, ClientConfig};
 use clbsync::clb::credentials::Credentials;
 use clbsync::clb::http::Endpoint;
-use clbsync::cli::{Cli, Command, Global, LogFormat, OutputFormat, RunArgs};
+use clbsync::cli::{Cli, Command, Global, LogFormat, OutputFormat, RunArgs, WatchArgs};
 use clbsync::desired::kube::{ConnectOptions, KubeCluster};
 use clbsync::plan::PlanOptions;
 use clbsync::reconcile::{self, Mode, Settings, exit};
@@ -102,9 +102,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let rules = rules::load(&g.rules)?;
             execute(g, &rules, run, Mode::Diff, *detailed_exitcode, &rules_file).await
         }
-        Command::Reconcile { dry_run, detailed_exitcode, run } => {
+        Command::Reconcile { dry_run, detailed_exitcode, run, watch } => {
             let rules = rules::load(&g.rules)?;
             let mode = if *dry_run { Mode::Diff } else { Mode::Reconcile };
+            if watch.watch {
+                return watch_mode(g, rules, run, watch, mode).await;
+            }
             execute(g, &rules, run, mode, *detailed_exitcode, &rules_file).await
         }
     }
@@ -155,14 +158,34 @@ fn quiet_on_broken_pipe(written: std::io::Result<()>) -> std::io::Result<()> {
     }
 }
 
-async fn execute(
+/// `reconcile --watch`: runs until SIGTERM, then exits 0.
+async fn watch_mode(
     g: &Global,
-    rules: &rules::Rules,
+    rules: rules::Rules,
     run: &RunArgs,
+    watch: &WatchArgs,
     mode: Mode,
-    detailed: bool,
-    rules_file: &str,
 ) -> anyhow::Result<u8> {
+    if watch.resync_interval.is_zero() {
+        anyhow::bail!("--resync-interval must be longer than 0s");
+    }
+    let clb = clb_client(run)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let cluster = connect(run, &stop).await?;
+    let stopped = clbsync::watch::on_signals(stop.clone());
+    let settings = settings(g, run, mode, stop);
+    let opts = clbsync::watch::Options {
+        rules_path: g.rules.clone(),
+        debounce: watch.debounce,
+        resync_interval: watch.resync_interval,
+        election: watch.leader_election_namespace.clone().map(|ns| (ns, watch.leader_election_id.clone())),
+        metrics_addr: watch.metrics_addr,
+    };
+    clbsync::watch::run(cluster.client().clone(), &clb, || clb.answers(), rules, &settings, &opts, stopped).await?;
+    Ok(exit::OK)
+}
+
+fn clb_client(run: &RunArgs) -> anyhow::Result<ClbClient> {
     let env = |k: &str| std::env::var(k).ok();
     let credentials = Credentials::from_lookup(env)?;
     let region = run.region(env);
@@ -171,19 +194,13 @@ async fn execute(
         None if run.regional_endpoint => Endpoint::Regional,
         None => Endpoint::Default,
     };
-    let config = ClientConfig {
-        endpoint,
-        rate_limit_per_action: run.rate_limit,
-        ..ClientConfig::new(region.clone(), credentials)
-    };
-    let clb = ClbClient::new(config).context("setting up the CLB API client")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    watch_signals(stop.clone());
-    let deadline_hit = Arc::new(AtomicBool::new(false));
-    watch_deadline(stop.clone(), deadline_hit.clone(), run.run_timeout);
-    let cluster = connect(run, &stop).await?;
+    let config =
+        ClientConfig { endpoint, rate_limit_per_action: run.rate_limit, ..ClientConfig::new(region, credentials) };
+    ClbClient::new(config).context("setting up the CLB API client")
+}
 
-    let settings = Settings {
+fn settings(g: &Global, run: &RunArgs, mode: Mode, stop: Arc<AtomicBool>) -> Settings {
+    Settings {
         mode,
         plan: PlanOptions {
             allow_empty: run.allow_empty,
@@ -197,10 +214,27 @@ async fn execute(
             width: table_width(),
         },
         concurrency: usize::from(run.concurrency),
-        region,
-        stop: stop.clone(),
+        region: run.region(|k| std::env::var(k).ok()),
+        stop,
         stop_grace: std::time::Duration::from_secs(u64::from(run.stop_grace)),
-    };
+    }
+}
+
+async fn execute(
+    g: &Global,
+    rules: &rules::Rules,
+    run: &RunArgs,
+    mode: Mode,
+    detailed: bool,
+    rules_file: &str,
+) -> anyhow::Result<u8> {
+    let clb = clb_client(run)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone());
+    let deadline_hit = Arc::new(AtomicBool::new(false));
+    watch_deadline(stop.clone(), deadline_hit.clone(), run.run_timeout);
+    let cluster = connect(run, &stop).await?;
+    let settings = settings(g, run, mode, stop.clone());
     let mut out = std::io::stdout().lock();
     let outcome = reconcile::run(rules, &cluster, &clb, &settings, &mut out)
         .await

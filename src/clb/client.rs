@@ -91,6 +91,8 @@ pub struct ClbClient {
     task: TaskPolicy,
     retry: RetryPolicy,
     stats: Mutex<BTreeMap<&'static str, ActionStats>>,
+    /// Answers per (action, `ok` or error code), for `clbsync_api_calls_total`.
+    answers: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
 /// The answer to a call, and whether it was sent again after a server error that may hide an executed write.
@@ -120,12 +122,18 @@ impl ClbClient {
             },
             retry: config.retry,
             stats: Mutex::new(BTreeMap::new()),
+            answers: Mutex::new(BTreeMap::new()),
         })
     }
 
     /// Requests and retries per action so far.
     pub fn stats(&self) -> BTreeMap<&'static str, ActionStats> {
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Requests so far per action and answer (`ok` or the error code), retries included.
+    pub fn answers(&self) -> BTreeMap<(&'static str, String), u64> {
+        self.answers.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The `Host` value sent and signed.
@@ -168,6 +176,8 @@ impl ClbClient {
             // The answer is in: from now on this call counts against the action's budget for one second.
             drop(permit);
             let ms = started.elapsed().as_millis() as u64;
+            let code = result.as_ref().map_or_else(|e| e.code().to_owned(), |_| "ok".to_owned());
+            *self.answers.lock().unwrap_or_else(|p| p.into_inner()).entry((action, code)).or_default() += 1;
             let err = match result {
                 Ok((resp, request_id)) => {
                     debug!(action, lb, attempt, request_id = %request_id, ms, "clb call");

@@ -73,6 +73,12 @@ pub enum Error {
         "kubeconfig cluster `{cluster}` ({server}) sets insecure-skip-tls-verify: true, so the API server's certificate would not be checked and clbsync's token could go to anyone on the path: set certificate-authority(-data) in that cluster instead, or pass --allow-insecure-skip-tls-verify to accept it"
     )]
     InsecureTls { cluster: String, server: String },
+    /// Watch mode: the watch behind the query has not listed yet or is failing (`what`: `pods in namespace shop`).
+    /// Its rules wait rather than be planned against a stale or empty cache.
+    #[error(
+        "the watch of {what} is not synced: its rules wait until it lists again; check that the API server is reachable"
+    )]
+    NotSynced { what: String },
     /// No usable client configuration: `tried` names the kubeconfig path or the sources kube-rs looked at.
     #[error("loading the Kubernetes client configuration from {tried}: {error}")]
     Config { tried: String, error: ::kube::Error },

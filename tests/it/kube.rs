@@ -417,3 +417,60 @@ async fn connect_names_the_kubeconfig_it_could_not_load() {
     let err = KubeCluster::connect(Some(std::path::Path::new("/nonexistent/kubeconfig"))).await.err().unwrap();
     assert!(err.to_string().contains("kubeconfig /nonexistent/kubeconfig"), "{err}");
 }
+
+#[tokio::test]
+async fn watch_rbac_as_rendered_suffices_for_watch_mode_with_leader_election_and_grants_no_get() {
+    // deploy/watch as rendered, moved onto fresh names (the CronJob tests bind clbsync/clbsync and check that it
+    // may not watch): the ServiceAccount's namespace, the ClusterRole and its binding.
+    use crate::e2e::watch::{REACT, Watcher, eventually, has};
+    let admin = admin_client().await;
+    let sa_ns = unique("wrbac-sa");
+    let role = unique("clbsync-wrbac");
+    let mut docs = Vec::new();
+    for mut doc in crate::packaging::parse(&kustomize("deploy/watch")) {
+        let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
+        let meta = &mut doc["metadata"];
+        match kind.as_str() {
+            "Namespace" => meta["name"] = sa_ns.clone().into(),
+            "ServiceAccount" | "Role" => meta["namespace"] = sa_ns.clone().into(),
+            "ClusterRole" => meta["name"] = role.clone().into(),
+            "ClusterRoleBinding" | "RoleBinding" => {
+                if kind == "ClusterRoleBinding" {
+                    meta["name"] = role.clone().into();
+                    doc["roleRef"]["name"] = role.clone().into();
+                } else {
+                    meta["namespace"] = sa_ns.clone().into();
+                }
+                doc["subjects"][0]["namespace"] = sa_ns.clone().into();
+            }
+            _ => continue,
+        }
+        docs.push(serde_yaml::to_string(&doc).unwrap());
+    }
+    let kinds = ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
+    apply_yaml(&admin, &docs.join("---\n"), &kinds).await;
+    let token = crate::support::kube::service_account_token(&admin, &sa_ns, "clbsync").await;
+    let kubeconfig = kubeconfig_with_token(&token);
+
+    let mut world = World::new("wrbac", rbac_spec()).await;
+    world.kubeconfig = kubeconfig.path().to_path_buf();
+    let mut w = Watcher::start(&world, &["--leader-election-namespace", &sa_ns]);
+    eventually(REACT, "the watch role lists, watches and leads", &w, || {
+        has(&world.targets(Slot::Redis), "10.3.0.1", 10)
+            && w.get("/metrics").is_some_and(|(_, m)| m.contains("clbsync_leader 1"))
+    })
+    .await;
+    w.signal("-TERM");
+    assert_eq!(w.exit_code(Duration::from_secs(15)).await, Some(0), "{}", w.logs());
+    assert!(!w.logs().contains("releasing the lease"), "the role may release the lease\n{}", w.logs());
+
+    let cluster = KubeCluster::connect(Some(kubeconfig.path())).await.unwrap();
+    let client = cluster.client().clone();
+    let ns = world.ns.name.as_str();
+    let pod_name = world.ns.pods().list(&Default::default()).await.unwrap().items[0].metadata.name.clone().unwrap();
+    assert_forbidden("get pods", Api::<Pod>::namespaced(client.clone(), ns).get(&pod_name).await);
+    assert_forbidden("get deployments", Api::<Deployment>::namespaced(client.clone(), ns).get("web").await);
+    assert_forbidden("list secrets", Api::<Secret>::all(client.clone()).list(&Default::default()).await);
+    let leases = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), ns);
+    assert_forbidden("list leases elsewhere", leases.list(&Default::default()).await);
+}

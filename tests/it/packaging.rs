@@ -53,8 +53,9 @@ fn container(docs: &[Value]) -> &Value {
     &kind(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
 }
 
-/// What users install: the cronjob overlay and the two examples built on it.
-const KUSTOMIZATIONS: &[&str] = &["deploy/cronjob", "deploy/examples/overlay", "deploy/examples/namespaced-rbac"];
+/// What users install: the cronjob overlay, the two examples built on it, and the watch overlay.
+const KUSTOMIZATIONS: &[&str] =
+    &["deploy/cronjob", "deploy/examples/overlay", "deploy/examples/namespaced-rbac", "deploy/watch"];
 
 /// `1.5Gi`, `512Mi` → MiB.
 fn mebibytes(quantity: &str) -> f64 {
@@ -98,6 +99,52 @@ fn every_manifest_validates_strictly_against_kubernetes_1_30_and_newer() {
         assert!(out.status.success(), "kubernetes-validate {version}:\n{text}");
         assert_eq!(text.matches("passed").count(), documents, "every document validated against {version}:\n{text}");
     }
+}
+
+#[test]
+fn watch_runs_two_locked_down_replicas_with_leader_election_probes_metrics_and_a_pdb() {
+    let docs = parse(&kustomize("deploy/watch"));
+    let deployment = kind(&docs, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    let cron = documents();
+    let cron_pod = &kind(&cron, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"], cron_pod["securityContext"], "the CronJob's pod hardening");
+    assert_eq!(pod["serviceAccountName"], "clbsync");
+    let c = &pod["containers"][0];
+    let cron_c = &cron_pod["containers"][0];
+    for field in ["securityContext", "resources", "volumeMounts", "image"] {
+        assert_eq!(c[field], cron_c[field], "the CronJob's container {field}");
+    }
+    let args: Vec<&str> = c["args"].as_sequence().expect("args").iter().filter_map(Value::as_str).collect();
+    for want in ["--watch", "--leader-election-namespace", "--metrics-addr"] {
+        assert!(args.contains(&want), "{want} in {args:?}");
+    }
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let pdb = kind(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["selector"]["matchLabels"], deployment["spec"]["selector"]["matchLabels"]);
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert!(!docs.iter().any(|d| d["kind"] == "CronJob"), "one way of running at a time");
+}
+
+#[test]
+fn watch_cluster_role_grants_exactly_list_and_watch_on_pods_and_deployments_and_the_lease_role_one_lease() {
+    let docs = parse(&kustomize("deploy/watch"));
+    let roles: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "ClusterRole").collect();
+    assert_eq!(roles.len(), 1, "only the watch ClusterRole, not the CronJob's");
+    assert_eq!(roles[0]["metadata"]["name"], "clbsync-watch");
+    assert_eq!(grants(roles[0]), ["list deployments.apps", "list pods.", "watch deployments.apps", "watch pods."]);
+    let role = kind(&docs, "Role");
+    assert_eq!(
+        grants(role),
+        ["create leases.coordination.k8s.io", "get leases.coordination.k8s.io", "patch leases.coordination.k8s.io"]
+    );
+    assert_eq!(role["metadata"]["namespace"], "clbsync");
+    assert_eq!(role["rules"][1]["resourceNames"][0], "clbsync", "the default --leader-election-id");
+    let binding = kind(&docs, "ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["name"], "clbsync-watch");
 }
 
 #[test]
@@ -173,11 +220,10 @@ fn the_memory_limit_is_above_every_peak_rss_benchmarks_md_measured_and_the_reque
     }
 }
 
-#[test]
-fn cluster_role_grants_exactly_get_deployments_list_pods_and_get_namespaces() {
-    let docs = documents();
+/// `verb resource.group` for every rule of a role, sorted.
+fn grants(role: &Value) -> Vec<String> {
     let mut grants: Vec<String> = Vec::new();
-    for rule in kind(&docs, "ClusterRole")["rules"].as_sequence().expect("rules") {
+    for rule in role["rules"].as_sequence().expect("rules") {
         let list = |key: &str| -> Vec<String> {
             rule[key].as_sequence().expect(key).iter().map(|v| v.as_str().expect("a string").to_owned()).collect()
         };
@@ -190,6 +236,13 @@ fn cluster_role_grants_exactly_get_deployments_list_pods_and_get_namespaces() {
         }
     }
     grants.sort();
+    grants
+}
+
+#[test]
+fn cluster_role_grants_exactly_get_deployments_list_pods_and_get_namespaces() {
+    let docs = documents();
+    let grants = grants(kind(&docs, "ClusterRole"));
     assert_eq!(grants, ["get deployments.apps", "get namespaces.", "list pods."]);
     assert!(kind(&docs, "ClusterRole")["aggregationRule"].is_null());
 }

@@ -15,6 +15,7 @@ mod owners;
 mod ownership;
 mod rolling;
 mod signals;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,0 +1,207 @@
+//! clbsync's metrics: one registry and every metric name in one place, so watch mode serves them at `/metrics`
+//! and a batch run can push or write the same names.
+//!
+//! | metric | type | labels |
+//! | --- | --- | --- |
+//! | `clbsync_reconcile_total` | counter | `result`: `ok`, `error` |
+//! | `clbsync_reconcile_duration_seconds` | histogram | |
+//! | `clbsync_changes_total` | counter | `action` (register, reweight, drain, deregister), `status` (applied, failed, not_attempted) |
+//! | `clbsync_api_calls_total` | counter | `action` (CLB API action), `code` (`ok` or the error code) |
+//! | `clbsync_rules` | gauge | `status`: ready, blocked, skipped (each rule's last pass) |
+//! | `clbsync_targets` | gauge | `state`: what the rule's last plan does to the target (unchanged, register, ...) |
+//! | `clbsync_last_success_timestamp_seconds` | gauge | |
+//! | `clbsync_leader` | gauge | 1 when this replica may mutate |
+//! | `clbsync_rules_file_valid` | gauge | 0 after a reload refused an invalid rules file |
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::apply::RowStatus;
+use crate::plan::{Action, RulePlan, Status};
+use crate::reconcile::{Outcome, exit};
+
+type Labels<const N: usize> = [(&'static str, String); N];
+
+/// The rule statuses and target states the gauges always show (0 when none), so a series never disappears.
+const RULE_STATUSES: [&str; 3] = ["ready", "blocked", "skipped"];
+const ACTIONS: [Action; 7] = [
+    Action::Register,
+    Action::Reweight,
+    Action::Drain,
+    Action::Deregister,
+    Action::Wait,
+    Action::Unchanged,
+    Action::Unmanaged,
+];
+
+/// Every metric clbsync exports, registered in one [`Registry`].
+pub struct Metrics {
+    registry: Registry,
+    reconcile: Family<Labels<1>, Counter>,
+    duration: Histogram,
+    changes: Family<Labels<2>, Counter>,
+    api_calls: Family<Labels<2>, Counter>,
+    rules: Family<Labels<1>, Gauge>,
+    targets: Family<Labels<1>, Gauge>,
+    last_success: Gauge<f64, AtomicU64>,
+    leader: Gauge,
+    rules_file_valid: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("clbsync");
+        let m = Metrics {
+            reconcile: Family::default(),
+            duration: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
+            changes: Family::default(),
+            api_calls: Family::default(),
+            rules: Family::default(),
+            targets: Family::default(),
+            last_success: Gauge::default(),
+            leader: Gauge::default(),
+            rules_file_valid: Gauge::default(),
+            registry: Registry::default(),
+        };
+        // Counters get their `_total` suffix from the encoder.
+        registry.register("reconcile", "Reconcile passes, by result", m.reconcile.clone());
+        registry.register("reconcile_duration_seconds", "Duration of one reconcile pass", m.duration.clone());
+        registry.register("changes", "Target changes, by action and status", m.changes.clone());
+        registry.register("api_calls", "CLB API requests, by action and result code", m.api_calls.clone());
+        registry.register("rules", "Rules by status in their last pass", m.rules.clone());
+        registry.register("targets", "Targets by what the last plan of their rule does to them", m.targets.clone());
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the end of the last pass without trouble",
+            m.last_success.clone(),
+        );
+        registry.register("leader", "1 when this replica holds the lease (or runs without election)", m.leader.clone());
+        registry.register(
+            "rules_file_valid",
+            "0 after a reload refused an invalid rules file",
+            m.rules_file_valid.clone(),
+        );
+        for status in RULE_STATUSES {
+            let _ = m.rules.get_or_create(&[("status", status.to_owned())]);
+        }
+        for action in ACTIONS {
+            let _ = m.targets.get_or_create(&[("state", action.as_str().to_owned())]);
+        }
+        m.rules_file_valid.set(1);
+        Metrics { registry, ..m }
+    }
+
+    /// Counts one pass: its result, its duration and the changes it applied; `now` is the Unix time at its end.
+    pub fn record_pass(&self, outcome: &Outcome, elapsed: Duration, now: f64) {
+        let ok = outcome.exit_code(false) == exit::OK;
+        self.reconcile.get_or_create(&[("result", if ok { "ok" } else { "error" }.to_owned())]).inc();
+        self.duration.observe(elapsed.as_secs_f64());
+        if ok {
+            self.last_success.set(now);
+        }
+        let Some(applied) = &outcome.applied else { return };
+        for (rule, statuses) in outcome.plan.rules.iter().zip(&applied.rows) {
+            for (row, status) in rule.rows.iter().zip(statuses) {
+                let status = match status {
+                    RowStatus::NoOp => continue,
+                    RowStatus::Applied => "applied",
+                    RowStatus::Failed(_) => "failed",
+                    RowStatus::NotAttempted(_) => "not_attempted",
+                };
+                self.changes
+                    .get_or_create(&[("action", row.action.as_str().to_owned()), ("status", status.to_owned())])
+                    .inc();
+            }
+        }
+    }
+
+    /// Counts CLB API requests: `(action, code, count)` with `code` = `ok` or the error code.
+    pub fn record_api_calls<'a>(&self, calls: impl IntoIterator<Item = (&'a str, &'a str, u64)>) {
+        for (action, code, n) in calls {
+            self.api_calls.get_or_create(&[("action", action.to_owned()), ("code", code.to_owned())]).inc_by(n);
+        }
+    }
+
+    /// Sets the rule and target gauges from the last plan of every rule.
+    pub fn set_rules<'a>(&self, plans: impl IntoIterator<Item = &'a RulePlan>) {
+        let mut rules = [0i64; 3];
+        let mut targets = [0i64; ACTIONS.len()];
+        for plan in plans {
+            rules[match plan.status {
+                Status::Ready => 0,
+                Status::Blocked { .. } => 1,
+                Status::Skipped { .. } => 2,
+            }] += 1;
+            for row in &plan.rows {
+                if let Some(i) = ACTIONS.iter().position(|a| *a == row.action) {
+                    targets[i] += 1;
+                }
+            }
+        }
+        for (status, n) in RULE_STATUSES.iter().zip(rules) {
+            self.rules.get_or_create(&[("status", (*status).to_owned())]).set(n);
+        }
+        for (action, n) in ACTIONS.iter().zip(targets) {
+            self.targets.get_or_create(&[("state", action.as_str().to_owned())]).set(n);
+        }
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    pub fn set_rules_file_valid(&self, valid: bool) {
+        self.rules_file_valid.set(i64::from(valid));
+    }
+
+    /// The registry in the text exposition format (OpenMetrics 1.0, which Prometheus scrapes natively).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The `Content-Type` of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_exported_under_its_documented_name() {
+        let m = Metrics::new();
+        m.reconcile.get_or_create(&[("result", "ok".to_owned())]).inc();
+        m.changes.get_or_create(&[("action", "register".to_owned()), ("status", "applied".to_owned())]).inc();
+        m.record_api_calls([("RegisterTargets", "ok", 2)]);
+        let text = m.encode();
+        for name in [
+            "clbsync_reconcile_total{result=\"ok\"} 1",
+            "clbsync_reconcile_duration_seconds_count 0",
+            "clbsync_changes_total{action=\"register\",status=\"applied\"} 1",
+            "clbsync_api_calls_total{action=\"RegisterTargets\",code=\"ok\"} 2",
+            "clbsync_rules{status=\"skipped\"} 0",
+            "clbsync_targets{state=\"register\"} 0",
+            "clbsync_last_success_timestamp_seconds ",
+            "clbsync_leader 0",
+            "clbsync_rules_file_valid 1",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}

@@ -1,0 +1,347 @@
+//! The watch cache: what the pod and Deployment watches last said, per namespace, reduced to the fields clbsync
+//! reads ([`Pod`] plus the labels selectors match on, and a Deployment's selector). It is a second
+//! [`Cluster`]: the planner gets the same `Vec<Pod>` it would get from a LIST.
+//!
+//! A namespace whose watch has not listed yet, or has failed since (API server unreachable, 403, ...), is
+//! **not synced**: its queries fail with [`Error::NotSynced`] and their rules are skipped, never planned against
+//! an empty or stale set. The last known objects are kept; a restarted watch lists again and replaces them
+//! at once when the list is complete.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod as K8sPod;
+use kube::core::{Selector, SelectorExt};
+use kube::runtime::watcher::Event;
+
+use crate::desired::convert::{label_selector_string, labels_selector_string, pod_from_k8s};
+use crate::desired::{Cluster, Error};
+use crate::model::Pod;
+use crate::rules::{PodQuery, PodSource, Rule};
+
+/// The two kinds of object watched in each namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Pods,
+    Deployments,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Pods => "pods",
+            Kind::Deployments => "deployments",
+        }
+    }
+}
+
+/// A pod as cached: what the planner reads, and the labels selectors match on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedPod {
+    pub labels: BTreeMap<String, String>,
+    pub pod: Pod,
+}
+
+impl CachedPod {
+    pub fn from_k8s(mut pod: K8sPod) -> Self {
+        let labels = pod.metadata.labels.take().unwrap_or_default();
+        CachedPod { labels, pod: pod_from_k8s(pod) }
+    }
+}
+
+/// A Deployment as cached: its `spec.selector`, or why it cannot be used.
+pub type CachedDeployment = Result<Selector, String>;
+
+/// Reduces a Deployment to its selector; an empty or malformed selector is kept as the reason it is refused.
+pub fn deployment_selector(d: &Deployment) -> CachedDeployment {
+    let selector = d.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
+    label_selector_string(&selector)?;
+    Selector::try_from(selector).map_err(|e| e.to_string())
+}
+
+/// What a watch event changed that can matter to a rule.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// A pod appeared, went away, or changed in a field clbsync reads; the labels before and after (a label
+    /// change can move a pod between rules).
+    Pod { namespace: String, labels: Vec<BTreeMap<String, String>> },
+    /// A Deployment appeared, went away or got another selector.
+    Deployment { namespace: String, name: String },
+    /// A watch (re)listed: every rule of the namespace may have changed.
+    Resynced { namespace: String },
+}
+
+/// One kind's objects in one namespace, and whether they can be trusted.
+#[derive(Debug)]
+struct Store<T> {
+    objects: BTreeMap<String, T>,
+    /// Objects of a list in progress; they replace `objects` when it completes.
+    listing: Option<BTreeMap<String, T>>,
+    synced: bool,
+    /// Whether a list ever completed (readiness).
+    listed_once: bool,
+    /// Since when the watch has been failing (set on the first error, cleared by a complete list).
+    failing_since: Option<Instant>,
+}
+
+impl<T> Default for Store<T> {
+    fn default() -> Self {
+        Store { objects: BTreeMap::new(), listing: None, synced: false, listed_once: false, failing_since: None }
+    }
+}
+
+impl<T: PartialEq> Store<T> {
+    /// Applies one watch event and says what it did.
+    fn apply(&mut self, name: Option<String>, value: Option<T>, kind: EventKind) -> Step<T> {
+        match kind {
+            EventKind::Init => {
+                self.listing = Some(BTreeMap::new());
+                Step::Nothing
+            }
+            EventKind::InitApply => {
+                if let (Some(name), Some(value), Some(listing)) = (name, value, self.listing.as_mut()) {
+                    listing.insert(name, value);
+                }
+                Step::Nothing
+            }
+            EventKind::InitDone => {
+                self.objects = self.listing.take().unwrap_or_default();
+                self.synced = true;
+                self.listed_once = true;
+                self.failing_since = None;
+                Step::Listed
+            }
+            EventKind::Apply => {
+                let Some(name) = name else { return Step::Nothing };
+                let Some(value) = value else { return Step::Nothing };
+                let old = self.objects.insert(name, value);
+                Step::Changed(old)
+            }
+            EventKind::Delete => {
+                let Some(name) = name else { return Step::Nothing };
+                match self.objects.remove(&name) {
+                    Some(old) => Step::Removed(old),
+                    None => Step::Nothing,
+                }
+            }
+        }
+    }
+}
+
+enum Step<T> {
+    Nothing,
+    Listed,
+    /// Applied; the previous object if there was one.
+    Changed(Option<T>),
+    Removed(T),
+}
+
+#[derive(Clone, Copy)]
+enum EventKind {
+    Init,
+    InitApply,
+    InitDone,
+    Apply,
+    Delete,
+}
+
+fn split<K>(event: Event<K>) -> (EventKind, Option<K>) {
+    match event {
+        Event::Init => (EventKind::Init, None),
+        Event::InitApply(o) => (EventKind::InitApply, Some(o)),
+        Event::InitDone => (EventKind::InitDone, None),
+        Event::Apply(o) => (EventKind::Apply, Some(o)),
+        Event::Delete(o) => (EventKind::Delete, Some(o)),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Namespace {
+    pods: Store<CachedPod>,
+    deployments: Store<CachedDeployment>,
+}
+
+/// The cache of every watched namespace. Shared by the watch tasks (writers) and the passes (readers).
+#[derive(Debug, Default)]
+pub struct Cache {
+    namespaces: Mutex<BTreeMap<String, Namespace>>,
+}
+
+impl Cache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Namespace>> {
+        self.namespaces.lock().expect("the cache lock is never held across a panic")
+    }
+
+    /// Starts caching `namespace` (not synced until its watches list).
+    pub fn add_namespace(&self, namespace: &str) {
+        self.lock().entry(namespace.to_owned()).or_default();
+    }
+
+    /// Forgets a namespace no rule names any more.
+    pub fn remove_namespace(&self, namespace: &str) {
+        self.lock().remove(namespace);
+    }
+
+    /// Applies a pod watch event; returns what changed that can matter to a rule.
+    pub fn apply_pod(&self, namespace: &str, event: Event<K8sPod>) -> Option<Change> {
+        let (kind, pod) = split(event);
+        let name = pod.as_ref().and_then(|p| p.metadata.name.clone());
+        let pod = pod.map(CachedPod::from_k8s);
+        let mut namespaces = self.lock();
+        let store = &mut namespaces.get_mut(namespace)?.pods;
+        let (old, new) = match store.apply(name, pod.clone(), kind) {
+            Step::Nothing => return None,
+            Step::Listed => return Some(Change::Resynced { namespace: namespace.to_owned() }),
+            Step::Changed(old) => (old, pod),
+            Step::Removed(old) => (Some(old), None),
+        };
+        if old == new {
+            return None;
+        }
+        let labels = old.into_iter().chain(new).map(|p| p.labels).collect();
+        Some(Change::Pod { namespace: namespace.to_owned(), labels })
+    }
+
+    /// Applies a Deployment watch event; returns what changed that can matter to a rule.
+    pub fn apply_deployment(&self, namespace: &str, event: Event<Deployment>) -> Option<Change> {
+        let (kind, deployment) = split(event);
+        let name = deployment.as_ref().and_then(|d| d.metadata.name.clone());
+        let selector = deployment.as_ref().map(deployment_selector);
+        let mut namespaces = self.lock();
+        let store = &mut namespaces.get_mut(namespace)?.deployments;
+        let changed = match store.apply(name.clone(), selector.clone(), kind) {
+            Step::Nothing => false,
+            Step::Listed => return Some(Change::Resynced { namespace: namespace.to_owned() }),
+            Step::Changed(old) => old != selector,
+            Step::Removed(_) => true,
+        };
+        let name = name.filter(|_| changed)?;
+        Some(Change::Deployment { namespace: namespace.to_owned(), name })
+    }
+
+    /// Marks a watch as failing: its namespace's rules are skipped until it lists again.
+    pub fn mark_failing(&self, namespace: &str, kind: Kind, now: Instant) {
+        if let Some(ns) = self.lock().get_mut(namespace) {
+            let (synced, failing_since) = match kind {
+                Kind::Pods => (&mut ns.pods.synced, &mut ns.pods.failing_since),
+                Kind::Deployments => (&mut ns.deployments.synced, &mut ns.deployments.failing_since),
+            };
+            *synced = false;
+            failing_since.get_or_insert(now);
+        }
+    }
+
+    /// Whether both watches of `namespace` have listed and neither is failing now.
+    pub fn is_synced(&self, namespace: &str) -> bool {
+        self.lock().get(namespace).is_some_and(|ns| ns.pods.synced && ns.deployments.synced)
+    }
+
+    /// Ready (`/readyz`) once every watch has listed, until one has been failing for longer than `max_failing`.
+    pub fn readiness(&self, now: Instant, max_failing: Duration) -> Result<(), String> {
+        let namespaces = self.lock();
+        for (name, ns) in namespaces.iter() {
+            for (kind, listed, since) in [
+                (Kind::Pods, ns.pods.listed_once, ns.pods.failing_since),
+                (Kind::Deployments, ns.deployments.listed_once, ns.deployments.failing_since),
+            ] {
+                if !listed {
+                    return Err(format!("the watch of {} in namespace {name} has not listed yet", kind.as_str()));
+                }
+                if let Some(since) = since
+                    && now.saturating_duration_since(since) > max_failing
+                {
+                    return Err(format!(
+                        "the watch of {} in namespace {name} has been failing for {}s",
+                        kind.as_str(),
+                        now.saturating_duration_since(since).as_secs()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The indices of the rules a change can affect.
+    pub fn rules_touched(&self, rules: &[Rule], change: &Change) -> BTreeSet<usize> {
+        let namespaces = self.lock();
+        let (Change::Resynced { namespace } | Change::Deployment { namespace, .. } | Change::Pod { namespace, .. }) =
+            change;
+        let deployments = namespaces.get(namespace).map(|ns| &ns.deployments.objects);
+        let touches = |rule: &Rule| match change {
+            Change::Resynced { .. } => true,
+            Change::Deployment { name, .. } => {
+                matches!(&rule.backend.pods.source, PodSource::Deployment(d) if d == name)
+            }
+            Change::Pod { labels, .. } => labels.iter().any(|l| match &rule.backend.pods.source {
+                PodSource::Selector(want) => Wanted::Labels(want).matches(l),
+                PodSource::Deployment(d) => deployments
+                    .and_then(|ds| ds.get(d))
+                    .is_some_and(|s| s.as_ref().is_ok_and(|s| Wanted::Selector(s).matches(l))),
+            }),
+        };
+        rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.backend.pods.namespace == *namespace && touches(r))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn query(&self, query: &PodQuery) -> Result<Vec<Pod>, Error> {
+        let namespaces = self.lock();
+        let not_synced =
+            |kind: Kind| Error::NotSynced { what: format!("{} in namespace {}", kind.as_str(), query.namespace) };
+        let ns = namespaces.get(&query.namespace).ok_or_else(|| not_synced(Kind::Pods))?;
+        let wanted =
+            match &query.source {
+                PodSource::Deployment(name) => {
+                    if !ns.deployments.synced {
+                        return Err(not_synced(Kind::Deployments));
+                    }
+                    let selector = ns.deployments.objects.get(name).ok_or_else(|| Error::DeploymentNotFound {
+                        namespace: query.namespace.clone(),
+                        name: name.clone(),
+                    })?;
+                    Wanted::Selector(selector.as_ref().map_err(|reason| Error::InvalidSelector {
+                        query: query.to_string(),
+                        reason: reason.clone(),
+                    })?)
+                }
+                PodSource::Selector(labels) => {
+                    labels_selector_string(labels)
+                        .map_err(|reason| Error::InvalidSelector { query: query.to_string(), reason })?;
+                    Wanted::Labels(labels)
+                }
+            };
+        if !ns.pods.synced {
+            return Err(not_synced(Kind::Pods));
+        }
+        Ok(ns.pods.objects.values().filter(|p| wanted.matches(&p.labels)).map(|p| p.pod.clone()).collect())
+    }
+}
+
+/// The pods a query selects: a Deployment's selector or a rules-file label map.
+enum Wanted<'a> {
+    Selector(&'a Selector),
+    Labels(&'a BTreeMap<String, String>),
+}
+
+impl Wanted<'_> {
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        match self {
+            Wanted::Selector(s) => s.matches(labels),
+            Wanted::Labels(want) => want.iter().all(|(k, v)| labels.get(k) == Some(v)),
+        }
+    }
+}
+
+impl Cluster for Cache {
+    async fn pods(&self, query: &PodQuery) -> Result<Vec<Pod>, Error> {
+        self.query(query)
+    }
+}
+
+#[cfg(test)]
+mod tests;

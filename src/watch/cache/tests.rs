@@ -1,0 +1,141 @@
+use k8s_openapi::api::apps::v1::DeploymentSpec;
+use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+use super::*;
+use crate::rules::Rules;
+
+fn k8s_pod(name: &str, app: &str, ip: &str, ready: bool) -> K8sPod {
+    K8sPod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some([("app".to_owned(), app.to_owned())].into()),
+            ..Default::default()
+        },
+        spec: None,
+        status: Some(PodStatus {
+            phase: Some("Running".into()),
+            pod_ip: Some(ip.into()),
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: if ready { "True" } else { "False" }.into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
+fn deployment(name: &str, app: &str) -> Deployment {
+    Deployment {
+        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        spec: Some(DeploymentSpec {
+            selector: LabelSelector {
+                match_labels: Some([("app".to_owned(), app.to_owned())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn rules() -> Rules {
+    let yaml = "
+- load_balancer_id: lb-12345678
+  listeners:
+    - {port: 80, protocol: tcp, backend: {namespace: shop, deployment: web, port: 8080}}
+    - {port: 81, protocol: tcp, backend: {namespace: shop, selector: {app: redis}, port: 6379}}
+    - {port: 82, protocol: tcp, backend: {namespace: other, selector: {app: web}, port: 8080}}
+";
+    let dir = std::env::temp_dir().join(format!("clbsync-cache-{}-{}", std::process::id(), fastrand::u64(..)));
+    std::fs::write(&dir, yaml).expect("write rules");
+    let rules = crate::rules::load(&dir).expect("valid rules");
+    let _ = std::fs::remove_file(&dir);
+    rules
+}
+
+fn listed(cache: &Cache, ns: &str, pods: Vec<K8sPod>, deployments: Vec<Deployment>) {
+    cache.add_namespace(ns);
+    cache.apply_pod(ns, Event::Init);
+    for p in pods {
+        cache.apply_pod(ns, Event::InitApply(p));
+    }
+    assert_eq!(cache.apply_pod(ns, Event::InitDone), Some(Change::Resynced { namespace: ns.into() }));
+    cache.apply_deployment(ns, Event::Init);
+    for d in deployments {
+        cache.apply_deployment(ns, Event::InitApply(d));
+    }
+    cache.apply_deployment(ns, Event::InitDone);
+}
+
+fn query(rules: &Rules, i: usize) -> PodQuery {
+    rules.rules[i].backend.pods.clone()
+}
+
+#[test]
+fn a_namespace_that_has_not_listed_is_not_synced_never_empty() {
+    let cache = Cache::default();
+    let rules = rules();
+    let err = cache.query(&query(&rules, 0)).unwrap_err();
+    assert!(matches!(err, Error::NotSynced { .. }), "{err}");
+    cache.add_namespace("shop");
+    cache.apply_pod("shop", Event::Init);
+    let err = cache.query(&query(&rules, 1)).unwrap_err();
+    assert!(matches!(err, Error::NotSynced { .. }), "a list in progress is not synced: {err}");
+}
+
+#[test]
+fn listed_pods_are_selected_by_deployment_selector_or_labels() {
+    let cache = Cache::default();
+    let rules = rules();
+    listed(
+        &cache,
+        "shop",
+        vec![k8s_pod("web-1", "web", "10.0.0.1", true), k8s_pod("redis-1", "redis", "10.0.0.2", false)],
+        vec![deployment("web", "web")],
+    );
+    let web = cache.query(&query(&rules, 0)).expect("synced");
+    assert_eq!(web.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["web-1"]);
+    assert!(web[0].ready);
+    let redis = cache.query(&query(&rules, 1)).expect("synced");
+    assert_eq!(redis.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["redis-1"]);
+}
+
+#[test]
+fn a_failing_watch_keeps_its_pods_but_its_rules_wait_until_it_lists_again() {
+    let cache = Cache::default();
+    let rules = rules();
+    listed(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", true)], vec![deployment("web", "web")]);
+    let t0 = Instant::now();
+    cache.mark_failing("shop", Kind::Pods, t0);
+    assert!(matches!(cache.query(&query(&rules, 0)), Err(Error::NotSynced { .. })));
+    assert!(!cache.is_synced("shop"));
+    assert!(cache.readiness(t0 + Duration::from_secs(10), Duration::from_secs(60)).is_ok(), "ready for a while");
+    assert!(cache.readiness(t0 + Duration::from_secs(61), Duration::from_secs(60)).is_err());
+    cache.apply_pod("shop", Event::Init);
+    cache.apply_pod("shop", Event::InitApply(k8s_pod("web-1", "web", "10.0.0.1", true)));
+    cache.apply_pod("shop", Event::InitDone);
+    assert_eq!(cache.query(&query(&rules, 0)).expect("synced again").len(), 1);
+    assert!(cache.readiness(t0 + Duration::from_secs(61), Duration::from_secs(60)).is_ok());
+}
+
+#[test]
+fn a_change_touches_only_the_rules_that_select_the_pod() {
+    let cache = Cache::default();
+    let rules = rules();
+    listed(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", false)], vec![deployment("web", "web")]);
+    listed(&cache, "other", vec![], vec![]);
+    let change = cache.apply_pod("shop", Event::Apply(k8s_pod("web-1", "web", "10.0.0.1", true))).expect("ready");
+    assert_eq!(cache.rules_touched(&rules.rules, &change), [0].into());
+    assert_eq!(cache.apply_pod("shop", Event::Apply(k8s_pod("web-1", "web", "10.0.0.1", true))), None, "no change");
+    let moved = cache.apply_pod("shop", Event::Apply(k8s_pod("web-1", "redis", "10.0.0.1", true))).expect("labels");
+    assert_eq!(cache.rules_touched(&rules.rules, &moved), [0, 1].into(), "old and new selectors");
+    let gone = cache.apply_pod("shop", Event::Delete(k8s_pod("web-1", "redis", "10.0.0.1", true))).expect("gone");
+    assert_eq!(cache.rules_touched(&rules.rules, &gone), [1].into());
+    let other = cache.apply_pod("other", Event::Apply(k8s_pod("web-9", "web", "10.0.0.9", true))).expect("new");
+    assert_eq!(cache.rules_touched(&rules.rules, &other), [2].into());
+    let selector = cache.apply_deployment("shop", Event::Apply(deployment("web", "web2"))).expect("selector");
+    assert_eq!(cache.rules_touched(&rules.rules, &selector), [0].into());
+    assert_eq!(cache.apply_deployment("shop", Event::Apply(deployment("web", "web2"))), None, "same selector");
+}
