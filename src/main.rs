@@ -13,8 +13,9 @@ use clap::Parser;
 use clbsync::clb::client::{ClbClient, ClientConfig};
 use clbsync::clb::credentials::Credentials;
 use clbsync::clb::http::Endpoint;
-use clbsync::cli::{Cli, Command, Global, LogFormat, OutputFormat, RunArgs};
+use clbsync::cli::{Cli, Command, EventArgs, Global, LogFormat, OutputFormat, RunArgs};
 use clbsync::desired::kube::KubeCluster;
+use clbsync::observe::events;
 use clbsync::plan::PlanOptions;
 use clbsync::reconcile::{self, Mode, Settings, exit};
 use clbsync::report::Style;
@@ -52,12 +53,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Validate => validate(g),
         Command::Diff { detailed_exitcode, run, .. } => {
             let rules = rules::load(&g.rules)?;
-            execute(g, &rules, run, Mode::Diff, *detailed_exitcode, &rules_file).await
+            execute(g, &rules, run, Mode::Diff, *detailed_exitcode, &rules_file, None).await
         }
-        Command::Reconcile { dry_run, detailed_exitcode, run } => {
+        Command::Reconcile { dry_run, detailed_exitcode, run, events } => {
             let rules = rules::load(&g.rules)?;
             let mode = if *dry_run { Mode::Diff } else { Mode::Reconcile };
-            execute(g, &rules, run, mode, *detailed_exitcode, &rules_file).await
+            let events = (mode == Mode::Reconcile).then_some(events);
+            execute(g, &rules, run, mode, *detailed_exitcode, &rules_file, events).await
         }
     }
 }
@@ -99,6 +101,7 @@ async fn execute(
     mode: Mode,
     detailed: bool,
     rules_file: &str,
+    events: Option<&EventArgs>,
 ) -> anyhow::Result<u8> {
     let env = |k: &str| std::env::var(k).ok();
     let credentials = Credentials::from_lookup(env)?;
@@ -140,6 +143,13 @@ async fn execute(
         .await
         .with_context(|| format!("running the rules of {rules_file}"))?;
     out.flush()?;
+    if let Some(EventArgs { events: true, max_events }) = events {
+        let (drafts, left_out) = events::drafts(rules, &outcome, *max_events);
+        if left_out > 0 {
+            tracing::info!(left_out, "--max-events {max_events} reached: {left_out} Kubernetes Event(s) not recorded");
+        }
+        events::post(cluster.client(), drafts, &events::instance()).await;
+    }
     let code = outcome.exit_code(detailed);
     if stop.load(Ordering::SeqCst) {
         eprintln!("error: stopped by a signal; changes not yet started were left for the next run");

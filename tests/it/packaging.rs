@@ -174,7 +174,7 @@ fn the_memory_limit_is_above_every_peak_rss_benchmarks_md_measured_and_the_reque
 }
 
 #[test]
-fn cluster_role_grants_exactly_get_deployments_list_pods_and_get_namespaces() {
+fn cluster_role_grants_exactly_get_deployments_list_pods_get_namespaces_and_record_events() {
     let docs = documents();
     let mut grants: Vec<String> = Vec::new();
     for rule in kind(&docs, "ClusterRole")["rules"].as_sequence().expect("rules") {
@@ -190,7 +190,16 @@ fn cluster_role_grants_exactly_get_deployments_list_pods_and_get_namespaces() {
         }
     }
     grants.sort();
-    assert_eq!(grants, ["get deployments.apps", "get namespaces.", "list pods."]);
+    assert_eq!(
+        grants,
+        [
+            "create events.events.k8s.io",
+            "get deployments.apps",
+            "get namespaces.",
+            "list pods.",
+            "patch events.events.k8s.io"
+        ]
+    );
     assert!(kind(&docs, "ClusterRole")["aggregationRule"].is_null());
 }
 

@@ -7,6 +7,7 @@
 
 mod convergence;
 mod correctness;
+mod events;
 mod faults;
 mod input;
 mod kube_faults;
