@@ -16,6 +16,7 @@ use clbsync::clb::http::Endpoint;
 use clbsync::cli::{Cli, Command, EventArgs, Global, LogFormat, OutputFormat, RunArgs};
 use clbsync::desired::kube::KubeCluster;
 use clbsync::observe::events;
+use clbsync::observe::progress::{self, Terminal};
 use clbsync::plan::PlanOptions;
 use clbsync::reconcile::{self, Mode, Settings, exit};
 use clbsync::report::Style;
@@ -121,6 +122,8 @@ async fn execute(
 
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone());
+    // Progress only for a person: stderr a terminal and text logs; a pipe, a file or JSON logs get none.
+    let terminal = (std::io::stderr().is_terminal() && g.log_format == LogFormat::Text).then(Terminal::start);
     let settings = Settings {
         mode,
         plan: PlanOptions {
@@ -137,11 +140,14 @@ async fn execute(
         region,
         stop: stop.clone(),
         stop_grace: std::time::Duration::from_secs(u64::from(run.stop_grace)),
+        progress: terminal.as_ref().map(|(_, observer)| observer.clone()),
     };
     let mut out = std::io::stdout().lock();
-    let outcome = reconcile::run(rules, &cluster, &clb, &settings, &mut out)
-        .await
-        .with_context(|| format!("running the rules of {rules_file}"))?;
+    let outcome = reconcile::run(rules, &cluster, &clb, &settings, &mut out).await;
+    if let Some((terminal, _)) = terminal {
+        terminal.finish();
+    }
+    let outcome = outcome.with_context(|| format!("running the rules of {rules_file}"))?;
     out.flush()?;
     if let Some(EventArgs { events: true, max_events }) = events {
         let (drafts, left_out) = events::drafts(rules, &outcome, *max_events);
@@ -203,7 +209,7 @@ fn init_logging(g: &Global) {
     // every Kubernetes error reaches the report with its context.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,kube_client=off,clbsync={level},clb_emulator={level}")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| progress::Stderr);
     match g.log_format {
         LogFormat::Json => builder.json().with_ansi(false).with_timer(UtcTime::rfc_3339()).with_target(false).init(),
         LogFormat::Text => builder.with_ansi(log_colour()).event_format(TextLine).init(),

@@ -2,3 +2,4 @@
 //! and decide nothing; they never change the plan or the exit code.
 
 pub mod events;
+pub mod progress;

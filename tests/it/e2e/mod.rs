@@ -14,6 +14,7 @@ mod kube_faults;
 mod logs;
 mod owners;
 mod ownership;
+mod progress;
 mod rolling;
 mod signals;
 
