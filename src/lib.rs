@@ -27,7 +27,7 @@ pub mod apply;
 pub mod report;
 /// Wires the stages together and does their I/O; it decides nothing.
 pub mod reconcile;
-/// After a run: Kubernetes Events from its outcome.
+/// Watching a run: its progress on a terminal, and Kubernetes Events from its outcome.
 pub mod observe;
 
 /// Command-line definition (clap), shared by the binary and the `--help` snapshot tests.

@@ -1,5 +1,6 @@
-//! Observers of a run's [`Outcome`](crate::reconcile::Outcome): they report what happened to the outside world
-//! and decide nothing; they never change the plan or the exit code.
+//! Observers of a run: they tell the outside world what happened (Events, from the
+//! [`Outcome`](crate::reconcile::Outcome)) or is happening (progress) and decide nothing; they never change the
+//! plan or the exit code.
 
 pub mod events;
 pub mod progress;
