@@ -433,3 +433,28 @@ async fn connect_names_the_kubeconfig_it_could_not_load() {
     let err = KubeCluster::connect(Some(std::path::Path::new("/nonexistent/kubeconfig"))).await.err().unwrap();
     assert!(err.to_string().contains("kubeconfig /nonexistent/kubeconfig"), "{err}");
 }
+
+#[tokio::test]
+async fn events_to_a_server_that_never_answers_give_up_within_the_total_timeout() {
+    use clbsync::observe::events::{self, Draft, Object, Reason, TOTAL_TIMEOUT};
+    // Issue 15: recording Events never holds a run up for long, however many there are.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _accept = std::thread::spawn(move || {
+        let _held: Vec<_> = listener.incoming().take(64).collect();
+    });
+    let config = kube::Config::new(format!("https://127.0.0.1:{port}").parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let drafts: Vec<Draft> = (0..40)
+        .map(|i| Draft {
+            object: Object { kind: "Deployment", namespace: "shop".into(), name: format!("app-{i}") },
+            reason: Reason::TargetsRegistered,
+            note: "registered: lb-1 TCP:80: 1 target(s) [10.0.0.1:80]".into(),
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    events::post(&client, drafts, "test").await;
+    let took = started.elapsed();
+    assert!(took >= TOTAL_TIMEOUT, "the server never answered, so the deadline is what ended it: {took:?}");
+    assert!(took < TOTAL_TIMEOUT + Duration::from_secs(1), "{took:?}");
+}
