@@ -100,6 +100,8 @@ pub enum Command {
         #[command(flatten)]
         run: RunArgs,
         #[command(flatten)]
+        events: EventArgs,
+        #[command(flatten)]
         watch: WatchArgs,
     },
     /// Show what `reconcile` would change, without changing anything.
@@ -179,6 +181,21 @@ pub struct RunArgs {
     /// Client-side limit of CLB API requests per second, per action, 1-1000 (the API allows 20).
     #[arg(long, env = "CLBSYNC_RATE_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rate_limit: u32,
+}
+
+/// Kubernetes Events of `reconcile`.
+#[derive(Debug, Args, Clone)]
+pub struct EventArgs {
+    /// Record Kubernetes Events (events.k8s.io) on the Deployments whose targets changed, and on rules blocked,
+    /// skipped or failed; `--events=false` records none. Never with --dry-run. An Event that cannot be recorded
+    /// is logged and does not change the exit code.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true")]
+    pub events: bool,
+
+    /// At most this many Events per run (one per object and reason).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub max_events: usize,
 }
 
 fn parse_owner(name: &str) -> Result<Owner, String> {

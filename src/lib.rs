@@ -31,7 +31,7 @@ pub mod reconcile;
 /// Watch mode: decides when and over which rules to run a pass (pod and Deployment watches, resync, rules
 /// reload, leader election, SIGTERM).
 pub mod watch;
-/// Observers of a run's outcome: metrics.
+/// Observers of a run: metrics, Kubernetes Events from its outcome, its progress on a terminal.
 pub mod observe;
 /// `/healthz`, `/readyz` and `/metrics` over HTTP, for watch mode.
 pub mod serve;

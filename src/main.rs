@@ -13,8 +13,10 @@ use clap::Parser;
 use clbsync::clb::client::{ClbClient, ClientConfig};
 use clbsync::clb::credentials::Credentials;
 use clbsync::clb::http::Endpoint;
-use clbsync::cli::{Cli, Command, Global, LogFormat, OutputFormat, RunArgs, WatchArgs};
+use clbsync::cli::{Cli, Command, EventArgs, Global, LogFormat, OutputFormat, RunArgs, WatchArgs};
 use clbsync::desired::kube::{ConnectOptions, KubeCluster};
+use clbsync::observe::events;
+use clbsync::observe::progress::{self, Terminal};
 use clbsync::plan::PlanOptions;
 use clbsync::reconcile::{self, Mode, Settings, exit};
 use clbsync::report::Style;
@@ -100,15 +102,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Validate => validate(g),
         Command::Diff { detailed_exitcode, run, .. } => {
             let rules = rules::load(&g.rules)?;
-            execute(g, &rules, run, Mode::Diff, *detailed_exitcode, &rules_file).await
+            execute(g, &rules, run, Mode::Diff, *detailed_exitcode, &rules_file, None).await
         }
-        Command::Reconcile { dry_run, detailed_exitcode, run, watch } => {
+        Command::Reconcile { dry_run, detailed_exitcode, run, watch, events } => {
             let rules = rules::load(&g.rules)?;
             let mode = if *dry_run { Mode::Diff } else { Mode::Reconcile };
             if watch.watch {
                 return watch_mode(g, rules, run, watch, mode).await;
             }
-            execute(g, &rules, run, mode, *detailed_exitcode, &rules_file).await
+            let events = (mode == Mode::Reconcile).then_some(events);
+            execute(g, &rules, run, mode, *detailed_exitcode, &rules_file, events).await
         }
     }
 }
@@ -217,6 +220,7 @@ fn settings(g: &Global, run: &RunArgs, mode: Mode, stop: Arc<AtomicBool>) -> Set
         region: run.region(|k| std::env::var(k).ok()),
         stop,
         stop_grace: std::time::Duration::from_secs(u64::from(run.stop_grace)),
+        progress: None,
     }
 }
 
@@ -227,6 +231,7 @@ async fn execute(
     mode: Mode,
     detailed: bool,
     rules_file: &str,
+    events: Option<&EventArgs>,
 ) -> anyhow::Result<u8> {
     let clb = clb_client(run)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -234,12 +239,26 @@ async fn execute(
     let deadline_hit = Arc::new(AtomicBool::new(false));
     watch_deadline(stop.clone(), deadline_hit.clone(), run.run_timeout);
     let cluster = connect(run, &stop).await?;
-    let settings = settings(g, run, mode, stop.clone());
+    // Progress only for a person: stderr a terminal and text logs; a pipe, a file or JSON logs get none.
+    let terminal = (std::io::stderr().is_terminal() && g.log_format == LogFormat::Text).then(Terminal::start);
+    let settings = Settings {
+        progress: terminal.as_ref().map(|(_, observer)| observer.clone()),
+        ..settings(g, run, mode, stop.clone())
+    };
     let mut out = std::io::stdout().lock();
-    let outcome = reconcile::run(rules, &cluster, &clb, &settings, &mut out)
-        .await
-        .with_context(|| format!("running the rules of {rules_file}"))?;
+    let outcome = reconcile::run(rules, &cluster, &clb, &settings, &mut out).await;
+    if let Some((terminal, _)) = terminal {
+        terminal.finish();
+    }
+    let outcome = outcome.with_context(|| format!("running the rules of {rules_file}"))?;
     quiet_on_broken_pipe(out.flush())?;
+    if let Some(EventArgs { events: true, max_events }) = events {
+        let (drafts, left_out) = events::drafts(rules, &outcome, *max_events);
+        if left_out > 0 {
+            tracing::info!(left_out, "--max-events {max_events} reached: {left_out} Kubernetes Event(s) not recorded");
+        }
+        events::post(cluster.client(), drafts, &events::instance()).await;
+    }
     let code = outcome.exit_code(detailed);
     if deadline_hit.load(Ordering::SeqCst) {
         eprintln!(
@@ -344,7 +363,7 @@ fn init_logging(g: &Global) {
     };
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{deps},clbsync={level},clb_emulator={level}")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| progress::Stderr);
     match g.log_format {
         LogFormat::Json => builder.json().with_ansi(false).with_timer(UtcTime::rfc_3339()).with_target(false).init(),
         LogFormat::Text => builder.with_ansi(log_colour()).event_format(TextLine).init(),

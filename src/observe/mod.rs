@@ -1,4 +1,7 @@
-//! Observers of a run's [`Outcome`](crate::reconcile::Outcome): they read what happened and never change the plan
-//! or the exit code.
+//! Observers of a run: they tell the outside world what happened (metrics and Events, from the
+//! [`Outcome`](crate::reconcile::Outcome)) or is happening (progress) and decide nothing; they never change the
+//! plan or the exit code.
 
+pub mod events;
 pub mod metrics;
+pub mod progress;

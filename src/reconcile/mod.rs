@@ -15,6 +15,7 @@ use crate::clb::Clb;
 use crate::clb::resolve::{self, LbRules};
 use crate::desired::{self, Cluster};
 use crate::model::printable;
+use crate::observe::progress::{Observer, Progress};
 use crate::plan::{self, Plan, PlanOptions, PodLists, RulePlan};
 use crate::report::{self, Style};
 use crate::rules::{Rule, Rules};
@@ -40,6 +41,8 @@ pub struct Settings {
     pub stop: Arc<AtomicBool>,
     /// After SIGTERM, how long changes in flight may still take ([`ApplyOptions::stop_grace`]).
     pub stop_grace: std::time::Duration,
+    /// Told what the run is doing, for a progress display (`None`: nobody is watching).
+    pub progress: Option<Observer>,
 }
 
 /// What a run found and did.
@@ -116,10 +119,16 @@ pub async fn run<K: Cluster, C: Clb>(
         Arc::new(lists)
     }
     .shared();
+    let progress = |step| {
+        if let Some(observer) = &settings.progress {
+            observer.report(step);
+        }
+    };
     let apply_opts = (settings.mode == Mode::Reconcile)
         .then(|| ApplyOptions { stop: settings.stop.clone(), stop_grace: settings.stop_grace });
     let per_lb = async {
         let check = resolve::load_balancers(clb, &rules.rules, &settings.region).await;
+        progress(Progress::Reading { load_balancers: check.readable.len() });
         let done: Vec<LbResult> = stream::iter(check.readable)
             .map(|LbRules { lb, rules: idx }| {
                 let pods = pods.clone();
@@ -140,9 +149,15 @@ pub async fn run<K: Cluster, C: Clb>(
                         }
                     }
                     let applied = match apply_opts {
-                        Some(opts) if plan.has_changes() => Some(apply::apply(lb, &plan, clb, opts).await),
+                        Some(opts) if plan.has_changes() => {
+                            let ready = plan.rules.iter().filter(|r| r.status == plan::Status::Ready);
+                            progress(Progress::Planned { changes: ready.map(|r| r.changes().count()).sum() });
+                            Some(apply::apply(lb, &plan, clb, opts).await)
+                        }
                         _ => None,
                     };
+                    let (applied_n, failed, not_attempted) = applied.as_ref().map_or((0, 0, 0), ApplyReport::counts);
+                    progress(Progress::Done { applied: applied_n, failed: failed + not_attempted });
                     LbResult { rules: idx, plan, applied }
                 }
             })
@@ -197,6 +212,7 @@ pub async fn run<K: Cluster, C: Clb>(
     } else {
         None
     };
+    progress(Progress::Reporting);
     match report::write(&plan, applied.as_ref(), settings.style, out) {
         // A reader that went away (`clbsync diff | head`) ends the report quietly, as other CLIs do.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}

@@ -14,6 +14,7 @@ use clbsync::rules::{Backend, IpFamily, PodQuery, PodSource, Policy, PortRef};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::Api;
 
 use crate::e2e::{Slot, Spec, World, cli_process, eni, p};
@@ -232,7 +233,7 @@ fn assert_forbidden<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Erro
 }
 
 #[tokio::test]
-async fn cronjob_rbac_as_rendered_allows_a_full_diff_run_and_nothing_it_does_not_need() {
+async fn cronjob_rbac_as_rendered_allows_a_full_run_with_events_and_nothing_it_does_not_need() {
     // Issues 18 and 19 (item 11): the role the manifests ship, applied as `kubectl kustomize` renders it.
     let admin = admin_client().await;
     apply_yaml(&admin, &kustomize("deploy/cronjob"), RBAC_KINDS).await;
@@ -274,6 +275,21 @@ async fn cronjob_rbac_as_rendered_allows_a_full_diff_run_and_nothing_it_does_not
     );
     assert_forbidden("list secrets", Api::<Secret>::all(client.clone()).list(&Default::default()).await);
     assert_forbidden("list namespaces", Api::<Namespace>::all(client.clone()).list(&Default::default()).await);
+    let events = Api::<Event>::namespaced(client.clone(), ns);
+    assert_forbidden("list events", events.list(&Default::default()).await);
+    assert_forbidden("delete events", events.delete_collection(&Default::default(), &Default::default()).await);
+
+    // Issue 15: the role may record Events, and a reconcile does.
+    let run = world.run(&["reconcile"]).await;
+    run.assert_code(0);
+    assert!(!run.stderr.contains("Kubernetes Events"), "no complaint about Events\n{}", run.all());
+    let recorded = Api::<Event>::namespaced(world.ns.client.clone(), ns).list(&Default::default()).await.unwrap();
+    assert!(
+        recorded.items.iter().any(|e| e.reason.as_deref() == Some("TargetsRegistered")),
+        "the rendered role records Events: {:?}\n{}",
+        recorded.items.iter().map(|e| &e.reason).collect::<Vec<_>>(),
+        run.all()
+    );
 }
 
 #[tokio::test]
@@ -473,4 +489,29 @@ async fn watch_rbac_as_rendered_suffices_for_watch_mode_with_leader_election_and
     assert_forbidden("list secrets", Api::<Secret>::all(client.clone()).list(&Default::default()).await);
     let leases = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), ns);
     assert_forbidden("list leases elsewhere", leases.list(&Default::default()).await);
+}
+
+#[tokio::test]
+async fn events_to_a_server_that_never_answers_give_up_within_the_total_timeout() {
+    use clbsync::observe::events::{self, Draft, Object, Reason, TOTAL_TIMEOUT};
+    // Issue 15: recording Events never holds a run up for long, however many there are.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _accept = std::thread::spawn(move || {
+        let _held: Vec<_> = listener.incoming().take(64).collect();
+    });
+    let config = kube::Config::new(format!("https://127.0.0.1:{port}").parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let drafts: Vec<Draft> = (0..40)
+        .map(|i| Draft {
+            object: Object { kind: "Deployment", namespace: "shop".into(), name: format!("app-{i}") },
+            reason: Reason::TargetsRegistered,
+            note: "registered: lb-1 TCP:80: 1 target(s) [10.0.0.1:80]".into(),
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    events::post(&client, drafts, "test").await;
+    let took = started.elapsed();
+    assert!(took >= TOTAL_TIMEOUT, "the server never answered, so the deadline is what ended it: {took:?}");
+    assert!(took < TOTAL_TIMEOUT + Duration::from_secs(1), "{took:?}");
 }

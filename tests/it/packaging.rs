@@ -240,10 +240,19 @@ fn grants(role: &Value) -> Vec<String> {
 }
 
 #[test]
-fn cluster_role_grants_exactly_get_deployments_list_pods_and_get_namespaces() {
+fn cluster_role_grants_exactly_get_deployments_list_pods_get_namespaces_and_record_events() {
     let docs = documents();
     let grants = grants(kind(&docs, "ClusterRole"));
-    assert_eq!(grants, ["get deployments.apps", "get namespaces.", "list pods."]);
+    assert_eq!(
+        grants,
+        [
+            "create events.events.k8s.io",
+            "get deployments.apps",
+            "get namespaces.",
+            "list pods.",
+            "patch events.events.k8s.io"
+        ]
+    );
     assert!(kind(&docs, "ClusterRole")["aggregationRule"].is_null());
 }
 

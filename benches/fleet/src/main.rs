@@ -128,6 +128,7 @@ fn engine(size: Size, rules_path: &Path, endpoint: &str, concurrency: u16) -> Re
         region: "ap-guangzhou".into(),
         stop: Arc::new(AtomicBool::new(false)),
         stop_grace: std::time::Duration::from_secs(20),
+        progress: None,
     };
     let mut out = std::io::stdout().lock();
     let outcome = rt.block_on(reconcile::run(&rules, &cluster, &clb, &settings, &mut out))?;

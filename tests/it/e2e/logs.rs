@@ -5,11 +5,12 @@ use super::{Spec, World, p, run};
 
 const ESC: char = '\u{1b}';
 
-/// Runs `clbsync diff` for `world` on a pseudo-terminal (util-linux `script`), stdout discarded, and returns what
-/// reached the terminal: the log lines only.
-async fn diff_on_a_terminal(world: &World, no_color: bool) -> String {
-    let cmd = world.process(&["diff"]);
-    let mut line = String::new();
+/// Runs `clbsync <args>` for `world` on a pseudo-terminal (util-linux `script`), stdout discarded, and returns
+/// what reached the terminal: stderr only.
+pub(super) async fn on_a_terminal(world: &World, args: &[&str], no_color: bool) -> String {
+    let cmd = world.process(args);
+    // A terminal has a TERM: without one (or with `dumb`) indicatif shows no progress.
+    let mut line = String::from("TERM='xterm-256color' ");
     for (k, v) in cmd.get_envs() {
         let (Some(k), Some(v)) = (k.to_str(), v.and_then(|v| v.to_str())) else { continue };
         if k == "NO_COLOR" && !no_color {
@@ -47,8 +48,8 @@ async fn text_logs_are_coloured_only_on_a_terminal_without_no_color() {
         piped_without_no_color.stderr
     );
 
-    let tty = diff_on_a_terminal(&world, false).await;
+    let tty = on_a_terminal(&world, &["diff"], false).await;
     assert!(tty.contains(" INFO ") && tty.contains(ESC), "a terminal gets colour: {tty:?}");
-    let tty_no_color = diff_on_a_terminal(&world, true).await;
+    let tty_no_color = on_a_terminal(&world, &["diff"], true).await;
     assert!(tty_no_color.contains(" INFO ") && !tty_no_color.contains(ESC), "NO_COLOR wins: {tty_no_color:?}");
 }

@@ -7,12 +7,14 @@
 
 mod convergence;
 mod correctness;
+mod events;
 mod faults;
 mod input;
 mod kube_faults;
 mod logs;
 mod owners;
 mod ownership;
+mod progress;
 mod rolling;
 mod signals;
 pub mod watch;

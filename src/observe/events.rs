@@ -1,0 +1,346 @@
+//! Kubernetes Events for one `reconcile`: what it did to a workload's targets, on the workload, so that
+//! `kubectl describe deployment` shows it next to the rollout that caused it.
+//!
+//! [`drafts`] is a pure function of the run's [`Outcome`]: one draft per (object, reason), in rule order, at most
+//! `max` of them. [`post`] creates them through `events.k8s.io/v1` after the report is written; a post that fails
+//! or takes longer than [`POST_TIMEOUT`] (all of them: [`TOTAL_TIMEOUT`]) is dropped, logged once per run, and never changes the exit code.
+//!
+//! The object: a `deployment:` backend's Deployment. A `selector:` backend has no workload, so its Event goes on a
+//! pod whose target changed: the first by name among the rule's rows of that reason. A selector rule with no such
+//! pod (a blocked or skipped rule, or removals of pods that are gone) has no object and gets no Event.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+
+use crate::apply::RowStatus;
+use crate::plan::{Action, RulePlan, Status};
+use crate::reconcile::Outcome;
+use crate::rules::{PodSource, Rules};
+
+/// `reportingController` of every Event.
+pub const CONTROLLER: &str = "clbsync.dev/clbsync";
+/// `--max-events` unless told otherwise.
+pub const DEFAULT_MAX: usize = 100;
+/// How long one post (with the read of its object's uid) may take.
+pub const POST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long all posts of a run may take together.
+pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Posts in flight at once.
+const CONCURRENCY: usize = 8;
+/// The API server refuses a longer note (bytes).
+const NOTE_LIMIT: usize = 1024;
+/// Targets named in a note per place; the rest are counted.
+const SHOWN: usize = 5;
+
+/// Why an Event is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    TargetsRegistered,
+    TargetsDrained,
+    TargetsDeregistered,
+    WeightsChanged,
+    RuleBlocked,
+    RuleSkipped,
+    ChangeFailed,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::TargetsRegistered => "TargetsRegistered",
+            Reason::TargetsDrained => "TargetsDrained",
+            Reason::TargetsDeregistered => "TargetsDeregistered",
+            Reason::WeightsChanged => "WeightsChanged",
+            Reason::RuleBlocked => "RuleBlocked",
+            Reason::RuleSkipped => "RuleSkipped",
+            Reason::ChangeFailed => "ChangeFailed",
+        }
+    }
+
+    /// `Normal` or `Warning`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Reason::RuleBlocked | Reason::RuleSkipped | Reason::ChangeFailed => "Warning",
+            _ => "Normal",
+        }
+    }
+
+    /// The Event's `action`: what clbsync did (or tried to do).
+    pub fn action(self) -> &'static str {
+        match self {
+            Reason::TargetsRegistered => "RegisterTargets",
+            Reason::TargetsDrained => "DrainTargets",
+            Reason::TargetsDeregistered => "DeregisterTargets",
+            Reason::WeightsChanged => "ChangeWeights",
+            Reason::RuleBlocked | Reason::RuleSkipped | Reason::ChangeFailed => "Reconcile",
+        }
+    }
+
+    /// The word the note starts each place with, as in the report (`blocked: <place>: <reason>`).
+    fn word(self) -> &'static str {
+        match self {
+            Reason::TargetsRegistered => "registered",
+            Reason::TargetsDrained => "drained",
+            Reason::TargetsDeregistered => "deregistered",
+            Reason::WeightsChanged => "reweighted",
+            Reason::RuleBlocked => "blocked",
+            Reason::RuleSkipped => "skipped",
+            Reason::ChangeFailed => "failed",
+        }
+    }
+}
+
+/// What an Event is about.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Object {
+    /// `Deployment` or `Pod`.
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Object {
+    fn api_version(&self) -> &'static str {
+        if self.kind == "Deployment" { "apps/v1" } else { "v1" }
+    }
+}
+
+/// One Event to record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Draft {
+    pub object: Object,
+    pub reason: Reason,
+    /// At most 1 KiB.
+    pub note: String,
+}
+
+/// One line of a note: the place and what happened there, and the targets it happened to.
+struct Entry {
+    head: String,
+    targets: Vec<String>,
+}
+
+/// The Events of a `reconcile`: one per (object, reason) in the order they first occur, at most `max`. `rules`
+/// are the rules the outcome's plan was made from (`outcome.plan.rules[i]` is `rules.rules[i]`). Also returns how
+/// many were left out by `max`.
+pub fn drafts(rules: &Rules, outcome: &Outcome, max: usize) -> (Vec<Draft>, usize) {
+    let mut groups: Vec<((Object, Reason), Vec<Entry>)> = Vec::new();
+    let no_statuses = Vec::new();
+    for (i, (rule, plan)) in rules.rules.iter().zip(&outcome.plan.rules).enumerate() {
+        let statuses = outcome.applied.as_ref().and_then(|a| a.rows.get(i)).unwrap_or(&no_statuses);
+        for (reason, entry, pods) in rule_entries(plan, statuses) {
+            let object = match &rule.backend.pods.source {
+                PodSource::Deployment(name) => Some(name.clone()),
+                PodSource::Selector(_) => pods.into_iter().next(),
+            };
+            let Some(name) = object else { continue };
+            let key =
+                (Object { kind: kind_of(&rule.backend.pods.source), namespace: plan.namespace.clone(), name }, reason);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, entries)) => entries.push(entry),
+                None => groups.push((key, vec![entry])),
+            }
+        }
+    }
+    let left_out = groups.len().saturating_sub(max);
+    let drafts = groups
+        .into_iter()
+        .take(max)
+        .map(|((object, reason), entries)| Draft { object, reason, note: note(&entries) })
+        .collect();
+    (drafts, left_out)
+}
+
+fn kind_of(source: &PodSource) -> &'static str {
+    match source {
+        PodSource::Deployment(_) => "Deployment",
+        PodSource::Selector(_) => "Pod",
+    }
+}
+
+/// A rule's entries, each with the pods (sorted) whose targets it names.
+fn rule_entries(plan: &RulePlan, statuses: &[RowStatus]) -> Vec<(Reason, Entry, BTreeSet<String>)> {
+    let place = &plan.place;
+    match &plan.status {
+        Status::Blocked { reason } => {
+            let entry = Entry { head: format!("blocked: {place}: {reason}"), targets: Vec::new() };
+            return vec![(Reason::RuleBlocked, entry, BTreeSet::new())];
+        }
+        Status::Skipped { reason } => {
+            let entry = Entry { head: format!("skipped: {place}: {reason}"), targets: Vec::new() };
+            return vec![(Reason::RuleSkipped, entry, BTreeSet::new())];
+        }
+        Status::Ready => {}
+    }
+    // (reason, head) → targets and pods, in the order they first occur.
+    let mut found: Vec<(Reason, String, Vec<String>, BTreeSet<String>)> = Vec::new();
+    for (row, status) in plan.rows.iter().zip(statuses) {
+        let (reason, head) = match (status, row.action) {
+            (RowStatus::Applied, Action::Register) => (Reason::TargetsRegistered, None),
+            (RowStatus::Applied, Action::Drain) => (Reason::TargetsDrained, None),
+            (RowStatus::Applied, Action::Deregister) => (Reason::TargetsDeregistered, None),
+            (RowStatus::Applied, Action::Reweight) => (Reason::WeightsChanged, None),
+            (RowStatus::Failed(f), _) => (Reason::ChangeFailed, Some(format!("failed: {place}: {f}"))),
+            (RowStatus::NotAttempted(why), _) => (Reason::ChangeFailed, Some(format!("not attempted: {place}: {why}"))),
+            _ => continue,
+        };
+        let head = head.unwrap_or_else(|| format!("{}: {place}", reason.word()));
+        let target = match (row.action, row.current_weight, row.weight) {
+            (Action::Reweight, Some(from), Some(to)) => format!("{} {from} → {to}", row.target),
+            _ => row.target.to_string(),
+        };
+        let i = match found.iter().position(|(r, h, ..)| *r == reason && *h == head) {
+            Some(i) => i,
+            None => {
+                found.push((reason, head, Vec::new(), BTreeSet::new()));
+                found.len() - 1
+            }
+        };
+        found[i].2.push(target);
+        found[i].3.extend(row.pod.clone());
+    }
+    found.into_iter().map(|(reason, head, targets, pods)| (reason, Entry { head, targets }, pods)).collect()
+}
+
+/// `registered: lb-1 TCP:80: 2 target(s) [10.0.0.1:80, 10.0.0.2:80]; …`, cut to 1 KiB.
+fn note(entries: &[Entry]) -> String {
+    let parts: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            if e.targets.is_empty() {
+                return e.head.clone();
+            }
+            let shown = e.targets.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+            let more = e.targets.len().saturating_sub(SHOWN);
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            format!("{}: {} target(s) [{shown}{more}]", e.head, e.targets.len())
+        })
+        .collect();
+    truncate(parts.join("; "), NOTE_LIMIT)
+}
+
+/// At most `limit` bytes, cut on a character boundary and ending in `…` when cut.
+fn truncate(mut s: String, limit: usize) -> String {
+    if s.len() <= limit {
+        return s;
+    }
+    let mut end = limit - '…'.len_utf8();
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push('…');
+    s
+}
+
+/// `reportingInstance`: the pod's name (`HOSTNAME` in a pod), else the host's name.
+pub fn instance() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "clbsync".into())
+}
+
+/// Creates the drafts' Events, [`CONCURRENCY`] at a time, each within [`POST_TIMEOUT`]. Failures are logged once
+/// (the first, with how many failed) and otherwise ignored.
+pub async fn post(client: &Client, drafts: Vec<Draft>, instance: &str) {
+    let total = drafts.len();
+    let posts = stream::iter(drafts)
+        .map(|draft| async move {
+            match tokio::time::timeout(POST_TIMEOUT, post_one(client, &draft, instance)).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => {
+                    let e = match e {
+                        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+                        other => other.to_string(),
+                    };
+                    Some(format!("{} {}/{}: {e}", draft.object.kind, draft.object.namespace, draft.object.name))
+                }
+                Err(_) => Some(format!(
+                    "{} {}/{}: no answer within {}s",
+                    draft.object.kind,
+                    draft.object.namespace,
+                    draft.object.name,
+                    POST_TIMEOUT.as_secs()
+                )),
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .filter_map(std::future::ready)
+        .collect::<Vec<String>>();
+    let failures = match tokio::time::timeout(TOTAL_TIMEOUT, posts).await {
+        Ok(failures) => failures,
+        Err(_) => vec![format!("not all recorded within {}s", TOTAL_TIMEOUT.as_secs())],
+    };
+    if let Some(first) = failures.first() {
+        tracing::warn!(
+            failed = failures.len(),
+            events = total,
+            "cannot record Kubernetes Events (first: {first}); the run is not affected: check that the role grants \
+             create on events.k8s.io events"
+        );
+    }
+}
+
+async fn post_one(client: &Client, draft: &Draft, instance: &str) -> Result<(), kube::Error> {
+    let o = &draft.object;
+    let event = Event {
+        metadata: ObjectMeta {
+            name: Some(event_name(o, draft.reason)),
+            namespace: Some(o.namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+        reporting_controller: Some(CONTROLLER.into()),
+        reporting_instance: Some(instance.into()),
+        action: Some(draft.reason.action().into()),
+        reason: Some(draft.reason.as_str().into()),
+        type_: Some(draft.reason.kind().into()),
+        note: Some(draft.note.clone()),
+        regarding: Some(ObjectReference {
+            api_version: Some(o.api_version().into()),
+            kind: Some(o.kind.into()),
+            namespace: Some(o.namespace.clone()),
+            name: Some(o.name.clone()),
+            uid: uid(client, o).await,
+            ..ObjectReference::default()
+        }),
+        ..Event::default()
+    };
+    Api::<Event>::namespaced(client.clone(), &o.namespace).create(&PostParams::default(), &event).await?;
+    Ok(())
+}
+
+/// `api.targetsregistered.1876a2b3c4d5e6f7`: unique per object, reason and run (the time in nanoseconds, as
+/// client-go names its Events); the object's name is cut so that the whole stays within 253 characters.
+fn event_name(o: &Object, reason: Reason) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let base = o.name.get(..200).unwrap_or(&o.name).trim_end_matches(['.', '-']);
+    format!("{base}.{}.{nanos:x}", reason.as_str().to_lowercase())
+}
+
+/// The object's uid, which `kubectl describe` matches Events by; read with the verbs a run already has (get
+/// deployments, list pods). `None` when it cannot be read: the Event is still recorded.
+async fn uid(client: &Client, o: &Object) -> Option<String> {
+    let meta = if o.kind == "Deployment" {
+        Api::<Deployment>::namespaced(client.clone(), &o.namespace).get_metadata(&o.name).await.ok()?.metadata
+    } else {
+        let params = ListParams::default().fields(&format!("metadata.name={}", o.name));
+        let list = Api::<Pod>::namespaced(client.clone(), &o.namespace).list_metadata(&params).await.ok()?;
+        list.items.into_iter().next()?.metadata
+    };
+    meta.uid
+}
+
+#[cfg(test)]
+mod tests;
