@@ -51,6 +51,13 @@ impl Watcher {
         assert!(ok.success());
     }
 
+    /// The child's peak resident set (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("/proc status");
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number of KiB")
+    }
+
     /// Waits (bounded) for the child to exit; its exit code.
     pub async fn exit_code(&mut self, bound: Duration) -> Option<i32> {
         let deadline = Instant::now() + bound;
@@ -445,12 +452,16 @@ async fn metrics_parse_and_their_api_call_counters_match_the_emulator_call_log()
 async fn measure_reaction_times() {
     const EVENTS: usize = 50;
     let mut world = World::new("wmeasure", spec()).await;
+    // Like the real service: tasks take a while (450 ms, not the client's first poll interval of 300 ms).
+    world.emu.set_task_delay(Duration::from_millis(450));
     let w = Watcher::start(&world, &["--debounce", "1s"]);
     eventually(REACT, "the first sync", &w, || has(&world.targets(Slot::Redis), "10.3.0.1", 10)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let calls_before = world.emu.calls().records.len();
+    let lists_before = pod_lists().await;
     tokio::time::sleep(Duration::from_secs(30)).await;
     let idle_calls = world.emu.calls().records.len() - calls_before;
+    let idle_lists = pod_lists().await - lists_before;
     let (mut ready, mut drained) = (Vec::new(), Vec::new());
     for k in 0..EVENTS {
         let ip = format!("10.3.1.{}", k + 1);
@@ -477,6 +488,48 @@ async fn measure_reaction_times() {
         println!("{what}: n={} p50={:?} p99={:?} max={:?}", times.len(), at(0.5), at(0.99), times[times.len() - 1]);
     }
     println!("CLB calls in 30 s with nothing changing (resync 60 s): {idle_calls}");
+    println!("pod LISTs served by the API server in those 30 s: {idle_lists}");
+    println!("peak RSS of the watcher: {} KiB", w.peak_rss_kib());
+}
+
+/// Peak RSS of a watcher that caches 10,000 pods: `cargo test --test it -- --ignored --nocapture
+/// e2e::watch::measure_memory_with_10000_pods` (seeds the pods once, then starts three watchers one after another).
+#[tokio::test]
+#[ignore = "a measurement; run by hand"]
+async fn measure_memory_with_10000_pods() {
+    use futures::stream::{self, StreamExt};
+    const PODS: usize = 10_000;
+    let world = World::new("wmem", spec()).await;
+    let started = Instant::now();
+    stream::iter(0..PODS)
+        .for_each_concurrent(32, |k| {
+            let ns = &world.ns;
+            async move {
+                let ip = format!("10.{}.{}.{}", 100 + k / 65_536, (k / 256) % 256, k % 256);
+                super::create_pod(ns, &p("redis", &ip).not_ready()).await;
+            }
+        })
+        .await;
+    println!("seeded {PODS} pods in {:?}", started.elapsed());
+    for run in 1..=3 {
+        let w = Watcher::start(&world, &[]);
+        eventually(REACT * 6, "/readyz", &w, || w.get("/readyz").is_some_and(|(s, _)| s == 200)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        println!("run {run}: peak RSS with {PODS} watched pods: {} KiB", w.peak_rss_kib());
+    }
+}
+
+/// `apiserver_request_total` for LISTs of pods, from the test API server's own metrics.
+async fn pod_lists() -> u64 {
+    let client = crate::support::kube::admin_client().await;
+    let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
+    let text = client.request_text(request).await.expect("the API server's metrics");
+    text.lines()
+        .filter(|l| {
+            l.starts_with("apiserver_request_total{") && l.contains("resource=\"pods\"") && l.contains("verb=\"LIST\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>() as u64
 }
 
 #[tokio::test]
