@@ -235,7 +235,7 @@ async fn execute(
 ) -> anyhow::Result<u8> {
     let clb = clb_client(run)?;
     let stop = Arc::new(AtomicBool::new(false));
-    watch_signals(stop.clone());
+    let _signals = clbsync::watch::on_signals(stop.clone());
     let deadline_hit = Arc::new(AtomicBool::new(false));
     watch_deadline(stop.clone(), deadline_hit.clone(), run.run_timeout);
     let cluster = connect(run, &stop).await?;
@@ -314,37 +314,6 @@ fn watch_deadline(stop: Arc<AtomicBool>, hit: Arc<AtomicBool>, secs: u16) {
             tracing::warn!(
                 "run deadline (--run-timeout {secs}s) reached: finishing the changes in flight, starting no new ones"
             );
-        }
-    });
-}
-
-/// SIGTERM (a CronJob deadline) or Ctrl-C: stop starting new changes, finish and report the ones in flight.
-/// A second signal exits at once.
-fn watch_signals(stop: Arc<AtomicBool>) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("cannot watch SIGTERM: {e}");
-                return;
-            }
-        };
-        // Counted here, not by `stop`: --run-timeout sets `stop` too, and a first signal after it is not a second.
-        for second in [false, true] {
-            #[cfg(unix)]
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            #[cfg(not(unix))]
-            let _ = tokio::signal::ctrl_c().await;
-            if second {
-                eprintln!("error: second signal, exiting now; the next run re-reads the state and converges");
-                std::process::exit(i32::from(exit::ERROR));
-            }
-            stop.store(true, Ordering::SeqCst);
-            tracing::warn!("signal received: finishing the changes in flight, starting no new ones");
         }
     });
 }

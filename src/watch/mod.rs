@@ -250,7 +250,7 @@ async fn leader_changed(rx: &mut Option<watch::Receiver<bool>>) -> Option<bool> 
 }
 
 /// SIGTERM or Ctrl-C: sets `stop` (apply starts no new changes) and says so on the returned channel. A second
-/// signal exits at once.
+/// signal exits at once. Used by one-shot runs and watch mode alike.
 pub fn on_signals(stop: Arc<AtomicBool>) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -262,7 +262,8 @@ pub fn on_signals(stop: Arc<AtomicBool>) -> watch::Receiver<bool> {
                 return;
             }
         };
-        loop {
+        // Counted here, not by `stop`: --run-timeout sets `stop` too, and a first signal after it is not a second.
+        for second in [false, true] {
             #[cfg(unix)]
             tokio::select! {
                 _ = term.recv() => {}
@@ -270,11 +271,12 @@ pub fn on_signals(stop: Arc<AtomicBool>) -> watch::Receiver<bool> {
             }
             #[cfg(not(unix))]
             let _ = tokio::signal::ctrl_c().await;
-            if stop.swap(true, Ordering::SeqCst) {
+            if second {
                 eprintln!("error: second signal, exiting now; the next run re-reads the state and converges");
                 std::process::exit(i32::from(reconcile::exit::ERROR));
             }
-            tracing::info!("signal received: stopping; changes in flight finish within --stop-grace");
+            stop.store(true, Ordering::SeqCst);
+            tracing::warn!("signal received: finishing the changes in flight, starting no new ones");
             let _ = tx.send(true);
         }
     });
