@@ -194,17 +194,6 @@ pub async fn run<K: Cluster, C: Clb>(
         rows.push(status.unwrap_or_else(|| vec![RowStatus::NoOp; rule.rows.len()]));
         plan.rules.push(rule);
     }
-    // The gate follows the CLB changes of every load balancer of this run (make before break).
-    let all: Vec<&Rule> = rules.rules.iter().collect();
-    let applied_row = |i: usize, j: usize| match rows.get(i).and_then(|r| r.get(j)) {
-        Some(RowStatus::Applied) => Applied::Done,
-        Some(RowStatus::Failed(f)) => Applied::Failed(printable(&f.to_string()).into_owned()),
-        _ => Applied::NotRun,
-    };
-    plan::plan_gate(&all, &pods, &mut plan, applied_row, settings.plan.gate_on);
-    if settings.mode == Mode::Reconcile && !plan.gate.is_empty() {
-        apply::set_conditions(cluster, &plan.gate, settings.concurrency).await;
-    }
     let s = plan.summary();
     tracing::info!(
         register = s.register,
@@ -223,6 +212,17 @@ pub async fn run<K: Cluster, C: Clb>(
     } else {
         None
     };
+    // The gate follows the CLB changes of every load balancer of this run (make before break).
+    let all: Vec<&Rule> = rules.rules.iter().collect();
+    let applied_row = |i: usize, j: usize| match applied.as_ref().and_then(|a| a.rows.get(i)).and_then(|r| r.get(j)) {
+        Some(RowStatus::Applied) => Applied::Done,
+        Some(RowStatus::Failed(f)) => Applied::Failed(printable(&f.to_string()).into_owned()),
+        _ => Applied::NotRun,
+    };
+    plan::plan_gate(&all, &pods, &mut plan, applied_row, settings.plan.gate_on);
+    if settings.mode == Mode::Reconcile && !plan.gate.is_empty() {
+        apply::set_conditions(cluster, &plan.gate, settings.concurrency).await;
+    }
     progress(Progress::Reporting);
     match report::write(&plan, applied.as_ref(), settings.style, out) {
         // A reader that went away (`clbsync diff | head`) ends the report quietly, as other CLIs do.

@@ -11,18 +11,18 @@ use super::{Slot, Spec, World, p};
 use crate::support::kube::pod;
 
 /// The gated pod of deployment `api` (both the `/api` rule and TCP 443 select it).
-const GATED: &str = "api-gated";
+pub const GATED: &str = "api-gated";
 const GATED_IP: &str = "10.1.0.7";
 
 /// A world with one ready pod without the gate and one gated pod, both behind deployment `api`.
-async fn gated_world(prefix: &str) -> World {
+pub async fn gated_world(prefix: &str) -> World {
     let world = World::new(prefix, Spec::default().pods([p("api", "10.1.0.1")])).await;
     world.ns.create(pod(GATED).label("app", "api").port("http", 8080).ip(GATED_IP).gated()).await;
     world
 }
 
 /// The pod's `clbsync.dev/registered` condition, if set.
-async fn condition(world: &World, name: &str) -> Option<PodCondition> {
+pub async fn condition(world: &World, name: &str) -> Option<PodCondition> {
     let pod = world.ns.pods().get_status(name).await.expect("get pod status");
     pod.status?.conditions?.into_iter().find(|c| c.type_ == GATE_CONDITION)
 }

@@ -9,7 +9,7 @@ mod convergence;
 mod correctness;
 mod events;
 mod faults;
-mod gate;
+pub mod gate;
 mod input;
 mod kube_faults;
 mod logs;
