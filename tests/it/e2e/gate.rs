@@ -124,3 +124,26 @@ async fn a_blocked_rule_names_itself_in_the_condition_and_the_gate_stays_false()
     let message = c.message.unwrap_or_default();
     assert!(message.contains("lb-e2e00002 TCP:443"), "names the rule: {message}");
 }
+
+#[tokio::test]
+async fn watch_mode_runs_the_rule_again_while_a_gated_pod_waits_for_its_health_checks() {
+    use super::watch::Watcher;
+    let world = gated_world("gate-watch").await;
+    // A new target is healthy 1.5 s after it is bound; nothing about the pod changes meanwhile.
+    world.emu.set_health_config(HealthConfig::scaled_down(10));
+    let w = Watcher::start(&world, &["--resync-interval", "1h"]);
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let now = gate(&world).await;
+        if seen.last() != Some(&now) {
+            seen.push(now.clone());
+        }
+        if now == pair("True", "Registered") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the gate never turned True: {seen:?}\n{}", w.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.contains(&pair("False", "WaitingForHealthCheck")), "it waited for the health checks: {seen:?}");
+}
