@@ -240,6 +240,20 @@ impl Cache {
         self.lock().get(namespace).is_some_and(|ns| ns.pods.synced && ns.deployments.synced)
     }
 
+    /// `due` plus every other rule of a namespace that has pods with the readiness gate: a gated pod's condition
+    /// depends on every rule that selects it, and those are all rules of its namespace.
+    pub fn with_gate_neighbours(&self, rules: &[Rule], mut due: Vec<usize>) -> Vec<usize> {
+        let namespaces = self.lock();
+        let gated =
+            |ns: &str| namespaces.get(ns).is_some_and(|n| n.pods.objects.values().any(|p| p.pod.gate.is_some()));
+        let widen: BTreeSet<&str> =
+            due.iter().map(|&i| rules[i].backend.pods.namespace.as_str()).filter(|ns| gated(ns)).collect();
+        due.extend((0..rules.len()).filter(|&i| widen.contains(rules[i].backend.pods.namespace.as_str())));
+        due.sort_unstable();
+        due.dedup();
+        due
+    }
+
     /// Ready (`/readyz`) once every watch has listed, until one has been failing for longer than `max_failing`.
     pub fn readiness(&self, now: Instant, max_failing: Duration) -> Result<(), String> {
         let namespaces = self.lock();

@@ -6,6 +6,8 @@
 //!   namespace's rules; every rule runs every `--resync-interval` (changes made on the CLB side).
 //! - The rules file is polled; a changed file is validated first, and an invalid one is refused (logged, metric
 //!   set) while the old rules stay in force.
+//! - A rule with a pod that waits for its readiness gate (registration or CLB's health checks) runs again after
+//!   [`GATE_RECHECK`]; a pass over a rule of a namespace with gated pods takes every rule of that namespace.
 //! - A rule whose watch is not synced is not run (never planned against a stale or empty cache) until its watch
 //!   lists again. A rule that fails (skipped, or a change failed) is retried with a backoff of its own.
 //! - With leader election only the leader runs passes. SIGTERM stops scheduling, lets the pass in flight finish
@@ -143,6 +145,7 @@ pub async fn run<C: Clb>(
                 if ready.is_empty() {
                     continue;
                 }
+                let ready = cache.with_gate_neighbours(&rules.rules, ready);
                 let Some((outcome, elapsed)) = pass(&rules, &ready, &CachedCluster { cache: &cache, api: &api }, clb, settings, stop_pass.clone()).await? else {
                     break;
                 };

@@ -139,3 +139,23 @@ fn a_change_touches_only_the_rules_that_select_the_pod() {
     assert_eq!(cache.rules_touched(&rules.rules, &selector), [0].into());
     assert_eq!(cache.apply_deployment("shop", Event::Apply(deployment("web", "web2"))), None, "same selector");
 }
+
+#[test]
+fn a_pass_over_a_rule_of_a_namespace_with_gated_pods_takes_every_rule_of_that_namespace() {
+    let cache = Cache::default();
+    let rules = rules();
+    listed(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", true)], vec![deployment("web", "web")]);
+    listed(&cache, "other", vec![], vec![]);
+    assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![0]), [0], "no gated pod: the rule alone");
+
+    let mut gated = k8s_pod("web-2", "web", "10.0.0.2", false);
+    gated.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+        readiness_gates: Some(vec![k8s_openapi::api::core::v1::PodReadinessGate {
+            condition_type: crate::model::GATE_CONDITION.into(),
+        }]),
+        ..Default::default()
+    });
+    cache.apply_pod("shop", Event::Apply(gated));
+    assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![0]), [0, 1], "both rules of shop, not other's");
+    assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![2]), [2]);
+}
