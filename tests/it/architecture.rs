@@ -3,11 +3,15 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// `crate::<module>` paths used by the files of `dir`.
+/// `crate::<module>` paths used by the files of `dir` and its subdirectories.
 fn crate_modules_used(dir: &Path) -> BTreeSet<String> {
     let mut used = BTreeSet::new();
     for entry in std::fs::read_dir(dir).expect("src/plan exists") {
         let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            used.extend(crate_modules_used(&path));
+            continue;
+        }
         let text = std::fs::read_to_string(&path).expect("read a source file");
         for (i, _) in text.match_indices("crate::") {
             let module: String =

@@ -5,7 +5,6 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 
 use super::*;
-use crate::desired::memory::pod;
 use crate::model::{BoundTarget, GateCondition, Health, Pod, TargetKind};
 use crate::rules::{Rules, parse};
 
@@ -47,6 +46,19 @@ fn bound(i: usize, health: Option<Health>) -> Result<RuleTargets, String> {
         tag: String::new(),
     });
     Ok(RuleTargets { binding: binding(i), targets: targets.collect() })
+}
+
+/// A pending pod with a named port `http` (the builder methods `ready()`, `gated()`... come with the test doubles).
+fn pod(name: &str, ip: &str) -> Pod {
+    Pod {
+        name: name.into(),
+        phase: "Pending".into(),
+        ready: false,
+        terminating: false,
+        ips: vec![ip.parse().expect("test IP")],
+        ports: vec![("http".into(), 8080)],
+        gate: None,
+    }
 }
 
 fn gated() -> Pod {
