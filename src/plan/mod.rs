@@ -297,9 +297,11 @@ impl Plan {
         self.rules.iter().any(|r| r.status == Status::Ready && r.changes().next().is_some())
     }
 
-    /// True when a rule has changes to make now or waiting ones (`--detailed-exitcode` exits 2).
+    /// True when a rule has changes to make now or waiting ones, or a gate condition is to be set
+    /// (`--detailed-exitcode` exits 2).
     pub fn has_pending(&self) -> bool {
-        self.rules.iter().any(|r| r.status == Status::Ready && r.rows.iter().any(Row::is_pending))
+        !self.gate.is_empty()
+            || self.rules.iter().any(|r| r.status == Status::Ready && r.rows.iter().any(Row::is_pending))
     }
 
     /// True when some rule waits on target health that was not read.

@@ -429,6 +429,16 @@ async fn diff_shows_the_gate_conditions_it_would_set_and_writes_none() {
 }
 
 #[tokio::test]
+async fn a_gate_condition_to_set_is_a_pending_change_for_detailed_exitcode() {
+    let (cluster, clb) = gated_world();
+    run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
+    // The targets are in sync; the in-memory cluster keeps no condition, so the gated pod's is still to be set.
+    let (outcome, table) = run_once(&cluster, &clb, Mode::Diff, Format::Table).await;
+    assert!(!outcome.plan.has_changes(), "{table}");
+    assert_eq!(outcome.exit_code(true), exit::CHANGES, "{table}");
+}
+
+#[tokio::test]
 async fn reconcile_writes_the_gate_condition_after_the_registrations() {
     let (cluster, clb) = gated_world();
     let (_, table) = run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
