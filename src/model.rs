@@ -166,7 +166,7 @@ pub struct PodGate {
 pub struct GateCondition {
     /// `status: "True"`.
     pub status: bool,
-    /// CamelCase, e.g. `WaitingForHealthCheck`; empty when True.
+    /// CamelCase: `Registered` when True, else why not (`WaitingForHealthCheck`, ...).
     pub reason: String,
     pub message: String,
 }

@@ -471,6 +471,19 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn the_gate_patch_sets_only_our_condition_and_a_transition_time_only_when_given() {
+        let c = GateCondition { status: false, reason: "WaitingForHealthCheck".into(), message: "bound".into() };
+        let condition = serde_json::json!({
+            "type": "clbsync.dev/registered", "status": "False", "reason": "WaitingForHealthCheck", "message": "bound"
+        });
+        assert_eq!(condition_patch(&c, None), serde_json::json!({"status": {"conditions": [condition]}}));
+        let at = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("a valid time"));
+        let patch = condition_patch(&GateCondition { status: true, ..c }, Some(at));
+        assert_eq!(patch["status"]["conditions"][0]["status"], "True");
+        assert_eq!(patch["status"]["conditions"][0]["lastTransitionTime"], "2023-11-14T22:13:20Z");
+    }
+
     fn api_error(code: u16, reason: &str) -> kube::Error {
         let mut status = Status::failure(&format!("{reason} for test"), reason);
         status.code = code;
