@@ -12,6 +12,7 @@ mod faults;
 mod input;
 mod kube_faults;
 mod logs;
+mod metrics;
 mod owners;
 mod ownership;
 mod progress;
