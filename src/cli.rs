@@ -170,8 +170,8 @@ pub struct RunArgs {
     pub stop_grace: u16,
 
     /// Deadline of the whole run: past it no new change starts, the changes in flight finish (up to
-    /// --stop-grace) and the report is written, as on SIGTERM. Keep it plus --stop-grace below the CronJob's
-    /// activeDeadlineSeconds (50).
+    /// --stop-grace) and the report is written, as on SIGTERM. Keep it plus --stop-grace plus 8 s (Events and the
+    /// metrics push) below the CronJob's activeDeadlineSeconds (55).
     #[arg(long, default_value_t = 25, value_name = "SECS", value_parser = clap::value_parser!(u16).range(1..))]
     pub run_timeout: u16,
 
