@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::Owner;
 use crate::observe::export::Pushgateway;
+use crate::plan::GateOn;
 use crate::report;
 
 const AFTER_HELP: &str = "\
@@ -75,6 +76,24 @@ impl From<OutputFormat> for report::Format {
         match f {
             OutputFormat::Table => report::Format::Table,
             OutputFormat::Json => report::Format::Json,
+        }
+    }
+}
+
+/// What a pod's readiness gate waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GateOnArg {
+    /// Bound on every rule and passing CLB's health checks: the pod takes requests when it turns Ready.
+    Healthy,
+    /// Bound on every rule. Faster, weaker: CLB sends a new target nothing until its health checks pass.
+    Bound,
+}
+
+impl From<GateOnArg> for GateOn {
+    fn from(g: GateOnArg) -> Self {
+        match g {
+            GateOnArg::Healthy => GateOn::Healthy,
+            GateOnArg::Bound => GateOn::Bound,
         }
     }
 }
@@ -159,6 +178,13 @@ pub struct RunArgs {
     /// installation that ran without --owner).
     #[arg(long, requires = "owner")]
     pub adopt_untagged: bool,
+
+    /// Pods that opt into the readiness gate (`readinessGates: [{conditionType: clbsync.dev/registered}]`) turn
+    /// Ready only once their target is bound on every rule that selects them and, with `healthy`, passes CLB's
+    /// health checks (a new target gets no requests before that). `bound` turns them Ready sooner, while CLB
+    /// may not send them traffic yet: a rolling update can then remove old pods before the new ones serve.
+    #[arg(long, value_enum, default_value_t = GateOnArg::Healthy, value_name = "WHEN")]
+    pub gate_on: GateOnArg,
 
     /// Load balancers processed at once, 1-64 (one load balancer's changes are always sequential).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]

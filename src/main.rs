@@ -260,6 +260,7 @@ fn settings(g: &Global, run: &RunArgs, mode: Mode, stop: Arc<AtomicBool>) -> Set
             allow_empty: run.allow_empty,
             owner: run.owner.clone(),
             adopt_untagged: run.adopt_untagged,
+            gate_on: run.gate_on.into(),
         },
         style: Style {
             format: g.output.into(),

@@ -29,18 +29,23 @@ use tokio::sync::{mpsc, watch};
 
 use crate::apply::RowStatus;
 use crate::clb::Clb;
+use crate::desired::kube::KubeCluster;
 use crate::observe::events;
 use crate::observe::metrics::Metrics;
 use crate::plan::{RulePlan, Status};
 use crate::reconcile::{self, Settings};
 use crate::rules::{self, Rules};
 use crate::serve;
-use cache::Cache;
+use cache::{Cache, CachedCluster};
 use schedule::Schedule;
 use triggers::Watches;
 
 /// How often the rules file is read to see whether it changed.
 pub const RULES_POLL: Duration = Duration::from_secs(2);
+
+/// How soon a rule runs again while a pod with the readiness gate waits for its registration or its health checks
+/// (no pod event would tell: the pod does not change while CLB probes it).
+pub const GATE_RECHECK: Duration = Duration::from_secs(2);
 
 /// What watch mode adds to a run's [`Settings`].
 #[derive(Clone, Debug)]
@@ -70,6 +75,7 @@ pub async fn run<C: Clb>(
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let cache = Arc::new(Cache::default());
+    let api = KubeCluster::from_client(client.clone());
     let (tx, mut changes) = mpsc::unbounded_channel();
     let mut watches = Watches::new(client.clone(), cache.clone(), tx);
     watches.set_namespaces(namespaces(&rules));
@@ -144,7 +150,7 @@ pub async fn run<C: Clb>(
                 if ready.is_empty() {
                     continue;
                 }
-                let Some((outcome, elapsed)) = pass(&rules, &ready, &cache, clb, settings, stop_pass.clone()).await? else {
+                let Some((outcome, elapsed)) = pass(&rules, &ready, &CachedCluster { cache: &cache, api: &api }, clb, settings, stop_pass.clone()).await? else {
                     break;
                 };
                 metrics.record_pass(&outcome, elapsed, crate::observe::metrics::unix_now());
@@ -154,6 +160,9 @@ pub async fn run<C: Clb>(
                         schedule.failed(i, now);
                     } else {
                         schedule.succeeded(i);
+                        if plan.gate_waits {
+                            schedule.trigger([i], now + GATE_RECHECK);
+                        }
                     }
                     latest.insert(i, plan.clone());
                 }
@@ -190,7 +199,7 @@ pub async fn run<C: Clb>(
 async fn pass<C: Clb>(
     rules: &Rules,
     idx: &[usize],
-    cache: &Cache,
+    cluster: &CachedCluster<'_>,
     clb: &C,
     settings: &Settings,
     mut stop: watch::Receiver<bool>,
@@ -200,14 +209,14 @@ async fn pass<C: Clb>(
     let mut report = Vec::new();
     let grace = settings.stop_grace + Duration::from_secs(1);
     let outcome = tokio::select! {
-        outcome = reconcile::run(&subset, cache, clb, settings, &mut report) => outcome?,
+        outcome = reconcile::run(&subset, cluster, clb, settings, &mut report) => outcome?,
         _ = async { let _ = stop.wait_for(|s| *s).await; tokio::time::sleep(grace).await } => {
             tracing::warn!("stop grace over: gave up the pass in flight; the next run re-reads the state and converges");
             return Ok(None);
         }
     };
     let elapsed = started.elapsed();
-    if outcome.plan.has_changes() || outcome.exit_code(false) != reconcile::exit::OK {
+    if outcome.plan.has_changes() || !outcome.plan.gate.is_empty() || outcome.exit_code(false) != reconcile::exit::OK {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         out.write_all(&report)?;

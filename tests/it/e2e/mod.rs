@@ -9,6 +9,7 @@ mod convergence;
 mod correctness;
 mod events;
 mod faults;
+pub mod gate;
 mod input;
 mod kube_faults;
 mod logs;
