@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::Owner;
+use crate::observe::export::Pushgateway;
 use crate::plan::GateOn;
 use crate::report;
 
@@ -121,6 +122,8 @@ pub enum Command {
         #[command(flatten)]
         events: EventArgs,
         #[command(flatten)]
+        export: ExportArgs,
+        #[command(flatten)]
         watch: WatchArgs,
     },
     /// Show what `reconcile` would change, without changing anything.
@@ -193,8 +196,8 @@ pub struct RunArgs {
     pub stop_grace: u16,
 
     /// Deadline of the whole run: past it no new change starts, the changes in flight finish (up to
-    /// --stop-grace) and the report is written, as on SIGTERM. Keep it plus --stop-grace below the CronJob's
-    /// activeDeadlineSeconds (50).
+    /// --stop-grace) and the report is written, as on SIGTERM. Keep it plus --stop-grace plus 8 s (Events and the
+    /// metrics push) below the CronJob's activeDeadlineSeconds (55).
     #[arg(long, default_value_t = 25, value_name = "SECS", value_parser = clap::value_parser!(u16).range(1..))]
     pub run_timeout: u16,
 
@@ -222,6 +225,30 @@ pub struct EventArgs {
     /// At most this many Events per run (one per object and reason).
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub max_events: usize,
+}
+
+/// Metrics of a `reconcile` run, handed on when it ends (watch mode serves them at --metrics-addr instead).
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Metrics of a run")]
+pub struct ExportArgs {
+    /// Push the run's metrics to this Prometheus Pushgateway when it ends (HTTP PUT to
+    /// <URL>/metrics/job/clbsync[/owner/<OWNER>], replacing the previous push). A failed push is logged and does
+    /// not change the exit code. Not with --dry-run or --watch.
+    #[arg(long, env = "CLBSYNC_PUSHGATEWAY", value_name = "URL", value_parser = Pushgateway::parse,
+          hide_env_values = true)]
+    pub pushgateway: Option<Pushgateway>,
+
+    /// Write the run's metrics to this file when it ends, for the node exporter's textfile collector (name it
+    /// *.prom; replaced whole through a rename). A failed write is logged and does not change the exit code.
+    #[arg(long, env = "CLBSYNC_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+impl ExportArgs {
+    /// Whether the run's metrics go anywhere.
+    pub fn any(&self) -> bool {
+        self.pushgateway.is_some() || self.metrics_file.is_some()
+    }
 }
 
 fn parse_owner(name: &str) -> Result<Owner, String> {

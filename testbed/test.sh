@@ -2,8 +2,8 @@
 # The whole test suite, from a clean clone on a fresh Debian 12 machine with the Rust toolchain:
 #   testbed/test.sh
 # Installs what the tests need (Debian packages, the official Tencent Cloud Python SDK, a kube-apiserver
-# built once from Debian's source and cached under target/), starts the test API server on loopback, runs
-# formatting, lints and every test, and stops what it started.
+# built once from Debian's source and cached under target/, Debian's Prometheus Pushgateway), starts the test
+# API server and the Pushgateway on loopback, runs formatting, lints and every test, and stops what it started.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -18,6 +18,11 @@ testbed/python-sdk.sh
 step "Kubernetes API server on loopback (testbed/kube-apiserver.sh)"
 testbed/kube-apiserver.sh start
 trap 'testbed/kube-apiserver.sh stop >/dev/null 2>&1 || true' EXIT
+
+step "Prometheus Pushgateway on loopback (testbed/pushgateway.sh)"
+testbed/pushgateway.sh start
+trap 'testbed/kube-apiserver.sh stop >/dev/null 2>&1 || true; testbed/pushgateway.sh stop >/dev/null 2>&1 || true' EXIT
+eval "$(testbed/pushgateway.sh env)"   # CLBSYNC_TEST_PUSHGATEWAY: the tests fail without it when CI=true
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -10,6 +10,8 @@
 //!   [`GATE_RECHECK`]; a pass over a rule of a namespace with gated pods takes every rule of that namespace.
 //! - A rule whose watch is not synced is not run (never planned against a stale or empty cache) until its watch
 //!   lists again. A rule that fails (skipped, or a change failed) is retried with a backoff of its own.
+//! - After each pass of `reconcile` its Kubernetes Events are recorded, one per (object, reason), each reused by
+//!   later passes ([`events::Series`]).
 //! - With leader election only the leader runs passes. SIGTERM stops scheduling, lets the pass in flight finish
 //!   or give up within `--stop-grace`, releases the lease and returns `Ok`.
 
@@ -30,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 use crate::apply::RowStatus;
 use crate::clb::Clb;
 use crate::desired::kube::KubeCluster;
+use crate::observe::events;
 use crate::observe::metrics::Metrics;
 use crate::plan::{RulePlan, Status};
 use crate::reconcile::{self, Settings};
@@ -55,6 +58,8 @@ pub struct Options {
     /// `(namespace, name)` of the Lease, when replicas elect a leader.
     pub election: Option<(String, String)>,
     pub metrics_addr: Option<SocketAddr>,
+    /// `--max-events` when passes record Kubernetes Events (`reconcile`, `--events` on), else `None`.
+    pub events: Option<usize>,
 }
 
 /// CLB API answers so far per (action, `ok` or error code), read after each pass for the metrics.
@@ -94,6 +99,8 @@ pub async fn run<C: Clb>(
     let mut schedule = Schedule::new(opts.resync_interval);
     let mut latest: BTreeMap<usize, RulePlan> = BTreeMap::new();
     let mut answers_seen = Answers::new();
+    let mut event_series = events::Series::default();
+    let instance = events::instance();
     let mut next_resync = tokio::time::Instant::now() + opts.resync_interval;
     let mut next_poll = tokio::time::Instant::now() + RULES_POLL;
     let far = Duration::from_secs(86_400);
@@ -149,7 +156,7 @@ pub async fn run<C: Clb>(
                 let Some((outcome, elapsed)) = pass(&rules, &ready, &CachedCluster { cache: &cache, api: &api }, clb, settings, stop_pass.clone()).await? else {
                     break;
                 };
-                metrics.record_pass(&outcome, elapsed, unix_now());
+                metrics.record_pass(&outcome, elapsed, crate::observe::metrics::unix_now());
                 let now = Instant::now();
                 for (k, (&i, plan)) in ready.iter().zip(&outcome.plan.rules).enumerate() {
                     if troubled(plan, &outcome, k) {
@@ -163,6 +170,15 @@ pub async fn run<C: Clb>(
                     latest.insert(i, plan.clone());
                 }
                 metrics.set_rules(latest.values());
+                if let Some(max) = opts.events {
+                    let subset = Rules { rules: ready.iter().map(|&i| rules.rules[i].clone()).collect() };
+                    let (drafts, left_out) = events::drafts(&subset, &outcome, max);
+                    if left_out > 0 {
+                        tracing::info!(left_out, "--max-events {max} reached: {left_out} Kubernetes Event(s) not recorded");
+                    }
+                    let posted = event_series.record(&client, drafts, &instance).await;
+                    metrics.record_events(posted.recorded, posted.failed);
+                }
                 let total = answers();
                 metrics.record_api_calls(total.iter().map(|((action, code), n)| {
                     (*action, code.as_str(), n - answers_seen.get(&(*action, code.clone())).copied().unwrap_or(0))
@@ -210,10 +226,6 @@ async fn pass<C: Clb>(
         out.flush()?;
     }
     Ok(Some((outcome, elapsed)))
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Whether the `k`-th rule of a pass failed (skipped, or a change failed or was not attempted): it is retried.

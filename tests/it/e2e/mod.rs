@@ -13,6 +13,7 @@ pub mod gate;
 mod input;
 mod kube_faults;
 mod logs;
+mod metrics;
 mod owners;
 mod ownership;
 mod progress;
