@@ -203,6 +203,12 @@ impl RulePlan {
         }
     }
 
+    /// Something of this rule waits on CLB (a row held until new targets are healthy, or a gated pod waiting for
+    /// its registration or health checks): only running the rule again will carry it on.
+    pub fn waits(&self) -> bool {
+        self.gate_waits || self.rows.iter().any(|r| r.action == Action::Wait)
+    }
+
     /// The rows that would change something, whatever the status.
     pub fn changes(&self) -> impl Iterator<Item = &Row> {
         self.rows.iter().filter(|r| r.action.is_change())

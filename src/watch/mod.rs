@@ -6,8 +6,9 @@
 //!   namespace's rules; every rule runs every `--resync-interval` (changes made on the CLB side).
 //! - The rules file is polled; a changed file is validated first, and an invalid one is refused (logged, metric
 //!   set) while the old rules stay in force.
-//! - A rule with a pod that waits for its readiness gate (registration or CLB's health checks) runs again after
-//!   [`GATE_RECHECK`]; a pass over a rule of a namespace with gated pods takes every rule of that namespace.
+//! - A rule that waits on CLB ([`RulePlan::waits`]: a drain held until new targets pass their health checks, or a
+//!   gated pod waiting for its registration or health checks) runs again after [`RECHECK`]; a pass over a rule of
+//!   a namespace with gated pods takes every rule of that namespace.
 //! - A rule whose watch is not synced is not run (never planned against a stale or empty cache) until its watch
 //!   lists again. A rule that fails (skipped, or a change failed) is retried with a backoff of its own.
 //! - After each pass of `reconcile` its Kubernetes Events are recorded, one per (object, reason), each reused by
@@ -45,9 +46,9 @@ use triggers::Watches;
 /// How often the rules file is read to see whether it changed.
 pub const RULES_POLL: Duration = Duration::from_secs(2);
 
-/// How soon a rule runs again while a pod with the readiness gate waits for its registration or its health checks
-/// (no pod event would tell: the pod does not change while CLB probes it).
-pub const GATE_RECHECK: Duration = Duration::from_secs(2);
+/// How soon a rule that waits on CLB runs again ([`RulePlan::waits`]): no pod event would tell, the pods do not
+/// change while CLB probes the new targets.
+pub const RECHECK: Duration = Duration::from_secs(2);
 
 /// What watch mode adds to a run's [`Settings`].
 #[derive(Clone, Debug)]
@@ -163,8 +164,8 @@ pub async fn run<C: Clb>(
                         schedule.failed(i, now);
                     } else {
                         schedule.succeeded(i);
-                        if plan.gate_waits {
-                            schedule.trigger([i], now + GATE_RECHECK);
+                        if plan.waits() {
+                            schedule.trigger([i], now + RECHECK);
                         }
                     }
                     latest.insert(i, plan.clone());

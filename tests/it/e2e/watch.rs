@@ -168,6 +168,28 @@ async fn watch_reacts_to_ready_unready_delete_and_scale_within_seconds() {
 }
 
 #[tokio::test]
+async fn a_drain_held_for_the_new_targets_health_checks_is_carried_out_without_another_pod_event() {
+    let mut world = World::new("wdrainwait", spec()).await;
+    // New targets get traffic only once CLB's health checks pass, 3 s after binding.
+    let health = clb_emulator::HealthConfig::scaled_down(5);
+    let healthy_after = health.time_to_healthy();
+    world.emu.set_health_config(health);
+    let w = Watcher::start(&world, &["--resync-interval", "1h"]);
+    eventually(REACT, "the first sync", &w, || has(&world.targets(Slot::Api), "10.1.0.1", 10)).await;
+    tokio::time::sleep(healthy_after + Duration::from_millis(500)).await;
+
+    // A replacement turns ready as the old pod starts terminating: the old one keeps its weight until the new
+    // one is healthy (make before break), then is drained, though no pod changes meanwhile.
+    world.add_pod(p("api", "10.1.0.2")).await;
+    world.terminate("10.1.0.1").await;
+    eventually(REACT, "the replacement registered", &w, || has(&world.targets(Slot::Api), "10.1.0.2", 10)).await;
+    assert!(has(&world.targets(Slot::Api), "10.1.0.1", 10), "the drain waited for the new target's health checks");
+    let waited =
+        eventually(REACT, "the held drain carried out", &w, || has(&world.targets(Slot::Api), "10.1.0.1", 0)).await;
+    assert!(waited < REACT, "drained after {waited:?}");
+}
+
+#[tokio::test]
 async fn a_changed_rules_file_is_reloaded_and_an_invalid_one_is_refused() {
     let mut world = World::new("wreload", spec()).await;
     let w = Watcher::start(&world, &[]);
