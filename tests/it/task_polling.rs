@@ -67,7 +67,7 @@ async fn cold_run(task: Duration) -> (f64, Duration) {
     let clb =
         client_with(&emu, clb_emulator::DEFAULT_SECRET_KEY, |c| ClientConfig { rate_limit_per_action: RATE, ..c });
     let outcome = reconcile::run(&rules, &cluster, &clb, &settings, &mut Vec::new()).await.expect("run");
-    assert_eq!(outcome.exit_code(false), exit::OK);
+    assert_eq!(outcome.exit_code(false), exit::OK, "{} ms tasks: {}", task.as_millis(), outcome.trouble());
     polling(&emu.calls(), task)
 }
 
