@@ -91,7 +91,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("plan/{name}"), |b| b.iter(|| black_box(plan::plan(&all, &pods, &actual, &opts))));
         let plan = plan::plan(&all, &pods, &actual, &opts);
         for format in [Format::Table, Format::Json] {
-            let style = Style { format, show_unchanged: false, color: false, width: None };
+            let style = Style { format, ..Style::default() };
             g.bench_function(format!("render_{format:?}/{name}").to_lowercase(), |b| {
                 b.iter(|| report::write(&plan, None, style, &mut std::io::sink()).expect("sink"))
             });

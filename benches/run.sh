@@ -1,7 +1,7 @@
 #!/bin/bash
 # The fleet benchmark, in one command: builds clbsync and the bench in release, makes sure the test
 # kube-apiserver runs, then runs every size × scenario against clb-emulator (20 req/s per action, 20 ms latency,
-# 300 ms tasks) and writes target/bench/results.json. Takes about 2–3 minutes once the pods are seeded (the
+# 450 ms tasks; --task-ms to change) and writes target/bench/results.json. Takes about 2–3 minutes once the pods are seeded (the
 # first run seeds 2,010 pods into the test kube-apiserver). Any extra arguments go to clbsync-bench, e.g.
 #   benches/run.sh --size medium --scenario rollout
 # Set CLBSYNC_KUBE_TESTBED=/path/to/kube-testbed to reuse a testbed built elsewhere.

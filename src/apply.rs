@@ -183,7 +183,8 @@ pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) 
         if items.is_empty() {
             continue;
         }
-        let changes: Vec<Change> = items.iter().map(|p| p.change.clone()).collect();
+        // The changes move into the call; their rows stay here (one copy of each change).
+        let (rows, changes): (Vec<RowRef>, Vec<Change>) = items.into_iter().map(|p| (p.at, p.change)).unzip();
         let call = async {
             match stage {
                 Action::Adopt => clb.tag(lb, &changes).await,
@@ -208,13 +209,13 @@ pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) 
             }
         };
         log_failures(lb, &outcomes);
-        for (k, p) in items.into_iter().enumerate() {
+        for (k, (at, change)) in rows.into_iter().zip(&changes).enumerate() {
             let status = match outcomes.get(k) {
                 Some(Ok(())) => RowStatus::Applied,
                 Some(Err(f)) => {
                     if stage == Action::Register {
-                        failed.insert((p.at.rule, p.change.target.ip));
-                        failed_rules.insert(p.at.rule);
+                        failed.insert((at.rule, change.target.ip));
+                        failed_rules.insert(at.rule);
                     }
                     RowStatus::Failed(f.clone())
                 }
@@ -224,7 +225,7 @@ pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) 
                     request_id: None,
                 }),
             };
-            report.set(p.at, status);
+            report.set(at, status);
         }
     }
     report

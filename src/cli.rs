@@ -165,6 +165,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub show_unchanged: bool,
 
+    /// Show at most N rows of the table, then `… N more; use -o json` (JSON is never cut).
+    #[arg(long, value_name = "N", default_value_t = crate::report::MAX_ROWS)]
+    pub max_rows: usize,
+
     /// Let rules with no ready pods remove all their targets (otherwise such rules are blocked).
     #[arg(long)]
     pub allow_empty: bool,
@@ -186,9 +190,11 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = GateOnArg::Healthy, value_name = "WHEN")]
     pub gate_on: GateOnArg,
 
-    /// Load balancers processed at once, 1-64 (one load balancer's changes are always sequential).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
+    /// Load balancers processed at once, 1-4000 (one load balancer's calls are always sequential) [default: 4 ×
+    /// --rate-limit: the limiter paces every call, and a load balancer makes about one call per second of each
+    /// action while it waits for its tasks, so this many keep each action's budget busy].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=4000))]
+    pub concurrency: Option<u16>,
 
     /// After SIGTERM, seconds (0-3600) to wait for changes in flight before reporting them as not confirmed and
     /// exiting (keep it below the pod's terminationGracePeriodSeconds).

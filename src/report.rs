@@ -6,7 +6,8 @@ use std::io::{self, Write};
 
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table};
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
 use crate::apply::{ApplyReport, RowStatus};
 use crate::model::GATE_CONDITION;
@@ -21,7 +22,7 @@ pub enum Format {
 }
 
 /// How to render.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Style {
     pub format: Format,
     /// Show unchanged and unmanaged rows too.
@@ -30,21 +31,36 @@ pub struct Style {
     pub color: bool,
     /// Fit the table into this many columns (the terminal's width, or `COLUMNS`); `None` never wraps (logs).
     pub width: Option<u16>,
+    /// Show at most this many table rows, then `… N more; use -o json` (`None`: all). JSON is never cut.
+    pub max_rows: Option<usize>,
+}
+
+/// The default of `--max-rows`: a table longer than this is not read by anyone, and the table is built in memory
+/// to size its columns.
+pub const MAX_ROWS: usize = 1_000;
+
+impl Default for Style {
+    fn default() -> Self {
+        Style { format: Format::Table, show_unchanged: false, color: false, width: None, max_rows: Some(MAX_ROWS) }
+    }
 }
 
 /// Below this width the table puts load balancer, listener and rule in one column.
 const COMPACT_BELOW: u16 = 120;
 
 /// Writes the plan (and, after `reconcile`, the per-change status) to `out`.
+///
+/// JSON is written change by change as it is serialised; the table holds at most [`Style::max_rows`] rows.
 pub fn write(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut impl Write) -> io::Result<()> {
+    let mut out = io::BufWriter::with_capacity(64 * 1024, out);
     match style.format {
-        Format::Table => table(plan, applied, style, out),
+        Format::Table => table(plan, applied, style, &mut out)?,
         Format::Json => {
-            let doc = document(plan, applied, style.show_unchanged);
-            serde_json::to_writer_pretty(&mut *out, &doc)?;
-            writeln!(out)
+            serde_json::to_writer_pretty(&mut out, &Document { plan, applied, show_unchanged: style.show_unchanged })?;
+            writeln!(out)?;
         }
     }
+    out.flush()
 }
 
 fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut impl Write) -> io::Result<()> {
@@ -75,6 +91,7 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
         header.push("STATUS");
     }
     t.set_header(header);
+    let max_rows = style.max_rows.unwrap_or(usize::MAX);
     let mut rows = 0;
     for (i, rule) in plan.rules.iter().enumerate() {
         let base = if compact {
@@ -95,13 +112,19 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
                 if applied.is_some() {
                     cells.push(Cell::new("not applied"));
                 }
-                t.add_row(cells);
+                if rows < max_rows {
+                    t.add_row(cells);
+                }
                 rows += 1;
                 continue;
             }
         }
         for (j, row) in rule.rows.iter().enumerate() {
             if !row.is_pending() && !style.show_unchanged {
+                continue;
+            }
+            rows += 1;
+            if rows > max_rows {
                 continue;
             }
             let mut cells: Vec<Cell> = base.iter().map(Cell::new).collect();
@@ -124,11 +147,13 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
                 cells.push(if failed { paint(cell, Color::Red, style.color) } else { cell });
             }
             t.add_row(cells);
-            rows += 1;
         }
     }
     if rows > 0 {
         writeln!(out, "{t}")?;
+    }
+    if rows > max_rows {
+        writeln!(out, "… {} more; use -o json", rows - max_rows)?;
     }
     // One line per reason: a bad key or an unreachable API skips every rule for the same reason.
     let mut reasons: Vec<(&str, &str, Vec<String>)> = Vec::new();
@@ -287,16 +312,77 @@ fn status_text(s: &RowStatus) -> String {
     }
 }
 
-/// The JSON document (`-o json`).
-#[derive(Serialize)]
+/// The JSON document (`-o json`), serialised straight from the plan: its lists are written one item at a time,
+/// never collected.
 struct Document<'a> {
-    in_sync: bool,
-    summary: JsonSummary,
-    changes: Vec<JsonChange<'a>>,
-    rules: Vec<JsonRule<'a>>,
-    /// Readiness-gate conditions set (or, for `diff`, to set); left out when there are none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    gate: Vec<JsonGate<'a>>,
+    plan: &'a Plan,
+    applied: Option<&'a ApplyReport>,
+    show_unchanged: bool,
+}
+
+impl Serialize for Document<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let summary = self.plan.summary();
+        let counts = self.applied.map(ApplyReport::counts);
+        let summary = JsonSummary {
+            plan: summary,
+            errors: summary.skipped + counts.map_or(0, |c| c.1),
+            applied: counts.map(|c| c.0),
+            failed: counts.map(|c| c.1),
+            not_attempted: counts.map(|c| c.2),
+        };
+        let mut doc = serializer.serialize_struct("Document", 5)?;
+        doc.serialize_field("in_sync", &self.plan.in_sync())?;
+        doc.serialize_field("summary", &summary)?;
+        doc.serialize_field("changes", &Changes(self))?;
+        doc.serialize_field("rules", &Rules(self.plan))?;
+        // Readiness-gate conditions set (or, for `diff`, to set); left out when there are none.
+        if self.plan.gate.is_empty() {
+            doc.skip_field("gate")?;
+        } else {
+            doc.serialize_field("gate", &Gate(self.plan))?;
+        }
+        doc.end()
+    }
+}
+
+/// The `changes` array: the pending rows of ready rules (every row with `--show-unchanged`).
+struct Changes<'a>(&'a Document<'a>);
+
+impl Serialize for Changes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Document { plan, applied, show_unchanged } = *self.0;
+        let ready = plan.rules.iter().enumerate().filter(|(_, rule)| rule.status == Status::Ready);
+        serializer.collect_seq(ready.flat_map(|(i, rule)| {
+            let shown = rule.rows.iter().enumerate().filter(move |(_, row)| row.is_pending() || show_unchanged);
+            shown.map(move |(j, row)| change(rule, row, applied.and_then(|a| a.rows.get(i).and_then(|r| r.get(j)))))
+        }))
+    }
+}
+
+/// The `rules` array.
+struct Rules<'a>(&'a Plan);
+
+impl Serialize for Rules<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.rules.iter().map(json_rule))
+    }
+}
+
+/// The `gate` array.
+struct Gate<'a>(&'a Plan);
+
+impl Serialize for Gate<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.gate.iter().map(|g| JsonGate {
+            namespace: &g.namespace,
+            pod: &g.pod,
+            condition: GATE_CONDITION,
+            status: if g.condition.status { "True" } else { "False" },
+            reason: &g.condition.reason,
+            message: &g.condition.message,
+        }))
+    }
 }
 
 #[derive(Serialize)]
@@ -395,48 +481,6 @@ struct JsonRule<'a> {
     status: &'static str,
     reason: Option<&'a str>,
     warnings: &'a [String],
-}
-
-fn document<'a>(plan: &'a Plan, applied: Option<&'a ApplyReport>, show_unchanged: bool) -> Document<'a> {
-    let summary = plan.summary();
-    let counts = applied.map(ApplyReport::counts);
-    let mut changes = Vec::new();
-    for (i, rule) in plan.rules.iter().enumerate() {
-        if rule.status != Status::Ready {
-            continue;
-        }
-        for (j, row) in rule.rows.iter().enumerate() {
-            if !row.is_pending() && !show_unchanged {
-                continue;
-            }
-            let status = applied.and_then(|a| a.rows.get(i).and_then(|r| r.get(j)));
-            changes.push(change(rule, row, status));
-        }
-    }
-    Document {
-        in_sync: plan.in_sync(),
-        summary: JsonSummary {
-            plan: summary,
-            errors: summary.skipped + counts.map_or(0, |c| c.1),
-            applied: counts.map(|c| c.0),
-            failed: counts.map(|c| c.1),
-            not_attempted: counts.map(|c| c.2),
-        },
-        changes,
-        rules: plan.rules.iter().map(json_rule).collect(),
-        gate: plan
-            .gate
-            .iter()
-            .map(|g| JsonGate {
-                namespace: &g.namespace,
-                pod: &g.pod,
-                condition: GATE_CONDITION,
-                status: if g.condition.status { "True" } else { "False" },
-                reason: &g.condition.reason,
-                message: &g.condition.message,
-            })
-            .collect(),
-    }
 }
 
 fn change<'a>(rule: &'a RulePlan, row: &'a Row, status: Option<&'a RowStatus>) -> JsonChange<'a> {

@@ -21,6 +21,10 @@ pub struct CallRecord {
     pub mutating: bool,
     /// Milliseconds spent handling (including injected latency).
     pub elapsed_ms: u64,
+    /// When the call was handled (after the injected latency, when it sees the state), in microseconds of
+    /// emulator time since the emulator started: task completion and the polls that saw it are measured with it.
+    #[serde(default)]
+    pub at_us: u64,
 }
 
 /// Codes of calls that were executed although the client got no usable success answer.

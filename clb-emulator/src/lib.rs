@@ -104,6 +104,8 @@ pub(crate) struct Shared {
     pub clock_offset: AtomicI64,
     pub max_body: usize,
     pub clock: time::Clock,
+    /// Emulator time at start: [`CallRecord::at_us`] counts from it.
+    pub origin: tokio::time::Instant,
 }
 
 impl Shared {
@@ -214,6 +216,7 @@ pub struct Emulator {
 /// Starts the emulator on `listen` (`127.0.0.1:0` picks a free port). Needs a tokio runtime.
 pub async fn start(listen: SocketAddr, config: Config) -> std::io::Result<Emulator> {
     let clock = time::Clock::default();
+    let origin = clock.now();
     let world = world::World::from_state(&config.state, clock.now())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let shared = Arc::new(Shared {
@@ -231,6 +234,7 @@ pub async fn start(listen: SocketAddr, config: Config) -> std::io::Result<Emulat
         clock_offset: AtomicI64::new(config.clock_offset_secs),
         max_body: config.max_body_bytes,
         clock,
+        origin,
     });
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;

@@ -119,6 +119,7 @@ async fn api(shared: &Arc<Shared>, parts: &Parts, body: Result<Bytes, ()>) -> Re
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
+    let at = shared.clock.now();
     let outcome = match body {
         Err(()) => Outcome::Err(ApiError::new(
             codes::REQUEST_SIZE_LIMIT_EXCEEDED,
@@ -193,6 +194,7 @@ async fn api(shared: &Arc<Shared>, parts: &Parts, body: Result<Bytes, ()>) -> Re
         code,
         request_id: request_id.clone(),
         elapsed_ms,
+        at_us: u64::try_from(at.duration_since(shared.origin).as_micros()).unwrap_or(u64::MAX),
     });
     if let Outcome::Drop(hold) = outcome
         && hold > 0

@@ -28,7 +28,7 @@ use super::credentials::Credentials;
 use super::http::{Endpoint, Transport};
 use super::pace::Pacer;
 use super::retry::{self, RetryPolicy};
-use super::task::{self, TaskPolicy, TaskStatus};
+use super::task::{self, Learner, TaskPolicy, TaskStatus};
 use super::wire;
 use super::{Clb, Error, Listener, ListenerRule, LoadBalancer, Outcomes};
 use crate::model::{Binding, BoundTarget, Change, Failure, Health, Target, TargetHealth, TargetKind};
@@ -47,7 +47,8 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// How long to wait for one async task before reporting `TaskTimeout`.
     pub task_timeout: Duration,
-    /// First `DescribeTaskStatus` interval; it grows by half each poll to 2 s.
+    /// When the run's first task is polled first; later tasks are polled when the run's tasks are learned to
+    /// be done ([`task`]).
     pub task_poll_interval: Duration,
     pub retry: RetryPolicy,
 }
@@ -62,7 +63,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             task_timeout: Duration::from_secs(120),
-            task_poll_interval: Duration::from_millis(300),
+            task_poll_interval: Duration::from_millis(50),
             retry: RetryPolicy::default(),
         }
     }
@@ -89,6 +90,8 @@ pub struct ClbClient {
     transport: Transport,
     pacer: Pacer,
     task: TaskPolicy,
+    /// How long this run's tasks take, learned from its first ones.
+    learner: Learner,
     retry: RetryPolicy,
     stats: Mutex<BTreeMap<&'static str, ActionStats>>,
     /// Answers per (action, `ok` or error code), for `clbsync_api_calls_total`.
@@ -120,6 +123,7 @@ impl ClbClient {
                 first_interval: first,
                 max_interval: first.max(Duration::from_secs(2)),
             },
+            learner: Learner::default(),
             retry: config.retry,
             stats: Mutex::new(BTreeMap::new()),
             answers: Mutex::new(BTreeMap::new()),
@@ -231,7 +235,7 @@ impl ClbClient {
     /// Polls the task created by an accepted mutation.
     async fn wait_task(&self, lb: &str, task_id: &str) -> Result<u32, Error> {
         let request = wire::DescribeTaskStatusRequest { task_id: task_id.to_string() };
-        task::wait(task_id, &self.task, || async {
+        task::wait(task_id, &self.task, &self.learner, || async {
             let (resp, _) =
                 self.read::<_, wire::DescribeTaskStatusResponse>("DescribeTaskStatus", lb, &request).await?;
             Ok(TaskStatus::from_api(resp.status, resp.message))

@@ -1,5 +1,5 @@
 //! Pure conversions between Kubernetes objects and clbsync's words: selectors to label-selector strings, and
-//! pods to [`Pod`]s that keep only what clbsync reads.
+//! pods (decoded into [`MinimalPod`], or typed in watch mode) to [`Pod`]s that keep only what clbsync reads.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,6 +7,8 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Pod as K8sPod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use crate::model::{GATE_CONDITION, GateCondition, Pod, PodGate};
 
@@ -73,9 +75,141 @@ pub fn labels_selector_string(labels: &BTreeMap<String, String>) -> Result<Strin
     Ok(out)
 }
 
+/// A pod as clbsync decodes pod lists: only the fields it reads. Decoding k8s-openapi's whole `Pod` (managed
+/// fields, env, volumes, every status) costs several times the CPU and memory (BENCHMARKS.md, "Pod decoding").
+/// A field clbsync starts to read is one line in these structs, one in `From<K8sPod>` (watch mode decodes the
+/// typed `Pod`) and its use in [`pod_from_minimal`].
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct MinimalPod {
+    #[serde(default)]
+    pub metadata: MinimalMeta,
+    #[serde(default)]
+    pub spec: Option<MinimalSpec>,
+    #[serde(default)]
+    pub status: Option<MinimalStatus>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MinimalMeta {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Only whether it is set.
+    #[serde(default)]
+    pub deletion_timestamp: Option<IgnoredAny>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MinimalSpec {
+    #[serde(default)]
+    pub containers: Option<Vec<MinimalContainer>>,
+    #[serde(default)]
+    pub readiness_gates: Option<Vec<MinimalReadinessGate>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MinimalReadinessGate {
+    pub condition_type: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct MinimalContainer {
+    #[serde(default)]
+    pub ports: Option<Vec<MinimalPort>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MinimalPort {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub container_port: i32,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MinimalStatus {
+    #[serde(default)]
+    pub phase: Option<String>,
+    #[serde(default)]
+    pub conditions: Option<Vec<MinimalCondition>>,
+    #[serde(default, rename = "podIP")]
+    pub pod_ip: Option<String>,
+    #[serde(default, rename = "podIPs")]
+    pub pod_ips: Option<Vec<MinimalPodIp>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct MinimalCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct MinimalPodIp {
+    pub ip: String,
+}
+
+impl From<K8sPod> for MinimalPod {
+    fn from(pod: K8sPod) -> Self {
+        MinimalPod {
+            metadata: MinimalMeta {
+                name: pod.metadata.name,
+                deletion_timestamp: pod.metadata.deletion_timestamp.map(|_| IgnoredAny),
+            },
+            spec: pod.spec.map(|spec| MinimalSpec {
+                containers: Some(
+                    spec.containers
+                        .into_iter()
+                        .map(|c| MinimalContainer {
+                            ports: c.ports.map(|ports| {
+                                ports
+                                    .into_iter()
+                                    .map(|p| MinimalPort { name: p.name, container_port: p.container_port })
+                                    .collect()
+                            }),
+                        })
+                        .collect(),
+                ),
+                readiness_gates: spec.readiness_gates.map(|gates| {
+                    gates.into_iter().map(|g| MinimalReadinessGate { condition_type: g.condition_type }).collect()
+                }),
+            }),
+            status: pod.status.map(|status| MinimalStatus {
+                phase: status.phase,
+                conditions: status.conditions.map(|conditions| {
+                    conditions
+                        .into_iter()
+                        .map(|c| MinimalCondition {
+                            type_: c.type_,
+                            status: c.status,
+                            reason: c.reason,
+                            message: c.message,
+                        })
+                        .collect()
+                }),
+                pod_ip: status.pod_ip,
+                pod_ips: status.pod_ips.map(|ips| ips.into_iter().map(|ip| MinimalPodIp { ip: ip.ip }).collect()),
+            }),
+        }
+    }
+}
+
+/// Keeps what clbsync needs from a typed Kubernetes pod (watch mode): see [`pod_from_minimal`].
+pub fn pod_from_k8s(pod: K8sPod) -> Pod {
+    pod_from_minimal(pod.into())
+}
+
 /// Keeps what clbsync needs from a Kubernetes pod. IPs that do not parse are dropped with a warning (the
 /// API server validates them, so this does not happen in practice).
-pub fn pod_from_k8s(pod: K8sPod) -> Pod {
+pub fn pod_from_minimal(pod: MinimalPod) -> Pod {
     let name = pod.metadata.name.unwrap_or_default();
     let terminating = pod.metadata.deletion_timestamp.is_some();
     let status = pod.status.unwrap_or_default();
@@ -108,7 +242,7 @@ pub fn pod_from_k8s(pod: K8sPod) -> Pod {
         }
     }
     let mut ports: Vec<(String, u16)> = Vec::new();
-    for container in pod.spec.into_iter().flat_map(|s| s.containers) {
+    for container in pod.spec.and_then(|s| s.containers).into_iter().flatten() {
         for port in container.ports.into_iter().flatten() {
             let (Some(port_name), Ok(number)) = (port.name, u16::try_from(port.container_port)) else {
                 continue;
@@ -224,8 +358,14 @@ mod tests {
             });
             self
         }
+        /// Converts the pod both ways: typed (watch mode), and as JSON decoded into [`MinimalPod`] (lists),
+        /// which must agree.
         fn convert(self) -> Pod {
-            pod_from_k8s(self.0)
+            let json = serde_json::to_string(&self.0).expect("a pod serialises");
+            let listed = pod_from_minimal(serde_json::from_str(&json).expect("a pod decodes into MinimalPod"));
+            let watched = pod_from_k8s(self.0);
+            assert_eq!(listed, watched, "decoding only the fields read gives the same pod");
+            watched
         }
     }
 

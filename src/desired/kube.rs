@@ -30,10 +30,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::client::ClientBuilder;
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+use kube::core::{ObjectList, Request};
 use kube::{Client, Config};
 use tokio::sync::OnceCell;
 
-use super::convert::{label_selector_string, labels_selector_string, pod_from_k8s};
+use super::convert::{MinimalPod, label_selector_string, labels_selector_string, pod_from_minimal};
 use super::{Cluster, Error};
 use crate::clb::credentials;
 use crate::model::{GATE_CONDITION, GateCondition, Pod};
@@ -185,7 +186,8 @@ impl KubeCluster {
 
     /// Lists every page of pods matching `selector` in `namespace`, restarting once on 410 Gone.
     async fn list_pods(&self, namespace: &str, selector: &str) -> Result<Vec<Pod>, Error> {
-        let api: Api<K8sPod> = Api::namespaced(self.client.clone(), namespace);
+        // Decoded into the fields clbsync reads only (`MinimalPod`): the same request as `Api::<Pod>::list`.
+        let path = <K8sPod as kube::Resource>::url_path(&(), Some(namespace));
         let op = Access { verb: "list", resource: "pods", group: "", namespace };
         let what = format!("list pods in namespace {namespace} with selector {selector}");
         let mut restarted = false;
@@ -201,7 +203,12 @@ impl KubeCluster {
                     // (BENCHMARKS.md). The cache may trail etcd by a moment; the next run sees any pod it missed.
                     None => params.match_any(),
                 };
-                let page = match self.request(&what, op, api.list(&params)).await {
+                let list = async {
+                    let mut request = Request::new(&path).list(&params).map_err(kube::Error::BuildRequest)?;
+                    request.extensions_mut().insert("list");
+                    self.client.request::<ObjectList<MinimalPod>>(request).await
+                };
+                let page = match self.request(&what, op, list).await {
                     Ok(page) => page,
                     Err(Error::Api { error: kube::Error::Api(status), .. })
                         if status.code == 410 && token.is_some() && !restarted =>
@@ -215,7 +222,7 @@ impl KubeCluster {
                 if pods.len() + page.items.len() > MAX_PODS {
                     return Err(Error::TooManyPods { what, max: MAX_PODS });
                 }
-                pods.extend(page.items.into_iter().map(pod_from_k8s));
+                pods.extend(page.items.into_iter().map(pod_from_minimal));
                 match page.metadata.continue_.filter(|t| !t.is_empty()) {
                     Some(t) => token = Some(t),
                     None => return Ok(pods),

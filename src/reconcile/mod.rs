@@ -33,7 +33,8 @@ pub struct Settings {
     pub mode: Mode,
     pub plan: PlanOptions,
     pub style: Style,
-    /// Load balancers (and Kubernetes lists) handled at once.
+    /// Load balancers handled at once ([`concurrency`] by default); Kubernetes lists at most [`LISTS_AT_ONCE`] of
+    /// it.
     pub concurrency: usize,
     /// For messages about load balancers that are not found.
     pub region: String,
@@ -43,6 +44,24 @@ pub struct Settings {
     pub stop_grace: std::time::Duration,
     /// Told what the run is doing, for a progress display (`None`: nobody is watching).
     pub progress: Option<Observer>,
+}
+
+/// Seconds of work per load balancer the default concurrency covers (see [`concurrency`]).
+const SECONDS_PER_LOAD_BALANCER: usize = 4;
+
+/// Kubernetes lists in flight at most: the API server, not a client-side limit, is what they wait for.
+pub const LISTS_AT_ONCE: usize = 16;
+
+/// The default number of load balancers in flight for a client limited to `rate_limit` calls per second per
+/// action.
+///
+/// The limiter paces every call, so this number only has to be large enough to keep each action's budget busy
+/// (Little's law: in flight = rate × time in flight). One load balancer makes its calls one after another, and
+/// between two calls of the same action it waits for its reads and for a task (CLB's take 0.1–2 s, plus the
+/// poll): up to about [`SECONDS_PER_LOAD_BALANCER`] seconds. More only makes load balancers queue at the
+/// limiter.
+pub fn concurrency(rate_limit: u32) -> usize {
+    (rate_limit as usize * SECONDS_PER_LOAD_BALANCER).max(1)
 }
 
 /// What a run found and did.
@@ -113,7 +132,7 @@ pub async fn run<K: Cluster, C: Clb>(
 ) -> anyhow::Result<Outcome> {
     let queries = rules.rules.iter().map(|r| r.backend.pods.clone());
     let pods = async {
-        let listed = desired::list_all(cluster, queries, settings.concurrency).await;
+        let listed = desired::list_all(cluster, queries, settings.concurrency.min(LISTS_AT_ONCE)).await;
         let lists: PodLists =
             listed.into_iter().map(|(q, r)| (q, r.map_err(|e| printable(&e.to_string()).into_owned()))).collect();
         Arc::new(lists)

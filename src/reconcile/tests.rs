@@ -127,7 +127,7 @@ fn settings(mode: Mode, format: Format) -> Settings {
     Settings {
         mode,
         plan: PlanOptions::default(),
-        style: Style { format, show_unchanged: false, color: false, width: None },
+        style: Style { format, show_unchanged: false, color: false, width: None, max_rows: None },
         concurrency: 4,
         region: "ap-guangzhou".into(),
         stop: Arc::new(AtomicBool::new(false)),
@@ -161,6 +161,27 @@ async fn diff_json_is_stable() {
     let (cluster, clb) = world();
     let (_, json) = run_once(&cluster, &clb, Mode::Diff, Format::Json).await;
     insta::assert_snapshot!(json);
+}
+
+#[tokio::test]
+async fn a_table_longer_than_max_rows_ends_with_how_many_more() {
+    let (cluster, clb) = world();
+    let mut settings = settings(Mode::Diff, Format::Table);
+    settings.style.max_rows = Some(2);
+    let mut out = Vec::new();
+    run(&rules(), &cluster, &clb, &settings, &mut out).await.expect("run");
+    insta::assert_snapshot!(String::from_utf8(out).expect("utf8"));
+}
+
+#[tokio::test]
+async fn json_is_never_cut_by_max_rows() {
+    let (cluster, clb) = world();
+    let mut settings = settings(Mode::Diff, Format::Json);
+    settings.style.max_rows = Some(2);
+    let mut out = Vec::new();
+    run(&rules(), &cluster, &clb, &settings, &mut out).await.expect("run");
+    let (_, all) = run_once(&cluster, &clb, Mode::Diff, Format::Json).await;
+    assert_eq!(String::from_utf8(out).expect("utf8"), all);
 }
 
 #[tokio::test]

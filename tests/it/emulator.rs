@@ -105,7 +105,7 @@ async fn pass(clb: &ClbClient, cluster: &MemoryCluster, rules: &Rules, mode: Mod
     let settings = Settings {
         mode,
         plan: PlanOptions::default(),
-        style: Style { format: Format::Table, show_unchanged: false, color: false, width: None },
+        style: Style { format: Format::Table, show_unchanged: false, color: false, width: None, max_rows: None },
         concurrency: 8,
         region: "ap-guangzhou".into(),
         stop: Arc::new(AtomicBool::new(false)),

@@ -13,3 +13,4 @@ mod rules;
 mod rules_fuzz;
 mod security;
 mod support;
+mod task_polling;

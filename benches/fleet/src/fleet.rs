@@ -11,8 +11,8 @@ use serde_json::json;
 pub const RATE: u64 = 20;
 /// Added latency per API call, like the real service from nearby.
 pub const LATENCY_MS: u64 = 20;
-/// Time an async task takes.
-pub const TASK_MS: u64 = 300;
+/// Time an async task takes, by default: not any interval the client starts polling with.
+pub const TASK_MS: u64 = 450;
 /// Per-call limits the bounds use.
 const BATCH_MAX: u64 = 500;
 const DESCRIBE_IDS_MAX: u64 = 20;
@@ -162,7 +162,7 @@ impl Fleet {
     }
 
     /// The fewest calls per action the API permits, and the least wall time its limits allow.
-    pub fn bounds(&self, scenario: Scenario) -> Bounds {
+    pub fn bounds(&self, scenario: Scenario, task_ms: u64) -> Bounds {
         let lbs = self.lbs as u64;
         let (reg, dereg) = self.changes_per_lb(scenario);
         let reg_calls = reg.div_ceil(BATCH_MAX);
@@ -188,7 +188,7 @@ impl Fleet {
             calls.iter().map(|(_, n)| (n.div_ceil(RATE).saturating_sub(1)) * 1000 + LATENCY_MS).max().unwrap_or(0);
         // Chain: per LB, DescribeLoadBalancers → DescribeListeners → DescribeTargets, then each task one after
         // another: the call, the task, one poll that finds it done.
-        let chain_ms = 3 * LATENCY_MS + tasks_per_lb * (LATENCY_MS + TASK_MS + LATENCY_MS);
+        let chain_ms = 3 * LATENCY_MS + tasks_per_lb * (LATENCY_MS + task_ms + LATENCY_MS);
         Bounds { calls, rate_ms, chain_ms }
     }
 }

@@ -23,7 +23,7 @@ use serde_json::json;
 use fleet::{Bounds, Fleet, LATENCY_MS, RATE, Scenario, Size, TASK_MS};
 
 #[derive(Parser)]
-#[command(about = "Fleet benchmark of clbsync against clb-emulator (20 req/s per action, 20 ms latency, 300 ms tasks)")]
+#[command(about = "Fleet benchmark of clbsync against clb-emulator (20 req/s per action, 20 ms latency, 450 ms tasks)")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -39,6 +39,12 @@ struct Cli {
     /// `--concurrency` passed to clbsync (default: clbsync's own default).
     #[arg(long)]
     concurrency: Option<u16>,
+    /// Milliseconds an emulated async task takes.
+    #[arg(long, default_value_t = TASK_MS)]
+    task_ms: u64,
+    /// Runs of each size × scenario (the table shows each run with the load average when it started).
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
 }
 
 #[derive(Subcommand)]
@@ -52,8 +58,8 @@ enum Cmd {
         rules: PathBuf,
         #[arg(long)]
         endpoint: String,
-        #[arg(long, default_value_t = 8)]
-        concurrency: u16,
+        #[arg(long)]
+        concurrency: Option<u16>,
     },
     /// Internal: runs a command and writes its wall time, CPU time and peak RSS (wait4) to `--out` as JSON.
     /// Started as a fresh small process so the command's peak RSS is its own: a child spawned straight from the
@@ -87,7 +93,7 @@ fn main() -> Result<()> {
 }
 
 /// Child side of the large size: exactly what `clbsync reconcile` does, with a MemoryCluster for pods.
-fn engine(size: Size, rules_path: &Path, endpoint: &str, concurrency: u16) -> Result<u8> {
+fn engine(size: Size, rules_path: &Path, endpoint: &str, concurrency: Option<u16>) -> Result<u8> {
     use clbsync::clb::client::{ClbClient, ClientConfig};
     use clbsync::clb::credentials::Credentials;
     use clbsync::clb::http::Endpoint;
@@ -120,12 +126,13 @@ fn engine(size: Size, rules_path: &Path, endpoint: &str, concurrency: u16) -> Re
     let credentials = Credentials::new(clb_emulator::DEFAULT_SECRET_ID, clb_emulator::DEFAULT_SECRET_KEY, None);
     let config =
         ClientConfig { endpoint: Endpoint::Url(endpoint.into()), ..ClientConfig::new("ap-guangzhou", credentials) };
+    let config_rate = config.rate_limit_per_action;
     let clb = ClbClient::new(config)?;
     let settings = Settings {
         mode: Mode::Reconcile,
         plan: Default::default(),
         style: Default::default(),
-        concurrency: usize::from(concurrency),
+        concurrency: concurrency.map_or_else(|| reconcile::concurrency(config_rate), usize::from),
         region: "ap-guangzhou".into(),
         stop: Arc::new(AtomicBool::new(false)),
         stop_grace: std::time::Duration::from_secs(20),
@@ -219,7 +226,7 @@ async fn bench(cli: Cli) -> Result<()> {
         clb_emulator::start(
             "127.0.0.1:0".parse()?,
             clb_emulator::Config {
-                task_delay: Duration::from_millis(TASK_MS),
+                task_delay: Duration::from_millis(cli.task_ms),
                 rate_limit_per_action: RATE as u32,
                 ..Default::default()
             },
@@ -229,7 +236,8 @@ async fn bench(cli: Cli) -> Result<()> {
     let faults = clb_emulator::Faults { latency_ms: LATENCY_MS, ..Default::default() };
     let endpoint = emu.endpoint();
     println!(
-        "clb-emulator at {endpoint}: {RATE} req/s per action (fixed 1 s windows), {LATENCY_MS} ms latency per call, {TASK_MS} ms tasks"
+        "clb-emulator at {endpoint}: {RATE} req/s per action (fixed 1 s windows), {LATENCY_MS} ms latency per call, {} ms tasks",
+        cli.task_ms
     );
 
     let mut results = Vec::new();
@@ -253,7 +261,9 @@ async fn bench(cli: Cli) -> Result<()> {
                 if t > 0.0 { format!("seeded in {t:.1} s") } else { "reused from an earlier run".into() }
             );
         }
-        for &scenario in &scenarios {
+        for (&scenario, run) in scenarios.iter().flat_map(|s| (0..cli.runs).map(move |r| (s, r))) {
+            let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            let load1: f64 = load.split_whitespace().next().and_then(|l| l.parse().ok()).unwrap_or(-1.0);
             let t0 = Instant::now();
             emu.set_state(fleet.clb_state(scenario));
             let state_secs = t0.elapsed().as_secs_f64();
@@ -315,10 +325,16 @@ async fn bench(cli: Cli) -> Result<()> {
             };
             let calls = emu.calls();
             let converged = check_converged(&emu.state(), &fleet);
-            let bounds = fleet.bounds(scenario);
+            let bounds = fleet.bounds(scenario, cli.task_ms);
             let mut r =
                 report(&fleet, scenario, &m, &calls, &bounds, kube_lists, converged, seed_secs, state_secs, &log);
             r["calls_by_second"] = json!(timeline);
+            r["run"] = json!(run + 1);
+            r["load1_at_start"] = json!(load1);
+            if let Some((polls, late)) = polling(&calls, cli.task_ms) {
+                r["polls_per_task"] = json!((polls * 100.0).round() / 100.0);
+                r["median_late_ms"] = json!((late * 10.0).round() / 10.0);
+            }
             results.push(r);
         }
     }
@@ -326,12 +342,38 @@ async fn bench(cli: Cli) -> Result<()> {
     print_table(&results);
     let doc = json!({
         "machine": machine(),
-        "emulator": {"rate_limit_per_action": RATE, "latency_ms": LATENCY_MS, "task_ms": TASK_MS},
+        "emulator": {"rate_limit_per_action": RATE, "latency_ms": LATENCY_MS, "task_ms": cli.task_ms},
         "runs": results,
     });
     std::fs::write(&cli.json, serde_json::to_string_pretty(&doc)?)?;
     println!("results: {}", cli.json.display());
     Ok(())
+}
+
+/// Polls per task, and the median time in ms from a task being done to its last poll (the one that saw it), from
+/// the emulator's call log; `None` without tasks.
+fn polling(calls: &clb_emulator::CallLog, task_ms: u64) -> Option<(f64, f64)> {
+    let mut polls: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+    for p in calls.of("DescribeTaskStatus") {
+        if let Some(id) = p.params["TaskId"].as_str() {
+            let e = polls.entry(id).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(p.at_us);
+        }
+    }
+    let tasks: Vec<_> = calls.records.iter().filter(|r| r.mutating && r.code == "Success").collect();
+    if tasks.is_empty() {
+        return None;
+    }
+    let mut late = Vec::new();
+    let mut n = 0;
+    for t in &tasks {
+        let (count, last) = polls.get(t.request_id.as_str()).copied().unwrap_or_default();
+        n += count;
+        late.push(last.saturating_sub(t.at_us + task_ms * 1000) as f64 / 1000.0);
+    }
+    late.sort_by(f64::total_cmp);
+    Some((n as f64 / tasks.len() as f64, late[late.len() / 2]))
 }
 
 /// True when every listener's targets are exactly the pods' current IPs.
@@ -408,9 +450,10 @@ fn report(
 
 fn print_table(results: &[serde_json::Value]) {
     println!(
-        "\n{:<7} {:<8} {:>9} {:>9} {:>6} {:>7} {:>6} {:>5} {:>4} {:>8} {:>8} {:>5} {:>5}  per action (actual/bound)",
+        "\n{:<7} {:<8} {:>5} {:>9} {:>9} {:>6} {:>7} {:>6} {:>5} {:>4} {:>8} {:>8} {:>5} {:>5} {:>6} {:>7}  per action (actual/bound)",
         "size",
         "scenario",
+        "load",
         "wall ms",
         "bound ms",
         "ratio",
@@ -421,7 +464,9 @@ fn print_table(results: &[serde_json::Value]) {
         "RSS MiB",
         "CPU ms",
         "lists",
-        "ok"
+        "ok",
+        "poll/t",
+        "late ms"
     );
     for r in results {
         let per: Vec<String> = r["per_action"]
@@ -430,9 +475,10 @@ fn print_table(results: &[serde_json::Value]) {
             .unwrap_or_default();
         let f = |k: &str| r[k].to_string();
         println!(
-            "{:<7} {:<8} {:>9} {:>9} {:>6} {:>7} {:>6} {:>5} {:>4} {:>8} {:>8} {:>5} {:>5}  {}",
+            "{:<7} {:<8} {:>5} {:>9} {:>9} {:>6} {:>7} {:>6} {:>5} {:>4} {:>8} {:>8} {:>5} {:>5} {:>6} {:>7}  {}",
             r["size"].as_str().unwrap_or(""),
             r["scenario"].as_str().unwrap_or(""),
+            f("load1_at_start"),
             f("wall_ms"),
             f("wall_bound_ms"),
             f("wall_ratio"),
@@ -444,6 +490,8 @@ fn print_table(results: &[serde_json::Value]) {
             f("cpu_ms"),
             r["kube_pod_lists"].as_u64().map_or("-".into(), |n| n.to_string()),
             if r["converged"].as_bool() == Some(true) && r["exit_code"] == 0 { "yes" } else { "NO" },
+            f("polls_per_task"),
+            f("median_late_ms"),
             per.join(" ")
         );
     }

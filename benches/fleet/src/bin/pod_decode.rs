@@ -1,19 +1,17 @@
 //! `pod-decode`: CPU time and heap used to decode a pod list from the test kube-apiserver into clbsync's
 //! `desired::Pod`, two ways: the typed k8s-openapi `Pod` (what kube-rs's `Api<Pod>::list` does) and a minimal
-//! struct holding only the fields clbsync reads. Uses the medium fleet's 2,000 seeded pods (run clbsync-bench
+//! struct holding only the fields clbsync reads (`MinimalPod`, what clbsync lists into). Uses the medium fleet's 2,000 seeded pods (run clbsync-bench
 //! first), as one body of 2,000 and as 50 bodies of 40 (the per-deployment lists a run makes).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::Pod as K8sPod;
 use kube::core::ObjectList;
-use serde::Deserialize;
 
-use clbsync::desired::convert::pod_from_k8s;
+use clbsync::desired::convert::{MinimalPod, pod_from_k8s, pod_from_minimal};
 use clbsync::model::Pod;
 
 /// Counts live and peak heap bytes.
@@ -38,119 +36,14 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-// ---- the minimal shape: only what clbsync reads ----
-
-#[derive(Deserialize)]
-struct MinList {
-    items: Vec<MinPod>,
-}
-
-#[derive(Deserialize)]
-struct MinPod {
-    metadata: MinMeta,
-    #[serde(default)]
-    spec: Option<MinSpec>,
-    #[serde(default)]
-    status: Option<MinStatus>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MinMeta {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    deletion_timestamp: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct MinSpec {
-    #[serde(default)]
-    containers: Vec<MinContainer>,
-}
-
-#[derive(Deserialize)]
-struct MinContainer {
-    #[serde(default)]
-    ports: Option<Vec<MinPort>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MinPort {
-    #[serde(default)]
-    name: Option<String>,
-    container_port: i32,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MinStatus {
-    #[serde(default)]
-    phase: Option<String>,
-    #[serde(default)]
-    conditions: Option<Vec<MinCondition>>,
-    #[serde(default, rename = "podIP")]
-    pod_ip: Option<String>,
-    #[serde(default, rename = "podIPs")]
-    pod_ips: Option<Vec<MinIp>>,
-}
-
-#[derive(Deserialize)]
-struct MinCondition {
-    #[serde(rename = "type")]
-    type_: String,
-    status: String,
-}
-
-#[derive(Deserialize)]
-struct MinIp {
-    ip: String,
-}
-
-fn from_min(p: MinPod) -> Pod {
-    let status = p.status.unwrap_or(MinStatus { phase: None, conditions: None, pod_ip: None, pod_ips: None });
-    let raw: Vec<String> = match status.pod_ips.filter(|v| !v.is_empty()) {
-        Some(v) => v.into_iter().map(|i| i.ip).collect(),
-        None => status.pod_ip.into_iter().filter(|i| !i.is_empty()).collect(),
-    };
-    let mut ips: Vec<IpAddr> = Vec::new();
-    for r in raw {
-        if let Ok(ip) = r.parse()
-            && !ips.contains(&ip)
-        {
-            ips.push(ip);
-        }
-    }
-    let mut ports: Vec<(String, u16)> = Vec::new();
-    for c in p.spec.into_iter().flat_map(|s| s.containers) {
-        for port in c.ports.into_iter().flatten() {
-            if let (Some(n), Ok(num)) = (port.name, u16::try_from(port.container_port))
-                && !ports.iter().any(|(x, _)| *x == n)
-            {
-                ports.push((n, num));
-            }
-        }
-    }
-    Pod {
-        name: p.metadata.name.unwrap_or_default(),
-        phase: status.phase.unwrap_or_default(),
-        ready: status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True"),
-        terminating: p.metadata.deletion_timestamp.is_some(),
-        ips,
-        ports,
-        gate: None,
-    }
-}
-
 fn typed(body: &str) -> Vec<Pod> {
     let list: ObjectList<K8sPod> = serde_json::from_str(body).expect("typed decode");
     list.items.into_iter().map(pod_from_k8s).collect()
 }
 
 fn minimal(body: &str) -> Vec<Pod> {
-    let list: MinList = serde_json::from_str(body).expect("minimal decode");
-    list.items.into_iter().map(from_min).collect()
+    let list: ObjectList<MinimalPod> = serde_json::from_str(body).expect("minimal decode");
+    list.items.into_iter().map(pod_from_minimal).collect()
 }
 
 fn thread_cpu() -> Duration {
