@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean clone on a fresh Debian 12 machine with the Rust toolchain:
 #   testbed/test.sh
-# Installs what the tests need (Debian packages, the official Tencent Cloud Python SDK, a kube-apiserver
-# built once from Debian's source and cached under target/), starts the test API server on loopback, runs
+# Installs what the tests need (Debian packages, the official Tencent Cloud Python SDK, a kube-apiserver and a
+# kube-controller-manager built once from Debian's source and cached under target/), starts them on loopback, runs
 # formatting, lints and every test, and stops what it started.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,9 +15,11 @@ step() { printf '\n==> %s\n' "$*"; }
 step "Python tools: Tencent Cloud SDK, tccli, linters (testbed/python-sdk.sh)"
 testbed/python-sdk.sh
 
-step "Kubernetes API server on loopback (testbed/kube-apiserver.sh)"
+step "Kubernetes API server and controller-manager on loopback (testbed/kube-apiserver.sh, kube-controller-manager.sh)"
+# A cold checkout builds both binaries from one Debian source tree here (see testbed/README.md for the time).
 testbed/kube-apiserver.sh start
-trap 'testbed/kube-apiserver.sh stop >/dev/null 2>&1 || true' EXIT
+trap 'testbed/kube-controller-manager.sh stop >/dev/null 2>&1 || true; testbed/kube-apiserver.sh stop >/dev/null 2>&1 || true' EXIT
+testbed/kube-controller-manager.sh start
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

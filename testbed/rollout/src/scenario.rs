@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clb_emulator::traffic::{RuleTraffic, Sample};
 use clb_emulator::{Config, Emulator, HealthDetail, State, TrafficConfig};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
@@ -168,8 +168,19 @@ pub async fn run(scenario: Scenario, mode: Mode, opts: &RunOptions) -> anyhow::R
         .await
         .with_context(|| format!("creating namespace {ns}"))?;
     let result = run_in(&client, &ns, scenario, mode, opts).await;
-    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+    clean_up(&client, &ns).await;
     result
+}
+
+/// Removes what the run left (the test API server runs no garbage collector and no namespace controller, so a
+/// deleted Deployment would leave its ReplicaSets and a deleted namespace its objects): the Deployment and its
+/// ReplicaSets are orphaned, then every pod is removed at once.
+async fn clean_up(client: &Client, ns: &str) {
+    let orphan = DeleteParams { propagation_policy: Some(PropagationPolicy::Orphan), ..DeleteParams::default() };
+    let _ = Api::<Deployment>::namespaced(client.clone(), ns).delete("web", &orphan).await;
+    let _ = Api::<ReplicaSet>::namespaced(client.clone(), ns).delete_collection(&orphan, &ListParams::default()).await;
+    let now = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() };
+    let _ = Api::<Pod>::namespaced(client.clone(), ns).delete_collection(&now, &ListParams::default()).await;
 }
 
 fn fastish_suffix() -> u32 {
