@@ -52,6 +52,7 @@ fn inputs(rules: &Rules, replaced: usize) -> (PodLists, Vec<Result<RuleTargets, 
                 terminating: false,
                 ips: vec![ip(Ipv4Addr::new(10, 1, 0, 0), i * PER_RULE + k)],
                 ports: vec![("http".into(), 8080)],
+                gate: None,
             })
             .collect();
         pods.insert(rule.backend.pods.clone(), Ok(list));

@@ -8,15 +8,21 @@
 //! a port change) is kept: its deregistration is not attempted. Targets of pods that are gone are removed
 //! regardless — they serve nothing, and keeping them would let one failing registration (a full backend
 //! quota, say) pin a rule's stale targets forever.
+//!
+//! After every load balancer of a run is applied, [`set_conditions`] writes the readiness-gate conditions the
+//! planner chose from the outcome.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::stream::{self, StreamExt};
+
 use crate::clb::Clb;
-use crate::model::{Change, Failure, Owner};
-use crate::plan::{Action, Plan, Status, UnlessFailed};
+use crate::desired::Cluster;
+use crate::model::{Change, Failure, GATE_CONDITION, Owner};
+use crate::plan::{Action, GateChange, Plan, Status, UnlessFailed};
 
 /// What happened to one row of the plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,6 +228,25 @@ pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) 
         }
     }
     report
+}
+
+/// Writes the readiness-gate conditions of a run, up to `concurrency` at a time, after its CLB changes. A failed
+/// write is a warning, not a failure of the run: the CLB work is done, and the next run plans the condition
+/// again.
+pub async fn set_conditions<K: Cluster>(cluster: &K, changes: &[GateChange], concurrency: usize) {
+    let writes = stream::iter(changes)
+        .map(|c| async move {
+            let result = cluster.set_pod_condition(&c.namespace, &c.pod, &c.condition, c.transition).await;
+            if let Err(e) = &result {
+                tracing::warn!(pod = %format!("{}/{}", c.namespace, c.pod), "setting {GATE_CONDITION} failed: {e}");
+            }
+            result.is_err()
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<bool>>()
+        .await;
+    let failed = writes.iter().filter(|&&f| f).count();
+    tracing::info!(set = changes.len() - failed, failed, "readiness-gate conditions");
 }
 
 /// One warning per distinct failure of a call, with the number of changes it hit.

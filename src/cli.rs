@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::Owner;
+use crate::observe::export::Pushgateway;
+use crate::plan::GateOn;
 use crate::report;
 
 const AFTER_HELP: &str = "\
@@ -78,6 +80,24 @@ impl From<OutputFormat> for report::Format {
     }
 }
 
+/// What a pod's readiness gate waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GateOnArg {
+    /// Bound on every rule and passing CLB's health checks: the pod takes requests when it turns Ready.
+    Healthy,
+    /// Bound on every rule. Faster, weaker: CLB sends a new target nothing until its health checks pass.
+    Bound,
+}
+
+impl From<GateOnArg> for GateOn {
+    fn from(g: GateOnArg) -> Self {
+        match g {
+            GateOnArg::Healthy => GateOn::Healthy,
+            GateOnArg::Bound => GateOn::Bound,
+        }
+    }
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -101,6 +121,8 @@ pub enum Command {
         run: RunArgs,
         #[command(flatten)]
         events: EventArgs,
+        #[command(flatten)]
+        export: ExportArgs,
         #[command(flatten)]
         watch: WatchArgs,
     },
@@ -157,6 +179,13 @@ pub struct RunArgs {
     #[arg(long, requires = "owner")]
     pub adopt_untagged: bool,
 
+    /// Pods that opt into the readiness gate (`readinessGates: [{conditionType: clbsync.dev/registered}]`) turn
+    /// Ready only once their target is bound on every rule that selects them and, with `healthy`, passes CLB's
+    /// health checks (a new target gets no requests before that). `bound` turns them Ready sooner, while CLB
+    /// may not send them traffic yet: a rolling update can then remove old pods before the new ones serve.
+    #[arg(long, value_enum, default_value_t = GateOnArg::Healthy, value_name = "WHEN")]
+    pub gate_on: GateOnArg,
+
     /// Load balancers processed at once, 1-64 (one load balancer's changes are always sequential).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
@@ -167,8 +196,8 @@ pub struct RunArgs {
     pub stop_grace: u16,
 
     /// Deadline of the whole run: past it no new change starts, the changes in flight finish (up to
-    /// --stop-grace) and the report is written, as on SIGTERM. Keep it plus --stop-grace below the CronJob's
-    /// activeDeadlineSeconds (50).
+    /// --stop-grace) and the report is written, as on SIGTERM. Keep it plus --stop-grace plus 8 s (Events and the
+    /// metrics push) below the CronJob's activeDeadlineSeconds (55).
     #[arg(long, default_value_t = 25, value_name = "SECS", value_parser = clap::value_parser!(u16).range(1..))]
     pub run_timeout: u16,
 
@@ -196,6 +225,30 @@ pub struct EventArgs {
     /// At most this many Events per run (one per object and reason).
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub max_events: usize,
+}
+
+/// Metrics of a `reconcile` run, handed on when it ends (watch mode serves them at --metrics-addr instead).
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Metrics of a run")]
+pub struct ExportArgs {
+    /// Push the run's metrics to this Prometheus Pushgateway when it ends (HTTP PUT to
+    /// <URL>/metrics/job/clbsync[/owner/<OWNER>], replacing the previous push). A failed push is logged and does
+    /// not change the exit code. Not with --dry-run or --watch.
+    #[arg(long, env = "CLBSYNC_PUSHGATEWAY", value_name = "URL", value_parser = Pushgateway::parse,
+          hide_env_values = true)]
+    pub pushgateway: Option<Pushgateway>,
+
+    /// Write the run's metrics to this file when it ends, for the node exporter's textfile collector (name it
+    /// *.prom; replaced whole through a rename). A failed write is logged and does not change the exit code.
+    #[arg(long, env = "CLBSYNC_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+impl ExportArgs {
+    /// Whether the run's metrics go anywhere.
+    pub fn any(&self) -> bool {
+        self.pushgateway.is_some() || self.metrics_file.is_some()
+    }
 }
 
 fn parse_owner(name: &str) -> Result<Owner, String> {

@@ -13,10 +13,12 @@ use clap::Parser;
 use clbsync::clb::client::{ClbClient, ClientConfig};
 use clbsync::clb::credentials::Credentials;
 use clbsync::clb::http::Endpoint;
-use clbsync::cli::{Cli, Command, EventArgs, Global, LogFormat, OutputFormat, RunArgs, WatchArgs};
+use clbsync::cli::{Cli, Command, EventArgs, ExportArgs, Global, LogFormat, OutputFormat, RunArgs, WatchArgs};
 use clbsync::desired::kube::{ConnectOptions, KubeCluster};
-use clbsync::observe::events;
+use clbsync::model::Owner;
+use clbsync::observe::metrics::Metrics;
 use clbsync::observe::progress::{self, Terminal};
+use clbsync::observe::{self, events, metrics};
 use clbsync::plan::PlanOptions;
 use clbsync::reconcile::{self, Mode, Settings, exit};
 use clbsync::report::Style;
@@ -102,16 +104,48 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Validate => validate(g),
         Command::Diff { detailed_exitcode, run, .. } => {
             let rules = rules::load(&g.rules)?;
-            execute(g, &rules, run, Mode::Diff, *detailed_exitcode, &rules_file, None).await
+            execute(g, &rules, run, Mode::Diff, *detailed_exitcode, &rules_file, None, None).await
         }
-        Command::Reconcile { dry_run, detailed_exitcode, run, watch, events } => {
-            let rules = rules::load(&g.rules)?;
+        Command::Reconcile { dry_run, detailed_exitcode, run, watch, events, export } => {
             let mode = if *dry_run { Mode::Diff } else { Mode::Reconcile };
             if watch.watch {
-                return watch_mode(g, rules, run, watch, mode).await;
+                if export.any() {
+                    tracing::info!(
+                        "--pushgateway and --metrics-file are for one-shot runs: watch mode serves its metrics at --metrics-addr"
+                    );
+                }
+                let rules = rules::load(&g.rules)?;
+                return watch_mode(g, rules, run, watch, events, mode).await;
             }
-            let events = (mode == Mode::Reconcile).then_some(events);
-            execute(g, &rules, run, mode, *detailed_exitcode, &rules_file, events).await
+            if mode == Mode::Diff && export.any() {
+                tracing::info!(
+                    "--pushgateway and --metrics-file are ignored with --dry-run: its metrics would replace those of the last reconcile"
+                );
+            }
+            // Metrics only of runs that may change something: a dry run's would hide the last real run's.
+            let metrics = (mode == Mode::Reconcile && export.any()).then(|| {
+                let m = Metrics::new();
+                m.set_leader(true);
+                m
+            });
+            let started = std::time::Instant::now();
+            let result = async {
+                let rules = rules::load(&g.rules).inspect_err(|_| {
+                    if let Some(m) = &metrics {
+                        m.set_rules_file_valid(false);
+                    }
+                })?;
+                let events = (mode == Mode::Reconcile).then_some(events);
+                execute(g, &rules, run, mode, *detailed_exitcode, &rules_file, events, metrics.as_ref()).await
+            }
+            .await;
+            if let Some(m) = &metrics {
+                if result.is_err() {
+                    m.record_failed_run(started.elapsed());
+                }
+                export_metrics(m, export, run.owner.as_ref()).await;
+            }
+            result
         }
     }
 }
@@ -161,12 +195,28 @@ fn quiet_on_broken_pipe(written: std::io::Result<()>) -> std::io::Result<()> {
     }
 }
 
+/// Pushes and/or writes a batch run's metrics; a failure is logged once each and changes nothing else.
+async fn export_metrics(metrics: &Metrics, export: &ExportArgs, owner: Option<&Owner>) {
+    let text = metrics.encode_text();
+    if let Some(path) = &export.metrics_file
+        && let Err(e) = observe::export::write_file(path, &text)
+    {
+        tracing::warn!("{e}; the exit code is not affected");
+    }
+    if let Some(gateway) = &export.pushgateway
+        && let Err(e) = observe::export::push(gateway, owner, text).await
+    {
+        tracing::warn!("{e}; the exit code is not affected");
+    }
+}
+
 /// `reconcile --watch`: runs until SIGTERM, then exits 0.
 async fn watch_mode(
     g: &Global,
     rules: rules::Rules,
     run: &RunArgs,
     watch: &WatchArgs,
+    events: &EventArgs,
     mode: Mode,
 ) -> anyhow::Result<u8> {
     if watch.resync_interval.is_zero() {
@@ -183,6 +233,7 @@ async fn watch_mode(
         resync_interval: watch.resync_interval,
         election: watch.leader_election_namespace.clone().map(|ns| (ns, watch.leader_election_id.clone())),
         metrics_addr: watch.metrics_addr,
+        events: (mode == Mode::Reconcile && events.events).then_some(events.max_events),
     };
     clbsync::watch::run(cluster.client().clone(), &clb, || clb.answers(), rules, &settings, &opts, stopped).await?;
     Ok(exit::OK)
@@ -209,6 +260,7 @@ fn settings(g: &Global, run: &RunArgs, mode: Mode, stop: Arc<AtomicBool>) -> Set
             allow_empty: run.allow_empty,
             owner: run.owner.clone(),
             adopt_untagged: run.adopt_untagged,
+            gate_on: run.gate_on.into(),
         },
         style: Style {
             format: g.output.into(),
@@ -224,6 +276,8 @@ fn settings(g: &Global, run: &RunArgs, mode: Mode, stop: Arc<AtomicBool>) -> Set
     }
 }
 
+/// One `diff` or `reconcile`; `metrics`, when given, count what it did.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     g: &Global,
     rules: &rules::Rules,
@@ -232,6 +286,7 @@ async fn execute(
     detailed: bool,
     rules_file: &str,
     events: Option<&EventArgs>,
+    metrics: Option<&Metrics>,
 ) -> anyhow::Result<u8> {
     let clb = clb_client(run)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -246,18 +301,30 @@ async fn execute(
         ..settings(g, run, mode, stop.clone())
     };
     let mut out = std::io::stdout().lock();
+    let started = std::time::Instant::now();
     let outcome = reconcile::run(rules, &cluster, &clb, &settings, &mut out).await;
+    let elapsed = started.elapsed();
     if let Some((terminal, _)) = terminal {
         terminal.finish();
     }
+    if let Some(m) = metrics {
+        m.record_api_calls(clb.answers().iter().map(|((action, code), n)| (*action, code.as_str(), *n)));
+    }
     let outcome = outcome.with_context(|| format!("running the rules of {rules_file}"))?;
+    if let Some(m) = metrics {
+        m.record_pass(&outcome, elapsed, metrics::unix_now());
+        m.set_rules(&outcome.plan.rules);
+    }
     quiet_on_broken_pipe(out.flush())?;
     if let Some(EventArgs { events: true, max_events }) = events {
         let (drafts, left_out) = events::drafts(rules, &outcome, *max_events);
         if left_out > 0 {
             tracing::info!(left_out, "--max-events {max_events} reached: {left_out} Kubernetes Event(s) not recorded");
         }
-        events::post(cluster.client(), drafts, &events::instance()).await;
+        let posted = events::post(cluster.client(), drafts, &events::instance()).await;
+        if let Some(m) = metrics {
+            m.record_events(posted.recorded, posted.failed);
+        }
     }
     let code = outcome.exit_code(detailed);
     if deadline_hit.load(Ordering::SeqCst) {

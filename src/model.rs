@@ -144,6 +144,31 @@ pub struct Pod {
     pub ips: Vec<IpAddr>,
     /// Named container ports (`name` → `containerPort`) of all containers.
     pub ports: Vec<(String, u16)>,
+    /// Set when the pod opts into clbsync's readiness gate (`spec.readinessGates` names [`GATE_CONDITION`]).
+    pub gate: Option<PodGate>,
+}
+
+/// The readiness-gate condition clbsync sets on the pods that opt in.
+pub const GATE_CONDITION: &str = "clbsync.dev/registered";
+
+/// What the readiness gate needs to know about a pod that opts in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodGate {
+    /// The `ContainersReady` condition is `True`. A gated pod is registered on it, not on `Ready`, which waits
+    /// for the gate.
+    pub containers_ready: bool,
+    /// The pod's [`GATE_CONDITION`] condition as it is now; `None` when not set yet.
+    pub condition: Option<GateCondition>,
+}
+
+/// The state of a pod's [`GATE_CONDITION`] condition: what clbsync read, or what it sets.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GateCondition {
+    /// `status: "True"`.
+    pub status: bool,
+    /// CamelCase, e.g. `WaitingForHealthCheck`; empty when True.
+    pub reason: String,
+    pub message: String,
 }
 
 /// Whether a pod should receive traffic now, or is going away and should be drained.

@@ -9,6 +9,7 @@ use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table};
 use serde::Serialize;
 
 use crate::apply::{ApplyReport, RowStatus};
+use crate::model::GATE_CONDITION;
 use crate::plan::{Action, Plan, Row, RulePlan, Status, Summary};
 
 /// Output format of the report.
@@ -154,6 +155,11 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
             writeln!(out, "waiting: {}: {} ({}): {why}", rule.place, row.target, row.pod.as_deref().unwrap_or("-"))?;
         }
     }
+    for g in &plan.gate {
+        let c = &g.condition;
+        let status = if c.status { "True" } else { "False" };
+        writeln!(out, "gate: pod {}/{}: {GATE_CONDITION}={status} {}: {}", g.namespace, g.pod, c.reason, c.message)?;
+    }
     if let Some(report) = applied {
         failures(plan, report, out)?;
     }
@@ -288,6 +294,19 @@ struct Document<'a> {
     summary: JsonSummary,
     changes: Vec<JsonChange<'a>>,
     rules: Vec<JsonRule<'a>>,
+    /// Readiness-gate conditions set (or, for `diff`, to set); left out when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    gate: Vec<JsonGate<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonGate<'a> {
+    namespace: &'a str,
+    pod: &'a str,
+    condition: &'static str,
+    status: &'static str,
+    reason: &'a str,
+    message: &'a str,
 }
 
 #[derive(Serialize)]
@@ -405,6 +424,18 @@ fn document<'a>(plan: &'a Plan, applied: Option<&'a ApplyReport>, show_unchanged
         },
         changes,
         rules: plan.rules.iter().map(json_rule).collect(),
+        gate: plan
+            .gate
+            .iter()
+            .map(|g| JsonGate {
+                namespace: &g.namespace,
+                pod: &g.pod,
+                condition: GATE_CONDITION,
+                status: if g.condition.status { "True" } else { "False" },
+                reason: &g.condition.reason,
+                message: &g.condition.message,
+            })
+            .collect(),
     }
 }
 

@@ -2,8 +2,8 @@
 # The whole test suite, from a clean clone on a fresh Debian 12 machine with the Rust toolchain:
 #   testbed/test.sh
 # Installs what the tests need (Debian packages, the official Tencent Cloud Python SDK, a kube-apiserver and a
-# kube-controller-manager built once from Debian's source and cached under target/), starts them on loopback, runs
-# formatting, lints and every test, and stops what it started.
+# kube-controller-manager built once from Debian's source and cached under target/, Debian's Prometheus
+# Pushgateway), starts them on loopback, runs formatting, lints and every test, and stops what it started.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -20,6 +20,11 @@ step "Kubernetes API server and controller-manager on loopback (testbed/kube-api
 testbed/kube-apiserver.sh start
 trap 'testbed/kube-controller-manager.sh stop >/dev/null 2>&1 || true; testbed/kube-apiserver.sh stop >/dev/null 2>&1 || true' EXIT
 testbed/kube-controller-manager.sh start
+
+step "Prometheus Pushgateway on loopback (testbed/pushgateway.sh)"
+testbed/pushgateway.sh start
+trap 'testbed/kube-controller-manager.sh stop >/dev/null 2>&1 || true; testbed/kube-apiserver.sh stop >/dev/null 2>&1 || true; testbed/pushgateway.sh stop >/dev/null 2>&1 || true' EXIT
+eval "$(testbed/pushgateway.sh env)"   # CLBSYNC_TEST_PUSHGATEWAY: the tests fail without it when CI=true
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::Pod as K8sPod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::model::Pod;
+use crate::model::{GATE_CONDITION, GateCondition, Pod, PodGate};
 
 /// Turns a Deployment's `spec.selector` into a label-selector string (`a=b,c in (d,e),!f`). Refuses an empty
 /// selector, which would select every pod in the namespace, and malformed requirements. Requirements are
@@ -80,7 +80,19 @@ pub fn pod_from_k8s(pod: K8sPod) -> Pod {
     let terminating = pod.metadata.deletion_timestamp.is_some();
     let status = pod.status.unwrap_or_default();
     let phase = status.phase.unwrap_or_default();
-    let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+    let conditions = status.conditions.unwrap_or_default();
+    let is_true = |type_: &str| conditions.iter().any(|c| c.type_ == type_ && c.status == "True");
+    let ready = is_true("Ready");
+    let gated =
+        pod.spec.iter().flat_map(|s| s.readiness_gates.iter().flatten()).any(|g| g.condition_type == GATE_CONDITION);
+    let gate = gated.then(|| PodGate {
+        containers_ready: is_true("ContainersReady"),
+        condition: conditions.iter().find(|c| c.type_ == GATE_CONDITION).map(|c| GateCondition {
+            status: c.status == "True",
+            reason: c.reason.clone().unwrap_or_default(),
+            message: c.message.clone().unwrap_or_default(),
+        }),
+    });
     let raw_ips: Vec<String> = match status.pod_ips.filter(|ips| !ips.is_empty()) {
         Some(ips) => ips.into_iter().map(|ip| ip.ip).collect(),
         None => status.pod_ip.into_iter().filter(|ip| !ip.is_empty()).collect(),
@@ -106,12 +118,14 @@ pub fn pod_from_k8s(pod: K8sPod) -> Pod {
             }
         }
     }
-    Pod { name, phase, ready, terminating, ips, ports }
+    Pod { name, phase, ready, terminating, ips, ports, gate }
 }
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::{Container, ContainerPort, PodCondition, PodIP, PodSpec, PodStatus};
+    use k8s_openapi::api::core::v1::{
+        Container, ContainerPort, PodCondition, PodIP, PodReadinessGate, PodSpec, PodStatus,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, ObjectMeta, Time};
 
     use super::*;
@@ -191,6 +205,23 @@ mod tests {
                 .collect();
             let spec = self.0.spec.as_mut().expect("builder always sets spec");
             spec.containers.push(Container { name: name.into(), ports: Some(ports), ..Default::default() });
+            self
+        }
+        fn readiness_gate(mut self, condition_type: &str) -> Self {
+            let spec = self.0.spec.as_mut().expect("builder always sets spec");
+            spec.readiness_gates
+                .get_or_insert_with(Vec::new)
+                .push(PodReadinessGate { condition_type: condition_type.into() });
+            self
+        }
+        fn gate_condition(mut self, status: &str, reason: &str, message: &str) -> Self {
+            self.status().conditions.get_or_insert_with(Vec::new).push(PodCondition {
+                type_: GATE_CONDITION.into(),
+                status: status.into(),
+                reason: Some(reason.into()),
+                message: Some(message.into()),
+                ..Default::default()
+            });
             self
         }
         fn convert(self) -> Pod {
@@ -282,6 +313,7 @@ mod tests {
                 terminating: false,
                 ips: vec!["10.0.0.5".parse().unwrap()],
                 ports: vec![("http".into(), 8080), ("metrics".into(), 9100)],
+                gate: None,
             }
         );
     }
@@ -321,5 +353,38 @@ mod tests {
         let p = pod("a").pod_ips(&["not-an-ip", "10.0.0.9"]).container("c", &[(Some("big"), 70000)]).convert();
         assert_eq!(p.ips, vec!["10.0.0.9".parse::<IpAddr>().unwrap()]);
         assert!(p.ports.is_empty());
+    }
+
+    // ---- readiness gate ----
+
+    #[test]
+    fn a_pod_without_our_readiness_gate_has_no_gate() {
+        assert_eq!(pod("a").ready().convert().gate, None);
+        assert_eq!(pod("b").ready().readiness_gate("example.com/other").convert().gate, None);
+    }
+
+    #[test]
+    fn a_gated_pod_keeps_containers_ready_and_its_current_condition() {
+        let p = pod("a")
+            .phase("Running")
+            .condition("ContainersReady", "True")
+            .readiness_gate("example.com/other")
+            .readiness_gate(GATE_CONDITION)
+            .gate_condition("False", "WaitingForHealthCheck", "bound; health checks pending")
+            .convert();
+        assert!(!p.ready);
+        assert_eq!(
+            p.gate,
+            Some(PodGate {
+                containers_ready: true,
+                condition: Some(GateCondition {
+                    status: false,
+                    reason: "WaitingForHealthCheck".into(),
+                    message: "bound; health checks pending".into(),
+                }),
+            })
+        );
+        let fresh = pod("b").phase("Running").readiness_gate(GATE_CONDITION).convert();
+        assert_eq!(fresh.gate, Some(PodGate { containers_ready: false, condition: None }));
     }
 }

@@ -15,6 +15,9 @@
 //! list, an empty result (and a 404 on the deployment) is followed by a GET of the namespace, so a typo in
 //! `namespace:` is reported as [`Error::NamespaceNotFound`]. That GET needs `get` on `namespaces`; when the
 //! role lacks it (403) the check is skipped and the result stands as it is.
+//!
+//! The readiness gate's condition is written with a strategic-merge patch of `pods/status` (conditions merge by
+//! `type`, so the kubelet's own conditions are left alone); it needs `patch` on `pods/status`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,7 +26,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod as K8sPod};
-use kube::api::{Api, ListParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::client::ClientBuilder;
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -32,7 +36,7 @@ use tokio::sync::OnceCell;
 use super::convert::{label_selector_string, labels_selector_string, pod_from_k8s};
 use super::{Cluster, Error};
 use crate::clb::credentials;
-use crate::model::Pod;
+use crate::model::{GATE_CONDITION, GateCondition, Pod};
 use crate::rules::{PodQuery, PodSource};
 
 /// Pods per list request. Large enough that most workloads take one request, small enough to bound the
@@ -280,6 +284,36 @@ impl Cluster for KubeCluster {
         }
         Ok(pods)
     }
+
+    async fn set_pod_condition(
+        &self,
+        namespace: &str,
+        pod: &str,
+        condition: &GateCondition,
+        transition: bool,
+    ) -> Result<(), Error> {
+        let api: Api<K8sPod> = Api::namespaced(self.client.clone(), namespace);
+        let op = Access { verb: "patch", resource: "pods/status", group: "", namespace };
+        let what = format!("patch the {GATE_CONDITION} condition of pod {namespace}/{pod}");
+        let now = transition.then(|| Time(k8s_openapi::jiff::Timestamp::now()));
+        let patch = Patch::Strategic(condition_patch(condition, now));
+        self.request(&what, op, api.patch_status(pod, &PatchParams::default(), &patch)).await.map(drop)
+    }
+}
+
+/// The strategic-merge patch of `pods/status` that sets the gate condition; `lastTransitionTime` only when given
+/// (a status change), so an unchanged status keeps the time it last changed.
+fn condition_patch(condition: &GateCondition, transition: Option<Time>) -> serde_json::Value {
+    let mut c = serde_json::json!({
+        "type": GATE_CONDITION,
+        "status": if condition.status { "True" } else { "False" },
+        "reason": condition.reason,
+        "message": condition.message,
+    });
+    if let Some(time) = transition {
+        c["lastTransitionTime"] = serde_json::to_value(time).expect("a timestamp serializes");
+    }
+    serde_json::json!({ "status": { "conditions": [c] } })
 }
 
 /// Maps a kube-rs error from a request described by `what`/`op` to an [`Error`] that names what to check.

@@ -4,14 +4,19 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use super::{Cluster, Error};
-use crate::model::Pod;
+use crate::model::{GateCondition, Pod, PodGate};
 use crate::rules::PodQuery;
 
-/// Pods per query; a query mapped to `Err` fails with that message. Counts the lists made.
+/// Pods per query; a query mapped to `Err` fails with that message. Counts the lists made and records the gate
+/// conditions written.
 #[derive(Default)]
 pub struct MemoryCluster {
     pub pods: BTreeMap<PodQuery, Result<Vec<Pod>, String>>,
     pub lists: Mutex<usize>,
+    /// `(namespace, pod, condition, transition)` of every condition written, in order.
+    pub conditions: Mutex<Vec<(String, String, GateCondition, bool)>>,
+    /// Set: every condition write fails with this message.
+    pub condition_error: Option<String>,
 }
 
 impl Cluster for MemoryCluster {
@@ -22,6 +27,22 @@ impl Cluster for MemoryCluster {
             Some(Err(e)) => Err(unreachable(query, e)),
             None => Err(unreachable(query, "no such test query")),
         }
+    }
+
+    async fn set_pod_condition(
+        &self,
+        namespace: &str,
+        pod: &str,
+        condition: &GateCondition,
+        transition: bool,
+    ) -> Result<(), Error> {
+        if let Some(e) = &self.condition_error {
+            let query = format!("pod {namespace}/{pod}");
+            return Err(Error::Unreachable { server: "the in-memory cluster".into(), what: query, cause: e.clone() });
+        }
+        let written = (namespace.to_string(), pod.to_string(), condition.clone(), transition);
+        self.conditions.lock().expect("lock").push(written);
+        Ok(())
     }
 }
 
@@ -34,6 +55,7 @@ pub fn pod(name: &str, ip: &str) -> Pod {
         terminating: false,
         ips: vec![ip.parse().expect("test IP")],
         ports: vec![("http".into(), 8080)],
+        gate: None,
     }
 }
 
@@ -42,6 +64,26 @@ impl Pod {
     pub fn ready(mut self) -> Pod {
         self.phase = "Running".into();
         self.ready = true;
+        self
+    }
+
+    /// Opts into the readiness gate; containers not ready yet, no condition set.
+    pub fn gated(mut self) -> Pod {
+        self.gate = Some(PodGate::default());
+        self
+    }
+
+    /// Running with its containers ready; a gated pod is not `Ready` until its gate condition is True.
+    pub fn containers_ready(mut self) -> Pod {
+        self.phase = "Running".into();
+        self.gate.get_or_insert_with(PodGate::default).containers_ready = true;
+        self
+    }
+
+    /// Its gate condition as it is now.
+    pub fn gate_condition(mut self, status: bool, reason: &str, message: &str) -> Pod {
+        let condition = GateCondition { status, reason: reason.into(), message: message.into() };
+        self.gate.get_or_insert_with(PodGate::default).condition = Some(condition);
         self
     }
 

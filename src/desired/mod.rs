@@ -13,14 +13,26 @@ use std::future::Future;
 
 use futures::stream::{self, StreamExt};
 
-use crate::model::Pod;
+use crate::model::{GateCondition, Pod};
 use crate::rules::PodQuery;
 
-/// The pods a [`PodQuery`] selects, as the cluster reports them. Implementations must never turn an error
-/// into an empty list: "no pods" and "could not list pods" lead to very different plans.
+/// The pods a [`PodQuery`] selects, as the cluster reports them, and the one write clbsync makes to pods: the
+/// readiness-gate condition. Implementations must never turn an error into an empty list: "no pods" and "could
+/// not list pods" lead to very different plans.
 pub trait Cluster {
     /// Every pod matched by `query`, in any state (the caller decides which ones are targets).
     fn pods(&self, query: &PodQuery) -> impl Future<Output = Result<Vec<Pod>, Error>>;
+
+    /// Sets pod `namespace/pod`'s [`crate::model::GATE_CONDITION`] condition to `condition`, leaving its other
+    /// conditions alone. `transition`: the status changes (or the condition is new), so `lastTransitionTime` is
+    /// set to now; otherwise it is kept.
+    fn set_pod_condition(
+        &self,
+        namespace: &str,
+        pod: &str,
+        condition: &GateCondition,
+        transition: bool,
+    ) -> impl Future<Output = Result<(), Error>>;
 }
 
 /// Why the pods of a query could not be listed. Each variant names what to check.

@@ -2,14 +2,17 @@
 //! `kubectl describe deployment` shows it next to the rollout that caused it.
 //!
 //! [`drafts`] is a pure function of the run's [`Outcome`]: one draft per (object, reason), in rule order, at most
-//! `max` of them. [`post`] creates them through `events.k8s.io/v1` after the report is written; a post that fails
-//! or takes longer than [`POST_TIMEOUT`] (all of them: [`TOTAL_TIMEOUT`]) is dropped, logged once per run, and never changes the exit code.
+//! `max` of them. [`post`] creates them through `events.k8s.io/v1` after the report is written; watch mode's
+//! [`Series`] reuses one Event per (object, reason) across passes. A post that fails or takes longer than
+//! [`POST_TIMEOUT`] (all of them: [`TOTAL_TIMEOUT`]) is dropped, logged once, counted (`clbsync_events_total`),
+//! and never changes the exit code.
 //!
 //! The object: a `deployment:` backend's Deployment. A `selector:` backend has no workload, so its Event goes on a
 //! pod whose target changed: the first by name among the rule's rows of that reason. A selector rule with no such
 //! pod (a blocked or skipped rule, or removals of pods that are gone) has no object and gets no Event.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
@@ -17,7 +20,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{ListParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
 use crate::apply::RowStatus;
@@ -251,52 +254,145 @@ pub fn instance() -> String {
         .unwrap_or_else(|| "clbsync".into())
 }
 
+/// How many Events were recorded and how many could not be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Posted {
+    pub recorded: u64,
+    pub failed: u64,
+}
+
 /// Creates the drafts' Events, [`CONCURRENCY`] at a time, each within [`POST_TIMEOUT`]. Failures are logged once
-/// (the first, with how many failed) and otherwise ignored.
-pub async fn post(client: &Client, drafts: Vec<Draft>, instance: &str) {
-    let total = drafts.len();
-    let posts = stream::iter(drafts)
-        .map(|draft| async move {
-            match tokio::time::timeout(POST_TIMEOUT, post_one(client, &draft, instance)).await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => {
-                    let e = match e {
-                        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
-                        other => other.to_string(),
-                    };
-                    Some(format!("{} {}/{}: {e}", draft.object.kind, draft.object.namespace, draft.object.name))
+/// (the first, with how many failed), counted in the result and otherwise ignored.
+pub async fn post(client: &Client, drafts: Vec<Draft>, instance: &str) -> Posted {
+    let names: Vec<String> = drafts.iter().map(|d| event_name(&d.object, d.reason)).collect();
+    let (results, first) = send_all(&drafts, |i, draft| create(client, draft, instance, names[i].clone())).await;
+    let posted = count(&results);
+    if let Some(first) = first {
+        warn(&first, posted);
+    }
+    posted
+}
+
+/// Watch mode's Events: the first pass that finds an (object, reason) creates its Event; each later one patches
+/// that Event's `series` (count and last time seen) and note, as client-go's event recorder does, so a rule
+/// that changes on every rollout keeps one Event, not one per pass. An Event the API server no longer has (it
+/// expires after an hour by default) is created again. The first failure is logged; later ones only counted.
+#[derive(Debug, Default)]
+pub struct Series {
+    /// (object, reason) → the Event's name and its series count so far.
+    known: HashMap<(Object, Reason), (String, i32)>,
+    warned: bool,
+}
+
+impl Series {
+    pub async fn record(&mut self, client: &Client, drafts: Vec<Draft>, instance: &str) -> Posted {
+        let plans: Vec<(String, Option<i32>)> = drafts
+            .iter()
+            .map(|d| match self.known.get(&(d.object.clone(), d.reason)) {
+                Some((name, count)) => (name.clone(), Some(count + 1)),
+                None => (event_name(&d.object, d.reason), None),
+            })
+            .collect();
+        let (results, first) = send_all(&drafts, |i, draft| {
+            let (name, count) = plans[i].clone();
+            async move {
+                match count {
+                    Some(count) => match bump(client, draft, &name, count).await {
+                        Ok(()) => Ok((name, count)),
+                        Err(kube::Error::Api(s)) if s.code == 404 => {
+                            let name = event_name(&draft.object, draft.reason);
+                            create(client, draft, instance, name).await.map(|name| (name, 1))
+                        }
+                        Err(e) => Err(e),
+                    },
+                    None => create(client, draft, instance, name).await.map(|name| (name, 1)),
                 }
-                Err(_) => Some(format!(
-                    "{} {}/{}: no answer within {}s",
-                    draft.object.kind,
-                    draft.object.namespace,
-                    draft.object.name,
-                    POST_TIMEOUT.as_secs()
-                )),
+            }
+        })
+        .await;
+        let posted = count(&results);
+        for (draft, result) in drafts.into_iter().zip(results) {
+            if let Some(known) = result {
+                self.known.insert((draft.object, draft.reason), known);
+            }
+        }
+        match first {
+            Some(first) if !self.warned => {
+                self.warned = true;
+                warn(&first, posted);
+            }
+            Some(first) => tracing::debug!(failed = posted.failed, "cannot record Kubernetes Events (first: {first})"),
+            None => {}
+        }
+        posted
+    }
+}
+
+fn count<T>(results: &[Option<T>]) -> Posted {
+    let recorded = results.iter().filter(|r| r.is_some()).count() as u64;
+    Posted { recorded, failed: results.len() as u64 - recorded }
+}
+
+fn warn(first: &str, posted: Posted) {
+    tracing::warn!(
+        failed = posted.failed,
+        events = posted.recorded + posted.failed,
+        "cannot record Kubernetes Events (first: {first}); the run is not affected: check that the role grants \
+         create and patch on events.k8s.io events"
+    );
+}
+
+/// Runs `send` for every draft, [`CONCURRENCY`] at a time, each within [`POST_TIMEOUT`] and all within
+/// [`TOTAL_TIMEOUT`]. Returns each draft's result (`None`: not recorded) and the first failure, described.
+async fn send_all<'a, T, F, Fut>(drafts: &'a [Draft], send: F) -> (Vec<Option<T>>, Option<String>)
+where
+    F: Fn(usize, &'a Draft) -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>> + 'a,
+{
+    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..drafts.len()).map(|_| None).collect());
+    let results_ref = &results;
+    let send = &send;
+    let failures = stream::iter(drafts.iter().enumerate())
+        .map(|(i, draft)| async move {
+            match tokio::time::timeout(POST_TIMEOUT, send(i, draft)).await {
+                Ok(Ok(value)) => {
+                    results_ref.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(value);
+                    None
+                }
+                Ok(Err(e)) => Some(failure(&draft.object, &e)),
+                Err(_) => Some(format!("{}: no answer within {}s", describe(&draft.object), POST_TIMEOUT.as_secs())),
             }
         })
         .buffer_unordered(CONCURRENCY)
         .filter_map(std::future::ready)
         .collect::<Vec<String>>();
-    let failures = match tokio::time::timeout(TOTAL_TIMEOUT, posts).await {
-        Ok(failures) => failures,
-        Err(_) => vec![format!("not all recorded within {}s", TOTAL_TIMEOUT.as_secs())],
+    let first = match tokio::time::timeout(TOTAL_TIMEOUT, failures).await {
+        Ok(failures) => failures.into_iter().next(),
+        Err(_) => Some(format!("not all recorded within {}s", TOTAL_TIMEOUT.as_secs())),
     };
-    if let Some(first) = failures.first() {
-        tracing::warn!(
-            failed = failures.len(),
-            events = total,
-            "cannot record Kubernetes Events (first: {first}); the run is not affected: check that the role grants \
-             create on events.k8s.io events"
-        );
-    }
+    (results.into_inner().unwrap_or_else(|p| p.into_inner()), first)
 }
 
-async fn post_one(client: &Client, draft: &Draft, instance: &str) -> Result<(), kube::Error> {
+/// `Deployment ns/name`.
+fn describe(o: &Object) -> String {
+    format!("{} {}/{}", o.kind, o.namespace, o.name)
+}
+
+/// One failed post, for the log: the object and the API server's message and code.
+fn failure(o: &Object, e: &kube::Error) -> String {
+    let e = match e {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
+    };
+    format!("{}: {e}", describe(o))
+}
+
+/// Creates the draft's Event under `name`; returns the name.
+async fn create(client: &Client, draft: &Draft, instance: &str, name: String) -> Result<String, kube::Error> {
     let o = &draft.object;
     let event = Event {
         metadata: ObjectMeta {
-            name: Some(event_name(o, draft.reason)),
+            name: Some(name.clone()),
             namespace: Some(o.namespace.clone()),
             ..ObjectMeta::default()
         },
@@ -318,6 +414,18 @@ async fn post_one(client: &Client, draft: &Draft, instance: &str) -> Result<(), 
         ..Event::default()
     };
     Api::<Event>::namespaced(client.clone(), &o.namespace).create(&PostParams::default(), &event).await?;
+    Ok(name)
+}
+
+/// Marks the Event `name` as seen again: its series count becomes `count`, its note the draft's.
+async fn bump(client: &Client, draft: &Draft, name: &str, count: i32) -> Result<(), kube::Error> {
+    let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+    let patch = serde_json::json!({
+        "series": { "count": count, "lastObservedTime": now },
+        "note": draft.note,
+    });
+    let api = Api::<Event>::namespaced(client.clone(), &draft.object.namespace);
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await?;
     Ok(())
 }
 

@@ -12,6 +12,13 @@
 //! | `clbsync_last_success_timestamp_seconds` | gauge | |
 //! | `clbsync_leader` | gauge | 1 when this replica may mutate |
 //! | `clbsync_rules_file_valid` | gauge | 0 after a reload refused an invalid rules file |
+//! | `clbsync_events_total` | counter | `result`: `recorded`, `failed` (Kubernetes Events) |
+//!
+//! Watch mode serves them as OpenMetrics ([`Metrics::encode`]); a batch run pushes or writes one run's values in
+//! the Prometheus text format 0.0.4 ([`Metrics::encode_text`]), which the Pushgateway and the node exporter's
+//! textfile collector parse (they read OpenMetrics as 0.0.4 and would turn every counter into an untyped series).
+//! A batch run knows only itself: `clbsync_last_success_timestamp_seconds` is 0 after a failed run, so alerts
+//! take its `max_over_time` (README).
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -53,6 +60,7 @@ pub struct Metrics {
     last_success: Gauge<f64, AtomicU64>,
     leader: Gauge,
     rules_file_valid: Gauge,
+    events: Family<Labels<1>, Counter>,
 }
 
 impl Default for Metrics {
@@ -74,6 +82,7 @@ impl Metrics {
             last_success: Gauge::default(),
             leader: Gauge::default(),
             rules_file_valid: Gauge::default(),
+            events: Family::default(),
             registry: Registry::default(),
         };
         // Counters get their `_total` suffix from the encoder.
@@ -94,11 +103,15 @@ impl Metrics {
             "0 after a reload refused an invalid rules file",
             m.rules_file_valid.clone(),
         );
+        registry.register("events", "Kubernetes Events, by whether they were recorded", m.events.clone());
         for status in RULE_STATUSES {
             let _ = m.rules.get_or_create(&[("status", status.to_owned())]);
         }
         for action in ACTIONS {
             let _ = m.targets.get_or_create(&[("state", action.as_str().to_owned())]);
+        }
+        for result in ["recorded", "failed"] {
+            let _ = m.events.get_or_create(&[("result", result.to_owned())]);
         }
         m.rules_file_valid.set(1);
         Metrics { registry, ..m }
@@ -167,16 +180,66 @@ impl Metrics {
         self.rules_file_valid.set(i64::from(valid));
     }
 
+    /// Counts a batch of Kubernetes Events: how many were recorded and how many could not be.
+    pub fn record_events(&self, recorded: u64, failed: u64) {
+        self.events.get_or_create(&[("result", "recorded".to_owned())]).inc_by(recorded);
+        self.events.get_or_create(&[("result", "failed".to_owned())]).inc_by(failed);
+    }
+
+    /// Counts a run that ended before it could plan (rules file, credentials, Kubernetes connection): an error.
+    pub fn record_failed_run(&self, elapsed: Duration) {
+        self.reconcile.get_or_create(&[("result", "error".to_owned())]).inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
     /// The registry in the text exposition format (OpenMetrics 1.0, which Prometheus scrapes natively).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+
+    /// The registry in the Prometheus text format 0.0.4, for the Pushgateway and the textfile collector.
+    pub fn encode_text(&self) -> String {
+        to_text_format(&self.encode())
+    }
+}
+
+/// The Unix time now, for [`Metrics::record_pass`].
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The `Content-Type` of [`Metrics::encode_text`]'s output.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// OpenMetrics text as written by prometheus-client → Prometheus text 0.0.4. The two differ, for what this
+/// registry holds, in two places: a counter family is named without `_total` in `# HELP`/`# TYPE` (its samples
+/// carry it) and the text ends with `# EOF`. Histograms, gauges and sample lines are the same.
+fn to_text_format(openmetrics: &str) -> String {
+    let counters: Vec<&str> =
+        openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let total = if counters.contains(&name) { "_total" } else { "" };
+                out.push_str(format!("{prefix}{name}{total} {tail}").trim_end_matches(' '));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {
@@ -199,9 +262,60 @@ mod tests {
             "clbsync_last_success_timestamp_seconds ",
             "clbsync_leader 0",
             "clbsync_rules_file_valid 1",
+            "clbsync_events_total{result=\"failed\"} 0",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// The README's metrics section (table, alerting rules) names only metrics this registry exports.
+    #[test]
+    fn the_readme_names_only_exported_metrics() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("## Metrics and alerts").expect("the README's metrics section");
+        let section = &readme[start..];
+        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |end| end + 3)];
+        let m = Metrics::new();
+        m.reconcile.get_or_create(&[("result", "ok".to_owned())]).inc();
+        m.changes.get_or_create(&[("action", "register".to_owned()), ("status", "failed".to_owned())]).inc();
+        m.record_api_calls([("RegisterTargets", "ok", 1)]);
+        let text = m.encode_text();
+        let families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+        let mut named = 0;
+        for (i, _) in section.match_indices("clbsync_") {
+            let name: String = section[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+                .collect();
+            let name = name.trim_end_matches('_');
+            let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+            assert!(
+                families.contains(&name) || families.contains(&family),
+                "README names {name}, not exported: {families:?}"
+            );
+            named += 1;
+        }
+        assert!(named >= 10, "the section names the metrics ({named})");
+    }
+
+    #[test]
+    fn the_text_format_names_counters_with_total_and_has_no_eof() {
+        let m = Metrics::new();
+        m.record_api_calls([("RegisterTargets", "ok", 2)]);
+        m.record_events(1, 2);
+        let text = m.encode_text();
+        for line in [
+            "# HELP clbsync_api_calls_total CLB API requests, by action and result code.\n",
+            "# TYPE clbsync_api_calls_total counter\n",
+            "clbsync_api_calls_total{action=\"RegisterTargets\",code=\"ok\"} 2\n",
+            "# TYPE clbsync_reconcile_duration_seconds histogram\n",
+            "# TYPE clbsync_rules gauge\n",
+            "clbsync_events_total{result=\"failed\"} 2\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+        assert!(!text.contains("# EOF") && !text.contains("# TYPE clbsync_api_calls counter"), "{text}");
+        assert!(text.ends_with('\n'));
     }
 }

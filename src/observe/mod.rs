@@ -3,5 +3,6 @@
 //! plan or the exit code.
 
 pub mod events;
+pub mod export;
 pub mod metrics;
 pub mod progress;

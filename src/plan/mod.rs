@@ -20,15 +20,17 @@
 //! rule whose desired set is empty while targets would lose traffic is blocked, not emptied; two rules that
 //! resolve to one binding are both skipped.
 
+mod gate;
 mod rule;
 mod targets;
 
 use std::collections::BTreeMap;
 
+pub use gate::{Applied, GateChange, GateOn, gate_needs_health, plan_gate};
 pub use rule::{RuleOptions, RuleRows, plan_rule};
-pub use targets::{DesiredTargets, targets_for};
+pub use targets::{DesiredTargets, serves, targets_for};
 
-use crate::model::{Binding, Owner, Place, Pod, PodState, RuleTargets, Target, Weight};
+use crate::model::{Binding, Health, Owner, Place, Pod, PodState, RuleTargets, Target, Weight};
 use crate::rules::{PodQuery, Rule};
 
 /// What a row of the plan does to one target.
@@ -91,6 +93,8 @@ pub struct Row {
     pub unless_failed: UnlessFailed,
     /// Why clbsync does not manage the target, for [`Action::Unmanaged`] rows.
     pub unmanaged: Option<Unmanaged>,
+    /// What CLB's health checks say of the bound target ([`Health::Unknown`] when not read, or not bound).
+    pub health: Health,
 }
 
 /// Why a bound target is not clbsync's to change.
@@ -168,6 +172,9 @@ pub struct RulePlan {
     pub needs_health: bool,
     /// The owner whose targets this rule manages (`--owner`); `None` manages every target bound by IP.
     pub owner: Option<Owner>,
+    /// A pod of this rule with the readiness gate waits for its registration or its health checks: run the rule
+    /// again soon, nothing else will tell (see [`plan_gate`]).
+    pub gate_waits: bool,
 }
 
 impl RulePlan {
@@ -192,6 +199,7 @@ impl RulePlan {
             warnings: Vec::new(),
             needs_health: false,
             owner: None,
+            gate_waits: false,
         }
     }
 
@@ -210,6 +218,8 @@ pub struct PlanOptions {
     pub owner: Option<Owner>,
     /// `--adopt-untagged` (with an owner): tag the untagged targets of our pods as ours, then manage them.
     pub adopt_untagged: bool,
+    /// `--gate-on`: what the readiness gate waits for before it turns True.
+    pub gate_on: GateOn,
 }
 
 /// The pods of each distinct query, or why they could not be listed.
@@ -219,6 +229,9 @@ pub type PodLists = BTreeMap<PodQuery, Result<Vec<Pod>, String>>;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub rules: Vec<RulePlan>,
+    /// Readiness-gate conditions to set, sorted by namespace and pod; filled by [`plan_gate`] once the run's
+    /// CLB changes are known.
+    pub gate: Vec<GateChange>,
 }
 
 /// Counts for the summary line and the JSON `summary` object.
@@ -272,9 +285,11 @@ impl Plan {
         s
     }
 
-    /// True when applying would change nothing, nothing waits, and nothing is blocked or skipped.
+    /// True when applying would change nothing (targets or gate conditions), nothing waits, and nothing is
+    /// blocked or skipped.
     pub fn in_sync(&self) -> bool {
-        self.rules.iter().all(|r| r.status == Status::Ready && r.rows.iter().all(|row| !row.is_pending()))
+        self.gate.is_empty()
+            && self.rules.iter().all(|r| r.status == Status::Ready && r.rows.iter().all(|row| !row.is_pending()))
     }
 
     /// True when at least one rule will make an API call.
@@ -333,7 +348,7 @@ pub fn plan(rules: &[&Rule], pods: &PodLists, actual: &[Result<RuleTargets, Stri
         let wanted = targets_for(&rule.backend, pods);
         // Ready pods that all failed to become targets (a port name typo, a missing address family) are a
         // mistake in the rules file, not an empty rule: hold the rule and say why.
-        let ready_pods = pods.iter().filter(|p| p.ready && !p.terminating && p.phase == "Running").count();
+        let ready_pods = pods.iter().filter(|p| !p.terminating && serves(p)).count();
         if ready_pods > 0 && !wanted.targets.iter().any(|t| t.state == PodState::Ready) {
             let reason = format!(
                 "none of the {ready_pods} ready pod(s) can be a target ({}): check `port:` and `ip_family:` in the \
@@ -349,17 +364,18 @@ pub fn plan(rules: &[&Rule], pods: &PodLists, actual: &[Result<RuleTargets, Stri
             continue;
         }
         let planned = plan_rule(&wanted, &bound.targets, RuleOptions::of(rule), opts);
+        let needs_health = planned.needs_health || gate_needs_health(pods, &planned.rows, opts.gate_on);
         out.push(RulePlan {
             binding,
             status: planned.status,
             rows: planned.rows,
             warnings: wanted.problems,
-            needs_health: planned.needs_health,
+            needs_health,
             owner: opts.owner.clone(),
             ..RulePlan::named(rule)
         });
     }
-    Plan { rules: out }
+    Plan { rules: out, gate: Vec::new() }
 }
 
 /// Rules that resolve to the same binding (say one by id, one by port) would fight; maps each to the other's line.

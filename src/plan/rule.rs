@@ -67,6 +67,7 @@ pub fn plan_rule(desired: &DesiredTargets, actual: &[BoundTarget], rule: RuleOpt
             note,
             unless_failed: UnlessFailed::Nothing,
             unmanaged: None,
+            health: b.health,
         };
         let ownership = match (&b.kind, &opts.owner) {
             (TargetKind::Instance { kind, instance_id }, _) => {
@@ -139,6 +140,7 @@ pub fn plan_rule(desired: &DesiredTargets, actual: &[BoundTarget], rule: RuleOpt
             note: None,
             unless_failed: UnlessFailed::Nothing,
             unmanaged: None,
+            health: Health::Unknown,
         });
     }
     rows.sort_by_key(|r| r.target);

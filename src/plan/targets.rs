@@ -13,8 +13,18 @@ pub struct DesiredTargets {
     pub problems: Vec<String>,
 }
 
-/// Turns pods into the targets of one backend: Running + Ready + has an IP + not terminating gives a ready
-/// target; a terminating pod that still has an IP gives a terminating one (the planner drains it). Pods without
+/// Whether a pod that is not terminating should take traffic: Running and `Ready`. A pod with clbsync's
+/// readiness gate needs `ContainersReady` instead: its `Ready` waits for the gate, which waits for its target.
+pub fn serves(pod: &Pod) -> bool {
+    let ready = match &pod.gate {
+        Some(gate) => gate.containers_ready,
+        None => pod.ready,
+    };
+    pod.phase == "Running" && ready
+}
+
+/// Turns pods into the targets of one backend: serving (see [`serves`]) + has an IP + not terminating gives a
+/// ready target; a terminating pod that still has an IP gives a terminating one (the planner drains it). Pods without
 /// the named port, or without an IP of the wanted family, are reported in `problems`, never silently dropped.
 pub fn targets_for(backend: &Backend, pods: &[Pod]) -> DesiredTargets {
     let mut out = DesiredTargets::default();
@@ -22,7 +32,7 @@ pub fn targets_for(backend: &Backend, pods: &[Pod]) -> DesiredTargets {
     for pod in pods {
         let state = if pod.terminating {
             PodState::Terminating
-        } else if pod.phase == "Running" && pod.ready {
+        } else if serves(pod) {
             PodState::Ready
         } else {
             continue;

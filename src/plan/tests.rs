@@ -199,6 +199,7 @@ fn rule_plan(status: Status, rows: Vec<Row>) -> RulePlan {
         warnings: vec![],
         needs_health: false,
         owner: None,
+        gate_waits: false,
     }
 }
 
@@ -211,7 +212,8 @@ fn summary_counts_rows_of_ready_rules_and_blocked_and_skipped_rules() {
     );
     let (bstatus, brows) = run(vec![], vec![eni("10.0.0.4", 10)], SYNC);
     let skipped = Status::Skipped { reason: "deployment default/web not found".into() };
-    let plan = Plan { rules: vec![rule_plan(status, rows), rule_plan(bstatus, brows), rule_plan(skipped, vec![])] };
+    let rules = vec![rule_plan(status, rows), rule_plan(bstatus, brows), rule_plan(skipped, vec![])];
+    let plan = Plan { rules, ..Plan::default() };
     let s = plan.summary();
     assert_eq!((s.register, s.drain, s.deregister, s.blocked, s.skipped), (1, 1, 1, 1, 1));
     assert!(!plan.in_sync());
@@ -530,3 +532,5 @@ proptest! {
         }
     }
 }
+
+mod gate;

@@ -16,7 +16,7 @@ use crate::clb::resolve::{self, LbRules};
 use crate::desired::{self, Cluster};
 use crate::model::printable;
 use crate::observe::progress::{Observer, Progress};
-use crate::plan::{self, Plan, PlanOptions, PodLists, RulePlan};
+use crate::plan::{self, Applied, Plan, PlanOptions, PodLists, RulePlan};
 use crate::report::{self, Style};
 use crate::rules::{Rule, Rules};
 
@@ -187,7 +187,7 @@ pub async fn run<K: Cluster, C: Clb>(
             slots[i] = Some((rule, statuses.as_mut().and_then(Iterator::next)));
         }
     }
-    let mut plan = Plan { rules: Vec::with_capacity(slots.len()) };
+    let mut plan = Plan { rules: Vec::with_capacity(slots.len()), gate: Vec::new() };
     let mut rows = Vec::with_capacity(slots.len());
     for slot in slots {
         let (rule, status) = slot.expect("every rule is in exactly one group");
@@ -212,6 +212,17 @@ pub async fn run<K: Cluster, C: Clb>(
     } else {
         None
     };
+    // The gate follows the CLB changes of every load balancer of this run (make before break).
+    let all: Vec<&Rule> = rules.rules.iter().collect();
+    let applied_row = |i: usize, j: usize| match applied.as_ref().and_then(|a| a.rows.get(i)).and_then(|r| r.get(j)) {
+        Some(RowStatus::Applied) => Applied::Done,
+        Some(RowStatus::Failed(f)) => Applied::Failed(printable(&f.to_string()).into_owned()),
+        _ => Applied::NotRun,
+    };
+    plan::plan_gate(&all, &pods, &mut plan, applied_row, settings.plan.gate_on);
+    if settings.mode == Mode::Reconcile && !plan.gate.is_empty() {
+        apply::set_conditions(cluster, &plan.gate, settings.concurrency).await;
+    }
     progress(Progress::Reporting);
     match report::write(&plan, applied.as_ref(), settings.style, out) {
         // A reader that went away (`clbsync diff | head`) ends the report quietly, as other CLIs do.

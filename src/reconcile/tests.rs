@@ -406,3 +406,46 @@ async fn the_table_fits_the_width_it_is_given() {
         assert_eq!(table.contains("WHERE"), width < 120, "{width}: compact layout below 120 columns\n{table}");
     }
 }
+
+/// The world with a gated pod `api-gated` (containers ready, not Ready: it waits for the gate) behind shop/api.
+fn gated_world() -> (MemoryCluster, MemoryClb) {
+    let (mut cluster, clb) = world();
+    if let Some(Ok(pods)) = cluster.pods.get_mut(&q("shop", "api")) {
+        pods.push(pod("api-gated", "10.0.0.4").gated().containers_ready());
+    }
+    (cluster, clb)
+}
+
+#[tokio::test]
+async fn diff_shows_the_gate_conditions_it_would_set_and_writes_none() {
+    let (cluster, clb) = gated_world();
+    let (outcome, table) = run_once(&cluster, &clb, Mode::Diff, Format::Table).await;
+    insta::assert_snapshot!(table);
+    let (_, json) = run_once(&cluster, &clb, Mode::Diff, Format::Json).await;
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    insta::assert_snapshot!(serde_json::to_string_pretty(&doc["gate"]).expect("JSON"));
+    assert!(cluster.conditions.lock().expect("lock").is_empty(), "diff writes no condition");
+    assert_eq!(outcome.exit_code(false), exit::OK);
+}
+
+#[tokio::test]
+async fn reconcile_writes_the_gate_condition_after_the_registrations() {
+    let (cluster, clb) = gated_world();
+    let (_, table) = run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
+    assert!(clb.targets_of(&api()).contains_key(&t("10.0.0.4", 8080)), "{table}");
+    assert!(clb.targets_of(&tls()).contains_key(&t("10.0.0.4", 8443)), "{table}");
+    let written = cluster.conditions.lock().expect("lock").clone();
+    assert_eq!(written.len(), 1, "{written:?}");
+    let (namespace, pod, condition, transition) = &written[0];
+    assert_eq!((namespace.as_str(), pod.as_str(), transition), ("shop", "api-gated", &true));
+    assert_eq!((condition.status, condition.reason.as_str()), (false, "WaitingForHealthCheck"));
+}
+
+#[tokio::test]
+async fn a_failed_condition_write_is_a_warning_and_the_clb_work_stands() {
+    let (mut cluster, clb) = gated_world();
+    cluster.condition_error = Some("connection refused".into());
+    let (outcome, table) = run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
+    assert_eq!(outcome.exit_code(false), exit::OK, "{table}");
+    assert!(clb.targets_of(&api()).contains_key(&t("10.0.0.4", 8080)), "{table}");
+}

@@ -1,6 +1,7 @@
 //! The watch cache: what the pod and Deployment watches last said, per namespace, reduced to the fields clbsync
-//! reads ([`Pod`] plus the labels selectors match on, and a Deployment's selector). It is a second
-//! [`Cluster`]: the planner gets the same `Vec<Pod>` it would get from a LIST.
+//! reads ([`Pod`], with its readiness-gate fields, plus the labels selectors match on, and a Deployment's
+//! selector). Through [`CachedCluster`] it is a second [`Cluster`]: the planner gets the same `Vec<Pod>` it would
+//! get from a LIST, and gate conditions are written to the API.
 //!
 //! A namespace whose watch has not listed yet, or has failed since (API server unreachable, 403, ...), is
 //! **not synced**: its queries fail with [`Error::NotSynced`] and their rules are skipped, never planned against
@@ -17,8 +18,9 @@ use kube::core::{Selector, SelectorExt};
 use kube::runtime::watcher::Event;
 
 use crate::desired::convert::{label_selector_string, labels_selector_string, pod_from_k8s};
+use crate::desired::kube::KubeCluster;
 use crate::desired::{Cluster, Error};
-use crate::model::Pod;
+use crate::model::{GateCondition, Pod};
 use crate::rules::{PodQuery, PodSource, Rule};
 
 /// The two kinds of object watched in each namespace.
@@ -337,9 +339,25 @@ impl Wanted<'_> {
     }
 }
 
-impl Cluster for Cache {
+/// Watch mode's [`Cluster`]: pods from the cache, readiness-gate conditions written through the API.
+pub struct CachedCluster<'a> {
+    pub cache: &'a Cache,
+    pub api: &'a KubeCluster,
+}
+
+impl Cluster for CachedCluster<'_> {
     async fn pods(&self, query: &PodQuery) -> Result<Vec<Pod>, Error> {
-        self.query(query)
+        self.cache.query(query)
+    }
+
+    async fn set_pod_condition(
+        &self,
+        namespace: &str,
+        pod: &str,
+        condition: &GateCondition,
+        transition: bool,
+    ) -> Result<(), Error> {
+        self.api.set_pod_condition(namespace, pod, condition, transition).await
     }
 }
 

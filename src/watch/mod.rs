@@ -8,6 +8,8 @@
 //!   set) while the old rules stay in force.
 //! - A rule whose watch is not synced is not run (never planned against a stale or empty cache) until its watch
 //!   lists again. A rule that fails (skipped, or a change failed) is retried with a backoff of its own.
+//! - After each pass of `reconcile` its Kubernetes Events are recorded, one per (object, reason), each reused by
+//!   later passes ([`events::Series`]).
 //! - With leader election only the leader runs passes. SIGTERM stops scheduling, lets the pass in flight finish
 //!   or give up within `--stop-grace`, releases the lease and returns `Ok`.
 
@@ -27,17 +29,23 @@ use tokio::sync::{mpsc, watch};
 
 use crate::apply::RowStatus;
 use crate::clb::Clb;
+use crate::desired::kube::KubeCluster;
+use crate::observe::events;
 use crate::observe::metrics::Metrics;
 use crate::plan::{RulePlan, Status};
 use crate::reconcile::{self, Settings};
 use crate::rules::{self, Rules};
 use crate::serve;
-use cache::Cache;
+use cache::{Cache, CachedCluster};
 use schedule::Schedule;
 use triggers::Watches;
 
 /// How often the rules file is read to see whether it changed.
 pub const RULES_POLL: Duration = Duration::from_secs(2);
+
+/// How soon a rule runs again while a pod with the readiness gate waits for its registration or its health checks
+/// (no pod event would tell: the pod does not change while CLB probes it).
+pub const GATE_RECHECK: Duration = Duration::from_secs(2);
 
 /// What watch mode adds to a run's [`Settings`].
 #[derive(Clone, Debug)]
@@ -48,6 +56,8 @@ pub struct Options {
     /// `(namespace, name)` of the Lease, when replicas elect a leader.
     pub election: Option<(String, String)>,
     pub metrics_addr: Option<SocketAddr>,
+    /// `--max-events` when passes record Kubernetes Events (`reconcile`, `--events` on), else `None`.
+    pub events: Option<usize>,
 }
 
 /// CLB API answers so far per (action, `ok` or error code), read after each pass for the metrics.
@@ -65,6 +75,7 @@ pub async fn run<C: Clb>(
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let cache = Arc::new(Cache::default());
+    let api = KubeCluster::from_client(client.clone());
     let (tx, mut changes) = mpsc::unbounded_channel();
     let mut watches = Watches::new(client.clone(), cache.clone(), tx);
     watches.set_namespaces(namespaces(&rules));
@@ -86,6 +97,8 @@ pub async fn run<C: Clb>(
     let mut schedule = Schedule::new(opts.resync_interval);
     let mut latest: BTreeMap<usize, RulePlan> = BTreeMap::new();
     let mut answers_seen = Answers::new();
+    let mut event_series = events::Series::default();
+    let instance = events::instance();
     let mut next_resync = tokio::time::Instant::now() + opts.resync_interval;
     let mut next_poll = tokio::time::Instant::now() + RULES_POLL;
     let far = Duration::from_secs(86_400);
@@ -137,20 +150,32 @@ pub async fn run<C: Clb>(
                 if ready.is_empty() {
                     continue;
                 }
-                let Some((outcome, elapsed)) = pass(&rules, &ready, &cache, clb, settings, stop_pass.clone()).await? else {
+                let Some((outcome, elapsed)) = pass(&rules, &ready, &CachedCluster { cache: &cache, api: &api }, clb, settings, stop_pass.clone()).await? else {
                     break;
                 };
-                metrics.record_pass(&outcome, elapsed, unix_now());
+                metrics.record_pass(&outcome, elapsed, crate::observe::metrics::unix_now());
                 let now = Instant::now();
                 for (k, (&i, plan)) in ready.iter().zip(&outcome.plan.rules).enumerate() {
                     if troubled(plan, &outcome, k) {
                         schedule.failed(i, now);
                     } else {
                         schedule.succeeded(i);
+                        if plan.gate_waits {
+                            schedule.trigger([i], now + GATE_RECHECK);
+                        }
                     }
                     latest.insert(i, plan.clone());
                 }
                 metrics.set_rules(latest.values());
+                if let Some(max) = opts.events {
+                    let subset = Rules { rules: ready.iter().map(|&i| rules.rules[i].clone()).collect() };
+                    let (drafts, left_out) = events::drafts(&subset, &outcome, max);
+                    if left_out > 0 {
+                        tracing::info!(left_out, "--max-events {max} reached: {left_out} Kubernetes Event(s) not recorded");
+                    }
+                    let posted = event_series.record(&client, drafts, &instance).await;
+                    metrics.record_events(posted.recorded, posted.failed);
+                }
                 let total = answers();
                 metrics.record_api_calls(total.iter().map(|((action, code), n)| {
                     (*action, code.as_str(), n - answers_seen.get(&(*action, code.clone())).copied().unwrap_or(0))
@@ -174,7 +199,7 @@ pub async fn run<C: Clb>(
 async fn pass<C: Clb>(
     rules: &Rules,
     idx: &[usize],
-    cache: &Cache,
+    cluster: &CachedCluster<'_>,
     clb: &C,
     settings: &Settings,
     mut stop: watch::Receiver<bool>,
@@ -184,24 +209,20 @@ async fn pass<C: Clb>(
     let mut report = Vec::new();
     let grace = settings.stop_grace + Duration::from_secs(1);
     let outcome = tokio::select! {
-        outcome = reconcile::run(&subset, cache, clb, settings, &mut report) => outcome?,
+        outcome = reconcile::run(&subset, cluster, clb, settings, &mut report) => outcome?,
         _ = async { let _ = stop.wait_for(|s| *s).await; tokio::time::sleep(grace).await } => {
             tracing::warn!("stop grace over: gave up the pass in flight; the next run re-reads the state and converges");
             return Ok(None);
         }
     };
     let elapsed = started.elapsed();
-    if outcome.plan.has_changes() || outcome.exit_code(false) != reconcile::exit::OK {
+    if outcome.plan.has_changes() || !outcome.plan.gate.is_empty() || outcome.exit_code(false) != reconcile::exit::OK {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         out.write_all(&report)?;
         out.flush()?;
     }
     Ok(Some((outcome, elapsed)))
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Whether the `k`-th rule of a pass failed (skipped, or a change failed or was not attempted): it is retried.

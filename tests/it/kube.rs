@@ -492,6 +492,58 @@ async fn watch_rbac_as_rendered_suffices_for_watch_mode_with_leader_election_and
 }
 
 #[tokio::test]
+async fn readiness_gate_rbac_as_rendered_is_needed_and_suffices_to_set_the_condition() {
+    // Issue 13: deploy/examples/readiness-gate (the CronJob plus deploy/components/readiness-gate) as rendered,
+    // moved onto fresh names. Without the component the patch is refused, reported, and the run still succeeds.
+    use crate::e2e::gate::{GATED, condition, gated_world};
+    let admin = admin_client().await;
+    let sa_ns = unique("grbac-sa");
+    let role = unique("clbsync-grbac");
+    let (mut base, mut gate) = (Vec::new(), Vec::new());
+    for mut doc in crate::packaging::parse(&kustomize("deploy/examples/readiness-gate")) {
+        let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let fresh = name.replace("clbsync", &role);
+        let meta = &mut doc["metadata"];
+        match kind.as_str() {
+            "Namespace" => meta["name"] = sa_ns.clone().into(),
+            "ServiceAccount" => meta["namespace"] = sa_ns.clone().into(),
+            "ClusterRole" => meta["name"] = fresh.into(),
+            "ClusterRoleBinding" => {
+                meta["name"] = fresh.clone().into();
+                doc["roleRef"]["name"] = fresh.into();
+                doc["subjects"][0]["namespace"] = sa_ns.clone().into();
+            }
+            _ => continue,
+        }
+        let text = serde_yaml::to_string(&doc).unwrap();
+        if name.contains("readiness-gate") { gate.push(text) } else { base.push(text) }
+    }
+    assert_eq!(gate.len(), 2, "the component adds a ClusterRole and its binding");
+    apply_yaml(&admin, &base.join("---\n"), RBAC_KINDS).await;
+    let token = crate::support::kube::service_account_token(&admin, &sa_ns, "clbsync").await;
+    let kubeconfig = kubeconfig_with_token(&token);
+    let mut world = gated_world("grbac").await;
+    world.kubeconfig = kubeconfig.path().to_path_buf();
+
+    let run = world.reconcile().await;
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("setting clbsync.dev/registered failed") && run.stderr.contains("pods/status"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(condition(&world, GATED).await, None, "{}", run.all());
+
+    apply_yaml(&admin, &gate.join("---\n"), RBAC_KINDS).await;
+    let run = world.reconcile().await;
+    run.assert_code(0);
+    assert!(!run.stderr.contains("registered failed"), "{}", run.all());
+    let set = condition(&world, GATED).await.expect("the component's role may patch pods/status");
+    assert_eq!((set.status.as_str(), set.reason.as_deref()), ("True", Some("Registered")), "{}", run.all());
+}
+
+#[tokio::test]
 async fn events_to_a_server_that_never_answers_give_up_within_the_total_timeout() {
     use clbsync::observe::events::{self, Draft, Object, Reason, TOTAL_TIMEOUT};
     // Issue 15: recording Events never holds a run up for long, however many there are.

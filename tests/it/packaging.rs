@@ -53,9 +53,14 @@ fn container(docs: &[Value]) -> &Value {
     &kind(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
 }
 
-/// What users install: the cronjob overlay, the two examples built on it, and the watch overlay.
-const KUSTOMIZATIONS: &[&str] =
-    &["deploy/cronjob", "deploy/examples/overlay", "deploy/examples/namespaced-rbac", "deploy/watch"];
+/// What users install: the cronjob overlay, the three examples built on it, and the watch overlay.
+const KUSTOMIZATIONS: &[&str] = &[
+    "deploy/cronjob",
+    "deploy/examples/overlay",
+    "deploy/examples/namespaced-rbac",
+    "deploy/examples/readiness-gate",
+    "deploy/watch",
+];
 
 /// `1.5Gi`, `512Mi` → MiB.
 fn mebibytes(quantity: &str) -> f64 {

@@ -112,6 +112,7 @@ fn engine(size: Size, rules_path: &Path, endpoint: &str, concurrency: u16) -> Re
                 terminating: false,
                 ips: vec![fleet.pod_ip(d, k).into()],
                 ports: vec![("http".into(), 8080)],
+                gate: None,
             })
             .collect();
         cluster.pods.insert(q.clone(), Ok(pods));

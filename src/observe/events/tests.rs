@@ -39,6 +39,7 @@ fn row(action: Action, ip: &str, port: u16, pod: Option<&str>) -> Row {
         note: None,
         unless_failed: UnlessFailed::Nothing,
         unmanaged: None,
+        health: crate::model::Health::Unknown,
     }
 }
 
@@ -57,11 +58,12 @@ fn rule_plan(rule: &Rule, status: Status, rows: Vec<Row>) -> RulePlan {
         warnings: Vec::new(),
         needs_health: false,
         owner: None,
+        gate_waits: false,
     }
 }
 
 fn outcome(rules: &Rules, plans: Vec<(Status, Vec<(Row, RowStatus)>)>) -> Outcome {
-    let mut plan = Plan { rules: Vec::new() };
+    let mut plan = Plan::default();
     let mut statuses = Vec::new();
     for (rule, (status, rows)) in rules.rules.iter().zip(plans) {
         let (rows, s): (Vec<Row>, Vec<RowStatus>) = rows.into_iter().unzip();

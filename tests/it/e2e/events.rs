@@ -8,6 +8,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 
+use super::watch::{REACT, Watcher, eventually, has, samples};
 use super::{Slot, Spec, World, eni, p, targets_of};
 
 /// A registration on every rule, a drain (api 10.1.0.3 terminates) and a removal (web 10.99.0.2 has no pod).
@@ -128,11 +129,67 @@ async fn a_role_without_events_still_succeeds_and_says_so_once() {
     ];
     let (kubeconfig, _token) = world.ns.kubeconfig_with_role("noevents", &rules).await;
     world.kubeconfig = kubeconfig.path().to_path_buf();
-    let run = world.reconcile().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let metrics = dir.path().join("clbsync.prom");
+    let run = world.run(&["reconcile", "--metrics-file", metrics.to_str().expect("utf-8")]).await;
     run.assert_code(0);
     assert_eq!(world.targets(Slot::Api), world.expected(Slot::Api, &world.seeded), "{}", run.all());
     let lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains("Kubernetes Events")).collect();
     assert_eq!(lines.len(), 1, "one line about it\n{}", run.all());
     assert!(lines[0].contains("403") || lines[0].contains("forbidden"), "{}", lines[0]);
     assert!(events(&world).await.is_empty());
+    let text = std::fs::read_to_string(&metrics).expect("the metrics file");
+    let counted: BTreeMap<String, f64> =
+        samples(&text, "clbsync_events_total").into_iter().map(|(l, v)| (l["result"].clone(), v)).collect();
+    assert_eq!(counted, BTreeMap::from([("failed".into(), 4.0), ("recorded".into(), 0.0)]), "{text}");
+}
+
+/// Watch mode: a second pass with the same (object, reason) bumps the first Event's series instead of creating
+/// another, and the note says what the latest pass did.
+#[tokio::test]
+async fn watch_mode_reuses_one_event_per_object_and_reason_with_a_series_count() {
+    let mut world = World::new("wevents", Spec::default().pods([p("api", "10.1.0.1"), p("web", "10.2.0.1")])).await;
+    let w = Watcher::start(&world, &[]);
+    let registered = |events: &[Event]| -> Vec<Event> {
+        events
+            .iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some("TargetsRegistered")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("api")
+            })
+            .cloned()
+            .collect()
+    };
+    eventually(REACT, "the first sync", &w, || has(&world.targets(Slot::Api), "10.1.0.1", 10)).await;
+    let mut first = Vec::new();
+    for _ in 0..100 {
+        first = registered(&events(&world).await);
+        if !first.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(first.len(), 1, "{first:?}\n{}", w.logs());
+    assert!(first[0].series.is_none(), "{first:?}");
+
+    world.add_pod(p("api", "10.1.0.7")).await;
+    eventually(REACT, "the new pod registered", &w, || has(&world.targets(Slot::Api), "10.1.0.7", 10)).await;
+    let mut again = Vec::new();
+    for _ in 0..100 {
+        again = registered(&events(&world).await);
+        if again.iter().any(|e| e.series.is_some()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(again.len(), 1, "one Event, reused\n{again:?}\n{}", w.logs());
+    let e = &again[0];
+    assert_eq!(e.metadata.name, first[0].metadata.name);
+    let series = e.series.as_ref().expect("a series");
+    assert_eq!(series.count, 2, "{e:?}");
+    assert!(e.note.as_deref().unwrap_or_default().contains("10.1.0.7:8080"), "the latest pass's note: {e:?}");
+    let (_, text) = w.get("/metrics").expect("metrics");
+    let recorded: f64 =
+        samples(&text, "clbsync_events_total").iter().filter(|(l, _)| l["result"] == "recorded").map(|(_, v)| v).sum();
+    assert!(recorded >= 2.0, "{text}");
 }

@@ -78,12 +78,12 @@ impl Drop for Watcher {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// `GET path` on 127.0.0.1:port: (status, body), `None` when nothing answers.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
@@ -376,7 +376,7 @@ async fn two_replicas_elect_one_leader_and_a_killed_leader_is_replaced() {
 }
 
 /// `name{labels} value` lines of one metric family, as (labels, value).
-fn samples(text: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+pub fn samples(text: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {

@@ -12,7 +12,9 @@ use std::time::Duration;
 use clbsync::desired::kube::KubeCluster;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Container, ContainerPort, Namespace, Pod, PodSpec, PodTemplateSpec, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, Namespace, Pod, PodReadinessGate, PodSpec, PodTemplateSpec, ServiceAccount,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -340,6 +342,7 @@ pub struct TestPod {
     ready: bool,
     ips: Vec<String>,
     terminating: bool,
+    gated: bool,
 }
 
 pub fn pod(name: &str) -> TestPod {
@@ -351,6 +354,7 @@ pub fn pod(name: &str) -> TestPod {
         ready: false,
         ips: Vec::new(),
         terminating: false,
+        gated: false,
     }
 }
 
@@ -380,6 +384,14 @@ impl TestPod {
         self.ips.push(ip.into());
         self
     }
+    /// Opts into clbsync's readiness gate and is Running with ContainersReady=True, but not Ready: the kubelet
+    /// waits for the gate's condition.
+    pub fn gated(mut self) -> Self {
+        self.phase = "Running";
+        self.ready = false;
+        self.gated = true;
+        self
+    }
     /// Deleted after creation; a finalizer keeps it around with `deletionTimestamp` set.
     pub fn terminating(mut self) -> Self {
         self.terminating = true;
@@ -407,6 +419,9 @@ impl TestPod {
                     ports: Some(ports),
                     ..Default::default()
                 }],
+                readiness_gates: self
+                    .gated
+                    .then(|| vec![PodReadinessGate { condition_type: clbsync::model::GATE_CONDITION.into() }]),
                 ..Default::default()
             }),
             status: None,
@@ -423,6 +438,10 @@ impl TestPod {
                 {"type": "Ready", "status": ready, "lastTransitionTime": now},
             ],
         });
+        if self.gated {
+            let containers_ready = json!({"type": "ContainersReady", "status": "True", "lastTransitionTime": now});
+            status["conditions"].as_array_mut().expect("a list").push(containers_ready);
+        }
         if let Some(first) = self.ips.first() {
             status["podIP"] = json!(first);
             status["podIPs"] = json!(self.ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>());

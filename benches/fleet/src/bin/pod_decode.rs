@@ -139,6 +139,7 @@ fn from_min(p: MinPod) -> Pod {
         terminating: p.metadata.deletion_timestamp.is_some(),
         ips,
         ports,
+        gate: None,
     }
 }
 

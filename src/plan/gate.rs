@@ -1,0 +1,226 @@
+//! The readiness gate: which pods' `clbsync.dev/registered` condition to set, and to what.
+//!
+//! A pod opts in with `readinessGates: [{conditionType: clbsync.dev/registered}]`; Kubernetes keeps it out of
+//! `Ready` (and its Deployment's rollout waits) until the condition is True. clbsync registers such a pod on
+//! `ContainersReady` ([`super::serves`]) and sets the condition once the run's CLB changes are known:
+//!
+//! ```text
+//!  on every rule that selects the pod           condition
+//!  a registration failed                        False  RegistrationFailed
+//!  a rule is blocked or skipped                 False  RuleBlocked            (kept True on a skipped rule)
+//!  the target is not bound yet                  False  RegistrationPending
+//!  bound, health checks not passed (or unread)  False  WaitingForHealthCheck
+//!  bound and healthy (`--gate-on bound`: bound) True   Registered             (stays True while bound)
+//! ```
+//!
+//! It is never True for a pod whose target is not bound on every rule that selects it. A condition that would
+//! not change is not written; pods without the gate, and terminating ones, are left alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Action, Plan, PodLists, Row, RulePlan, Status, serves};
+use crate::model::{GateCondition, Health, Pod};
+use crate::rules::Rule;
+
+/// What the readiness gate waits for before it turns True (`--gate-on`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GateOn {
+    /// Bound on every rule and healthy in CLB's health checks: the target takes requests.
+    #[default]
+    Healthy,
+    /// Bound on every rule. Faster, weaker: CLB sends a new target nothing until its health checks pass.
+    Bound,
+}
+
+/// What became of one row's change in this run, as far as the gate is concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Not applied (`diff`, a blocked rule, or held back).
+    NotRun,
+    Done,
+    /// Failed: the failure, as the report shows it.
+    Failed(String),
+}
+
+/// One pod's gate condition to set.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GateChange {
+    pub namespace: String,
+    pub pod: String,
+    pub condition: GateCondition,
+    /// The status changes (or the condition is new): `lastTransitionTime` is set.
+    pub transition: bool,
+}
+
+/// Where one gated pod stands on one rule that selects it.
+enum OnRule {
+    Bound { health: Health },
+    Pending,
+    Failed(String),
+    Blocked(String),
+    Skipped(String),
+}
+
+/// A `reason` of the gate condition.
+const REGISTERED: &str = "Registered";
+const PENDING: &str = "RegistrationPending";
+const WAITING_FOR_HEALTH: &str = "WaitingForHealthCheck";
+const BLOCKED: &str = "RuleBlocked";
+const FAILED: &str = "RegistrationFailed";
+
+/// Whether a rule's plan should read target health for the gate: a gated pod waits for its condition and its
+/// bound target's health is unknown. Pods whose condition is True already are not looked at again.
+pub fn gate_needs_health(pods: &[Pod], rows: &[Row], gate_on: GateOn) -> bool {
+    gate_on == GateOn::Healthy
+        && pods.iter().any(|pod| {
+            let waiting = pod.gate.as_ref().is_some_and(|g| !g.condition.as_ref().is_some_and(|c| c.status));
+            waiting
+                && !pod.terminating
+                && serves(pod)
+                && rows.iter().any(|r| {
+                    r.pod.as_deref() == Some(pod.name.as_str())
+                        && r.action != Action::Register
+                        && r.health == Health::Unknown
+                })
+        })
+}
+
+/// Plans the gate conditions of every gated pod of `rules` (aligned with `plan.rules`) into `plan.gate`, and
+/// marks the rules whose gated pods wait ([`RulePlan::gate_waits`]). `applied(i, j)` says what became of
+/// `plan.rules[i].rows[j]` in this run.
+///
+/// Only the rules of this run are looked at: a namespace with a pod list that failed sets no pod True.
+pub fn plan_gate(
+    rules: &[&Rule],
+    pods: &PodLists,
+    plan: &mut Plan,
+    applied: impl Fn(usize, usize) -> Applied,
+    gate_on: GateOn,
+) {
+    let unlisted: BTreeSet<&str> = rules
+        .iter()
+        .filter(|r| !matches!(pods.get(&r.backend.pods), Some(Ok(_))))
+        .map(|r| r.backend.pods.namespace.as_str())
+        .collect();
+    // (namespace, pod) → the pod and the rules that select it.
+    let mut gated: BTreeMap<(&str, &str), (&Pod, Vec<usize>)> = BTreeMap::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let Some(Ok(list)) = pods.get(&rule.backend.pods) else { continue };
+        for pod in list.iter().filter(|p| p.gate.is_some() && !p.terminating) {
+            let entry = gated.entry((rule.backend.pods.namespace.as_str(), pod.name.as_str())).or_insert((pod, vec![]));
+            if !entry.1.contains(&i) {
+                entry.1.push(i);
+            }
+        }
+    }
+    let mut changes = Vec::new();
+    let mut waits = BTreeSet::new();
+    for ((namespace, name), (pod, selecting)) in gated {
+        let current = pod.gate.as_ref().and_then(|g| g.condition.as_ref());
+        let wanted = if serves(pod) {
+            let states: Vec<(&RulePlan, OnRule)> =
+                selecting.iter().map(|&i| (&plan.rules[i], on_rule(&plan.rules[i], i, name, &applied))).collect();
+            wanted(&states, current, gate_on, unlisted.contains(namespace))
+        } else if current.is_some_and(|c| c.status) {
+            // Its containers stopped being ready: its targets go, so the gate goes False with them.
+            Some(condition(false, PENDING, "waiting for the pod to be Running with ContainersReady and an IP"))
+        } else {
+            None
+        };
+        let Some(wanted) = wanted else { continue };
+        if !wanted.status && [PENDING, WAITING_FOR_HEALTH].contains(&wanted.reason.as_str()) {
+            waits.extend(selecting.iter().copied());
+        }
+        if current == Some(&wanted) {
+            continue;
+        }
+        let transition = current.is_none_or(|c| c.status != wanted.status);
+        changes.push(GateChange { namespace: namespace.into(), pod: name.into(), condition: wanted, transition });
+    }
+    for i in waits {
+        plan.rules[i].gate_waits = true;
+    }
+    plan.gate = changes;
+}
+
+/// Where pod `name` stands on rule `i` after this run.
+fn on_rule(rule: &RulePlan, i: usize, name: &str, applied: &impl Fn(usize, usize) -> Applied) -> OnRule {
+    if let Status::Skipped { reason } = &rule.status {
+        return OnRule::Skipped(reason.clone());
+    }
+    let Some((j, row)) = rule.rows.iter().enumerate().find(|(_, r)| r.pod.as_deref() == Some(name)) else {
+        let prefix = format!("pod {name} ");
+        let why = match (&rule.status, rule.warnings.iter().find(|w| w.starts_with(&prefix))) {
+            (_, Some(warning)) => warning.clone(),
+            (Status::Blocked { reason }, None) => reason.clone(),
+            _ => format!("pod {name} is not a target of this rule"),
+        };
+        return OnRule::Blocked(why);
+    };
+    match (row.action, &rule.status) {
+        (Action::Register, Status::Blocked { reason }) => OnRule::Blocked(reason.clone()),
+        (Action::Register, _) => match applied(i, j) {
+            // Just bound: CLB has not probed it yet.
+            Applied::Done => OnRule::Bound { health: Health::Unhealthy },
+            Applied::Failed(failure) => OnRule::Failed(failure),
+            Applied::NotRun => OnRule::Pending,
+        },
+        (Action::Unchanged | Action::Reweight | Action::Adopt | Action::Wait | Action::Unmanaged, _) => {
+            OnRule::Bound { health: row.health }
+        }
+        (Action::Drain | Action::Deregister, _) => OnRule::Pending,
+    }
+}
+
+/// The condition a serving gated pod should have, or `None` to leave it as it is.
+fn wanted(
+    states: &[(&RulePlan, OnRule)],
+    current: Option<&GateCondition>,
+    gate_on: GateOn,
+    unlisted: bool,
+) -> Option<GateCondition> {
+    let is_true = current.is_some_and(|c| c.status);
+    let at = |rule: &RulePlan| format!("{} (rules file line {})", rule.place, rule.line);
+    let first = |pick: fn(&OnRule) -> Option<&String>| states.iter().find_map(|(r, s)| pick(s).map(|m| (*r, m)));
+    if let Some((rule, failure)) = first(|s| if let OnRule::Failed(f) = s { Some(f) } else { None }) {
+        let message = format!("registering its target on {} failed: {failure}; the next run retries", at(rule));
+        return Some(condition(false, FAILED, &message));
+    }
+    if let Some((rule, reason)) = first(|s| if let OnRule::Blocked(r) = s { Some(r) } else { None }) {
+        return Some(condition(false, BLOCKED, &format!("rule {} is blocked: {reason}", at(rule))));
+    }
+    if let Some((rule, reason)) = first(|s| if let OnRule::Skipped(r) = s { Some(r) } else { None }) {
+        // A read error says nothing about the target: a True condition stays.
+        return (!is_true).then(|| condition(false, BLOCKED, &format!("rule {} was skipped: {reason}", at(rule))));
+    }
+    if unlisted {
+        return None;
+    }
+    if let Some((rule, _)) = states.iter().find(|(_, s)| matches!(s, OnRule::Pending)) {
+        return Some(condition(false, PENDING, &format!("its target is not bound yet on {}", at(rule))));
+    }
+    // Bound on every rule that selects it.
+    let n = states.len();
+    if is_true {
+        return current.cloned();
+    }
+    if gate_on == GateOn::Bound {
+        let message = format!("bound on {n} rule(s) (--gate-on bound: CLB's health checks are not waited for)");
+        return Some(condition(true, REGISTERED, &message));
+    }
+    let health = |want: Health| states.iter().find(|(_, s)| matches!(s, OnRule::Bound { health } if *health == want));
+    if let Some((rule, _)) = health(Health::Unhealthy) {
+        let message = format!("bound on {n} rule(s); waiting for CLB's health checks to pass on {}", at(rule));
+        return Some(condition(false, WAITING_FOR_HEALTH, &message));
+    }
+    if let Some((rule, _)) = health(Health::Unknown) {
+        // Health could not be read: a condition set before stays as it is.
+        let message = format!("bound on {n} rule(s); target health not read yet on {}", at(rule));
+        return current.is_none().then(|| condition(false, WAITING_FOR_HEALTH, &message));
+    }
+    Some(condition(true, REGISTERED, &format!("bound and healthy on {n} rule(s)")))
+}
+
+fn condition(status: bool, reason: &str, message: &str) -> GateCondition {
+    GateCondition { status, reason: reason.into(), message: message.into() }
+}
