@@ -254,3 +254,41 @@ async fn write_status(api: &Api<Pod>, name: &str, pod: &Pod, sim: &Sim) -> anyho
         Err(e) => Err(e).with_context(|| format!("kubelet: writing the status of pod {name}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(gates: &[&str], conditions: &[(&str, &str)]) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [{"name": "app", "lifecycle": {"preStop": {"exec": {"command": ["sleep", "15"]}}}}],
+                "readinessGates": gates.iter().map(|g| json!({"conditionType": g})).collect::<Vec<_>>(),
+            },
+            "status": {"conditions": conditions.iter().map(|(t, s)| json!({"type": t, "status": s})).collect::<Vec<_>>()},
+        }))
+        .expect("a pod")
+    }
+
+    #[test]
+    fn ready_needs_containers_ready_and_every_gate_true() {
+        assert!(pod_ready(&pod(&[], &[]), true));
+        assert!(!pod_ready(&pod(&[], &[]), false));
+        let gated = ["clbsync.dev/registered", "other/gate"];
+        assert!(!pod_ready(&pod(&gated, &[]), true), "a gate without its condition is not True");
+        assert!(!pod_ready(&pod(&gated, &[("clbsync.dev/registered", "True"), ("other/gate", "False")]), true));
+        let all = [("clbsync.dev/registered", "True"), ("other/gate", "True")];
+        assert!(pod_ready(&pod(&gated, &all), true));
+        assert!(!pod_ready(&pod(&gated, &all), false), "gates never make a pod with unready containers ready");
+    }
+
+    #[test]
+    fn pre_stop_sleep_is_read_from_the_first_container() {
+        let p = pod(&[], &[]);
+        assert_eq!(pre_stop_secs(p.spec.as_ref().expect("spec")), 15);
+        let mut bare = p.spec.clone().expect("spec");
+        bare.containers[0].lifecycle = None;
+        assert_eq!(pre_stop_secs(&bare), 0);
+    }
+}
