@@ -10,6 +10,8 @@ cd "$root"
 out=${ROLLOUT_OUT:-target/rollout}
 mkdir -p "$out"
 
+# Stopped again at the end if started here: while it runs, the test suite's Deployments would get pods.
+testbed/kube-controller-manager.sh status >/dev/null 2>&1 || trap 'testbed/kube-controller-manager.sh stop' EXIT
 testbed/kube-controller-manager.sh start
 cargo build --locked --bin clbsync
 cargo build --locked -p clbsync-rollout

@@ -15,11 +15,11 @@ step() { printf '\n==> %s\n' "$*"; }
 step "Python tools: Tencent Cloud SDK, tccli, linters (testbed/python-sdk.sh)"
 testbed/python-sdk.sh
 
-step "Kubernetes API server and controller-manager on loopback (testbed/kube-apiserver.sh, kube-controller-manager.sh)"
-# A cold checkout builds both binaries from one Debian source tree here (see testbed/README.md for the time).
+step "Kubernetes API server on loopback (testbed/kube-apiserver.sh)"
+# A cold checkout builds kube-apiserver and kube-controller-manager here, from one Debian source tree (see
+# testbed/README.md for the time); the controller-manager runs only in the rollout simulator's step below.
 testbed/kube-apiserver.sh start
 trap 'testbed/kube-controller-manager.sh stop >/dev/null 2>&1 || true; testbed/kube-apiserver.sh stop >/dev/null 2>&1 || true' EXIT
-testbed/kube-controller-manager.sh start
 
 step "Prometheus Pushgateway on loopback (testbed/pushgateway.sh)"
 testbed/pushgateway.sh start
@@ -40,6 +40,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 cargo nextest run --workspace --locked --no-fail-fast --profile ci
+
+step "Rollout simulator, short version (tests/it/rollout.rs, with the controller-manager)"
+# Alone: with the controller-manager running, the other tests' Deployments would get ReplicaSets and pods.
+testbed/kube-controller-manager.sh start
+cargo nextest run --locked --no-fail-fast --profile ci --test it --run-ignored only -E 'test(/^rollout::/)'
+testbed/kube-controller-manager.sh stop
 
 step "The Dockerfile's build command (testbed/dockerfile-build.sh)"
 testbed/dockerfile-build.sh
