@@ -18,10 +18,12 @@
 //! | GET | `/_emulator/health` | health-check config, serving flags and every target's health |
 //! | GET | `/_emulator/serving` | serving flags `{"default": true, "ips": {"10.0.0.1": false}}` |
 //! | POST / PUT | `/_emulator/serving` | change (POST) or replace (PUT) serving flags |
+//! | POST | `/_emulator/traffic` | start (or restart from zero) the traffic model; body: [`crate::TrafficConfig`] (all optional) |
+//! | GET | `/_emulator/traffic` | what the traffic model counted: per rule sent, failed, longest window without a target, time series |
 
 use crate::response::{Resp, json_response};
 use crate::state::normalize_ip;
-use crate::{Faults, HealthConfig, Serving, Shared, State};
+use crate::{Faults, HealthConfig, Serving, Shared, State, TrafficConfig};
 use hyper::Method;
 use hyper::http::request::Parts;
 use serde::Deserialize;
@@ -214,6 +216,14 @@ pub(crate) fn handle(shared: &Shared, parts: &Parts, body: &[u8]) -> Resp {
             let flags = serving_flags(base, b)?;
             shared.set_serving(flags.clone());
             Ok(ok(json!(flags)))
+        }),
+        (&Method::POST, ["traffic"]) => parse::<TrafficConfig>(body).map(|c| {
+            shared.start_traffic(c);
+            ok(json!({"ok": true}))
+        }),
+        (&Method::GET, ["traffic"]) => Ok(match shared.traffic_report() {
+            Some(r) => ok(json!(r)),
+            None => err(404, "the traffic model is not running: POST /_emulator/traffic first"),
         }),
         (&Method::POST, ["settings"]) => parse::<SettingsBody>(body).map(|b| {
             if let Some(v) = b.task_delay_ms {

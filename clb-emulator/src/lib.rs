@@ -22,6 +22,7 @@ pub mod sign;
 pub mod state;
 mod tasks;
 pub mod time;
+pub mod traffic;
 mod world;
 
 pub use calls::{CallLog, CallRecord};
@@ -36,6 +37,7 @@ pub use state::{
     TargetKind,
 };
 pub use tasks::TaskInfo;
+pub use traffic::{TrafficConfig, TrafficReport};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -93,6 +95,8 @@ pub(crate) struct Inner {
     pub calls: CallLog,
     pub engine: faults::FaultEngine,
     pub health: health::Health,
+    /// The traffic model, when started, and the emulator time of its last step.
+    pub traffic: Option<(traffic::Traffic, tokio::time::Instant)>,
 }
 
 /// Shared between the server tasks and the [`Emulator`] handle.
@@ -182,6 +186,58 @@ impl Shared {
         out
     }
 
+    /// Starts (or restarts, from zero) the traffic model now.
+    pub fn start_traffic(&self, config: TrafficConfig) {
+        let now = self.clock.now();
+        self.settled_health().traffic = Some((traffic::Traffic::new(config), now));
+    }
+
+    /// What the traffic model counted so far (None: not started).
+    pub fn traffic_report(&self) -> Option<TrafficReport> {
+        self.traffic_step();
+        self.lock().traffic.as_ref().map(|(t, _)| t.report().clone())
+    }
+
+    /// Advances the traffic model to now against the current state (tasks completed, health probed).
+    /// Returns the model's step length, or None when it is not running.
+    pub fn traffic_step(&self) -> Option<std::time::Duration> {
+        let now = self.clock.now();
+        let mut g = self.settled_health();
+        let inner = &mut *g;
+        let (model, last) = inner.traffic.as_mut()?;
+        let step = std::time::Duration::from_millis(model.config().step_ms.max(1));
+        let dt_ms = u64::try_from(now.saturating_duration_since(*last).as_millis()).unwrap_or(u64::MAX);
+        if dt_ms == 0 {
+            return Some(step);
+        }
+        *last = now;
+        let health = &inner.health;
+        let mut rules: Vec<(String, Vec<traffic::Candidate>)> = Vec::new();
+        for lb in &inner.world.lbs {
+            for l in &lb.listeners {
+                let cands = |pool: &world::Pool, probes: &health::Probes| -> Vec<traffic::Candidate> {
+                    pool.iter()
+                        .map(|(key, t)| traffic::Candidate {
+                            ip: t.ip.clone(),
+                            weight: t.weight,
+                            health: health::Health::detail(t.health.as_deref(), probes.get(key)),
+                            serving: health.serves(&t.ip),
+                        })
+                        .collect()
+                };
+                if l.is_l7() {
+                    for r in &l.rules {
+                        rules.push((format!("{}/{}/{}", lb.id, l.id, r.location_id), cands(&r.targets, &r.health)));
+                    }
+                } else {
+                    rules.push((format!("{}/{}", lb.id, l.id), cands(&l.targets, &l.health)));
+                }
+            }
+        }
+        model.step(dt_ms, rules.iter().map(|(k, c)| (k.clone(), c.as_slice())));
+        Some(step)
+    }
+
     pub fn set_state(&self, state: &State) -> Result<(), StateError> {
         let w = world::World::from_state(state, self.clock.now())?;
         let mut g = self.lock();
@@ -201,6 +257,17 @@ impl Shared {
             }
             g.tasks = tasks::Tasks::default();
             g.health.set_serving(health::Serving::default());
+        }
+    }
+}
+
+/// Steps the traffic model every `step_ms` while it runs (idle checks every 50 ms otherwise).
+async fn traffic_ticker(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let wait = shared.traffic_step().unwrap_or(Duration::from_millis(50));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
         }
     }
 }
@@ -227,6 +294,7 @@ pub async fn start(listen: SocketAddr, config: Config) -> std::io::Result<Emulat
             calls: CallLog::default(),
             engine: faults::FaultEngine::new(config.faults.clone()),
             health: health::Health::new(config.health),
+            traffic: None,
         }),
         task_delay_ms: AtomicU64::new(config.task_delay.as_millis() as u64),
         rate_limit: AtomicU32::new(config.rate_limit_per_action),
@@ -239,6 +307,7 @@ pub async fn start(listen: SocketAddr, config: Config) -> std::io::Result<Emulat
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
+    tokio::spawn(traffic_ticker(shared.clone(), stop_rx.clone()));
     let join = tokio::spawn(server::serve(listener, shared.clone(), stop_rx));
     Ok(Emulator { addr, shared, stop, join: Some(join) })
 }
@@ -371,6 +440,16 @@ impl Emulator {
     /// Health of every bound target (what DescribeTargetHealth would report, plus serving flags).
     pub fn health(&self) -> Vec<TargetHealthInfo> {
         self.shared.health()
+    }
+
+    /// Starts (or restarts from zero) the traffic model of the rollout simulator.
+    pub fn start_traffic(&self, config: TrafficConfig) {
+        self.shared.start_traffic(config);
+    }
+
+    /// What the traffic model counted so far (None: not started).
+    pub fn traffic(&self) -> Option<TrafficReport> {
+        self.shared.traffic_report()
     }
 
     /// Stops the server and waits for it.

@@ -1,0 +1,87 @@
+//! The rollout simulator's short version (issue 13): one rolling update of 10 replicas rolled by the real
+//! kube-controller-manager, in two modes. The recommended setup must drop no request, and the plain CronJob
+//! without preStop must drop some: proof that the simulator can fail. The full matrix is
+//! `testbed/rollout-matrix.sh`.
+//!
+//! Ignored in the shared run: while the controller-manager runs, every other test's Deployment would get a
+//! ReplicaSet and pods. testbed/test.sh runs it alone (`--run-ignored only`); by hand:
+//! `cargo test --test it -- --ignored rollout::`. It needs the controller-manager binary (built by
+//! `testbed/kube-apiserver.sh build`) and starts it with `testbed/kube-controller-manager.sh start` (and stops it
+//! again if it was not running). Without the binary the test fails in CI (`CI` set) and is skipped with a message
+//! elsewhere.
+
+use std::path::Path;
+use std::time::Duration;
+
+use clb_emulator::TrafficConfig;
+use clbsync_rollout::{Mode, RunOptions, Scenario, Timing};
+
+use crate::support::kube::kubeconfig_path;
+
+/// The setup README.md recommends.
+const RECOMMENDED: Mode = Mode::WatchGatePreStop;
+
+/// Starts the controller-manager; `None` when its binary is missing outside CI, else whether it was running.
+fn start_controller_manager() -> Option<bool> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/kube-controller-manager.sh");
+    let bin = kubeconfig_path().with_file_name("bin").join("kube-controller-manager");
+    if !bin.exists() {
+        let why = format!("{} is missing: run testbed/kube-apiserver.sh build", bin.display());
+        assert!(std::env::var_os("CI").is_none(), "the rollout simulator cannot run in CI: {why}");
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    let run = |verb: &str| {
+        let out = std::process::Command::new(&script).arg(verb).output().expect("running kube-controller-manager.sh");
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        out.status.success()
+    };
+    let was_running = run("status");
+    assert!(run("start"), "testbed/kube-controller-manager.sh start failed");
+    Some(was_running)
+}
+
+/// Stops the controller-manager when dropped if this test started it (also on a failed assertion).
+struct StopUnless(bool);
+
+impl Drop for StopUnless {
+    fn drop(&mut self) {
+        if !self.0 {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/kube-controller-manager.sh");
+            let _ = std::process::Command::new(script).arg("stop").status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the controller-manager, which would give other tests' Deployments pods: run alone (testbed/test.sh)"]
+async fn recommended_setup_drops_no_request_in_a_rolling_update_and_the_plain_cronjob_does() {
+    let Some(was_running) = start_controller_manager() else { return };
+    let _stop = StopUnless(was_running);
+    let opts = RunOptions {
+        clbsync: env!("CARGO_BIN_EXE_clbsync").into(),
+        kubeconfig: kubeconfig_path(),
+        work_dir: tempfile::tempdir().expect("temp dir").keep(),
+        timing: Timing { factor: 5 },
+        traffic: TrafficConfig { requests_per_second: 200.0, seed: 13, ..TrafficConfig::default() },
+        timeout: Duration::from_secs(120),
+    };
+    let good = clbsync_rollout::run(Scenario::Rolling, RECOMMENDED, &opts).await.expect("the recommended mode runs");
+    assert!(good.sent > 1000, "traffic flowed through the rollout: {} requests", good.sent);
+    assert_eq!(
+        (good.failed, good.longest_no_target_ms),
+        (0, 0),
+        "{}: {} of {} requests failed (logs in {})",
+        RECOMMENDED.label(),
+        good.failed,
+        good.sent,
+        opts.work_dir.display()
+    );
+    let bad = clbsync_rollout::run(Scenario::Rolling, Mode::Cron, &opts).await.expect("the CronJob mode runs");
+    assert!(
+        bad.failed > bad.sent / 20,
+        "the CronJob without preStop should lose requests when pods exit before the next run: {} of {}",
+        bad.failed,
+        bad.sent
+    );
+}
