@@ -345,12 +345,15 @@ proptest! {
     }
 
     /// Issue 17 #4: make before break counts CLB health. A drain or removal never leaves a rule without a target
-    /// that takes traffic (healthy, weight > 0) while a target whose pod still serves took traffic before.
+    /// that takes traffic (healthy, weight > 0) while a target whose pod still serves, and should take traffic
+    /// (the rules file's weight is not 0), took traffic before.
     #[test]
     fn a_rule_that_took_traffic_keeps_a_target_that_takes_traffic((d, a, rule) in arb_world()) {
         let (status, rows) = planned(&desired(d.clone()), &a, rule, &PlanOptions::default());
         prop_assume!(status == Status::Ready);
-        let pod_serves = |b: &BoundTarget| b.kind != TargetKind::Ip || d.iter().any(|x| x.target.ip == b.target.ip);
+        let pod_serves = |b: &BoundTarget| {
+            b.kind != TargetKind::Ip || d.iter().any(|x| x.target.ip == b.target.ip && x.weight > 0)
+        };
         let served = a.iter().any(|b| b.takes_traffic() && pod_serves(b));
         let after = apply_rows(&a, &status, &rows);
         if served {
