@@ -14,9 +14,11 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY clb-emulator/Cargo.toml clb-emulator/
 COPY benches/fleet/Cargo.toml benches/fleet/
+COPY testbed/rollout/Cargo.toml testbed/rollout/
 RUN for f in src/lib.rs src/main.rs tests/it/main.rs benches/planner.rs \
              clb-emulator/src/lib.rs clb-emulator/src/main.rs \
-             benches/fleet/src/main.rs benches/fleet/src/bin/pod_decode.rs; do \
+             benches/fleet/src/main.rs benches/fleet/src/bin/pod_decode.rs \
+             testbed/rollout/src/lib.rs testbed/rollout/src/main.rs; do \
       mkdir -p "$(dirname "$f")" && echo 'fn main() {}' > "$f"; \
     done \
     && cargo build --release --locked --bin clbsync \
