@@ -49,7 +49,8 @@ pub struct Settings {
 /// Seconds of work per load balancer the default concurrency covers (see [`concurrency`]).
 const SECONDS_PER_LOAD_BALANCER: usize = 4;
 
-/// Kubernetes lists in flight at most: the API server, not a client-side limit, is what they wait for.
+/// Kubernetes requests (pod lists, gate-condition patches) in flight at most: the API server, not a client-side
+/// limit, is what they wait for.
 pub const LISTS_AT_ONCE: usize = 16;
 
 /// The default number of load balancers in flight for a client limited to `rate_limit` calls per second per
@@ -240,7 +241,7 @@ pub async fn run<K: Cluster, C: Clb>(
     };
     plan::plan_gate(&all, &pods, &mut plan, applied_row, settings.plan.gate_on);
     if settings.mode == Mode::Reconcile && !plan.gate.is_empty() {
-        apply::set_conditions(cluster, &plan.gate, settings.concurrency).await;
+        apply::set_conditions(cluster, &plan.gate, settings.concurrency.min(LISTS_AT_ONCE)).await;
     }
     progress(Progress::Reporting);
     match report::write(&plan, applied.as_ref(), settings.style, out) {
