@@ -1,12 +1,14 @@
 //! [`ClbClient`]: the real [`Clb`], TC3-signed JSON over HTTPS (or plain HTTP to a loopback emulator).
 //!
-//! Every call is paced per action ([`Pacer`]) and sent by the [`Transport`]. Reads are retried after throttling,
-//! a busy load balancer, server errors (`InternalError`, `ServiceUnavailable`, HTTP 5xx) and transport errors.
+//! Every call is paced per action ([`Pacer`]), calls that start a task also all together (see [`TASK_STARTS`]),
+//! and sent by the [`Transport`]. Reads are retried after throttling, a busy load balancer, server errors
+//! (`InternalError`, `ServiceUnavailable`, HTTP 5xx) and transport errors.
 //! **Writes are retried when CLB answered that they were not executed (throttled, busy) or answered with a server
 //! error, which may hide an executed write**: a change that then fails as already done (a target already bound,
 //! or no longer bound for a removal) is checked with `DescribeTargets` and counted as applied when the target is
 //! as wanted. A write whose answer never arrived (timeout, reset) is never resent: it becomes `OutcomeUnknown`
-//! and the next run re-reads the targets. Every accepted mutation is followed by `DescribeTaskStatus` polling.
+//! and the next run re-reads the targets. Every accepted mutation except `BatchModifyTargetTag` (synchronous) is
+//! followed by `DescribeTaskStatus` polling.
 //!
 //! Mutations of one load balancer are sequential: chunks go one after another, each waited for. Batch actions
 //! come first (`Batch(De)RegisterTargets`, 500 targets; `BatchModifyTargetWeight`, 100 × 50, 500 total); if
@@ -82,8 +84,22 @@ pub struct ActionStats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CallKind {
     Read,
+    /// A synchronous write.
     Write,
+    /// A write whose answer is a task to poll.
+    StartsTask,
 }
+
+impl CallKind {
+    fn writes(self) -> bool {
+        self != CallKind::Read
+    }
+}
+
+/// The pacer's budget shared by every call that starts a task, at the per-action rate like each action. Every
+/// task needs at least one `DescribeTaskStatus`, so tasks started faster than that rate (registrations and
+/// deregistrations at once) end no sooner: their polls only queue in the limiter, each seeing its task done late.
+const TASK_STARTS: &str = "(calls that start a task)";
 
 /// The CLB API client. One instance is shared by every load balancer of a run (`&self` everywhere).
 pub struct ClbClient {
@@ -173,12 +189,16 @@ impl ClbClient {
         let mut resent_after_server_error = false;
         loop {
             attempt += 1;
+            let start_permit = match kind {
+                CallKind::StartsTask => Some(self.pacer.acquire(TASK_STARTS).await.0),
+                CallKind::Read | CallKind::Write => None,
+            };
             let (permit, _) = self.pacer.acquire(action).await;
             self.count(action, attempt > 1);
             let started = Instant::now();
             let result = self.transport.send::<Resp>(action, &body).await;
-            // The answer is in: from now on this call counts against the action's budget for one second.
-            drop(permit);
+            // The answer is in: from now on this call counts against the budgets for one second.
+            drop((permit, start_permit));
             let ms = started.elapsed().as_millis() as u64;
             let code = result.as_ref().map_or_else(|e| e.code().to_owned(), |_| "ok".to_owned());
             *self.answers.lock().unwrap_or_else(|p| p.into_inner()).entry((action, code)).or_default() += 1;
@@ -212,7 +232,7 @@ impl ClbClient {
             let delay = retry::backoff(&self.retry, attempt - 1, fastrand::f64());
             if !retryable || attempt >= self.retry.max_attempts || first.elapsed() + delay > self.retry.max_total {
                 let err = match err {
-                    Error::Transport { action, endpoint, error } if kind == CallKind::Write && !error.is_connect() => {
+                    Error::Transport { action, endpoint, error } if kind.writes() && !error.is_connect() => {
                         Error::OutcomeUnknown {
                             action,
                             endpoint,
@@ -220,14 +240,14 @@ impl ClbClient {
                         }
                     }
                     // A 200 whose body cannot be read: the mutation may have been applied.
-                    Error::Decode { action, reason, excerpt } if kind == CallKind::Write => {
+                    Error::Decode { action, reason, excerpt } if kind.writes() => {
                         Error::UnreadableAnswer { action, endpoint: self.transport.url(), reason, excerpt }
                     }
                     other => other,
                 };
                 return Answer { result: Err(err), resent_after_server_error };
             }
-            resent_after_server_error |= kind == CallKind::Write && server_error;
+            resent_after_server_error |= kind.writes() && server_error;
             tokio::time::sleep(delay).await;
         }
     }
@@ -364,7 +384,8 @@ impl ClbClient {
         fallback_allowed: bool,
     ) -> Option<usize> {
         for (k, call) in calls.iter().enumerate() {
-            let answer = self.call::<_, wire::BatchTargetsResponse>(action, m.lb, CallKind::Write, &call.request).await;
+            let answer =
+                self.call::<_, wire::BatchTargetsResponse>(action, m.lb, CallKind::StartsTask, &call.request).await;
             match answer.result {
                 Ok((resp, request_id)) => self.settle(m, &request_id, &call.changes, &resp).await,
                 Err(Error::Api(e)) if fallback_allowed && batch_unsupported(&e.code) => {

@@ -29,14 +29,23 @@ const IN_FLIGHT: usize = 20;
 /// the figures are the polling's own (at 20/s a fleet's polls are paced, see BENCHMARKS.md).
 const RATE: u32 = 200;
 
-/// Polls per task and the median time from task done to the poll that saw it, for one cold run.
-async fn cold_run(task: Duration) -> (f64, Duration) {
+/// One fleet run: `LBS` load balancers, `in_flight` at a time, client and emulator at `rate` calls per second per
+/// action. Cold: nothing bound, one registration each. Rollout: each listener has one old target bound, so a
+/// registration and then a deregistration each. Returns the emulator's call log.
+async fn fleet_run(task: Duration, rate: u32, in_flight: usize, rollout: bool) -> CallLog {
     let mut state = String::from("region: ap-guangzhou\nload_balancers:\n");
     let mut rules_yaml = String::new();
     let mut cluster = MemoryCluster::default();
     for lb in 0..LBS {
-        let _ =
-            write!(state, "  - id: lb-{lb:08}\n    listeners:\n      - {{id: lbl-{lb:08}, protocol: TCP, port: 80}}\n");
+        let old = if rollout {
+            format!(", targets: [{{ip: 10.250.{}.{}, port: 8080}}]", lb / 200, lb % 200)
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            state,
+            "  - id: lb-{lb:08}\n    listeners:\n      - {{id: lbl-{lb:08}, protocol: TCP, port: 80{old}}}\n"
+        );
         let _ = write!(
             rules_yaml,
             "- load_balancer_id: lb-{lb:08}\n  listeners:\n    - {{port: 80, protocol: tcp, backend: {{namespace: shop, deployment: web-{lb}, port: 8080}}}}\n"
@@ -49,7 +58,7 @@ async fn cold_run(task: Duration) -> (f64, Duration) {
         state: State::from_yaml_str(&state).expect("fleet state"),
         faults: Faults { latency_ms: 20, ..Faults::default() },
         task_delay: task,
-        rate_limit_per_action: RATE,
+        rate_limit_per_action: rate,
         ..Config::default()
     };
     let emu = clb_emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await.expect("emulator starts");
@@ -58,23 +67,22 @@ async fn cold_run(task: Duration) -> (f64, Duration) {
         mode: Mode::Reconcile,
         plan: PlanOptions::default(),
         style: Style::default(),
-        concurrency: IN_FLIGHT,
+        concurrency: in_flight,
         region: "ap-guangzhou".into(),
         stop: Arc::new(AtomicBool::new(false)),
         stop_grace: clbsync::apply::DEFAULT_STOP_GRACE,
         progress: None,
     };
     let clb =
-        client_with(&emu, clb_emulator::DEFAULT_SECRET_KEY, |c| ClientConfig { rate_limit_per_action: RATE, ..c });
+        client_with(&emu, clb_emulator::DEFAULT_SECRET_KEY, |c| ClientConfig { rate_limit_per_action: rate, ..c });
     let outcome = reconcile::run(&rules, &cluster, &clb, &settings, &mut Vec::new()).await.expect("run");
     assert_eq!(outcome.exit_code(false), exit::OK, "{} ms tasks: {}", task.as_millis(), outcome.trouble());
-    polling(&emu.calls(), task)
+    emu.calls()
 }
 
 /// Polls per task, and the median of (the task's last poll − when the task was done), from the call log.
 fn polling(calls: &CallLog, task: Duration) -> (f64, Duration) {
     let tasks: Vec<_> = calls.records.iter().filter(|r| r.mutating && r.code == "Success").collect();
-    assert_eq!(tasks.len(), LBS, "one registration per load balancer");
     let mut polls = 0;
     let mut late = Vec::new();
     for t in &tasks {
@@ -102,9 +110,30 @@ fn polling(calls: &CallLog, task: Duration) -> (f64, Duration) {
 async fn a_fleet_run_polls_each_task_about_once_and_soon_after_it_is_done() {
     for ms in [100, 450, 2000] {
         let task = Duration::from_millis(ms);
-        let (polls, late) = cold_run(task).await;
+        let (polls, late) = polling(&fleet_run(task, RATE, IN_FLIGHT, false).await, task);
         eprintln!("{ms} ms tasks: {polls:.2} polls per task, median {late:?} from done to seen");
         assert!(polls <= 1.2, "{ms} ms tasks: {polls:.2} polls per task");
         assert!(late <= task / 5, "{ms} ms tasks: median {late:?} from done to seen, more than 20%");
+    }
+}
+
+/// Every task needs a `DescribeTaskStatus` poll, paced like each action: a rollout's registrations and
+/// deregistrations together start tasks no faster than that, so their polls do not queue in the limiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_starts_tasks_no_faster_than_they_can_be_polled() {
+    const SLOW_RATE: u32 = 20;
+    let calls = fleet_run(Duration::from_millis(150), SLOW_RATE, LBS, true).await;
+    let mut started: Vec<u64> =
+        calls.records.iter().filter(|r| r.mutating && r.code == "Success").map(|r| r.at_us).collect();
+    started.sort();
+    let actions = |name: &str| calls.of(name).len();
+    assert_eq!(
+        (actions("BatchRegisterTargets"), actions("BatchDeregisterTargets"), started.len()),
+        (LBS, LBS, 2 * LBS),
+        "a registration and a deregistration per load balancer, all accepted"
+    );
+    for (i, t) in started.iter().enumerate() {
+        let within = started[i..].iter().take_while(|u| **u < t + 1_000_000).count();
+        assert!(within <= SLOW_RATE as usize, "{within} tasks started within one second from {t} µs");
     }
 }
