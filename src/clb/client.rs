@@ -99,6 +99,8 @@ impl CallKind {
 /// The pacer's budget shared by every call that starts a task, at the per-action rate like each action. Every
 /// task needs at least one `DescribeTaskStatus`, so tasks started faster than that rate (registrations and
 /// deregistrations at once) end no sooner: their polls only queue in the limiter, each seeing its task done late.
+/// A poll that finds its task still running is charged here too, so that tasks started plus such extra polls
+/// stay within what `DescribeTaskStatus` may be called and no backlog of polls builds up.
 const TASK_STARTS: &str = "(calls that start a task)";
 
 /// The CLB API client. One instance is shared by every load balancer of a run (`&self` everywhere).
@@ -118,6 +120,8 @@ pub struct ClbClient {
 struct Answer<T> {
     result: Result<(T, String), Error>,
     resent_after_server_error: bool,
+    /// How long the call waited in the pacer, over all its attempts.
+    paced: Duration,
 }
 
 impl ClbClient {
@@ -187,13 +191,15 @@ impl ClbClient {
         let first = Instant::now();
         let mut attempt: u32 = 0;
         let mut resent_after_server_error = false;
+        let mut paced = Duration::ZERO;
         loop {
             attempt += 1;
             let start_permit = match kind {
                 CallKind::StartsTask => Some(self.pacer.acquire(TASK_STARTS).await.0),
                 CallKind::Read | CallKind::Write => None,
             };
-            let (permit, _) = self.pacer.acquire(action).await;
+            let (permit, waited) = self.pacer.acquire(action).await;
+            paced += waited;
             self.count(action, attempt > 1);
             let started = Instant::now();
             let result = self.transport.send::<Resp>(action, &body).await;
@@ -205,7 +211,7 @@ impl ClbClient {
             let err = match result {
                 Ok((resp, request_id)) => {
                     debug!(action, lb, attempt, request_id = %request_id, ms, "clb call");
-                    return Answer { result: Ok((resp, request_id)), resent_after_server_error };
+                    return Answer { result: Ok((resp, request_id)), resent_after_server_error, paced };
                 }
                 Err(err) => err,
             };
@@ -245,7 +251,7 @@ impl ClbClient {
                     }
                     other => other,
                 };
-                return Answer { result: Err(err), resent_after_server_error };
+                return Answer { result: Err(err), resent_after_server_error, paced };
             }
             resent_after_server_error |= kind.writes() && server_error;
             tokio::time::sleep(delay).await;
@@ -256,9 +262,15 @@ impl ClbClient {
     async fn wait_task(&self, lb: &str, task_id: &str) -> Result<u32, Error> {
         let request = wire::DescribeTaskStatusRequest { task_id: task_id.to_string() };
         task::wait(task_id, &self.task, &self.learner, || async {
-            let (resp, _) =
-                self.read::<_, wire::DescribeTaskStatusResponse>("DescribeTaskStatus", lb, &request).await?;
-            Ok(TaskStatus::from_api(resp.status, resp.message))
+            let answer = self
+                .call::<_, wire::DescribeTaskStatusResponse>("DescribeTaskStatus", lb, CallKind::Read, &request)
+                .await;
+            let (resp, _) = answer.result?;
+            let status = TaskStatus::from_api(resp.status, resp.message);
+            if status == TaskStatus::Running {
+                self.pacer.charge(TASK_STARTS);
+            }
+            Ok((status, answer.paced))
         })
         .await
     }
@@ -505,19 +517,23 @@ fn bound_target(binding: &Binding, b: &wire::Backend) -> Option<BoundTarget> {
 
 impl Clb for ClbClient {
     async fn load_balancers(&self, ids: &[String]) -> Result<Vec<LoadBalancer>, Error> {
-        let mut out = Vec::new();
-        for chunk in dedup(ids).chunks(batch::DESCRIBE_IDS_MAX) {
+        // All chunks at once (the pacer spaces them): every load balancer's reads wait for this answer.
+        let ids = dedup(ids);
+        let chunks = ids.chunks(batch::DESCRIBE_IDS_MAX).map(|chunk| async move {
             let req =
                 wire::DescribeLoadBalancersRequest { load_balancer_ids: chunk.to_vec(), offset: None, limit: None };
-            let (resp, _) =
-                self.read::<_, wire::DescribeLoadBalancersResponse>("DescribeLoadBalancers", "-", &req).await?;
-            out.extend(resp.load_balancer_set.into_iter().map(|lb| LoadBalancer {
+            self.read::<_, wire::DescribeLoadBalancersResponse>("DescribeLoadBalancers", "-", &req).await
+        });
+        let answers = futures::future::try_join_all(chunks).await?;
+        Ok(answers
+            .into_iter()
+            .flat_map(|(resp, _)| resp.load_balancer_set)
+            .map(|lb| LoadBalancer {
                 id: lb.load_balancer_id,
                 name: lb.load_balancer_name,
                 classic: lb.forward == Some(0),
-            }));
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     async fn listeners(&self, lb: &str) -> Result<Vec<Listener>, Error> {

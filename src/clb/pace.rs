@@ -103,6 +103,14 @@ impl Pacer {
         }
     }
 
+    /// Counts a call against `action`'s budget as if it had just been answered, without waiting: later calls of
+    /// `action` wait for it like for any other.
+    pub fn charge(&self, action: &'static str) {
+        if self.per_second > 0 {
+            self.lock().entry(action).or_default().finished.push_back(Instant::now());
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Action>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -176,6 +184,18 @@ mod tests {
             let within = at[i..].iter().take_while(|u| **u - *t < Duration::from_secs(1)).count();
             assert!(within <= 10, "{within} calls within a second from {:?}", *t - start);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_charged_call_takes_a_place_without_waiting() {
+        let pacer = Pacer::new(2);
+        let start = Instant::now();
+        pacer.charge("A");
+        pacer.charge("A");
+        pacer.charge("A");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        drop(pacer.acquire("A").await);
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

@@ -90,8 +90,8 @@ struct Learned {
     probing: bool,
     /// A task is polling between `lo` and `hi` to narrow them.
     narrowing: bool,
-    /// How long a poll takes to answer (moving average): polls are sent that much before they should see the task
-    /// done.
+    /// How long a poll takes to answer once sent (moving average; time spent waiting in the client's pacer is not
+    /// counted, it varies from poll to poll): polls are sent that much before they should see the task done.
     rtt: Duration,
     /// How much that varies (moving average of the deviation): polls aim that much later, twice, so that one
     /// answered early still sees the task done.
@@ -226,13 +226,14 @@ impl Drop for Seat<'_> {
     }
 }
 
-/// Polls until the task is done. `poll` performs one `DescribeTaskStatus`; its errors end the wait and are
-/// returned as they are. `learner` is shared by the run's waits (see the module doc). Returns the number of
+/// Polls until the task is done. `poll` performs one `DescribeTaskStatus` and says how long it waited before it
+/// was sent (in the client's pacer: not part of the time a poll takes to answer); its errors end the wait and
+/// are returned as they are. `learner` is shared by the run's waits (see the module doc). Returns the number of
 /// polls made on success.
 pub async fn wait<F, Fut>(task_id: &str, policy: &TaskPolicy, learner: &Learner, mut poll: F) -> Result<u32, Error>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<TaskStatus, Error>>,
+    Fut: Future<Output = Result<(TaskStatus, Duration), Error>>,
 {
     let start = Instant::now();
     let deadline = start + policy.timeout;
@@ -262,9 +263,9 @@ where
         }
         polls += 1;
         let sent = Instant::now();
-        let status = poll().await?;
+        let (status, waited) = poll().await?;
         let running = status == TaskStatus::Running;
-        learner.lock().observe(&mut seat.mine, start.elapsed(), sent.elapsed(), running);
+        learner.lock().observe(&mut seat.mine, start.elapsed(), sent.elapsed().saturating_sub(waited), running);
         learner.changed.notify_waiters();
         match status {
             TaskStatus::Succeeded => return Ok(polls),
@@ -287,9 +288,11 @@ mod tests {
     use super::*;
     use std::cell::RefCell;
 
-    fn script(statuses: Vec<TaskStatus>) -> impl FnMut() -> std::future::Ready<Result<TaskStatus, Error>> {
+    type Polled = Result<(TaskStatus, Duration), Error>;
+
+    fn script(statuses: Vec<TaskStatus>) -> impl FnMut() -> std::future::Ready<Polled> {
         let queue = RefCell::new(statuses.into_iter());
-        move || std::future::ready(Ok(queue.borrow_mut().next().unwrap_or(TaskStatus::Running)))
+        move || std::future::ready(Ok((queue.borrow_mut().next().unwrap_or(TaskStatus::Running), Duration::ZERO)))
     }
 
     #[tokio::test(start_paused = true)]
@@ -330,7 +333,7 @@ mod tests {
         let policy = TaskPolicy { timeout: Duration::from_secs(30), ..TaskPolicy::default() };
         let _ = wait("t-4", &policy, &Learner::default(), || {
             at.push(start.elapsed());
-            std::future::ready(Ok(TaskStatus::Running))
+            std::future::ready(Ok((TaskStatus::Running, Duration::ZERO)))
         })
         .await;
         let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
@@ -361,7 +364,8 @@ mod tests {
                         async move {
                             tokio::time::sleep(rtt).await;
                             seen.set(start.elapsed());
-                            Ok(if start.elapsed() >= task { TaskStatus::Succeeded } else { TaskStatus::Running })
+                            let done = start.elapsed() >= task;
+                            Ok((if done { TaskStatus::Succeeded } else { TaskStatus::Running }, Duration::ZERO))
                         }
                     })
                     .await
@@ -388,6 +392,19 @@ mod tests {
             assert!(polls <= 1.2, "{ms} ms tasks: {polls:.2} polls per task");
             assert!(late <= task / 5, "{ms} ms tasks: median {late:?} late");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_waiting_in_the_pacer_is_not_time_to_answer() {
+        let learner = Learner::default();
+        let polls = wait("t-5", &TaskPolicy::default(), &learner, || async {
+            // 300 ms in the pacer, then 20 ms to answer.
+            tokio::time::sleep(Duration::from_millis(320)).await;
+            Ok((TaskStatus::Succeeded, Duration::from_millis(300)))
+        })
+        .await;
+        assert_eq!(polls.unwrap(), 1);
+        assert_eq!(learner.lock().rtt, Duration::from_millis(20));
     }
 
     #[test]
