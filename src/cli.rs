@@ -190,9 +190,9 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = GateOnArg::Healthy, value_name = "WHEN")]
     pub gate_on: GateOnArg,
 
-    /// Load balancers processed at once, 1-4000 (one load balancer's calls are always sequential) [default: 4 ×
-    /// --rate-limit: the limiter paces every call, and a load balancer makes about one call per second of each
-    /// action while it waits for its tasks, so this many keep each action's budget busy].
+    /// Load balancers processed at once, 1-4000 (one load balancer's calls are always sequential) [default: 2 ×
+    /// --rate-limit: the limiter paces every call, and a load balancer makes about one call every two seconds of
+    /// each action while it waits for its tasks, so this many keep each action's budget busy].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=4000))]
     pub concurrency: Option<u16>,
 

@@ -47,7 +47,7 @@ pub struct Settings {
 }
 
 /// Seconds of work per load balancer the default concurrency covers (see [`concurrency`]).
-const SECONDS_PER_LOAD_BALANCER: usize = 4;
+const SECONDS_PER_LOAD_BALANCER: usize = 2;
 
 /// Kubernetes requests (pod lists, gate-condition patches) in flight at most: the API server, not a client-side
 /// limit, is what they wait for.
@@ -59,8 +59,9 @@ pub const LISTS_AT_ONCE: usize = 16;
 /// The limiter paces every call, so this number only has to be large enough to keep each action's budget busy
 /// (Little's law: in flight = rate × time in flight). One load balancer makes its calls one after another, and
 /// between two calls of the same action it waits for its reads and for a task (CLB's take 0.1–2 s, plus the
-/// poll): up to about [`SECONDS_PER_LOAD_BALANCER`] seconds. More only makes load balancers queue at the
-/// limiter.
+/// poll), up to about [`SECONDS_PER_LOAD_BALANCER`] seconds; tasks start at most `rate_limit` per second
+/// together, whatever the number in flight. More only makes load balancers wait at the limiter, each holding its
+/// targets and plan in memory.
 pub fn concurrency(rate_limit: u32) -> usize {
     (rate_limit as usize * SECONDS_PER_LOAD_BALANCER).max(1)
 }
