@@ -324,6 +324,13 @@ async fn bench(cli: Cli) -> Result<()> {
                 _ => None,
             };
             let calls = emu.calls();
+            // The emulator's call log of the run (the last run of each cell is kept), for timelines.
+            let mut lines = String::new();
+            for c in &calls.records {
+                lines.push_str(&serde_json::to_string(c)?);
+                lines.push('\n');
+            }
+            std::fs::write(log.with_extension("calls.jsonl"), lines)?;
             let converged = check_converged(&emu.state(), &fleet);
             let bounds = fleet.bounds(scenario, cli.task_ms);
             let mut r =
