@@ -189,7 +189,18 @@ impl Fleet {
         // Chain: per LB, DescribeLoadBalancers → DescribeListeners → DescribeTargets, then each task one after
         // another: the call, the task, one poll that finds it done.
         let chain_ms = 3 * LATENCY_MS + tasks_per_lb * (LATENCY_MS + task_ms + LATENCY_MS);
-        Bounds { calls, rate_ms, chain_ms }
+        // Tasks: the last mutating call of an action comes after a load balancer's three reads and is followed by
+        // its task and the poll that finds it done; and no poll can find a task done before the first one is (the
+        // reads, the call, the task), after which the polls still span their whole rate.
+        let span = |n: u64| n.div_ceil(RATE).saturating_sub(1) * 1000 + LATENCY_MS;
+        let tasks_ms = [reg_calls * lbs, dereg_calls * lbs]
+            .into_iter()
+            .filter(|&n| n > 0)
+            .map(|n| 3 * LATENCY_MS + span(n) + task_ms + LATENCY_MS)
+            .chain((tasks_per_lb > 0).then(|| 4 * LATENCY_MS + task_ms + span(tasks_per_lb * lbs)))
+            .max()
+            .unwrap_or(0);
+        Bounds { calls, rate_ms, chain_ms, tasks_ms }
     }
 }
 
@@ -201,6 +212,9 @@ pub struct Bounds {
     pub rate_ms: u64,
     /// What the per-LB dependency chain (reads, then serialised tasks) alone implies.
     pub chain_ms: u64,
+    /// What the rate limits imply once the time before the first task is done and after the last task starts is
+    /// counted (round 2; the round-1 floor was the larger of `rate_ms` and `chain_ms`).
+    pub tasks_ms: u64,
 }
 
 impl Bounds {
@@ -208,6 +222,27 @@ impl Bounds {
         self.calls.iter().map(|(_, n)| n).sum()
     }
     pub fn wall_ms(&self) -> u64 {
+        self.rate_ms.max(self.chain_ms).max(self.tasks_ms)
+    }
+    /// The round-1 floor, which did not count task time on top of the rate limits.
+    pub fn round1_wall_ms(&self) -> u64 {
         self.rate_ms.max(self.chain_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_large_floors_count_the_tasks_around_the_rate_limits() {
+        let large = Fleet::of(Size::Large);
+        let floor = |scenario| large.bounds(scenario, 450);
+        // Steady: 200 DescribeListeners at 20/s.
+        assert_eq!((floor(Scenario::Steady).wall_ms(), floor(Scenario::Steady).round1_wall_ms()), (9_020, 9_020));
+        // Cold: the last of 200 registrations after the reads, then its task and poll.
+        assert_eq!((floor(Scenario::Cold).wall_ms(), floor(Scenario::Cold).round1_wall_ms()), (9_550, 9_020));
+        // Rollout: 400 polls at 20/s, the first after the first task is done.
+        assert_eq!((floor(Scenario::Rollout).wall_ms(), floor(Scenario::Rollout).round1_wall_ms()), (19_550, 19_020));
     }
 }
