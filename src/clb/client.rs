@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 use super::batch::{self, BatchCall, WithWeight};
 use super::credentials::Credentials;
 use super::http::{Endpoint, Transport};
-use super::pace::Pacer;
+use super::pace::{self, Pacer};
 use super::retry::{self, RetryPolicy};
 use super::task::{self, Learner, TaskPolicy, TaskStatus};
 use super::wire;
@@ -100,8 +100,13 @@ impl CallKind {
 /// task needs at least one `DescribeTaskStatus`, so tasks started faster than that rate (registrations and
 /// deregistrations at once) end no sooner: their polls only queue in the limiter, each seeing its task done late.
 /// A poll that finds its task still running is charged here too, so that tasks started plus such extra polls
-/// stay within what `DescribeTaskStatus` may be called and no backlog of polls builds up.
+/// stay within what `DescribeTaskStatus` may be called; and a poll that waited for the polls' budget holds its
+/// task's place that much longer, so the next task starts when its poll can be sent on time.
 const TASK_STARTS: &str = "(calls that start a task)";
+
+/// A poll that waited this long or less for the polls' budget does not hold its task's place longer: such waits
+/// come and go with the network's jitter, and holding places for them would slow every later task.
+const POLL_WAIT_TOLERATED: Duration = Duration::from_millis(20);
 
 /// The CLB API client. One instance is shared by every load balancer of a run (`&self` everywhere).
 pub struct ClbClient {
@@ -258,8 +263,8 @@ impl ClbClient {
         }
     }
 
-    /// Polls the task created by an accepted mutation.
-    async fn wait_task(&self, lb: &str, task_id: &str) -> Result<u32, Error> {
+    /// Polls the task created by a mutation answered at `accepted`.
+    async fn wait_task(&self, lb: &str, task_id: &str, accepted: Instant) -> Result<u32, Error> {
         let request = wire::DescribeTaskStatusRequest { task_id: task_id.to_string() };
         task::wait(task_id, &self.task, &self.learner, || async {
             let answer = self
@@ -269,6 +274,11 @@ impl ClbClient {
             let status = TaskStatus::from_api(resp.status, resp.message);
             if status == TaskStatus::Running {
                 self.pacer.charge(TASK_STARTS);
+            }
+            if answer.paced > POLL_WAIT_TOLERATED {
+                // The polls' budget is behind: the task starting in this one's place a second later would be
+                // polled that much late too, so it starts that much later.
+                self.pacer.charge_until(TASK_STARTS, accepted + pace::WINDOW + answer.paced);
             }
             Ok((status, answer.paced))
         })
@@ -450,6 +460,7 @@ impl ClbClient {
 
     /// Outcomes of one accepted call: listeners in `FailListenerIdSet` failed; the others wait for the task.
     async fn settle(&self, m: &mut Mutating<'_>, request_id: &str, idx: &[usize], resp: &wire::BatchTargetsResponse) {
+        let accepted = Instant::now();
         let failed: HashSet<&str> = resp.fail_listener_id_set.iter().map(String::as_str).collect();
         let (bad, good): (Vec<usize>, Vec<usize>) =
             idx.iter().partition(|&&i| failed.contains(m.changes[i].binding.listener.as_str()));
@@ -473,7 +484,7 @@ impl ClbClient {
         if good.is_empty() {
             return;
         }
-        let result = match self.wait_task(m.lb, request_id).await {
+        let result = match self.wait_task(m.lb, request_id, accepted).await {
             Ok(polls) => {
                 debug!(lb = m.lb, task = request_id, polls, "task done");
                 Ok(())

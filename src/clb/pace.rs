@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The span the limit applies to.
-const WINDOW: Duration = Duration::from_secs(1);
+pub const WINDOW: Duration = Duration::from_secs(1);
 
 /// Per-action admission.
 #[derive(Debug)]
@@ -31,10 +31,18 @@ pub struct Pacer {
 #[derive(Debug, Default)]
 struct Action {
     in_flight: usize,
-    /// When the answers of recent calls arrived, oldest first; entries older than [`WINDOW`] are dropped.
-    finished: VecDeque<Instant>,
+    /// When the places of answered calls are free again (a second after their answer, or later when charged so),
+    /// soonest first; entries in the past are dropped.
+    free_at: VecDeque<Instant>,
     /// Woken when a call of this action finishes.
     done: Arc<Notify>,
+}
+
+impl Action {
+    fn hold_until(&mut self, until: Instant) {
+        let at = self.free_at.partition_point(|&t| t <= until);
+        self.free_at.insert(at, until);
+    }
 }
 
 /// A call's place in its action's budget; dropping it (when the answer arrived, or the call was abandoned)
@@ -51,7 +59,7 @@ impl Drop for Permit {
         let mut map = state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(a) = map.get_mut(self.action) {
             a.in_flight -= 1;
-            a.finished.push_back(Instant::now());
+            a.hold_until(Instant::now() + WINDOW);
             a.done.notify_waiters();
         }
     }
@@ -80,16 +88,16 @@ impl Pacer {
                 let mut map = self.lock();
                 let a = map.entry(action).or_default();
                 let now = Instant::now();
-                while a.finished.front().is_some_and(|&t| t + WINDOW <= now) {
-                    a.finished.pop_front();
+                while a.free_at.front().is_some_and(|&t| t <= now) {
+                    a.free_at.pop_front();
                 }
-                if a.in_flight + a.finished.len() < self.per_second {
+                if a.in_flight + a.free_at.len() < self.per_second {
                     a.in_flight += 1;
                     return (Permit { action, state: Some(self.state.clone()) }, start.elapsed());
                 }
                 // Full: a place frees up when the oldest finished call leaves the window, or (if every place is
                 // in flight) when a call finishes.
-                a.finished.front().map(|&t| t + WINDOW)
+                a.free_at.front().copied()
             };
             match wake {
                 Some(at) => {
@@ -103,12 +111,17 @@ impl Pacer {
         }
     }
 
-    /// Counts a call against `action`'s budget as if it had just been answered, without waiting: later calls of
-    /// `action` wait for it like for any other.
-    pub fn charge(&self, action: &'static str) {
+    /// Takes a place in `action`'s budget from now until `until`, without waiting: later calls of `action` wait
+    /// for it like for a call answered a second before `until`.
+    pub fn charge_until(&self, action: &'static str, until: Instant) {
         if self.per_second > 0 {
-            self.lock().entry(action).or_default().finished.push_back(Instant::now());
+            self.lock().entry(action).or_default().hold_until(until);
         }
+    }
+
+    /// [`charge_until`](Self::charge_until) a second from now: as if a call had just been answered.
+    pub fn charge(&self, action: &'static str) {
+        self.charge_until(action, Instant::now() + WINDOW);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Action>> {
@@ -196,6 +209,17 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::ZERO);
         drop(pacer.acquire("A").await);
         assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_place_charged_until_later_frees_then() {
+        let pacer = Pacer::new(2);
+        let start = Instant::now();
+        drop(pacer.acquire("A").await); // its place is free at 1 s
+        pacer.charge_until("A", start + Duration::from_millis(1300));
+        pacer.charge_until("A", start + Duration::from_millis(1100)); // out of order: it frees first all the same
+        drop(pacer.acquire("A").await);
+        assert_eq!(start.elapsed(), Duration::from_millis(1100));
     }
 
     #[tokio::test(start_paused = true)]
