@@ -8,8 +8,8 @@
 //! ```text
 //! probe      one task sweeps up from the first interval, ×1.5 per poll; the others wait for it
 //!            → running at `lo`, done at `hi`: the task time is in (lo, hi]
-//! narrow     while hi − lo > hi/20, one task at a time polls at the middle first (one extra poll if it is
-//!            still running); the others poll at hi
+//! narrow     while hi − lo > hi/20, up to three tasks at a time poll inside (lo, hi] first, at the middle and
+//!            then the quarters (one extra poll each if still running); the others poll at hi
 //! steady     every task polls once, just after hi (minus the time a poll takes to answer)
 //! slower     a task still running at hi polls again 20% later; when it is done, hi moves up to its time
 //! ```
@@ -68,6 +68,10 @@ impl Default for TaskPolicy {
     }
 }
 
+/// Where in (lo, hi] the tasks narrowing at the same time poll, in the order they take the role: a poll that
+/// finds its task done costs nothing extra and lowers hi for every task waiting, so several narrow at once.
+const NARROW_AT: [f64; 3] = [0.5, 0.25, 0.75];
+
 /// A task that waits for the probe polls anyway after this long (the probe's own task may be stuck).
 const PROBE_PATIENCE: Duration = Duration::from_secs(8);
 
@@ -88,8 +92,8 @@ struct Learned {
     hi: Option<Duration>,
     /// A task is sweeping up to find `hi`; the others wait for it.
     probing: bool,
-    /// A task is polling between `lo` and `hi` to narrow them.
-    narrowing: bool,
+    /// Tasks polling between `lo` and `hi` to narrow them, at most [`NARROW_AT`]`.len()`.
+    narrowing: usize,
     /// How long a poll takes to answer once sent (moving average; time spent waiting in the client's pacer is not
     /// counted, it varies from poll to poll): polls are sent that much before they should see the task done.
     rtt: Duration,
@@ -139,11 +143,11 @@ impl Learned {
             (_, Some(hi)) if mine.running.is_some_and(|r| r >= hi) => grow(mine.running, policy, 1.2),
             (_, Some(hi)) => {
                 let lo = self.lo.max(mine.running.unwrap_or_default()).min(hi);
-                let mid = lo + (hi - lo) / 2;
-                if hi - lo > hi / 20 && !self.narrowing && mid > now {
+                let at = NARROW_AT.get(self.narrowing).map(|&f| lo + (hi - lo).mul_f64(f));
+                if let Some(at) = at.filter(|&at| hi - lo > hi / 20 && at > now) {
                     mine.role = Role::Narrow;
-                    self.narrowing = true;
-                    mid
+                    self.narrowing += 1;
+                    at
                 } else if now >= hi {
                     now
                 } else {
@@ -177,7 +181,7 @@ impl Learned {
         }
         match mine.role {
             Role::Probe if !running => self.probing = false,
-            Role::Narrow => self.narrowing = false,
+            Role::Narrow => self.narrowing -= 1,
             Role::Probe | Role::Follow => {}
         }
         if !(mine.role == Role::Probe && running) {
@@ -192,7 +196,7 @@ impl Learned {
     fn leave(&mut self, mine: &Mine) {
         match mine.role {
             Role::Probe => self.probing = false,
-            Role::Narrow => self.narrowing = false,
+            Role::Narrow => self.narrowing -= 1,
             Role::Follow => {}
         }
     }
