@@ -20,7 +20,7 @@ kubectl=.venv/bin/kubectl
 #   - image: registry.example.com/clbsync:0.1.0 is a placeholder: build, push, and put your image here;
 #   - TENCENT_REGION: the region of your load balancers;
 #   - the rules.yaml in the ConfigMap: your rules;
-#   - memory: 512Mi covers 100,000 targets (about 8.2 MiB per 10,000 targets at worst, BENCHMARKS.md);
+#   - memory: 512Mi covers 100,000 targets (at most 9 MiB per 10,000 targets, README "Sizing");
 # and create the Secret clbsync-credentials out of band (deploy/examples/secret.example.yaml): this file does
 # not contain it, so applying it never overwrites your credentials.
 HEADER
