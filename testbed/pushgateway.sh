@@ -78,12 +78,20 @@ start() {
   "$BIN" --web.listen-address="127.0.0.1:$port" >"$D/pushgateway.log" 2>&1 </dev/null 9>&- &
   echo $! >"$D/pushgateway.pid"
   echo "$port" >"$D/port"
-  for _ in $(seq 1 100); do
+  # Up to 30 s: once, right after the API server's start on a busy 2-core CI machine, 10 s were not enough and
+  # the process had not written its first log line.
+  for _ in $(seq 1 300); do
     ready && break
     alive || break
     sleep 0.1
   done
-  ready || { stop; die "the Pushgateway did not become ready, see $D/pushgateway.log"; }
+  if ! ready; then
+    local pid; pid=$(cat "$D/pushgateway.pid")
+    log "not ready after 30 s; process $pid: $(grep -E '^(State|VmRSS)' "/proc/$pid/status" 2>/dev/null | tr '\n\t' '  ' || echo gone); log:"
+    cat "$D/pushgateway.log" >&2 || true
+    stop
+    die "the Pushgateway did not become ready, see $D/pushgateway.log"
+  fi
   log "ready at http://127.0.0.1:$port ($("$BIN" --version 2>&1 | head -1), pid $(cat "$D/pushgateway.pid"))"
 }
 
