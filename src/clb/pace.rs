@@ -7,6 +7,9 @@
 //! delay, so it stays inside a fixed window and a token bucket of N alike — while letting a burst of N go at
 //! once instead of spacing every call 1/N s apart (which made 20 reads take a second even when idle).
 //!
+//! A caller may also take a place without a call ([`Pacer::charge_until`]): the client does so for the budget of
+//! calls that start a task, which is not an API action.
+//!
 //! Bookkeeping happens under a short lock that is never held across an `.await`, so concurrent tasks (different
 //! load balancers on one runtime) share the budget safely.
 
@@ -95,8 +98,8 @@ impl Pacer {
                     a.in_flight += 1;
                     return (Permit { action, state: Some(self.state.clone()) }, start.elapsed());
                 }
-                // Full: a place frees up when the oldest finished call leaves the window, or (if every place is
-                // in flight) when a call finishes.
+                // Full: a place frees up when the soonest held one is free, or (if every place is in flight) when
+                // a call finishes.
                 a.free_at.front().copied()
             };
             match wake {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use clb_emulator::{CallLog, Config, Faults, State};
+use clb_emulator::{CallLog, CallRecord, Config, Faults, State};
 use clbsync::desired::memory::{MemoryCluster, pod};
 use clbsync::plan::PlanOptions;
 use clbsync::reconcile::{self, Mode, Settings, exit};
@@ -80,9 +80,14 @@ async fn fleet_run(task: Duration, rate: u32, in_flight: usize, rollout: bool) -
     emu.calls()
 }
 
+/// The accepted mutating calls of the log: each started a task.
+fn accepted_tasks(calls: &CallLog) -> Vec<&CallRecord> {
+    calls.records.iter().filter(|r| r.mutating && r.code == "Success").collect()
+}
+
 /// Polls per task, and the median of (the task's last poll − when the task was done), from the call log.
 fn polling(calls: &CallLog, task: Duration) -> (f64, Duration) {
-    let tasks: Vec<_> = calls.records.iter().filter(|r| r.mutating && r.code == "Success").collect();
+    let tasks = accepted_tasks(calls);
     let mut polls = 0;
     let mut late = Vec::new();
     for t in &tasks {
@@ -110,7 +115,9 @@ fn polling(calls: &CallLog, task: Duration) -> (f64, Duration) {
 async fn a_fleet_run_polls_each_task_about_once_and_soon_after_it_is_done() {
     for ms in [100, 450, 2000] {
         let task = Duration::from_millis(ms);
-        let (polls, late) = polling(&fleet_run(task, RATE, IN_FLIGHT, false).await, task);
+        let calls = fleet_run(task, RATE, IN_FLIGHT, false).await;
+        assert_eq!(accepted_tasks(&calls).len(), LBS, "one registration per load balancer");
+        let (polls, late) = polling(&calls, task);
         eprintln!("{ms} ms tasks: {polls:.2} polls per task, median {late:?} from done to seen");
         assert!(polls <= 1.2, "{ms} ms tasks: {polls:.2} polls per task");
         assert!(late <= task / 5, "{ms} ms tasks: median {late:?} from done to seen, more than 20%");
@@ -123,8 +130,7 @@ async fn a_fleet_run_polls_each_task_about_once_and_soon_after_it_is_done() {
 async fn a_rollout_starts_tasks_no_faster_than_they_can_be_polled() {
     const SLOW_RATE: u32 = 20;
     let calls = fleet_run(Duration::from_millis(150), SLOW_RATE, LBS, true).await;
-    let mut started: Vec<u64> =
-        calls.records.iter().filter(|r| r.mutating && r.code == "Success").map(|r| r.at_us).collect();
+    let mut started: Vec<u64> = accepted_tasks(&calls).iter().map(|r| r.at_us).collect();
     started.sort();
     let actions = |name: &str| calls.of(name).len();
     assert_eq!(
