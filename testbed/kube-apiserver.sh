@@ -3,24 +3,29 @@
 # loopback, for clbsync's integration tests. See testbed/README.md: everything needed is in this script and
 # that file (the method comes from the team's runbook "kube-apiserver from Debian", not kept in this repository).
 #
-#   testbed/kube-apiserver.sh start    install + build once (cached), certs once, start etcd + apiserver
+#   testbed/kube-apiserver.sh start    build kube-apiserver once (cached), certs once, start etcd + apiserver
 #   testbed/kube-apiserver.sh stop     stop both (by recorded pid), remove pid files
 #   testbed/kube-apiserver.sh env      print `export KUBECONFIG=...` (and the port) for a shell to eval
 #   testbed/kube-apiserver.sh status   say whether it runs; exit 0 if ready, 1 if not
-#   testbed/kube-apiserver.sh build    only install + build the binary (CI can do this step early)
+#   testbed/kube-apiserver.sh build [CMD...]
+#                                      only install + build the binaries that are missing: kube-apiserver and
+#                                      kube-controller-manager by default (the test suite needs both; building
+#                                      them together shares one source tree and Go cache)
 #
 # Everything lives under $CLBSYNC_KUBE_TESTBED (default: $CARGO_TARGET_DIR/kube-testbed, else
-# <repo>/target/kube-testbed; a relative CARGO_TARGET_DIR is taken from the repository root). Ports are picked free
-# at start and recorded in run/ports.env, so two checkouts can run side by side. `start` on a running testbed
-# is a no-op. Set KEEP_SRC=1 to keep the 1.8 GB source + Go cache tree after the build (default: deleted).
+# <repo>/target/kube-testbed; a relative CARGO_TARGET_DIR is taken from the repository root). The binaries live in
+# $CLBSYNC_KUBE_BIN_DIR (default: <testbed>/bin), so a second testbed (the sandbox's) uses the binaries already
+# built for the tests instead of building its own. Ports are picked free at start and recorded in run/ports.env,
+# so two checkouts can run side by side. `start` on a running testbed is a no-op. Set KEEP_SRC=1 to keep the
+# 1.8 GB source + Go cache tree after the build (default: deleted).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-target}
 [[ "$TARGET" = /* ]] || TARGET=$ROOT/$TARGET
 K8S=${CLBSYNC_KUBE_TESTBED:-$TARGET/kube-testbed}
-BIN=$K8S/bin/kube-apiserver
-KCM=$K8S/bin/kube-controller-manager
+BIN_DIR=${CLBSYNC_KUBE_BIN_DIR:-$K8S/bin}
+BIN=$BIN_DIR/kube-apiserver
 P=$K8S/pki
 R=$K8S/run
 ADMIN_TOKEN=test-admin-token
@@ -29,25 +34,29 @@ log() { echo "kube-apiserver.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
-apt_install() {  # installs only the packages whose command/file is missing
+# apt_install build|run: installs only the packages whose command/file is missing, for building the binaries
+# (Go, the reflect2 fix, the source package) or for running them (etcd, openssl, curl).
+apt_install() {
   local missing=()
-  command -v go >/dev/null || missing+=(golang-go)
-  command -v rsync >/dev/null || missing+=(rsync)
-  [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || missing+=(golang-github-modern-go-reflect2-dev)
-  command -v etcd >/dev/null || missing+=(etcd-server)
-  command -v openssl >/dev/null || missing+=(openssl)
-  command -v curl >/dev/null || missing+=(curl)
-  if [ ! -f /etc/apt/sources.list.d/debian-src.sources ]; then
-    # The image's apt sources are binary-only; `apt-get source` needs a deb-src entry.
-    cat > /etc/apt/sources.list.d/debian-src.sources <<'EOF'
+  if [ "$1" = build ]; then
+    command -v go >/dev/null || missing+=(golang-go)
+    command -v rsync >/dev/null || missing+=(rsync)
+    [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || missing+=(golang-github-modern-go-reflect2-dev)
+    if [ ! -f /etc/apt/sources.list.d/debian-src.sources ]; then
+      # The image's apt sources are binary-only; `apt-get source` needs a deb-src entry.
+      cat > /etc/apt/sources.list.d/debian-src.sources <<'EOF'
 Types: deb-src
 URIs: http://deb.debian.org/debian
 Suites: bookworm bookworm-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
-    APT_UPDATE=1
+      APT_UPDATE=1
+    fi
   fi
+  command -v etcd >/dev/null || missing+=(etcd-server)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v curl >/dev/null || missing+=(curl)
   if [ ${#missing[@]} -gt 0 ] || [ -n "${APT_UPDATE:-}" ]; then
     log "apt: updating package lists"
     apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
@@ -59,11 +68,25 @@ EOF
   fi
 }
 
+# build [CMD...]: builds the missing ones of CMD (default: both binaries), from one source tree.
 build() {
-  if [ -x "$BIN" ] && [ -x "$KCM" ]; then return 0; fi
-  apt_install
+  local want=("$@") missing=() cmd
+  [ ${#want[@]} -gt 0 ] || want=(kube-apiserver kube-controller-manager)
+  for cmd in "${want[@]}"; do
+    case "$cmd" in kube-apiserver|kube-controller-manager) ;; *) die "build: unknown binary $cmd" ;; esac
+    [ -x "$BIN_DIR/$cmd" ] || missing+=("$cmd")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  # Two testbeds sharing the bin dir (the tests', the sandbox's) build it one at a time, and only once.
+  mkdir -p "$BIN_DIR" "$K8S/src"
+  exec 8>"$BIN_DIR/.build.lock"
+  flock 8
+  local still=()
+  for cmd in "${missing[@]}"; do [ -x "$BIN_DIR/$cmd" ] || still+=("$cmd"); done
+  [ ${#still[@]} -gt 0 ] || return 0
+  missing=("${still[@]}")
+  apt_install build
   local t0; t0=$(date +%s%N)
-  mkdir -p "$K8S/bin" "$K8S/src"
   (
     cd "$K8S/src"
     ls -d kubernetes-*/ >/dev/null 2>&1 || apt-get source -q kubernetes >/dev/null
@@ -75,18 +98,16 @@ build() {
     cp "$s"/*.go "$s"/*.s "$d"/
     # GOPATH-mode build like debian/rules; it also generates zz_generated.openapi.go. No network needed.
     # One source tree and one Go cache for both binaries: the second build reuses most of the first.
-    local cmd
-    for cmd in kube-apiserver kube-controller-manager; do
-      [ -x "$K8S/bin/$cmd" ] && continue
+    for cmd in "${missing[@]}"; do
       log "building $cmd (kube-apiserver about 200 s cold on 2 cores, kube-controller-manager about 200 s more)"
       CGO_ENABLED=0 GOPROXY=off GOFLAGS= GO111MODULE=off make WHAT=cmd/$cmd >"$K8S/build-$cmd.log" 2>&1 \
         || die "building $cmd failed, see $K8S/build-$cmd.log"
-      cp "_output/bin/$cmd" "$K8S/bin/$cmd.tmp"
-      mv "$K8S/bin/$cmd.tmp" "$K8S/bin/$cmd"
+      cp "_output/bin/$cmd" "$BIN_DIR/$cmd.tmp"
+      mv "$BIN_DIR/$cmd.tmp" "$BIN_DIR/$cmd"
     done
   )
   [ -n "${KEEP_SRC:-}" ] || rm -rf "$K8S/src"
-  log "built $("$BIN" --version) and kube-controller-manager in $(ms_since "$t0") ms"
+  log "built ${missing[*]} in $(ms_since "$t0") ms into $BIN_DIR"
 }
 
 certs() {
@@ -206,7 +227,8 @@ start() {
     return 0
   fi
   stop  # half-started leftovers (one process dead, stale pid files)
-  build
+  build kube-apiserver   # the controller-manager only when its own script asks for it
+  apt_install run
   certs
   mkdir -p "$R"
   local t0 etcd_port etcd_peer_port
@@ -275,6 +297,6 @@ case "${1:-}" in
   stop) stop ;;
   env) env_ ;;
   status) status ;;
-  build) build ;;
-  *) echo "usage: $0 start|stop|env|status|build" >&2; exit 2 ;;
+  build) shift; build "$@" ;;
+  *) echo "usage: $0 start|stop|env|status|build [kube-apiserver|kube-controller-manager]..." >&2; exit 2 ;;
 esac

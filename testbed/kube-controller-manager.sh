@@ -14,7 +14,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-target}
 [[ "$TARGET" = /* ]] || TARGET=$ROOT/$TARGET
 K8S=${CLBSYNC_KUBE_TESTBED:-$TARGET/kube-testbed}
-BIN=$K8S/bin/kube-controller-manager
+BIN=${CLBSYNC_KUBE_BIN_DIR:-$K8S/bin}/kube-controller-manager
 R=$K8S/run
 PID=$R/kube-controller-manager.pid
 
@@ -41,7 +41,7 @@ stop() {
 }
 
 start() {
-  "$ROOT/testbed/kube-apiserver.sh" build  # both binaries, once (a no-op when cached)
+  "$ROOT/testbed/kube-apiserver.sh" build kube-apiserver kube-controller-manager  # once (a no-op when cached)
   "$ROOT/testbed/kube-apiserver.sh" start
   if alive; then
     log "already running (pid $(cat "$PID"))"

@@ -22,7 +22,8 @@ target=${CARGO_TARGET_DIR:-target}    # where cargo (run from the repository roo
 [[ "$target" = /* ]] || target=$root/$target
 work=$target/sandbox
 kube=$work/kube                       # the sandbox's own API server state, separate from the tests'
-shared_bin=$target/kube-testbed/bin/kube-apiserver   # testbed/kube-apiserver.sh builds it here
+# The binary the tests use too (testbed/kube-apiserver.sh builds it there once): never a second build.
+export CLBSYNC_KUBE_BIN_DIR=${CLBSYNC_KUBE_BIN_DIR:-$target/kube-testbed/bin}
 emu_pid=
 
 # Step headers in bold on a terminal only (a log file or CI gets plain text).
@@ -47,14 +48,12 @@ fi
 cargo build --quiet --locked -p clbsync -p clb-emulator --bins
 
 say "2/5 Starting kube-apiserver + etcd on loopback"
-if [ ! -x "$shared_bin" ]; then
-  echo "First run: building kube-apiserver from Debian's source package, once (about 200 s on idle cores,"
-  echo "up to 15 min when the cores are busy; testbed/README.md); cached in ${shared_bin%/bin/*} for the tests too."
-  testbed/kube-apiserver.sh build        # once; cached for the tests and the sandbox
+if [ ! -x "$CLBSYNC_KUBE_BIN_DIR/kube-apiserver" ]; then
+  echo "First run: building kube-apiserver (only it) from Debian's source package, once (about 200 s on idle"
+  echo "cores, longer when they are busy; testbed/README.md); cached in $CLBSYNC_KUBE_BIN_DIR for the tests too."
 fi
 CLBSYNC_KUBE_TESTBED=$kube testbed/kube-apiserver.sh stop >/dev/null 2>&1 || true
 rm -rf "$kube/etcd-data"                 # a fresh world every run
-mkdir -p "$kube/bin" && ln -f "$shared_bin" "$kube/bin/kube-apiserver" 2>/dev/null || cp "$shared_bin" "$kube/bin/"
 CLBSYNC_KUBE_TESTBED=$kube testbed/kube-apiserver.sh start
 # shellcheck disable=SC1091
 . "$kube/run/ports.env"

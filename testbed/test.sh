@@ -16,8 +16,9 @@ step "Python tools: Tencent Cloud SDK, tccli, linters (testbed/python-sdk.sh)"
 testbed/python-sdk.sh
 
 step "Kubernetes API server on loopback (testbed/kube-apiserver.sh)"
-# A cold checkout builds kube-apiserver and kube-controller-manager here, from one Debian source tree (see
-# testbed/README.md for the time); the controller-manager runs only in the rollout simulator's step below.
+# A cold checkout builds kube-apiserver and kube-controller-manager here, together from one Debian source tree
+# (see testbed/README.md for the time); the controller-manager runs only in the rollout simulator's step below.
+testbed/kube-apiserver.sh build
 testbed/kube-apiserver.sh start
 trap 'testbed/kube-controller-manager.sh stop >/dev/null 2>&1 || true; testbed/kube-apiserver.sh stop >/dev/null 2>&1 || true' EXIT
 

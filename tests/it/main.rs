@@ -15,3 +15,4 @@ mod rules_fuzz;
 mod security;
 mod support;
 mod task_polling;
+mod testbed;
