@@ -13,8 +13,6 @@
 //! planner chose from the outcome.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
@@ -23,6 +21,7 @@ use crate::clb::Clb;
 use crate::desired::Cluster;
 use crate::model::{Change, Failure, GATE_CONDITION, Owner};
 use crate::plan::{Action, GateChange, Plan, Status, UnlessFailed};
+use crate::stop::{Reason, Stop};
 
 /// What happened to one row of the plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,17 +77,19 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(20);
 /// How to apply.
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
-    /// Set (e.g. on SIGTERM) to stop starting new calls; calls in flight finish and are reported.
-    pub stop: Arc<AtomicBool>,
-    /// After `stop` is set, how long a call in flight (and its async task) may still take. Past it the call is
-    /// abandoned and its changes reported as `Stopped`, so the report is printed before the pod is killed
-    /// (a CronJob pod gets terminationGracePeriodSeconds, 30 s by default, between SIGTERM and SIGKILL).
+    /// Checked before every call (and by the client before every request it sends): once it fires no new call
+    /// starts. After a signal or the run timeout the calls in flight finish and are reported; after the leader
+    /// lease is lost they are abandoned at once (another replica may be writing).
+    pub stop: Stop,
+    /// After a signal or the run timeout, how long a call in flight (and its async task) may still take. Past it
+    /// the call is abandoned and its changes reported as `Stopped`, so the report is printed before the pod is
+    /// killed (a CronJob pod gets terminationGracePeriodSeconds, 30 s by default, between SIGTERM and SIGKILL).
     pub stop_grace: Duration,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { stop: Arc::new(AtomicBool::new(false)), stop_grace: DEFAULT_STOP_GRACE }
+        ApplyOptions { stop: Stop::new(), stop_grace: DEFAULT_STOP_GRACE }
     }
 }
 
@@ -157,10 +158,10 @@ pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) 
         if items.is_empty() {
             continue;
         }
-        if opts.stop.load(Ordering::SeqCst) {
-            let why = "not attempted: the run was stopped (SIGTERM) before this change";
+        if let Err(reason) = opts.stop.check() {
+            let why = format!("not attempted: the run was stopped before this change ({reason})");
             for p in items {
-                report.set(p.at, RowStatus::NotAttempted(why.into()));
+                report.set(p.at, RowStatus::NotAttempted(why.clone()));
             }
             continue;
         }
@@ -187,21 +188,21 @@ pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) 
         let (rows, changes): (Vec<RowRef>, Vec<Change>) = items.into_iter().map(|p| (p.at, p.change)).unzip();
         let call = async {
             match stage {
-                Action::Adopt => clb.tag(lb, &changes).await,
-                Action::Register => clb.register(lb, &changes).await,
-                Action::Reweight => clb.set_weight(lb, &changes).await,
-                _ => clb.deregister(lb, &changes).await,
+                Action::Adopt => clb.tag(lb, &changes, &opts.stop).await,
+                Action::Register => clb.register(lb, &changes, &opts.stop).await,
+                Action::Reweight => clb.set_weight(lb, &changes, &opts.stop).await,
+                _ => clb.deregister(lb, &changes, &opts.stop).await,
             }
         };
         let outcomes = tokio::select! {
             outcomes = call => outcomes,
-            () = stopped_then(&opts.stop, opts.stop_grace) => {
+            (reason, waited) = stopped_then(&opts.stop, opts.stop_grace) => {
                 let stopped = Failure {
                     code: "Stopped".into(),
                     message: format!(
-                        "the run was stopped (SIGTERM) and this change was not confirmed within {}s; it may still \
+                        "the run was stopped ({reason}) and this change was not confirmed within {}s; it may still \
                          complete: the next run re-reads the targets",
-                        opts.stop_grace.as_secs()
+                        waited.as_secs()
                     ),
                     request_id: None,
                 };
@@ -212,6 +213,13 @@ pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) 
         for (k, (at, change)) in rows.into_iter().zip(&changes).enumerate() {
             let status = match outcomes.get(k) {
                 Some(Ok(())) => RowStatus::Applied,
+                Some(Err(f)) if f.is_not_sent() => {
+                    if stage == Action::Register {
+                        failed.insert((at.rule, change.target.ip));
+                        failed_rules.insert(at.rule);
+                    }
+                    RowStatus::NotAttempted(format!("not attempted: {}", f.message))
+                }
                 Some(Err(f)) => {
                     if stage == Action::Register {
                         failed.insert((at.rule, change.target.ip));
@@ -231,23 +239,44 @@ pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) 
     report
 }
 
-/// Writes the readiness-gate conditions of a run, up to `concurrency` at a time, after its CLB changes. A failed
-/// write is a warning, not a failure of the run: the CLB work is done, and the next run plans the condition
-/// again.
-pub async fn set_conditions<K: Cluster>(cluster: &K, changes: &[GateChange], concurrency: usize) {
+/// Writes the readiness-gate conditions of a run, up to `concurrency` at a time, after its CLB changes; each
+/// write checks `stop` first and is not sent once it fired. A failed write is a warning, not a failure of the
+/// run: the CLB work is done, and the next run plans the condition again.
+pub async fn set_conditions<K: Cluster>(cluster: &K, changes: &[GateChange], concurrency: usize, stop: &Stop) {
     let writes = stream::iter(changes)
         .map(|c| async move {
-            let result = cluster.set_pod_condition(&c.namespace, &c.pod, &c.condition, c.transition).await;
-            if let Err(e) = &result {
-                tracing::warn!(pod = %format!("{}/{}", c.namespace, c.pod), "setting {GATE_CONDITION} failed: {e}");
+            if let Err(reason) = stop.check() {
+                return Written::NotSent(reason);
             }
-            result.is_err()
+            match cluster.set_pod_condition(&c.namespace, &c.pod, &c.condition, c.transition).await {
+                Ok(()) => Written::Set,
+                Err(e) => {
+                    tracing::warn!(pod = %format!("{}/{}", c.namespace, c.pod), "setting {GATE_CONDITION} failed: {e}");
+                    Written::Failed
+                }
+            }
         })
         .buffer_unordered(concurrency.max(1))
-        .collect::<Vec<bool>>()
+        .collect::<Vec<Written>>()
         .await;
-    let failed = writes.iter().filter(|&&f| f).count();
-    tracing::info!(set = changes.len() - failed, failed, "readiness-gate conditions");
+    let count = |w: fn(&Written) -> bool| writes.iter().filter(|x| w(x)).count();
+    let (set, failed) = (count(|w| matches!(w, Written::Set)), count(|w| matches!(w, Written::Failed)));
+    let not_sent = writes.iter().find_map(|w| match w {
+        Written::NotSent(reason) => Some(reason),
+        _ => None,
+    });
+    if let Some(reason) = not_sent {
+        let n = changes.len() - set - failed;
+        tracing::warn!(not_sent = n, "readiness-gate conditions not written: the run was stopped ({reason})");
+    }
+    tracing::info!(set, failed, "readiness-gate conditions");
+}
+
+/// What became of one readiness-gate condition write.
+enum Written {
+    Set,
+    Failed,
+    NotSent(Reason),
 }
 
 /// One warning per distinct failure of a call, with the number of changes it hit.
@@ -265,10 +294,11 @@ fn log_failures(lb: &str, outcomes: &[Result<(), Failure>]) {
     }
 }
 
-/// Resolves `grace` after `stop` is set (checked every 50 ms); never resolves while it is not.
-async fn stopped_then(stop: &AtomicBool, grace: Duration) {
-    while !stop.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(grace).await;
+/// Resolves once `stop` fires and a call in flight may no longer be waited for: `grace` later after a signal or
+/// the run timeout, at once when the lease is lost. The reason, and how long the call was waited for.
+async fn stopped_then(stop: &Stop, grace: Duration) -> (Reason, Duration) {
+    let reason = stop.stopped().await;
+    let waited = if reason.lets_in_flight_finish() { grace } else { Duration::ZERO };
+    tokio::time::sleep(waited).await;
+    (reason, waited)
 }

@@ -108,6 +108,7 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process: its size does not matter")]
 pub enum Command {
     /// Plan and apply: make every rule's targets equal to its ready pods.
     Reconcile {
@@ -279,13 +280,34 @@ pub struct WatchArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration, requires = "watch", value_name = "DURATION")]
     pub resync_interval: std::time::Duration,
 
-    /// Elect one leader through a coordination.k8s.io/v1 Lease in this namespace; only the leader changes CLB.
+    /// Elect one leader through a coordination.k8s.io/v1 Lease in this namespace; only the leader changes CLB and
+    /// pod conditions.
     #[arg(long, requires = "watch", value_name = "NAMESPACE")]
     pub leader_election_namespace: Option<String>,
 
     /// Name of the Lease.
     #[arg(long, default_value = "clbsync", requires = "leader_election_namespace", value_name = "NAME")]
     pub leader_election_id: String,
+
+    /// How long a follower waits before taking over a Lease it has not seen change (timed by its own clock from
+    /// when it saw the last change, never by the holder's); whole seconds. A dead leader is replaced within it
+    /// plus one retry period. The three durations are kube-controller-manager's flags of the same names.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, requires = "leader_election_namespace",
+          value_name = "DURATION")]
+    pub leader_election_lease_duration: std::time::Duration,
+
+    /// How long after its last successful renewal the leader may still write: past it, it stops every write at
+    /// once and leads again only after renewing and listing its watches again. Shorter than the lease duration,
+    /// so it has stopped before a follower can take over.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, requires = "leader_election_namespace",
+          value_name = "DURATION")]
+    pub leader_election_renew_deadline: std::time::Duration,
+
+    /// How often the leader renews the Lease and followers read it; also the timeout of each Lease request.
+    /// Shorter than the renew deadline.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, requires = "leader_election_namespace",
+          value_name = "DURATION")]
+    pub leader_election_retry_period: std::time::Duration,
 
     /// Serve /healthz, /readyz and /metrics (Prometheus) on this address, e.g. 0.0.0.0:8080 (off by default).
     #[arg(long, requires = "watch", value_name = "ADDR")]

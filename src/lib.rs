@@ -28,6 +28,8 @@ pub mod apply;
 pub mod report;
 /// Wires the stages together and does their I/O; it decides nothing.
 pub mod reconcile;
+/// One stop for a run or a pass (a signal, the run timeout, a lost leader lease), checked before every write.
+pub mod stop;
 /// Watch mode: decides when and over which rules to run a pass (pod and Deployment watches, resync, rules
 /// reload, leader election, SIGTERM).
 pub mod watch;

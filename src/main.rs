@@ -4,8 +4,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -23,6 +22,8 @@ use clbsync::plan::PlanOptions;
 use clbsync::reconcile::{self, Mode, Settings, exit};
 use clbsync::report::Style;
 use clbsync::rules;
+use clbsync::stop::{Reason, Stop};
+use clbsync::watch::lease;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -222,20 +223,32 @@ async fn watch_mode(
     if watch.resync_interval.is_zero() {
         anyhow::bail!("--resync-interval must be longer than 0s");
     }
+    let timing = lease::decide::Timing {
+        lease_duration: watch.leader_election_lease_duration,
+        renew_deadline: watch.leader_election_renew_deadline,
+        retry_period: watch.leader_election_retry_period,
+    };
+    timing.validate().map_err(anyhow::Error::msg)?;
     let clb = clb_client(run)?;
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Stop::new();
+    on_signals(stop.clone());
     let cluster = connect(run, &stop).await?;
-    let stopped = clbsync::watch::on_signals(stop.clone());
-    let settings = settings(g, run, mode, stop);
+    let settings = settings(g, run, mode, stop.clone());
+    let election = watch.leader_election_namespace.clone().map(|namespace| lease::Config {
+        namespace,
+        name: watch.leader_election_id.clone(),
+        identity: lease::identity(),
+        timing,
+    });
     let opts = clbsync::watch::Options {
         rules_path: g.rules.clone(),
         debounce: watch.debounce,
         resync_interval: watch.resync_interval,
-        election: watch.leader_election_namespace.clone().map(|ns| (ns, watch.leader_election_id.clone())),
+        election,
         metrics_addr: watch.metrics_addr,
         events: (mode == Mode::Reconcile && events.events).then_some(events.max_events),
     };
-    clbsync::watch::run(cluster.client().clone(), &clb, || clb.answers(), rules, &settings, &opts, stopped).await?;
+    clbsync::watch::run(cluster.client().clone(), &clb, || clb.answers(), rules, &settings, &opts, stop).await?;
     Ok(exit::OK)
 }
 
@@ -253,7 +266,7 @@ fn clb_client(run: &RunArgs) -> anyhow::Result<ClbClient> {
     ClbClient::new(config).context("setting up the CLB API client")
 }
 
-fn settings(g: &Global, run: &RunArgs, mode: Mode, stop: Arc<AtomicBool>) -> Settings {
+fn settings(g: &Global, run: &RunArgs, mode: Mode, stop: Stop) -> Settings {
     Settings {
         mode,
         plan: PlanOptions {
@@ -272,7 +285,7 @@ fn settings(g: &Global, run: &RunArgs, mode: Mode, stop: Arc<AtomicBool>) -> Set
         concurrency: run.concurrency.map_or_else(|| reconcile::concurrency(run.rate_limit), usize::from),
         region: run.region(|k| std::env::var(k).ok()),
         stop,
-        stop_grace: std::time::Duration::from_secs(u64::from(run.stop_grace)),
+        stop_grace: Duration::from_secs(u64::from(run.stop_grace)),
         progress: None,
     }
 }
@@ -290,10 +303,9 @@ async fn execute(
     metrics: Option<&Metrics>,
 ) -> anyhow::Result<u8> {
     let clb = clb_client(run)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let _signals = clbsync::watch::on_signals(stop.clone());
-    let deadline_hit = Arc::new(AtomicBool::new(false));
-    watch_deadline(stop.clone(), deadline_hit.clone(), run.run_timeout);
+    let stop = Stop::new();
+    on_signals(stop.clone());
+    run_deadline(stop.clone(), Duration::from_secs(u64::from(run.run_timeout)));
     let cluster = connect(run, &stop).await?;
     // Progress only for a person: stderr a terminal and text logs; a pipe, a file or JSON logs get none.
     let terminal = (std::io::stderr().is_terminal() && g.log_format == LogFormat::Text).then(Terminal::start);
@@ -328,16 +340,19 @@ async fn execute(
         }
     }
     let code = outcome.exit_code(detailed);
-    if deadline_hit.load(Ordering::SeqCst) {
-        eprintln!(
-            "error: the run reached --run-timeout ({}s); changes not yet started were left for the next run",
-            run.run_timeout
-        );
-        return Ok(exit::ERROR);
-    }
-    if stop.load(Ordering::SeqCst) {
-        eprintln!("error: stopped by a signal; changes not yet started were left for the next run");
-        return Ok(exit::ERROR);
+    match stop.run_reason() {
+        Some(Reason::RunTimeout(after)) => {
+            eprintln!(
+                "error: the run reached --run-timeout ({}s); changes not yet started were left for the next run",
+                after.as_secs()
+            );
+            return Ok(exit::ERROR);
+        }
+        Some(reason) => {
+            eprintln!("error: stopped by {reason}; changes not yet started were left for the next run");
+            return Ok(exit::ERROR);
+        }
+        None => {}
     }
     if code == exit::ERROR {
         eprintln!("error: {}; see the report on stdout", outcome.trouble());
@@ -354,34 +369,60 @@ fn table_width() -> Option<u16> {
 
 /// Connects to Kubernetes (which runs the kubeconfig's credential plugin, if any), giving up when the run is
 /// stopped by a signal or --run-timeout.
-async fn connect(run: &RunArgs, stop: &AtomicBool) -> anyhow::Result<KubeCluster> {
+async fn connect(run: &RunArgs, stop: &Stop) -> anyhow::Result<KubeCluster> {
     let options = ConnectOptions { allow_insecure_skip_tls_verify: run.allow_insecure_skip_tls_verify };
     tokio::select! {
         connected = KubeCluster::connect_with(run.kubeconfig.as_deref(), &options) => {
             connected.context("connecting to Kubernetes")
         }
-        () = stopped(stop) => anyhow::bail!(
-            "stopped (a signal or --run-timeout) while connecting to Kubernetes: check the kubeconfig's credential plugin (`exec`), which runs then"
+        reason = stop.stopped() => anyhow::bail!(
+            "stopped by {reason} while connecting to Kubernetes: check the kubeconfig's credential plugin (`exec`), which runs then"
         ),
     }
 }
 
-/// Returns once `stop` is set.
-async fn stopped(stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+/// --run-timeout: after `after`, stop starting new changes, like SIGTERM.
+fn run_deadline(stop: Stop, after: Duration) {
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        if stop.stop(Reason::RunTimeout(after)) {
+            tracing::warn!(
+                "run deadline (--run-timeout {}s) reached: finishing the changes in flight, starting no new ones",
+                after.as_secs()
+            );
+        }
+    });
 }
 
-/// --run-timeout: after `secs`, stop starting new changes, like SIGTERM.
-fn watch_deadline(stop: Arc<AtomicBool>, hit: Arc<AtomicBool>, secs: u16) {
+/// SIGTERM or Ctrl-C stops the run (no new change starts; the first reason stays, so a signal after
+/// --run-timeout does not change it); a second signal exits at once.
+fn on_signals(stop: Stop) {
     tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_secs(u64::from(secs))).await;
-        if !stop.swap(true, Ordering::SeqCst) {
-            hit.store(true, Ordering::SeqCst);
-            tracing::warn!(
-                "run deadline (--run-timeout {secs}s) reached: finishing the changes in flight, starting no new ones"
-            );
+        #[cfg(unix)]
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM: {e}");
+                return;
+            }
+        };
+        for second in [false, true] {
+            #[cfg(unix)]
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            };
+            #[cfg(not(unix))]
+            let name = {
+                let _ = tokio::signal::ctrl_c().await;
+                "Ctrl-C"
+            };
+            if second {
+                eprintln!("error: second signal ({name}), exiting now; the next run re-reads the state and converges");
+                std::process::exit(i32::from(exit::ERROR));
+            }
+            stop.stop(Reason::Signal(name));
+            tracing::warn!("signal received ({name}): finishing the changes in flight, starting no new ones");
         }
     });
 }

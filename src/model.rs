@@ -304,11 +304,21 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
     /// The API error code (`LimitExceeded`, ...), or a clbsync code for non-API failures: `TaskFailed`,
-    /// `TaskTimeout`, `PartialFailure`, `Transport`, `OutcomeUnknown`, `Stopped` (SIGTERM grace over).
+    /// `TaskTimeout`, `PartialFailure`, `Transport`, `OutcomeUnknown`, `Stopped` (sent, but not confirmed before the
+    /// run stopped), [`Failure::NOT_SENT`].
     pub code: String,
     pub message: String,
     /// The RequestId (or task id) Tencent support asks for, when there was one.
     pub request_id: Option<String>,
+}
+
+impl Failure {
+    /// The code of a change the client did not send because the run had stopped: it was not attempted.
+    pub const NOT_SENT: &'static str = "NotSent";
+
+    pub fn is_not_sent(&self) -> bool {
+        self.code == Self::NOT_SENT
+    }
 }
 
 impl fmt::Display for Failure {

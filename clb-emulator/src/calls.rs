@@ -19,6 +19,10 @@ pub struct CallRecord {
     pub request_id: String,
     /// Whether the action is a mutating one.
     pub mutating: bool,
+    /// The SecretId the request says it was signed with (its `Authorization` header; empty without one), to tell
+    /// apart clients that share the emulator with credentials of their own.
+    #[serde(default)]
+    pub secret_id: String,
     /// Milliseconds spent handling (including injected latency).
     pub elapsed_ms: u64,
     /// When the call was handled (after the injected latency, when it sees the state), in microseconds of

@@ -112,6 +112,10 @@ async fn api(shared: &Arc<Shared>, parts: &Parts, body: Result<Bytes, ()>) -> Re
     let started = std::time::Instant::now();
     let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).map(|s| s.to_string());
     let action = header("x-tc-action").unwrap_or_default();
+    let secret_id = header("authorization")
+        .and_then(|a| sign::parse_authorization(&a).ok())
+        .map(|a| a.secret_id)
+        .unwrap_or_default();
     let request_id = new_request_id();
     let body_bytes = body.as_ref().map(|b| b.as_ref()).unwrap_or_default();
     let params: Value = serde_json::from_slice(body_bytes).unwrap_or(Value::Null);
@@ -189,6 +193,7 @@ async fn api(shared: &Arc<Shared>, parts: &Parts, body: Result<Bytes, ()>) -> Re
     shared.lock().calls.push(crate::CallRecord {
         seq: 0,
         mutating: schema::is_mutating(&action),
+        secret_id,
         action: action.clone(),
         params,
         code,

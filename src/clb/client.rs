@@ -34,6 +34,7 @@ use super::task::{self, Learner, TaskPolicy, TaskStatus};
 use super::wire;
 use super::{Clb, Error, Listener, ListenerRule, LoadBalancer, Outcomes};
 use crate::model::{Binding, BoundTarget, Change, Failure, Health, Target, TargetHealth, TargetKind};
+use crate::stop::Stop;
 
 /// Everything the client needs; [`ClientConfig::new`] fills in the defaults.
 #[derive(Clone, Debug)]
@@ -183,11 +184,20 @@ impl ClbClient {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        self.call(action, lb, CallKind::Read, req).await.result
+        self.call(action, lb, CallKind::Read, req, None).await.result
     }
 
-    /// One action with pacing and retries (see the module doc for which errors are retried).
-    async fn call<Req, Resp>(&self, action: &'static str, lb: &str, kind: CallKind, req: &Req) -> Answer<Resp>
+    /// One action with pacing and retries (see the module doc for which errors are retried). A write checks
+    /// `stop` right before each attempt is sent, after any wait in the pacer or a backoff, and is not sent once
+    /// it fired.
+    async fn call<Req, Resp>(
+        &self,
+        action: &'static str,
+        lb: &str,
+        kind: CallKind,
+        req: &Req,
+        stop: Option<&Stop>,
+    ) -> Answer<Resp>
     where
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
@@ -205,6 +215,15 @@ impl ClbClient {
             };
             let (permit, waited) = self.pacer.acquire(action).await;
             paced += waited;
+            if let Some(Err(reason)) = stop.map(Stop::check) {
+                let err = if resent_after_server_error {
+                    let reason = format!("a server error answered it, then the run stopped ({reason})");
+                    Error::OutcomeUnknown { action, endpoint: self.transport.url(), reason }
+                } else {
+                    Error::NotSent { action, reason }
+                };
+                return Answer { result: Err(err), resent_after_server_error, paced };
+            }
             self.count(action, attempt > 1);
             let started = Instant::now();
             let result = self.transport.send::<Resp>(action, &body).await;
@@ -268,7 +287,7 @@ impl ClbClient {
         let request = wire::DescribeTaskStatusRequest { task_id: task_id.to_string() };
         task::wait(task_id, &self.task, &self.learner, || async {
             let answer = self
-                .call::<_, wire::DescribeTaskStatusResponse>("DescribeTaskStatus", lb, CallKind::Read, &request)
+                .call::<_, wire::DescribeTaskStatusResponse>("DescribeTaskStatus", lb, CallKind::Read, &request, None)
                 .await;
             let (resp, _) = answer.result?;
             let status = TaskStatus::from_api(resp.status, resp.message);
@@ -327,6 +346,8 @@ fn batch_unsupported(code: &str) -> bool {
 /// The state of one mutation of one load balancer: the changes and what happened to each so far.
 struct Mutating<'a> {
     lb: &'a str,
+    /// Checked before every request sent.
+    stop: &'a Stop,
     mutation: Mutation,
     changes: &'a [Change],
     outcomes: Vec<Option<Result<(), Failure>>>,
@@ -338,9 +359,9 @@ struct Mutating<'a> {
 impl ClbClient {
     /// One mutation: batch calls first, per-binding calls if the batch action is unsupported; changes of a listener
     /// that failed as a whole are sent again one rule (binding) at a time, so only the rule at fault fails.
-    async fn mutate(&self, lb: &str, changes: &[Change], mutation: Mutation) -> Outcomes {
+    async fn mutate(&self, lb: &str, changes: &[Change], mutation: Mutation, stop: &Stop) -> Outcomes {
         let outcomes = vec![None; changes.len()];
-        let mut m = Mutating { lb, mutation, changes, outcomes, shared_failures: Vec::new() };
+        let mut m = Mutating { lb, stop, mutation, changes, outcomes, shared_failures: Vec::new() };
         let mut idx = Vec::with_capacity(changes.len());
         for (i, c) in changes.iter().enumerate() {
             if c.binding.lb == lb {
@@ -406,8 +427,9 @@ impl ClbClient {
         fallback_allowed: bool,
     ) -> Option<usize> {
         for (k, call) in calls.iter().enumerate() {
-            let answer =
-                self.call::<_, wire::BatchTargetsResponse>(action, m.lb, CallKind::StartsTask, &call.request).await;
+            let answer = self
+                .call::<_, wire::BatchTargetsResponse>(action, m.lb, CallKind::StartsTask, &call.request, Some(m.stop))
+                .await;
             match answer.result {
                 Ok((resp, request_id)) => self.settle(m, &request_id, &call.changes, &resp).await,
                 Err(Error::Api(e)) if fallback_allowed && batch_unsupported(&e.code) => {
@@ -617,13 +639,19 @@ impl Clb for ClbClient {
         Ok(out)
     }
 
-    async fn tag(&self, lb: &str, changes: &[Change]) -> Outcomes {
+    async fn tag(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
         let mut outcomes: Vec<Result<(), Failure>> = vec![Ok(()); changes.len()];
         let idx: Vec<usize> = (0..changes.len()).collect();
         for call in batch::batch_tags(lb, changes, &idx) {
             // Synchronous: an accepted call has set the tags; no task to wait for. Setting a tag twice is harmless.
             let answer = self
-                .call::<_, wire::BatchTargetsResponse>("BatchModifyTargetTag", lb, CallKind::Write, &call.request)
+                .call::<_, wire::BatchTargetsResponse>(
+                    "BatchModifyTargetTag",
+                    lb,
+                    CallKind::Write,
+                    &call.request,
+                    Some(stop),
+                )
                 .await;
             if let Err(e) = answer.result {
                 let failure = e.to_failure();
@@ -635,15 +663,15 @@ impl Clb for ClbClient {
         outcomes
     }
 
-    async fn register(&self, lb: &str, changes: &[Change]) -> Outcomes {
-        self.mutate(lb, changes, Mutation::Register).await
+    async fn register(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
+        self.mutate(lb, changes, Mutation::Register, stop).await
     }
 
-    async fn set_weight(&self, lb: &str, changes: &[Change]) -> Outcomes {
-        self.mutate(lb, changes, Mutation::Weight).await
+    async fn set_weight(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
+        self.mutate(lb, changes, Mutation::Weight, stop).await
     }
 
-    async fn deregister(&self, lb: &str, changes: &[Change]) -> Outcomes {
-        self.mutate(lb, changes, Mutation::Deregister).await
+    async fn deregister(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
+        self.mutate(lb, changes, Mutation::Deregister, stop).await
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use super::{ApiError, Clb, Error, Listener, LoadBalancer, Outcomes};
 use crate::model::{Binding, BoundTarget, Change, Failure, Health, Target, TargetHealth, TargetKind, Weight};
+use crate::stop::Stop;
 
 /// The targets bound on each binding, with their weight and kind.
 type Bound = BTreeMap<Binding, BTreeMap<Target, (Weight, TargetKind, String)>>;
@@ -54,13 +55,19 @@ impl MemoryClb {
         self.calls.lock().expect("lock").iter().map(|c| c.0).collect()
     }
 
+    /// One mutating call: refused like the real client's when `stop` fired, else recorded and applied.
     fn mutate(
         &self,
         op: &'static str,
         lb: &str,
         changes: &[Change],
+        stop: &Stop,
         f: impl Fn(&mut BTreeMap<Target, (Weight, TargetKind, String)>, &Change),
     ) -> Outcomes {
+        if let Err(reason) = stop.check() {
+            let failure = Error::NotSent { action: op, reason }.to_failure();
+            return vec![Err(failure); changes.len()];
+        }
         self.calls.lock().expect("lock").push((op, lb.to_string(), changes.len()));
         let mut bound = self.bound.lock().expect("lock");
         changes
@@ -127,30 +134,30 @@ impl Clb for MemoryClb {
             .collect())
     }
 
-    async fn tag(&self, lb: &str, changes: &[Change]) -> Outcomes {
-        self.mutate("tag", lb, changes, |m, c| {
+    async fn tag(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
+        self.mutate("tag", lb, changes, stop, |m, c| {
             if let Some(entry) = m.get_mut(&c.target) {
                 entry.2 = c.tag.clone().unwrap_or_default();
             }
         })
     }
 
-    async fn register(&self, lb: &str, changes: &[Change]) -> Outcomes {
-        self.mutate("register", lb, changes, |m, c| {
+    async fn register(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
+        self.mutate("register", lb, changes, stop, |m, c| {
             m.insert(c.target, (c.weight, TargetKind::Ip, c.tag.clone().unwrap_or_default()));
         })
     }
 
-    async fn set_weight(&self, lb: &str, changes: &[Change]) -> Outcomes {
-        self.mutate("set_weight", lb, changes, |m, c| {
+    async fn set_weight(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
+        self.mutate("set_weight", lb, changes, stop, |m, c| {
             if let Some(entry) = m.get_mut(&c.target) {
                 entry.0 = c.weight;
             }
         })
     }
 
-    async fn deregister(&self, lb: &str, changes: &[Change]) -> Outcomes {
-        self.mutate("deregister", lb, changes, |m, c| {
+    async fn deregister(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
+        self.mutate("deregister", lb, changes, stop, |m, c| {
             m.remove(&c.target);
         })
     }

@@ -25,6 +25,7 @@ pub mod wire;
 use std::future::Future;
 
 use crate::model::{BoundTarget, Change, Failure, TargetHealth};
+use crate::stop::{Reason, Stop};
 
 /// A load balancer as `DescribeLoadBalancers` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,7 +62,8 @@ pub struct ListenerRule {
 pub type Outcomes = Vec<Result<(), Failure>>;
 
 /// The load-balancer side of a run. Reads return typed errors; mutations return one outcome per change, so
-/// a partial failure is visible per target.
+/// a partial failure is visible per target. A mutation checks `stop` before each request it sends (a mutation can
+/// be several calls, and retries): once it fired, the changes not yet sent fail as [`Failure::NOT_SENT`].
 pub trait Clb {
     /// `DescribeLoadBalancers` for these ids (any number; the client splits at 20). Unknown ids are absent.
     fn load_balancers(&self, ids: &[String]) -> impl Future<Output = Result<Vec<LoadBalancer>, Error>>;
@@ -72,13 +74,13 @@ pub trait Clb {
     /// `DescribeTargetHealth` of these listeners of one load balancer: what CLB's health checks say of each target.
     fn health(&self, lb: &str, listener_ids: &[String]) -> impl Future<Output = Result<Vec<TargetHealth>, Error>>;
     /// Set the tag of bound targets (`BatchModifyTargetTag`, synchronous).
-    fn tag(&self, lb: &str, changes: &[Change]) -> impl Future<Output = Outcomes>;
+    fn tag(&self, lb: &str, changes: &[Change], stop: &Stop) -> impl Future<Output = Outcomes>;
     /// Bind targets to listeners/rules of one load balancer, waiting for the async tasks.
-    fn register(&self, lb: &str, changes: &[Change]) -> impl Future<Output = Outcomes>;
+    fn register(&self, lb: &str, changes: &[Change], stop: &Stop) -> impl Future<Output = Outcomes>;
     /// Set the weight of bound targets (weight 0 drains), waiting for the async tasks.
-    fn set_weight(&self, lb: &str, changes: &[Change]) -> impl Future<Output = Outcomes>;
+    fn set_weight(&self, lb: &str, changes: &[Change], stop: &Stop) -> impl Future<Output = Outcomes>;
     /// Unbind targets, waiting for the async tasks.
-    fn deregister(&self, lb: &str, changes: &[Change]) -> impl Future<Output = Outcomes>;
+    fn deregister(&self, lb: &str, changes: &[Change], stop: &Stop) -> impl Future<Output = Outcomes>;
 }
 
 /// An error answer of the CLB API (`Response.Error`).
@@ -155,6 +157,9 @@ pub enum Error {
     /// The client's own configuration is unusable (endpoint, region).
     #[error("{0}")]
     Config(String),
+    /// A write not sent because the run had stopped (its [`Stop`] fired) before it went out.
+    #[error("{action}: not sent: the run was stopped ({reason})")]
+    NotSent { action: &'static str, reason: Reason },
 }
 
 impl Error {
@@ -170,6 +175,7 @@ impl Error {
             Error::TaskTimeout { .. } => "TaskTimeout",
             Error::OutcomeUnknown { .. } | Error::UnreadableAnswer { .. } => "OutcomeUnknown",
             Error::Config(_) => "Config",
+            Error::NotSent { .. } => Failure::NOT_SENT,
         }
     }
 

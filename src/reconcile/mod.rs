@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use futures::FutureExt;
@@ -19,6 +18,7 @@ use crate::observe::progress::{Observer, Progress};
 use crate::plan::{self, Applied, Plan, PlanOptions, PodLists, RulePlan};
 use crate::report::{self, Style};
 use crate::rules::{Rule, Rules};
+use crate::stop::Stop;
 
 /// `diff` plans only; `reconcile` plans and applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,9 +38,10 @@ pub struct Settings {
     pub concurrency: usize,
     /// For messages about load balancers that are not found.
     pub region: String,
-    /// Set on SIGTERM: apply stops starting new changes.
-    pub stop: Arc<AtomicBool>,
-    /// After SIGTERM, how long changes in flight may still take ([`ApplyOptions::stop_grace`]).
+    /// Checked before every write (CLB calls, gate conditions): a signal, the run timeout or a lost lease.
+    pub stop: Stop,
+    /// After a signal or the run timeout, how long changes in flight may still take
+    /// ([`ApplyOptions::stop_grace`]).
     pub stop_grace: std::time::Duration,
     /// Told what the run is doing, for a progress display (`None`: nobody is watching).
     pub progress: Option<Observer>,
@@ -242,7 +243,7 @@ pub async fn run<K: Cluster, C: Clb>(
     };
     plan::plan_gate(&all, &pods, &mut plan, applied_row, settings.plan.gate_on);
     if settings.mode == Mode::Reconcile && !plan.gate.is_empty() {
-        apply::set_conditions(cluster, &plan.gate, settings.concurrency.min(LISTS_AT_ONCE)).await;
+        apply::set_conditions(cluster, &plan.gate, settings.concurrency.min(LISTS_AT_ONCE), &settings.stop).await;
     }
     progress(Progress::Reporting);
     match report::write(&plan, applied.as_ref(), settings.style, out) {

@@ -1,8 +1,6 @@
 //! The whole engine against in-memory doubles: what a run plans, applies and reports.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use super::*;
 use crate::clb::memory::MemoryClb;
@@ -130,7 +128,7 @@ fn settings(mode: Mode, format: Format) -> Settings {
         style: Style { format, show_unchanged: false, color: false, width: None, max_rows: None },
         concurrency: 4,
         region: "ap-guangzhou".into(),
-        stop: Arc::new(AtomicBool::new(false)),
+        stop: crate::stop::Stop::new(),
         stop_grace: crate::apply::DEFAULT_STOP_GRACE,
         progress: None,
     }
@@ -312,7 +310,7 @@ async fn a_port_change_keeps_the_old_port_until_the_new_one_is_bound() {
 async fn a_stop_signal_before_apply_attempts_nothing_and_says_so() {
     let (cluster, clb) = world();
     let s = settings(Mode::Reconcile, Format::Table);
-    s.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    s.stop.stop(crate::stop::Reason::Signal("SIGTERM"));
     let mut out = Vec::new();
     let outcome = run(&rules(), &cluster, &clb, &s, &mut out).await.expect("run");
     assert!(clb.operations().is_empty());
@@ -479,4 +477,35 @@ async fn a_failed_condition_write_is_a_warning_and_the_clb_work_stands() {
     let (outcome, table) = run_once(&cluster, &clb, Mode::Reconcile, Format::Table).await;
     assert_eq!(outcome.exit_code(false), exit::OK, "{table}");
     assert!(clb.targets_of(&api()).contains_key(&t("10.0.0.4", 8080)), "{table}");
+}
+
+/// Issue 24 item 1: a pass whose lease is past its write deadline (nobody closed it: the clock alone) writes
+/// neither CLB nor a gate condition, and the report names the reason.
+#[tokio::test]
+async fn a_lease_past_its_write_deadline_stops_every_write_and_the_report_says_why() {
+    use crate::stop::{Fence, Reason, Stop};
+    let (cluster, clb) = gated_world();
+    let expired = Reason::LeaseLost("not renewed within --leader-election-renew-deadline (10s)".into());
+    let fence = Fence::new(std::time::Instant::now(), expired);
+    let s = Settings { stop: Stop::new().with_fence(&fence), ..settings(Mode::Reconcile, Format::Table) };
+    let mut out = Vec::new();
+    let outcome = run(&rules(), &cluster, &clb, &s, &mut out).await.expect("run");
+    let table = String::from_utf8_lossy(&out);
+    assert!(clb.operations().is_empty(), "{table}");
+    assert!(cluster.conditions.lock().expect("lock").is_empty(), "no gate condition written");
+    assert_eq!(outcome.exit_code(false), exit::ERROR);
+    assert!(table.contains("leader lease lost: not renewed"), "{table}");
+}
+
+/// Issue 25 item 3: a run stopped by --run-timeout says so, not SIGTERM.
+#[tokio::test]
+async fn a_run_stopped_by_the_run_timeout_is_reported_as_such() {
+    let (cluster, clb) = world();
+    let s = settings(Mode::Reconcile, Format::Table);
+    s.stop.stop(crate::stop::Reason::RunTimeout(std::time::Duration::from_secs(25)));
+    let mut out = Vec::new();
+    run(&rules(), &cluster, &clb, &s, &mut out).await.expect("run");
+    let table = String::from_utf8_lossy(&out);
+    assert!(table.contains("run timeout (--run-timeout 25s)"), "{table}");
+    assert!(!table.contains("SIGTERM"), "{table}");
 }

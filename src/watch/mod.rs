@@ -13,8 +13,12 @@
 //!   lists again. A rule that fails (skipped, or a change failed) is retried with a backoff of its own.
 //! - After each pass of `reconcile` its Kubernetes Events are recorded, one per (object, reason), each reused by
 //!   later passes ([`events::Series`]).
-//! - With leader election only the leader runs passes. SIGTERM stops scheduling, lets the pass in flight finish
-//!   or give up within `--stop-grace`, releases the lease and returns `Ok`.
+//! - With leader election only the leader runs passes, each under the [`Stop`] of its term: the pass stops
+//!   writing the moment the term's fence closes (renew deadline passed, lease taken over) and is given up at
+//!   once. A new term lists every watch again before its first pass: no write is based on a cache older than the
+//!   lease it holds.
+//! - A signal (or the stop given) stops scheduling, lets the pass in flight finish or give up within
+//!   `--stop-grace`, releases the lease and returns `Ok`.
 
 pub mod cache;
 pub mod lease;
@@ -25,7 +29,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -39,7 +42,9 @@ use crate::plan::{RulePlan, Status};
 use crate::reconcile::{self, Settings};
 use crate::rules::{self, Rules};
 use crate::serve;
+use crate::stop::{Reason, Stop};
 use cache::{Cache, CachedCluster};
+use lease::{Election, Role};
 use schedule::Schedule;
 use triggers::Watches;
 
@@ -56,8 +61,8 @@ pub struct Options {
     pub rules_path: PathBuf,
     pub debounce: Duration,
     pub resync_interval: Duration,
-    /// `(namespace, name)` of the Lease, when replicas elect a leader.
-    pub election: Option<(String, String)>,
+    /// The Lease and its durations, when replicas elect a leader.
+    pub election: Option<lease::Config>,
     pub metrics_addr: Option<SocketAddr>,
     /// `--max-events` when passes record Kubernetes Events (`reconcile`, `--events` on), else `None`.
     pub events: Option<usize>,
@@ -66,7 +71,7 @@ pub struct Options {
 /// CLB API answers so far per (action, `ok` or error code), read after each pass for the metrics.
 pub type Answers = BTreeMap<(&'static str, String), u64>;
 
-/// Runs until `stop` turns true (SIGTERM), then releases the lease and returns.
+/// Runs until `stop` fires (a signal), then releases the lease and returns.
 pub async fn run<C: Clb>(
     client: kube::Client,
     clb: &C,
@@ -74,7 +79,7 @@ pub async fn run<C: Clb>(
     mut rules: Rules,
     settings: &Settings,
     opts: &Options,
-    mut stop: watch::Receiver<bool>,
+    stop: Stop,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let cache = Arc::new(Cache::default());
@@ -84,46 +89,61 @@ pub async fn run<C: Clb>(
     watches.set_namespaces(namespaces(&rules));
     let mut rules_text = std::fs::read(&opts.rules_path).unwrap_or_default();
 
+    let election = opts.election.clone().map(|config| Election::start(client.clone(), config, metrics.clone()));
     if let Some(addr) = opts.metrics_addr {
         let (cache, max_failing) = (cache.clone(), opts.resync_interval);
-        let ready = Box::new(move || cache.readiness(Instant::now(), max_failing));
+        let health = election.as_ref().map(Election::health);
+        let ready = Box::new(move || {
+            let now = Instant::now();
+            cache.readiness(now, max_failing)?;
+            health.as_ref().map_or(Ok(()), |h| h.check(now))
+        });
         serve::spawn(addr, serve::Endpoints { metrics: metrics.clone(), ready }).await?;
     }
-    let election = match &opts.election {
-        Some((ns, name)) => Some(lease::Election::join(client.clone(), ns, name, lease::identity()).await?),
-        None => None,
+    let mut role = election.as_ref().map(Election::role);
+    // The stop of the passes of this term (term 0 without an election: the run's own), or `None` as a follower.
+    let mut writer: Option<(u64, Stop)> = match &role {
+        None => Some((0, stop.clone())),
+        Some(_) => None,
     };
-    let mut leader_rx = election.as_ref().map(|e| e.leader.clone());
-    let mut leader = leader_rx.as_ref().is_none_or(|rx| *rx.borrow());
-    metrics.set_leader(leader);
+    metrics.set_leader(writer.is_some());
 
     let mut schedule = Schedule::new(opts.resync_interval);
     let mut latest: BTreeMap<usize, RulePlan> = BTreeMap::new();
-    let mut answers_seen = Answers::new();
-    let mut event_series = events::Series::default();
-    let instance = events::instance();
+    let mut observer = PassObserver {
+        client: &client,
+        metrics: &metrics,
+        answers,
+        seen: Answers::new(),
+        series: events::Series::default(),
+        instance: events::instance(),
+        events: opts.events,
+    };
     let mut next_resync = tokio::time::Instant::now() + opts.resync_interval;
     let mut next_poll = tokio::time::Instant::now() + RULES_POLL;
     let far = Duration::from_secs(86_400);
-    let stop_pass = stop.clone();
     loop {
-        let due = schedule.next_due().filter(|_| leader);
+        let due = schedule.next_due().filter(|_| writer.is_some());
         let due_at = due.map_or_else(|| tokio::time::Instant::now() + far, tokio::time::Instant::from_std);
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.stopped() => break,
             Some(change) = changes.recv() => {
                 let touched = cache.rules_touched(&rules.rules, &change);
                 tracing::debug!(?change, rules = touched.len(), "change");
                 schedule.trigger(touched, Instant::now() + opts.debounce);
             }
-            Some(is_leader) = leader_changed(&mut leader_rx) => {
-                leader = is_leader;
-                metrics.set_leader(leader);
-                tracing::info!(leader, "leadership changed");
-                if leader {
+            Some(now) = role_changed(&mut role) => match now {
+                Role::Leader { term, fence } if writer.as_ref().is_none_or(|(t, _)| *t != term) => {
+                    // The cache may be older than this lease (a SIGSTOP, a partition): list again first; the rules
+                    // wait until their namespace has listed.
+                    watches.relist();
+                    writer = Some((term, stop.with_fence(&fence)));
                     schedule.trigger(0..rules.rules.len(), Instant::now());
+                    tracing::info!(term, "leading: the watches list again before the first pass of this term");
                 }
-            }
+                Role::Leader { .. } => {}
+                Role::Follower => writer = None,
+            },
             _ = tokio::time::sleep_until(next_resync) => {
                 next_resync = tokio::time::Instant::now() + opts.resync_interval;
                 schedule.trigger(0..rules.rules.len(), Instant::now());
@@ -143,6 +163,14 @@ pub async fn run<C: Clb>(
                 }
             }
             _ = tokio::time::sleep_until(due_at), if due.is_some() => {
+                let Some((_, pass_stop)) = writer.clone() else { continue };
+                // Checked before anything is read: after a SIGSTOP this sees the write deadline gone before the
+                // election task has run.
+                if let Err(reason) = pass_stop.check() {
+                    tracing::info!("no pass: {reason}");
+                    writer = None;
+                    continue;
+                }
                 let (ready, waiting): (Vec<usize>, Vec<usize>) = schedule
                     .take_due(Instant::now())
                     .into_iter()
@@ -154,10 +182,16 @@ pub async fn run<C: Clb>(
                     continue;
                 }
                 let ready = cache.with_gate_neighbours(&rules.rules, ready);
-                let Some((outcome, elapsed)) = pass(&rules, &ready, &CachedCluster { cache: &cache, api: &api }, clb, settings, stop_pass.clone()).await? else {
-                    break;
+                let settings = Settings { stop: pass_stop.clone(), ..settings.clone() };
+                let cluster = CachedCluster { cache: &cache, api: &api };
+                let (outcome, elapsed) = match pass(&rules, &ready, &cluster, clb, &settings).await? {
+                    Pass::Done(outcome, elapsed) => (outcome, elapsed),
+                    Pass::GaveUp(reason) if reason.lets_in_flight_finish() => break,
+                    Pass::GaveUp(_) => {
+                        writer = None;
+                        continue;
+                    }
                 };
-                metrics.record_pass(&outcome, elapsed, crate::observe::metrics::unix_now());
                 let now = Instant::now();
                 for (k, (&i, plan)) in ready.iter().zip(&outcome.plan.rules).enumerate() {
                     if troubled(plan, &outcome, k) {
@@ -171,52 +205,91 @@ pub async fn run<C: Clb>(
                     latest.insert(i, plan.clone());
                 }
                 metrics.set_rules(latest.values());
-                if let Some(max) = opts.events {
-                    let subset = Rules { rules: ready.iter().map(|&i| rules.rules[i].clone()).collect() };
-                    let (drafts, left_out) = events::drafts(&subset, &outcome, max);
-                    if left_out > 0 {
-                        tracing::info!(left_out, "--max-events {max} reached: {left_out} Kubernetes Event(s) not recorded");
-                    }
-                    let posted = event_series.record(&client, drafts, &instance).await;
-                    metrics.record_events(posted.recorded, posted.failed);
-                }
-                let total = answers();
-                metrics.record_api_calls(total.iter().map(|((action, code), n)| {
-                    (*action, code.as_str(), n - answers_seen.get(&(*action, code.clone())).copied().unwrap_or(0))
-                }));
-                answers_seen = total;
+                observer.record(&rules, &ready, &outcome, elapsed, &pass_stop).await;
             }
         }
     }
     tracing::info!("stopping: no new passes");
     drop(watches);
-    // The election task releases the lease once every receiver of its channel is gone.
-    drop(leader_rx);
     if let Some(election) = election {
-        election.release(Duration::from_secs(5)).await;
+        let wait =
+            opts.election.as_ref().map_or(Duration::ZERO, |c| c.timing.retry_period * 2) + Duration::from_secs(1);
+        election.release(wait).await;
     }
     Ok(())
 }
 
-/// One pass over the rules `idx`; its report goes to stdout when it changed or failed something. `None` when
-/// SIGTERM came and the pass did not end within the stop grace.
+/// What the observers of a pass need between passes: metrics, API-call counts, Kubernetes Events.
+struct PassObserver<'a, A: Fn() -> Answers> {
+    client: &'a kube::Client,
+    metrics: &'a Metrics,
+    answers: A,
+    /// API answers counted so far.
+    seen: Answers,
+    series: events::Series,
+    instance: String,
+    /// `--max-events` when passes record Events.
+    events: Option<usize>,
+}
+
+impl<A: Fn() -> Answers> PassObserver<'_, A> {
+    /// Records a pass over the rules `ready`: metrics, and its Events unless the pass may no longer write.
+    async fn record(
+        &mut self,
+        rules: &Rules,
+        ready: &[usize],
+        outcome: &reconcile::Outcome,
+        elapsed: Duration,
+        stop: &Stop,
+    ) {
+        self.metrics.record_pass(outcome, elapsed, crate::observe::metrics::unix_now());
+        if let Some(max) = self.events
+            && stop.check().is_ok()
+        {
+            let subset = Rules { rules: ready.iter().map(|&i| rules.rules[i].clone()).collect() };
+            let (drafts, left_out) = events::drafts(&subset, outcome, max);
+            if left_out > 0 {
+                tracing::info!(left_out, "--max-events {max} reached: {left_out} Kubernetes Event(s) not recorded");
+            }
+            let posted = self.series.record(self.client, drafts, &self.instance).await;
+            self.metrics.record_events(posted.recorded, posted.failed);
+        }
+        let total = (self.answers)();
+        self.metrics.record_api_calls(total.iter().map(|((action, code), n)| {
+            (*action, code.as_str(), n - self.seen.get(&(*action, code.clone())).copied().unwrap_or(0))
+        }));
+        self.seen = total;
+    }
+}
+
+/// How a pass ended.
+enum Pass {
+    Done(reconcile::Outcome, Duration),
+    /// Given up: the lease was lost (at once), or the run stopped and the pass did not end within the stop grace.
+    GaveUp(Reason),
+}
+
+/// One pass over the rules `idx`; its report goes to stdout when it changed or failed something.
 async fn pass<C: Clb>(
     rules: &Rules,
     idx: &[usize],
     cluster: &CachedCluster<'_>,
     clb: &C,
     settings: &Settings,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<Option<(reconcile::Outcome, Duration)>> {
+) -> anyhow::Result<Pass> {
     let subset = Rules { rules: idx.iter().map(|&i| rules.rules[i].clone()).collect() };
     let started = Instant::now();
     let mut report = Vec::new();
     let grace = settings.stop_grace + Duration::from_secs(1);
     let outcome = tokio::select! {
         outcome = reconcile::run(&subset, cluster, clb, settings, &mut report) => outcome?,
-        _ = async { let _ = stop.wait_for(|s| *s).await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("stop grace over: gave up the pass in flight; the next run re-reads the state and converges");
-            return Ok(None);
+        reason = given_up(&settings.stop, grace) => {
+            if reason.lets_in_flight_finish() {
+                tracing::warn!("stop grace over: gave up the pass in flight; the next run re-reads the state and converges");
+            } else {
+                tracing::warn!("gave up the pass in flight ({reason}); the next leader re-reads the state and converges");
+            }
+            return Ok(Pass::GaveUp(reason));
         }
     };
     let elapsed = started.elapsed();
@@ -226,7 +299,16 @@ async fn pass<C: Clb>(
         out.write_all(&report)?;
         out.flush()?;
     }
-    Ok(Some((outcome, elapsed)))
+    Ok(Pass::Done(outcome, elapsed))
+}
+
+/// Resolves when a pass in flight must be given up: at once when the lease is lost, `grace` after a signal.
+async fn given_up(stop: &Stop, grace: Duration) -> Reason {
+    let reason = stop.stopped().await;
+    if reason.lets_in_flight_finish() {
+        tokio::time::sleep(grace).await;
+    }
+    reason
 }
 
 /// Whether the `k`-th rule of a pass failed (skipped, or a change failed or was not attempted): it is retried.
@@ -259,51 +341,17 @@ fn namespaces(rules: &Rules) -> BTreeSet<&str> {
     rules.rules.iter().map(|r| r.backend.pods.namespace.as_str()).collect()
 }
 
-/// The next leadership state; pending forever without an election.
-async fn leader_changed(rx: &mut Option<watch::Receiver<bool>>) -> Option<bool> {
+/// The next role in the election; pending forever without one.
+async fn role_changed(rx: &mut Option<watch::Receiver<Role>>) -> Option<Role> {
     match rx {
         Some(r) => match r.changed().await {
-            Ok(()) => Some(*r.borrow_and_update()),
+            Ok(()) => Some(r.borrow_and_update().clone()),
             Err(_) => {
-                tracing::error!("the leader election stopped; this replica no longer mutates");
+                tracing::error!("the leader election stopped; this replica no longer writes");
                 *rx = None;
-                Some(false)
+                Some(Role::Follower)
             }
         },
         None => std::future::pending().await,
     }
-}
-
-/// SIGTERM or Ctrl-C: sets `stop` (apply starts no new changes) and says so on the returned channel. A second
-/// signal exits at once. Used by one-shot runs and watch mode alike.
-pub fn on_signals(stop: Arc<AtomicBool>) -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("cannot watch SIGTERM: {e}");
-                return;
-            }
-        };
-        // Counted here, not by `stop`: --run-timeout sets `stop` too, and a first signal after it is not a second.
-        for second in [false, true] {
-            #[cfg(unix)]
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            #[cfg(not(unix))]
-            let _ = tokio::signal::ctrl_c().await;
-            if second {
-                eprintln!("error: second signal, exiting now; the next run re-reads the state and converges");
-                std::process::exit(i32::from(reconcile::exit::ERROR));
-            }
-            stop.store(true, Ordering::SeqCst);
-            tracing::warn!("signal received: finishing the changes in flight, starting no new ones");
-            let _ = tx.send(true);
-        }
-    });
-    rx
 }

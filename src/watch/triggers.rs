@@ -59,23 +59,44 @@ impl Watches {
                 continue;
             }
             self.cache.add_namespace(ns);
-            let pods = tokio::spawn(watch(
-                Api::<K8sPod>::namespaced(self.client.clone(), ns),
-                ns.to_owned(),
-                Kind::Pods,
-                self.cache.clone(),
-                self.changes.clone(),
-            ));
-            let deployments = tokio::spawn(watch(
-                Api::<Deployment>::namespaced(self.client.clone(), ns),
-                ns.to_owned(),
-                Kind::Deployments,
-                self.cache.clone(),
-                self.changes.clone(),
-            ));
-            self.running.insert(ns.to_owned(), [pods, deployments]);
+            self.start(ns);
             tracing::info!(namespace = %ns, "watching pods and deployments");
         }
+    }
+
+    /// Starts every watch over with a fresh (quorum) list; until a namespace has listed again its rules wait, as
+    /// after a failed watch. A new leadership term does this: its writes must not come from what was cached
+    /// before it held the lease. (The runtime is single-threaded: an aborted watch task never runs again, so no
+    /// event of the old watch lands after the restart.)
+    pub fn relist(&mut self) {
+        let now = Instant::now();
+        let namespaces: Vec<String> = self.running.keys().cloned().collect();
+        for ns in namespaces {
+            if let Some(tasks) = self.running.remove(&ns) {
+                tasks.iter().for_each(JoinHandle::abort);
+            }
+            self.cache.mark_failing(&ns, Kind::Pods, now);
+            self.cache.mark_failing(&ns, Kind::Deployments, now);
+            self.start(&ns);
+        }
+    }
+
+    fn start(&mut self, ns: &str) {
+        let pods = tokio::spawn(watch(
+            Api::<K8sPod>::namespaced(self.client.clone(), ns),
+            ns.to_owned(),
+            Kind::Pods,
+            self.cache.clone(),
+            self.changes.clone(),
+        ));
+        let deployments = tokio::spawn(watch(
+            Api::<Deployment>::namespaced(self.client.clone(), ns),
+            ns.to_owned(),
+            Kind::Deployments,
+            self.cache.clone(),
+            self.changes.clone(),
+        ));
+        self.running.insert(ns.to_owned(), [pods, deployments]);
     }
 }
 

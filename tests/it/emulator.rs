@@ -2,8 +2,6 @@
 //! kube-apiserver tests cover the other side).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clb_emulator::{Config, Emulator, Faults, State};
@@ -108,7 +106,7 @@ async fn pass(clb: &ClbClient, cluster: &MemoryCluster, rules: &Rules, mode: Mod
         style: Style { format: Format::Table, show_unchanged: false, color: false, width: None, max_rows: None },
         concurrency: 8,
         region: "ap-guangzhou".into(),
-        stop: Arc::new(AtomicBool::new(false)),
+        stop: clbsync::stop::Stop::new(),
         stop_grace: clbsync::apply::DEFAULT_STOP_GRACE,
         progress: None,
     };

@@ -144,7 +144,7 @@ fn watch_cluster_role_grants_exactly_list_and_watch_on_pods_and_deployments_and_
     let role = kind(&docs, "Role");
     assert_eq!(
         grants(role),
-        ["create leases.coordination.k8s.io", "get leases.coordination.k8s.io", "patch leases.coordination.k8s.io"]
+        ["create leases.coordination.k8s.io", "get leases.coordination.k8s.io", "update leases.coordination.k8s.io"]
     );
     assert_eq!(role["metadata"]["namespace"], "clbsync");
     assert_eq!(role["rules"][1]["resourceNames"][0], "clbsync", "the default --leader-election-id");

@@ -273,6 +273,9 @@ async fn the_run_timeout_stops_starting_changes_and_reports() {
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains("the run reached --run-timeout (1s)"), "{}", run.all());
     assert!(run.stdout.contains("not attempted"), "the report is written: {}", run.all());
+    // Issue 25 item 3: the report names the real reason.
+    assert!(run.stdout.contains("stopped before this change (run timeout (--run-timeout 1s))"), "{}", run.all());
+    assert!(!run.all().contains("SIGTERM"), "{}", run.all());
     assert_eq!(emu.calls().mutating(), mutating, "no change started after the deadline");
 }
 

@@ -3,8 +3,6 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clb_emulator::{CallLog, CallRecord, Config, Faults, State};
@@ -69,7 +67,7 @@ async fn fleet_run(task: Duration, rate: u32, in_flight: usize, rollout: bool) -
         style: Style::default(),
         concurrency: in_flight,
         region: "ap-guangzhou".into(),
-        stop: Arc::new(AtomicBool::new(false)),
+        stop: clbsync::stop::Stop::new(),
         stop_grace: clbsync::apply::DEFAULT_STOP_GRACE,
         progress: None,
     };

@@ -134,7 +134,7 @@ fn engine(size: Size, rules_path: &Path, endpoint: &str, concurrency: Option<u16
         style: Default::default(),
         concurrency: concurrency.map_or_else(|| reconcile::concurrency(config_rate), usize::from),
         region: "ap-guangzhou".into(),
-        stop: Arc::new(AtomicBool::new(false)),
+        stop: clbsync::stop::Stop::new(),
         stop_grace: std::time::Duration::from_secs(20),
         progress: None,
     };

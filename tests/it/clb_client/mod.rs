@@ -14,6 +14,7 @@ use clbsync::clb::tc3::{self, Signable};
 use clbsync::clb::{Clb, Error};
 use clbsync::model::{Binding, Target};
 use clbsync::model::{Change, TargetKind};
+use clbsync::stop::{Fence, Reason, Stop};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};

@@ -52,7 +52,7 @@ async fn retryable_codes_are_retried_for_reads_and_writes() {
         assert_eq!(sent(&server, "DescribeListeners").await.len(), 2, "{code:?}");
         let ok = accepted("reg", json!({"FailListenerIdSet": []}));
         fail_once(&server, "BatchRegisterTargets", first(), ok).await;
-        assert_eq!(codes(&clb.register(LB, &[change("lbl-a", None, 1, 10)]).await), ["ok"], "{code:?}");
+        assert_eq!(codes(&clb.register(LB, &[change("lbl-a", None, 1, 10)], &Stop::new()).await), ["ok"], "{code:?}");
         assert_eq!(sent(&server, "BatchRegisterTargets").await.len(), 2, "{code:?}");
     }
     let stats = clb.stats();
@@ -71,7 +71,7 @@ async fn non_retryable_codes_are_tried_once() {
         assert_eq!(err.code(), *code);
         assert_eq!(sent(&server, "DescribeListeners").await.len(), 1, "{code}");
         fail_once(&server, "BatchDeregisterTargets", api_error(code), respond(json!({}))).await;
-        assert_eq!(codes(&clb.deregister(LB, &[change("lbl-a", None, 1, 0)]).await), [*code]);
+        assert_eq!(codes(&clb.deregister(LB, &[change("lbl-a", None, 1, 0)], &Stop::new()).await), [*code]);
         assert_eq!(sent(&server, "BatchDeregisterTargets").await.len(), 1, "{code}");
     }
     assert_eq!(clb.stats()["DescribeListeners"].retries, 0);
@@ -110,7 +110,7 @@ async fn an_unreadable_answer_to_a_write_says_so_and_is_not_resent() {
     let server = MockServer::start().await;
     let clb = client(&server);
     on(&server, "BatchRegisterTargets", ResponseTemplate::new(200).set_body_string("<html>proxy error</html>")).await;
-    let outcomes = clb.register(LB, &[change("lbl-a", None, 1, 10)]).await;
+    let outcomes = clb.register(LB, &[change("lbl-a", None, 1, 10)], &Stop::new()).await;
     let failure = outcomes[0].as_ref().expect_err("the outcome is unknown");
     assert_eq!(failure.code, "OutcomeUnknown");
     assert!(failure.message.contains("an unreadable answer arrived from"), "{}", failure.message);

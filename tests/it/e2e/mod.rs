@@ -7,6 +7,7 @@
 
 mod convergence;
 mod correctness;
+mod election;
 mod events;
 mod faults;
 pub mod gate;

@@ -21,6 +21,11 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn start(world: &World, extra: &[&str]) -> Watcher {
+        Watcher::start_with(world, extra, &world.kubeconfig, &[])
+    }
+
+    /// [`Watcher::start`] with another kubeconfig and these environment variables (another CLB credential, say).
+    pub fn start_with(world: &World, extra: &[&str], kubeconfig: &std::path::Path, env: &[(&str, &str)]) -> Watcher {
         let metrics = free_port();
         let stderr = tempfile::NamedTempFile::new().expect("temp file");
         let addr = format!("127.0.0.1:{metrics}");
@@ -29,12 +34,10 @@ impl Watcher {
             args.extend(["--debounce", "200ms"]);
         }
         args.extend_from_slice(extra);
-        let child = world
-            .process(&args)
-            .stdout(Stdio::null())
-            .stderr(stderr.reopen().expect("reopen"))
-            .spawn()
-            .expect("spawn clbsync --watch");
+        let mut cmd = super::cli_process(&world.emu, &args);
+        cmd.arg("--rules").arg(world.rules_path()).arg("--kubeconfig").arg(kubeconfig).envs(env.iter().copied());
+        let child =
+            cmd.stdout(Stdio::null()).stderr(stderr.reopen().expect("reopen")).spawn().expect("spawn clbsync --watch");
         Watcher { child, stderr, metrics }
     }
 
@@ -110,7 +113,7 @@ pub fn has(targets: &Targets, ip: &str, weight: u32) -> bool {
     targets.iter().any(|(i, _, w)| i == ip && *w == weight)
 }
 
-fn lacks(targets: &Targets, ip: &str) -> bool {
+pub fn lacks(targets: &Targets, ip: &str) -> bool {
     !targets.iter().any(|(i, _, _)| i == ip)
 }
 
@@ -309,19 +312,24 @@ impl Switch {
 
     /// The test kubeconfig with its server replaced by the proxy.
     fn kubeconfig(&self) -> tempfile::NamedTempFile {
-        let text = std::fs::read_to_string(kubeconfig_path()).expect("read kubeconfig");
-        let proxied: String = text
-            .lines()
-            .map(|l| match l.find("server: ") {
-                Some(i) => format!("{}server: https://127.0.0.1:{}\n", &l[..i], self.port),
-                None => format!("{l}\n"),
-            })
-            .collect();
-        write_temp(&proxied)
+        kubeconfig_via(self.port)
     }
 }
 
-fn api_server() -> std::net::SocketAddr {
+/// The test kubeconfig with its server replaced by a proxy on 127.0.0.1:`port`.
+pub fn kubeconfig_via(port: u16) -> tempfile::NamedTempFile {
+    let text = std::fs::read_to_string(kubeconfig_path()).expect("read kubeconfig");
+    let proxied: String = text
+        .lines()
+        .map(|l| match l.find("server: ") {
+            Some(i) => format!("{}server: https://127.0.0.1:{port}\n", &l[..i]),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    write_temp(&proxied)
+}
+
+pub fn api_server() -> std::net::SocketAddr {
     let text = std::fs::read_to_string(kubeconfig_path()).expect("read kubeconfig");
     let server = text.lines().find_map(|l| l.trim().strip_prefix("server: https://")).expect("server line");
     server.trim_end_matches('/').parse().expect("loopback address")
@@ -358,7 +366,7 @@ async fn an_api_server_cut_mid_watch_never_deregisters_and_the_watch_resumes() {
     assert!(has(&world.targets(Slot::Api), "10.1.0.1", 10), "{}", w.logs());
 }
 
-fn leader_metric(w: &Watcher) -> Option<bool> {
+pub fn leader_metric(w: &Watcher) -> Option<bool> {
     let (_, body) = w.get("/metrics")?;
     body.lines().find_map(|l| l.strip_prefix("clbsync_leader ")).map(|v| v.trim() == "1")
 }
