@@ -9,6 +9,7 @@ mod emulator;
 mod kube;
 mod kube_requests;
 mod packaging;
+mod policies;
 mod rollout;
 mod rules;
 mod rules_fuzz;

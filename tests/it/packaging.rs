@@ -7,12 +7,12 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-fn root() -> &'static Path {
+pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A tool installed into `.venv` by `testbed/python-sdk.sh`; missing is a loud failure, never a skip.
-fn venv_tool(name: &str) -> PathBuf {
+pub fn venv_tool(name: &str) -> PathBuf {
     let path = root().join(".venv/bin").join(name);
     assert!(path.exists(), "{} is missing: run testbed/python-sdk.sh", path.display());
     path
@@ -36,7 +36,7 @@ pub fn parse(text: &str) -> Vec<Value> {
         .collect()
 }
 
-fn read(path: &str) -> String {
+pub fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
