@@ -59,6 +59,7 @@ const KUSTOMIZATIONS: &[&str] = &[
     "deploy/examples/overlay",
     "deploy/examples/namespaced-rbac",
     "deploy/examples/readiness-gate",
+    "deploy/examples/readiness-gate-policy",
     "deploy/watch",
 ];
 

@@ -1,12 +1,16 @@
 //! The least-privilege documents that ship beside the manifests (issue 24): the CAM policy a user pastes into
-//! Tencent Cloud, checked against what the client can call and what CLB's API takes.
+//! Tencent Cloud (checked against what the client can call and what CLB's API takes), and the readiness gate's
+//! ValidatingAdmissionPolicy (its CEL evaluated on real pods: the test server, 1.20, has no admission policies).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use clbsync::desired::Cluster;
+use clbsync::model::GateCondition;
 use serde_json::Value;
 
-use crate::packaging::{parse, read, root, venv_tool};
+use crate::packaging::{kustomize, parse, read, root, venv_tool};
+use crate::support::kube::{TestNs, pod};
 
 /// CLB's API (2018-03-17) as tccli's `api.json` describes it (installed by testbed/python-sdk.sh).
 fn clb_api() -> Value {
@@ -120,5 +124,165 @@ fn the_cam_policy_scopes_every_action_that_names_a_load_balancer_to_the_load_bal
             // CAM refuses a resource-scoped grant of an action whose request names no load balancer.
             assert_eq!(scoped, names_lb, "{action} (required fields {required:?}) belongs in the other statement");
         }
+    }
+}
+
+/// Evaluates CEL `expressions` (cel-python, a CEL interpreter) with each case's variables: per case, the value of
+/// each expression (an error is a failure of the test).
+const EVALUATE_CEL: &str = r#"
+import json, sys
+import celpy
+spec = json.load(sys.stdin)
+env = celpy.Environment()
+programs = [env.program(env.compile(e)) for e in spec["expressions"]]
+out = []
+for case in spec["cases"]:
+    activation = {k: celpy.json_to_cel(v) for k, v in case.items()}
+    out.append([bool(p.evaluate(activation)) for p in programs])
+print(json.dumps(out))
+"#;
+
+fn evaluate_cel(expressions: &[String], cases: &[Value]) -> Vec<Vec<bool>> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(venv_tool("python"))
+        .args(["-c", EVALUATE_CEL])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the venv's python");
+    let input = serde_json::json!({ "expressions": expressions, "cases": cases });
+    child.stdin.take().expect("stdin").write_all(input.to_string().as_bytes()).expect("write the cases");
+    let out = child.wait_with_output().expect("cel-python runs");
+    assert!(
+        out.status.success(),
+        "cel-python (testbed/python-sdk.sh installs it):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a list of results")
+}
+
+#[tokio::test]
+async fn the_gate_admission_policy_lets_clbsync_write_its_condition_and_nothing_else_of_a_pods_status() {
+    // Issue 24 item 13: with `patch pods/status`, clbsync's token could rewrite a pod's IP, Ready and labels. The
+    // policy needs Kubernetes >= 1.30, which the test server is not; its expressions are evaluated with cel-python
+    // on pods as the test server stores them, before and after clbsync's own write (KubeCluster::set_pod_condition).
+    let docs = parse(&kustomize("deploy/examples/readiness-gate-policy"));
+    let vap = docs.iter().find(|d| d["kind"] == "ValidatingAdmissionPolicy").expect("the policy");
+    let binding = docs.iter().find(|d| d["kind"] == "ValidatingAdmissionPolicyBinding").expect("its binding");
+    assert_eq!(binding["spec"]["policyName"], vap["metadata"]["name"]);
+    assert_eq!(binding["spec"]["validationActions"], serde_yaml::to_value(["Deny"]).unwrap());
+    let spec = &vap["spec"];
+    assert_eq!(spec["failurePolicy"], "Fail");
+    assert_eq!(
+        spec["matchConstraints"]["resourceRules"][0]["resources"],
+        serde_yaml::to_value(["pods/status"]).unwrap()
+    );
+    let text = |v: &serde_yaml::Value| v.as_str().expect("an expression").to_owned();
+    let validations: Vec<String> =
+        spec["validations"].as_sequence().expect("validations").iter().map(|v| text(&v["expression"])).collect();
+
+    let ns = TestNs::new("gate-vap").await;
+    ns.create(pod("gated").label("app", "web").port("http", 8080).ip("127.0.0.70").gated()).await;
+    let get = || async { serde_json::to_value(ns.pods().get("gated").await.expect("get the pod")).unwrap() };
+    let cluster = ns.cluster().await;
+    let set = |status: bool, reason: &str| GateCondition { status, reason: reason.into(), message: "test".into() };
+    let before = get().await;
+    cluster.set_pod_condition(&ns.name, "gated", &set(false, "RegistrationPending"), true).await.expect("set");
+    let pending = get().await;
+    cluster.set_pod_condition(&ns.name, "gated", &set(true, "Registered"), true).await.expect("set");
+    let registered = get().await;
+    assert_ne!(pending, registered, "the condition changed");
+
+    let edit = |f: &dyn Fn(&mut Value)| {
+        let mut pod = registered.clone();
+        f(&mut pod);
+        pod
+    };
+    let conditions = |pod: &mut Value| pod["status"]["conditions"].as_array_mut().expect("conditions").clone();
+    let cases: Vec<(&str, Value, Value, bool)> = vec![
+        ("clbsync adds its condition", before.clone(), pending.clone(), true),
+        ("clbsync changes its condition", pending.clone(), registered.clone(), true),
+        ("clbsync removes its condition", registered.clone(), before.clone(), true),
+        ("pod IP", registered.clone(), edit(&|p| p["status"]["podIP"] = "10.9.9.9".into()), false),
+        (
+            "pod IPs",
+            registered.clone(),
+            edit(&|p| p["status"]["podIPs"] = serde_json::json!([{"ip": "10.9.9.9"}])),
+            false,
+        ),
+        ("phase", registered.clone(), edit(&|p| p["status"]["phase"] = "Failed".into()), false),
+        ("host IP added", registered.clone(), edit(&|p| p["status"]["hostIP"] = "10.0.0.1".into()), false),
+        ("a label", registered.clone(), edit(&|p| p["metadata"]["labels"]["app"] = "other".into()), false),
+        (
+            "an annotation",
+            registered.clone(),
+            edit(&|p| p["metadata"]["annotations"] = serde_json::json!({"a": "b"})),
+            false,
+        ),
+        (
+            "Ready",
+            registered.clone(),
+            edit(&|p| {
+                let mut c = conditions(p);
+                let ready = c.iter_mut().find(|c| c["type"] == "Ready").expect("Ready");
+                ready["status"] = if ready["status"] == "True" { "False" } else { "True" }.into();
+                p["status"]["conditions"] = c.into();
+            }),
+            false,
+        ),
+        (
+            "another condition removed",
+            registered.clone(),
+            edit(&|p| {
+                let c: Vec<Value> = conditions(p).into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+                p["status"]["conditions"] = c.into();
+            }),
+            false,
+        ),
+    ];
+    let activations: Vec<Value> =
+        cases.iter().map(|(_, old, new, _)| serde_json::json!({"object": new, "oldObject": old})).collect();
+    let results = evaluate_cel(&validations, &activations);
+    for ((what, _, _, allowed), result) in cases.iter().zip(results) {
+        assert_eq!(result.iter().all(|r| *r), *allowed, "{what}: each validation gave {result:?}");
+    }
+
+    // It applies to clbsync's ServiceAccount only: the kubelet and other controllers keep writing status.
+    let condition = vec![text(&spec["matchConditions"][0]["expression"])];
+    let users = ["system:serviceaccount:clbsync:clbsync", "system:node:node-1", "system:serviceaccount:clbsync:other"];
+    let requests: Vec<Value> =
+        users.iter().map(|u| serde_json::json!({"request": {"userInfo": {"username": u}}})).collect();
+    let matched: Vec<bool> = evaluate_cel(&condition, &requests).into_iter().map(|r| r[0]).collect();
+    assert_eq!(matched, [true, false, false]);
+}
+
+#[test]
+fn the_gate_admission_policy_compares_every_pod_status_field_of_kubernetes_1_30_and_names_the_newer_ones() {
+    // A field the API server does not know makes the expression fail to compile (and, with failurePolicy Fail,
+    // refuses every gate write): the policy names exactly 1.30's fields, and its comment the ones added since.
+    let schema = |version: &str| -> BTreeSet<String> {
+        let path = venv_tool("python")
+            .parent()
+            .and_then(Path::parent)
+            .expect("the venv")
+            .join(format!("lib/python3.11/site-packages/kubernetes_validate/kubernetes-json-schema/v{version}-local-strict/podstatus-v1.json"));
+        let schema: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+                .unwrap();
+        schema["properties"].as_object().expect("properties").keys().filter(|k| *k != "conditions").cloned().collect()
+    };
+    let text = read("deploy/examples/readiness-gate-policy/admission-policy.yaml");
+    let compared: BTreeSet<String> = text
+        .split("has(object.status.")
+        .skip(1)
+        .filter_map(|s| s.split(')').next())
+        .filter(|f| *f != "conditions")
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(compared, schema("1.30.0"), "the status fields the policy compares");
+    for newer in schema("1.37.0").difference(&schema("1.30.0")) {
+        let comment: String = text.lines().take_while(|l| l.starts_with('#')).collect();
+        assert!(comment.contains(newer.as_str()), "admission-policy.yaml says that {newer} is not compared");
     }
 }
