@@ -10,6 +10,7 @@ mod kube;
 mod kube_requests;
 mod packaging;
 mod policies;
+mod rbac;
 mod rollout;
 mod rules;
 mod rules_fuzz;

@@ -136,19 +136,38 @@ fn watch_runs_two_locked_down_replicas_with_leader_election_probes_metrics_and_a
 }
 
 #[test]
-fn watch_cluster_role_grants_exactly_list_and_watch_on_pods_and_deployments_and_the_lease_role_one_lease() {
+fn watch_cluster_role_grants_exactly_its_reads_and_events_and_the_lease_role_one_lease() {
     let docs = parse(&kustomize("deploy/watch"));
     let roles: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "ClusterRole").collect();
     assert_eq!(roles.len(), 1, "only the watch ClusterRole, not the CronJob's");
     assert_eq!(roles[0]["metadata"]["name"], "clbsync-watch");
-    assert_eq!(grants(roles[0]), ["list deployments.apps", "list pods.", "watch deployments.apps", "watch pods."]);
+    assert_eq!(
+        grants(roles[0]),
+        [
+            "create events.events.k8s.io",
+            "get deployments.apps",
+            "list deployments.apps",
+            "list pods.",
+            "patch events.events.k8s.io",
+            "watch deployments.apps",
+            "watch pods."
+        ]
+    );
     let role = kind(&docs, "Role");
     assert_eq!(
         grants(role),
-        ["create leases.coordination.k8s.io", "get leases.coordination.k8s.io", "patch leases.coordination.k8s.io"]
+        [
+            "create leases.coordination.k8s.io",
+            "get leases.coordination.k8s.io",
+            "patch leases.coordination.k8s.io",
+            "update leases.coordination.k8s.io"
+        ]
     );
     assert_eq!(role["metadata"]["namespace"], "clbsync");
-    assert_eq!(role["rules"][1]["resourceNames"][0], "clbsync", "the default --leader-election-id");
+    // Only create goes without a name: RBAC cannot restrict it by resourceNames.
+    assert_eq!(role["rules"][0]["verbs"], serde_yaml::to_value(["create"]).unwrap());
+    assert!(role["rules"][0]["resourceNames"].is_null());
+    assert_eq!(role["rules"][1]["resourceNames"], serde_yaml::to_value(["clbsync"]).unwrap(), "--leader-election-id");
     let binding = kind(&docs, "ClusterRoleBinding");
     assert_eq!(binding["roleRef"]["name"], "clbsync-watch");
 }
