@@ -60,6 +60,7 @@ const KUSTOMIZATIONS: &[&str] = &[
     "deploy/examples/namespaced-rbac",
     "deploy/examples/readiness-gate",
     "deploy/examples/readiness-gate-policy",
+    "deploy/examples/default-deny",
     "deploy/watch",
 ];
 

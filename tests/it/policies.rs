@@ -1,16 +1,19 @@
 //! The least-privilege documents that ship beside the manifests (issue 24): the CAM policy a user pastes into
-//! Tencent Cloud (checked against what the client can call and what CLB's API takes), and the readiness gate's
-//! ValidatingAdmissionPolicy (its CEL evaluated on real pods: the test server, 1.20, has no admission policies).
+//! Tencent Cloud (checked against what the client can call and what CLB's API takes), watch mode's NetworkPolicy
+//! and the default-deny example (on the test API server), and the readiness gate's ValidatingAdmissionPolicy
+//! (its CEL evaluated on real pods: the test server, 1.20, has no admission policies).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use clbsync::desired::Cluster;
 use clbsync::model::GateCondition;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::Api;
 use serde_json::Value;
 
 use crate::packaging::{kustomize, parse, read, root, venv_tool};
-use crate::support::kube::{TestNs, pod};
+use crate::support::kube::{TestNs, apply_yaml, pod};
 
 /// CLB's API (2018-03-17) as tccli's `api.json` describes it (installed by testbed/python-sdk.sh).
 fn clb_api() -> Value {
@@ -124,6 +127,76 @@ fn the_cam_policy_scopes_every_action_that_names_a_load_balancer_to_the_load_bal
             // CAM refuses a resource-scoped grant of an action whose request names no load balancer.
             assert_eq!(scoped, names_lb, "{action} (required fields {required:?}) belongs in the other statement");
         }
+    }
+}
+
+/// The NetworkPolicy `name` of a rendering.
+fn network_policy<'a>(docs: &'a [serde_yaml::Value], name: &str) -> &'a serde_yaml::Value {
+    docs.iter()
+        .find(|d| d["kind"] == "NetworkPolicy" && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+/// `(protocol, port)` of a rule's ports.
+fn ports(rule: &serde_yaml::Value) -> Vec<(String, u64)> {
+    let list = rule["ports"].as_sequence().expect("ports");
+    list.iter()
+        .map(|p| (p["protocol"].as_str().expect("protocol").to_owned(), p["port"].as_u64().expect("a port")))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_watch_network_policy_lets_in_only_metrics_from_monitoring_and_out_only_dns_and_https() {
+    // Issue 24 item 15: the metrics port was open to anyone, and nothing limited what the pods could reach.
+    let docs = parse(&kustomize("deploy/watch"));
+    let policy = network_policy(&docs, "clbsync-watch");
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("the Deployment");
+    assert_eq!(policy["spec"]["podSelector"]["matchLabels"], deployment["spec"]["selector"]["matchLabels"]);
+    assert_eq!(policy["metadata"]["namespace"], deployment["metadata"]["namespace"]);
+    assert_eq!(policy["spec"]["policyTypes"], serde_yaml::to_value(["Ingress", "Egress"]).unwrap());
+
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let metrics =
+        container["ports"].as_sequence().expect("ports").iter().find(|p| p["name"] == "metrics").expect("metrics");
+    let ingress = policy["spec"]["ingress"].as_sequence().expect("ingress rules");
+    assert_eq!(ingress.len(), 1, "one way in");
+    assert_eq!(ports(&ingress[0]), [("TCP".to_owned(), metrics["containerPort"].as_u64().unwrap())]);
+    let from = ingress[0]["from"].as_sequence().expect("from");
+    assert_eq!(from.len(), 1);
+    assert_eq!(from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "monitoring");
+    assert!(from[0]["podSelector"].is_null() && from[0]["ipBlock"].is_null(), "only that namespace: {:?}", from[0]);
+
+    let egress = policy["spec"]["egress"].as_sequence().expect("egress rules");
+    assert_eq!(egress.len(), 2, "DNS, and HTTPS: {egress:?}");
+    let dns = &egress[0];
+    assert_eq!(ports(dns), [("UDP".to_owned(), 53), ("TCP".to_owned(), 53)]);
+    assert_eq!(dns["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "kube-system");
+    assert_eq!(dns["to"][0]["podSelector"]["matchLabels"]["k8s-app"], "kube-dns");
+    assert_eq!(ports(&egress[1]), [("TCP".to_owned(), 443), ("TCP".to_owned(), 6443)], "the API server and CLB");
+
+    let example = parse(&kustomize("deploy/examples/default-deny"));
+    let deny = network_policy(&example, "default-deny");
+    assert_eq!(deny["metadata"]["namespace"], "clbsync");
+    assert_eq!(deny["spec"]["podSelector"], serde_yaml::Value::Mapping(Default::default()), "every pod");
+    assert_eq!(deny["spec"]["policyTypes"], policy["spec"]["policyTypes"]);
+    assert!(deny["spec"]["ingress"].is_null() && deny["spec"]["egress"].is_null(), "allows nothing");
+    network_policy(&example, "clbsync-watch");
+
+    // The test API server (1.20) serves networking.k8s.io/v1: both policies, moved into a fresh namespace, are
+    // accepted as they are and read back unchanged. (It has no network plugin: what they enforce is not tested.)
+    let ns = TestNs::new("netpol").await;
+    let mut moved = Vec::new();
+    for mut doc in [policy.clone(), deny.clone()] {
+        doc["metadata"]["namespace"] = ns.name.clone().into();
+        moved.push(serde_yaml::to_string(&doc).unwrap());
+    }
+    apply_yaml(&ns.client, &moved.join("---\n"), &["NetworkPolicy"]).await;
+    let api: Api<NetworkPolicy> = Api::namespaced(ns.client.clone(), &ns.name);
+    for doc in [policy, deny] {
+        let name = doc["metadata"]["name"].as_str().unwrap();
+        let stored = serde_json::to_value(api.get(name).await.unwrap().spec).unwrap();
+        let shipped: Value = serde_json::to_value(&doc["spec"]).unwrap();
+        assert_eq!(stored, shipped, "{name} as the API server stored it");
     }
 }
 
