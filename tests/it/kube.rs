@@ -435,7 +435,7 @@ async fn connect_names_the_kubeconfig_it_could_not_load() {
 }
 
 #[tokio::test]
-async fn watch_rbac_as_rendered_suffices_for_watch_mode_with_leader_election_and_grants_no_get() {
+async fn watch_rbac_as_rendered_suffices_for_watch_mode_with_leader_election_and_grants_no_get_on_pods() {
     // deploy/watch as rendered, moved onto fresh names (the CronJob tests bind clbsync/clbsync and check that it
     // may not watch): the ServiceAccount's namespace, the ClusterRole and its binding.
     use crate::e2e::watch::{REACT, Watcher, eventually, has};
@@ -485,20 +485,22 @@ async fn watch_rbac_as_rendered_suffices_for_watch_mode_with_leader_election_and
     let ns = world.ns.name.as_str();
     let pod_name = world.ns.pods().list(&Default::default()).await.unwrap().items[0].metadata.name.clone().unwrap();
     assert_forbidden("get pods", Api::<Pod>::namespaced(client.clone(), ns).get(&pod_name).await);
-    assert_forbidden("get deployments", Api::<Deployment>::namespaced(client.clone(), ns).get("web").await);
     assert_forbidden("list secrets", Api::<Secret>::all(client.clone()).list(&Default::default()).await);
     let leases = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), ns);
     assert_forbidden("list leases elsewhere", leases.list(&Default::default()).await);
 }
 
 #[tokio::test]
-async fn readiness_gate_rbac_as_rendered_is_needed_and_suffices_to_set_the_condition() {
+async fn readiness_gate_rbac_as_rendered_is_needed_suffices_and_grants_nothing_outside_the_listed_namespaces() {
     // Issue 13: deploy/examples/readiness-gate (the CronJob plus deploy/components/readiness-gate) as rendered,
     // moved onto fresh names. Without the component the patch is refused, reported, and the run still succeeds.
+    // Issue 24 item 13: the component bound `patch pods/status` cluster-wide; it now grants it only in the
+    // namespaces listed (the example's `shop`, here the world's namespace).
     use crate::e2e::gate::{GATED, condition, gated_world};
     let admin = admin_client().await;
     let sa_ns = unique("grbac-sa");
     let role = unique("clbsync-grbac");
+    let mut world = gated_world("grbac").await;
     let (mut base, mut gate) = (Vec::new(), Vec::new());
     for mut doc in crate::packaging::parse(&kustomize("deploy/examples/readiness-gate")) {
         let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
@@ -509,9 +511,14 @@ async fn readiness_gate_rbac_as_rendered_is_needed_and_suffices_to_set_the_condi
             "Namespace" => meta["name"] = sa_ns.clone().into(),
             "ServiceAccount" => meta["namespace"] = sa_ns.clone().into(),
             "ClusterRole" => meta["name"] = fresh.into(),
-            "ClusterRoleBinding" => {
-                meta["name"] = fresh.clone().into();
-                doc["roleRef"]["name"] = fresh.into();
+            "ClusterRoleBinding" | "RoleBinding" => {
+                if kind == "RoleBinding" {
+                    assert_eq!(meta["namespace"], "shop", "the example's namespace");
+                    meta["namespace"] = world.ns.name.clone().into();
+                } else {
+                    meta["name"] = fresh.clone().into();
+                }
+                doc["roleRef"]["name"] = doc["roleRef"]["name"].as_str().unwrap().replace("clbsync", &role).into();
                 doc["subjects"][0]["namespace"] = sa_ns.clone().into();
             }
             _ => continue,
@@ -519,11 +526,11 @@ async fn readiness_gate_rbac_as_rendered_is_needed_and_suffices_to_set_the_condi
         let text = serde_yaml::to_string(&doc).unwrap();
         if name.contains("readiness-gate") { gate.push(text) } else { base.push(text) }
     }
-    assert_eq!(gate.len(), 2, "the component adds a ClusterRole and its binding");
-    apply_yaml(&admin, &base.join("---\n"), RBAC_KINDS).await;
+    assert_eq!(gate.len(), 2, "the component adds a ClusterRole and one RoleBinding per listed namespace");
+    let kinds = ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding"];
+    apply_yaml(&admin, &base.join("---\n"), &kinds).await;
     let token = crate::support::kube::service_account_token(&admin, &sa_ns, "clbsync").await;
     let kubeconfig = kubeconfig_with_token(&token);
-    let mut world = gated_world("grbac").await;
     world.kubeconfig = kubeconfig.path().to_path_buf();
 
     let run = world.reconcile().await;
@@ -535,12 +542,23 @@ async fn readiness_gate_rbac_as_rendered_is_needed_and_suffices_to_set_the_condi
     );
     assert_eq!(condition(&world, GATED).await, None, "{}", run.all());
 
-    apply_yaml(&admin, &gate.join("---\n"), RBAC_KINDS).await;
+    apply_yaml(&admin, &gate.join("---\n"), &kinds).await;
     let run = world.reconcile().await;
     run.assert_code(0);
     assert!(!run.stderr.contains("registered failed"), "{}", run.all());
     let set = condition(&world, GATED).await.expect("the component's role may patch pods/status");
     assert_eq!((set.status.as_str(), set.reason.as_deref()), ("True", Some("Registered")), "{}", run.all());
+
+    // Another namespace: the same token may not touch a pod's status there.
+    let other = TestNs::new("grbac-other").await;
+    other.create(pod("elsewhere").label("app", "api").ip("127.0.0.80").gated()).await;
+    let cluster = KubeCluster::connect(Some(kubeconfig.path())).await.unwrap();
+    let condition = clbsync::model::GateCondition { status: false, reason: "Test".into(), message: "test".into() };
+    let err = cluster.set_pod_condition(&other.name, "elsewhere", &condition, true).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Forbidden { verb, resource, .. } if verb == "patch" && resource == "pods/status"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,8 @@ mod emulator;
 mod kube;
 mod kube_requests;
 mod packaging;
+mod policies;
+mod rbac;
 mod rollout;
 mod rules;
 mod rules_fuzz;
