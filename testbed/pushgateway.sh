@@ -78,16 +78,16 @@ start() {
   "$BIN" --web.listen-address="127.0.0.1:$port" >"$D/pushgateway.log" 2>&1 </dev/null 9>&- &
   echo $! >"$D/pushgateway.pid"
   echo "$port" >"$D/port"
-  # Up to 30 s: once, right after the API server's start on a busy 2-core CI machine, 10 s were not enough and
-  # the process had not written its first log line.
-  for _ in $(seq 1 300); do
+  # Up to 120 s while the process lives: on a 2-core machine whose disk is busy, the process was seen still in
+  # disk sleep with 4 kB resident (its binary not yet read in) after 30 s; 10 s were not enough once in CI.
+  for _ in $(seq 1 1200); do
     ready && break
     alive || break
     sleep 0.1
   done
   if ! ready; then
     local pid; pid=$(cat "$D/pushgateway.pid")
-    log "not ready after 30 s; process $pid: $(grep -E '^(State|VmRSS)' "/proc/$pid/status" 2>/dev/null | tr '\n\t' '  ' || echo gone); log:"
+    log "not ready after 120 s; process $pid: $(grep -E '^(State|VmRSS)' "/proc/$pid/status" 2>/dev/null | tr '\n\t' '  ' || echo gone); log:"
     cat "$D/pushgateway.log" >&2 || true
     stop
     die "the Pushgateway did not become ready, see $D/pushgateway.log"
