@@ -80,9 +80,12 @@ start() {
   echo "$port" >"$D/port"
   # Up to 120 s while the process lives: on a 2-core machine whose disk is busy, the process was seen still in
   # disk sleep with 4 kB resident (its binary not yet read in) after 30 s; 10 s were not enough once in CI.
+  # While its binary is being read in, /proc/PID/cmdline is still empty, so `alive` (which checks it, against a
+  # reused pid) says no: here the pid just started is ours, and only its exit ends the wait early.
+  local started; started=$(cat "$D/pushgateway.pid")
   for _ in $(seq 1 1200); do
     ready && break
-    alive || break
+    kill -0 "$started" 2>/dev/null || break
     sleep 0.1
   done
   if ! ready; then
