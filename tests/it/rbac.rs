@@ -265,7 +265,8 @@ where
 }
 
 /// Watch mode with the variant's token: it leads (the Lease), registers, records an Event and then counts it again
-/// (create, then patch), writes the gate condition, and releases the Lease on SIGTERM.
+/// (create, then patch), writes the gate condition, and releases the Lease on SIGTERM (an update, as every
+/// renewal).
 async fn watch_pass(variant: &str, dir: &str, gate: bool) {
     let mut world = if gate { gated_world("rbac-watch").await } else { World::new("rbac-watch", spec()).await };
     let installed = install(dir, &world.ns.name).await;
@@ -303,7 +304,7 @@ async fn watch_pass(variant: &str, dir: &str, gate: bool) {
     // The watches themselves are not among them (a stream's status is logged when it ends, and they end with the
     // process); the new pods registered above are what shows them working.
     let mut wanted =
-        vec![("GET", "/leases/clbsync"), ("PATCH", "/leases/clbsync"), ("POST", "/events"), ("PATCH", "/events/")];
+        vec![("GET", "/leases/clbsync"), ("PUT", "/leases/clbsync"), ("POST", "/events"), ("PATCH", "/events/")];
     if gate {
         wanted.push(("PATCH", "/pods/api-gated/status"));
     }
