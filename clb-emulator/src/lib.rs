@@ -15,6 +15,7 @@ pub mod calls;
 pub mod error;
 pub mod faults;
 pub mod health;
+pub mod jwt;
 pub mod schema;
 mod response;
 mod server;
@@ -32,6 +33,7 @@ pub use faults::{
     GarbageMode, TaskFailureFault,
 };
 pub use health::{HealthConfig, HealthDetail, Serving, TargetHealthInfo};
+pub use jwt::Jwks;
 pub use state::{
     Credential, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Listener, LoadBalancer, Rule, State, StateError, Target,
     TargetKind,
