@@ -8,10 +8,20 @@ use std::collections::BTreeMap;
 pub struct CallRecord {
     /// Sequence number (0-based, since the last reset).
     pub seq: u64,
+    /// `clb` (the CLB API) or `sts` (STS `AssumeRoleWithWebIdentity`).
+    #[serde(default = "clb")]
+    pub service: String,
     /// `X-TC-Action` (empty when missing).
     pub action: String,
-    /// Request parameters (parsed body; `null` when unparsable).
+    /// Request parameters (parsed body; `null` when unparsable). For STS the `WebIdentityToken` is
+    /// replaced by its [`crate::sts::token_fingerprint`].
     pub params: serde_json::Value,
+    /// The SecretId named by the request's `Authorization` (CLB); `None` for STS and when there is none.
+    #[serde(default)]
+    pub secret_id: Option<String>,
+    /// Whether `secret_id` is a temporary credential (issued by STS, or a configured one with a token).
+    #[serde(default)]
+    pub temporary: bool,
     /// `Success`, an error code, `HTTP502`, or one of the codes of an executed call whose answer
     /// was replaced by a fault: `Dropped`, `Garbage`, `InternalErrorAfterApply`, `HTTP502AfterApply`.
     pub code: String,
@@ -25,6 +35,10 @@ pub struct CallRecord {
     /// emulator time since the emulator started: task completion and the polls that saw it are measured with it.
     #[serde(default)]
     pub at_us: u64,
+}
+
+fn clb() -> String {
+    "clb".into()
 }
 
 /// Codes of calls that were executed although the client got no usable success answer.
@@ -73,6 +87,10 @@ impl CallLog {
     /// `errors("HTTP502")` count only calls that were not executed.
     pub fn errors_after_apply(&self) -> usize {
         self.errors("InternalErrorAfterApply") + self.errors("HTTP502AfterApply")
+    }
+    /// Records of `service` (`clb` or `sts`).
+    pub fn of_service(&self, service: &str) -> Vec<&CallRecord> {
+        self.records.iter().filter(|r| r.service == service).collect()
     }
     /// Records of `action`.
     pub fn of(&self, action: &str) -> Vec<&CallRecord> {
