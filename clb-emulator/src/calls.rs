@@ -8,18 +8,21 @@ use std::collections::BTreeMap;
 pub struct CallRecord {
     /// Sequence number (0-based, since the last reset).
     pub seq: u64,
-    /// `clb` (the CLB API) or `sts` (STS `AssumeRoleWithWebIdentity`).
+    /// `clb` (the CLB API), `sts` (STS `AssumeRoleWithWebIdentity`) or `metadata` (the CVM
+    /// metadata endpoint).
     #[serde(default = "clb")]
     pub service: String,
-    /// `X-TC-Action` (empty when missing).
+    /// `X-TC-Action` (empty when missing); the path for `metadata`.
     pub action: String,
     /// Request parameters (parsed body; `null` when unparsable). For STS the `WebIdentityToken` is
     /// replaced by its [`crate::sts::token_fingerprint`].
     pub params: serde_json::Value,
-    /// The SecretId named by the request's `Authorization` (CLB); `None` for STS and when there is none.
+    /// The SecretId named by the request's `Authorization` (CLB), or handed out by the metadata
+    /// endpoint; `None` for STS and when there is none.
     #[serde(default)]
     pub secret_id: Option<String>,
-    /// Whether `secret_id` is a temporary credential (issued by STS, or a configured one with a token).
+    /// Whether `secret_id` is a temporary credential (issued by STS or the metadata endpoint, or a
+    /// configured one with a token).
     #[serde(default)]
     pub temporary: bool,
     /// `Success`, an error code, `HTTP502`, or one of the codes of an executed call whose answer
@@ -88,7 +91,7 @@ impl CallLog {
     pub fn errors_after_apply(&self) -> usize {
         self.errors("InternalErrorAfterApply") + self.errors("HTTP502AfterApply")
     }
-    /// Records of `service` (`clb` or `sts`).
+    /// Records of `service` (`clb`, `sts` or `metadata`).
     pub fn of_service(&self, service: &str) -> Vec<&CallRecord> {
         self.records.iter().filter(|r| r.service == service).collect()
     }

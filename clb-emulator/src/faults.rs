@@ -46,9 +46,12 @@ pub struct Faults {
     /// STS `AssumeRoleWithWebIdentity` answers (the faults above are the CLB API's and leave STS alone).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sts: Option<CredentialFault>,
+    /// The CVM metadata endpoint's answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<CredentialFault>,
 }
 
-/// A fault of a credential service (STS). A service that is down
+/// A fault of a credential service (STS or the CVM metadata endpoint). A service that is down
 /// (connection refused) is the test's to arrange: it does not start one, or points the client at a
 /// closed port.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,9 +82,9 @@ pub enum CredentialFaultKind {
     Slow,
     /// No answer: the connection is held, then closed.
     Hang,
-    /// STS: `InternalError.SystemError`.
+    /// STS: `InternalError.SystemError`. Metadata: HTTP 200 with `"Code": "InternalError"`.
     Error,
-    /// STS: `RequestLimitExceeded`.
+    /// STS: `RequestLimitExceeded`. Metadata: HTTP 200 with `"Code": "RequestLimitExceeded"`.
     RequestLimitExceeded,
     /// An HTML error page with HTTP `status`.
     HttpError,
@@ -317,6 +320,7 @@ pub(crate) struct FaultEngine {
     task_failures_done: u32,
     garbage_done: u32,
     sts_done: u32,
+    metadata_done: u32,
     busy_left: u32,
     /// Per action: (window start, count in window).
     windows: HashMap<String, (Instant, u32)>,
@@ -335,6 +339,7 @@ impl FaultEngine {
             task_failures_done: 0,
             garbage_done: 0,
             sts_done: 0,
+            metadata_done: 0,
             busy_left,
             windows: HashMap::new(),
         }
@@ -433,6 +438,13 @@ impl FaultEngine {
         Self::roll(&mut self.rng, f.rate, &mut self.sts_done, f.max).then_some(outcome)
     }
 
+    /// The injected fault of this metadata request, if any.
+    pub fn metadata(&mut self) -> Option<CredentialOutcome> {
+        let f = self.faults.metadata.as_ref()?;
+        let outcome = f.outcome();
+        Self::roll(&mut self.rng, f.rate, &mut self.metadata_done, f.max).then_some(outcome)
+    }
+
     /// Garbage to send instead of the response, if any.
     pub fn garbage(&mut self, action: &str) -> Option<(GarbageMode, usize)> {
         let g = self.faults.garbage.as_ref()?;
@@ -496,11 +508,12 @@ mod tests {
 
     #[test]
     fn credential_faults_have_defaults_and_bounds() {
-        let y = "sts: {kind: http_error, max: 1}\n";
+        let y = "sts: {kind: http_error, max: 1}\nmetadata: {kind: hang}\n";
         let f: Faults = serde_yaml::from_str(y).unwrap();
         let mut e = FaultEngine::new(f);
         assert_eq!(e.sts(), Some(CredentialOutcome::HttpError(502)));
         assert_eq!(e.sts(), None, "max 1");
+        assert_eq!(e.metadata(), Some(CredentialOutcome::Hang(600_000)));
         assert_eq!(e.error("AssumeRoleWithWebIdentity"), None);
         assert!(serde_yaml::from_str::<Faults>("sts: {kind: down}").is_err());
     }

@@ -1,6 +1,6 @@
-//! Temporary credentials the emulator handed out (through STS): CLB
+//! Temporary credentials the emulator handed out (through STS or the CVM metadata endpoint): CLB
 //! calls signed with one must carry its token and are refused with `AuthFailure.TokenFailure` once
-//! it expired. Kept for the emulator's lifetime (one entry per STS call), so
+//! it expired. Kept for the emulator's lifetime (one entry per STS call or metadata rotation), so
 //! an expired SecretId is still told apart from one that never existed.
 
 use crate::state::Credential;
@@ -22,6 +22,11 @@ pub enum IssuedVia {
         subject: String,
         /// RequestId of the STS answer.
         request_id: String,
+    },
+    /// The CVM metadata endpoint.
+    CvmRole {
+        /// The instance role.
+        role: String,
     },
 }
 
@@ -57,7 +62,7 @@ impl std::fmt::Debug for IssuedCredential {
 }
 
 impl IssuedCredential {
-    /// `ExpiredTime` as STS reports it (Unix seconds, never later than the
+    /// `ExpiredTime` as STS and the metadata service report it (Unix seconds, never later than the
     /// real expiry).
     pub fn expired_time(&self) -> i64 {
         self.expires_at_ms.div_euclid(1000)
@@ -99,6 +104,8 @@ fn random_alnum(len: usize) -> String {
 pub(crate) struct Issued {
     by_id: HashMap<String, IssuedCredential>,
     order: Vec<String>,
+    /// SecretId of the credential the metadata endpoint hands out now.
+    cvm_current: Option<String>,
 }
 
 impl Issued {
@@ -116,6 +123,20 @@ impl Issued {
         self.order.push(cred.secret_id.clone());
         self.by_id.insert(cred.secret_id.clone(), cred.clone());
         cred
+    }
+
+    /// The credential the metadata endpoint answers for `role` at `now_ms`: the current one while
+    /// more than half of its lifetime is left, else a new one (the old one works until it expires).
+    pub fn cvm_credential(&mut self, role: &str, now_ms: i64, lifetime_ms: u64) -> IssuedCredential {
+        if let Some(c) = self.cvm_current.as_ref().and_then(|id| self.by_id.get(id))
+            && c.via == (IssuedVia::CvmRole { role: role.to_string() })
+            && (c.expires_at_ms - now_ms) * 2 > c.expires_at_ms - c.issued_at_ms
+        {
+            return c.clone();
+        }
+        let c = self.issue(IssuedVia::CvmRole { role: role.to_string() }, now_ms, lifetime_ms);
+        self.cvm_current = Some(c.secret_id.clone());
+        c
     }
 
     /// The credential with this SecretId.
@@ -139,6 +160,18 @@ impl Issued {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cvm_credentials_rotate_after_half_their_lifetime() {
+        let mut issued = Issued::default();
+        let a = issued.cvm_credential("r", 0, 1000);
+        assert_eq!(issued.cvm_credential("r", 499, 1000).secret_id, a.secret_id);
+        let b = issued.cvm_credential("r", 500, 1000);
+        assert_ne!(b.secret_id, a.secret_id);
+        assert_eq!((b.issued_at_ms, b.expires_at_ms), (500, 1500));
+        assert!(!issued.get(&a.secret_id).expect("kept").expired_at(999));
+        assert_ne!(issued.cvm_credential("other", 600, 1000).secret_id, b.secret_id, "another role");
+    }
 
     #[test]
     fn expire_all_and_expiry_times() {

@@ -4,7 +4,8 @@
 //! verification, request validation against the official parameter schema, the target actions
 //! (with target tags) with async tasks and LB locking, per-target health checks driven by which
 //! IPs serve, and deterministic fault injection; also STS `AssumeRoleWithWebIdentity` (verifying a
-//! Kubernetes service-account token against its JWKS), whose temporary credentials expire. Run it in-process with
+//! Kubernetes service-account token against its JWKS) and the CVM metadata role credentials, whose
+//! temporary credentials expire. Run it in-process with
 //! [`start`] or as the `clb-emulator` binary. See README.md for the state format and admin API.
 
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@ pub mod faults;
 pub mod health;
 pub mod issued;
 pub mod jwt;
+pub mod metadata;
 pub mod schema;
 mod response;
 mod server;
@@ -38,6 +40,7 @@ pub use faults::{
 pub use health::{HealthConfig, HealthDetail, Serving, TargetHealthInfo};
 pub use issued::{IssuedCredential, IssuedVia};
 pub use jwt::Jwks;
+pub use metadata::MetadataConfig;
 pub use state::{
     Credential, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Listener, LoadBalancer, Rule, State, StateError, Target,
     TargetKind,
@@ -79,6 +82,8 @@ pub struct Config {
     pub health: HealthConfig,
     /// Whom STS `AssumeRoleWithWebIdentity` trusts (default: nobody).
     pub sts: StsConfig,
+    /// The CVM instance role of the metadata endpoint (default: none).
+    pub metadata: MetadataConfig,
 }
 
 impl Default for Config {
@@ -93,6 +98,7 @@ impl Default for Config {
             max_body_bytes: 10 << 20,
             health: HealthConfig::default(),
             sts: StsConfig::default(),
+            metadata: MetadataConfig::default(),
         }
     }
 }
@@ -107,9 +113,10 @@ pub(crate) struct Inner {
     pub health: health::Health,
     /// The traffic model, when started, and the emulator time of its last step.
     pub traffic: Option<(traffic::Traffic, tokio::time::Instant)>,
-    /// Temporary credentials issued by STS.
+    /// Temporary credentials issued by STS and the metadata endpoint.
     pub issued: issued::Issued,
     pub sts: StsConfig,
+    pub metadata: MetadataConfig,
 }
 
 /// Shared between the server tasks and the [`Emulator`] handle.
@@ -319,6 +326,7 @@ pub async fn start(listen: SocketAddr, config: Config) -> std::io::Result<Emulat
             traffic: None,
             issued: issued::Issued::default(),
             sts: config.sts.clone(),
+            metadata: config.metadata.clone(),
         }),
         task_delay_ms: AtomicU64::new(config.task_delay.as_millis() as u64),
         rate_limit: AtomicU32::new(config.rate_limit_per_action),
@@ -486,13 +494,30 @@ impl Emulator {
         self.shared.lock().sts.clone()
     }
 
-    /// Every temporary credential issued so far, in issue order.
+    /// Replaces the metadata endpoint's instance role (its current credential stays valid until it
+    /// expires).
+    pub fn set_metadata(&self, config: MetadataConfig) {
+        self.shared.lock().metadata = config;
+    }
+
+    /// Current metadata configuration.
+    pub fn metadata(&self) -> MetadataConfig {
+        self.shared.lock().metadata.clone()
+    }
+
+    /// The metadata service's base URL, as the SDKs spell theirs:
+    /// `http://127.0.0.1:PORT/latest/meta-data/`.
+    pub fn metadata_url(&self) -> String {
+        format!("{}{}", self.endpoint(), metadata::PREFIX)
+    }
+
+    /// Every temporary credential issued so far (STS and metadata), in issue order.
     pub fn issued_credentials(&self) -> Vec<IssuedCredential> {
         self.shared.lock().issued.all()
     }
 
     /// Makes every temporary credential issued so far expire now: CLB calls signed with one get
-    /// `AuthFailure.TokenFailure` (as after a real expiry).
+    /// `AuthFailure.TokenFailure` (as after a real expiry); the metadata endpoint hands out a new one.
     pub fn expire_issued_credentials(&self) {
         let now = self.shared.now_unix_ms();
         self.shared.lock().issued.expire_all(now);

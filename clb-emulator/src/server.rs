@@ -1,9 +1,10 @@
-//! HTTP server: the CLB API and STS on `POST /`, and the admin API under `/_emulator/`.
+//! HTTP server: the CLB API and STS on `POST /`, the CVM metadata endpoint under `/latest/meta-data/`,
+//! and the admin API under `/_emulator/`.
 
 use crate::error::{ApiError, codes};
 use crate::faults::{AfterApplyKind, CredentialOutcome, ErrorKind, GarbageMode};
 use crate::response::{Resp, json_response};
-use crate::{API_VERSION, Shared, actions, admin, schema, sign, sts};
+use crate::{API_VERSION, Shared, actions, admin, metadata, schema, sign, sts};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::Request;
@@ -82,6 +83,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Dro
         let body = body.unwrap_or_default();
         return Ok(admin::handle(&shared, &parts, &body));
     }
+    if parts.uri.path().starts_with(metadata::PREFIX) {
+        return metadata::handle(&shared, &parts).await;
+    }
     api(&shared, &parts, body.map_err(|_| ())).await
 }
 
@@ -94,7 +98,7 @@ fn bad_gateway() -> Resp {
 }
 
 /// An HTML error page with HTTP `status`, as a gateway sends it.
-fn error_page(status: u16) -> Resp {
+pub(crate) fn error_page(status: u16) -> Resp {
     let reason = hyper::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
     let title = format!("{status} {reason}");
     let page =
@@ -349,7 +353,7 @@ fn authenticate(
         Some(c) if c.expired_at(shared.now_unix_ms()) => Err(ApiError::new(
             codes::TOKEN_FAILURE,
             format!(
-                "The temporary credential {} expired at {} ({}); get new credentials from STS.",
+                "The temporary credential {} expired at {} ({}); get new credentials from STS or the metadata service.",
                 c.secret_id,
                 c.expiration(),
                 c.expired_time()
