@@ -167,6 +167,22 @@ fn guard(parts: &Parts) -> Result<(), String> {
     Ok(())
 }
 
+/// Every temporary credential issued, each with whether it has expired.
+fn issued(shared: &Shared) -> Value {
+    let now = shared.now_unix_ms();
+    let all = shared.lock().issued.all();
+    let list: Vec<Value> = all
+        .into_iter()
+        .map(|c| {
+            let expired = c.expired_at(now);
+            let mut v = json!(c);
+            v["expired"] = json!(expired);
+            v
+        })
+        .collect();
+    Value::Array(list)
+}
+
 /// Handles one admin request.
 pub(crate) fn handle(shared: &Shared, parts: &Parts, body: &[u8]) -> Resp {
     if let Err(msg) = guard(parts) {
@@ -239,22 +255,7 @@ pub(crate) fn handle(shared: &Shared, parts: &Parts, body: &[u8]) -> Resp {
             shared.lock().metadata = c;
             ok(json!({"ok": true}))
         }),
-        (&Method::GET, ["credentials"]) => {
-            let now = shared.now_unix_ms();
-            let list: Vec<Value> = shared
-                .lock()
-                .issued
-                .all()
-                .into_iter()
-                .map(|c| {
-                    let expired = c.expired_at(now);
-                    let mut v = json!(c);
-                    v["expired"] = json!(expired);
-                    v
-                })
-                .collect();
-            Ok(ok(json!(list)))
-        }
+        (&Method::GET, ["credentials"]) => Ok(ok(issued(shared))),
         (&Method::POST, ["credentials", "expire"]) => {
             let now = shared.now_unix_ms();
             shared.lock().issued.expire_all(now);

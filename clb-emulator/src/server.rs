@@ -128,12 +128,7 @@ async fn api(shared: &Arc<Shared>, parts: &Parts, body: Result<Bytes, ()>) -> Re
     let request_id = new_request_id();
     let body_bytes = body.as_ref().map(|b| b.as_ref()).unwrap_or_default();
     let params: Value = serde_json::from_slice(body_bytes).unwrap_or(Value::Null);
-    let sts_fault = if is_sts { shared.lock().engine.sts() } else { None };
-    let latency = match sts_fault {
-        _ if !is_sts => shared.lock().engine.latency_ms(),
-        Some(CredentialOutcome::Slow(ms)) => ms,
-        _ => 0,
-    };
+    let (sts_fault, latency) = fault_and_latency(shared, is_sts);
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
@@ -228,6 +223,17 @@ async fn api(shared: &Arc<Shared>, parts: &Parts, body: Result<Bytes, ()>) -> Re
         tokio::time::sleep(Duration::from_millis(hold)).await;
     }
     result
+}
+
+/// The STS fault of a call, and the latency to add before handling it: the CLB latency fault, or a
+/// slow STS fault.
+fn fault_and_latency(shared: &Shared, is_sts: bool) -> (Option<CredentialOutcome>, u64) {
+    let mut g = shared.lock();
+    if !is_sts {
+        return (None, g.engine.latency_ms());
+    }
+    let fault = g.engine.sts();
+    (fault, if let Some(CredentialOutcome::Slow(ms)) = fault { ms } else { 0 })
 }
 
 /// The SecretId a CLB request's `Authorization` names, and whether it is a temporary credential.
