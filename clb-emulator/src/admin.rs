@@ -20,10 +20,14 @@
 //! | POST / PUT | `/_emulator/serving` | change (POST) or replace (PUT) serving flags |
 //! | POST | `/_emulator/traffic` | start (or restart from zero) the traffic model; body: [`crate::TrafficConfig`] (all optional) |
 //! | GET | `/_emulator/traffic` | what the traffic model counted: per rule sent, failed, longest window without a target, time series |
+//! | GET / PUT | `/_emulator/sts` | whom STS trusts and the lifetime of its credentials ([`crate::StsConfig`]) |
+//! | GET / PUT | `/_emulator/metadata` | the CVM metadata endpoint's role ([`crate::MetadataConfig`]) |
+//! | GET | `/_emulator/credentials` | every temporary credential issued (STS and metadata), with expiry |
+//! | POST | `/_emulator/credentials/expire` | make every temporary credential issued so far expire now |
 
 use crate::response::{Resp, json_response};
 use crate::state::normalize_ip;
-use crate::{Faults, HealthConfig, Serving, Shared, State, TrafficConfig};
+use crate::{Faults, HealthConfig, MetadataConfig, Serving, Shared, State, StsConfig, TrafficConfig};
 use hyper::Method;
 use hyper::http::request::Parts;
 use serde::Deserialize;
@@ -163,6 +167,22 @@ fn guard(parts: &Parts) -> Result<(), String> {
     Ok(())
 }
 
+/// Every temporary credential issued, each with whether it has expired.
+fn issued(shared: &Shared) -> Value {
+    let now = shared.now_unix_ms();
+    let all = shared.lock().issued.all();
+    let list: Vec<Value> = all
+        .into_iter()
+        .map(|c| {
+            let expired = c.expired_at(now);
+            let mut v = json!(c);
+            v["expired"] = json!(expired);
+            v
+        })
+        .collect();
+    Value::Array(list)
+}
+
 /// Handles one admin request.
 pub(crate) fn handle(shared: &Shared, parts: &Parts, body: &[u8]) -> Resp {
     if let Err(msg) = guard(parts) {
@@ -225,6 +245,22 @@ pub(crate) fn handle(shared: &Shared, parts: &Parts, body: &[u8]) -> Resp {
             Some(r) => ok(json!(r)),
             None => err(404, "the traffic model is not running: POST /_emulator/traffic first"),
         }),
+        (&Method::GET, ["sts"]) => Ok(ok(json!(shared.lock().sts))),
+        (&Method::PUT, ["sts"]) => parse::<StsConfig>(body).map(|c| {
+            shared.lock().sts = c;
+            ok(json!({"ok": true}))
+        }),
+        (&Method::GET, ["metadata"]) => Ok(ok(json!(shared.lock().metadata))),
+        (&Method::PUT, ["metadata"]) => parse::<MetadataConfig>(body).map(|c| {
+            shared.lock().metadata = c;
+            ok(json!({"ok": true}))
+        }),
+        (&Method::GET, ["credentials"]) => Ok(ok(issued(shared))),
+        (&Method::POST, ["credentials", "expire"]) => {
+            let now = shared.now_unix_ms();
+            shared.lock().issued.expire_all(now);
+            Ok(ok(json!({"ok": true})))
+        }
         (&Method::POST, ["settings"]) => parse::<SettingsBody>(body).map(|b| {
             if let Some(v) = b.task_delay_ms {
                 shared.task_delay_ms.store(v, Ordering::Relaxed);

@@ -8,10 +8,23 @@ use std::collections::BTreeMap;
 pub struct CallRecord {
     /// Sequence number (0-based, since the last reset).
     pub seq: u64,
-    /// `X-TC-Action` (empty when missing).
+    /// `clb` (the CLB API), `sts` (STS `AssumeRoleWithWebIdentity`) or `metadata` (the CVM
+    /// metadata endpoint).
+    #[serde(default = "clb")]
+    pub service: String,
+    /// `X-TC-Action` (empty when missing); the path for `metadata`.
     pub action: String,
-    /// Request parameters (parsed body; `null` when unparsable).
+    /// Request parameters (parsed body; `null` when unparsable). For STS the `WebIdentityToken` is
+    /// replaced by its [`crate::sts::token_fingerprint`].
     pub params: serde_json::Value,
+    /// The SecretId named by the request's `Authorization` (CLB), or handed out by the metadata
+    /// endpoint; `None` for STS and when there is none.
+    #[serde(default)]
+    pub secret_id: Option<String>,
+    /// Whether `secret_id` is a temporary credential (issued by STS or the metadata endpoint, or a
+    /// configured one with a token).
+    #[serde(default)]
+    pub temporary: bool,
     /// `Success`, an error code, `HTTP502`, or one of the codes of an executed call whose answer
     /// was replaced by a fault: `Dropped`, `Garbage`, `InternalErrorAfterApply`, `HTTP502AfterApply`.
     pub code: String,
@@ -19,16 +32,16 @@ pub struct CallRecord {
     pub request_id: String,
     /// Whether the action is a mutating one.
     pub mutating: bool,
-    /// The SecretId the request says it was signed with (its `Authorization` header; empty without one), to tell
-    /// apart clients that share the emulator with credentials of their own.
-    #[serde(default)]
-    pub secret_id: String,
     /// Milliseconds spent handling (including injected latency).
     pub elapsed_ms: u64,
     /// When the call was handled (after the injected latency, when it sees the state), in microseconds of
     /// emulator time since the emulator started: task completion and the polls that saw it are measured with it.
     #[serde(default)]
     pub at_us: u64,
+}
+
+fn clb() -> String {
+    "clb".into()
 }
 
 /// Codes of calls that were executed although the client got no usable success answer.
@@ -77,6 +90,10 @@ impl CallLog {
     /// `errors("HTTP502")` count only calls that were not executed.
     pub fn errors_after_apply(&self) -> usize {
         self.errors("InternalErrorAfterApply") + self.errors("HTTP502AfterApply")
+    }
+    /// Records of `service` (`clb`, `sts` or `metadata`).
+    pub fn of_service(&self, service: &str) -> Vec<&CallRecord> {
+        self.records.iter().filter(|r| r.service == service).collect()
     }
     /// Records of `action`.
     pub fn of(&self, action: &str) -> Vec<&CallRecord> {

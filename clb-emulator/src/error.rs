@@ -55,4 +55,10 @@ pub mod codes {
     pub const RESOURCE_IN_OPERATING: &str = "FailedOperation.ResourceInOperating";
     pub const INTERNAL_ERROR: &str = "InternalError";
     pub const REQUEST_SIZE_LIMIT_EXCEEDED: &str = "RequestSizeLimitExceeded";
+    // STS (tencentcloud-sdk-go sts/v20180813: errors.go, and client.go's list for AssumeRoleWithWebIdentity).
+    pub const WEB_IDENTITY_TOKEN_ERROR: &str = "InvalidParameter.WebIdentityTokenError";
+    pub const PARAM_ERROR: &str = "InvalidParameter.ParamError";
+    pub const ROLE_NOT_FOUND: &str = "ResourceNotFound.RoleNotFound";
+    pub const UNAUTHORIZED_OPERATION: &str = "UnauthorizedOperation";
+    pub const STS_SYSTEM_ERROR: &str = "InternalError.SystemError";
 }

@@ -43,6 +43,73 @@ pub struct Faults {
     /// Responses replaced by huge or malformed bodies (after the action ran).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub garbage: Option<GarbageFault>,
+    /// STS `AssumeRoleWithWebIdentity` answers (the faults above are the CLB API's and leave STS alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sts: Option<CredentialFault>,
+    /// The CVM metadata endpoint's answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<CredentialFault>,
+}
+
+/// A fault of a credential service (STS or the CVM metadata endpoint). A service that is down
+/// (connection refused) is the test's to arrange: it does not start one, or points the client at a
+/// closed port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialFault {
+    /// Probability 0..=1 per request.
+    #[serde(default = "one")]
+    pub rate: f64,
+    /// Stop after this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    /// What happens.
+    pub kind: CredentialFaultKind,
+    /// `slow`: the delay before the normal answer. `hang`: how long the connection is held before it
+    /// is closed without an answer (default 600000 ms; the emulator's shutdown ends it sooner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// `http_error`: the HTTP status (default 502).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
+/// What a [`CredentialFault`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialFaultKind {
+    /// The normal answer, after `delay_ms`.
+    Slow,
+    /// No answer: the connection is held, then closed.
+    Hang,
+    /// STS: `InternalError.SystemError`. Metadata: HTTP 200 with `"Code": "InternalError"`.
+    Error,
+    /// STS: `RequestLimitExceeded`. Metadata: HTTP 200 with `"Code": "RequestLimitExceeded"`.
+    RequestLimitExceeded,
+    /// An HTML error page with HTTP `status`.
+    HttpError,
+}
+
+/// What a credential request gets from an injected [`CredentialFault`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CredentialOutcome {
+    Slow(u64),
+    Hang(u64),
+    Error,
+    RequestLimitExceeded,
+    HttpError(u16),
+}
+
+impl CredentialFault {
+    fn outcome(&self) -> CredentialOutcome {
+        match self.kind {
+            CredentialFaultKind::Slow => CredentialOutcome::Slow(self.delay_ms.unwrap_or(0)),
+            CredentialFaultKind::Hang => CredentialOutcome::Hang(self.delay_ms.unwrap_or(600_000)),
+            CredentialFaultKind::Error => CredentialOutcome::Error,
+            CredentialFaultKind::RequestLimitExceeded => CredentialOutcome::RequestLimitExceeded,
+            CredentialFaultKind::HttpError => CredentialOutcome::HttpError(self.status.unwrap_or(502)),
+        }
+    }
 }
 
 fn one() -> f64 {
@@ -252,6 +319,8 @@ pub(crate) struct FaultEngine {
     after_apply_done: u32,
     task_failures_done: u32,
     garbage_done: u32,
+    sts_done: u32,
+    metadata_done: u32,
     busy_left: u32,
     /// Per action: (window start, count in window).
     windows: HashMap<String, (Instant, u32)>,
@@ -269,6 +338,8 @@ impl FaultEngine {
             after_apply_done: 0,
             task_failures_done: 0,
             garbage_done: 0,
+            sts_done: 0,
+            metadata_done: 0,
             busy_left,
             windows: HashMap::new(),
         }
@@ -360,6 +431,20 @@ impl FaultEngine {
         Self::roll(&mut self.rng, rate, &mut self.task_failures_done, max).then_some(msg)
     }
 
+    /// The injected fault of this STS request, if any.
+    pub fn sts(&mut self) -> Option<CredentialOutcome> {
+        let f = self.faults.sts.as_ref()?;
+        let outcome = f.outcome();
+        Self::roll(&mut self.rng, f.rate, &mut self.sts_done, f.max).then_some(outcome)
+    }
+
+    /// The injected fault of this metadata request, if any.
+    pub fn metadata(&mut self) -> Option<CredentialOutcome> {
+        let f = self.faults.metadata.as_ref()?;
+        let outcome = f.outcome();
+        Self::roll(&mut self.rng, f.rate, &mut self.metadata_done, f.max).then_some(outcome)
+    }
+
     /// Garbage to send instead of the response, if any.
     pub fn garbage(&mut self, action: &str) -> Option<(GarbageMode, usize)> {
         let g = self.faults.garbage.as_ref()?;
@@ -419,5 +504,17 @@ mod tests {
         let back: Faults = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
         assert_eq!(f, back);
         assert!(serde_yaml::from_str::<Faults>("sede: 1").is_err());
+    }
+
+    #[test]
+    fn credential_faults_have_defaults_and_bounds() {
+        let y = "sts: {kind: http_error, max: 1}\nmetadata: {kind: hang}\n";
+        let f: Faults = serde_yaml::from_str(y).unwrap();
+        let mut e = FaultEngine::new(f);
+        assert_eq!(e.sts(), Some(CredentialOutcome::HttpError(502)));
+        assert_eq!(e.sts(), None, "max 1");
+        assert_eq!(e.metadata(), Some(CredentialOutcome::Hang(600_000)));
+        assert_eq!(e.error("AssumeRoleWithWebIdentity"), None);
+        assert!(serde_yaml::from_str::<Faults>("sts: {kind: down}").is_err());
     }
 }

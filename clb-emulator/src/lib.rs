@@ -3,7 +3,9 @@
 //! A local emulator of the Tencent Cloud CLB API (version 2018-03-17) for tests: TC3-HMAC-SHA256
 //! verification, request validation against the official parameter schema, the target actions
 //! (with target tags) with async tasks and LB locking, per-target health checks driven by which
-//! IPs serve, and deterministic fault injection. Run it in-process with
+//! IPs serve, and deterministic fault injection; also STS `AssumeRoleWithWebIdentity` (verifying a
+//! Kubernetes service-account token against its JWKS) and the CVM metadata role credentials, whose
+//! temporary credentials expire. Run it in-process with
 //! [`start`] or as the `clb-emulator` binary. See README.md for the state format and admin API.
 
 #![forbid(unsafe_code)]
@@ -15,11 +17,15 @@ pub mod calls;
 pub mod error;
 pub mod faults;
 pub mod health;
+pub mod issued;
+pub mod jwt;
+pub mod metadata;
 pub mod schema;
 mod response;
 mod server;
 pub mod sign;
 pub mod state;
+pub mod sts;
 mod tasks;
 pub mod time;
 pub mod traffic;
@@ -28,14 +34,18 @@ mod world;
 pub use calls::{CallLog, CallRecord};
 pub use error::ApiError;
 pub use faults::{
-    AfterApplyKind, BusyFault, DropFault, ErrorAfterApplyFault, ErrorFault, ErrorKind, Faults, GarbageFault,
-    GarbageMode, TaskFailureFault,
+    AfterApplyKind, BusyFault, CredentialFault, CredentialFaultKind, DropFault, ErrorAfterApplyFault, ErrorFault,
+    ErrorKind, Faults, GarbageFault, GarbageMode, TaskFailureFault,
 };
 pub use health::{HealthConfig, HealthDetail, Serving, TargetHealthInfo};
+pub use issued::{IssuedCredential, IssuedVia};
+pub use jwt::Jwks;
+pub use metadata::MetadataConfig;
 pub use state::{
     Credential, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Listener, LoadBalancer, Rule, State, StateError, Target,
     TargetKind,
 };
+pub use sts::{OidcProvider, OidcRole, StsConfig};
 pub use tasks::TaskInfo;
 pub use traffic::{TrafficConfig, TrafficReport};
 
@@ -70,6 +80,10 @@ pub struct Config {
     /// Health-check timing (CLB's defaults: a new target is healthy after 15 s;
     /// [`HealthConfig::instant`] for tests that do not care).
     pub health: HealthConfig,
+    /// Whom STS `AssumeRoleWithWebIdentity` trusts (default: nobody).
+    pub sts: StsConfig,
+    /// The CVM instance role of the metadata endpoint (default: none).
+    pub metadata: MetadataConfig,
 }
 
 impl Default for Config {
@@ -83,6 +97,8 @@ impl Default for Config {
             clock_offset_secs: 0,
             max_body_bytes: 10 << 20,
             health: HealthConfig::default(),
+            sts: StsConfig::default(),
+            metadata: MetadataConfig::default(),
         }
     }
 }
@@ -97,6 +113,10 @@ pub(crate) struct Inner {
     pub health: health::Health,
     /// The traffic model, when started, and the emulator time of its last step.
     pub traffic: Option<(traffic::Traffic, tokio::time::Instant)>,
+    /// Temporary credentials issued by STS and the metadata endpoint.
+    pub issued: issued::Issued,
+    pub sts: StsConfig,
+    pub metadata: MetadataConfig,
 }
 
 /// Shared between the server tasks and the [`Emulator`] handle.
@@ -121,6 +141,15 @@ impl Shared {
     /// Wall clock (Unix seconds) including the configured offset.
     pub fn now_unix(&self) -> i64 {
         time::unix_secs(std::time::SystemTime::now()) + self.clock_offset.load(Ordering::Relaxed)
+    }
+
+    /// Wall clock (Unix milliseconds) including the configured offset: expiry of temporary credentials.
+    pub fn now_unix_ms(&self) -> i64 {
+        let ms = match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4),
+            Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX / 4),
+        };
+        ms + self.clock_offset.load(Ordering::Relaxed) * 1000
     }
 
     /// Locks and completes due tasks.
@@ -295,6 +324,9 @@ pub async fn start(listen: SocketAddr, config: Config) -> std::io::Result<Emulat
             engine: faults::FaultEngine::new(config.faults.clone()),
             health: health::Health::new(config.health),
             traffic: None,
+            issued: issued::Issued::default(),
+            sts: config.sts.clone(),
+            metadata: config.metadata.clone(),
         }),
         task_delay_ms: AtomicU64::new(config.task_delay.as_millis() as u64),
         rate_limit: AtomicU32::new(config.rate_limit_per_action),
@@ -450,6 +482,45 @@ impl Emulator {
     /// What the traffic model counted so far (None: not started).
     pub fn traffic(&self) -> Option<TrafficReport> {
         self.shared.traffic_report()
+    }
+
+    /// Replaces whom STS trusts and how long its credentials live (credentials issued so far stay).
+    pub fn set_sts(&self, config: StsConfig) {
+        self.shared.lock().sts = config;
+    }
+
+    /// Current STS configuration.
+    pub fn sts(&self) -> StsConfig {
+        self.shared.lock().sts.clone()
+    }
+
+    /// Replaces the metadata endpoint's instance role (its current credential stays valid until it
+    /// expires).
+    pub fn set_metadata(&self, config: MetadataConfig) {
+        self.shared.lock().metadata = config;
+    }
+
+    /// Current metadata configuration.
+    pub fn metadata(&self) -> MetadataConfig {
+        self.shared.lock().metadata.clone()
+    }
+
+    /// The metadata service's base URL, as the SDKs spell theirs:
+    /// `http://127.0.0.1:PORT/latest/meta-data/`.
+    pub fn metadata_url(&self) -> String {
+        format!("{}{}", self.endpoint(), metadata::PREFIX)
+    }
+
+    /// Every temporary credential issued so far (STS and metadata), in issue order.
+    pub fn issued_credentials(&self) -> Vec<IssuedCredential> {
+        self.shared.lock().issued.all()
+    }
+
+    /// Makes every temporary credential issued so far expire now: CLB calls signed with one get
+    /// `AuthFailure.TokenFailure` (as after a real expiry); the metadata endpoint hands out a new one.
+    pub fn expire_issued_credentials(&self) {
+        let now = self.shared.now_unix_ms();
+        self.shared.lock().issued.expire_all(now);
     }
 
     /// Stops the server and waits for it.

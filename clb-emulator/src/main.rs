@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use clb_emulator::{Config, Faults, HealthConfig, State};
+use clb_emulator::{Config, Faults, HealthConfig, MetadataConfig, State, StsConfig};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +49,16 @@ struct Args {
     /// Failed checks in a row that make a target unhealthy (CLB default 3).
     #[arg(long, default_value_t = 3)]
     unhealthy_threshold: u32,
+    /// STS configuration (YAML or JSON): OIDC providers with their JWKS, roles, credential lifetime
+    /// (see README "STS"). Without it STS refuses every call.
+    #[arg(long)]
+    sts_config: Option<PathBuf>,
+    /// The CVM instance role the metadata endpoint serves (none: 404, like a CVM without a role).
+    #[arg(long)]
+    cvm_role: Option<String>,
+    /// Lifetime of the CVM role's credentials, in ms.
+    #[arg(long, default_value_t = 7_200_000)]
+    cvm_role_lifetime_ms: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -92,6 +102,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(s) = args.seed {
         faults.seed = s;
     }
+    let sts: StsConfig = match &args.sts_config {
+        Some(p) => {
+            serde_yaml::from_str(&std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?)
+                .map_err(|e| format!("{}: not an STS configuration: {e}", p.display()))?
+        }
+        None => StsConfig::default(),
+    };
     let config = Config {
         state,
         faults,
@@ -104,6 +121,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             healthy_threshold: args.healthy_threshold,
             unhealthy_threshold: args.unhealthy_threshold,
         },
+        sts,
+        metadata: MetadataConfig { role: args.cvm_role.clone(), lifetime_ms: args.cvm_role_lifetime_ms },
         ..Config::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -1,9 +1,10 @@
-//! HTTP server: the CLB API on `POST /` and the admin API under `/_emulator/`.
+//! HTTP server: the CLB API and STS on `POST /`, the CVM metadata endpoint under `/latest/meta-data/`,
+//! and the admin API under `/_emulator/`.
 
 use crate::error::{ApiError, codes};
-use crate::faults::{AfterApplyKind, ErrorKind, GarbageMode};
+use crate::faults::{AfterApplyKind, CredentialOutcome, ErrorKind, GarbageMode};
 use crate::response::{Resp, json_response};
-use crate::{API_VERSION, Shared, actions, admin, schema, sign};
+use crate::{API_VERSION, Shared, actions, admin, metadata, schema, sign, sts};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::Request;
@@ -82,6 +83,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Dro
         let body = body.unwrap_or_default();
         return Ok(admin::handle(&shared, &parts, &body));
     }
+    if parts.uri.path().starts_with(metadata::PREFIX) {
+        return metadata::handle(&shared, &parts).await;
+    }
     api(&shared, &parts, body.map_err(|_| ())).await
 }
 
@@ -90,19 +94,27 @@ const INTERNAL_ERROR_MESSAGE: &str = "An internal error has occurred. Retry your
 
 /// What a gateway in front of the API answers when the service fails: HTTP 502 with an HTML page.
 fn bad_gateway() -> Resp {
-    json_response(
-        502,
-        b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
-            .to_vec(),
-        "text/html",
-    )
+    error_page(502)
+}
+
+/// An HTML error page with HTTP `status`, as a gateway sends it.
+pub(crate) fn error_page(status: u16) -> Resp {
+    let reason = hyper::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
+    let title = format!("{status} {reason}");
+    let page =
+        format!("<html><head><title>{title}</title></head><body><center><h1>{title}</h1></center></body></html>");
+    json_response(status, page.into_bytes(), "text/html")
 }
 
 enum Outcome {
     Ok(Value),
     Err(ApiError),
     Http502,
+    /// An HTML error page with this status (STS faults).
+    HttpError(u16),
     Drop(u64),
+    /// No answer: the connection is held this long, then closed (STS faults).
+    Hang(u64),
     /// Executed, then answered with an error.
     AfterApply(AfterApplyKind),
     Garbage(GarbageMode, usize, Value),
@@ -112,23 +124,22 @@ async fn api(shared: &Arc<Shared>, parts: &Parts, body: Result<Bytes, ()>) -> Re
     let started = std::time::Instant::now();
     let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).map(|s| s.to_string());
     let action = header("x-tc-action").unwrap_or_default();
-    let secret_id = header("authorization")
-        .and_then(|a| sign::parse_authorization(&a).ok())
-        .map(|a| a.secret_id)
-        .unwrap_or_default();
+    let is_sts = sts::is_sts_request(&action, header("x-tc-version").as_deref());
     let request_id = new_request_id();
     let body_bytes = body.as_ref().map(|b| b.as_ref()).unwrap_or_default();
     let params: Value = serde_json::from_slice(body_bytes).unwrap_or(Value::Null);
-    let latency = shared.lock().engine.latency_ms();
+    let (sts_fault, latency) = fault_and_latency(shared, is_sts);
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     let at = shared.clock.now();
+    let signer = if is_sts { None } else { signer(shared, &header) };
     let outcome = match body {
         Err(()) => Outcome::Err(ApiError::new(
             codes::REQUEST_SIZE_LIMIT_EXCEEDED,
             format!("The request body exceeds {} bytes.", shared.max_body),
         )),
+        Ok(_) if is_sts => sts_outcome(shared, parts, sts_fault, &action, &params, &request_id),
         Ok(ref b) => process(shared, parts, b, &action, &params, &request_id),
     };
     let ok_body = |v: &Value| {
@@ -148,6 +159,8 @@ async fn api(shared: &Arc<Shared>, parts: &Parts, body: Result<Bytes, ()>) -> Re
             )
         }
         Outcome::Http502 => ("HTTP502".to_string(), Ok(bad_gateway())),
+        Outcome::HttpError(status) => (format!("HTTP{status}"), Ok(error_page(*status))),
+        Outcome::Hang(_) => ("Hang".to_string(), Err(DropConnection)),
         Outcome::AfterApply(kind) => {
             let resp = match kind {
                 AfterApplyKind::Http502 => bad_gateway(),
@@ -190,23 +203,170 @@ async fn api(shared: &Arc<Shared>, parts: &Parts, body: Result<Bytes, ()>) -> Re
     let lb = params.get("LoadBalancerId").and_then(|v| v.as_str()).unwrap_or("-").to_string();
     tracing::info!(target: "clb_emulator", "{} {} lb={} code={} request_id={} {}ms",
         parts.method, if action.is_empty() { "-" } else { &action }, lb, code, request_id, elapsed_ms);
+    let (secret_id, temporary) = signer.map_or((None, false), |(id, temporary)| (Some(id), temporary));
     shared.lock().calls.push(crate::CallRecord {
         seq: 0,
-        mutating: schema::is_mutating(&action),
-        secret_id,
+        service: if is_sts { "sts" } else { "clb" }.into(),
+        mutating: !is_sts && schema::is_mutating(&action),
         action: action.clone(),
-        params,
+        params: if is_sts { sts::loggable_params(&params) } else { params },
+        secret_id,
+        temporary,
         code,
         request_id: request_id.clone(),
         elapsed_ms,
         at_us: u64::try_from(at.duration_since(shared.origin).as_micros()).unwrap_or(u64::MAX),
     });
-    if let Outcome::Drop(hold) = outcome
+    if let Outcome::Drop(hold) | Outcome::Hang(hold) = outcome
         && hold > 0
     {
         tokio::time::sleep(Duration::from_millis(hold)).await;
     }
     result
+}
+
+/// The STS fault of a call, and the latency to add before handling it: the CLB latency fault, or a
+/// slow STS fault.
+fn fault_and_latency(shared: &Shared, is_sts: bool) -> (Option<CredentialOutcome>, u64) {
+    let mut g = shared.lock();
+    if !is_sts {
+        return (None, g.engine.latency_ms());
+    }
+    let fault = g.engine.sts();
+    (fault, if let Some(CredentialOutcome::Slow(ms)) = fault { ms } else { 0 })
+}
+
+/// The SecretId a CLB request's `Authorization` names, and whether it is a temporary credential.
+fn signer(shared: &Shared, header: &dyn Fn(&str) -> Option<String>) -> Option<(String, bool)> {
+    let id = sign::parse_authorization(&header("authorization")?).ok()?.secret_id;
+    let g = shared.lock();
+    let temporary = g.issued.get(&id).is_some()
+        || g.world.effective_credentials().iter().any(|c| c.secret_id == id && c.token.is_some());
+    Some((id, temporary))
+}
+
+/// Method, path and content type, as every `POST /` API call must have them.
+fn check_transport(parts: &Parts) -> Result<(), ApiError> {
+    if parts.method != hyper::Method::POST || parts.uri.path() != "/" {
+        return Err(ApiError::new(
+            codes::UNSUPPORTED_PROTOCOL,
+            "The emulator supports only POST / with a JSON body (TC3-HMAC-SHA256).",
+        ));
+    }
+    let ct = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !ct.to_ascii_lowercase().starts_with("application/json") {
+        return Err(ApiError::new(
+            codes::UNSUPPORTED_PROTOCOL,
+            format!("Content-Type `{ct}` is not supported; use application/json."),
+        ));
+    }
+    Ok(())
+}
+
+/// An STS call: faults, protocol, rate limit, then the request itself; a grant issues credentials.
+fn sts_outcome(
+    shared: &Shared,
+    parts: &Parts,
+    fault: Option<CredentialOutcome>,
+    action: &str,
+    params: &Value,
+    request_id: &str,
+) -> Outcome {
+    match fault {
+        Some(CredentialOutcome::Hang(ms)) => return Outcome::Hang(ms),
+        Some(CredentialOutcome::HttpError(status)) => return Outcome::HttpError(status),
+        Some(CredentialOutcome::Error) => {
+            return Outcome::Err(ApiError::new(codes::STS_SYSTEM_ERROR, "An internal error has occurred (injected)."));
+        }
+        Some(CredentialOutcome::RequestLimitExceeded) => {
+            return Outcome::Err(ApiError::new(codes::REQUEST_LIMIT_EXCEEDED, "Request limit exceeded (injected)."));
+        }
+        Some(CredentialOutcome::Slow(_)) | None => {}
+    }
+    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    if let Err(e) = check_transport(parts) {
+        return Outcome::Err(e);
+    }
+    match header("x-tc-version") {
+        Some(v) if v == sts::STS_VERSION => {}
+        Some(v) => {
+            return Outcome::Err(ApiError::new(
+                codes::NO_SUCH_VERSION,
+                format!("The STS API version `{v}` does not exist."),
+            ));
+        }
+        None => {
+            return Outcome::Err(ApiError::new(
+                codes::MISSING_PARAMETER,
+                "The request is missing a required parameter `Version`.",
+            ));
+        }
+    }
+    if action != sts::ACTION {
+        return Outcome::Err(ApiError::new(
+            codes::INVALID_ACTION,
+            format!("The STS action `{action}` is invalid or not supported by the emulator (only {}).", sts::ACTION),
+        ));
+    }
+    if header("x-tc-region").is_none_or(|r| r.trim().is_empty()) {
+        return Outcome::Err(ApiError::new(
+            codes::MISSING_PARAMETER,
+            "The request is missing a required parameter `Region`.",
+        ));
+    }
+    let now_ms = shared.now_unix_ms();
+    let tokio_now = shared.clock.now();
+    let limit = shared.rate_limit.load(std::sync::atomic::Ordering::Relaxed);
+    let mut g = shared.lock();
+    if g.engine.rate_limited(action, limit, tokio_now) {
+        return Outcome::Err(ApiError::new(
+            codes::REQUEST_LIMIT_EXCEEDED,
+            format!("More than {limit} requests in a second."),
+        ));
+    }
+    match sts::check(&g.sts, params, now_ms.div_euclid(1000)) {
+        Err(e) => Outcome::Err(e),
+        Ok(grant) => {
+            let via = crate::IssuedVia::Sts {
+                role_arn: grant.role_arn,
+                session_name: grant.session_name,
+                subject: grant.subject,
+                request_id: request_id.to_string(),
+            };
+            Outcome::Ok(sts::response(&g.issued.issue(via, now_ms, grant.lifetime_ms)))
+        }
+    }
+}
+
+/// Verifies a CLB call's signature against the configured keys and the temporary credentials issued;
+/// a temporary one must also carry its token and not have expired.
+fn authenticate(
+    shared: &Shared,
+    parts: &Parts,
+    header: &dyn Fn(&str) -> Option<String>,
+    body: &Bytes,
+) -> Result<(), ApiError> {
+    let claimed = header("authorization").and_then(|a| sign::parse_authorization(&a).ok()).map(|a| a.secret_id);
+    let (mut creds, issued) = {
+        let g = shared.lock();
+        (g.world.effective_credentials(), claimed.and_then(|id| g.issued.get(&id).cloned()))
+    };
+    creds.extend(issued.iter().map(|c| c.as_credential()));
+    let query = parts.uri.query().unwrap_or("");
+    let received = sign::Received { method: "POST", path: "/", query, header, body };
+    sign::verify(&received, &creds, shared.now_unix())?;
+    match issued {
+        Some(c) if c.expired_at(shared.now_unix_ms()) => Err(ApiError::new(
+            codes::TOKEN_FAILURE,
+            format!(
+                "The temporary credential {} expired at {} ({}); get new credentials from STS or the metadata service.",
+                c.secret_id,
+                c.expiration(),
+                c.expired_time()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn process(
@@ -218,26 +378,13 @@ fn process(
     request_id: &str,
 ) -> Outcome {
     let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).map(|s| s.to_string());
-    if parts.method != hyper::Method::POST || parts.uri.path() != "/" {
-        return Outcome::Err(ApiError::new(
-            codes::UNSUPPORTED_PROTOCOL,
-            "The emulator supports only POST / with a JSON body (TC3-HMAC-SHA256).",
-        ));
-    }
-    let ct = header("content-type").unwrap_or_default();
-    if !ct.to_ascii_lowercase().starts_with("application/json") {
-        return Outcome::Err(ApiError::new(
-            codes::UNSUPPORTED_PROTOCOL,
-            format!("Content-Type `{ct}` is not supported; use application/json."),
-        ));
-    }
-    let creds = shared.lock().world.effective_credentials();
-    let now = shared.now_unix();
-    let query = parts.uri.query().unwrap_or("");
-    let received = sign::Received { method: "POST", path: "/", query, header: &header, body };
-    if let Err(e) = sign::verify(&received, &creds, now) {
+    if let Err(e) = check_transport(parts) {
         return Outcome::Err(e);
     }
+    if let Err(e) = authenticate(shared, parts, &header, body) {
+        return Outcome::Err(e);
+    }
+    let now = shared.now_unix();
     if action.is_empty() {
         return Outcome::Err(ApiError::new(
             codes::MISSING_PARAMETER,

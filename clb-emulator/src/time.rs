@@ -58,6 +58,11 @@ pub fn utc_datetime(ts: i64) -> String {
     format!("{} {:02}:{:02}:{:02}", utc_date(ts), secs / 3600, (secs / 60) % 60, secs % 60)
 }
 
+/// UTC `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339) of a Unix timestamp (`Expiration` of temporary credentials).
+pub fn utc_rfc3339(ts: i64) -> String {
+    format!("{}Z", utc_datetime(ts).replace(' ', "T"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +74,6 @@ mod tests {
         assert_eq!(utc_date(1_700_000_000), "2023-11-14");
         assert_eq!(utc_datetime(1_551_113_065), "2019-02-25 16:44:25");
         assert_eq!(utc_date(951_782_400), "2000-02-29");
+        assert_eq!(utc_rfc3339(1_551_113_065), "2019-02-25T16:44:25Z");
     }
 }

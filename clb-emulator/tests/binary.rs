@@ -1,5 +1,5 @@
 //! The `clb-emulator` binary: prints its address, serves the API, logs one line per request
-//! without secrets.
+//! without secrets; STS and the metadata role from its flags.
 
 mod common;
 
@@ -101,4 +101,52 @@ fn binary_warns_when_listening_beyond_loopback() {
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert!(stderr.contains("warning: listening on 0.0.0.0:0, which is not a loopback address"), "{stderr}");
     assert!(stderr.contains("test tool"), "{stderr}");
+}
+
+#[tokio::test]
+async fn binary_serves_sts_from_its_config_file_and_the_cvm_role() {
+    let dir = std::env::temp_dir().join(common::kube::unique("clb-emulator-binary-sts"));
+    std::fs::create_dir(&dir).unwrap();
+    let config = json!({
+        "providers": [{"id": "p", "issuer": common::idp::ISSUER, "audiences": ["aud"], "jwks": common::idp::jwks()}],
+        "roles": [{"arn": "qcs::cam::uin/1:roleName/r", "provider_id": "p"}],
+        "lifetime_ms": 60000,
+    });
+    let file = dir.join("sts.yaml");
+    std::fs::write(&file, serde_yaml::to_string(&config).unwrap()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clb-emulator"))
+        .args(["--listen", "127.0.0.1:0", "--cvm-role", "node-role", "--sts-config"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn clb-emulator");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let endpoint = line.trim().strip_prefix("clb-emulator listening on ").expect(&line).to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let token = common::idp::token("system:serviceaccount:ns:sa", "aud", now - 5, now + 600);
+    let r = common::assume_role_at(
+        &endpoint,
+        json!({"ProviderId": "p", "WebIdentityToken": token, "RoleArn": "qcs::cam::uin/1:roleName/r", "RoleSessionName": "s1"}),
+    )
+    .await;
+    assert!(r["Credentials"]["TmpSecretId"].is_string(), "{r}");
+    let expired_time = r["ExpiredTime"].as_i64().unwrap();
+    assert!((expired_time - now - 60).abs() <= 2, "lifetime_ms from the file: {r}");
+    let role = reqwest::get(format!("{endpoint}/latest/meta-data/cam/security-credentials/")).await.unwrap();
+    assert_eq!(role.text().await.unwrap(), "node-role");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    std::fs::write(&file, "providers: [{id: p, issuer: i, audiences: [], jwks: {keys: []}}]").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_clb-emulator"))
+        .args(["--listen", "127.0.0.1:0", "--sts-config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("sts.yaml") && stderr.contains("no RSA signing key"), "{stderr}");
 }

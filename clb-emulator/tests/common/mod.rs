@@ -1,5 +1,9 @@
-//! Helpers shared by the integration tests: a minimal TC3-signing client.
+//! Helpers shared by the integration tests: a minimal TC3-signing client, an STS caller, a test
+//! identity provider and the test kube-apiserver.
 #![allow(dead_code)]
+
+pub mod idp;
+pub mod kube;
 
 use clb_emulator::{Config, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Emulator, State};
 use serde_json::Value;
@@ -140,4 +144,44 @@ impl Client {
         }
         panic!("task {id} did not finish");
     }
+}
+
+/// Calls STS `AssumeRoleWithWebIdentity` the way the official SDKs do (unsigned: `Authorization: SKIP`)
+/// and returns `Response`.
+pub async fn assume_role(emu: &Emulator, params: Value) -> Value {
+    assume_role_at(&emu.endpoint(), params).await
+}
+
+/// [`assume_role`] at `endpoint` (`http://127.0.0.1:PORT`).
+pub async fn assume_role_at(endpoint: &str, params: Value) -> Value {
+    let raw = sts_send(endpoint, "AssumeRoleWithWebIdentity", "2018-08-13", &params).await.expect("http ok");
+    assert_eq!(raw.status, 200, "{}", String::from_utf8_lossy(&raw.body));
+    let v: Value = serde_json::from_slice(&raw.body).expect("json body");
+    v["Response"].clone()
+}
+
+/// Sends an unsigned STS request.
+pub async fn sts_send(endpoint: &str, action: &str, version: &str, params: &Value) -> Result<Raw, reqwest::Error> {
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+    let resp = http_client()
+        .post(format!("{endpoint}/"))
+        .header("content-type", "application/json")
+        .header("authorization", "SKIP")
+        .header("x-tc-action", action)
+        .header("x-tc-version", version)
+        .header("x-tc-region", "ap-guangzhou")
+        .header("x-tc-timestamp", ts)
+        .body(serde_json::to_vec(params).unwrap())
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    Ok(Raw { status, content_type, body: resp.bytes().await?.to_vec() })
+}
+
+/// A client signing with the temporary credentials of an STS answer (`Response`).
+pub fn client_from_sts(emu: &Emulator, response: &Value) -> Client {
+    let c = &response["Credentials"];
+    let s = |k: &str| c[k].as_str().unwrap_or_else(|| panic!("no Credentials.{k} in {response}")).to_string();
+    Client { secret_id: s("TmpSecretId"), secret_key: s("TmpSecretKey"), token: Some(s("Token")), ..Client::new(emu) }
 }
