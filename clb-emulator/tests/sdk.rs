@@ -132,3 +132,18 @@ async fn official_python_sdk_obtains_keyless_credentials() {
     );
     emu.shutdown().await;
 }
+
+/// The TC3 vectors both signers are tested against (tests/fixtures/tc3-vectors.json) are what the official SDK
+/// computes: its generator runs again with the venv's pinned SDK and must print the committed file.
+#[test]
+fn the_committed_tc3_vectors_are_what_the_official_sdk_computes() {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/tc3-vectors.py");
+    let out = std::process::Command::new(venv_python()).arg(&script).output().expect("run tc3-vectors.py");
+    assert!(out.status.success(), "tc3-vectors.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let computed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the generator prints JSON");
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("tests/fixtures/tc3-vectors.json")).expect("the committed vectors"),
+    )
+    .expect("the committed vectors are JSON");
+    assert_eq!(computed, committed, "tests/fixtures/tc3-vectors.json differs from what the official SDK computes");
+}

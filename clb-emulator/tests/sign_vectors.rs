@@ -1,14 +1,13 @@
-//! TC3-HMAC-SHA256 against every official vector in shared/reference/tc3-vectors.json.
+//! TC3-HMAC-SHA256 against every official vector in tests/fixtures/tc3-vectors.json (computed by the official
+//! Python SDK; tests/sdk.rs checks the file against it).
 
 use clb_emulator::sign;
 use clb_emulator::state::Credential;
 use serde_json::Value;
 
 fn vectors() -> Vec<Value> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference/tc3-vectors.json");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!("cannot read the TC3 vectors at {path}: {e}. shared/ must sit beside the repository clone (../shared).")
-    });
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tc3-vectors.json");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read the TC3 vectors at {path}: {e}"));
     let v: Value = serde_json::from_str(&text).expect("vectors are JSON");
     let list = v.as_array().cloned().expect("vectors file is a JSON array");
     assert!(list.len() >= 7, "expected at least 7 vectors, got {}", list.len());

@@ -151,7 +151,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/tc3-vectors.json");
+    const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tc3-vectors.json");
 
     fn vectors() -> Vec<Value> {
         let text = std::fs::read_to_string(VECTORS)

@@ -79,7 +79,12 @@ async fn a_leads_b_follows(world: &World, a_kubeconfig: &std::path::Path) -> (Wa
 /// The mutating calls `who` made from call number `from` on.
 fn writes_by(world: &World, who: Who, from: usize) -> Vec<CallRecord> {
     let calls = world.emu.calls();
-    calls.records.into_iter().skip(from).filter(|r| r.mutating && r.secret_id.as_deref() == Some(who.secret_id())).collect()
+    calls
+        .records
+        .into_iter()
+        .skip(from)
+        .filter(|r| r.mutating && r.secret_id.as_deref() == Some(who.secret_id()))
+        .collect()
 }
 
 fn leases(world: &World) -> Api<Lease> {
