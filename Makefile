@@ -23,7 +23,7 @@ docker-build:     ## the distroless image (IMAGE=clbsync:0.1.0; needs a Docker e
 docker-build-debug: ## the CI image with a shell (IMAGE-debug; needs a Docker engine)
 	docker build --target debug -t $(IMAGE)-debug .
 
-manifests:        ## re-render cronjob.yaml from deploy/cronjob (kubectl kustomize)
+manifests:        ## re-render cronjob.yaml from deploy/cronjob (kubectl kustomize) and the PrometheusRules from their rules files
 	deploy/render.sh
 
 deploy:           ## installs deploy/cronjob into the current context (create the Secret first)

@@ -3,7 +3,8 @@
 #   testbed/test.sh
 # Installs what the tests need (Debian packages, the official Tencent Cloud Python SDK, a kube-apiserver and a
 # kube-controller-manager built once from Debian's source and cached under target/, Debian's Prometheus
-# Pushgateway), starts them on loopback, runs formatting, lints and every test, and stops what it started.
+# Pushgateway and promtool, the Prometheus Operator's CRD schemas from npm), starts them on loopback, runs
+# formatting, lints and every test, and stops what it started.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -14,6 +15,10 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "Python tools: Tencent Cloud SDK, tccli, linters (testbed/python-sdk.sh)"
 testbed/python-sdk.sh
+
+step "Monitoring tools: promtool, the Prometheus Operator's schemas (testbed/monitoring-tools.sh)"
+# For tests/it/monitoring.rs and the metrics tests: promtool check/test rules, check metrics; the CRD schemas.
+testbed/monitoring-tools.sh
 
 step "Kubernetes API server on loopback (testbed/kube-apiserver.sh)"
 # A cold checkout builds kube-apiserver and kube-controller-manager here, together from one Debian source tree

@@ -243,6 +243,8 @@ fn to_text_format(openmetrics: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
@@ -269,9 +271,14 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
-    /// The README's metrics section (table, alerting rules) names only metrics this registry exports.
+    /// Metrics the alerts and the dashboard read that another change is adding (issue 24 item 12). Once it is
+    /// exported, the test below fails until the name is removed from here.
+    const PENDING: &[&str] = &["clbsync_waiting_targets"];
+
+    /// The README's metrics section, the alerting rules and the Grafana dashboard name only metrics this
+    /// registry exports.
     #[test]
-    fn the_readme_names_only_exported_metrics() {
+    fn the_readme_rules_and_dashboard_name_only_exported_metrics() {
         let readme = include_str!("../../README.md");
         let start = readme.find("## Metrics and alerts").expect("the README's metrics section");
         let section = &readme[start..];
@@ -282,25 +289,35 @@ mod tests {
         m.record_api_calls([("RegisterTargets", "ok", 1)]);
         let text = m.encode_text();
         let families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
-        let mut named = 0;
-        for (i, _) in section.match_indices("clbsync_") {
-            // Part of a longer word (a test's name), not a metric.
-            if section[..i].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
-                continue;
-            }
-            let name: String = section[i..]
-                .chars()
-                .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
-                .collect();
-            let name = name.trim_end_matches('_');
-            let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
-            assert!(
-                families.contains(&name) || families.contains(&family),
-                "README names {name}, not exported: {families:?}"
-            );
-            named += 1;
+        for pending in PENDING {
+            assert!(!families.contains(pending), "{pending} is exported now: remove it from PENDING");
         }
-        assert!(named >= 10, "the section names the metrics ({named})");
+        for (source, text, at_least) in [
+            ("README", section, 10),
+            ("rules/watch.yaml", include_str!("../../deploy/components/monitoring/rules/watch.yaml"), 6),
+            ("rules/cronjob.yaml", include_str!("../../deploy/components/monitoring/rules/cronjob.yaml"), 4),
+            ("dashboard", include_str!("../../deploy/components/monitoring/dashboard/clbsync.json"), 10),
+        ] {
+            let mut named = BTreeSet::new();
+            for (i, _) in text.match_indices("clbsync_") {
+                // Part of a longer word (a test's name), not a metric.
+                if text[..i].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    continue;
+                }
+                let name: String = text[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+                    .collect();
+                let name = name.trim_end_matches('_').to_owned();
+                let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name);
+                assert!(
+                    families.contains(&name.as_str()) || families.contains(&family) || PENDING.contains(&family),
+                    "{source} names {name}, not exported: {families:?}"
+                );
+                named.insert(name);
+            }
+            assert!(named.len() >= at_least, "{source} names the metrics: {named:?}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod e2e;
 mod emulator;
 mod kube;
 mod kube_requests;
+mod monitoring;
 mod packaging;
 mod policies;
 mod rbac;

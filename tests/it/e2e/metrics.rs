@@ -1,11 +1,13 @@
 //! Metrics of a batch `reconcile` (issue 15): pushed to a real Prometheus Pushgateway (Debian's
 //! `prometheus-pushgateway`, started by testbed/pushgateway.sh) and scraped back, or written for the textfile
 //! collector; checked against the emulator's call log. A push or write that fails never changes the exit code.
+//! Both expositions, the batch text format and watch mode's OpenMetrics, pass Prometheus's own checks (promtool).
 
 use std::collections::BTreeMap;
 
-use super::watch::{free_port, http_get, samples};
+use super::watch::{REACT, Watcher, eventually, free_port, has, http_get, samples};
 use super::{Run, Slot, Spec, World, p};
+use crate::monitoring::promtool;
 
 /// The test Pushgateway's port: `CLBSYNC_TEST_PUSHGATEWAY` (testbed/test.sh sets it), else the one
 /// testbed/pushgateway.sh recorded. A Pushgateway that does not answer fails the test when `CI=true` or the variable
@@ -166,4 +168,62 @@ async fn a_dry_run_pushes_nothing_and_says_so() {
     run.assert_code(0);
     assert!(!path.exists(), "{}", run.all());
     assert!(run.stderr.contains("ignored with --dry-run"), "{}", run.all());
+}
+
+/// `promtool check metrics` parses the Prometheus text format and lints it (HELP on every family, counters
+/// named `_total`, base units, snake_case, histogram suffixes): a batch run's file passes without a finding.
+#[tokio::test]
+async fn a_metrics_file_passes_promtool_check_metrics_without_a_finding() {
+    let world = World::new("promlint", spec()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("clbsync.prom");
+    let run = world.run(&["reconcile", "--metrics-file", path.to_str().expect("utf-8")]).await;
+    run.assert_code(0);
+    let text = std::fs::read_to_string(&path).expect("the metrics file");
+    assert!(text.contains("clbsync_changes_total{"), "a run that changed something: {text}");
+    let (code, out) = promtool(&["check", "metrics"], &text);
+    assert_eq!((code, out.as_str()), (0, ""), "promtool check metrics on the metrics file:\n{text}");
+}
+
+/// Watch mode serves OpenMetrics. Prometheus's OpenMetrics parser (`promtool tsdb create-blocks-from
+/// openmetrics`, which wants a timestamp on every sample: one is appended) reads it whole, `# EOF` included; and
+/// `promtool check metrics`, which reads the text format 0.0.4, lints it with one expected difference: an
+/// OpenMetrics counter family is named without `_total` (its samples carry it), so the linter sees samples
+/// `X_total` without HELP. Any other finding, or a parse error, fails.
+#[tokio::test]
+async fn watch_modes_openmetrics_passes_prometheus_parser_and_promtools_lint() {
+    let world = World::new("promlintw", spec()).await;
+    let w = Watcher::start(&world, &[]);
+    eventually(REACT, "the first sync", &w, || has(&world.targets(Slot::Api), "10.1.0.1", 10)).await;
+    let mut text = String::new();
+    eventually(REACT, "a pass counted", &w, || {
+        text = w.get("/metrics").map(|(_, b)| b).unwrap_or_default();
+        text.contains("clbsync_changes_total{")
+    })
+    .await;
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let stamped: String =
+        text.lines().map(|l| if l.starts_with('#') { format!("{l}\n") } else { format!("{l} {now}\n") }).collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("metrics.om");
+    std::fs::write(&input, stamped).expect("write");
+    let blocks = dir.path().join("blocks");
+    let args =
+        ["tsdb", "create-blocks-from", "openmetrics", input.to_str().expect("utf-8"), blocks.to_str().expect("utf-8")];
+    let (code, out) = promtool(&args, "");
+    assert_eq!(code, 0, "Prometheus's OpenMetrics parser:\n{out}\n{text}");
+    let series = text.lines().filter(|l| !l.starts_with('#')).count();
+    assert!(out.split_whitespace().any(|w| w == series.to_string()), "all {series} samples read:\n{out}");
+
+    let counters: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    assert!(counters.contains(&"clbsync_changes"), "{text}");
+    let (code, out) = promtool(&["check", "metrics"], &text);
+    assert!(code == 0 || code == 3, "promtool check metrics: a parse error (exit {code}):\n{out}\n{text}");
+    let unexpected: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.strip_suffix("_total no help text").is_some_and(|family| counters.contains(&family)))
+        .collect();
+    assert!(unexpected.is_empty(), "promtool check metrics found {unexpected:?} in:\n{text}");
 }
