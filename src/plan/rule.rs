@@ -149,18 +149,21 @@ pub fn plan_rule(desired: &DesiredTargets, actual: &[BoundTarget], rule: RuleOpt
     let removes_traffic = rows
         .iter()
         .any(|r| matches!(r.action, Action::Deregister | Action::Drain) && r.current_weight.is_some_and(|w| w > 0));
-    // With an owner, other owners' targets may still serve the rule: only a rule left with no weighted target at
-    // all is blocked (cluster A scaled to zero may hand the rule to cluster B).
-    let others_serve = opts.owner.is_some()
-        && rows
-            .iter()
-            .any(|r| r.action == Action::Unmanaged && r.unmanaged.is_some() && r.current_weight.unwrap_or(0) > 0);
-    if ready == 0 && removes_traffic && !others_serve && !(rule.allow_empty || opts.allow_empty) {
+    // Owner or not: another owner's (or a hand-bound) target that still serves does not make an empty desired set
+    // intended; a selector typo looks the same as a cluster handing the rule over, so handing over needs
+    // `allow_empty`.
+    if ready == 0 && removes_traffic && !(rule.allow_empty || opts.allow_empty) {
         let n = rows.iter().filter(|r| matches!(r.action, Action::Deregister | Action::Drain)).count();
-        let reason = format!(
+        let mut reason = format!(
             "no ready pods: this would take all {n} serving target(s) out of the load balancer; if that is \
              intended, set `allow_empty: true` on the backend or pass --allow-empty"
         );
+        if let Some(owner) = &opts.owner {
+            reason.push_str(&format!(
+                "; with --owner {owner} other owners' targets do not count: handing the rule to another cluster needs \
+                 allow_empty too"
+            ));
+        }
         return RuleRows { status: Status::Blocked { reason }, rows, needs_health: false };
     }
     let needs_health = keep_serving_capacity(&mut rows, &bound, &wanted);

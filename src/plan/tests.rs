@@ -501,14 +501,29 @@ fn adopt_untagged_tags_only_the_targets_of_our_pods() {
     assert_eq!((rows[0].current_weight, rows[0].weight), (Some(10), Some(20)), "adopted, then given its weight");
 }
 
+/// Issue 24 #8: another owner's targets (healthy or not, or a hand-bound CVM) do not make an empty desired set
+/// intended: a selector typo under `--owner` is blocked like any other, and handing the rule over takes
+/// `allow_empty`.
 #[test]
-fn with_an_owner_a_rule_may_be_emptied_of_our_targets_while_another_owners_serve() {
-    let a = [tagged("10.0.0.1", 10, "clbsync:a"), tagged("10.0.0.2", 10, "clbsync:b")];
-    let (status, rows) = planned(&desired(vec![]), &a, SYNC, &owned("a", false));
-    assert_eq!(status, Status::Ready, "b's target still serves the rule");
-    assert_eq!(rows[0].action, Action::Deregister);
-    let (status, _) = planned(&desired(vec![]), &a[..1], SYNC, &owned("a", false));
-    assert!(matches!(status, Status::Blocked { .. }), "a rule left with no target at all is still blocked");
+fn with_an_owner_a_rule_with_no_ready_pods_is_still_blocked_unless_allow_empty() {
+    let others = [
+        tagged("10.0.0.1", 10, "clbsync:a"),
+        tagged("10.0.0.2", 10, "clbsync:b"),
+        BoundTarget { health: Health::Unhealthy, ..tagged("10.0.0.3", 10, "clbsync:b") },
+        cvm("172.16.0.5"),
+    ];
+    for other in &others[1..] {
+        let a = [others[0].clone(), other.clone()];
+        let (status, _) = planned(&desired(vec![]), &a, SYNC, &owned("a", false));
+        assert!(
+            matches!(&status, Status::Blocked { reason } if reason.contains("other owners' targets do not count")),
+            "{other:?}: {status:?}"
+        );
+        let allowed = PlanOptions { allow_empty: true, ..owned("a", false) };
+        let (status, rows) = planned(&desired(vec![]), &a, SYNC, &allowed);
+        assert_eq!(status, Status::Ready, "allow_empty hands the rule over");
+        assert_eq!(rows[0].action, Action::Deregister);
+    }
 }
 
 proptest! {
@@ -532,6 +547,28 @@ proptest! {
             let row = rows.iter().find(|r| r.target == b.target).expect("every bound target has a row");
             prop_assert!(matches!(row.action, Action::Unmanaged | Action::Adopt), "{:?} {:?}", b, row);
             prop_assert!(adopt || row.action == Action::Unmanaged);
+        }
+    }
+}
+
+proptest! {
+    /// Issue 24 #8: under `--owner` the empty-rule guard blocks like without one, whatever other owners, untagged
+    /// targets or CVMs hold and whatever their health.
+    #[test]
+    fn with_an_owner_the_empty_desired_guard_still_blocks_lost_traffic(
+        (a, rule) in arb_world().prop_map(|w| (w.1, w.2)),
+        tags in prop::collection::vec(prop_oneof![Just(""), Just("clbsync:a"), Just("clbsync:b")], 10),
+    ) {
+        let a: Vec<BoundTarget> = a.into_iter().zip(tags).map(|(b, tag)| BoundTarget { tag: tag.into(), ..b }).collect();
+        let rule = RuleOptions { allow_empty: false, ..rule };
+        let (status, rows) = planned(&desired(vec![]), &a, rule, &owned("a", false));
+        let ours_weighted = a.iter().any(|b| b.kind == TargetKind::Ip && b.tag == "clbsync:a" && b.weight > 0);
+        if ours_weighted && rule.policy == Policy::Sync {
+            prop_assert!(matches!(status, Status::Blocked { .. }), "expected blocked, got {:?}", status);
+        }
+        if status == Status::Ready {
+            let loses = rows.iter().any(|r| r.action.is_change() && r.current_weight.unwrap_or(0) > 0 && r.weight != r.current_weight);
+            prop_assert!(!loses, "ready plan removes traffic: {:?}", rows);
         }
     }
 }
