@@ -234,7 +234,7 @@ impl KubeCluster {
 
     /// Fails with [`Error::NamespaceNotFound`] if `namespace` does not exist. Skipped (Ok) when the role may
     /// not read namespaces.
-    async fn check_namespace(&self, namespace: &str) -> Result<(), Error> {
+    pub async fn check_namespace(&self, namespace: &str) -> Result<(), Error> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let op = Access { verb: "get", resource: "namespaces", group: "", namespace };
         match self.request(&format!("get namespace {namespace}"), op, api.get(namespace)).await {

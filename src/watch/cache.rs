@@ -360,8 +360,21 @@ pub struct CachedCluster<'a> {
 }
 
 impl Cluster for CachedCluster<'_> {
+    /// As [`KubeCluster`] answers it: a watch of a namespace that does not exist lists nothing, like a LIST there,
+    /// so an empty answer (or a missing Deployment) is checked against the namespace and a missing one is
+    /// [`Error::NamespaceNotFound`], never zero pods.
     async fn pods(&self, query: &PodQuery) -> Result<Vec<Pod>, Error> {
-        self.cache.query(query)
+        match self.cache.query(query) {
+            Ok(pods) if pods.is_empty() => {
+                self.api.check_namespace(&query.namespace).await?;
+                Ok(pods)
+            }
+            Err(e @ Error::DeploymentNotFound { .. }) => {
+                self.api.check_namespace(&query.namespace).await?;
+                Err(e)
+            }
+            answer => answer,
+        }
     }
 
     async fn set_pod_condition(
