@@ -23,6 +23,7 @@ Credentials (environment only, never flags):
 
 Examples:
   clbsync validate --rules rules.yaml            check the rules file offline (CI)
+  clbsync validate --kubeconfig PATH             also check it against the cluster (named ports)
   clbsync diff --dry-run                         show the plan as a table, change nothing
   clbsync diff --detailed-exitcode -o json       plan step in CI: exit 2 when changes are pending
   clbsync reconcile                              plan and apply (what the CronJob runs)";
@@ -138,7 +139,14 @@ pub enum Command {
         run: RunArgs,
     },
     /// Check the rules file offline (no cluster, no cloud, no credentials) and list every problem.
-    Validate,
+    ///
+    /// With --kubeconfig it is also checked against the cluster, before it is applied (read only).
+    Validate {
+        /// Also read each rule's Deployment (its pod template) or, for a `selector:`, its pods, and report a
+        /// Deployment or namespace that does not exist and a named `port:` that no container has. Only reads.
+        #[arg(long, value_name = "PATH")]
+        kubeconfig: Option<PathBuf>,
+    },
 }
 
 /// Options of the commands that talk to Kubernetes and CLB.

@@ -19,7 +19,7 @@
 //! The readiness gate's condition is written with a strategic-merge patch of `pods/status` (conditions merge by
 //! `type`, so the kubelet's own conditions are left alone); it needs `patch` on `pods/status`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -182,6 +182,23 @@ impl KubeCluster {
             |reason: String| Error::InvalidSelector { query: format!("deployment {namespace}/{name}"), reason };
         let spec = deployment.spec.ok_or_else(|| invalid("the deployment has no spec".to_owned()))?;
         label_selector_string(&spec.selector).map_err(invalid)
+    }
+
+    /// The names of the container ports of deployment `namespace/name`'s pod template: the ports its pods have
+    /// and will have (`validate --kubeconfig`).
+    pub async fn template_ports(&self, namespace: &str, name: &str) -> Result<BTreeSet<String>, Error> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let op = Access { verb: "get", resource: "deployments", group: "apps", namespace };
+        let deployment = match self.request(&format!("get deployment {namespace}/{name}"), op, api.get(name)).await {
+            Ok(d) => d,
+            Err(Error::Api { error: kube::Error::Api(status), .. }) if status.code == 404 => {
+                self.check_namespace(namespace).await?;
+                return Err(Error::DeploymentNotFound { namespace: namespace.to_owned(), name: name.to_owned() });
+            }
+            Err(e) => return Err(e),
+        };
+        let containers = deployment.spec.and_then(|s| s.template.spec).map(|s| s.containers).unwrap_or_default();
+        Ok(containers.into_iter().flat_map(|c| c.ports.unwrap_or_default()).filter_map(|p| p.name).collect())
     }
 
     /// Lists every page of pods matching `selector` in `namespace`, restarting once on 410 Gone.

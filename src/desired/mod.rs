@@ -7,6 +7,7 @@ pub mod convert;
 pub mod kube;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
+pub mod ports;
 
 use std::collections::BTreeMap;
 use std::future::Future;

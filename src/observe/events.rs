@@ -24,6 +24,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
 use crate::apply::RowStatus;
+use crate::model::GATE_CONDITION;
 use crate::plan::{Action, RulePlan, Status};
 use crate::reconcile::Outcome;
 use crate::rules::{PodSource, Rules};
@@ -53,6 +54,8 @@ pub enum Reason {
     RuleBlocked,
     RuleSkipped,
     ChangeFailed,
+    /// Gated pods keep `clbsync.dev/registered` True though no rule that selects them can bind them.
+    GateKept,
 }
 
 impl Reason {
@@ -65,13 +68,14 @@ impl Reason {
             Reason::RuleBlocked => "RuleBlocked",
             Reason::RuleSkipped => "RuleSkipped",
             Reason::ChangeFailed => "ChangeFailed",
+            Reason::GateKept => "ReadinessGateKept",
         }
     }
 
     /// `Normal` or `Warning`.
     pub fn kind(self) -> &'static str {
         match self {
-            Reason::RuleBlocked | Reason::RuleSkipped | Reason::ChangeFailed => "Warning",
+            Reason::RuleBlocked | Reason::RuleSkipped | Reason::ChangeFailed | Reason::GateKept => "Warning",
             _ => "Normal",
         }
     }
@@ -83,7 +87,7 @@ impl Reason {
             Reason::TargetsDrained => "DrainTargets",
             Reason::TargetsDeregistered => "DeregisterTargets",
             Reason::WeightsChanged => "ChangeWeights",
-            Reason::RuleBlocked | Reason::RuleSkipped | Reason::ChangeFailed => "Reconcile",
+            Reason::RuleBlocked | Reason::RuleSkipped | Reason::ChangeFailed | Reason::GateKept => "Reconcile",
         }
     }
 
@@ -97,6 +101,7 @@ impl Reason {
             Reason::RuleBlocked => "blocked",
             Reason::RuleSkipped => "skipped",
             Reason::ChangeFailed => "failed",
+            Reason::GateKept => "readiness gate kept",
         }
     }
 }
@@ -172,14 +177,28 @@ fn kind_of(source: &PodSource) -> &'static str {
 /// A rule's entries, each with the pods (sorted) whose targets it names.
 fn rule_entries(plan: &RulePlan, statuses: &[RowStatus]) -> Vec<(Reason, Entry, BTreeSet<String>)> {
     let place = &plan.place;
+    let mut out = Vec::new();
+    if !plan.gate_kept.is_empty() {
+        let shown = plan.gate_kept.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+        let head = format!(
+            "{}: {place}: {} pod(s) [{shown}] stay Ready ({GATE_CONDITION} kept True) though no rule that selects \
+             them can make them targets; fix the rules file",
+            Reason::GateKept.word(),
+            plan.gate_kept.len()
+        );
+        let pods: BTreeSet<String> = plan.gate_kept.iter().cloned().collect();
+        out.push((Reason::GateKept, Entry { head, targets: Vec::new() }, pods));
+    }
     match &plan.status {
         Status::Blocked { reason } => {
             let entry = Entry { head: format!("blocked: {place}: {reason}"), targets: Vec::new() };
-            return vec![(Reason::RuleBlocked, entry, BTreeSet::new())];
+            out.push((Reason::RuleBlocked, entry, BTreeSet::new()));
+            return out;
         }
         Status::Skipped { reason } => {
             let entry = Entry { head: format!("skipped: {place}: {reason}"), targets: Vec::new() };
-            return vec![(Reason::RuleSkipped, entry, BTreeSet::new())];
+            out.push((Reason::RuleSkipped, entry, BTreeSet::new()));
+            return out;
         }
         Status::Ready => {}
     }
@@ -210,7 +229,8 @@ fn rule_entries(plan: &RulePlan, statuses: &[RowStatus]) -> Vec<(Reason, Entry, 
         found[i].2.push(target);
         found[i].3.extend(row.pod.clone());
     }
-    found.into_iter().map(|(reason, head, targets, pods)| (reason, Entry { head, targets }, pods)).collect()
+    out.extend(found.into_iter().map(|(reason, head, targets, pods)| (reason, Entry { head, targets }, pods)));
+    out
 }
 
 /// `registered: lb-1 TCP:80: 2 target(s) [10.0.0.1:80, 10.0.0.2:80]; …`, cut to 1 KiB.

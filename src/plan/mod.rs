@@ -24,7 +24,7 @@ mod gate;
 mod rule;
 mod targets;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use gate::{Applied, GateChange, GateOn, gate_needs_health, plan_gate};
 pub use rule::{RuleOptions, RuleRows, plan_rule};
@@ -168,6 +168,12 @@ pub struct RulePlan {
     pub rows: Vec<Row>,
     /// Pods that matched but could not become targets, and other things worth a look.
     pub warnings: Vec<String>,
+    /// Serving pods this rule cannot make targets of (see [`DesiredTargets::untargetable`]); their readiness gate
+    /// does not wait for this rule.
+    pub untargetable: BTreeSet<String>,
+    /// Gated pods whose condition stays True only because no rule that selects them can bind them any more (a
+    /// mistake in the rules file must not take a serving pod out of its Service); set by [`plan_gate`].
+    pub gate_kept: Vec<String>,
     /// Some row waits because the targets' health was not read: read `DescribeTargetHealth` and plan again.
     pub needs_health: bool,
     /// The owner whose targets this rule manages (`--owner`); `None` manages every target bound by IP.
@@ -197,6 +203,8 @@ impl RulePlan {
             status: Status::Ready,
             rows: Vec::new(),
             warnings: Vec::new(),
+            untargetable: BTreeSet::new(),
+            gate_kept: Vec::new(),
             needs_health: false,
             owner: None,
             gate_waits: false,
@@ -360,13 +368,15 @@ pub fn plan(rules: &[&Rule], pods: &PodLists, actual: &[Result<RuleTargets, Stri
         if ready_pods > 0 && !wanted.targets.iter().any(|t| t.state == PodState::Ready) {
             let reason = format!(
                 "none of the {ready_pods} ready pod(s) can be a target ({}): check `port:` and `ip_family:` in the \
-                 rules file; the rule's targets are left as they are",
-                wanted.problems.first().map_or("no usable address or port", String::as_str)
+                 rules file (line {}); the rule's targets are left as they are",
+                wanted.problems.first().map_or("no usable address or port", String::as_str),
+                rule.line
             );
             out.push(RulePlan {
                 binding,
                 status: Status::Blocked { reason },
                 warnings: wanted.problems,
+                untargetable: wanted.untargetable,
                 ..RulePlan::named(rule)
             });
             continue;
@@ -378,6 +388,7 @@ pub fn plan(rules: &[&Rule], pods: &PodLists, actual: &[Result<RuleTargets, Stri
             status: planned.status,
             rows: planned.rows,
             warnings: wanted.problems,
+            untargetable: wanted.untargetable,
             needs_health,
             owner: opts.owner.clone(),
             ..RulePlan::named(rule)

@@ -45,7 +45,7 @@ fn cvm(ip: &str) -> BoundTarget {
 }
 
 fn desired(targets: Vec<DesiredTarget>) -> DesiredTargets {
-    DesiredTargets { targets, problems: vec![] }
+    DesiredTargets { targets, ..Default::default() }
 }
 
 const SYNC: RuleOptions = RuleOptions { policy: Policy::Sync, allow_empty: false };
@@ -197,6 +197,8 @@ fn rule_plan(status: Status, rows: Vec<Row>) -> RulePlan {
         status,
         rows,
         warnings: vec![],
+        untargetable: Default::default(),
+        gate_kept: Vec::new(),
         needs_health: false,
         owner: None,
         gate_waits: false,

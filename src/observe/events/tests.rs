@@ -56,6 +56,8 @@ fn rule_plan(rule: &Rule, status: Status, rows: Vec<Row>) -> RulePlan {
         status,
         rows,
         warnings: Vec::new(),
+        untargetable: Default::default(),
+        gate_kept: Vec::new(),
         needs_health: false,
         owner: None,
         gate_waits: false,
@@ -218,4 +220,21 @@ fn a_dry_run_outcome_has_no_events() {
         outcome(&rules, vec![(Status::Ready, vec![(row(Action::Register, "10.0.0.1", 8080, None), RowStatus::NoOp)])]);
     out.applied = None;
     assert_eq!(drafts(&rules, &out, DEFAULT_MAX), (Vec::new(), 0));
+}
+
+/// Issue 24 #6: a rule whose typo leaves gated pods True (kept) says so in a Warning on its workload, next to
+/// the rule's own RuleBlocked.
+#[test]
+fn a_readiness_gate_kept_true_is_a_warning_naming_the_pods() {
+    let rules = rules();
+    let blocked = Status::Blocked { reason: "none of the 2 ready pod(s) can be a target".into() };
+    let mut out = outcome(&rules, vec![(blocked, vec![])]);
+    out.plan.rules[0].gate_kept = vec!["api-1".into(), "api-2".into()];
+    let (drafts, _) = drafts(&rules, &out, DEFAULT_MAX);
+    assert_eq!(
+        summary(&drafts),
+        [("Deployment shop/api".to_string(), "ReadinessGateKept"), ("Deployment shop/api".to_string(), "RuleBlocked")]
+    );
+    assert_eq!(drafts[0].reason.kind(), "Warning");
+    assert!(drafts[0].note.starts_with("readiness gate kept: lb-00000001 HTTP:80 shop.example.com/api: 2 pod(s) [api-1, api-2] stay Ready"), "{}", drafts[0].note);
 }

@@ -110,19 +110,52 @@ async fn diff_and_dry_run_show_the_condition_and_write_none() {
     }
 }
 
+/// Issue 24 #6: a new rule with a port-name typo (TCP 443 asks for `https`, which no container has) used to set
+/// every True gated pod of the healthy rule to `False RuleBlocked`, taking them out of their Service. The rule
+/// that cannot bind the pod no longer counts for its gate (its warning says so); and when a typo hits every rule
+/// of a Ready pod, the condition stays True and says why, in the condition and in a Warning Event.
 #[tokio::test]
-async fn a_blocked_rule_names_itself_in_the_condition_and_the_gate_stays_false() {
-    let mut world = gated_world("gate-blocked").await;
-    // TCP 443 asks for a container port named `https`, which no pod has: that rule is blocked.
-    let rules = world.rules_text().replace("deployment: api, port: 8443", "deployment: api, port: https");
-    world.set_rules(&rules);
+async fn a_port_name_typo_never_turns_a_ready_gated_pod_not_ready() {
+    let mut world = gated_world("gate-typo").await;
+    for _ in 0..2 {
+        world.reconcile().await.assert_code(0);
+    }
+    assert_eq!(gate(&world).await, pair("True", "Registered"));
+
+    let typo = world.rules_text().replace("deployment: api, port: 8443", "deployment: api, port: https");
+    world.set_rules(&typo);
     let run = world.reconcile().await;
     run.assert_code(1);
-    assert!(has_target(&world, Slot::Api, GATED_IP), "the other rule registers it\n{}", run.all());
+    assert!(run.stdout.contains("its readiness gate does not wait for this rule"), "{}", run.all());
+    assert!(run.stdout.contains("rules file (line "), "the blocked rule names its line\n{}", run.all());
+    assert_eq!(gate(&world).await, pair("True", "Registered"), "{}", run.all());
+
+    let both = typo.replace("deployment: api, port: 8080", "deployment: api, port: web");
+    world.set_rules(&both);
+    let run = world.reconcile().await;
+    run.assert_code(1);
     let c = condition(&world, GATED).await.expect("set");
-    assert_eq!((c.status.as_str(), c.reason.as_deref()), ("False", Some("RuleBlocked")), "{}", run.all());
+    assert_eq!((c.status.as_str(), c.reason.as_deref()), ("True", Some("RuleBlocked")), "{}", run.all());
     let message = c.message.unwrap_or_default();
-    assert!(message.contains("lb-e2e00002 TCP:443"), "names the rule: {message}");
+    assert!(message.starts_with("kept True") && message.contains("no container port named"), "{message}");
+    assert!(has_target(&world, Slot::Api, GATED_IP) && has_target(&world, Slot::Tls, GATED_IP), "{}", run.all());
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(world.ns.client.clone(), &world.ns.name);
+    let kept: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("ReadinessGateKept") && e.type_.as_deref() == Some("Warning"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert!(kept.iter().any(|n| n.contains(GATED)), "a Warning names the pod: {kept:?}\n{}", run.all());
+
+    // Fixed: the condition says it is bound again.
+    world.set_rules(&both.replace("port: web", "port: 8080").replace("port: https", "port: 8443"));
+    world.reconcile().await.assert_code(0);
+    assert_eq!(gate(&world).await, pair("True", "Registered"));
 }
 
 #[tokio::test]
