@@ -20,6 +20,7 @@
 //! `type`, so the kubelet's own conditions are left alone); it needs `patch` on `pods/status`.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -206,7 +207,10 @@ impl KubeCluster {
         // Decoded into the fields clbsync reads only (`MinimalPod`): the same request as `Api::<Pod>::list`.
         let path = <K8sPod as kube::Resource>::url_path(&(), Some(namespace));
         let op = Access { verb: "list", resource: "pods", group: "", namespace };
-        let what = format!("list pods in namespace {namespace} with selector {selector}");
+        let what = match selector {
+            "" => format!("list pods in namespace {namespace}"),
+            _ => format!("list pods in namespace {namespace} with selector {selector}"),
+        };
         let mut restarted = false;
         'list: loop {
             let mut pods = Vec::new();
@@ -307,6 +311,12 @@ impl Cluster for KubeCluster {
             self.check_namespace(namespace).await?;
         }
         Ok(pods)
+    }
+
+    /// One paged LIST of the namespace's pods, without a selector, from the API server's watch cache.
+    async fn pods_at(&self, namespace: &str, ips: &[IpAddr]) -> Result<Vec<Pod>, Error> {
+        let pods = self.list_pods(namespace, "").await?;
+        Ok(pods.into_iter().filter(|p| p.ips.iter().any(|ip| ips.contains(ip))).collect())
     }
 
     async fn set_pod_condition(

@@ -16,7 +16,12 @@ pub async fn check(cluster: &KubeCluster, rules: &Rules) -> Result<Vec<Problem>,
     for rule in &rules.rules {
         let query = &rule.backend.pods;
         let (line, column) = rule.id_lines.port;
-        let missing = |e: Error| Problem { line: rule.line, column: 1, path: format!("{}.backend", rule.path), message: e.to_string() };
+        let missing = |e: Error| Problem {
+            line: rule.line,
+            column: 1,
+            path: format!("{}.backend", rule.path),
+            message: e.to_string(),
+        };
         let names: Option<BTreeSet<String>> = match &query.source {
             PodSource::Deployment(name) => match cluster.template_ports(&query.namespace, name).await {
                 Ok(names) => Some(names),

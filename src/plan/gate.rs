@@ -58,7 +58,9 @@ pub struct GateChange {
 
 /// Where one gated pod stands on one rule that selects it.
 enum OnRule {
-    Bound { health: Health },
+    Bound {
+        health: Health,
+    },
     /// Not bound at its weight yet, and what is bound instead, if anything.
     Pending(Option<String>),
     Failed(String),
@@ -168,7 +170,12 @@ pub fn plan_gate(
 /// and turning it False would take it out of its Service for a typo. Otherwise it stays False.
 fn unbindable(rule: &RulePlan, name: &str, is_true: bool) -> GateCondition {
     let prefix = format!("pod {name} ");
-    let why = rule.warnings.iter().find(|w| w.starts_with(&prefix)).cloned().unwrap_or_else(|| format!("pod {name} is not a target"));
+    let why = rule
+        .warnings
+        .iter()
+        .find(|w| w.starts_with(&prefix))
+        .cloned()
+        .unwrap_or_else(|| format!("pod {name} is not a target"));
     let at = format!("{} (rules file line {})", rule.place, rule.line);
     if is_true {
         let message = format!(
@@ -241,7 +248,9 @@ fn wanted(
     if unlisted {
         return None;
     }
-    if let Some((rule, detail)) = states.iter().find_map(|(r, s)| if let OnRule::Pending(d) = s { Some((*r, d)) } else { None }) {
+    if let Some((rule, detail)) =
+        states.iter().find_map(|(r, s)| if let OnRule::Pending(d) = s { Some((*r, d)) } else { None })
+    {
         let detail = detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default();
         return Some(condition(false, PENDING, &format!("its target is not bound yet on {}{detail}", at(rule))));
     }

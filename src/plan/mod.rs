@@ -20,6 +20,7 @@
 //! rule whose desired set is empty while targets would lose traffic is blocked, not emptied; two rules that
 //! resolve to one binding are both skipped.
 
+mod capacity;
 mod gate;
 mod rule;
 mod targets;
@@ -27,7 +28,7 @@ mod targets;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use gate::{Applied, GateChange, GateOn, gate_needs_health, plan_gate};
-pub use rule::{RuleOptions, RuleRows, plan_rule};
+pub use rule::{Asked, Elsewhere, RuleOptions, RuleRows, plan_rule};
 pub use targets::{DesiredTargets, serves, targets_for};
 
 use crate::model::{Binding, Health, Owner, Place, Pod, PodState, RuleTargets, Target, Weight};
@@ -176,6 +177,9 @@ pub struct RulePlan {
     pub gate_kept: Vec<String>,
     /// Some row waits because the targets' health was not read: read `DescribeTargetHealth` and plan again.
     pub needs_health: bool,
+    /// Some removal waits because the cluster was not asked whether a pod still serves these IPs (bound targets
+    /// the rule no longer selects): ask ([`PodsByIp`], in the rule's namespace) and plan again.
+    pub lookup: Vec<std::net::IpAddr>,
     /// The owner whose targets this rule manages (`--owner`); `None` manages every target bound by IP.
     pub owner: Option<Owner>,
     /// A pod of this rule with the readiness gate waits for its registration or its health checks: run the rule
@@ -206,6 +210,7 @@ impl RulePlan {
             untargetable: BTreeSet::new(),
             gate_kept: Vec::new(),
             needs_health: false,
+            lookup: Vec::new(),
             owner: None,
             gate_waits: false,
         }
@@ -238,6 +243,10 @@ pub struct PlanOptions {
 
 /// The pods of each distinct query, or why they could not be listed.
 pub type PodLists = BTreeMap<PodQuery, Result<Vec<Pod>, String>>;
+
+/// What the cluster knows of the IPs that rules asked about ([`RulePlan::lookup`]), per namespace: the pods there
+/// holding any of them, or why they could not be read. A namespace that is not in it was not asked.
+pub type PodsByIp = BTreeMap<String, Result<Vec<Pod>, String>>;
 
 /// The whole plan, one entry per rule in the order the rules were given.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -322,13 +331,32 @@ impl Plan {
     pub fn needs_health(&self) -> bool {
         self.rules.iter().any(|r| r.needs_health)
     }
+
+    /// The IPs to ask the cluster about before planning again, per namespace ([`RulePlan::lookup`]).
+    pub fn lookups(&self) -> BTreeMap<&str, Vec<std::net::IpAddr>> {
+        let mut out: BTreeMap<&str, Vec<std::net::IpAddr>> = BTreeMap::new();
+        for rule in self.rules.iter().filter(|r| !r.lookup.is_empty()) {
+            let ips = out.entry(rule.namespace.as_str()).or_default();
+            ips.extend(&rule.lookup);
+            ips.sort();
+            ips.dedup();
+        }
+        out
+    }
 }
 
 /// Plans `rules`: `pods` holds the listed pods of each distinct query, `actual` what CLB holds for each rule
-/// (aligned with `rules`), or why it could not be read. One [`RulePlan`] per rule, in the same order.
+/// (aligned with `rules`), or why it could not be read, and `elsewhere` what the cluster said of the IPs earlier
+/// plans asked about. One [`RulePlan`] per rule, in the same order.
 ///
 /// Pure and deterministic.
-pub fn plan(rules: &[&Rule], pods: &PodLists, actual: &[Result<RuleTargets, String>], opts: &PlanOptions) -> Plan {
+pub fn plan(
+    rules: &[&Rule],
+    pods: &PodLists,
+    actual: &[Result<RuleTargets, String>],
+    elsewhere: &PodsByIp,
+    opts: &PlanOptions,
+) -> Plan {
     let clashes = clashing_bindings(rules, actual);
     let mut out = Vec::with_capacity(rules.len());
     for ((i, rule), state) in rules.iter().enumerate().zip(actual) {
@@ -381,7 +409,13 @@ pub fn plan(rules: &[&Rule], pods: &PodLists, actual: &[Result<RuleTargets, Stri
             });
             continue;
         }
-        let planned = plan_rule(&wanted, &bound.targets, RuleOptions::of(rule), opts);
+        let asked = match elsewhere.get(&rule.backend.pods.namespace) {
+            None => Asked::NotRead,
+            Some(Ok(pods)) => Asked::Pods(pods),
+            Some(Err(why)) => Asked::Unreadable(why),
+        };
+        let elsewhere = Elsewhere { own: pods, asked };
+        let planned = plan_rule(&wanted, &bound.targets, elsewhere, RuleOptions::of(rule), opts);
         let needs_health = planned.needs_health || gate_needs_health(pods, &planned.rows, opts.gate_on);
         out.push(RulePlan {
             binding,
@@ -390,6 +424,7 @@ pub fn plan(rules: &[&Rule], pods: &PodLists, actual: &[Result<RuleTargets, Stri
             warnings: wanted.problems,
             untargetable: wanted.untargetable,
             needs_health,
+            lookup: planned.lookup,
             owner: opts.owner.clone(),
             ..RulePlan::named(rule)
         });

@@ -57,7 +57,7 @@ fn run(d: Vec<DesiredTarget>, a: Vec<BoundTarget>, rule: RuleOptions) -> (Status
 
 /// [`plan_rule`]'s status and rows.
 fn planned(d: &DesiredTargets, a: &[BoundTarget], rule: RuleOptions, opts: &PlanOptions) -> (Status, Vec<Row>) {
-    let r = plan_rule(d, a, rule, opts);
+    let r = plan_rule(d, a, Elsewhere { own: &[], asked: Asked::Pods(&[]) }, rule, opts);
     (r.status, r.rows)
 }
 
@@ -200,6 +200,7 @@ fn rule_plan(status: Status, rows: Vec<Row>) -> RulePlan {
         untargetable: Default::default(),
         gate_kept: Vec::new(),
         needs_health: false,
+        lookup: Vec::new(),
         owner: None,
         gate_waits: false,
     }
@@ -407,10 +408,22 @@ fn a_rollout_registers_the_new_pod_and_keeps_the_old_one_serving_until_the_new_o
 fn unknown_health_holds_the_drain_and_asks_for_health() {
     let unknown = |ip| BoundTarget { health: Health::Unknown, ..eni(ip, 10) };
     let d = desired(vec![ready("10.0.0.2", 10), terminating("10.0.0.1")]);
-    let r = plan_rule(&d, &[unknown("10.0.0.1"), unknown("10.0.0.2")], SYNC, &PlanOptions::default());
+    let r = plan_rule(
+        &d,
+        &[unknown("10.0.0.1"), unknown("10.0.0.2")],
+        Elsewhere { own: &[], asked: Asked::Pods(&[]) },
+        SYNC,
+        &PlanOptions::default(),
+    );
     assert_eq!(r.rows[0].action, Action::Wait);
     assert!(r.needs_health, "the planner asks for health to decide");
-    let r = plan_rule(&d, &[eni("10.0.0.1", 10), eni("10.0.0.2", 10)], SYNC, &PlanOptions::default());
+    let r = plan_rule(
+        &d,
+        &[eni("10.0.0.1", 10), eni("10.0.0.2", 10)],
+        Elsewhere { own: &[], asked: Asked::Pods(&[]) },
+        SYNC,
+        &PlanOptions::default(),
+    );
     assert!(!r.needs_health);
     assert_eq!(r.rows[0].action, Action::Drain);
 }
@@ -575,4 +588,5 @@ proptest! {
     }
 }
 
+mod capacity;
 mod gate;

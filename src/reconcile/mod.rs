@@ -16,7 +16,7 @@ use crate::clb::resolve::{self, LbRules};
 use crate::desired::{self, Cluster};
 use crate::model::printable;
 use crate::observe::progress::{Observer, Progress};
-use crate::plan::{self, Applied, Plan, PlanOptions, PodLists, RulePlan};
+use crate::plan::{self, Applied, Plan, PlanOptions, PodLists, PodsByIp, RulePlan};
 use crate::report::{self, Style};
 use crate::rules::{Rule, Rules};
 
@@ -158,16 +158,36 @@ pub async fn run<K: Cluster, C: Clb>(
                     let lb_rules: Vec<&Rule> = idx.iter().map(|&i| &rules.rules[i]).collect();
                     let mut actual = resolve::read_lb(clb, lb, &lb_rules).await;
                     let pods = pods.await;
-                    let mut plan = plan::plan(&lb_rules, &pods, &actual, &settings.plan);
-                    // The planner holds a drain or removal that could leave a rule without a serving target until
-                    // it knows the targets' health: read it (one call for the load balancer) and plan again.
-                    if plan.needs_health() {
-                        match resolve::read_health(clb, lb, &mut actual).await {
-                            Ok(()) => plan = plan::plan(&lb_rules, &pods, &actual, &settings.plan),
-                            Err(e) => {
-                                tracing::warn!(%lb, "{e}; drains that could leave a rule without a serving target wait")
+                    let mut elsewhere = PodsByIp::new();
+                    let mut plan = plan::plan(&lb_rules, &pods, &actual, &elsewhere, &settings.plan);
+                    // The planner holds a drain or removal that could take traffic away until it knows the targets'
+                    // health (one call for the load balancer) and, for targets the rules no longer select, whether
+                    // a pod still serves their IPs: read what it asks for and plan again (twice at most).
+                    let mut health_read = false;
+                    loop {
+                        let mut again = false;
+                        if plan.needs_health() && !health_read {
+                            health_read = true;
+                            match resolve::read_health(clb, lb, &mut actual).await {
+                                Ok(()) => again = true,
+                                Err(e) => {
+                                    tracing::warn!(%lb, "{e}; drains and removals that could take traffic away wait")
+                                }
                             }
                         }
+                        let lookups = plan.lookups();
+                        let asked: Vec<(&str, Vec<std::net::IpAddr>)> =
+                            lookups.into_iter().filter(|(ns, _)| !elsewhere.contains_key(*ns)).collect();
+                        for (namespace, ips) in asked {
+                            let found = cluster.pods_at(namespace, &ips).await;
+                            let found = found.map_err(|e| printable(&e.to_string()).into_owned());
+                            elsewhere.insert(namespace.to_owned(), found);
+                            again = true;
+                        }
+                        if !again {
+                            break;
+                        }
+                        plan = plan::plan(&lb_rules, &pods, &actual, &elsewhere, &settings.plan);
                     }
                     let applied = match apply_opts {
                         Some(opts) if plan.has_changes() => {
@@ -196,7 +216,7 @@ pub async fn run<K: Cluster, C: Clb>(
         let (idx, actual): (Vec<usize>, Vec<_>) = unreadable.into_iter().map(|(i, reason)| (i, Err(reason))).unzip();
         let lb_rules: Vec<&Rule> = idx.iter().map(|&i| &rules.rules[i]).collect();
         groups.push(LbResult {
-            plan: plan::plan(&lb_rules, &pods, &actual, &settings.plan),
+            plan: plan::plan(&lb_rules, &pods, &actual, &PodsByIp::new(), &settings.plan),
             rules: idx,
             applied: None,
         });

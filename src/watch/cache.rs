@@ -9,6 +9,7 @@
 //! at once when the list is complete.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -305,6 +306,15 @@ impl Cache {
             .collect()
     }
 
+    /// The cached pods of `namespace` that hold any of `ips`; like a query, only from a synced watch.
+    fn pods_at(&self, namespace: &str, ips: &[IpAddr]) -> Result<Vec<Pod>, Error> {
+        let namespaces = self.lock();
+        let ns = namespaces.get(namespace).filter(|ns| ns.pods.synced);
+        let ns = ns.ok_or_else(|| Error::NotSynced { what: format!("pods in namespace {namespace}") })?;
+        let holds = |p: &&CachedPod| p.pod.ips.iter().any(|ip| ips.contains(ip));
+        Ok(ns.pods.objects.values().filter(holds).map(|p| p.pod.clone()).collect())
+    }
+
     fn query(&self, query: &PodQuery) -> Result<Vec<Pod>, Error> {
         let namespaces = self.lock();
         let not_synced =
@@ -375,6 +385,10 @@ impl Cluster for CachedCluster<'_> {
             }
             answer => answer,
         }
+    }
+
+    async fn pods_at(&self, namespace: &str, ips: &[IpAddr]) -> Result<Vec<Pod>, Error> {
+        self.cache.pods_at(namespace, ips)
     }
 
     async fn set_pod_condition(

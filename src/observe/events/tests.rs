@@ -59,6 +59,7 @@ fn rule_plan(rule: &Rule, status: Status, rows: Vec<Row>) -> RulePlan {
         untargetable: Default::default(),
         gate_kept: Vec::new(),
         needs_health: false,
+        lookup: Vec::new(),
         owner: None,
         gate_waits: false,
     }
@@ -236,5 +237,11 @@ fn a_readiness_gate_kept_true_is_a_warning_naming_the_pods() {
         [("Deployment shop/api".to_string(), "ReadinessGateKept"), ("Deployment shop/api".to_string(), "RuleBlocked")]
     );
     assert_eq!(drafts[0].reason.kind(), "Warning");
-    assert!(drafts[0].note.starts_with("readiness gate kept: lb-00000001 HTTP:80 shop.example.com/api: 2 pod(s) [api-1, api-2] stay Ready"), "{}", drafts[0].note);
+    assert!(
+        drafts[0].note.starts_with(
+            "readiness gate kept: lb-00000001 HTTP:80 shop.example.com/api: 2 pod(s) [api-1, api-2] stay Ready"
+        ),
+        "{}",
+        drafts[0].note
+    );
 }

@@ -68,7 +68,12 @@ fn gated() -> Pod {
 /// Plans `pods` against `actual` (one entry per rule), then the gate with every registration's outcome `applied`.
 fn gate_plan(pods: Vec<Pod>, actual: &[Result<RuleTargets, String>], applied: Applied, gate_on: GateOn) -> Plan {
     let opts = PlanOptions { gate_on, ..PlanOptions::default() };
-    gate_plan_with(pods, actual, |action| if action == Action::Register { applied.clone() } else { Applied::NotRun }, &opts)
+    gate_plan_with(
+        pods,
+        actual,
+        |action| if action == Action::Register { applied.clone() } else { Applied::NotRun },
+        &opts,
+    )
 }
 
 /// [`gate_plan`] with options, and what became of each row's change by its action.
@@ -81,7 +86,7 @@ fn gate_plan_with(
     let rules = rules();
     let rules: Vec<&Rule> = rules.rules.iter().collect();
     let lists: PodLists = [(rules[0].backend.pods.clone(), Ok(pods))].into_iter().collect();
-    let mut plan = plan(&rules, &lists, actual, opts);
+    let mut plan = plan(&rules, &lists, actual, &PodsByIp::new(), opts);
     let rows = plan.rules.clone();
     plan_gate(&rules, &lists, &mut plan, |i, j| applied(rows[i].rows[j].action), opts.gate_on);
     plan
@@ -107,7 +112,10 @@ fn a_target_at_weight_0_or_short_of_its_planned_weight_does_not_turn_the_gate_tr
     assert!(message.contains("at weight 0: bound, untagged"), "{message}");
 
     let drained = [bound_at(0, 0, ""), bound_at(1, 10, "")];
-    assert_eq!(plan_actions(&gate_plan_with(vec![gated()], &drained, |_| Applied::NotRun, &PlanOptions::default()))[0], Action::Reweight);
+    assert_eq!(
+        plan_actions(&gate_plan_with(vec![gated()], &drained, |_| Applied::NotRun, &PlanOptions::default()))[0],
+        Action::Reweight
+    );
     for (applied, want) in [
         (Applied::NotRun, "RegistrationPending"),
         (Applied::Failed("InternalError: x (RequestId r-3)".into()), "RegistrationFailed"),
@@ -117,12 +125,12 @@ fn a_target_at_weight_0_or_short_of_its_planned_weight_does_not_turn_the_gate_tr
         assert_eq!((status, reason), (false, want), "{message}");
     }
     let plan = gate_plan_with(vec![gated()], &drained, |_| Applied::Done, &PlanOptions::default());
-    assert_eq!(only_change(&plan).0, true, "a reweight done in this run binds it at its weight");
+    assert!(only_change(&plan).0, "a reweight done in this run binds it at its weight");
 
     // Another owner's target of our pod that takes a weight serves it: bound.
     let foreign = [bound_at(0, 10, "clbsync:b"), bound_at(1, 10, "clbsync:a")];
     let plan = gate_plan_with(vec![gated()], &foreign, |_| Applied::NotRun, &owner);
-    assert_eq!(only_change(&plan).0, true);
+    assert!(only_change(&plan).0);
 }
 
 /// The first row's action of each rule.
@@ -218,7 +226,7 @@ fn gate_plan_rules(text: &str, pods: Vec<Pod>, actual: &[Result<RuleTargets, Str
     let rules = parse("rules.yaml", text).expect("valid rules");
     let rules: Vec<&Rule> = rules.rules.iter().collect();
     let lists: PodLists = [(rules[0].backend.pods.clone(), Ok(pods))].into_iter().collect();
-    let mut plan = plan(&rules, &lists, actual, &PlanOptions::default());
+    let mut plan = plan(&rules, &lists, actual, &PodsByIp::new(), &PlanOptions::default());
     plan_gate(&rules, &lists, &mut plan, |_, _| Applied::NotRun, GateOn::Healthy);
     plan
 }
@@ -260,7 +268,7 @@ fn a_typo_on_every_rule_of_a_serving_pod_keeps_a_true_condition_true_and_says_wh
     assert!(gate_plan_rules(&typo, vec![kept.clone()], &healthy).gate.is_empty(), "written once");
 
     let plan = gate_plan_rules(&typo, vec![gated()], &healthy);
-    assert_eq!(only_change(&plan).0, false, "a pod that was not True is not let in");
+    assert!(!only_change(&plan).0, "a pod that was not True is not let in");
     assert!(plan.rules.iter().all(|r| r.gate_kept.is_empty()));
 
     let plan = gate_plan_rules(RULES, vec![kept], &healthy);

@@ -258,7 +258,11 @@ async fn validate_with_a_kubeconfig_reports_a_port_name_no_container_has_at_its_
         "{}",
         seen(&online)
     );
-    assert!(stderr.contains(&format!("{file}:12:1: [0].listeners[2].backend: deployment {}/nope not found", ns.name)), "{}", seen(&online));
+    assert!(
+        stderr.contains(&format!("{file}:12:1: [0].listeners[2].backend: deployment {}/nope not found", ns.name)),
+        "{}",
+        seen(&online)
+    );
     assert!(!stderr.contains("listeners[0]"), "the good rule has no problem\n{}", seen(&online));
 
     let json = validate(&["--kubeconfig", &kubeconfig, "-o", "json"]).await.expect("join");
