@@ -221,6 +221,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_insecure_skip_tls_verify: bool,
 
+    /// A drain or removal held back longer than this (make before break: its replacements do not take traffic)
+    /// is reported: a Warning Event `TargetsWaiting` and `clbsync_waiting_targets` (e.g. 10m, 1h).
+    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    pub warn_waiting_after: std::time::Duration,
+
     /// Client-side limit of CLB API requests per second, per action, 1-1000 (the API allows 20).
     #[arg(long, env = "CLBSYNC_RATE_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rate_limit: u32,

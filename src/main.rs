@@ -284,6 +284,7 @@ fn settings(g: &Global, run: &RunArgs, mode: Mode, stop: Arc<AtomicBool>) -> Set
         region: run.region(|k| std::env::var(k).ok()),
         stop,
         stop_grace: std::time::Duration::from_secs(u64::from(run.stop_grace)),
+        warn_waiting_after: run.warn_waiting_after,
         progress: None,
     }
 }
@@ -325,7 +326,7 @@ async fn execute(
     let outcome = outcome.with_context(|| format!("running the rules of {rules_file}"))?;
     if let Some(m) = metrics {
         m.record_pass(&outcome, elapsed, metrics::unix_now());
-        m.set_rules(&outcome.plan.rules);
+        m.set_rules(&outcome.plan.rules, outcome.waits);
     }
     quiet_on_broken_pipe(out.flush())?;
     if let Some(EventArgs { events: true, max_events }) = events {

@@ -68,6 +68,7 @@ pub fn pod(name: &str, ip: &str) -> Pod {
         phase: "Pending".into(),
         ready: false,
         terminating: false,
+        terminating_since: None,
         ips: vec![ip.parse().expect("test IP")],
         ports: vec![("http".into(), 8080)],
         gate: None,
@@ -106,6 +107,7 @@ impl Pod {
     pub fn terminating(mut self) -> Pod {
         self.phase = "Running".into();
         self.terminating = true;
+        self.terminating_since = Some(1_700_000_000);
         self
     }
 }

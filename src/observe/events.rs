@@ -25,7 +25,7 @@ use kube::{Api, Client};
 
 use crate::apply::RowStatus;
 use crate::model::GATE_CONDITION;
-use crate::plan::{Action, RulePlan, Status};
+use crate::plan::{Action, RulePlan, Status, Waits};
 use crate::reconcile::Outcome;
 use crate::rules::{PodSource, Rules};
 
@@ -56,6 +56,8 @@ pub enum Reason {
     ChangeFailed,
     /// Gated pods keep `clbsync.dev/registered` True though no rule that selects them can bind them.
     GateKept,
+    /// Drains or removals held back (make before break) longer than `--warn-waiting-after`.
+    TargetsWaiting,
 }
 
 impl Reason {
@@ -69,13 +71,18 @@ impl Reason {
             Reason::RuleSkipped => "RuleSkipped",
             Reason::ChangeFailed => "ChangeFailed",
             Reason::GateKept => "ReadinessGateKept",
+            Reason::TargetsWaiting => "TargetsWaiting",
         }
     }
 
     /// `Normal` or `Warning`.
     pub fn kind(self) -> &'static str {
         match self {
-            Reason::RuleBlocked | Reason::RuleSkipped | Reason::ChangeFailed | Reason::GateKept => "Warning",
+            Reason::RuleBlocked
+            | Reason::RuleSkipped
+            | Reason::ChangeFailed
+            | Reason::GateKept
+            | Reason::TargetsWaiting => "Warning",
             _ => "Normal",
         }
     }
@@ -87,7 +94,11 @@ impl Reason {
             Reason::TargetsDrained => "DrainTargets",
             Reason::TargetsDeregistered => "DeregisterTargets",
             Reason::WeightsChanged => "ChangeWeights",
-            Reason::RuleBlocked | Reason::RuleSkipped | Reason::ChangeFailed | Reason::GateKept => "Reconcile",
+            Reason::RuleBlocked
+            | Reason::RuleSkipped
+            | Reason::ChangeFailed
+            | Reason::GateKept
+            | Reason::TargetsWaiting => "Reconcile",
         }
     }
 
@@ -102,6 +113,7 @@ impl Reason {
             Reason::RuleSkipped => "skipped",
             Reason::ChangeFailed => "failed",
             Reason::GateKept => "readiness gate kept",
+            Reason::TargetsWaiting => "waiting",
         }
     }
 }
@@ -144,7 +156,7 @@ pub fn drafts(rules: &Rules, outcome: &Outcome, max: usize) -> (Vec<Draft>, usiz
     let no_statuses = Vec::new();
     for (i, (rule, plan)) in rules.rules.iter().zip(&outcome.plan.rules).enumerate() {
         let statuses = outcome.applied.as_ref().and_then(|a| a.rows.get(i)).unwrap_or(&no_statuses);
-        for (reason, entry, pods) in rule_entries(plan, statuses) {
+        for (reason, entry, pods) in rule_entries(plan, statuses, outcome.waits) {
             let object = match &rule.backend.pods.source {
                 PodSource::Deployment(name) => Some(name.clone()),
                 PodSource::Selector(_) => pods.into_iter().next(),
@@ -175,9 +187,23 @@ fn kind_of(source: &PodSource) -> &'static str {
 }
 
 /// A rule's entries, each with the pods (sorted) whose targets it names.
-fn rule_entries(plan: &RulePlan, statuses: &[RowStatus]) -> Vec<(Reason, Entry, BTreeSet<String>)> {
+fn rule_entries(plan: &RulePlan, statuses: &[RowStatus], waits: Waits) -> Vec<(Reason, Entry, BTreeSet<String>)> {
     let place = &plan.place;
     let mut out = Vec::new();
+    let overdue: Vec<&crate::plan::Row> = plan.overdue(waits).collect();
+    if !overdue.is_empty() {
+        let longest = overdue.iter().filter_map(|r| r.waiting_since).min().map_or(0, |s| waits.now - s);
+        let head = format!(
+            "{}: {place}: drain or removal held for {} min (more than --warn-waiting-after {} min) because the \
+             rule's other targets do not take its traffic: check their CLB health checks",
+            Reason::TargetsWaiting.word(),
+            longest / 60,
+            waits.after.as_secs() / 60
+        );
+        let targets = overdue.iter().map(|r| r.target.to_string()).collect();
+        let pods = overdue.iter().filter_map(|r| r.pod.clone()).collect();
+        out.push((Reason::TargetsWaiting, Entry { head, targets }, pods));
+    }
     if !plan.gate_kept.is_empty() {
         let shown = plan.gate_kept.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
         let head = format!(

@@ -13,6 +13,7 @@
 //! | `clbsync_leader` | gauge | 1 when this replica may mutate |
 //! | `clbsync_rules_file_valid` | gauge | 0 after a reload refused an invalid rules file |
 //! | `clbsync_events_total` | counter | `result`: `recorded`, `failed` (Kubernetes Events) |
+//! | `clbsync_waiting_targets` | gauge | drains and removals held longer than `--warn-waiting-after` |
 //!
 //! Watch mode serves them as OpenMetrics ([`Metrics::encode`]); a batch run pushes or writes one run's values in
 //! the Prometheus text format 0.0.4 ([`Metrics::encode_text`]), which the Pushgateway and the node exporter's
@@ -31,7 +32,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::apply::RowStatus;
-use crate::plan::{Action, RulePlan, Status};
+use crate::plan::{Action, RulePlan, Status, Waits};
 use crate::reconcile::{Outcome, exit};
 
 type Labels<const N: usize> = [(&'static str, String); N];
@@ -61,6 +62,7 @@ pub struct Metrics {
     leader: Gauge,
     rules_file_valid: Gauge,
     events: Family<Labels<1>, Counter>,
+    waiting: Gauge,
 }
 
 impl Default for Metrics {
@@ -83,6 +85,7 @@ impl Metrics {
             leader: Gauge::default(),
             rules_file_valid: Gauge::default(),
             events: Family::default(),
+            waiting: Gauge::default(),
             registry: Registry::default(),
         };
         // Counters get their `_total` suffix from the encoder.
@@ -104,6 +107,11 @@ impl Metrics {
             m.rules_file_valid.clone(),
         );
         registry.register("events", "Kubernetes Events, by whether they were recorded", m.events.clone());
+        registry.register(
+            "waiting_targets",
+            "Drains and removals held back (make before break) for longer than --warn-waiting-after",
+            m.waiting.clone(),
+        );
         for status in RULE_STATUSES {
             let _ = m.rules.get_or_create(&[("status", status.to_owned())]);
         }
@@ -148,11 +156,14 @@ impl Metrics {
         }
     }
 
-    /// Sets the rule and target gauges from the last plan of every rule.
-    pub fn set_rules<'a>(&self, plans: impl IntoIterator<Item = &'a RulePlan>) {
+    /// Sets the rule and target gauges from the last plan of every rule; `waits` says which held rows count as
+    /// waiting too long.
+    pub fn set_rules<'a>(&self, plans: impl IntoIterator<Item = &'a RulePlan>, waits: Waits) {
         let mut rules = [0i64; 3];
         let mut targets = [0i64; ACTIONS.len()];
+        let mut waiting = 0i64;
         for plan in plans {
+            waiting += plan.overdue(waits).count() as i64;
             rules[match plan.status {
                 Status::Ready => 0,
                 Status::Blocked { .. } => 1,
@@ -170,6 +181,7 @@ impl Metrics {
         for (action, n) in ACTIONS.iter().zip(targets) {
             self.targets.get_or_create(&[("state", action.as_str().to_owned())]).set(n);
         }
+        self.waiting.set(waiting);
     }
 
     pub fn set_leader(&self, leader: bool) {
@@ -263,6 +275,7 @@ mod tests {
             "clbsync_leader 0",
             "clbsync_rules_file_valid 1",
             "clbsync_events_total{result=\"failed\"} 0",
+            "clbsync_waiting_targets 0",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

@@ -42,12 +42,13 @@ pub(super) struct Kept {
 
 /// Turns drains and removals into [`Action::Wait`] where they would take traffic away before the rule's other
 /// targets take it (see the module). `leaving` names the removed targets whose pod may still serve though the
-/// rule no longer selects it.
+/// rule no longer selects it; `since`, when the pods of terminating targets began to terminate.
 pub(super) fn keep_serving_capacity(
     rows: &mut [Row],
     bound: &BTreeMap<Target, &BoundTarget>,
     wanted: &BTreeMap<Target, &DesiredTarget>,
     leaving: &BTreeMap<Target, Leaving>,
+    since: &BTreeMap<Target, i64>,
 ) -> Kept {
     let removed = |r: &Row| matches!(r.action, Action::Drain | Action::Deregister);
     // The weight a row leaves its target with (a registration's, for targets bound by this run).
@@ -129,6 +130,7 @@ pub(super) fn keep_serving_capacity(
         ask |= leaving.get(&row.target) == Some(&Leaving::Unknown);
         row.action = Action::Wait;
         row.weight = Some(b.weight);
+        row.waiting_since = since.get(&row.target).copied();
     }
     let mut lookup = if ask { unknown } else { Vec::new() };
     lookup.sort();

@@ -96,6 +96,10 @@ pub struct Row {
     pub unmanaged: Option<Unmanaged>,
     /// What CLB's health checks say of the bound target ([`Health::Unknown`] when not read, or not bound).
     pub health: Health,
+    /// For a [`Action::Wait`] row, since when (Unix seconds) it has waited, as far as anything records it: the
+    /// deletion time of a terminating pod's target; for a target the rules no longer select, watch mode's first
+    /// pass that held it ([`carry_waits`]). `None`: unknown (a batch run of such a wait).
+    pub waiting_since: Option<i64>,
 }
 
 /// Why a bound target is not clbsync's to change.
@@ -225,6 +229,39 @@ impl RulePlan {
     /// The rows that would change something, whatever the status.
     pub fn changes(&self) -> impl Iterator<Item = &Row> {
         self.rows.iter().filter(|r| r.action.is_change())
+    }
+
+    /// The held drains and removals that have waited longer than `waits.after` (see [`Row::waiting_since`]).
+    pub fn overdue(&self, waits: Waits) -> impl Iterator<Item = &Row> {
+        let limit = i64::try_from(waits.after.as_secs()).unwrap_or(i64::MAX);
+        let ready = self.status == Status::Ready;
+        self.rows.iter().filter(move |r| {
+            ready && r.action == Action::Wait && r.waiting_since.is_some_and(|s| waits.now.saturating_sub(s) > limit)
+        })
+    }
+}
+
+/// When a held drain or removal counts as waiting too long (`--warn-waiting-after`): a Warning Event and
+/// `clbsync_waiting_targets`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Waits {
+    /// Unix seconds at the pass.
+    pub now: i64,
+    pub after: std::time::Duration,
+}
+
+/// `--warn-waiting-after` unless told otherwise: far past a rollout's health-check warm-ups (15 s each with
+/// CLB's defaults), well before anyone would notice a rollout that never ends.
+pub const WARN_WAITING_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Watch mode: carries over from a rule's previous plan since when each of its held targets has waited, for the
+/// waits nothing in the cluster records (a target the rules no longer select), and starts the clock at `now` for
+/// new ones. The memory is the previous plan: a restart starts these clocks again, so their warning comes up to
+/// one bound later; waits the cluster records (a terminating pod's deletion time) are not affected.
+pub fn carry_waits(previous: Option<&RulePlan>, plan: &mut RulePlan, now: i64) {
+    for row in plan.rows.iter_mut().filter(|r| r.action == Action::Wait && r.waiting_since.is_none()) {
+        let before = previous.and_then(|p| p.rows.iter().find(|r| r.target == row.target && r.action == Action::Wait));
+        row.waiting_since = Some(before.and_then(|r| r.waiting_since).unwrap_or(now));
     }
 }
 

@@ -69,7 +69,7 @@ pub enum Asked<'a> {
 enum Found<'a> {
     /// A pod that serves has it (the pod's name).
     Serving(&'a str),
-    Terminating(&'a str),
+    Terminating(&'a Pod),
     /// No pod has it, or only one that does not serve.
     Gone,
     NotRead,
@@ -84,7 +84,7 @@ impl<'a> Elsewhere<'a> {
             let serving = holding.clone().find(|p| !p.terminating && serves(p));
             Some(match (serving, holding.find(|p| p.terminating)) {
                 (Some(p), _) => Found::Serving(&p.name),
-                (None, Some(p)) => Found::Terminating(&p.name),
+                (None, Some(p)) => Found::Terminating(p),
                 (None, None) => Found::Gone,
             })
         };
@@ -118,6 +118,8 @@ pub fn plan_rule(
         desired.targets.iter().filter(|d| d.state == PodState::Ready).map(|d| d.target.ip).collect();
     let mut rows = Vec::with_capacity(wanted.len().max(bound.len()));
     let mut leaving = BTreeMap::new();
+    // Since when a terminating pod's target has been leaving: the pod's deletion time.
+    let mut since: BTreeMap<Target, i64> = desired.targets.iter().filter_map(|d| Some((d.target, d.since?))).collect();
 
     for (target, b) in &bound {
         let want = wanted.get(target);
@@ -132,6 +134,7 @@ pub fn plan_rule(
             unless_failed: UnlessFailed::Nothing,
             unmanaged: None,
             health: b.health,
+            waiting_since: None,
         };
         let ownership = match (&b.kind, &opts.owner) {
             (TargetKind::Instance { kind, instance_id }, _) => {
@@ -202,10 +205,11 @@ pub fn plan_rule(
                             let note = format!("pod {name} still serves; this rule no longer selects it");
                             Row { pod: Some(name.to_owned()), ..held(note) }
                         }
-                        Found::Terminating(name) => {
-                            let note = Some(format!("pod {name} is terminating (this rule no longer selects it)"));
+                        Found::Terminating(pod) => {
+                            since.extend(pod.terminating_since.map(|s| (*target, s)));
+                            let note = Some(format!("pod {} is terminating (this rule no longer selects it)", pod.name));
                             let drain = row(Action::Drain, Some(0), note);
-                            Row { pod: Some(name.to_owned()), unless_failed: UnlessFailed::AnyOfRule, ..drain }
+                            Row { pod: Some(pod.name.clone()), unless_failed: UnlessFailed::AnyOfRule, ..drain }
                         }
                         Found::Gone => row(Action::Deregister, None, Some("no ready pod has this IP".into())),
                         Found::NotRead => {
@@ -235,6 +239,7 @@ pub fn plan_rule(
             unless_failed: UnlessFailed::Nothing,
             unmanaged: None,
             health: Health::Unknown,
+            waiting_since: None,
         });
     }
     rows.sort_by_key(|r| r.target);
@@ -260,6 +265,6 @@ pub fn plan_rule(
         }
         return RuleRows { status: Status::Blocked { reason }, rows, needs_health: false, lookup: Vec::new() };
     }
-    let kept = keep_serving_capacity(&mut rows, &bound, &wanted, &leaving);
+    let kept = keep_serving_capacity(&mut rows, &bound, &wanted, &leaving, &since);
     RuleRows { status: Status::Ready, rows, needs_health: kept.needs_health, lookup: kept.lookup }
 }

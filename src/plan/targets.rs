@@ -74,7 +74,8 @@ pub fn targets_for(backend: &Backend, pods: &[Pod]) -> DesiredTargets {
             },
         };
         let target = Target::new(ip, port);
-        let entry = DesiredTarget { target, weight: backend.weight, pod: pod.name.clone(), state };
+        let since = pod.terminating_since.filter(|_| pod.terminating);
+        let entry = DesiredTarget { target, weight: backend.weight, pod: pod.name.clone(), state, since };
         // Two pods with one IP (a reused IP while the old pod terminates): the ready one wins.
         match seen.get(&target) {
             Some(&i) => {

@@ -15,11 +15,17 @@ fn binding() -> Binding {
 }
 
 fn ready(ip: &str, weight: Weight) -> DesiredTarget {
-    DesiredTarget { target: t(ip, 8080), weight, pod: format!("pod-{ip}"), state: PodState::Ready }
+    DesiredTarget { target: t(ip, 8080), weight, pod: format!("pod-{ip}"), state: PodState::Ready, since: None }
 }
 
 fn terminating(ip: &str) -> DesiredTarget {
-    DesiredTarget { target: t(ip, 8080), weight: 10, pod: format!("pod-{ip}"), state: PodState::Terminating }
+    DesiredTarget {
+        target: t(ip, 8080),
+        weight: 10,
+        pod: format!("pod-{ip}"),
+        state: PodState::Terminating,
+        since: Some(1_700_000_000),
+    }
 }
 
 fn eni(ip: &str, weight: Weight) -> BoundTarget {

@@ -16,7 +16,7 @@ use crate::clb::resolve::{self, LbRules};
 use crate::desired::{self, Cluster};
 use crate::model::printable;
 use crate::observe::progress::{Observer, Progress};
-use crate::plan::{self, Applied, Plan, PlanOptions, PodLists, PodsByIp, RulePlan};
+use crate::plan::{self, Applied, Plan, PlanOptions, PodLists, PodsByIp, RulePlan, Waits};
 use crate::report::{self, Style};
 use crate::rules::{Rule, Rules};
 
@@ -42,6 +42,9 @@ pub struct Settings {
     pub stop: Arc<AtomicBool>,
     /// After SIGTERM, how long changes in flight may still take ([`ApplyOptions::stop_grace`]).
     pub stop_grace: std::time::Duration,
+    /// `--warn-waiting-after`: a held drain or removal waiting longer is a Warning Event and counts in
+    /// `clbsync_waiting_targets`.
+    pub warn_waiting_after: std::time::Duration,
     /// Told what the run is doing, for a progress display (`None`: nobody is watching).
     pub progress: Option<Observer>,
 }
@@ -72,6 +75,8 @@ pub struct Outcome {
     pub plan: Plan,
     /// `None` for `diff` (and for `reconcile` when there was nothing to apply).
     pub applied: Option<ApplyReport>,
+    /// When the plan was made, and how long a held drain or removal may wait before it is reported.
+    pub waits: Waits,
 }
 
 /// The exit codes, documented in `--help` and the README.
@@ -270,7 +275,9 @@ pub async fn run<K: Cluster, C: Clb>(
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
         written => written.context("writing the report to stdout")?,
     }
-    Ok(Outcome { plan, applied })
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let waits = Waits { now: i64::try_from(now).unwrap_or(i64::MAX), after: settings.warn_waiting_after };
+    Ok(Outcome { plan, applied, waits })
 }
 
 /// What one load balancer's part of a run planned and applied.

@@ -157,6 +157,12 @@ pub async fn run<C: Clb>(
                 let Some((outcome, elapsed)) = pass(&rules, &ready, &CachedCluster { cache: &cache, api: &api }, clb, settings, stop_pass.clone()).await? else {
                     break;
                 };
+                // Waits nothing in the cluster records are timed from the first pass that held them.
+                let mut outcome = outcome;
+                let now = outcome.waits.now;
+                for (&i, plan) in ready.iter().zip(outcome.plan.rules.iter_mut()) {
+                    crate::plan::carry_waits(latest.get(&i), plan, now);
+                }
                 metrics.record_pass(&outcome, elapsed, crate::observe::metrics::unix_now());
                 let now = Instant::now();
                 for (k, (&i, plan)) in ready.iter().zip(&outcome.plan.rules).enumerate() {
@@ -170,7 +176,7 @@ pub async fn run<C: Clb>(
                     }
                     latest.insert(i, plan.clone());
                 }
-                metrics.set_rules(latest.values());
+                metrics.set_rules(latest.values(), outcome.waits);
                 if let Some(max) = opts.events {
                     let subset = Rules { rules: ready.iter().map(|&i| rules.rules[i].clone()).collect() };
                     let (drafts, left_out) = events::drafts(&subset, &outcome, max);

@@ -198,3 +198,39 @@ proptest! {
         prop_assert!(moving_waits.is_empty() || !eventual, "{moving_waits:#?}");
     }
 }
+
+/// The plan of one rule with `rows`, for the wait clocks.
+fn rule_with(rows: Vec<Row>) -> RulePlan {
+    RulePlan { rows, ..rule_plan(Status::Ready, vec![]) }
+}
+
+/// Issue 24 #12: a drain that waits indefinitely was silent. A held drain of a terminating pod has waited since
+/// the pod's deletion (the cluster's record); past `--warn-waiting-after` it is overdue.
+#[test]
+fn a_held_drain_has_waited_since_its_pod_began_to_terminate() {
+    let warming = BoundTarget { health: Health::Unhealthy, ..eni("10.0.0.2", 10) };
+    let (_, rows) = run(vec![ready("10.0.0.2", 10), terminating("10.0.0.1")], vec![eni("10.0.0.1", 10), warming], SYNC);
+    assert_eq!((rows[0].action, rows[0].waiting_since), (Action::Wait, Some(1_700_000_000)));
+    let plan = rule_with(rows);
+    let at = |now| Waits { now, after: WARN_WAITING_AFTER };
+    assert_eq!(plan.overdue(at(1_700_000_000 + 600)).count(), 0);
+    assert_eq!(plan.overdue(at(1_700_000_000 + 601)).count(), 1);
+    let blocked = RulePlan { status: Status::Blocked { reason: "x".into() }, ..plan };
+    assert_eq!(blocked.overdue(at(1_800_000_000)).count(), 0, "a blocked rule's rows are not waits");
+}
+
+/// A removal the rules moved on from has no record in the cluster: watch mode times it from the first pass that
+/// held it (the previous plan is the memory), and a batch run leaves it unknown, never overdue.
+#[test]
+fn a_wait_nothing_records_is_timed_from_the_first_pass_that_held_it() {
+    let pods = blue(1);
+    let r = plan_with(green(1), &bound_blue(1), Elsewhere { own: &[], asked: Asked::Pods(&pods) });
+    let mut first = rule_with(r.rows.clone());
+    assert_eq!(first.rows.iter().find(|r| r.action == Action::Wait).and_then(|r| r.waiting_since), None);
+    carry_waits(None, &mut first, 1_000);
+    let mut second = rule_with(r.rows);
+    carry_waits(Some(&first), &mut second, 2_000);
+    let held = second.rows.iter().find(|r| r.action == Action::Wait).expect("held");
+    assert_eq!(held.waiting_since, Some(1_000), "carried from the pass that first held it");
+    assert_eq!(second.overdue(Waits { now: 1_601, after: WARN_WAITING_AFTER }).count(), 1);
+}

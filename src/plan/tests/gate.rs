@@ -55,6 +55,7 @@ fn pod(name: &str, ip: &str) -> Pod {
         phase: "Pending".into(),
         ready: false,
         terminating: false,
+        terminating_since: None,
         ips: vec![ip.parse().expect("test IP")],
         ports: vec![("http".into(), 8080)],
         gate: None,
