@@ -14,6 +14,7 @@
 //! | `clbsync_rules_file_valid` | gauge | 0 after a reload refused an invalid rules file |
 //! | `clbsync_events_total` | counter | `result`: `recorded`, `failed` (Kubernetes Events) |
 //! | `clbsync_waiting_targets` | gauge | drains and removals held longer than `--warn-waiting-after` |
+//! | `clbsync_rechecks_total` | counter | `reason`: `gate` (a gated pod waits), `wait` (a held drain or removal); watch mode |
 //!
 //! Watch mode serves them as OpenMetrics ([`Metrics::encode`]); a batch run pushes or writes one run's values in
 //! the Prometheus text format 0.0.4 ([`Metrics::encode_text`]), which the Pushgateway and the node exporter's
@@ -63,6 +64,7 @@ pub struct Metrics {
     rules_file_valid: Gauge,
     events: Family<Labels<1>, Counter>,
     waiting: Gauge,
+    rechecks: Family<Labels<1>, Counter>,
 }
 
 impl Default for Metrics {
@@ -86,6 +88,7 @@ impl Metrics {
             rules_file_valid: Gauge::default(),
             events: Family::default(),
             waiting: Gauge::default(),
+            rechecks: Family::default(),
             registry: Registry::default(),
         };
         // Counters get their `_total` suffix from the encoder.
@@ -112,6 +115,11 @@ impl Metrics {
             "Drains and removals held back (make before break) for longer than --warn-waiting-after",
             m.waiting.clone(),
         );
+        registry.register(
+            "rechecks",
+            "Rules run again because they wait on CLB (watch mode), by what waits",
+            m.rechecks.clone(),
+        );
         for status in RULE_STATUSES {
             let _ = m.rules.get_or_create(&[("status", status.to_owned())]);
         }
@@ -120,6 +128,9 @@ impl Metrics {
         }
         for result in ["recorded", "failed"] {
             let _ = m.events.get_or_create(&[("result", result.to_owned())]);
+        }
+        for reason in ["gate", "wait"] {
+            let _ = m.rechecks.get_or_create(&[("reason", reason.to_owned())]);
         }
         m.rules_file_valid.set(1);
         Metrics { registry, ..m }
@@ -182,6 +193,11 @@ impl Metrics {
             self.targets.get_or_create(&[("state", action.as_str().to_owned())]).set(n);
         }
         self.waiting.set(waiting);
+    }
+
+    /// Counts a rule scheduled to run again because it waits on CLB: `gate` or `wait`.
+    pub fn record_recheck(&self, reason: &'static str) {
+        self.rechecks.get_or_create(&[("reason", reason.to_owned())]).inc();
     }
 
     pub fn set_leader(&self, leader: bool) {
@@ -276,6 +292,7 @@ mod tests {
             "clbsync_rules_file_valid 1",
             "clbsync_events_total{result=\"failed\"} 0",
             "clbsync_waiting_targets 0",
+            "clbsync_rechecks_total{reason=\"gate\"} 0",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

@@ -241,15 +241,33 @@ impl Cache {
         self.lock().get(namespace).is_some_and(|ns| ns.pods.synced && ns.deployments.synced)
     }
 
-    /// `due` plus every other rule of a namespace that has pods with the readiness gate: a gated pod's condition
-    /// depends on every rule that selects it, and those are all rules of its namespace.
+    /// `due` plus every other rule that selects a gated pod a due rule selects: a gated pod's condition depends on
+    /// every rule that selects it, and on no other (a pass over more would read load balancers for nothing).
     pub fn with_gate_neighbours(&self, rules: &[Rule], mut due: Vec<usize>) -> Vec<usize> {
         let namespaces = self.lock();
-        let gated =
-            |ns: &str| namespaces.get(ns).is_some_and(|n| n.pods.objects.values().any(|p| p.pod.gate.is_some()));
-        let widen: BTreeSet<&str> =
-            due.iter().map(|&i| rules[i].backend.pods.namespace.as_str()).filter(|ns| gated(ns)).collect();
-        due.extend((0..rules.len()).filter(|&i| widen.contains(rules[i].backend.pods.namespace.as_str())));
+        let selects = |rule: &Rule, labels: &BTreeMap<String, String>| {
+            let Some(ns) = namespaces.get(&rule.backend.pods.namespace) else { return false };
+            match &rule.backend.pods.source {
+                PodSource::Selector(want) => Wanted::Labels(want).matches(labels),
+                PodSource::Deployment(d) => ns
+                    .deployments
+                    .objects
+                    .get(d)
+                    .is_some_and(|s| s.as_ref().is_ok_and(|s| Wanted::Selector(s).matches(labels))),
+            }
+        };
+        let mut gated: Vec<(&str, &BTreeMap<String, String>)> = Vec::new();
+        for &i in &due {
+            let namespace = rules[i].backend.pods.namespace.as_str();
+            let Some(ns) = namespaces.get(namespace) else { continue };
+            let pods = ns.pods.objects.values().filter(|p| p.pod.gate.is_some() && selects(&rules[i], &p.labels));
+            gated.extend(pods.map(|p| (namespace, &p.labels)));
+        }
+        let neighbours = (0..rules.len()).filter(|&j| {
+            let namespace = rules[j].backend.pods.namespace.as_str();
+            gated.iter().any(|(ns, labels)| *ns == namespace && selects(&rules[j], labels))
+        });
+        due.extend(neighbours);
         due.sort_unstable();
         due.dedup();
         due

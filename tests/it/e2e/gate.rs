@@ -180,3 +180,64 @@ async fn watch_mode_runs_the_rule_again_while_a_gated_pod_waits_for_its_health_c
     }
     assert!(seen.contains(&pair("False", "WaitingForHealthCheck")), "it waited for the health checks: {seen:?}");
 }
+
+/// Issue 24 #11: one gated pod stuck in its health checks made watch mode read every load balancer of its
+/// namespace every 2 s, forever. Now only the rules that select the pod run again, with a backoff of their own
+/// once the wait outlasts a health-check warm-up, and each recheck is counted (`clbsync_rechecks_total`).
+#[tokio::test]
+async fn a_stuck_gated_pod_is_rechecked_with_a_backoff_and_only_on_the_rules_that_select_it() {
+    use super::watch::{Watcher, eventually, samples};
+    let world = World::new("gate-stuck", Spec::default().pods([p("api", "10.1.0.1"), p("web", "10.2.0.1")])).await;
+    world.ns.create(pod("web-gated").label("app", "web").port("http", 8080).ip("10.2.0.9").gated()).await;
+    // Its target never passes CLB's health checks.
+    world.emu.set_serving("10.2.0.9", false);
+    let w = Watcher::start(&world, &["--resync-interval", "1h"]);
+    let waiting = || async {
+        condition(&world, "web-gated").await.is_some_and(|c| c.reason.as_deref() == Some("WaitingForHealthCheck"))
+    };
+    let started = std::time::Instant::now();
+    while !waiting().await {
+        assert!(started.elapsed() < Duration::from_secs(20), "the gated pod never waited\n{}", w.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    world.emu.reset_calls();
+    let window = Duration::from_secs(30);
+    let started = std::time::Instant::now();
+    let mut passes: Vec<Duration> = Vec::new();
+    let mut seen = 0;
+    while started.elapsed() < window {
+        let n = world.emu.calls().count("DescribeTargetHealth");
+        if n > seen {
+            passes.push(started.elapsed());
+            seen = n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let calls = world.emu.calls();
+    let other_lb = calls.records.iter().filter(|r| r.params.to_string().contains("lb-e2e00002")).count();
+    eprintln!(
+        "in {window:?}: {} CLB calls, {} passes at {passes:?}, {other_lb} on lb-e2e00002",
+        calls.total(),
+        passes.len()
+    );
+    assert_eq!(other_lb, 0, "the rule on lb-e2e00002 does not select the stuck pod: {:?}", calls.by_action);
+    let gaps: Vec<Duration> = passes.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.last().is_some_and(|g| *g >= Duration::from_secs(4)), "rechecks back off: {passes:?}");
+    assert!(passes.len() <= 14, "{passes:?}");
+    let mut rechecks = 0.0;
+    eventually(Duration::from_secs(5), "rechecks counted", &w, || {
+        let text = w.get("/metrics").map(|(_, b)| b).unwrap_or_default();
+        rechecks = samples(&text, "clbsync_rechecks_total")
+            .iter()
+            .filter(|(l, _)| l["reason"] == "gate")
+            .map(|(_, v)| v)
+            .sum();
+        rechecks >= passes.len() as f64
+    })
+    .await;
+    assert_eq!(
+        condition(&world, "web-gated").await.and_then(|c| c.reason),
+        Some("WaitingForHealthCheck".into()),
+        "still waiting, never let in"
+    );
+}
