@@ -109,31 +109,36 @@ pub(super) fn keep_serving_capacity(
     let mut ask = false;
     for i in held {
         let row = &mut rows[i];
-        let b = bound[&row.target];
-        let what = if row.action == Action::Drain { "drain" } else { "removal" };
-        let why = row.note.take().unwrap_or_default();
-        row.note = Some(match leaving.get(&row.target) {
-            Some(_) if b.health == Health::Unknown => {
-                format!("{what} waits: target health not read yet ({why})")
-            }
-            Some(_) => format!(
-                "{what} waits until the rule's other targets take its traffic ({keepers} of {needed} do; new targets \
-                 pass CLB's health checks first): {why}"
-            ),
-            None if b.health == Health::Unknown => {
-                format!("{what} waits: target health not read yet; no other target of this rule takes traffic")
-            }
-            None => format!(
-                "{what} waits until another target of this rule is healthy (new targets pass CLB's health checks first)"
-            ),
-        });
-        ask |= leaving.get(&row.target) == Some(&Leaving::Unknown);
-        row.action = Action::Wait;
-        row.weight = Some(b.weight);
-        row.waiting_since = since.get(&row.target).copied();
+        let leaves = leaving.get(&row.target).copied();
+        ask |= leaves == Some(Leaving::Unknown);
+        hold(row, bound[&row.target], leaves, (keepers, needed), since.get(&row.target).copied());
     }
     let mut lookup = if ask { unknown } else { Vec::new() };
     lookup.sort();
     lookup.dedup();
     Kept { needs_health, lookup }
+}
+
+/// Turns a drain or removal into a wait, saying why: `counts` is (pods that take traffic, pods the rule needs)
+/// for a target the rules no longer select (`leaves`).
+fn hold(row: &mut Row, b: &BoundTarget, leaves: Option<Leaving>, counts: (usize, usize), since: Option<i64>) {
+    let what = if row.action == Action::Drain { "drain" } else { "removal" };
+    let why = row.note.take().unwrap_or_default();
+    let (keepers, needed) = counts;
+    row.note = Some(match leaves {
+        Some(_) if b.health == Health::Unknown => format!("{what} waits: target health not read yet ({why})"),
+        Some(_) => format!(
+            "{what} waits until the rule's other targets take its traffic ({keepers} of {needed} do; new targets \
+             pass CLB's health checks first): {why}"
+        ),
+        None if b.health == Health::Unknown => {
+            format!("{what} waits: target health not read yet; no other target of this rule takes traffic")
+        }
+        None => format!(
+            "{what} waits until another target of this rule is healthy (new targets pass CLB's health checks first)"
+        ),
+    });
+    row.action = Action::Wait;
+    row.weight = Some(b.weight);
+    row.waiting_since = since;
 }

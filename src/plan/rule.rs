@@ -197,31 +197,7 @@ pub fn plan_rule(
                 }
                 // The rules no longer select it (a backend switched, a selector changed): whether it still
                 // serves is what the cluster knows of its IP.
-                Policy::Sync => {
-                    let held = |note: String| Row { unless_failed: UnlessFailed::AnyOfRule, ..row(Action::Deregister, None, Some(note)) };
-                    match elsewhere.find(target.ip) {
-                        Found::Serving(name) => {
-                            leaving.insert(*target, Leaving::Moves);
-                            let note = format!("pod {name} still serves; this rule no longer selects it");
-                            Row { pod: Some(name.to_owned()), ..held(note) }
-                        }
-                        Found::Terminating(pod) => {
-                            since.extend(pod.terminating_since.map(|s| (*target, s)));
-                            let note = Some(format!("pod {} is terminating (this rule no longer selects it)", pod.name));
-                            let drain = row(Action::Drain, Some(0), note);
-                            Row { pod: Some(pod.name.clone()), unless_failed: UnlessFailed::AnyOfRule, ..drain }
-                        }
-                        Found::Gone => row(Action::Deregister, None, Some("no ready pod has this IP".into())),
-                        Found::NotRead => {
-                            leaving.insert(*target, Leaving::Unknown);
-                            held("this rule no longer selects its IP; the cluster is asked whether a pod still serves it".into())
-                        }
-                        Found::Unreadable(why) => {
-                            leaving.insert(*target, Leaving::Moves);
-                            held(format!("this rule no longer selects its IP, and whether a pod still serves it could not be read ({why})"))
-                        }
-                    }
-                }
+                Policy::Sync => not_selected(row(Action::Deregister, None, None), elsewhere, &mut leaving, &mut since),
             },
         });
     }
@@ -267,4 +243,42 @@ pub fn plan_rule(
     }
     let kept = keep_serving_capacity(&mut rows, &bound, &wanted, &leaving, &since);
     RuleRows { status: Status::Ready, rows, needs_health: kept.needs_health, lookup: kept.lookup }
+}
+
+/// A bound target of ours, weighted and not unhealthy, that the rule's pods do not have (a backend switched, a
+/// selector changed): `removal` of it, decided by what the cluster says of its IP ([`Elsewhere`]). Records in
+/// `leaving` whether it may still serve, and in `since` when its pod began to terminate.
+fn not_selected(
+    removal: Row,
+    elsewhere: Elsewhere<'_>,
+    leaving: &mut BTreeMap<Target, Leaving>,
+    since: &mut BTreeMap<Target, i64>,
+) -> Row {
+    let target = removal.target;
+    let held = |note: String| Row { note: Some(note), unless_failed: UnlessFailed::AnyOfRule, ..removal.clone() };
+    match elsewhere.find(target.ip) {
+        Found::Serving(name) => {
+            leaving.insert(target, Leaving::Moves);
+            Row {
+                pod: Some(name.to_owned()),
+                ..held(format!("pod {name} still serves; this rule no longer selects it"))
+            }
+        }
+        Found::Terminating(pod) => {
+            since.extend(pod.terminating_since.map(|s| (target, s)));
+            let note = format!("pod {} is terminating (this rule no longer selects it)", pod.name);
+            Row { action: Action::Drain, weight: Some(0), pod: Some(pod.name.clone()), ..held(note) }
+        }
+        Found::Gone => Row { note: Some("no ready pod has this IP".into()), ..removal },
+        Found::NotRead => {
+            leaving.insert(target, Leaving::Unknown);
+            held("this rule no longer selects its IP; the cluster is asked whether a pod still serves it".into())
+        }
+        Found::Unreadable(why) => {
+            leaving.insert(target, Leaving::Moves);
+            held(format!(
+                "this rule no longer selects its IP, and whether a pod still serves it could not be read ({why})"
+            ))
+        }
+    }
 }
