@@ -50,6 +50,7 @@ fn inputs(rules: &Rules, replaced: usize) -> (PodLists, Vec<Result<RuleTargets, 
                 phase: "Running".into(),
                 ready: true,
                 terminating: false,
+                terminating_since: None,
                 ips: vec![ip(Ipv4Addr::new(10, 1, 0, 0), i * PER_RULE + k)],
                 ports: vec![("http".into(), 8080)],
                 gate: None,
@@ -88,8 +89,10 @@ fn bench(c: &mut Criterion) {
             actual
         };
         let all: Vec<_> = rules.rules.iter().collect();
-        g.bench_function(format!("plan/{name}"), |b| b.iter(|| black_box(plan::plan(&all, &pods, &actual, &opts))));
-        let plan = plan::plan(&all, &pods, &actual, &opts);
+        g.bench_function(format!("plan/{name}"), |b| {
+            b.iter(|| black_box(plan::plan(&all, &pods, &actual, &plan::PodsByIp::new(), &opts)))
+        });
+        let plan = plan::plan(&all, &pods, &actual, &plan::PodsByIp::new(), &opts);
         for format in [Format::Table, Format::Json] {
             let style = Style { format, ..Style::default() };
             g.bench_function(format!("render_{format:?}/{name}").to_lowercase(), |b| {

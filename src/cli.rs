@@ -23,6 +23,7 @@ Credentials (environment only, never flags):
 
 Examples:
   clbsync validate --rules rules.yaml            check the rules file offline (CI)
+  clbsync validate --kubeconfig PATH             also check it against the cluster (named ports)
   clbsync diff --dry-run                         show the plan as a table, change nothing
   clbsync diff --detailed-exitcode -o json       plan step in CI: exit 2 when changes are pending
   clbsync reconcile                              plan and apply (what the CronJob runs)";
@@ -139,7 +140,14 @@ pub enum Command {
         run: RunArgs,
     },
     /// Check the rules file offline (no cluster, no cloud, no credentials) and list every problem.
-    Validate,
+    ///
+    /// With --kubeconfig it is also checked against the cluster, before it is applied (read only).
+    Validate {
+        /// Also read each rule's Deployment (its pod template) or, for a `selector:`, its pods, and report a
+        /// Deployment or namespace that does not exist and a named `port:` that no container has. Only reads.
+        #[arg(long, value_name = "PATH")]
+        kubeconfig: Option<PathBuf>,
+    },
 }
 
 /// Options of the commands that talk to Kubernetes and CLB.
@@ -213,6 +221,11 @@ pub struct RunArgs {
     /// anyone on the path.
     #[arg(long)]
     pub allow_insecure_skip_tls_verify: bool,
+
+    /// A drain or removal held back longer than this (make before break: its replacements do not take traffic)
+    /// is reported: a Warning Event `TargetsWaiting` and `clbsync_waiting_targets` (e.g. 10m, 1h).
+    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    pub warn_waiting_after: std::time::Duration,
 
     /// Client-side limit of CLB API requests per second, per action, 1-1000 (the API allows 20).
     #[arg(long, env = "CLBSYNC_RATE_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]

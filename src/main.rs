@@ -102,7 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let g = &cli.global;
     let rules_file = g.rules.display().to_string();
     match &cli.command {
-        Command::Validate => validate(g),
+        Command::Validate { kubeconfig } => validate(g, kubeconfig.as_deref()).await,
         Command::Diff { detailed_exitcode, run, .. } => {
             let rules = rules::load(&g.rules)?;
             execute(g, &rules, run, Mode::Diff, *detailed_exitcode, &rules_file, None, None).await
@@ -151,8 +151,18 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-fn validate(g: &Global) -> anyhow::Result<u8> {
-    let result = rules::load(&g.rules);
+/// `validate`: the rules file offline, then, with a kubeconfig, against the cluster (read only).
+async fn validate(g: &Global, kubeconfig: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    let mut result = rules::load(&g.rules);
+    if let (Ok(loaded), Some(path)) = (&result, kubeconfig) {
+        let cluster = KubeCluster::connect(Some(path)).await.context("connecting to Kubernetes")?;
+        let problems = clbsync::desired::ports::check(&cluster, loaded)
+            .await
+            .with_context(|| format!("checking {} against the cluster", g.rules.display()))?;
+        if !problems.is_empty() {
+            result = Err(rules::Error::Invalid { file: g.rules.display().to_string(), problems });
+        }
+    }
     if g.output == OutputFormat::Json {
         let problems: Vec<_> = match &result {
             Ok(_) => Vec::new(),
@@ -179,9 +189,10 @@ fn validate(g: &Global) -> anyhow::Result<u8> {
     let lbs: std::collections::BTreeSet<_> = rules.rules.iter().map(|r| &r.load_balancer_id).collect();
     let mut out = std::io::stdout().lock();
     let n = rules.rules.len();
+    let checked = if kubeconfig.is_some() { ", checked against the cluster" } else { "" };
     quiet_on_broken_pipe(writeln!(
         out,
-        "{} is valid: {n} rule(s) on {} load balancer(s).",
+        "{} is valid: {n} rule(s) on {} load balancer(s){checked}.",
         g.rules.display(),
         lbs.len()
     ))?;
@@ -286,6 +297,7 @@ fn settings(g: &Global, run: &RunArgs, mode: Mode, stop: Stop) -> Settings {
         region: run.region(|k| std::env::var(k).ok()),
         stop,
         stop_grace: Duration::from_secs(u64::from(run.stop_grace)),
+        warn_waiting_after: run.warn_waiting_after,
         progress: None,
     }
 }
@@ -326,7 +338,7 @@ async fn execute(
     let outcome = outcome.with_context(|| format!("running the rules of {rules_file}"))?;
     if let Some(m) = metrics {
         m.record_pass(&outcome, elapsed, metrics::unix_now());
-        m.set_rules(&outcome.plan.rules);
+        m.set_rules(&outcome.plan.rules, outcome.waits);
     }
     quiet_on_broken_pipe(out.flush())?;
     if let Some(EventArgs { events: true, max_events }) = events {

@@ -140,6 +140,10 @@ pub struct Pod {
     pub ready: bool,
     /// `metadata.deletionTimestamp` is set: the pod is shutting down.
     pub terminating: bool,
+    /// When the pod's deletion began, Unix seconds (`metadata.deletionTimestamp` less
+    /// `deletionGracePeriodSeconds`): since when a drain of its target may have waited, the cluster's record,
+    /// which a restart of clbsync does not lose.
+    pub terminating_since: Option<i64>,
     /// `status.podIPs` (or `status.podIP`), in the order the cluster reports them.
     pub ips: Vec<IpAddr>,
     /// Named container ports (`name` → `containerPort`) of all containers.
@@ -185,6 +189,8 @@ pub struct DesiredTarget {
     pub weight: Weight,
     pub pod: String,
     pub state: PodState,
+    /// For a terminating pod, its deletion time (Unix seconds), when known.
+    pub since: Option<i64>,
 }
 
 /// How a bound target was bound: by IP (`EniIp`, what clbsync manages) or as an instance (hand-bound, never

@@ -8,7 +8,6 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::Pod as K8sPod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 
 use crate::model::{GATE_CONDITION, GateCondition, Pod, PodGate};
 
@@ -94,9 +93,11 @@ pub struct MinimalPod {
 pub struct MinimalMeta {
     #[serde(default)]
     pub name: Option<String>,
-    /// Only whether it is set.
+    /// RFC 3339; set when the pod is shutting down: the deletion time plus its grace period.
     #[serde(default)]
-    pub deletion_timestamp: Option<IgnoredAny>,
+    pub deletion_timestamp: Option<String>,
+    #[serde(default)]
+    pub deletion_grace_period_seconds: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -162,7 +163,8 @@ impl From<K8sPod> for MinimalPod {
         MinimalPod {
             metadata: MinimalMeta {
                 name: pod.metadata.name,
-                deletion_timestamp: pod.metadata.deletion_timestamp.map(|_| IgnoredAny),
+                deletion_timestamp: pod.metadata.deletion_timestamp.map(|t| t.0.to_string()),
+                deletion_grace_period_seconds: pod.metadata.deletion_grace_period_seconds,
             },
             spec: pod.spec.map(|spec| MinimalSpec {
                 containers: Some(
@@ -212,6 +214,13 @@ pub fn pod_from_k8s(pod: K8sPod) -> Pod {
 pub fn pod_from_minimal(pod: MinimalPod) -> Pod {
     let name = pod.metadata.name.unwrap_or_default();
     let terminating = pod.metadata.deletion_timestamp.is_some();
+    // The API server sets deletionTimestamp to the end of the grace period: the deletion began that much earlier.
+    let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
+    let terminating_since = pod
+        .metadata
+        .deletion_timestamp
+        .as_deref()
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok().map(|t| t.as_second().saturating_sub(grace)));
     let status = pod.status.unwrap_or_default();
     let phase = status.phase.unwrap_or_default();
     let conditions = status.conditions.unwrap_or_default();
@@ -252,7 +261,7 @@ pub fn pod_from_minimal(pod: MinimalPod) -> Pod {
             }
         }
     }
-    Pod { name, phase, ready, terminating, ips, ports, gate }
+    Pod { name, phase, ready, terminating, terminating_since, ips, ports, gate }
 }
 
 #[cfg(test)]
@@ -329,7 +338,8 @@ mod tests {
             self
         }
         fn deleting(mut self) -> Self {
-            self.0.metadata.deletion_timestamp = Some(Time(Default::default()));
+            let at = k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("a valid time");
+            self.0.metadata.deletion_timestamp = Some(Time(at));
             self
         }
         fn container(mut self, name: &str, ports: &[(Option<&str>, i32)]) -> Self {
@@ -451,6 +461,7 @@ mod tests {
                 phase: "Running".into(),
                 ready: true,
                 terminating: false,
+                terminating_since: None,
                 ips: vec!["10.0.0.5".parse().unwrap()],
                 ports: vec![("http".into(), 8080), ("metrics".into(), 9100)],
                 gate: None,
@@ -466,9 +477,15 @@ mod tests {
     }
 
     #[test]
-    fn deletion_timestamp_means_terminating() {
-        assert!(pod("a").ready().deleting().convert().terminating);
-        assert!(!pod("b").ready().convert().terminating);
+    fn deletion_timestamp_means_terminating_since_then() {
+        let p = pod("a").ready().deleting().convert();
+        assert_eq!((p.terminating, p.terminating_since), (true, Some(1_700_000_000)));
+        let minimal: MinimalPod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "b", "deletionTimestamp": "2023-11-14T22:13:50Z", "deletionGracePeriodSeconds": 30}
+        }))
+        .expect("a pod");
+        assert_eq!(pod_from_minimal(minimal).terminating_since, Some(1_700_000_000), "the deadline less the grace");
+        assert!(!pod("c").ready().convert().terminating);
     }
 
     #[test]

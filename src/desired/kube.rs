@@ -19,7 +19,8 @@
 //! The readiness gate's condition is written with a strategic-merge patch of `pods/status` (conditions merge by
 //! `type`, so the kubelet's own conditions are left alone); it needs `patch` on `pods/status`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -184,12 +185,32 @@ impl KubeCluster {
         label_selector_string(&spec.selector).map_err(invalid)
     }
 
+    /// The names of the container ports of deployment `namespace/name`'s pod template: the ports its pods have
+    /// and will have (`validate --kubeconfig`).
+    pub async fn template_ports(&self, namespace: &str, name: &str) -> Result<BTreeSet<String>, Error> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let op = Access { verb: "get", resource: "deployments", group: "apps", namespace };
+        let deployment = match self.request(&format!("get deployment {namespace}/{name}"), op, api.get(name)).await {
+            Ok(d) => d,
+            Err(Error::Api { error: kube::Error::Api(status), .. }) if status.code == 404 => {
+                self.check_namespace(namespace).await?;
+                return Err(Error::DeploymentNotFound { namespace: namespace.to_owned(), name: name.to_owned() });
+            }
+            Err(e) => return Err(e),
+        };
+        let containers = deployment.spec.and_then(|s| s.template.spec).map(|s| s.containers).unwrap_or_default();
+        Ok(containers.into_iter().flat_map(|c| c.ports.unwrap_or_default()).filter_map(|p| p.name).collect())
+    }
+
     /// Lists every page of pods matching `selector` in `namespace`, restarting once on 410 Gone.
     async fn list_pods(&self, namespace: &str, selector: &str) -> Result<Vec<Pod>, Error> {
         // Decoded into the fields clbsync reads only (`MinimalPod`): the same request as `Api::<Pod>::list`.
         let path = <K8sPod as kube::Resource>::url_path(&(), Some(namespace));
         let op = Access { verb: "list", resource: "pods", group: "", namespace };
-        let what = format!("list pods in namespace {namespace} with selector {selector}");
+        let what = match selector {
+            "" => format!("list pods in namespace {namespace}"),
+            _ => format!("list pods in namespace {namespace} with selector {selector}"),
+        };
         let mut restarted = false;
         'list: loop {
             let mut pods = Vec::new();
@@ -234,7 +255,7 @@ impl KubeCluster {
 
     /// Fails with [`Error::NamespaceNotFound`] if `namespace` does not exist. Skipped (Ok) when the role may
     /// not read namespaces.
-    async fn check_namespace(&self, namespace: &str) -> Result<(), Error> {
+    pub async fn check_namespace(&self, namespace: &str) -> Result<(), Error> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let op = Access { verb: "get", resource: "namespaces", group: "", namespace };
         match self.request(&format!("get namespace {namespace}"), op, api.get(namespace)).await {
@@ -290,6 +311,12 @@ impl Cluster for KubeCluster {
             self.check_namespace(namespace).await?;
         }
         Ok(pods)
+    }
+
+    /// One paged LIST of the namespace's pods, without a selector, from the API server's watch cache.
+    async fn pods_at(&self, namespace: &str, ips: &[IpAddr]) -> Result<Vec<Pod>, Error> {
+        let pods = self.list_pods(namespace, "").await?;
+        Ok(pods.into_iter().filter(|p| p.ips.iter().any(|ip| ips.contains(ip))).collect())
     }
 
     async fn set_pod_condition(

@@ -1,6 +1,7 @@
 //! An in-memory cluster: drives the engine without a Kubernetes API server (unit tests, benchmarks).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use super::{Cluster, Error};
@@ -29,6 +30,20 @@ impl Cluster for MemoryCluster {
         }
     }
 
+    /// Every pod of every query of `namespace` that holds one of `ips` (a failed query fails the lookup).
+    async fn pods_at(&self, namespace: &str, ips: &[IpAddr]) -> Result<Vec<Pod>, Error> {
+        let mut out: Vec<Pod> = Vec::new();
+        for (query, pods) in self.pods.iter().filter(|(q, _)| q.namespace == namespace) {
+            let pods = pods.as_ref().map_err(|e| unreachable(query, e))?;
+            for p in pods.iter().filter(|p| p.ips.iter().any(|ip| ips.contains(ip))) {
+                if !out.iter().any(|o| o.name == p.name) {
+                    out.push(p.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn set_pod_condition(
         &self,
         namespace: &str,
@@ -53,6 +68,7 @@ pub fn pod(name: &str, ip: &str) -> Pod {
         phase: "Pending".into(),
         ready: false,
         terminating: false,
+        terminating_since: None,
         ips: vec![ip.parse().expect("test IP")],
         ports: vec![("http".into(), 8080)],
         gate: None,
@@ -91,6 +107,7 @@ impl Pod {
     pub fn terminating(mut self) -> Pod {
         self.phase = "Running".into();
         self.terminating = true;
+        self.terminating_since = Some(1_700_000_000);
         self
     }
 }

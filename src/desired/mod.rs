@@ -7,9 +7,11 @@ pub mod convert;
 pub mod kube;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
+pub mod ports;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::IpAddr;
 
 use futures::stream::{self, StreamExt};
 
@@ -22,6 +24,11 @@ use crate::rules::PodQuery;
 pub trait Cluster {
     /// Every pod matched by `query`, in any state (the caller decides which ones are targets).
     fn pods(&self, query: &PodQuery) -> impl Future<Output = Result<Vec<Pod>, Error>>;
+
+    /// The pods of `namespace`, whatever their labels, that hold any of `ips`: whether a bound target the rules
+    /// no longer select still has a pod that serves it (make before break). Asked only when a removal depends on
+    /// it.
+    fn pods_at(&self, namespace: &str, ips: &[IpAddr]) -> impl Future<Output = Result<Vec<Pod>, Error>>;
 
     /// Sets pod `namespace/pod`'s [`crate::model::GATE_CONDITION`] condition to `condition`, leaving its other
     /// conditions alone. `transition`: the status changes (or the condition is new), so `lastTransitionTime` is

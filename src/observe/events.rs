@@ -24,7 +24,8 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
 use crate::apply::RowStatus;
-use crate::plan::{Action, RulePlan, Status};
+use crate::model::GATE_CONDITION;
+use crate::plan::{Action, RulePlan, Status, Waits};
 use crate::reconcile::Outcome;
 use crate::rules::{PodSource, Rules};
 
@@ -53,6 +54,10 @@ pub enum Reason {
     RuleBlocked,
     RuleSkipped,
     ChangeFailed,
+    /// Gated pods keep `clbsync.dev/registered` True though no rule that selects them can bind them.
+    GateKept,
+    /// Drains or removals held back (make before break) longer than `--warn-waiting-after`.
+    TargetsWaiting,
 }
 
 impl Reason {
@@ -65,13 +70,19 @@ impl Reason {
             Reason::RuleBlocked => "RuleBlocked",
             Reason::RuleSkipped => "RuleSkipped",
             Reason::ChangeFailed => "ChangeFailed",
+            Reason::GateKept => "ReadinessGateKept",
+            Reason::TargetsWaiting => "TargetsWaiting",
         }
     }
 
     /// `Normal` or `Warning`.
     pub fn kind(self) -> &'static str {
         match self {
-            Reason::RuleBlocked | Reason::RuleSkipped | Reason::ChangeFailed => "Warning",
+            Reason::RuleBlocked
+            | Reason::RuleSkipped
+            | Reason::ChangeFailed
+            | Reason::GateKept
+            | Reason::TargetsWaiting => "Warning",
             _ => "Normal",
         }
     }
@@ -83,7 +94,11 @@ impl Reason {
             Reason::TargetsDrained => "DrainTargets",
             Reason::TargetsDeregistered => "DeregisterTargets",
             Reason::WeightsChanged => "ChangeWeights",
-            Reason::RuleBlocked | Reason::RuleSkipped | Reason::ChangeFailed => "Reconcile",
+            Reason::RuleBlocked
+            | Reason::RuleSkipped
+            | Reason::ChangeFailed
+            | Reason::GateKept
+            | Reason::TargetsWaiting => "Reconcile",
         }
     }
 
@@ -97,6 +112,8 @@ impl Reason {
             Reason::RuleBlocked => "blocked",
             Reason::RuleSkipped => "skipped",
             Reason::ChangeFailed => "failed",
+            Reason::GateKept => "readiness gate kept",
+            Reason::TargetsWaiting => "waiting",
         }
     }
 }
@@ -139,7 +156,7 @@ pub fn drafts(rules: &Rules, outcome: &Outcome, max: usize) -> (Vec<Draft>, usiz
     let no_statuses = Vec::new();
     for (i, (rule, plan)) in rules.rules.iter().zip(&outcome.plan.rules).enumerate() {
         let statuses = outcome.applied.as_ref().and_then(|a| a.rows.get(i)).unwrap_or(&no_statuses);
-        for (reason, entry, pods) in rule_entries(plan, statuses) {
+        for (reason, entry, pods) in rule_entries(plan, statuses, outcome.waits) {
             let object = match &rule.backend.pods.source {
                 PodSource::Deployment(name) => Some(name.clone()),
                 PodSource::Selector(_) => pods.into_iter().next(),
@@ -170,16 +187,44 @@ fn kind_of(source: &PodSource) -> &'static str {
 }
 
 /// A rule's entries, each with the pods (sorted) whose targets it names.
-fn rule_entries(plan: &RulePlan, statuses: &[RowStatus]) -> Vec<(Reason, Entry, BTreeSet<String>)> {
+fn rule_entries(plan: &RulePlan, statuses: &[RowStatus], waits: Waits) -> Vec<(Reason, Entry, BTreeSet<String>)> {
     let place = &plan.place;
+    let mut out = Vec::new();
+    let overdue: Vec<&crate::plan::Row> = plan.overdue(waits).collect();
+    if !overdue.is_empty() {
+        let longest = overdue.iter().filter_map(|r| r.waiting_since).min().map_or(0, |s| waits.now - s);
+        let head = format!(
+            "{}: {place}: drain or removal held for {} min (more than --warn-waiting-after {} min) because the \
+             rule's other targets do not take its traffic: check their CLB health checks",
+            Reason::TargetsWaiting.word(),
+            longest / 60,
+            waits.after.as_secs() / 60
+        );
+        let targets = overdue.iter().map(|r| r.target.to_string()).collect();
+        let pods = overdue.iter().filter_map(|r| r.pod.clone()).collect();
+        out.push((Reason::TargetsWaiting, Entry { head, targets }, pods));
+    }
+    if !plan.gate_kept.is_empty() {
+        let shown = plan.gate_kept.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+        let head = format!(
+            "{}: {place}: {} pod(s) [{shown}] stay Ready ({GATE_CONDITION} kept True) though no rule that selects \
+             them can make them targets; fix the rules file",
+            Reason::GateKept.word(),
+            plan.gate_kept.len()
+        );
+        let pods: BTreeSet<String> = plan.gate_kept.iter().cloned().collect();
+        out.push((Reason::GateKept, Entry { head, targets: Vec::new() }, pods));
+    }
     match &plan.status {
         Status::Blocked { reason } => {
             let entry = Entry { head: format!("blocked: {place}: {reason}"), targets: Vec::new() };
-            return vec![(Reason::RuleBlocked, entry, BTreeSet::new())];
+            out.push((Reason::RuleBlocked, entry, BTreeSet::new()));
+            return out;
         }
         Status::Skipped { reason } => {
             let entry = Entry { head: format!("skipped: {place}: {reason}"), targets: Vec::new() };
-            return vec![(Reason::RuleSkipped, entry, BTreeSet::new())];
+            out.push((Reason::RuleSkipped, entry, BTreeSet::new()));
+            return out;
         }
         Status::Ready => {}
     }
@@ -210,7 +255,8 @@ fn rule_entries(plan: &RulePlan, statuses: &[RowStatus]) -> Vec<(Reason, Entry, 
         found[i].2.push(target);
         found[i].3.extend(row.pod.clone());
     }
-    found.into_iter().map(|(reason, head, targets, pods)| (reason, Entry { head, targets }, pods)).collect()
+    out.extend(found.into_iter().map(|(reason, head, targets, pods)| (reason, Entry { head, targets }, pods)));
+    out
 }
 
 /// `registered: lb-1 TCP:80: 2 target(s) [10.0.0.1:80, 10.0.0.2:80]; …`, cut to 1 KiB.

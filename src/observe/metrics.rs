@@ -13,6 +13,8 @@
 //! | `clbsync_leader` | gauge | 1 when this replica may mutate |
 //! | `clbsync_rules_file_valid` | gauge | 0 after a reload refused an invalid rules file |
 //! | `clbsync_events_total` | counter | `result`: `recorded`, `failed` (Kubernetes Events) |
+//! | `clbsync_waiting_targets` | gauge | drains and removals held longer than `--warn-waiting-after` |
+//! | `clbsync_rechecks_total` | counter | `reason`: `gate` (a gated pod waits), `wait` (a held drain or removal); watch mode |
 //!
 //! Watch mode serves them as OpenMetrics ([`Metrics::encode`]); a batch run pushes or writes one run's values in
 //! the Prometheus text format 0.0.4 ([`Metrics::encode_text`]), which the Pushgateway and the node exporter's
@@ -31,7 +33,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::apply::RowStatus;
-use crate::plan::{Action, RulePlan, Status};
+use crate::plan::{Action, RulePlan, Status, Waits};
 use crate::reconcile::{Outcome, exit};
 
 type Labels<const N: usize> = [(&'static str, String); N];
@@ -61,6 +63,8 @@ pub struct Metrics {
     leader: Gauge,
     rules_file_valid: Gauge,
     events: Family<Labels<1>, Counter>,
+    waiting: Gauge,
+    rechecks: Family<Labels<1>, Counter>,
 }
 
 impl Default for Metrics {
@@ -83,6 +87,8 @@ impl Metrics {
             leader: Gauge::default(),
             rules_file_valid: Gauge::default(),
             events: Family::default(),
+            waiting: Gauge::default(),
+            rechecks: Family::default(),
             registry: Registry::default(),
         };
         // Counters get their `_total` suffix from the encoder.
@@ -104,6 +110,16 @@ impl Metrics {
             m.rules_file_valid.clone(),
         );
         registry.register("events", "Kubernetes Events, by whether they were recorded", m.events.clone());
+        registry.register(
+            "waiting_targets",
+            "Drains and removals held back (make before break) for longer than --warn-waiting-after",
+            m.waiting.clone(),
+        );
+        registry.register(
+            "rechecks",
+            "Rules run again because they wait on CLB (watch mode), by what waits",
+            m.rechecks.clone(),
+        );
         for status in RULE_STATUSES {
             let _ = m.rules.get_or_create(&[("status", status.to_owned())]);
         }
@@ -112,6 +128,9 @@ impl Metrics {
         }
         for result in ["recorded", "failed"] {
             let _ = m.events.get_or_create(&[("result", result.to_owned())]);
+        }
+        for reason in ["gate", "wait"] {
+            let _ = m.rechecks.get_or_create(&[("reason", reason.to_owned())]);
         }
         m.rules_file_valid.set(1);
         Metrics { registry, ..m }
@@ -148,11 +167,14 @@ impl Metrics {
         }
     }
 
-    /// Sets the rule and target gauges from the last plan of every rule.
-    pub fn set_rules<'a>(&self, plans: impl IntoIterator<Item = &'a RulePlan>) {
+    /// Sets the rule and target gauges from the last plan of every rule; `waits` says which held rows count as
+    /// waiting too long.
+    pub fn set_rules<'a>(&self, plans: impl IntoIterator<Item = &'a RulePlan>, waits: Waits) {
         let mut rules = [0i64; 3];
         let mut targets = [0i64; ACTIONS.len()];
+        let mut waiting = 0i64;
         for plan in plans {
+            waiting += plan.overdue(waits).count() as i64;
             rules[match plan.status {
                 Status::Ready => 0,
                 Status::Blocked { .. } => 1,
@@ -170,6 +192,12 @@ impl Metrics {
         for (action, n) in ACTIONS.iter().zip(targets) {
             self.targets.get_or_create(&[("state", action.as_str().to_owned())]).set(n);
         }
+        self.waiting.set(waiting);
+    }
+
+    /// Counts a rule scheduled to run again because it waits on CLB: `gate` or `wait`.
+    pub fn record_recheck(&self, reason: &'static str) {
+        self.rechecks.get_or_create(&[("reason", reason.to_owned())]).inc();
     }
 
     pub fn set_leader(&self, leader: bool) {
@@ -265,6 +293,8 @@ mod tests {
             "clbsync_leader 0",
             "clbsync_rules_file_valid 1",
             "clbsync_events_total{result=\"failed\"} 0",
+            "clbsync_waiting_targets 0",
+            "clbsync_rechecks_total{reason=\"gate\"} 0",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

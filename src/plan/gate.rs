@@ -5,16 +5,20 @@
 //! `ContainersReady` ([`super::serves`]) and sets the condition once the run's CLB changes are known:
 //!
 //! ```text
-//!  on every rule that selects the pod           condition
-//!  a registration failed                        False  RegistrationFailed
-//!  a rule is blocked or skipped                 False  RuleBlocked            (kept True on a skipped rule)
-//!  the target is not bound yet                  False  RegistrationPending
-//!  bound, health checks not passed (or unread)  False  WaitingForHealthCheck
-//!  bound and healthy (`--gate-on bound`: bound) True   Registered             (stays True while bound)
+//!  on every rule that selects the pod and can bind it   condition
+//!  a registration failed                                False  RegistrationFailed
+//!  a rule is blocked or skipped                         False  RuleBlocked        (kept True on a skipped rule)
+//!  the target is not bound at its weight yet            False  RegistrationPending (weight 0, reweight not done)
+//!  bound, health checks not passed (or unread)          False  WaitingForHealthCheck
+//!  bound and healthy (`--gate-on bound`: bound)         True   Registered         (stays True while bound)
+//!  no rule that selects it can bind it                  False  RuleBlocked        (a True one stays True)
 //! ```
 //!
-//! It is never True for a pod whose target is not bound on every rule that selects it. A condition that would
-//! not change is not written; pods without the gate, and terminating ones, are left alone.
+//! A rule that cannot make a target of the pod (no container port of the rule's name, no address of its family)
+//! does not count: its mistake is a warning of that rule, not a reason to hold the pod or take it out of its
+//! Service. It is never True for a pod whose target is not bound, at the weight the plan gives it, on every rule
+//! that can bind it. A condition that would not change is not written; pods without the gate, and terminating
+//! ones, are left alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,8 +58,11 @@ pub struct GateChange {
 
 /// Where one gated pod stands on one rule that selects it.
 enum OnRule {
-    Bound { health: Health },
-    Pending,
+    Bound {
+        health: Health,
+    },
+    /// Not bound at its weight yet, and what is bound instead, if anything.
+    Pending(Option<String>),
     Failed(String),
     Blocked(String),
     Skipped(String),
@@ -115,11 +122,23 @@ pub fn plan_gate(
     }
     let mut changes = Vec::new();
     let mut waits = BTreeSet::new();
+    let mut kept: Vec<(usize, &str)> = Vec::new();
     for ((namespace, name), (pod, selecting)) in gated {
         let current = pod.gate.as_ref().and_then(|g| g.condition.as_ref());
-        let wanted = if serves(pod) {
+        // Only the rules that can bind the pod decide its condition: a rule that cannot make it a target (no
+        // container port of that name, say) would otherwise hold it, or take it out of its Service, for a
+        // mistake in the rules file.
+        let (binding, unable): (Vec<usize>, Vec<usize>) =
+            selecting.iter().partition(|&&i| !plan.rules[i].untargetable.contains(name));
+        let wanted = if serves(pod) && binding.is_empty() {
+            let is_true = current.is_some_and(|c| c.status);
+            if is_true {
+                kept.extend(unable.iter().map(|&i| (i, name)));
+            }
+            Some(unbindable(&plan.rules[unable[0]], name, is_true))
+        } else if serves(pod) {
             let states: Vec<(&RulePlan, OnRule)> =
-                selecting.iter().map(|&i| (&plan.rules[i], on_rule(&plan.rules[i], i, name, &applied))).collect();
+                binding.iter().map(|&i| (&plan.rules[i], on_rule(&plan.rules[i], i, name, &applied))).collect();
             wanted(&states, current, gate_on, unlisted.contains(namespace))
         } else if current.is_some_and(|c| c.status) {
             // Its containers stopped being ready: its targets go, so the gate goes False with them.
@@ -140,7 +159,32 @@ pub fn plan_gate(
     for i in waits {
         plan.rules[i].gate_waits = true;
     }
+    for (i, name) in kept {
+        plan.rules[i].gate_kept.push(name.to_owned());
+    }
     plan.gate = changes;
+}
+
+/// The condition of a serving gated pod that no rule selecting it can make a target of (`rule` is the first of
+/// them). A True condition stays True, saying why: the pod was bound and serving before the rules file changed,
+/// and turning it False would take it out of its Service for a typo. Otherwise it stays False.
+fn unbindable(rule: &RulePlan, name: &str, is_true: bool) -> GateCondition {
+    let prefix = format!("pod {name} ");
+    let why = rule
+        .warnings
+        .iter()
+        .find(|w| w.starts_with(&prefix))
+        .cloned()
+        .unwrap_or_else(|| format!("pod {name} is not a target"));
+    let at = format!("{} (rules file line {})", rule.place, rule.line);
+    if is_true {
+        let message = format!(
+            "kept True: no rule that selects it can make it a target, starting with {at}: {why}; fix the rules file"
+        );
+        condition(true, BLOCKED, &message)
+    } else {
+        condition(false, BLOCKED, &format!("no rule that selects it can make it a target, starting with {at}: {why}"))
+    }
 }
 
 /// Where pod `name` stands on rule `i` after this run.
@@ -157,18 +201,26 @@ fn on_rule(rule: &RulePlan, i: usize, name: &str, applied: &impl Fn(usize, usize
         };
         return OnRule::Blocked(why);
     };
+    // Bound means bound at the weight the plan gives it: a target at another weight (a reweight not done, say
+    // from 0) takes other traffic than planned, or none.
+    let at_weight = row.current_weight == row.weight;
     match (row.action, &rule.status) {
-        (Action::Register, Status::Blocked { reason }) => OnRule::Blocked(reason.clone()),
-        (Action::Register, _) => match applied(i, j) {
-            // Just bound: CLB has not probed it yet.
-            Applied::Done => OnRule::Bound { health: Health::Unhealthy },
-            Applied::Failed(failure) => OnRule::Failed(failure),
-            Applied::NotRun => OnRule::Pending,
-        },
-        (Action::Unchanged | Action::Reweight | Action::Adopt | Action::Wait | Action::Unmanaged, _) => {
-            OnRule::Bound { health: row.health }
+        (Action::Register | Action::Reweight | Action::Adopt, Status::Blocked { reason }) if !at_weight => {
+            OnRule::Blocked(reason.clone())
         }
-        (Action::Drain | Action::Deregister, _) => OnRule::Pending,
+        (Action::Register | Action::Reweight | Action::Adopt, _) => match applied(i, j) {
+            // Just bound: CLB has not probed it yet.
+            Applied::Done if row.action == Action::Register => OnRule::Bound { health: Health::Unhealthy },
+            Applied::Done => OnRule::Bound { health: row.health },
+            Applied::Failed(failure) => OnRule::Failed(failure),
+            Applied::NotRun if at_weight => OnRule::Bound { health: row.health },
+            Applied::NotRun => OnRule::Pending(row.current_weight.map(|w| format!("bound at weight {w}"))),
+        },
+        (Action::Unchanged | Action::Wait, _) => OnRule::Bound { health: row.health },
+        // Not ours to weigh (untagged or another owner's under `--owner`): bound only while it takes a weight.
+        (Action::Unmanaged, _) if row.current_weight.unwrap_or(0) > 0 => OnRule::Bound { health: row.health },
+        (Action::Unmanaged, _) => OnRule::Pending(row.note.clone().map(|n| format!("at weight 0: {n}"))),
+        (Action::Drain | Action::Deregister, _) => OnRule::Pending(None),
     }
 }
 
@@ -196,13 +248,20 @@ fn wanted(
     if unlisted {
         return None;
     }
-    if let Some((rule, _)) = states.iter().find(|(_, s)| matches!(s, OnRule::Pending)) {
-        return Some(condition(false, PENDING, &format!("its target is not bound yet on {}", at(rule))));
+    if let Some((rule, detail)) =
+        states.iter().find_map(|(r, s)| if let OnRule::Pending(d) = s { Some((*r, d)) } else { None })
+    {
+        let detail = detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default();
+        return Some(condition(false, PENDING, &format!("its target is not bound yet on {}{detail}", at(rule))));
     }
     // Bound on every rule that selects it.
     let n = states.len();
     if is_true {
-        return current.cloned();
+        // Kept True while no rule could bind it (see [`unbindable`]): now they can, and it is bound on each.
+        return Some(match current {
+            Some(c) if c.reason != REGISTERED => condition(true, REGISTERED, &format!("bound on {n} rule(s)")),
+            _ => current.cloned()?,
+        });
     }
     if gate_on == GateOn::Bound {
         let message = format!("bound on {n} rule(s) (--gate-on bound: CLB's health checks are not waited for)");

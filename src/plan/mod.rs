@@ -20,14 +20,15 @@
 //! rule whose desired set is empty while targets would lose traffic is blocked, not emptied; two rules that
 //! resolve to one binding are both skipped.
 
+mod capacity;
 mod gate;
 mod rule;
 mod targets;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use gate::{Applied, GateChange, GateOn, gate_needs_health, plan_gate};
-pub use rule::{RuleOptions, RuleRows, plan_rule};
+pub use rule::{Asked, Elsewhere, RuleOptions, RuleRows, plan_rule};
 pub use targets::{DesiredTargets, serves, targets_for};
 
 use crate::model::{Binding, Health, Owner, Place, Pod, PodState, RuleTargets, Target, Weight};
@@ -95,6 +96,10 @@ pub struct Row {
     pub unmanaged: Option<Unmanaged>,
     /// What CLB's health checks say of the bound target ([`Health::Unknown`] when not read, or not bound).
     pub health: Health,
+    /// For a [`Action::Wait`] row, since when (Unix seconds) it has waited, as far as anything records it: the
+    /// deletion time of a terminating pod's target; for a target the rules no longer select, watch mode's first
+    /// pass that held it ([`carry_waits`]). `None`: unknown (a batch run of such a wait).
+    pub waiting_since: Option<i64>,
 }
 
 /// Why a bound target is not clbsync's to change.
@@ -168,8 +173,17 @@ pub struct RulePlan {
     pub rows: Vec<Row>,
     /// Pods that matched but could not become targets, and other things worth a look.
     pub warnings: Vec<String>,
+    /// Serving pods this rule cannot make targets of (see [`DesiredTargets::untargetable`]); their readiness gate
+    /// does not wait for this rule.
+    pub untargetable: BTreeSet<String>,
+    /// Gated pods whose condition stays True only because no rule that selects them can bind them any more (a
+    /// mistake in the rules file must not take a serving pod out of its Service); set by [`plan_gate`].
+    pub gate_kept: Vec<String>,
     /// Some row waits because the targets' health was not read: read `DescribeTargetHealth` and plan again.
     pub needs_health: bool,
+    /// Some removal waits because the cluster was not asked whether a pod still serves these IPs (bound targets
+    /// the rule no longer selects): ask ([`PodsByIp`], in the rule's namespace) and plan again.
+    pub lookup: Vec<std::net::IpAddr>,
     /// The owner whose targets this rule manages (`--owner`); `None` manages every target bound by IP.
     pub owner: Option<Owner>,
     /// A pod of this rule with the readiness gate waits for its registration or its health checks: run the rule
@@ -197,7 +211,10 @@ impl RulePlan {
             status: Status::Ready,
             rows: Vec::new(),
             warnings: Vec::new(),
+            untargetable: BTreeSet::new(),
+            gate_kept: Vec::new(),
             needs_health: false,
+            lookup: Vec::new(),
             owner: None,
             gate_waits: false,
         }
@@ -212,6 +229,39 @@ impl RulePlan {
     /// The rows that would change something, whatever the status.
     pub fn changes(&self) -> impl Iterator<Item = &Row> {
         self.rows.iter().filter(|r| r.action.is_change())
+    }
+
+    /// The held drains and removals that have waited longer than `waits.after` (see [`Row::waiting_since`]).
+    pub fn overdue(&self, waits: Waits) -> impl Iterator<Item = &Row> {
+        let limit = i64::try_from(waits.after.as_secs()).unwrap_or(i64::MAX);
+        let ready = self.status == Status::Ready;
+        self.rows.iter().filter(move |r| {
+            ready && r.action == Action::Wait && r.waiting_since.is_some_and(|s| waits.now.saturating_sub(s) > limit)
+        })
+    }
+}
+
+/// When a held drain or removal counts as waiting too long (`--warn-waiting-after`): a Warning Event and
+/// `clbsync_waiting_targets`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Waits {
+    /// Unix seconds at the pass.
+    pub now: i64,
+    pub after: std::time::Duration,
+}
+
+/// `--warn-waiting-after` unless told otherwise: far past a rollout's health-check warm-ups (15 s each with
+/// CLB's defaults), well before anyone would notice a rollout that never ends.
+pub const WARN_WAITING_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Watch mode: carries over from a rule's previous plan since when each of its held targets has waited, for the
+/// waits nothing in the cluster records (a target the rules no longer select), and starts the clock at `now` for
+/// new ones. The memory is the previous plan: a restart starts these clocks again, so their warning comes up to
+/// one bound later; waits the cluster records (a terminating pod's deletion time) are not affected.
+pub fn carry_waits(previous: Option<&RulePlan>, plan: &mut RulePlan, now: i64) {
+    for row in plan.rows.iter_mut().filter(|r| r.action == Action::Wait && r.waiting_since.is_none()) {
+        let before = previous.and_then(|p| p.rows.iter().find(|r| r.target == row.target && r.action == Action::Wait));
+        row.waiting_since = Some(before.and_then(|r| r.waiting_since).unwrap_or(now));
     }
 }
 
@@ -230,6 +280,10 @@ pub struct PlanOptions {
 
 /// The pods of each distinct query, or why they could not be listed.
 pub type PodLists = BTreeMap<PodQuery, Result<Vec<Pod>, String>>;
+
+/// What the cluster knows of the IPs that rules asked about ([`RulePlan::lookup`]), per namespace: the pods there
+/// holding any of them, or why they could not be read. A namespace that is not in it was not asked.
+pub type PodsByIp = BTreeMap<String, Result<Vec<Pod>, String>>;
 
 /// The whole plan, one entry per rule in the order the rules were given.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -314,13 +368,32 @@ impl Plan {
     pub fn needs_health(&self) -> bool {
         self.rules.iter().any(|r| r.needs_health)
     }
+
+    /// The IPs to ask the cluster about before planning again, per namespace ([`RulePlan::lookup`]).
+    pub fn lookups(&self) -> BTreeMap<&str, Vec<std::net::IpAddr>> {
+        let mut out: BTreeMap<&str, Vec<std::net::IpAddr>> = BTreeMap::new();
+        for rule in self.rules.iter().filter(|r| !r.lookup.is_empty()) {
+            let ips = out.entry(rule.namespace.as_str()).or_default();
+            ips.extend(&rule.lookup);
+            ips.sort();
+            ips.dedup();
+        }
+        out
+    }
 }
 
 /// Plans `rules`: `pods` holds the listed pods of each distinct query, `actual` what CLB holds for each rule
-/// (aligned with `rules`), or why it could not be read. One [`RulePlan`] per rule, in the same order.
+/// (aligned with `rules`), or why it could not be read, and `elsewhere` what the cluster said of the IPs earlier
+/// plans asked about. One [`RulePlan`] per rule, in the same order.
 ///
 /// Pure and deterministic.
-pub fn plan(rules: &[&Rule], pods: &PodLists, actual: &[Result<RuleTargets, String>], opts: &PlanOptions) -> Plan {
+pub fn plan(
+    rules: &[&Rule],
+    pods: &PodLists,
+    actual: &[Result<RuleTargets, String>],
+    elsewhere: &PodsByIp,
+    opts: &PlanOptions,
+) -> Plan {
     let clashes = clashing_bindings(rules, actual);
     let mut out = Vec::with_capacity(rules.len());
     for ((i, rule), state) in rules.iter().enumerate().zip(actual) {
@@ -360,25 +433,35 @@ pub fn plan(rules: &[&Rule], pods: &PodLists, actual: &[Result<RuleTargets, Stri
         if ready_pods > 0 && !wanted.targets.iter().any(|t| t.state == PodState::Ready) {
             let reason = format!(
                 "none of the {ready_pods} ready pod(s) can be a target ({}): check `port:` and `ip_family:` in the \
-                 rules file; the rule's targets are left as they are",
-                wanted.problems.first().map_or("no usable address or port", String::as_str)
+                 rules file (line {}); the rule's targets are left as they are",
+                wanted.problems.first().map_or("no usable address or port", String::as_str),
+                rule.line
             );
             out.push(RulePlan {
                 binding,
                 status: Status::Blocked { reason },
                 warnings: wanted.problems,
+                untargetable: wanted.untargetable,
                 ..RulePlan::named(rule)
             });
             continue;
         }
-        let planned = plan_rule(&wanted, &bound.targets, RuleOptions::of(rule), opts);
+        let asked = match elsewhere.get(&rule.backend.pods.namespace) {
+            None => Asked::NotRead,
+            Some(Ok(pods)) => Asked::Pods(pods),
+            Some(Err(why)) => Asked::Unreadable(why),
+        };
+        let elsewhere = Elsewhere { own: pods, asked };
+        let planned = plan_rule(&wanted, &bound.targets, elsewhere, RuleOptions::of(rule), opts);
         let needs_health = planned.needs_health || gate_needs_health(pods, &planned.rows, opts.gate_on);
         out.push(RulePlan {
             binding,
             status: planned.status,
             rows: planned.rows,
             warnings: wanted.problems,
+            untargetable: wanted.untargetable,
             needs_health,
+            lookup: planned.lookup,
             owner: opts.owner.clone(),
             ..RulePlan::named(rule)
         });

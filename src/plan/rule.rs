@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::{Action, DesiredTargets, PlanOptions, Row, Status, UnlessFailed, Unmanaged};
-use crate::model::{BoundTarget, DesiredTarget, Health, PodState, TAG_PREFIX, Target, TargetKind};
+use super::capacity::{Leaving, keep_serving_capacity};
+use super::{Action, DesiredTargets, PlanOptions, Row, Status, UnlessFailed, Unmanaged, serves};
+use crate::model::{BoundTarget, Health, Pod, PodState, TAG_PREFIX, Target, TargetKind};
 use crate::rules::{Policy, Rule};
 
 /// What one rule's planner needs from the rule itself.
@@ -30,7 +31,7 @@ enum Ownership {
     Not(Unmanaged),
 }
 
-/// One rule's rows, whether the empty-rule guard holds it, and whether a wait could end once health is read.
+/// One rule's rows, whether the empty-rule guard holds it, and what a second plan needs read first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleRows {
     pub status: Status,
@@ -38,22 +39,87 @@ pub struct RuleRows {
     pub rows: Vec<Row>,
     /// A drain or removal waits because the targets' health was not read.
     pub needs_health: bool,
+    /// A removal waits because the cluster was not asked whether a pod still serves these IPs (targets the rules
+    /// no longer select): ask (`Elsewhere`) and plan again.
+    pub lookup: Vec<IpAddr>,
+}
+
+/// What the cluster says of the IPs of bound targets that are not the rule's targets: the rule's own pods (listed
+/// anyway), then the other pods of its namespace holding them, read only when a removal depends on it
+/// ([`RuleRows::lookup`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Elsewhere<'a> {
+    /// The pods the rule selects, in any state.
+    pub own: &'a [Pod],
+    pub asked: Asked<'a>,
+}
+
+/// What the cluster said of IPs that none of the rule's pods has.
+#[derive(Clone, Copy, Debug)]
+pub enum Asked<'a> {
+    /// Not asked: such a target is held as if it still served, and [`RuleRows::lookup`] asks.
+    NotRead,
+    /// The pods of the rule's namespace that hold any of the IPs asked about.
+    Pods(&'a [Pod]),
+    /// Could not be read (the reason): such a target is taken to still serve; a read error never removes one.
+    Unreadable(&'a str),
+}
+
+/// What [`Elsewhere`] says of one IP.
+enum Found<'a> {
+    /// A pod that serves has it (the pod's name).
+    Serving(&'a str),
+    Terminating(&'a Pod),
+    /// No pod has it, or only one that does not serve.
+    Gone,
+    NotRead,
+    Unreadable(&'a str),
+}
+
+impl<'a> Elsewhere<'a> {
+    fn find(self, ip: IpAddr) -> Found<'a> {
+        let holders = |pods: &'a [Pod]| {
+            let mut holding = pods.iter().filter(move |p| p.ips.contains(&ip)).peekable();
+            holding.peek()?;
+            let serving = holding.clone().find(|p| !p.terminating && serves(p));
+            Some(match (serving, holding.find(|p| p.terminating)) {
+                (Some(p), _) => Found::Serving(&p.name),
+                (None, Some(p)) => Found::Terminating(p),
+                (None, None) => Found::Gone,
+            })
+        };
+        holders(self.own).unwrap_or_else(|| match self.asked {
+            Asked::NotRead => Found::NotRead,
+            Asked::Unreadable(why) => Found::Unreadable(why),
+            Asked::Pods(pods) => holders(pods).unwrap_or(Found::Gone),
+        })
+    }
 }
 
 /// Plans one rule: the rows for every desired and bound target, then two guards.
 ///
-/// - **Make before break**: a drain or removal of a target whose pod still serves never leaves the rule without a
-///   target that takes traffic (healthy, weight > 0); such a row becomes [`Action::Wait`] until another target
-///   does. Targets of pods that are gone are removed at once: they serve nothing.
+/// - **Make before break** ([`keep_serving_capacity`]): a drain or removal of a target whose pod still serves
+///   waits ([`Action::Wait`]) where it would take traffic away before the rule's other targets take it.
+///   Targets of pods that are gone are removed at once: they serve nothing. A bound target that no pod of the
+///   rule has is not taken for gone: `elsewhere` says whether a pod still serves its IP.
 /// - **Empty rule**: with no ready pod at all, a rule that would lose traffic is blocked unless `allow_empty`.
 ///
 /// Pure and deterministic: rows come out sorted by target.
-pub fn plan_rule(desired: &DesiredTargets, actual: &[BoundTarget], rule: RuleOptions, opts: &PlanOptions) -> RuleRows {
+pub fn plan_rule(
+    desired: &DesiredTargets,
+    actual: &[BoundTarget],
+    elsewhere: Elsewhere<'_>,
+    rule: RuleOptions,
+    opts: &PlanOptions,
+) -> RuleRows {
     let wanted: BTreeMap<Target, _> = desired.targets.iter().map(|d| (d.target, d)).collect();
     let bound: BTreeMap<Target, &BoundTarget> = actual.iter().map(|b| (b.target, b)).collect();
     let ready_ips: BTreeSet<IpAddr> =
         desired.targets.iter().filter(|d| d.state == PodState::Ready).map(|d| d.target.ip).collect();
     let mut rows = Vec::with_capacity(wanted.len().max(bound.len()));
+    let mut leaving = BTreeMap::new();
+    // Since when a terminating pod's target has been leaving: the pod's deletion time.
+    let mut since: BTreeMap<Target, i64> = desired.targets.iter().filter_map(|d| Some((d.target, d.since?))).collect();
 
     for (target, b) in &bound {
         let want = wanted.get(target);
@@ -68,6 +134,7 @@ pub fn plan_rule(desired: &DesiredTargets, actual: &[BoundTarget], rule: RuleOpt
             unless_failed: UnlessFailed::Nothing,
             unmanaged: None,
             health: b.health,
+            waiting_since: None,
         };
         let ownership = match (&b.kind, &opts.owner) {
             (TargetKind::Instance { kind, instance_id }, _) => {
@@ -116,14 +183,21 @@ pub fn plan_rule(desired: &DesiredTargets, actual: &[BoundTarget], rule: RuleOpt
                 }
             }
             (Ownership::Ours, None) => match rule.policy {
-                // The pod of this IP is still ready on another port: it moves, and keeps its old port until the
-                // new one is bound.
+                Policy::UpsertOnly => row(Action::Unchanged, Some(b.weight), Some("kept: upsert-only".into())),
+                // The pod of this IP is still ready on another port: it moves (the rules or its template changed
+                // the port), and keeps its old port until the new one takes traffic.
                 Policy::Sync if ready_ips.contains(&target.ip) => {
+                    leaving.insert(*target, Leaving::Moves);
                     let note = Some("the pod's port changed".into());
                     Row { unless_failed: UnlessFailed::SamePod, ..row(Action::Deregister, None, note) }
                 }
-                Policy::Sync => row(Action::Deregister, None, Some("no ready pod has this IP".into())),
-                Policy::UpsertOnly => row(Action::Unchanged, Some(b.weight), Some("kept: upsert-only".into())),
+                // Takes no traffic: nothing to keep.
+                Policy::Sync if b.weight == 0 || b.health == Health::Unhealthy => {
+                    row(Action::Deregister, None, Some("no ready pod has this IP".into()))
+                }
+                // The rules no longer select it (a backend switched, a selector changed): whether it still
+                // serves is what the cluster knows of its IP.
+                Policy::Sync => not_selected(row(Action::Deregister, None, None), elsewhere, &mut leaving, &mut since),
             },
         });
     }
@@ -141,6 +215,7 @@ pub fn plan_rule(desired: &DesiredTargets, actual: &[BoundTarget], rule: RuleOpt
             unless_failed: UnlessFailed::Nothing,
             unmanaged: None,
             health: Health::Unknown,
+            waiting_since: None,
         });
     }
     rows.sort_by_key(|r| r.target);
@@ -149,71 +224,61 @@ pub fn plan_rule(desired: &DesiredTargets, actual: &[BoundTarget], rule: RuleOpt
     let removes_traffic = rows
         .iter()
         .any(|r| matches!(r.action, Action::Deregister | Action::Drain) && r.current_weight.is_some_and(|w| w > 0));
-    // With an owner, other owners' targets may still serve the rule: only a rule left with no weighted target at
-    // all is blocked (cluster A scaled to zero may hand the rule to cluster B).
-    let others_serve = opts.owner.is_some()
-        && rows
-            .iter()
-            .any(|r| r.action == Action::Unmanaged && r.unmanaged.is_some() && r.current_weight.unwrap_or(0) > 0);
-    if ready == 0 && removes_traffic && !others_serve && !(rule.allow_empty || opts.allow_empty) {
+    // Owner or not: another owner's (or a hand-bound) target that still serves does not make an empty desired set
+    // intended; a selector typo looks the same as a cluster handing the rule over, so handing over needs
+    // `allow_empty`.
+    if ready == 0 && removes_traffic && !(rule.allow_empty || opts.allow_empty) {
         let n = rows.iter().filter(|r| matches!(r.action, Action::Deregister | Action::Drain)).count();
-        let reason = format!(
+        let mut reason = format!(
             "no ready pods: this would take all {n} serving target(s) out of the load balancer; if that is \
              intended, set `allow_empty: true` on the backend or pass --allow-empty"
         );
-        return RuleRows { status: Status::Blocked { reason }, rows, needs_health: false };
+        if let Some(owner) = &opts.owner {
+            reason.push_str(&format!(
+                "; with --owner {owner} other owners' targets do not count: handing the rule to another cluster needs \
+                 allow_empty too"
+            ));
+        }
+        return RuleRows { status: Status::Blocked { reason }, rows, needs_health: false, lookup: Vec::new() };
     }
-    let needs_health = keep_serving_capacity(&mut rows, &bound, &wanted);
-    RuleRows { status: Status::Ready, rows, needs_health }
+    let kept = keep_serving_capacity(&mut rows, &bound, &wanted, &leaving, &since);
+    RuleRows { status: Status::Ready, rows, needs_health: kept.needs_health, lookup: kept.lookup }
 }
 
-/// Turns drains and removals of targets whose pod still serves into [`Action::Wait`] where they would leave the
-/// rule without a target that takes traffic. Returns whether a wait could end once health is read.
-fn keep_serving_capacity(
-    rows: &mut [Row],
-    bound: &BTreeMap<Target, &BoundTarget>,
-    wanted: &BTreeMap<Target, &DesiredTarget>,
-) -> bool {
-    let removed = |r: &Row| matches!(r.action, Action::Drain | Action::Deregister);
-    // A removal matters only when its target takes traffic now (or may: health not read) and its pod still
-    // serves; a target of a pod that is gone serves nothing.
-    let serving = |r: &Row| {
-        let pod_serves = wanted.contains_key(&r.target) || r.unless_failed == UnlessFailed::SamePod;
-        removed(r) && pod_serves && bound.get(&r.target).is_some_and(|b| b.weight > 0 && b.health != Health::Unhealthy)
-    };
-    // Targets that keep taking traffic through this run: bound, healthy, weighted, and not being removed.
-    let keepers = rows.iter().filter(|r| {
-        !removed(r)
-            && bound.get(&r.target).is_some_and(|b| {
-                let weight = if r.action == Action::Reweight { r.weight.unwrap_or(0) } else { b.weight };
-                b.health == Health::Healthy && weight > 0
-            })
-    });
-    if keepers.count() > 0 {
-        return false;
+/// A bound target of ours, weighted and not unhealthy, that the rule's pods do not have (a backend switched, a
+/// selector changed): `removal` of it, decided by what the cluster says of its IP ([`Elsewhere`]). Records in
+/// `leaving` whether it may still serve, and in `since` when its pod began to terminate.
+fn not_selected(
+    removal: Row,
+    elsewhere: Elsewhere<'_>,
+    leaving: &mut BTreeMap<Target, Leaving>,
+    since: &mut BTreeMap<Target, i64>,
+) -> Row {
+    let target = removal.target;
+    let held = |note: String| Row { note: Some(note), unless_failed: UnlessFailed::AnyOfRule, ..removal.clone() };
+    match elsewhere.find(target.ip) {
+        Found::Serving(name) => {
+            leaving.insert(target, Leaving::Moves);
+            Row {
+                pod: Some(name.to_owned()),
+                ..held(format!("pod {name} still serves; this rule no longer selects it"))
+            }
+        }
+        Found::Terminating(pod) => {
+            since.extend(pod.terminating_since.map(|s| (target, s)));
+            let note = format!("pod {} is terminating (this rule no longer selects it)", pod.name);
+            Row { action: Action::Drain, weight: Some(0), pod: Some(pod.name.clone()), ..held(note) }
+        }
+        Found::Gone => Row { note: Some("no ready pod has this IP".into()), ..removal },
+        Found::NotRead => {
+            leaving.insert(target, Leaving::Unknown);
+            held("this rule no longer selects its IP; the cluster is asked whether a pod still serves it".into())
+        }
+        Found::Unreadable(why) => {
+            leaving.insert(target, Leaving::Moves);
+            held(format!(
+                "this rule no longer selects its IP, and whether a pod still serves it could not be read ({why})"
+            ))
+        }
     }
-    // None keep serving: hold back one serving removal, a healthy one if any (then the heaviest, then the last),
-    // so one target still takes traffic.
-    let rank = |r: &Row| {
-        let b = bound[&r.target];
-        (b.health == Health::Healthy, b.weight, r.target)
-    };
-    let Some(held) = rows.iter().enumerate().filter(|(_, r)| serving(r)).max_by_key(|(_, r)| rank(r)).map(|(i, _)| i)
-    else {
-        return false;
-    };
-    let row = &mut rows[held];
-    let b = bound[&row.target];
-    let unknown = b.health == Health::Unknown;
-    let what = if row.action == Action::Drain { "drain" } else { "removal" };
-    row.note = Some(if unknown {
-        format!("{what} waits: target health not read yet; no other target of this rule takes traffic")
-    } else {
-        format!(
-            "{what} waits until another target of this rule is healthy (new targets pass CLB's health checks first)"
-        )
-    });
-    row.action = Action::Wait;
-    row.weight = Some(b.weight);
-    unknown || rows.iter().any(|r| bound.get(&r.target).is_some_and(|b| b.health == Health::Unknown))
 }

@@ -1,6 +1,6 @@
 //! Which pods become targets of a backend, and which pods could not and why.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::model::{DesiredTarget, Pod, PodState, Target};
@@ -11,6 +11,9 @@ use crate::rules::{Backend, IpFamily, PortRef};
 pub struct DesiredTargets {
     pub targets: Vec<DesiredTarget>,
     pub problems: Vec<String>,
+    /// Serving pods that cannot be targets of this backend (no such named port, no address of its family): the
+    /// backend cannot bind them, so their readiness gate does not wait for it.
+    pub untargetable: BTreeSet<String>,
 }
 
 /// Whether a pod that is not terminating should take traffic: Running and `Ready`. A pod with clbsync's
@@ -48,6 +51,9 @@ pub fn targets_for(backend: &Backend, pods: &[Pod]) -> DesiredTargets {
             } else if state == PodState::Ready {
                 out.problems.push(format!("pod {} is ready but has no pod IP yet, skipped", pod.name));
             }
+            if state == PodState::Ready {
+                out.untargetable.insert(pod.name.clone());
+            }
             continue;
         };
         let port = match &backend.port {
@@ -55,16 +61,21 @@ pub fn targets_for(backend: &Backend, pods: &[Pod]) -> DesiredTargets {
             PortRef::Name(name) => match pod.ports.iter().find(|(n, _)| n == name) {
                 Some((_, p)) => *p,
                 None => {
+                    let gate = if pod.gate.is_some() { "; its readiness gate does not wait for this rule" } else { "" };
                     out.problems.push(format!(
-                        "pod {} has no container port named `{name}`, skipped: check `port:` in the rules file",
+                        "pod {} has no container port named `{name}`, skipped: check `port:` in the rules file{gate}",
                         pod.name
                     ));
+                    if state == PodState::Ready {
+                        out.untargetable.insert(pod.name.clone());
+                    }
                     continue;
                 }
             },
         };
         let target = Target::new(ip, port);
-        let entry = DesiredTarget { target, weight: backend.weight, pod: pod.name.clone(), state };
+        let since = pod.terminating_since.filter(|_| pod.terminating);
+        let entry = DesiredTarget { target, weight: backend.weight, pod: pod.name.clone(), state, since };
         // Two pods with one IP (a reused IP while the old pod terminates): the ready one wins.
         match seen.get(&target) {
             Some(&i) => {

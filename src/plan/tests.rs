@@ -15,11 +15,17 @@ fn binding() -> Binding {
 }
 
 fn ready(ip: &str, weight: Weight) -> DesiredTarget {
-    DesiredTarget { target: t(ip, 8080), weight, pod: format!("pod-{ip}"), state: PodState::Ready }
+    DesiredTarget { target: t(ip, 8080), weight, pod: format!("pod-{ip}"), state: PodState::Ready, since: None }
 }
 
 fn terminating(ip: &str) -> DesiredTarget {
-    DesiredTarget { target: t(ip, 8080), weight: 10, pod: format!("pod-{ip}"), state: PodState::Terminating }
+    DesiredTarget {
+        target: t(ip, 8080),
+        weight: 10,
+        pod: format!("pod-{ip}"),
+        state: PodState::Terminating,
+        since: Some(1_700_000_000),
+    }
 }
 
 fn eni(ip: &str, weight: Weight) -> BoundTarget {
@@ -45,7 +51,7 @@ fn cvm(ip: &str) -> BoundTarget {
 }
 
 fn desired(targets: Vec<DesiredTarget>) -> DesiredTargets {
-    DesiredTargets { targets, problems: vec![] }
+    DesiredTargets { targets, ..Default::default() }
 }
 
 const SYNC: RuleOptions = RuleOptions { policy: Policy::Sync, allow_empty: false };
@@ -57,7 +63,7 @@ fn run(d: Vec<DesiredTarget>, a: Vec<BoundTarget>, rule: RuleOptions) -> (Status
 
 /// [`plan_rule`]'s status and rows.
 fn planned(d: &DesiredTargets, a: &[BoundTarget], rule: RuleOptions, opts: &PlanOptions) -> (Status, Vec<Row>) {
-    let r = plan_rule(d, a, rule, opts);
+    let r = plan_rule(d, a, Elsewhere { own: &[], asked: Asked::Pods(&[]) }, rule, opts);
     (r.status, r.rows)
 }
 
@@ -197,7 +203,10 @@ fn rule_plan(status: Status, rows: Vec<Row>) -> RulePlan {
         status,
         rows,
         warnings: vec![],
+        untargetable: Default::default(),
+        gate_kept: Vec::new(),
         needs_health: false,
+        lookup: Vec::new(),
         owner: None,
         gate_waits: false,
     }
@@ -405,10 +414,22 @@ fn a_rollout_registers_the_new_pod_and_keeps_the_old_one_serving_until_the_new_o
 fn unknown_health_holds_the_drain_and_asks_for_health() {
     let unknown = |ip| BoundTarget { health: Health::Unknown, ..eni(ip, 10) };
     let d = desired(vec![ready("10.0.0.2", 10), terminating("10.0.0.1")]);
-    let r = plan_rule(&d, &[unknown("10.0.0.1"), unknown("10.0.0.2")], SYNC, &PlanOptions::default());
+    let r = plan_rule(
+        &d,
+        &[unknown("10.0.0.1"), unknown("10.0.0.2")],
+        Elsewhere { own: &[], asked: Asked::Pods(&[]) },
+        SYNC,
+        &PlanOptions::default(),
+    );
     assert_eq!(r.rows[0].action, Action::Wait);
     assert!(r.needs_health, "the planner asks for health to decide");
-    let r = plan_rule(&d, &[eni("10.0.0.1", 10), eni("10.0.0.2", 10)], SYNC, &PlanOptions::default());
+    let r = plan_rule(
+        &d,
+        &[eni("10.0.0.1", 10), eni("10.0.0.2", 10)],
+        Elsewhere { own: &[], asked: Asked::Pods(&[]) },
+        SYNC,
+        &PlanOptions::default(),
+    );
     assert!(!r.needs_health);
     assert_eq!(r.rows[0].action, Action::Drain);
 }
@@ -501,14 +522,29 @@ fn adopt_untagged_tags_only_the_targets_of_our_pods() {
     assert_eq!((rows[0].current_weight, rows[0].weight), (Some(10), Some(20)), "adopted, then given its weight");
 }
 
+/// Issue 24 #8: another owner's targets (healthy or not, or a hand-bound CVM) do not make an empty desired set
+/// intended: a selector typo under `--owner` is blocked like any other, and handing the rule over takes
+/// `allow_empty`.
 #[test]
-fn with_an_owner_a_rule_may_be_emptied_of_our_targets_while_another_owners_serve() {
-    let a = [tagged("10.0.0.1", 10, "clbsync:a"), tagged("10.0.0.2", 10, "clbsync:b")];
-    let (status, rows) = planned(&desired(vec![]), &a, SYNC, &owned("a", false));
-    assert_eq!(status, Status::Ready, "b's target still serves the rule");
-    assert_eq!(rows[0].action, Action::Deregister);
-    let (status, _) = planned(&desired(vec![]), &a[..1], SYNC, &owned("a", false));
-    assert!(matches!(status, Status::Blocked { .. }), "a rule left with no target at all is still blocked");
+fn with_an_owner_a_rule_with_no_ready_pods_is_still_blocked_unless_allow_empty() {
+    let others = [
+        tagged("10.0.0.1", 10, "clbsync:a"),
+        tagged("10.0.0.2", 10, "clbsync:b"),
+        BoundTarget { health: Health::Unhealthy, ..tagged("10.0.0.3", 10, "clbsync:b") },
+        cvm("172.16.0.5"),
+    ];
+    for other in &others[1..] {
+        let a = [others[0].clone(), other.clone()];
+        let (status, _) = planned(&desired(vec![]), &a, SYNC, &owned("a", false));
+        assert!(
+            matches!(&status, Status::Blocked { reason } if reason.contains("other owners' targets do not count")),
+            "{other:?}: {status:?}"
+        );
+        let allowed = PlanOptions { allow_empty: true, ..owned("a", false) };
+        let (status, rows) = planned(&desired(vec![]), &a, SYNC, &allowed);
+        assert_eq!(status, Status::Ready, "allow_empty hands the rule over");
+        assert_eq!(rows[0].action, Action::Deregister);
+    }
 }
 
 proptest! {
@@ -536,4 +572,27 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Issue 24 #8: under `--owner` the empty-rule guard blocks like without one, whatever other owners, untagged
+    /// targets or CVMs hold and whatever their health.
+    #[test]
+    fn with_an_owner_the_empty_desired_guard_still_blocks_lost_traffic(
+        (a, rule) in arb_world().prop_map(|w| (w.1, w.2)),
+        tags in prop::collection::vec(prop_oneof![Just(""), Just("clbsync:a"), Just("clbsync:b")], 10),
+    ) {
+        let a: Vec<BoundTarget> = a.into_iter().zip(tags).map(|(b, tag)| BoundTarget { tag: tag.into(), ..b }).collect();
+        let rule = RuleOptions { allow_empty: false, ..rule };
+        let (status, rows) = planned(&desired(vec![]), &a, rule, &owned("a", false));
+        let ours_weighted = a.iter().any(|b| b.kind == TargetKind::Ip && b.tag == "clbsync:a" && b.weight > 0);
+        if ours_weighted && rule.policy == Policy::Sync {
+            prop_assert!(matches!(status, Status::Blocked { .. }), "expected blocked, got {:?}", status);
+        }
+        if status == Status::Ready {
+            let loses = rows.iter().any(|r| r.action.is_change() && r.current_weight.unwrap_or(0) > 0 && r.weight != r.current_weight);
+            prop_assert!(!loses, "ready plan removes traffic: {:?}", rows);
+        }
+    }
+}
+
+mod capacity;
 mod gate;

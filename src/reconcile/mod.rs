@@ -15,7 +15,7 @@ use crate::clb::resolve::{self, LbRules};
 use crate::desired::{self, Cluster};
 use crate::model::printable;
 use crate::observe::progress::{Observer, Progress};
-use crate::plan::{self, Applied, Plan, PlanOptions, PodLists, RulePlan};
+use crate::plan::{self, Applied, Plan, PlanOptions, PodLists, PodsByIp, RulePlan, Waits};
 use crate::report::{self, Style};
 use crate::rules::{Rule, Rules};
 use crate::stop::Stop;
@@ -43,6 +43,9 @@ pub struct Settings {
     /// After a signal or the run timeout, how long changes in flight may still take
     /// ([`ApplyOptions::stop_grace`]).
     pub stop_grace: std::time::Duration,
+    /// `--warn-waiting-after`: a held drain or removal waiting longer is a Warning Event and counts in
+    /// `clbsync_waiting_targets`.
+    pub warn_waiting_after: std::time::Duration,
     /// Told what the run is doing, for a progress display (`None`: nobody is watching).
     pub progress: Option<Observer>,
 }
@@ -73,6 +76,8 @@ pub struct Outcome {
     pub plan: Plan,
     /// `None` for `diff` (and for `reconcile` when there was nothing to apply).
     pub applied: Option<ApplyReport>,
+    /// When the plan was made, and how long a held drain or removal may wait before it is reported.
+    pub waits: Waits,
 }
 
 /// The exit codes, documented in `--help` and the README.
@@ -159,16 +164,36 @@ pub async fn run<K: Cluster, C: Clb>(
                     let lb_rules: Vec<&Rule> = idx.iter().map(|&i| &rules.rules[i]).collect();
                     let mut actual = resolve::read_lb(clb, lb, &lb_rules).await;
                     let pods = pods.await;
-                    let mut plan = plan::plan(&lb_rules, &pods, &actual, &settings.plan);
-                    // The planner holds a drain or removal that could leave a rule without a serving target until
-                    // it knows the targets' health: read it (one call for the load balancer) and plan again.
-                    if plan.needs_health() {
-                        match resolve::read_health(clb, lb, &mut actual).await {
-                            Ok(()) => plan = plan::plan(&lb_rules, &pods, &actual, &settings.plan),
-                            Err(e) => {
-                                tracing::warn!(%lb, "{e}; drains that could leave a rule without a serving target wait")
+                    let mut elsewhere = PodsByIp::new();
+                    let mut plan = plan::plan(&lb_rules, &pods, &actual, &elsewhere, &settings.plan);
+                    // The planner holds a drain or removal that could take traffic away until it knows the targets'
+                    // health (one call for the load balancer) and, for targets the rules no longer select, whether
+                    // a pod still serves their IPs: read what it asks for and plan again (twice at most).
+                    let mut health_read = false;
+                    loop {
+                        let mut again = false;
+                        if plan.needs_health() && !health_read {
+                            health_read = true;
+                            match resolve::read_health(clb, lb, &mut actual).await {
+                                Ok(()) => again = true,
+                                Err(e) => {
+                                    tracing::warn!(%lb, "{e}; drains and removals that could take traffic away wait")
+                                }
                             }
                         }
+                        let lookups = plan.lookups();
+                        let asked: Vec<(&str, Vec<std::net::IpAddr>)> =
+                            lookups.into_iter().filter(|(ns, _)| !elsewhere.contains_key(*ns)).collect();
+                        for (namespace, ips) in asked {
+                            let found = cluster.pods_at(namespace, &ips).await;
+                            let found = found.map_err(|e| printable(&e.to_string()).into_owned());
+                            elsewhere.insert(namespace.to_owned(), found);
+                            again = true;
+                        }
+                        if !again {
+                            break;
+                        }
+                        plan = plan::plan(&lb_rules, &pods, &actual, &elsewhere, &settings.plan);
                     }
                     let applied = match apply_opts {
                         Some(opts) if plan.has_changes() => {
@@ -197,7 +222,7 @@ pub async fn run<K: Cluster, C: Clb>(
         let (idx, actual): (Vec<usize>, Vec<_>) = unreadable.into_iter().map(|(i, reason)| (i, Err(reason))).unzip();
         let lb_rules: Vec<&Rule> = idx.iter().map(|&i| &rules.rules[i]).collect();
         groups.push(LbResult {
-            plan: plan::plan(&lb_rules, &pods, &actual, &settings.plan),
+            plan: plan::plan(&lb_rules, &pods, &actual, &PodsByIp::new(), &settings.plan),
             rules: idx,
             applied: None,
         });
@@ -251,7 +276,9 @@ pub async fn run<K: Cluster, C: Clb>(
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
         written => written.context("writing the report to stdout")?,
     }
-    Ok(Outcome { plan, applied })
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let waits = Waits { now: i64::try_from(now).unwrap_or(i64::MAX), after: settings.warn_waiting_after };
+    Ok(Outcome { plan, applied, waits })
 }
 
 /// What one load balancer's part of a run planned and applied.

@@ -130,6 +130,7 @@ fn settings(mode: Mode, format: Format) -> Settings {
         region: "ap-guangzhou".into(),
         stop: crate::stop::Stop::new(),
         stop_grace: crate::apply::DEFAULT_STOP_GRACE,
+        warn_waiting_after: crate::plan::WARN_WAITING_AFTER,
         progress: None,
     }
 }

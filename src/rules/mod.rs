@@ -28,11 +28,13 @@ pub struct Rule {
     pub backend: Backend,
 }
 
-/// Where a rule's ids are written in the rules file.
+/// Where a rule's ids (and its backend's port, for `validate --kubeconfig`) are written in the rules file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdLines {
     pub listener_id: usize,
     pub location_id: usize,
+    /// (line, column) of `backend.port`.
+    pub port: (usize, usize),
 }
 
 impl Rule {

@@ -314,6 +314,7 @@ impl Validator {
         let id_lines = IdLines {
             listener_id: id_line(listener.listener_id.is_some(), listener_path, "listener_id"),
             location_id: id_line(l7.as_ref().is_some_and(|l| l.location_id.is_some()), path, "location_id"),
+            port: self.spans.value(&join_key(&join_key(path, "backend"), "port")),
         };
         let load_balancer_id = lb.to_string();
         self.rules.push(Rule { path: path.to_string(), line, id_lines, load_balancer_id, listener, l7, backend });

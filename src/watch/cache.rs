@@ -9,6 +9,7 @@
 //! at once when the list is complete.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -240,15 +241,33 @@ impl Cache {
         self.lock().get(namespace).is_some_and(|ns| ns.pods.synced && ns.deployments.synced)
     }
 
-    /// `due` plus every other rule of a namespace that has pods with the readiness gate: a gated pod's condition
-    /// depends on every rule that selects it, and those are all rules of its namespace.
+    /// `due` plus every other rule that selects a gated pod a due rule selects: a gated pod's condition depends on
+    /// every rule that selects it, and on no other (a pass over more would read load balancers for nothing).
     pub fn with_gate_neighbours(&self, rules: &[Rule], mut due: Vec<usize>) -> Vec<usize> {
         let namespaces = self.lock();
-        let gated =
-            |ns: &str| namespaces.get(ns).is_some_and(|n| n.pods.objects.values().any(|p| p.pod.gate.is_some()));
-        let widen: BTreeSet<&str> =
-            due.iter().map(|&i| rules[i].backend.pods.namespace.as_str()).filter(|ns| gated(ns)).collect();
-        due.extend((0..rules.len()).filter(|&i| widen.contains(rules[i].backend.pods.namespace.as_str())));
+        let selects = |rule: &Rule, labels: &BTreeMap<String, String>| {
+            let Some(ns) = namespaces.get(&rule.backend.pods.namespace) else { return false };
+            match &rule.backend.pods.source {
+                PodSource::Selector(want) => Wanted::Labels(want).matches(labels),
+                PodSource::Deployment(d) => ns
+                    .deployments
+                    .objects
+                    .get(d)
+                    .is_some_and(|s| s.as_ref().is_ok_and(|s| Wanted::Selector(s).matches(labels))),
+            }
+        };
+        let mut gated: Vec<(&str, &BTreeMap<String, String>)> = Vec::new();
+        for &i in &due {
+            let namespace = rules[i].backend.pods.namespace.as_str();
+            let Some(ns) = namespaces.get(namespace) else { continue };
+            let pods = ns.pods.objects.values().filter(|p| p.pod.gate.is_some() && selects(&rules[i], &p.labels));
+            gated.extend(pods.map(|p| (namespace, &p.labels)));
+        }
+        let neighbours = (0..rules.len()).filter(|&j| {
+            let namespace = rules[j].backend.pods.namespace.as_str();
+            gated.iter().any(|(ns, labels)| *ns == namespace && selects(&rules[j], labels))
+        });
+        due.extend(neighbours);
         due.sort_unstable();
         due.dedup();
         due
@@ -303,6 +322,15 @@ impl Cache {
             .filter(|(_, r)| r.backend.pods.namespace == *namespace && touches(r))
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// The cached pods of `namespace` that hold any of `ips`; like a query, only from a synced watch.
+    fn pods_at(&self, namespace: &str, ips: &[IpAddr]) -> Result<Vec<Pod>, Error> {
+        let namespaces = self.lock();
+        let ns = namespaces.get(namespace).filter(|ns| ns.pods.synced);
+        let ns = ns.ok_or_else(|| Error::NotSynced { what: format!("pods in namespace {namespace}") })?;
+        let holds = |p: &&CachedPod| p.pod.ips.iter().any(|ip| ips.contains(ip));
+        Ok(ns.pods.objects.values().filter(holds).map(|p| p.pod.clone()).collect())
     }
 
     fn query(&self, query: &PodQuery) -> Result<Vec<Pod>, Error> {
@@ -360,8 +388,25 @@ pub struct CachedCluster<'a> {
 }
 
 impl Cluster for CachedCluster<'_> {
+    /// As [`KubeCluster`] answers it: a watch of a namespace that does not exist lists nothing, like a LIST there,
+    /// so an empty answer (or a missing Deployment) is checked against the namespace and a missing one is
+    /// [`Error::NamespaceNotFound`], never zero pods.
     async fn pods(&self, query: &PodQuery) -> Result<Vec<Pod>, Error> {
-        self.cache.query(query)
+        match self.cache.query(query) {
+            Ok(pods) if pods.is_empty() => {
+                self.api.check_namespace(&query.namespace).await?;
+                Ok(pods)
+            }
+            Err(e @ Error::DeploymentNotFound { .. }) => {
+                self.api.check_namespace(&query.namespace).await?;
+                Err(e)
+            }
+            answer => answer,
+        }
+    }
+
+    async fn pods_at(&self, namespace: &str, ips: &[IpAddr]) -> Result<Vec<Pod>, Error> {
+        self.cache.pods_at(namespace, ips)
     }
 
     async fn set_pod_condition(

@@ -7,8 +7,10 @@
 //! - The rules file is polled; a changed file is validated first, and an invalid one is refused (logged, metric
 //!   set) while the old rules stay in force.
 //! - A rule that waits on CLB ([`RulePlan::waits`]: a drain held until new targets pass their health checks, or a
-//!   gated pod waiting for its registration or health checks) runs again after [`RECHECK`]; a pass over a rule of
-//!   a namespace with gated pods takes every rule of that namespace.
+//!   gated pod waiting for its registration or health checks) runs again after [`schedule::RECHECK`] while its
+//!   wait is young, then less and less often ([`Schedule::recheck`]); each recheck counts in
+//!   `clbsync_rechecks_total`. A pass over a rule that selects gated pods also takes the other rules that select
+//!   them (a pod's condition depends on each), and no other rule.
 //! - A rule whose watch is not synced is not run (never planned against a stale or empty cache) until its watch
 //!   lists again. A rule that fails (skipped, or a change failed) is retried with a backoff of its own.
 //! - After each pass of `reconcile` its Kubernetes Events are recorded, one per (object, reason), each reused by
@@ -50,10 +52,6 @@ use triggers::Watches;
 
 /// How often the rules file is read to see whether it changed.
 pub const RULES_POLL: Duration = Duration::from_secs(2);
-
-/// How soon a rule that waits on CLB runs again ([`RulePlan::waits`]): no pod event would tell, the pods do not
-/// change while CLB probes the new targets.
-pub const RECHECK: Duration = Duration::from_secs(2);
 
 /// What watch mode adds to a run's [`Settings`].
 #[derive(Clone, Debug)]
@@ -192,6 +190,12 @@ pub async fn run<C: Clb>(
                         continue;
                     }
                 };
+                // Waits nothing in the cluster records are timed from the first pass that held them.
+                let mut outcome = outcome;
+                let now = outcome.waits.now;
+                for (&i, plan) in ready.iter().zip(outcome.plan.rules.iter_mut()) {
+                    crate::plan::carry_waits(latest.get(&i), plan, now);
+                }
                 let now = Instant::now();
                 for (k, (&i, plan)) in ready.iter().zip(&outcome.plan.rules).enumerate() {
                     if troubled(plan, &outcome, k) {
@@ -199,12 +203,15 @@ pub async fn run<C: Clb>(
                     } else {
                         schedule.succeeded(i);
                         if plan.waits() {
-                            schedule.trigger([i], now + RECHECK);
+                            schedule.recheck(i, now);
+                            metrics.record_recheck(if plan.gate_waits { "gate" } else { "wait" });
+                        } else {
+                            schedule.settled(i);
                         }
                     }
                     latest.insert(i, plan.clone());
                 }
-                metrics.set_rules(latest.values());
+                metrics.set_rules(latest.values(), outcome.waits);
                 observer.record(&rules, &ready, &outcome, elapsed, &pass_stop).await;
             }
         }

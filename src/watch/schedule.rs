@@ -1,5 +1,5 @@
-//! Which rules run when: pending rules with the time each may run at, and a backoff per failing rule. Pure; the
-//! clock is a parameter.
+//! Which rules run when: pending rules with the time each may run at, a backoff per failing rule, and one per
+//! rule that keeps waiting on CLB. Pure; the clock is a parameter.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 const BATCH: Duration = Duration::from_millis(100);
 /// The first retry of a failed rule; each failure doubles it, up to the resync interval.
 const RETRY_MIN: Duration = Duration::from_secs(1);
+/// How soon a rule that waits on CLB runs again while its wait is young: a new target passes CLB's health checks
+/// in about 15 s with CLB's defaults, and nothing else will say when it has.
+pub const RECHECK: Duration = Duration::from_secs(2);
+/// How long a wait is young: past it, the rechecks of that rule double from 2 × [`RECHECK`] up to
+/// [`RECHECK_MAX`] (a target that is not healthy by then is stuck, not warming up).
+const RECHECK_FAST_FOR: Duration = Duration::from_secs(20);
+/// The longest wait between two rechecks of a rule.
+const RECHECK_MAX: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 pub struct Schedule {
@@ -15,13 +23,15 @@ pub struct Schedule {
     pending: BTreeMap<usize, Instant>,
     /// Rule index → (failures in a row, no run before).
     backoff: BTreeMap<usize, (u32, Instant)>,
+    /// Rule index → (since when it has waited, rechecks since its wait stopped being young).
+    waiting: BTreeMap<usize, (Instant, u32)>,
     retry_max: Duration,
 }
 
 impl Schedule {
     /// An empty schedule whose retries wait at most `retry_max`.
     pub fn new(retry_max: Duration) -> Self {
-        Schedule { pending: BTreeMap::new(), backoff: BTreeMap::new(), retry_max }
+        Schedule { pending: BTreeMap::new(), backoff: BTreeMap::new(), waiting: BTreeMap::new(), retry_max }
     }
 
     /// Schedules `rules` at `at` (or when their backoff ends). A rule already pending keeps its earlier time, so
@@ -59,6 +69,26 @@ impl Schedule {
     pub fn succeeded(&mut self, rule: usize) {
         self.backoff.remove(&rule);
     }
+
+    /// `rule` ran at `now` and still waits on CLB: it runs again after [`RECHECK`] while its wait is young, then
+    /// after 4 s, 8 s, ... up to [`RECHECK_MAX`] (or the resync interval, if shorter). Returns the delay.
+    pub fn recheck(&mut self, rule: usize, now: Instant) -> Duration {
+        let (since, slow) = self.waiting.entry(rule).or_insert((now, 0));
+        let delay = if now.saturating_duration_since(*since) < RECHECK_FAST_FOR {
+            RECHECK
+        } else {
+            *slow = slow.saturating_add(1);
+            RECHECK.saturating_mul(2u32.saturating_pow((*slow).min(16))).min(RECHECK_MAX)
+        };
+        let delay = delay.min(self.retry_max.max(RECHECK));
+        self.trigger([rule], now + delay);
+        delay
+    }
+
+    /// `rule` ran and no longer waits: its next wait starts young.
+    pub fn settled(&mut self, rule: usize) {
+        self.waiting.remove(&rule);
+    }
 }
 
 #[cfg(test)]
@@ -66,6 +96,33 @@ mod tests {
     use super::*;
 
     const S: Duration = Duration::from_secs(1);
+
+    /// Issue 24 #11: a rule whose gated pod never passes its health checks was run every 2 s forever.
+    #[test]
+    fn a_rule_that_keeps_waiting_is_rechecked_every_2s_while_young_then_less_and_less_often() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(3600 * S);
+        let mut at = t0;
+        let mut delays = Vec::new();
+        while at < t0 + 300 * S {
+            let d = s.recheck(0, at);
+            assert_eq!(s.take_due(at + d), vec![0]);
+            delays.push(d.as_secs());
+            at += d;
+        }
+        assert_eq!(delays[..10], [2; 10], "young: every 2 s");
+        assert_eq!(delays[10..15], [4, 8, 16, 32, 60]);
+        assert!(delays[15..].iter().all(|&d| d == 60), "{delays:?}");
+        assert!(delays.len() <= 21, "{} rechecks in 5 minutes", delays.len());
+
+        s.settled(0);
+        assert_eq!(s.recheck(0, at), 2 * S, "a new wait starts young");
+        let mut short = Schedule::new(10 * S);
+        short.recheck(1, t0);
+        assert_eq!(short.recheck(1, t0 + 25 * S), 4 * S);
+        assert_eq!(short.recheck(1, t0 + 29 * S), 8 * S);
+        assert_eq!(short.recheck(1, t0 + 37 * S), 10 * S, "never longer than the resync interval");
+    }
 
     #[test]
     fn a_burst_of_changes_runs_once_one_debounce_after_the_first() {

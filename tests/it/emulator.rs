@@ -108,6 +108,7 @@ async fn pass(clb: &ClbClient, cluster: &MemoryCluster, rules: &Rules, mode: Mod
         region: "ap-guangzhou".into(),
         stop: clbsync::stop::Stop::new(),
         stop_grace: clbsync::apply::DEFAULT_STOP_GRACE,
+        warn_waiting_after: clbsync::plan::WARN_WAITING_AFTER,
         progress: None,
     };
     let mut out = Vec::new();

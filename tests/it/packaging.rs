@@ -181,6 +181,7 @@ fn watch_cluster_role_grants_exactly_its_reads_and_events_and_the_lease_role_one
         [
             "create events.events.k8s.io",
             "get deployments.apps",
+            "get namespaces.",
             "list deployments.apps",
             "list pods.",
             "patch events.events.k8s.io",

@@ -1,6 +1,7 @@
 //! The rollout simulator's short version (issue 13): one rolling update of 10 replicas rolled by the real
-//! kube-controller-manager, in two modes. The recommended setup must drop no request, and the plain CronJob
-//! without preStop must drop some: proof that the simulator can fail. The full matrix is
+//! kube-controller-manager, in two modes, and a switch of the rule's backend in the rules file (issue 24). The
+//! recommended setup must drop no request, and the plain CronJob without preStop must drop some: proof that the
+//! simulator can fail. The full matrix is
 //! `testbed/rollout-matrix.sh`.
 //!
 //! Ignored in the shared run: while the controller-manager runs, every other test's Deployment would get a
@@ -55,7 +56,7 @@ impl Drop for StopUnless {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the controller-manager, which would give other tests' Deployments pods: run alone (testbed/test.sh)"]
-async fn recommended_setup_drops_no_request_in_a_rolling_update_and_the_plain_cronjob_does() {
+async fn recommended_setup_drops_no_request_in_a_rolling_update_or_a_backend_switch_and_the_plain_cronjob_does() {
     let Some(was_running) = start_controller_manager() else { return };
     let _stop = StopUnless(was_running);
     let opts = RunOptions {
@@ -75,6 +76,18 @@ async fn recommended_setup_drops_no_request_in_a_rolling_update_and_the_plain_cr
         RECOMMENDED.label(),
         good.failed,
         good.sent,
+        opts.work_dir.display()
+    );
+    // Issue 24 #7: switching the rule's backend in the rules file (blue → green) cut traffic (505 of 1,137
+    // requests failed): blue's targets went in the run that registered green.
+    let switch = clbsync_rollout::run(Scenario::Switch, RECOMMENDED, &opts).await.expect("the switch runs");
+    assert!(switch.sent > 500, "traffic flowed through the switch: {} requests", switch.sent);
+    assert_eq!(
+        (switch.failed, switch.longest_no_target_ms),
+        (0, 0),
+        "switch: {} of {} requests failed (logs in {})",
+        switch.failed,
+        switch.sent,
         opts.work_dir.display()
     );
     let bad = clbsync_rollout::run(Scenario::Rolling, Mode::Cron, &opts).await.expect("the CronJob mode runs");

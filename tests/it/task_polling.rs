@@ -69,6 +69,7 @@ async fn fleet_run(task: Duration, rate: u32, in_flight: usize, rollout: bool) -
         region: "ap-guangzhou".into(),
         stop: clbsync::stop::Stop::new(),
         stop_grace: clbsync::apply::DEFAULT_STOP_GRACE,
+        warn_waiting_after: clbsync::plan::WARN_WAITING_AFTER,
         progress: None,
     };
     let clb =

@@ -116,6 +116,7 @@ fn engine(size: Size, rules_path: &Path, endpoint: &str, concurrency: Option<u16
                 phase: "Running".into(),
                 ready: true,
                 terminating: false,
+                terminating_since: None,
                 ips: vec![fleet.pod_ip(d, k).into()],
                 ports: vec![("http".into(), 8080)],
                 gate: None,
@@ -136,6 +137,7 @@ fn engine(size: Size, rules_path: &Path, endpoint: &str, concurrency: Option<u16
         region: "ap-guangzhou".into(),
         stop: clbsync::stop::Stop::new(),
         stop_grace: std::time::Duration::from_secs(20),
+        warn_waiting_after: clbsync::plan::WARN_WAITING_AFTER,
         progress: None,
     };
     let mut out = std::io::stdout().lock();

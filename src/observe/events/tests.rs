@@ -40,6 +40,7 @@ fn row(action: Action, ip: &str, port: u16, pod: Option<&str>) -> Row {
         unless_failed: UnlessFailed::Nothing,
         unmanaged: None,
         health: crate::model::Health::Unknown,
+        waiting_since: None,
     }
 }
 
@@ -56,7 +57,10 @@ fn rule_plan(rule: &Rule, status: Status, rows: Vec<Row>) -> RulePlan {
         status,
         rows,
         warnings: Vec::new(),
+        untargetable: Default::default(),
+        gate_kept: Vec::new(),
         needs_health: false,
+        lookup: Vec::new(),
         owner: None,
         gate_waits: false,
     }
@@ -70,7 +74,8 @@ fn outcome(rules: &Rules, plans: Vec<(Status, Vec<(Row, RowStatus)>)>) -> Outcom
         plan.rules.push(rule_plan(rule, status, rows));
         statuses.push(s);
     }
-    Outcome { plan, applied: Some(ApplyReport { rows: statuses }) }
+    let waits = crate::plan::Waits { now: 1_700_000_000, after: crate::plan::WARN_WAITING_AFTER };
+    Outcome { plan, applied: Some(ApplyReport { rows: statuses }), waits }
 }
 
 fn deployment(name: &str) -> Object {
@@ -218,4 +223,44 @@ fn a_dry_run_outcome_has_no_events() {
         outcome(&rules, vec![(Status::Ready, vec![(row(Action::Register, "10.0.0.1", 8080, None), RowStatus::NoOp)])]);
     out.applied = None;
     assert_eq!(drafts(&rules, &out, DEFAULT_MAX), (Vec::new(), 0));
+}
+
+/// Issue 24 #6: a rule whose typo leaves gated pods True (kept) says so in a Warning on its workload, next to
+/// the rule's own RuleBlocked.
+#[test]
+fn a_readiness_gate_kept_true_is_a_warning_naming_the_pods() {
+    let rules = rules();
+    let blocked = Status::Blocked { reason: "none of the 2 ready pod(s) can be a target".into() };
+    let mut out = outcome(&rules, vec![(blocked, vec![])]);
+    out.plan.rules[0].gate_kept = vec!["api-1".into(), "api-2".into()];
+    let (drafts, _) = drafts(&rules, &out, DEFAULT_MAX);
+    assert_eq!(
+        summary(&drafts),
+        [("Deployment shop/api".to_string(), "ReadinessGateKept"), ("Deployment shop/api".to_string(), "RuleBlocked")]
+    );
+    assert_eq!(drafts[0].reason.kind(), "Warning");
+    assert!(
+        drafts[0].note.starts_with(
+            "readiness gate kept: lb-00000001 HTTP:80 shop.example.com/api: 2 pod(s) [api-1, api-2] stay Ready"
+        ),
+        "{}",
+        drafts[0].note
+    );
+}
+
+/// Issue 24 #12: a drain held longer than `--warn-waiting-after` is a Warning on the workload, naming how long
+/// and the targets.
+#[test]
+fn a_wait_past_its_bound_is_a_warning() {
+    let rules = rules();
+    let mut held = row(Action::Wait, "10.0.0.9", 8080, Some("api-9"));
+    held.waiting_since = Some(1_700_000_000 - 1_200);
+    let mut out = outcome(&rules, vec![(Status::Ready, vec![(held, RowStatus::NoOp)])]);
+    let (drafts, _) = drafts(&rules, &out, DEFAULT_MAX);
+    assert_eq!(summary(&drafts), [("Deployment shop/api".to_string(), "TargetsWaiting")]);
+    assert_eq!(drafts[0].reason.kind(), "Warning");
+    assert!(drafts[0].note.contains("held for 20 min (more than --warn-waiting-after 10 min)"), "{}", drafts[0].note);
+    assert!(drafts[0].note.ends_with("1 target(s) [10.0.0.9:8080]"), "{}", drafts[0].note);
+    out.waits.now -= 700;
+    assert!(super::drafts(&rules, &out, DEFAULT_MAX).0.is_empty(), "not before its bound");
 }

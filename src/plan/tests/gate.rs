@@ -55,6 +55,7 @@ fn pod(name: &str, ip: &str) -> Pod {
         phase: "Pending".into(),
         ready: false,
         terminating: false,
+        terminating_since: None,
         ips: vec![ip.parse().expect("test IP")],
         ports: vec![("http".into(), 8080)],
         gate: None,
@@ -67,18 +68,75 @@ fn gated() -> Pod {
 
 /// Plans `pods` against `actual` (one entry per rule), then the gate with every registration's outcome `applied`.
 fn gate_plan(pods: Vec<Pod>, actual: &[Result<RuleTargets, String>], applied: Applied, gate_on: GateOn) -> Plan {
+    let opts = PlanOptions { gate_on, ..PlanOptions::default() };
+    gate_plan_with(
+        pods,
+        actual,
+        |action| if action == Action::Register { applied.clone() } else { Applied::NotRun },
+        &opts,
+    )
+}
+
+/// [`gate_plan`] with options, and what became of each row's change by its action.
+fn gate_plan_with(
+    pods: Vec<Pod>,
+    actual: &[Result<RuleTargets, String>],
+    applied: impl Fn(Action) -> Applied,
+    opts: &PlanOptions,
+) -> Plan {
     let rules = rules();
     let rules: Vec<&Rule> = rules.rules.iter().collect();
     let lists: PodLists = [(rules[0].backend.pods.clone(), Ok(pods))].into_iter().collect();
-    let opts = PlanOptions { gate_on, ..PlanOptions::default() };
-    let mut plan = plan(&rules, &lists, actual, &opts);
+    let mut plan = plan(&rules, &lists, actual, &PodsByIp::new(), opts);
     let rows = plan.rules.clone();
-    let applied = |i: usize, j: usize| match rows[i].rows[j].action {
-        Action::Register => applied.clone(),
-        _ => Applied::NotRun,
-    };
-    plan_gate(&rules, &lists, &mut plan, applied, gate_on);
+    plan_gate(&rules, &lists, &mut plan, |i, j| applied(rows[i].rows[j].action), opts.gate_on);
     plan
+}
+
+/// What CLB holds on rule `i`: the pod 10.0.0.5 bound, healthy, at `weight` with `tag`.
+fn bound_at(i: usize, weight: u8, tag: &str) -> Result<RuleTargets, String> {
+    let mut rule = bound(i, Some(Health::Healthy))?;
+    rule.targets[0].weight = weight;
+    rule.targets[0].tag = tag.into();
+    Ok(rule)
+}
+
+/// Issue 24 #10: a target at weight 0 takes no traffic. Bound means bound at the weight the plan gives it: an
+/// untagged target under `--owner`, or a reweight from 0 that failed or did not run, is not bound.
+#[test]
+fn a_target_at_weight_0_or_short_of_its_planned_weight_does_not_turn_the_gate_true() {
+    let owner = PlanOptions { owner: Some(crate::model::Owner::new("a").expect("owner")), ..PlanOptions::default() };
+    let untagged = [bound_at(0, 0, ""), bound_at(1, 10, "clbsync:a")];
+    let plan = gate_plan_with(vec![gated()], &untagged, |_| Applied::NotRun, &owner);
+    let (status, reason, message) = only_change(&plan);
+    assert_eq!((status, reason), (false, "RegistrationPending"), "{message}");
+    assert!(message.contains("at weight 0: bound, untagged"), "{message}");
+
+    let drained = [bound_at(0, 0, ""), bound_at(1, 10, "")];
+    assert_eq!(
+        plan_actions(&gate_plan_with(vec![gated()], &drained, |_| Applied::NotRun, &PlanOptions::default()))[0],
+        Action::Reweight
+    );
+    for (applied, want) in [
+        (Applied::NotRun, "RegistrationPending"),
+        (Applied::Failed("InternalError: x (RequestId r-3)".into()), "RegistrationFailed"),
+    ] {
+        let plan = gate_plan_with(vec![gated()], &drained, |_| applied.clone(), &PlanOptions::default());
+        let (status, reason, message) = only_change(&plan);
+        assert_eq!((status, reason), (false, want), "{message}");
+    }
+    let plan = gate_plan_with(vec![gated()], &drained, |_| Applied::Done, &PlanOptions::default());
+    assert!(only_change(&plan).0, "a reweight done in this run binds it at its weight");
+
+    // Another owner's target of our pod that takes a weight serves it: bound.
+    let foreign = [bound_at(0, 10, "clbsync:b"), bound_at(1, 10, "clbsync:a")];
+    let plan = gate_plan_with(vec![gated()], &foreign, |_| Applied::NotRun, &owner);
+    assert!(only_change(&plan).0);
+}
+
+/// The first row's action of each rule.
+fn plan_actions(plan: &Plan) -> Vec<Action> {
+    plan.rules.iter().map(|r| r.rows[0].action).collect()
 }
 
 /// The single gate change of a plan: (status, reason).
@@ -164,18 +222,58 @@ fn a_skipped_rule_blocks_the_gate_but_keeps_a_true_condition() {
     assert!(plan.gate.is_empty(), "a read error changes no condition: {:#?}", plan.gate);
 }
 
-#[test]
-fn a_pod_that_cannot_be_a_target_of_a_rule_is_blocked_by_that_rule() {
-    let mut no_port = gated();
-    no_port.ports.clear();
-    let rules = parse("rules.yaml", &RULES.replace("port: 8443}", "port: https}")).expect("valid rules");
+/// Plans the gate of `pods` with the rules file `text` (the two rules of [`RULES`], changed).
+fn gate_plan_rules(text: &str, pods: Vec<Pod>, actual: &[Result<RuleTargets, String>]) -> Plan {
+    let rules = parse("rules.yaml", text).expect("valid rules");
     let rules: Vec<&Rule> = rules.rules.iter().collect();
-    let lists: PodLists = [(rules[0].backend.pods.clone(), Ok(vec![no_port]))].into_iter().collect();
-    let mut plan = plan(&rules, &lists, &[bound(0, Some(Health::Healthy)), bound(1, None)], &PlanOptions::default());
+    let lists: PodLists = [(rules[0].backend.pods.clone(), Ok(pods))].into_iter().collect();
+    let mut plan = plan(&rules, &lists, actual, &PodsByIp::new(), &PlanOptions::default());
     plan_gate(&rules, &lists, &mut plan, |_, _| Applied::NotRun, GateOn::Healthy);
+    plan
+}
+
+/// Issue 24 #6: a rule that cannot make a target of the pod (a port-name typo) does not decide its condition,
+/// and its warning says so: the pod is bound and healthy on the rule that can bind it, so it turns True.
+#[test]
+fn a_rule_that_cannot_make_a_target_of_the_pod_does_not_hold_its_gate() {
+    let typo = RULES.replace("port: 8443}", "port: https}");
+    let plan = gate_plan_rules(&typo, vec![gated()], &[bound(0, Some(Health::Healthy)), bound(1, None)]);
+    assert_eq!(only_change(&plan), (true, "Registered", "bound and healthy on 1 rule(s)"));
+    assert!(matches!(plan.rules[1].status, Status::Blocked { .. }), "the typo'd rule is still blocked");
+    let warning = plan.rules[1].warnings.join("; ");
+    assert!(warning.contains("no container port named `https`"), "{warning}");
+    assert!(warning.contains("its readiness gate does not wait for this rule"), "{warning}");
+    // And a pod already True is not touched by the typo.
+    let registered = gated().gate_condition(true, "Registered", "bound and healthy on 2 rule(s)");
+    let healthy = [bound(0, Some(Health::Healthy)), bound(1, Some(Health::Healthy))];
+    assert!(gate_plan_rules(&typo, vec![registered], &healthy).gate.is_empty());
+}
+
+/// Issue 24 #6: when no rule that selects a serving pod can bind it (the rules file changed to a port name no
+/// container has), a True condition stays True and says why, and the blocked rule names the pod (its Event says
+/// so); a condition that was not True stays False. Once the rules file is fixed the True condition says so.
+#[test]
+fn a_typo_on_every_rule_of_a_serving_pod_keeps_a_true_condition_true_and_says_why() {
+    let typo = RULES.replace("port: 8443}", "port: https}").replace("port: 8080}", "port: web}");
+    let healthy = [bound(0, Some(Health::Healthy)), bound(1, Some(Health::Healthy))];
+    let registered = gated().gate_condition(true, "Registered", "bound and healthy on 2 rule(s)");
+    let plan = gate_plan_rules(&typo, vec![registered], &healthy);
     let (status, reason, message) = only_change(&plan);
-    assert_eq!((status, reason), (false, "RuleBlocked"));
-    assert!(message.contains("no container port named `https`"), "{message}");
+    assert_eq!((status, reason), (true, "RuleBlocked"), "{message}");
+    assert!(message.starts_with("kept True") && message.contains("no container port named `web`"), "{message}");
+    assert!(!plan.gate[0].transition, "the status does not change");
+    assert!(plan.rules.iter().all(|r| r.gate_kept == ["api-1"] && matches!(r.status, Status::Blocked { .. })));
+    assert!(plan.rules.iter().all(|r| !r.rows.iter().any(Row::is_pending)), "the blocked rules change nothing");
+
+    let kept = gated().gate_condition(true, "RuleBlocked", message);
+    assert!(gate_plan_rules(&typo, vec![kept.clone()], &healthy).gate.is_empty(), "written once");
+
+    let plan = gate_plan_rules(&typo, vec![gated()], &healthy);
+    assert!(!only_change(&plan).0, "a pod that was not True is not let in");
+    assert!(plan.rules.iter().all(|r| r.gate_kept.is_empty()));
+
+    let plan = gate_plan_rules(RULES, vec![kept], &healthy);
+    assert_eq!(only_change(&plan), (true, "Registered", "bound on 2 rule(s)"));
 }
 
 #[test]

@@ -41,13 +41,18 @@ fn deployment(name: &str, app: &str) -> Deployment {
 }
 
 fn rules() -> Rules {
-    let yaml = "
+    parse_rules(
+        "
 - load_balancer_id: lb-12345678
   listeners:
     - {port: 80, protocol: tcp, backend: {namespace: shop, deployment: web, port: 8080}}
     - {port: 81, protocol: tcp, backend: {namespace: shop, selector: {app: redis}, port: 6379}}
     - {port: 82, protocol: tcp, backend: {namespace: other, selector: {app: web}, port: 8080}}
-";
+",
+    )
+}
+
+fn parse_rules(yaml: &str) -> Rules {
     let dir = std::env::temp_dir().join(format!("clbsync-cache-{}-{}", std::process::id(), fastrand::u64(..)));
     std::fs::write(&dir, yaml).expect("write rules");
     let rules = crate::rules::load(&dir).expect("valid rules");
@@ -140,10 +145,22 @@ fn a_change_touches_only_the_rules_that_select_the_pod() {
     assert_eq!(cache.apply_deployment("shop", Event::Apply(deployment("web", "web2"))), None, "same selector");
 }
 
+/// Issue 24 #11: a pass over a rule that selects a gated pod takes the other rules that select that pod (its
+/// condition depends on each), and no other rule of the namespace: one stuck gated pod made every load balancer
+/// of its namespace be read on every recheck.
 #[test]
-fn a_pass_over_a_rule_of_a_namespace_with_gated_pods_takes_every_rule_of_that_namespace() {
+fn a_pass_over_a_rule_with_gated_pods_takes_the_other_rules_of_those_pods_only() {
     let cache = Cache::default();
-    let rules = rules();
+    let rules = parse_rules(
+        "
+- load_balancer_id: lb-12345678
+  listeners:
+    - {port: 80, protocol: tcp, backend: {namespace: shop, deployment: web, port: 8080}}
+    - {port: 81, protocol: tcp, backend: {namespace: shop, selector: {app: redis}, port: 6379}}
+    - {port: 82, protocol: tcp, backend: {namespace: other, selector: {app: web}, port: 8080}}
+    - {port: 83, protocol: tcp, backend: {namespace: shop, selector: {app: web}, port: 8080}}
+",
+    );
     listed(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", true)], vec![deployment("web", "web")]);
     listed(&cache, "other", vec![], vec![]);
     assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![0]), [0], "no gated pod: the rule alone");
@@ -156,6 +173,7 @@ fn a_pass_over_a_rule_of_a_namespace_with_gated_pods_takes_every_rule_of_that_na
         ..Default::default()
     });
     cache.apply_pod("shop", Event::Apply(gated));
-    assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![0]), [0, 1], "both rules of shop, not other's");
-    assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![2]), [2]);
+    assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![0]), [0, 3], "the rules of the gated pod");
+    assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![1]), [1], "redis selects no gated pod");
+    assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![2]), [2], "another namespace");
 }

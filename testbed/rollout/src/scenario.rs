@@ -26,6 +26,8 @@ use crate::kubelet::{Kubelet, KubeletTiming};
 const LB: &str = "lb-sim00001";
 const LISTENER: &str = "lbl-sim00080";
 const GATE: &str = "clbsync.dev/registered";
+/// The Deployment [`Scenario::Switch`] switches the rule to.
+const GREEN: &str = "green";
 
 /// What happens to the Deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -41,12 +43,21 @@ pub enum Scenario {
     ScaleUp,
     /// One of 10 pods crashes (exits without preStop) and restarts.
     Crash,
+    /// The rules file switches the rule's backend from Deployment `web` (blue, 10 replicas) to Deployment `green`
+    /// (10 replicas, running since the start); blue keeps running.
+    Switch,
 }
 
 impl Scenario {
     /// Every scenario, in table order.
-    pub const ALL: [Scenario; 5] =
-        [Scenario::Rolling, Scenario::RollingUnavailable, Scenario::ScaleDown, Scenario::ScaleUp, Scenario::Crash];
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Rolling,
+        Scenario::RollingUnavailable,
+        Scenario::ScaleDown,
+        Scenario::ScaleUp,
+        Scenario::Crash,
+        Scenario::Switch,
+    ];
 
     /// Row label.
     pub fn label(self) -> &'static str {
@@ -56,6 +67,7 @@ impl Scenario {
             Scenario::ScaleDown => "scale 10 → 3",
             Scenario::ScaleUp => "scale 3 → 10",
             Scenario::Crash => "one pod of 10 crashes",
+            Scenario::Switch => "switch a rule's backend (blue → green, 10 each)",
         }
     }
 
@@ -177,7 +189,9 @@ pub async fn run(scenario: Scenario, mode: Mode, opts: &RunOptions) -> anyhow::R
 /// ReplicaSets are orphaned, then every pod is removed at once.
 async fn clean_up(client: &Client, ns: &str) {
     let orphan = DeleteParams { propagation_policy: Some(PropagationPolicy::Orphan), ..DeleteParams::default() };
-    let _ = Api::<Deployment>::namespaced(client.clone(), ns).delete("web", &orphan).await;
+    for name in ["web", GREEN] {
+        let _ = Api::<Deployment>::namespaced(client.clone(), ns).delete(name, &orphan).await;
+    }
     let _ = Api::<ReplicaSet>::namespaced(client.clone(), ns).delete_collection(&orphan, &ListParams::default()).await;
     let now = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() };
     let _ = Api::<Pod>::namespaced(client.clone(), ns).delete_collection(&now, &ListParams::default()).await;
@@ -205,16 +219,17 @@ load_balancers:
     State::from_yaml_str(&yaml).context("the simulator's emulator seed")
 }
 
-fn rules_yaml(ns: &str) -> String {
+fn rules_yaml(ns: &str, deployment: &str) -> String {
     format!(
         "- load_balancer_id: {LB}
   listeners:
-    - {{port: 80, protocol: tcp, backend: {{namespace: {ns}, deployment: web, port: 8080, weight: 10}}}}
+    - {{port: 80, protocol: tcp, backend: {{namespace: {ns}, deployment: {deployment}, port: 8080, weight: 10}}}}
 "
     )
 }
 
-fn deployment(scenario: Scenario, mode: Mode, timing: &Timing) -> serde_json::Value {
+/// Deployment `name`, its pods labelled `app: <name>`.
+fn deployment(name: &str, scenario: Scenario, mode: Mode, timing: &Timing) -> serde_json::Value {
     let secs = |d: Duration| d.as_secs() as i64;
     let mut pod_spec = json!({
         "containers": [{"name": "app", "image": "sim/app:1", "ports": [{"name": "http", "containerPort": 8080}]}],
@@ -229,12 +244,12 @@ fn deployment(scenario: Scenario, mode: Mode, timing: &Timing) -> serde_json::Va
         pod_spec["readinessGates"] = json!([{"conditionType": GATE}]);
     }
     json!({
-        "metadata": {"name": "web"},
+        "metadata": {"name": name},
         "spec": {
             "replicas": scenario.initial_replicas(),
-            "selector": {"matchLabels": {"app": "web"}},
+            "selector": {"matchLabels": {"app": name}},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": scenario.max_unavailable()}},
-            "template": {"metadata": {"labels": {"app": "web"}, "annotations": {"version": "1"}}, "spec": pod_spec},
+            "template": {"metadata": {"labels": {"app": name}, "annotations": {"version": "1"}}, "spec": pod_spec},
         },
     })
 }
@@ -263,7 +278,7 @@ async fn run_in(
     );
     std::fs::create_dir_all(&opts.work_dir)?;
     let rules = opts.work_dir.join(format!("rules-{ns}.yaml"));
-    std::fs::write(&rules, rules_yaml(ns))?;
+    std::fs::write(&rules, rules_yaml(ns, "web"))?;
     let clbsync = Clbsync {
         bin: opts.clbsync.clone(),
         rules,
@@ -272,25 +287,30 @@ async fn run_in(
         log: opts.work_dir.join(format!("clbsync-{}-{}.log", slug(scenario), slug(mode))),
     };
     let _ = std::fs::remove_file(&clbsync.log);
-    deployments
-        .create(&PostParams::default(), &serde_json::from_value(deployment(scenario, mode, &timing))?)
-        .await
-        .context("creating Deployment web")?;
+    let names: &[&str] = if scenario == Scenario::Switch { &["web", GREEN] } else { &["web"] };
+    for name in names {
+        deployments
+            .create(&PostParams::default(), &serde_json::from_value(deployment(name, scenario, mode, &timing))?)
+            .await
+            .with_context(|| format!("creating Deployment {name}"))?;
+    }
     let mut driver = match mode.watch() {
         true => Driver::watch(&clbsync, timing.debounce(), timing.resync())?,
         false => Driver::cron(clbsync.clone(), timing.cron_period()),
     };
     let deadline = Instant::now() + opts.timeout;
     let measured = async {
-        // Steady state first: every replica ready and bound, healthy.
+        // Steady state first: every replica ready and bound, healthy (green's containers ready, unbound).
         wait(deadline, "the initial replicas to be ready and bound", || async {
-            Ok(complete(&deployments, &pods).await? && converged(&emu, &pods).await?)
+            let green = scenario != Scenario::Switch || containers_ready(&pods, GREEN).await? == 10;
+            Ok(complete(&deployments, &pods, "web").await? && converged(&emu, &pods, "web").await? && green)
         })
         .await?;
         driver.after_next_run().await?;
         emu.start_traffic(opts.traffic);
         let t0 = Instant::now();
-        let crashed = trigger(scenario, &deployments, &pods, &kubelet).await?;
+        let crashed = trigger(scenario, &deployments, &pods, &kubelet, &clbsync.rules, ns).await?;
+        let serving = if scenario == Scenario::Switch { GREEN } else { "web" };
         let mut rollout = None;
         loop {
             if Instant::now() > deadline {
@@ -298,12 +318,12 @@ async fn run_in(
             }
             let done = match &crashed {
                 Some(name) => restarted(&pods, name).await?,
-                None => complete(&deployments, &pods).await?,
+                None => complete(&deployments, &pods, serving).await?,
             };
             if done && rollout.is_none() {
                 rollout = Some(t0.elapsed());
             }
-            if rollout.is_some() && converged(&emu, &pods).await? {
+            if rollout.is_some() && converged(&emu, &pods, serving).await? {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -344,6 +364,8 @@ async fn trigger(
     deployments: &Api<Deployment>,
     pods: &Api<Pod>,
     kubelet: &Kubelet,
+    rules: &std::path::Path,
+    ns: &str,
 ) -> anyhow::Result<Option<String>> {
     let patch = |v: serde_json::Value| async move {
         deployments.patch("web", &PatchParams::default(), &Patch::Merge(v)).await.context("patching Deployment web")
@@ -357,6 +379,12 @@ async fn trigger(
         }
         Scenario::ScaleUp => {
             patch(json!({"spec": {"replicas": 10}})).await?;
+        }
+        Scenario::Switch => {
+            // Swapped in whole, as a ConfigMap update does.
+            let new = rules.with_extension("new");
+            std::fs::write(&new, rules_yaml(ns, GREEN))?;
+            std::fs::rename(&new, rules).context("switching the rules file")?;
         }
         Scenario::Crash => {
             let list = pods.list(&ListParams::default()).await?;
@@ -384,16 +412,32 @@ where
     Ok(())
 }
 
-/// The Deployment controller is done (every replica updated and available) and only its pods are left.
-async fn complete(deployments: &Api<Deployment>, pods: &Api<Pod>) -> anyhow::Result<bool> {
-    let d = deployments.get("web").await?;
+/// The pods of Deployment `name`.
+fn of(name: &str) -> ListParams {
+    ListParams::default().labels(&format!("app={name}"))
+}
+
+/// How many of Deployment `name`'s pods have their containers ready.
+async fn containers_ready(pods: &Api<Pod>, name: &str) -> anyhow::Result<usize> {
+    let list = pods.list(&of(name)).await?;
+    let ready = |p: &Pod| {
+        let conditions = p.status.as_ref().and_then(|s| s.conditions.as_ref());
+        conditions.is_some_and(|c| c.iter().any(|c| c.type_ == "ContainersReady" && c.status == "True"))
+    };
+    Ok(list.items.iter().filter(|p| ready(p)).count())
+}
+
+/// The Deployment controller is done with Deployment `name` (every replica updated and available) and only its
+/// pods are left.
+async fn complete(deployments: &Api<Deployment>, pods: &Api<Pod>, name: &str) -> anyhow::Result<bool> {
+    let d = deployments.get(name).await?;
     let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let Some(st) = d.status.as_ref() else { return Ok(false) };
     let observed = st.observed_generation >= d.metadata.generation;
     let settled = [st.replicas, st.updated_replicas, st.available_replicas, st.ready_replicas]
         .iter()
         .all(|n| n.unwrap_or(0) == want);
-    let list = pods.list(&ListParams::default()).await?;
+    let list = pods.list(&of(name)).await?;
     Ok(observed && settled && list.items.len() == want as usize)
 }
 
@@ -410,9 +454,9 @@ fn ready_ip(p: &Pod) -> Option<String> {
     (ready && p.metadata.deletion_timestamp.is_none()).then(|| st.pod_ip.clone()).flatten()
 }
 
-/// The listener's targets are exactly the ready pods' IPs, each weighted and healthy.
-async fn converged(emu: &Emulator, pods: &Api<Pod>) -> anyhow::Result<bool> {
-    let list = pods.list(&ListParams::default()).await?;
+/// The listener's targets are exactly the ready IPs of Deployment `name`'s pods, each weighted and healthy.
+async fn converged(emu: &Emulator, pods: &Api<Pod>, name: &str) -> anyhow::Result<bool> {
+    let list = pods.list(&of(name)).await?;
     if list.items.iter().any(|p| p.metadata.deletion_timestamp.is_some()) {
         return Ok(false);
     }

@@ -127,3 +127,27 @@ async fn a_port_name_typo_is_not_in_sync_in_any_format() {
     json.assert_code(1);
     assert!(json.stdout.contains("none of the 1 ready pod(s) can be a target"), "{}", json.all());
 }
+
+/// Issue 24 #7: a rule's backend switched in the rules file (deployment api → web) registered web's pods and
+/// removed api's, which still served, in the same run. Now the run that sees the switch registers web's pods and
+/// keeps api's (asking the API server whether pods still hold their IPs); the run after it, once web's targets
+/// pass their health checks, removes them.
+#[tokio::test]
+async fn a_backend_switched_in_the_rules_file_keeps_the_old_pods_until_the_new_ones_take_traffic() {
+    let pods = [p("api", "10.1.0.1"), p("api", "10.1.0.2"), p("web", "10.2.0.1"), p("web", "10.2.0.2")];
+    let mut world = World::new("switch", Spec::default().pods(pods)).await;
+    world.reconcile().await.assert_code(0);
+    let at = |ips: &[&str]| ips.iter().map(|ip| (ip.to_string(), 8080, 10)).collect::<Vec<_>>();
+    assert_eq!(world.targets(Slot::Api), at(&["10.1.0.1", "10.1.0.2"]));
+
+    let switched = world.rules_text().replacen("deployment: api, port: 8080", "deployment: web, port: 8080", 1);
+    world.set_rules(&switched);
+    let run = world.reconcile().await;
+    run.assert_code(0);
+    assert_eq!(world.targets(Slot::Api), at(&["10.1.0.1", "10.1.0.2", "10.2.0.1", "10.2.0.2"]), "{}", run.all());
+    assert!(run.stdout.contains("still serves; this rule no longer selects it"), "{}", run.all());
+
+    let run = world.reconcile().await;
+    run.assert_code(0);
+    assert_eq!(world.targets(Slot::Api), at(&["10.2.0.1", "10.2.0.2"]), "{}", run.all());
+}

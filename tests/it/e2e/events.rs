@@ -193,3 +193,36 @@ async fn watch_mode_reuses_one_event_per_object_and_reason_with_a_series_count()
         samples(&text, "clbsync_events_total").iter().filter(|(l, _)| l["result"] == "recorded").map(|(_, v)| v).sum();
     assert!(recorded >= 2.0, "{text}");
 }
+
+/// Issue 24 #12: a drain held back indefinitely (its replacement never passes CLB's health checks) was silent: exit
+/// 0, no Event, nothing an alert could see. Held longer than `--warn-waiting-after` (timed from the pod's
+/// deletion, which the cluster records), it is a Warning Event on the workload and `clbsync_waiting_targets`.
+#[tokio::test]
+async fn a_drain_held_past_its_bound_is_a_warning_event_and_a_metric() {
+    let mut world = World::new("ewait", Spec::default().pods([p("api", "10.1.0.1"), p("web", "10.2.0.1")])).await;
+    world.reconcile().await.assert_code(0);
+    // New targets are probed for 15 s of emulator time, which does not pass here: the replacement never serves.
+    world.emu.set_health_config(clb_emulator::HealthConfig::default());
+    world.add_pod(p("api", "10.1.0.2")).await;
+    world.terminate("10.1.0.1").await;
+    let metrics = tempfile::tempdir().expect("temp dir");
+    let file = metrics.path().join("clbsync.prom");
+    let file_arg = file.display().to_string();
+    let args = ["reconcile", "--warn-waiting-after", "1s", "--metrics-file", &file_arg];
+    world.run(&args).await.assert_code(0);
+    assert!(has(&world.targets(Slot::Api), "10.1.0.1", 10), "the drain waits for its replacement");
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let run = world.run(&args).await;
+    run.assert_code(0);
+    assert!(has(&world.targets(Slot::Api), "10.1.0.1", 10), "still held\n{}", run.all());
+    let text = std::fs::read_to_string(&file).expect("the metrics file");
+    assert!(text.contains("clbsync_waiting_targets 2"), "both rules of api hold it\n{text}");
+    let waiting: Vec<Event> = events(&world)
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("TargetsWaiting") && e.type_.as_deref() == Some("Warning"))
+        .collect();
+    assert_eq!(waiting.len(), 1, "one per (object, reason)\n{}", run.all());
+    let note = waiting[0].note.clone().unwrap_or_default();
+    assert!(note.contains("10.1.0.1:8080") && note.contains("check their CLB health checks"), "{note}");
+}

@@ -110,19 +110,52 @@ async fn diff_and_dry_run_show_the_condition_and_write_none() {
     }
 }
 
+/// Issue 24 #6: a new rule with a port-name typo (TCP 443 asks for `https`, which no container has) used to set
+/// every True gated pod of the healthy rule to `False RuleBlocked`, taking them out of their Service. The rule
+/// that cannot bind the pod no longer counts for its gate (its warning says so); and when a typo hits every rule
+/// of a Ready pod, the condition stays True and says why, in the condition and in a Warning Event.
 #[tokio::test]
-async fn a_blocked_rule_names_itself_in_the_condition_and_the_gate_stays_false() {
-    let mut world = gated_world("gate-blocked").await;
-    // TCP 443 asks for a container port named `https`, which no pod has: that rule is blocked.
-    let rules = world.rules_text().replace("deployment: api, port: 8443", "deployment: api, port: https");
-    world.set_rules(&rules);
+async fn a_port_name_typo_never_turns_a_ready_gated_pod_not_ready() {
+    let mut world = gated_world("gate-typo").await;
+    for _ in 0..2 {
+        world.reconcile().await.assert_code(0);
+    }
+    assert_eq!(gate(&world).await, pair("True", "Registered"));
+
+    let typo = world.rules_text().replace("deployment: api, port: 8443", "deployment: api, port: https");
+    world.set_rules(&typo);
     let run = world.reconcile().await;
     run.assert_code(1);
-    assert!(has_target(&world, Slot::Api, GATED_IP), "the other rule registers it\n{}", run.all());
+    assert!(run.stdout.contains("its readiness gate does not wait for this rule"), "{}", run.all());
+    assert!(run.stdout.contains("rules file (line "), "the blocked rule names its line\n{}", run.all());
+    assert_eq!(gate(&world).await, pair("True", "Registered"), "{}", run.all());
+
+    let both = typo.replace("deployment: api, port: 8080", "deployment: api, port: web");
+    world.set_rules(&both);
+    let run = world.reconcile().await;
+    run.assert_code(1);
     let c = condition(&world, GATED).await.expect("set");
-    assert_eq!((c.status.as_str(), c.reason.as_deref()), ("False", Some("RuleBlocked")), "{}", run.all());
+    assert_eq!((c.status.as_str(), c.reason.as_deref()), ("True", Some("RuleBlocked")), "{}", run.all());
     let message = c.message.unwrap_or_default();
-    assert!(message.contains("lb-e2e00002 TCP:443"), "names the rule: {message}");
+    assert!(message.starts_with("kept True") && message.contains("no container port named"), "{message}");
+    assert!(has_target(&world, Slot::Api, GATED_IP) && has_target(&world, Slot::Tls, GATED_IP), "{}", run.all());
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(world.ns.client.clone(), &world.ns.name);
+    let kept: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("ReadinessGateKept") && e.type_.as_deref() == Some("Warning"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert!(kept.iter().any(|n| n.contains(GATED)), "a Warning names the pod: {kept:?}\n{}", run.all());
+
+    // Fixed: the condition says it is bound again.
+    world.set_rules(&both.replace("port: web", "port: 8080").replace("port: https", "port: 8443"));
+    world.reconcile().await.assert_code(0);
+    assert_eq!(gate(&world).await, pair("True", "Registered"));
 }
 
 #[tokio::test]
@@ -146,4 +179,65 @@ async fn watch_mode_runs_the_rule_again_while_a_gated_pod_waits_for_its_health_c
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(seen.contains(&pair("False", "WaitingForHealthCheck")), "it waited for the health checks: {seen:?}");
+}
+
+/// Issue 24 #11: one gated pod stuck in its health checks made watch mode read every load balancer of its
+/// namespace every 2 s, forever. Now only the rules that select the pod run again, with a backoff of their own
+/// once the wait outlasts a health-check warm-up, and each recheck is counted (`clbsync_rechecks_total`).
+#[tokio::test]
+async fn a_stuck_gated_pod_is_rechecked_with_a_backoff_and_only_on_the_rules_that_select_it() {
+    use super::watch::{Watcher, eventually, samples};
+    let world = World::new("gate-stuck", Spec::default().pods([p("api", "10.1.0.1"), p("web", "10.2.0.1")])).await;
+    world.ns.create(pod("web-gated").label("app", "web").port("http", 8080).ip("10.2.0.9").gated()).await;
+    // Its target never passes CLB's health checks.
+    world.emu.set_serving("10.2.0.9", false);
+    let w = Watcher::start(&world, &["--resync-interval", "1h"]);
+    let waiting = || async {
+        condition(&world, "web-gated").await.is_some_and(|c| c.reason.as_deref() == Some("WaitingForHealthCheck"))
+    };
+    let started = std::time::Instant::now();
+    while !waiting().await {
+        assert!(started.elapsed() < Duration::from_secs(20), "the gated pod never waited\n{}", w.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    world.emu.reset_calls();
+    let window = Duration::from_secs(30);
+    let started = std::time::Instant::now();
+    let mut passes: Vec<Duration> = Vec::new();
+    let mut seen = 0;
+    while started.elapsed() < window {
+        let n = world.emu.calls().count("DescribeTargetHealth");
+        if n > seen {
+            passes.push(started.elapsed());
+            seen = n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let calls = world.emu.calls();
+    let other_lb = calls.records.iter().filter(|r| r.params.to_string().contains("lb-e2e00002")).count();
+    eprintln!(
+        "in {window:?}: {} CLB calls, {} passes at {passes:?}, {other_lb} on lb-e2e00002",
+        calls.total(),
+        passes.len()
+    );
+    assert_eq!(other_lb, 0, "the rule on lb-e2e00002 does not select the stuck pod: {:?}", calls.by_action);
+    let gaps: Vec<Duration> = passes.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.last().is_some_and(|g| *g >= Duration::from_secs(4)), "rechecks back off: {passes:?}");
+    assert!(passes.len() <= 14, "{passes:?}");
+    let mut rechecks = 0.0;
+    eventually(Duration::from_secs(5), "rechecks counted", &w, || {
+        let text = w.get("/metrics").map(|(_, b)| b).unwrap_or_default();
+        rechecks = samples(&text, "clbsync_rechecks_total")
+            .iter()
+            .filter(|(l, _)| l["reason"] == "gate")
+            .map(|(_, v)| v)
+            .sum();
+        rechecks >= passes.len() as f64
+    })
+    .await;
+    assert_eq!(
+        condition(&world, "web-gated").await.and_then(|c| c.reason),
+        Some("WaitingForHealthCheck".into()),
+        "still waiting, never let in"
+    );
 }

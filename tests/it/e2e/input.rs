@@ -195,3 +195,78 @@ fn network_failures_name_their_cause_once_without_library_log_lines() {
         assert!(!stderr.contains("rustls") && !stderr.contains(" ERROR "), "raw library lines: {stderr}");
     }
 }
+
+/// Issue 24 #6: `validate --kubeconfig` reports, before the rules file is applied, a named port that no container
+/// of the rule's pods has (at its `port:` line, like any validation problem) and a Deployment that does not exist.
+/// Plain `validate` stays offline and finds nothing.
+#[tokio::test]
+async fn validate_with_a_kubeconfig_reports_a_port_name_no_container_has_at_its_line() {
+    use crate::support::kube::{TestNs, kubeconfig_path};
+    let ns = TestNs::new("e2e-vports").await;
+    let web: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "x", "ports": [{"name": "http", "containerPort": 8080}]}]},
+            },
+        },
+    }))
+    .expect("a Deployment");
+    kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(ns.client.clone(), &ns.name)
+        .create(&Default::default(), &web)
+        .await
+        .expect("create deployment web");
+    let rules = super::write_temp(&format!(
+        "- load_balancer_id: lb-12345678
+  listeners:
+    - port: 80
+      protocol: tcp
+      backend: {{namespace: {ns}, deployment: web, port: http}}
+    - port: 81
+      protocol: tcp
+      backend:
+        namespace: {ns}
+        deployment: web
+        port: htpp
+    - port: 82
+      protocol: tcp
+      backend: {{namespace: {ns}, deployment: nope, port: http}}
+",
+        ns = ns.name
+    ));
+    let file = rules.path().display().to_string();
+    let validate = |extra: &[&str]| {
+        let mut cmd = clbsync();
+        cmd.arg("validate").arg("--rules").arg(rules.path()).args(extra);
+        tokio::task::spawn_blocking(move || cmd.output().expect("clbsync runs"))
+    };
+    let offline = validate(&[]).await.expect("join");
+    assert_eq!(offline.status.code(), Some(0), "{}", seen(&offline));
+
+    let kubeconfig = kubeconfig_path().display().to_string();
+    let online = validate(&["--kubeconfig", &kubeconfig]).await.expect("join");
+    let stderr = String::from_utf8_lossy(&online.stderr);
+    assert_eq!(online.status.code(), Some(1), "{}", seen(&online));
+    assert!(
+        stderr.contains(&format!(
+            "{file}:11:15: [0].listeners[1].backend.port: no container of the pod template of deployment {}/web has a \
+             port named `htpp` (they have `http`)",
+            ns.name
+        )),
+        "{}",
+        seen(&online)
+    );
+    assert!(
+        stderr.contains(&format!("{file}:12:1: [0].listeners[2].backend: deployment {}/nope not found", ns.name)),
+        "{}",
+        seen(&online)
+    );
+    assert!(!stderr.contains("listeners[0]"), "the good rule has no problem\n{}", seen(&online));
+
+    let json = validate(&["--kubeconfig", &kubeconfig, "-o", "json"]).await.expect("join");
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(doc["valid"], false);
+    assert_eq!(doc["problems"][0]["line"], 11, "{doc}");
+}

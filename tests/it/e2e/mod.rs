@@ -421,11 +421,13 @@ impl World {
     }
 
     /// What a slot looks like after one run, given the state before it (every target in it healthy): every ready
-    /// pod at the rule's weight, terminating pods that were bound drained to weight 0, targets of other pods gone;
-    /// with upsert-only, stale targets stay too. Make before break: when no target that was bound and keeps a
-    /// weight would take traffic, one removal of a target whose pod still serves (the heaviest) waits, its
-    /// weight kept.
+    /// pod at the rule's weight, terminating pods that were bound drained to weight 0 (on any port), targets of
+    /// other pods gone; with upsert-only, stale targets stay too. Make before break: a ready pod's old port (a
+    /// port change) stays while the rule would have fewer pods taking traffic than took it before (up to how many
+    /// it will have), the heaviest first; and when no target that keeps a weight would take traffic, one removal
+    /// of a target whose pod still serves (the heaviest) waits, its weight kept.
     pub fn expected(&self, slot: Slot, before: &State) -> Targets {
+        use std::collections::BTreeSet;
         let was: BTreeMap<(String, u16), u32> =
             targets_of(before, slot, TargetKind::Eni).into_iter().map(|(ip, port, w)| ((ip, port), w)).collect();
         let upsert = self.spec.policy.get(&slot) == Some(&"upsert-only");
@@ -434,6 +436,8 @@ impl World {
             out.extend(was.clone());
         }
         let pods: Vec<&P> = self.spec.pods.iter().filter(|p| p.app == slot.app()).collect();
+        let ready_ip = |ip: &str| pods.iter().any(|p| p.ip == ip && p.state == PodState::Ready);
+        let terminating_ip = |ip: &str| pods.iter().any(|p| p.ip == ip && p.state == PodState::Terminating);
         for pod in &pods {
             let key = (pod.ip.clone(), slot.port());
             match pod.state {
@@ -446,17 +450,49 @@ impl World {
                 _ => {}
             }
         }
-        let cvm_serves = targets_of(before, slot, TargetKind::Cvm).iter().any(|(_, _, w)| *w > 0);
+        if !upsert {
+            // A terminating pod's target on another port is drained too.
+            for ((ip, port), w) in &was {
+                if *port != slot.port() && *w > 0 && terminating_ip(ip) {
+                    out.insert((ip.clone(), *port), 0);
+                }
+            }
+        }
+        let cvm: Vec<String> =
+            targets_of(before, slot, TargetKind::Cvm).into_iter().filter(|t| t.2 > 0).map(|t| t.0).collect();
+        let ips = |keys: Vec<&(String, u16)>| keys.into_iter().map(|k| k.0.clone()).collect::<BTreeSet<String>>();
         // Bound before (so healthy) and weighted after: a weight change lands in the same call as the drains.
-        let keeps = out.iter().any(|(key, w)| *w > 0 && was.contains_key(key));
-        let ready_ip = |ip: &str| pods.iter().any(|p| p.ip == ip && p.state == PodState::Ready);
+        let mut keepers = ips(out.iter().filter(|(k, w)| **w > 0 && was.contains_key(*k)).map(|(k, _)| k).collect());
+        keepers.extend(cvm.iter().cloned());
+        let moved: Vec<(&(String, u16), &u32)> =
+            was.iter().filter(|((ip, port), w)| !upsert && **w > 0 && ready_ip(ip) && *port != slot.port()).collect();
+        let mut serving =
+            ips(out.iter().filter(|(k, w)| **w > 0 && was.get(*k).is_some_and(|b| *b > 0)).map(|(k, _)| k).collect());
+        serving.extend(cvm.iter().cloned());
+        serving.extend(moved.iter().map(|(k, _)| k.0.clone()));
+        let mut eventual = ips(out.iter().filter(|(_, w)| **w > 0).map(|(k, _)| k).collect());
+        eventual.extend(cvm.iter().cloned());
+        let needed = serving.len().min(eventual.len());
+        let mut by_rank = moved.clone();
+        by_rank.sort_by_key(|((ip, port), w)| std::cmp::Reverse((**w, ip.parse::<std::net::IpAddr>().ok(), *port)));
+        let mut held = keepers.clone();
+        let mut any_held = false;
+        for (key, w) in by_rank {
+            if held.len() >= needed {
+                break;
+            }
+            if held.insert(key.0.clone()) {
+                out.insert(key.clone(), *w);
+                any_held = true;
+            }
+        }
         let serving_removal = |(ip, port): &(String, u16), w: &u32| {
-            let drained = pods.iter().any(|p| p.ip == *ip && p.state == PodState::Terminating) && *port == slot.port();
+            let drained = terminating_ip(ip) && (*port == slot.port() || !upsert);
             let moved = !upsert && ready_ip(ip) && *port != slot.port();
             *w > 0 && (drained || moved)
         };
         let ready = pods.iter().any(|p| p.state == PodState::Ready);
-        if ready && !cvm_serves && !keeps {
+        if ready && keepers.is_empty() && !any_held {
             let held = was
                 .iter()
                 .filter(|(k, w)| serving_removal(k, w))

@@ -81,9 +81,16 @@ async fn two_owners_on_one_load_balancer_converge_to_the_union_and_then_leave_ea
     }
     assert_eq!(world.emu.calls().mutating(), 0, "alternating runs make no mutating call once converged");
 
-    // Cluster B scales to zero: the empty-rule guard lets it remove all its targets, because A's still serve.
+    // Cluster B scales to zero (or its selector has a typo: the same to clbsync). Issue 24 #8: A's targets
+    // serving the rule do not make that intended; the rule is blocked and B's targets stay.
     let empty = Cluster::new(&world, "e2e-own-b0", &[]).await;
+    let before = tagged(&world, Slot::Api);
     let run = empty.run(&world, &["reconcile", "--owner", "cluster-b"]).await;
+    run.assert_code(1);
+    assert!(run.stdout.contains("other owners' targets do not count"), "{}", run.all());
+    assert_eq!(tagged(&world, Slot::Api), before, "{}", run.all());
+    // Handing the rule to cluster A is said with allow_empty.
+    let run = empty.run(&world, &["reconcile", "--owner", "cluster-b", "--allow-empty"]).await;
     run.assert_code(0);
     for slot in Slot::ALL {
         let targets = tagged(&world, slot);

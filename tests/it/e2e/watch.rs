@@ -219,6 +219,27 @@ async fn a_changed_rules_file_is_reloaded_and_an_invalid_one_is_refused() {
     eventually(REACT, "the old rules still work", &w, || has(&world.targets(Slot::Web), "10.2.0.2", 30)).await;
 }
 
+/// Issue 24 #9: a watch of a namespace that does not exist lists nothing, like a LIST there. Watch mode skips the
+/// rule as a batch run does (namespace not found) instead of planning it as zero pods, which with --allow-empty
+/// emptied the listener.
+#[tokio::test]
+async fn a_rule_in_a_namespace_that_does_not_exist_is_skipped_not_emptied_even_with_allow_empty() {
+    let missing = format!("e2e-missing-{}", std::process::id());
+    let spec = spec().namespace(Slot::Redis, &missing).bound(Slot::Redis, [super::eni("10.3.0.9", 6379, 10)]);
+    let world = World::new("wnons", spec).await;
+    let w = Watcher::start(&world, &["--allow-empty"]);
+    eventually(REACT, "the first sync", &w, || has(&world.targets(Slot::Api), "10.1.0.1", 10)).await;
+    eventually(REACT, "the rule skipped", &w, || {
+        w.get("/metrics").is_some_and(|(_, m)| m.contains("clbsync_rules{status=\"skipped\"} 1"))
+    })
+    .await;
+    assert_eq!(world.targets(Slot::Redis), [("10.3.0.9".to_string(), 6379, 10)], "{}", w.logs());
+    // The batch run says the same, and why.
+    let run = world.run(&["diff", "--allow-empty"]).await;
+    run.assert_code(1);
+    assert!(run.stdout.contains(&format!("namespace {missing} not found")), "{}", run.all());
+}
+
 #[tokio::test]
 async fn a_deployment_that_gets_another_selector_moves_its_rule_to_the_new_pods() {
     // A Deployment's selector is immutable: it changes by deleting and creating the Deployment again.

@@ -1,0 +1,68 @@
+//! `validate --kubeconfig`: the rules file checked against the cluster before it is applied. A named `port:` that
+//! no container of the rule's pods has would block the rule (and, before issue 24, the readiness gate of every
+//! pod it selects); here it is a problem at the rule's `port:` line, like any other validation problem.
+
+use std::collections::BTreeSet;
+
+use super::kube::KubeCluster;
+use super::{Cluster, Error};
+use crate::rules::{PodSource, PortRef, Problem, Rules};
+
+/// The problems of `rules` that only the cluster can tell: a named port that no container of the rule's pods has
+/// (a Deployment's pod template; for a `selector:`, the pods it matches now, when there are any), and a Deployment
+/// or namespace that does not exist. Any other Kubernetes error is an error: the check could not be made.
+pub async fn check(cluster: &KubeCluster, rules: &Rules) -> Result<Vec<Problem>, Error> {
+    let mut problems = Vec::new();
+    for rule in &rules.rules {
+        let query = &rule.backend.pods;
+        let (line, column) = rule.id_lines.port;
+        let missing = |e: Error| Problem {
+            line: rule.line,
+            column: 1,
+            path: format!("{}.backend", rule.path),
+            message: e.to_string(),
+        };
+        let names: Option<BTreeSet<String>> = match &query.source {
+            PodSource::Deployment(name) => match cluster.template_ports(&query.namespace, name).await {
+                Ok(names) => Some(names),
+                Err(e @ (Error::DeploymentNotFound { .. } | Error::NamespaceNotFound { .. })) => {
+                    problems.push(missing(e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
+            PodSource::Selector(_) => match cluster.pods(query).await {
+                Ok(pods) if pods.is_empty() => None,
+                Ok(pods) => Some(pods.into_iter().flat_map(|p| p.ports).map(|(n, _)| n).collect()),
+                Err(e @ Error::NamespaceNotFound { .. }) => {
+                    problems.push(missing(e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        if let (PortRef::Name(port), Some(names)) = (&rule.backend.port, names)
+            && !names.contains(port)
+        {
+            let have = if names.is_empty() {
+                "none is named".to_owned()
+            } else {
+                format!("they have {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+            };
+            let whose = match &query.source {
+                PodSource::Deployment(_) => "the pod template of",
+                PodSource::Selector(_) => "the pods of",
+            };
+            problems.push(Problem {
+                line,
+                column,
+                path: format!("{}.backend.port", rule.path),
+                message: format!(
+                    "no container of {whose} {query} has a port named `{port}` ({have}): the rule would be blocked"
+                ),
+            });
+        }
+    }
+    problems.sort_by_key(|p| (p.line, p.column));
+    Ok(problems)
+}
