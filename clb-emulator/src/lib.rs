@@ -248,6 +248,7 @@ impl Shared {
                     pool.iter()
                         .map(|(key, t)| traffic::Candidate {
                             ip: t.ip.clone(),
+                            port: t.port,
                             weight: t.weight,
                             health: health::Health::detail(t.health.as_deref(), probes.get(key)),
                             serving: health.serves(&t.ip),

@@ -47,6 +47,8 @@ impl Default for TrafficConfig {
 pub struct Candidate {
     /// Target IP (normalised).
     pub ip: String,
+    /// Target port: with the IP, the key of [`RuleTraffic::targets`].
+    pub port: u16,
     /// Target weight.
     pub weight: u32,
     /// Health status at this instant.
@@ -102,10 +104,26 @@ pub struct RuleTraffic {
     pub longest_no_target_at_ms: u64,
     /// Time buckets of `bucket_ms`.
     pub series: Vec<Sample>,
+    /// Requests each target was sent, keyed `ip:port` (`[ip]:port` for IPv6): what a traffic split delivered.
+    pub targets: BTreeMap<String, TargetTraffic>,
     #[serde(skip)]
     gap_ms: u64,
     #[serde(skip)]
     carry: f64,
+}
+
+/// The requests one target was sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetTraffic {
+    /// Requests sent to it.
+    pub sent: u64,
+    /// Of those, the ones that failed (it did not serve at that instant).
+    pub failed: u64,
+}
+
+/// `ip:port`, or `[ip]:port` for IPv6: the key of a target in [`RuleTraffic::targets`].
+pub fn target_key(ip: &str, port: u16) -> String {
+    if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") }
 }
 
 /// What the model counted so far (`GET /_emulator/traffic`).
@@ -211,7 +229,11 @@ fn step_rule(rule: &mut RuleTraffic, cfg: &TrafficConfig, rng: &mut Rng, t_ms: u
                         false
                     })
                     .expect("pick < total weight");
-                targets[chosen].serving
+                let target = &targets[chosen];
+                let counted = rule.targets.entry(target_key(&target.ip, target.port)).or_default();
+                counted.sent += 1;
+                counted.failed += u64::from(!target.serving);
+                target.serving
             }
         };
         if !ok {
@@ -227,7 +249,7 @@ mod tests {
     use HealthDetail::{Alive, Dead, Unknown};
 
     fn t(ip: &str, weight: u32, health: HealthDetail, serving: bool) -> Candidate {
-        Candidate { ip: ip.into(), weight, health, serving }
+        Candidate { ip: ip.into(), port: 80, weight, health, serving }
     }
 
     fn run(model: &mut Traffic, targets: &[Candidate], ms: u64) {
@@ -252,6 +274,20 @@ mod tests {
         assert!((0.72..0.78).contains(&share), "{share}");
         assert_eq!(r.failed_no_target, 0);
         assert_eq!(r.longest_no_target_ms, 0);
+    }
+
+    #[test]
+    fn every_target_counts_the_requests_it_was_sent_and_the_split_follows_the_weights() {
+        let targets = [t("10.0.0.1", 95, Alive, true), t("10.0.0.2", 5, Alive, true), t("::1", 0, Alive, true)];
+        let mut m = Traffic::new(TrafficConfig { requests_per_second: 1000.0, ..TrafficConfig::default() });
+        run(&mut m, &targets, 20_000);
+        let r = rule(&m);
+        let sent = |k: &str| r.targets.get(k).map_or(0, |t| t.sent);
+        assert_eq!(sent("10.0.0.1:80") + sent("10.0.0.2:80"), r.sent, "every request is counted on its target");
+        assert_eq!(sent("[::1]:80"), 0, "weight 0 gets nothing");
+        let canary = sent("10.0.0.2:80") as f64 / r.sent as f64;
+        assert!((0.04..0.06).contains(&canary), "5% requested, {canary} delivered");
+        assert!(r.targets.values().all(|t| t.failed == 0));
     }
 
     #[test]
