@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use clbsync::clb::client::{ClbClient, ClientConfig};
-use clbsync::clb::credentials::Credentials;
+use clbsync::credentials::Credentials;
 use clbsync::clb::http::Endpoint;
 use clbsync::cli::{Cli, Command, EventArgs, ExportArgs, Global, LogFormat, OutputFormat, RunArgs, WatchArgs};
 use clbsync::desired::kube::{ConnectOptions, KubeCluster};

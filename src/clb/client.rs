@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::batch::{self, BatchCall, WithWeight};
-use super::credentials::Credentials;
+use crate::credentials::Credentials;
 use super::http::{Endpoint, Transport};
 use super::pace::{self, Pacer};
 use super::retry::{self, RetryPolicy};

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::de::DeserializeOwned;
 
-use super::credentials::Credentials;
+use crate::credentials::Credentials;
 use super::tc3::{self, Signable};
 use super::wire::{self, EnvelopeError};
 use super::{ApiError, Error};

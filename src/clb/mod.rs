@@ -6,12 +6,11 @@
 //!
 //! ```text
 //! resolve (rules → bindings + bound targets) ─► client (retries, tasks, batching) ─► http (one signed request)
-//!                                                  batch · pace · retry · task           tc3 · credentials · wire
+//!                                                  batch · pace · retry · task           tc3 · wire
 //! ```
 
 pub mod batch;
 pub mod client;
-pub mod credentials;
 pub mod http;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clb_emulator::{Config, Emulator, Faults, State};
 use clbsync::apply::RowStatus;
 use clbsync::clb::client::{ClbClient, ClientConfig};
-use clbsync::clb::credentials::Credentials;
+use clbsync::credentials::Credentials;
 use clbsync::clb::http::Endpoint;
 use clbsync::desired::memory::{MemoryCluster, pod};
 use clbsync::plan::PlanOptions;

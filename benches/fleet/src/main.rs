@@ -95,7 +95,7 @@ fn main() -> Result<()> {
 /// Child side of the large size: exactly what `clbsync reconcile` does, with a MemoryCluster for pods.
 fn engine(size: Size, rules_path: &Path, endpoint: &str, concurrency: Option<u16>) -> Result<u8> {
     use clbsync::clb::client::{ClbClient, ClientConfig};
-    use clbsync::clb::credentials::Credentials;
+    use clbsync::credentials::Credentials;
     use clbsync::clb::http::Endpoint;
     use clbsync::desired::memory::MemoryCluster;
     use clbsync::model::Pod;

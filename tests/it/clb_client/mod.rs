@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clbsync::clb::client::{ClbClient, ClientConfig};
-use clbsync::clb::credentials::Credentials;
+use clbsync::credentials::Credentials;
 use clbsync::clb::http::Endpoint;
 use clbsync::clb::retry::RetryPolicy;
 use clbsync::clb::tc3::{self, Signable};

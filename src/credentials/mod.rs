@@ -14,7 +14,7 @@ impl SecretKey {
     }
 
     /// The key itself, for the signer only.
-    pub(super) fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
