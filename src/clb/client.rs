@@ -26,13 +26,13 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::batch::{self, BatchCall, WithWeight};
-use crate::credentials::Credentials;
 use super::http::{Endpoint, Transport};
 use super::pace::{self, Pacer};
 use super::retry::{self, RetryPolicy};
 use super::task::{self, Learner, TaskPolicy, TaskStatus};
 use super::wire;
 use super::{Clb, Error, Listener, ListenerRule, LoadBalancer, Outcomes};
+use crate::credentials::Provider;
 use crate::model::{Binding, BoundTarget, Change, Failure, Health, Target, TargetHealth, TargetKind};
 use crate::stop::Stop;
 
@@ -42,7 +42,7 @@ pub struct ClientConfig {
     pub endpoint: Endpoint,
     /// Sent as `X-TC-Region`; the region of the load balancers.
     pub region: String,
-    pub credentials: Credentials,
+    pub credentials: Provider,
     /// Requests per second per action (CLB's documented limit is 20); 0 turns pacing off.
     pub rate_limit_per_action: u32,
     pub connect_timeout: Duration,
@@ -57,11 +57,11 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    pub fn new(region: impl Into<String>, credentials: Credentials) -> Self {
+    pub fn new(region: impl Into<String>, credentials: impl Into<Provider>) -> Self {
         ClientConfig {
             endpoint: Endpoint::Default,
             region: region.into(),
-            credentials,
+            credentials: credentials.into(),
             rate_limit_per_action: 20,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
@@ -97,6 +97,10 @@ impl CallKind {
     }
 }
 
+/// Codes with which CLB refuses the credentials themselves (expired, unknown): after them the credentials are
+/// fetched or read again.
+const REFUSED_CREDENTIALS: &[&str] = &["AuthFailure.TokenFailure", "AuthFailure.SecretIdNotFound"];
+
 /// The pacer's budget shared by every call that starts a task, at the per-action rate like each action. Every
 /// task needs at least one `DescribeTaskStatus`, so tasks started faster than that rate (registrations and
 /// deregistrations at once) end no sooner: their polls only queue in the limiter, each seeing its task done late.
@@ -112,6 +116,7 @@ const POLL_WAIT_TOLERATED: Duration = Duration::from_millis(20);
 /// The CLB API client. One instance is shared by every load balancer of a run (`&self` everywhere).
 pub struct ClbClient {
     transport: Transport,
+    credentials: Provider,
     pacer: Pacer,
     task: TaskPolicy,
     /// How long this run's tasks take, learned from its first ones.
@@ -133,16 +138,12 @@ struct Answer<T> {
 impl ClbClient {
     /// Builds the client and its one HTTP transport.
     pub fn new(config: ClientConfig) -> Result<Self, Error> {
-        let transport = Transport::new(
-            &config.endpoint,
-            config.region,
-            config.credentials,
-            config.connect_timeout,
-            config.request_timeout,
-        )?;
+        let transport =
+            Transport::new(&config.endpoint, config.region, config.connect_timeout, config.request_timeout)?;
         let first = config.task_poll_interval;
         Ok(ClbClient {
             transport,
+            credentials: config.credentials,
             pacer: Pacer::new(config.rate_limit_per_action),
             task: TaskPolicy {
                 timeout: config.task_timeout,
@@ -169,6 +170,11 @@ impl ClbClient {
     /// The `Host` value sent and signed.
     pub fn host(&self) -> &str {
         self.transport.host()
+    }
+
+    /// Where the requests' credentials come from.
+    pub fn credentials(&self) -> &Provider {
+        &self.credentials
     }
 
     fn count(&self, action: &'static str, retry: bool) {
@@ -207,6 +213,7 @@ impl ClbClient {
         let mut attempt: u32 = 0;
         let mut resent_after_server_error = false;
         let mut paced = Duration::ZERO;
+        let mut re_signed = false;
         loop {
             attempt += 1;
             let start_permit = match kind {
@@ -215,6 +222,19 @@ impl ClbClient {
             };
             let (permit, waited) = self.pacer.acquire(action).await;
             paced += waited;
+            // Asked after the pacer's wait, so that the request leaves with credentials valid now.
+            let credentials = match self.credentials.get().await {
+                Ok(c) => c,
+                Err(error) => {
+                    let err = if resent_after_server_error {
+                        let reason = format!("a server error answered it, then it could not be signed again ({error})");
+                        Error::OutcomeUnknown { action, endpoint: self.transport.url(), reason }
+                    } else {
+                        Error::Credentials { action, error }
+                    };
+                    return Answer { result: Err(err), resent_after_server_error, paced };
+                }
+            };
             if let Some(Err(reason)) = stop.map(Stop::check) {
                 let err = if resent_after_server_error {
                     let reason = format!("a server error answered it, then the run stopped ({reason})");
@@ -226,7 +246,7 @@ impl ClbClient {
             }
             self.count(action, attempt > 1);
             let started = Instant::now();
-            let result = self.transport.send::<Resp>(action, &body).await;
+            let result = self.transport.send::<Resp>(action, &body, &credentials).await;
             // The answer is in: from now on this call counts against the budgets for one second.
             drop((permit, start_permit));
             let ms = started.elapsed().as_millis() as u64;
@@ -248,6 +268,18 @@ impl ClbClient {
                 code = err.code(),
                 "clb call failed"
             );
+            // Refused credentials (expired early, rotated away): a read is sent once more with new ones. A write is
+            // not: its change fails, and the next pass re-reads the targets.
+            if let Error::Api(api) = &err
+                && kind == CallKind::Read
+                && !re_signed
+                && REFUSED_CREDENTIALS.contains(&api.code.as_str())
+                && self.credentials.rejected(&credentials).await.is_some()
+            {
+                re_signed = true;
+                debug!(action, lb, code = %api.code, "credentials refused: the read is sent again with new ones");
+                continue;
+            }
             let server_error = match &err {
                 Error::Api(api) => api.kind() == super::ErrorKind::Server,
                 Error::Status { status, .. } => *status >= 500,

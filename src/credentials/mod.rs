@@ -1,8 +1,37 @@
-//! Tencent Cloud API credentials: read from the environment through a lookup closure
-//! ([`Credentials::from_lookup`]) so tests never touch the process environment. The secret key and the session
-//! token print as `<redacted>` and have no `Display`.
+//! Tencent Cloud API credentials: which source they come from, and keeping them valid while clbsync runs.
+//!
+//! `--credentials auto` (the default) uses the first source that is configured, in this order; a source that is
+//! configured (or chosen) but incomplete is an error naming what is missing, before any network call:
+//!
+//! ```text
+//! env        CLOUD_TENCENT_SECRET_ID/_KEY, else TENCENTCLOUD_SECRET_ID/_KEY[/_SESSION_TOKEN]       [env]
+//! file       the same names with _FILE (a mounted Secret), re-read when they change; else the SDK's
+//!            profile file (~/.tencentcloud/credentials, /etc/tencentcloud/credentials)             [files]
+//! tke-oidc   TKE_REGION, TKE_PROVIDER_ID, TKE_WEB_IDENTITY_TOKEN_FILE, TKE_ROLE_ARN → STS          [sts]
+//! cvm-role   the CVM metadata service's instance role, only when chosen                            [metadata]
+//! ```
+//!
+//! The CVM role is never tried by `auto`, unlike the SDKs' default chain: on a TKE node every pod can reach the
+//! metadata service, so a pod whose Secret was forgotten would silently act with the node's role, which every
+//! workload on the node shares, instead of failing with an error that names the missing Secret; and on a
+//! machine that is not a CVM instance the error would come only after a timeout.
+//!
+//! Temporary credentials (TKE OIDC, CVM role) are refreshed ahead of their expiry by [`refresh`], once for all
+//! the calls in flight. A [`Provider`] is what the CLB client asks before each request.
+//!
+//! The secret key, the session token and the web-identity token print as `<redacted>` and have no `Display`; no
+//! error of this module carries a secret or echoes a file's contents.
+
+pub mod env;
+pub mod files;
+pub mod metadata;
+mod provider;
+pub mod refresh;
+pub mod sts;
 
 use std::fmt;
+
+pub use provider::{Provider, Stats};
 
 /// A secret key. Its `Debug` is redacted and it has no `Display`, so it cannot end up in a log by accident.
 #[derive(Clone, PartialEq, Eq)]
@@ -53,8 +82,35 @@ pub const CLBSYNC_KEY: &str = "CLOUD_TENCENT_SECRET_KEY";
 pub const SDK_ID: &str = "TENCENTCLOUD_SECRET_ID";
 pub const SDK_KEY: &str = "TENCENTCLOUD_SECRET_KEY";
 pub const SDK_TOKEN: &str = "TENCENTCLOUD_SESSION_TOKEN";
-/// Every variable that may hold a secret, for what must not inherit them (kubeconfig credential plugins).
-pub const VARIABLES: [&str; 5] = [CLBSYNC_ID, CLBSYNC_KEY, SDK_ID, SDK_KEY, SDK_TOKEN];
+/// The same, naming files that hold the values (a mounted Secret).
+pub const CLBSYNC_ID_FILE: &str = "CLOUD_TENCENT_SECRET_ID_FILE";
+pub const CLBSYNC_KEY_FILE: &str = "CLOUD_TENCENT_SECRET_KEY_FILE";
+pub const SDK_ID_FILE: &str = "TENCENTCLOUD_SECRET_ID_FILE";
+pub const SDK_KEY_FILE: &str = "TENCENTCLOUD_SECRET_KEY_FILE";
+pub const SDK_TOKEN_FILE: &str = "TENCENTCLOUD_SESSION_TOKEN_FILE";
+/// TKE's OIDC role (what TKE's pod-identity webhook injects, and what the SDKs read).
+pub const TKE_REGION: &str = "TKE_REGION";
+pub const TKE_PROVIDER_ID: &str = "TKE_PROVIDER_ID";
+pub const TKE_TOKEN_FILE: &str = "TKE_WEB_IDENTITY_TOKEN_FILE";
+pub const TKE_ROLE_ARN: &str = "TKE_ROLE_ARN";
+/// Every variable that holds a secret or says where one is, for what must not inherit them (kubeconfig
+/// credential plugins).
+pub const VARIABLES: [&str; 14] = [
+    CLBSYNC_ID,
+    CLBSYNC_KEY,
+    SDK_ID,
+    SDK_KEY,
+    SDK_TOKEN,
+    CLBSYNC_ID_FILE,
+    CLBSYNC_KEY_FILE,
+    SDK_ID_FILE,
+    SDK_KEY_FILE,
+    SDK_TOKEN_FILE,
+    TKE_REGION,
+    TKE_PROVIDER_ID,
+    TKE_TOKEN_FILE,
+    TKE_ROLE_ARN,
+];
 
 /// An API key pair (plus a session token for temporary credentials) and where it came from.
 #[derive(Clone)]
@@ -62,9 +118,9 @@ pub struct Credentials {
     pub secret_id: String,
     pub secret_key: SecretKey,
     pub token: Option<SessionToken>,
-    /// The variable names the values were read from (never the values), for messages such as
-    /// "credentials were read from CLOUD_TENCENT_SECRET_ID/CLOUD_TENCENT_SECRET_KEY".
-    pub source: Vec<&'static str>,
+    /// Where the values were read from (variable names, file paths, the role; never the values), for messages
+    /// such as "credentials were read from CLOUD_TENCENT_SECRET_ID/CLOUD_TENCENT_SECRET_KEY".
+    pub source: String,
 }
 
 impl fmt::Debug for Credentials {
@@ -78,17 +134,6 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// Why no usable credentials were found. Messages name variables, never values.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CredentialsError {
-    #[error("no Tencent Cloud credentials: read {}, all unset or empty; set a SecretId/SecretKey pair", .read.join(", "))]
-    Missing { read: Vec<&'static str> },
-    #[error("{set} is set but {missing} is not: set both, or neither")]
-    Incomplete { set: &'static str, missing: &'static str },
-    #[error("{var} has leading or trailing whitespace (often a trailing newline from `echo` into a secret): remove it")]
-    Whitespace { var: &'static str },
-}
-
 impl Credentials {
     /// Credentials given directly (tests, or a caller with its own source). `source` says `explicit`.
     pub fn new(secret_id: impl Into<String>, secret_key: impl Into<String>, token: Option<String>) -> Self {
@@ -96,59 +141,127 @@ impl Credentials {
             secret_id: secret_id.into(),
             secret_key: SecretKey::new(secret_key),
             token: token.map(SessionToken::new),
-            source: vec!["explicit"],
+            source: "explicit".into(),
         }
     }
 
-    /// Reads credentials through `lookup` (`|name| std::env::var(name).ok()` in production):
-    /// `CLOUD_TENCENT_SECRET_ID`/`CLOUD_TENCENT_SECRET_KEY` if either is set, else `TENCENTCLOUD_SECRET_ID`/
-    /// `TENCENTCLOUD_SECRET_KEY` with the optional `TENCENTCLOUD_SESSION_TOKEN`. The token belongs to the SDK pair
-    /// only, so a temporary token is never paired with a long-term key. Empty values count as unset; a pair is
-    /// never mixed across the two naming schemes; values with surrounding whitespace are refused, not trimmed.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Credentials, CredentialsError> {
-        let get = |name: &'static str| lookup(name).filter(|v| !v.is_empty());
-        let pair = |id_var: &'static str, key_var: &'static str| match (get(id_var), get(key_var)) {
-            (Some(id), Some(key)) => Ok(Some((id, key))),
-            (Some(_), None) => Err(CredentialsError::Incomplete { set: id_var, missing: key_var }),
-            (None, Some(_)) => Err(CredentialsError::Incomplete { set: key_var, missing: id_var }),
-            (None, None) => Ok(None),
-        };
-        let (id, key, token, source) = if let Some((id, key)) = pair(CLBSYNC_ID, CLBSYNC_KEY)? {
-            check_whitespace(CLBSYNC_ID, &id)?;
-            check_whitespace(CLBSYNC_KEY, &key)?;
-            (id, key, None, vec![CLBSYNC_ID, CLBSYNC_KEY])
-        } else if let Some((id, key)) = pair(SDK_ID, SDK_KEY)? {
-            check_whitespace(SDK_ID, &id)?;
-            check_whitespace(SDK_KEY, &key)?;
-            let token = get(SDK_TOKEN);
-            let mut source = vec![SDK_ID, SDK_KEY];
-            if let Some(t) = &token {
-                check_whitespace(SDK_TOKEN, t)?;
-                source.push(SDK_TOKEN);
-            }
-            (id, key, token, source)
-        } else {
-            return Err(CredentialsError::Missing { read: vec![CLBSYNC_ID, CLBSYNC_KEY, SDK_ID, SDK_KEY] });
-        };
-        Ok(Credentials { secret_id: id, secret_key: SecretKey::new(key), token: token.map(SessionToken::new), source })
-    }
-
-    /// [`Credentials::from_lookup`] over the process environment (a non-UTF-8 value counts as unset).
-    pub fn from_env() -> Result<Credentials, CredentialsError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
     /// `CLOUD_TENCENT_SECRET_ID/CLOUD_TENCENT_SECRET_KEY`: where the credentials came from, for error messages.
-    pub fn source_description(&self) -> String {
-        self.source.join("/")
+    pub fn source_description(&self) -> &str {
+        &self.source
     }
 }
 
-fn check_whitespace(var: &'static str, value: &str) -> Result<(), CredentialsError> {
-    if value.trim() != value {
-        return Err(CredentialsError::Whitespace { var });
+/// Which sources `--credentials` allows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Selection {
+    /// The first configured of env, file, tke-oidc.
+    #[default]
+    Auto,
+    Env,
+    File,
+    TkeOidc,
+    CvmRole,
+}
+
+/// Where credentials come from, as a metric label (`clbsync_credentials_refresh_total{source}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Env,
+    File,
+    Profile,
+    TkeOidc,
+    CvmRole,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Env => "env",
+            Kind::File => "file",
+            Kind::Profile => "profile",
+            Kind::TkeOidc => "tke-oidc",
+            Kind::CvmRole => "cvm-role",
+        }
     }
-    Ok(())
+}
+
+/// What selects and reaches the sources, from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub selection: Selection,
+    /// `--sts-endpoint`: STS for TKE OIDC (default [`sts::DEFAULT_ENDPOINT`]).
+    pub sts_endpoint: Option<String>,
+    /// `--metadata-endpoint`: the CVM metadata service's base URL (default [`metadata::DEFAULT_ENDPOINT`]).
+    pub metadata_endpoint: Option<String>,
+}
+
+/// Why no usable credentials could be had. Messages name variables, files, endpoints and roles, never values.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Nothing of what `selection` allows is configured.
+    #[error("{}", missing(*.selection))]
+    Missing { selection: Selection },
+    #[error("{set} is set but {missing} is not: set both, or neither")]
+    Incomplete { set: &'static str, missing: &'static str },
+    #[error("{var} has leading or trailing whitespace (often a trailing newline from `echo` into a secret): remove it")]
+    Whitespace { var: &'static str },
+    #[error("TKE OIDC: {set} set but {} not: set all four (TKE's pod-identity webhook or deploy/components/tke-oidc does)", .missing.join(", "))]
+    TkeIncomplete { set: String, missing: Vec<&'static str> },
+    /// A file named by a variable (or the profile file) cannot be used.
+    #[error("{what} {path}: {reason}")]
+    File { what: String, path: String, reason: String },
+    #[error("{0}")]
+    Config(String),
+    /// STS did not give credentials.
+    #[error("TKE OIDC: STS AssumeRoleWithWebIdentity at {endpoint}: {reason}")]
+    Sts { endpoint: String, reason: String },
+    /// The CVM metadata service did not give credentials.
+    #[error("CVM role: the metadata service at {url}: {reason}")]
+    Metadata { url: String, reason: String },
+}
+
+/// What to set, for [`Error::Missing`].
+fn missing(selection: Selection) -> String {
+    const ENV: &str = "CLOUD_TENCENT_SECRET_ID/_KEY or TENCENTCLOUD_SECRET_ID/_KEY";
+    const FILE: &str = "CLOUD_TENCENT_SECRET_ID_FILE/_KEY_FILE or TENCENTCLOUD_SECRET_ID_FILE/_KEY_FILE";
+    const TKE: &str = "TKE_REGION, TKE_PROVIDER_ID, TKE_WEB_IDENTITY_TOKEN_FILE, TKE_ROLE_ARN";
+    let profiles = files::PROFILE_PATHS.join(", ");
+    match selection {
+        Selection::Auto => format!(
+            "no Tencent Cloud credentials: none of env ({ENV}), file ({FILE}, or a profile file {profiles}) and \
+             tke-oidc ({TKE}) is set; set one up, or choose --credentials cvm-role (README \"Credentials\")"
+        ),
+        Selection::Env => format!("--credentials env: {ENV} are unset or empty"),
+        Selection::File => {
+            format!("--credentials file: {FILE} are unset or empty, and there is no profile file ({profiles})")
+        }
+        Selection::TkeOidc => format!(
+            "--credentials tke-oidc: {TKE} are unset or empty (TKE's pod-identity webhook or deploy/components/tke-oidc \
+             sets them)"
+        ),
+        Selection::CvmRole => "--credentials cvm-role needs nothing to be set".into(),
+    }
+}
+
+/// An answer's body, at most `limit` bytes.
+async fn read_answer(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) if bytes.len() + chunk.len() > limit => {
+                return Err(format!("the answer is larger than {} KiB", limit >> 10));
+            }
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) => return Ok(bytes),
+            Err(e) => return Err(format!("the answer broke off: {}", crate::clb::http::describe_transport_error(&e))),
+        }
+    }
+}
+
+/// Why an answer is not the JSON expected, without quoting it: serde's messages can quote a value, and these
+/// answers hold secrets.
+fn unreadable(e: &serde_json::Error) -> String {
+    format!("the answer is not the JSON expected ({:?} error at line {} column {})", e.classify(), e.line(), e.column())
 }
 
 #[cfg(test)]
@@ -163,60 +276,5 @@ mod tests {
         assert!(!shown.contains("topsecretkey") && !shown.contains("sessiontok"), "{shown}");
         let chain = crate::clb::tc3::key_chain(&c.secret_key, "2019-02-25", "clb");
         assert_eq!(format!("{chain:?}"), "KeyChain(<redacted>)");
-    }
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |name| map.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    }
-
-    #[test]
-    fn clbsync_pair_wins_over_sdk_names() {
-        let c = Credentials::from_lookup(env(&[
-            (CLBSYNC_ID, "id1"),
-            (CLBSYNC_KEY, "key1"),
-            (SDK_ID, "id2"),
-            (SDK_KEY, "key2"),
-            (SDK_TOKEN, "tok"),
-        ]))
-        .unwrap();
-        assert_eq!(c.secret_id, "id1");
-        assert_eq!(c.secret_key, SecretKey::new("key1"));
-        assert!(c.token.is_none());
-        assert_eq!(c.source_description(), "CLOUD_TENCENT_SECRET_ID/CLOUD_TENCENT_SECRET_KEY");
-    }
-
-    #[test]
-    fn sdk_names_are_the_fallback_with_token() {
-        let c = Credentials::from_lookup(env(&[(SDK_ID, "id2"), (SDK_KEY, "key2"), (SDK_TOKEN, "tok")])).unwrap();
-        assert_eq!(c.secret_id, "id2");
-        assert_eq!(c.token.as_ref().map(SessionToken::expose), Some("tok"));
-        assert_eq!(c.source_description(), "TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY/TENCENTCLOUD_SESSION_TOKEN");
-        let c = Credentials::from_lookup(env(&[(CLBSYNC_ID, ""), (SDK_ID, "id2"), (SDK_KEY, "key2")])).unwrap();
-        assert_eq!(c.source, vec![SDK_ID, SDK_KEY]);
-    }
-
-    #[test]
-    fn missing_credentials_name_the_variables_read() {
-        let err = Credentials::from_lookup(env(&[])).unwrap_err();
-        let msg = err.to_string();
-        for var in [CLBSYNC_ID, CLBSYNC_KEY, SDK_ID, SDK_KEY] {
-            assert!(msg.contains(var), "{msg}");
-        }
-    }
-
-    #[test]
-    fn half_a_pair_is_an_error_not_a_fallback() {
-        let err = Credentials::from_lookup(env(&[(CLBSYNC_ID, "id1"), (SDK_ID, "id2"), (SDK_KEY, "key2")]));
-        assert_eq!(err.unwrap_err(), CredentialsError::Incomplete { set: CLBSYNC_ID, missing: CLBSYNC_KEY });
-    }
-
-    #[test]
-    fn whitespace_in_a_key_is_refused_without_echoing_it() {
-        let err = Credentials::from_lookup(env(&[(SDK_ID, "id2"), (SDK_KEY, "secretvalue\n")])).unwrap_err();
-        assert_eq!(err, CredentialsError::Whitespace { var: SDK_KEY });
-        assert!(!err.to_string().contains("secretvalue"));
-        let err = Credentials::from_lookup(env(&[(CLBSYNC_ID, " id"), (CLBSYNC_KEY, "k")])).unwrap_err();
-        assert_eq!(err, CredentialsError::Whitespace { var: CLBSYNC_ID });
     }
 }
