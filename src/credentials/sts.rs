@@ -98,7 +98,7 @@ impl Oidc {
             .header("X-TC-Timestamp", now.as_secs().to_string())
             .header("X-TC-Language", "en-US")
             .body(body.to_string());
-        let response = request.send().await.map_err(|e| fail(format!("no answer: {}", transport(&e))))?;
+        let response = request.send().await.map_err(|e| fail(transport(&e)))?;
         let status = response.status();
         let bytes = super::read_answer(response, MAX_ANSWER_BYTES).await.map_err(fail)?;
         if status != reqwest::StatusCode::OK {
@@ -169,8 +169,10 @@ fn session_name(hostname: Option<&str>) -> String {
 }
 
 fn transport(e: &reqwest::Error) -> String {
-    let what = api::describe_transport_error(e);
-    if e.is_timeout() { format!("{what} within {}s", REQUEST_TIMEOUT.as_secs()) } else { what }
+    if e.is_timeout() {
+        return format!("no answer within {}s (check the network path to STS)", REQUEST_TIMEOUT.as_secs());
+    }
+    api::describe_transport_error(e)
 }
 
 #[derive(Deserialize)]
