@@ -233,6 +233,11 @@ fn oidc_source(settings: &Settings, lookup: &impl Fn(&str) -> Option<String>) ->
         let set = format!("{} {}", set.join(", "), if set.len() == 1 { "is" } else { "are" });
         return Err(Error::TkeIncomplete { set, missing });
     }
+    if let Some((name, _)) = TKE_NAMES.iter().zip(&values).find(|(_, v)| v.as_deref() == Some("REPLACE_ME")) {
+        return Err(Error::Config(format!(
+            "{name} is REPLACE_ME: set it in your overlay (deploy/examples/tke-oidc, README \"Credentials\")"
+        )));
+    }
     let [region, provider_id, token_file, role_arn] =
         <[String; 4]>::try_from(values.into_iter().flatten().collect::<Vec<_>>()).expect("all four are set");
     let hostname = lookup("HOSTNAME");
@@ -297,6 +302,13 @@ mod tests {
             "TKE OIDC: TKE_ROLE_ARN is set but TKE_REGION, TKE_PROVIDER_ID, TKE_WEB_IDENTITY_TOKEN_FILE not: set all \
              four (TKE's pod-identity webhook or deploy/components/tke-oidc does)"
         );
+    }
+
+    #[test]
+    fn the_components_placeholder_is_refused_at_start() {
+        let values = [TKE_REGION, TKE_PROVIDER_ID, TKE_TOKEN_FILE, TKE_ROLE_ARN].map(|n| (n, "REPLACE_ME".to_string()));
+        let err = select(Selection::Auto, values.to_vec()).unwrap_err().to_string();
+        assert!(err.starts_with("TKE_REGION is REPLACE_ME: set it in your overlay"), "{err}");
     }
 
     #[test]

@@ -58,6 +58,12 @@ impl Oidc {
                 printable(&region)
             )));
         }
+        if !role_arn.starts_with("qcs::cam::") {
+            return Err(Error::Config(format!(
+                "TKE_ROLE_ARN `{}` is not a CAM role ARN such as qcs::cam::uin/100000000001:roleName/clbsync",
+                printable(&role_arn)
+            )));
+        }
         files::read_bounded(TKE_TOKEN_FILE, &token_file)?;
         let http = api::client(&endpoint, CONNECT_TIMEOUT, REQUEST_TIMEOUT).map_err(Error::Config)?;
         Ok(Oidc { endpoint, http, region, provider_id, token_file, role_arn, session_name: session_name(hostname) })
@@ -222,13 +228,16 @@ mod tests {
         let token = dir.path().join("token");
         std::fs::write(&token, "a.b.c").unwrap();
         let new = |endpoint: Option<&str>, region: &str, file: &std::path::Path| {
-            Oidc::new(endpoint, region.into(), "p".into(), file.to_path_buf(), "r".into(), None).map(|_| ())
+            let role = "qcs::cam::uin/1:roleName/r".to_owned();
+            Oidc::new(endpoint, region.into(), "p".into(), file.to_path_buf(), role, None).map(|_| ())
         };
         assert!(new(None, "ap-guangzhou", &token).is_ok());
         assert!(new(Some("sts.internal.tencentcloudapi.com"), "ap-guangzhou", &token).is_ok());
         let err = new(Some("http://sts.example.com"), "ap-guangzhou", &token).unwrap_err().to_string();
         assert!(err.contains("--sts-endpoint") && err.contains("TLS is required"), "{err}");
         assert!(new(None, "ap/evil", &token).unwrap_err().to_string().contains("TKE_REGION"));
+        let arn = Oidc::new(None, "ap-guangzhou".into(), "p".into(), token.clone(), "clbsync".into(), None);
+        assert!(arn.err().unwrap().to_string().starts_with("TKE_ROLE_ARN `clbsync` is not a CAM role ARN"));
         let err = new(None, "ap-guangzhou", &dir.path().join("gone")).unwrap_err().to_string();
         assert!(err.starts_with("TKE_WEB_IDENTITY_TOKEN_FILE ") && err.ends_with("does not exist"), "{err}");
     }

@@ -3,6 +3,7 @@
 //! checked by the emulator; temporary credentials are refreshed before they expire; a failing STS skips the rules,
 //! naming it, and removes nothing.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -58,10 +59,10 @@ pub fn tke_env(token_file: &Path) -> Vec<(&'static str, String)> {
 }
 
 /// `clbsync <args>` against the world with only `env` as credentials (the emulator's key pair removed).
-pub fn keyless(world: &World, args: &[&str], env: &[(&'static str, String)]) -> assert_cmd::Command {
+pub fn keyless<K: AsRef<OsStr>, V: AsRef<OsStr>>(world: &World, args: &[&str], env: &[(K, V)]) -> assert_cmd::Command {
     let mut cmd = world.process(args);
     cmd.env_remove("TENCENTCLOUD_SECRET_ID").env_remove("TENCENTCLOUD_SECRET_KEY");
-    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let mut cmd = assert_cmd::Command::from_std(cmd);
     cmd.timeout(Duration::from_secs(90));
     cmd
@@ -273,7 +274,7 @@ async fn credential_files_rotated_mid_run_are_used_without_a_restart_and_the_old
 async fn the_cvm_role_signs_when_chosen_and_auto_never_asks_the_metadata_service() {
     let world = World::new("ccvm", spec()).await;
     world.emu.set_metadata(MetadataConfig { role: Some("clbsync-node".into()), lifetime_ms: 7_200_000 });
-    let nothing = run(keyless(&world, &["diff"], &[])).await;
+    let nothing = run(keyless::<&str, &str>(&world, &["diff"], &[])).await;
     nothing.assert_code(1);
     assert!(
         nothing.stderr.contains("no Tencent Cloud credentials") && nothing.stderr.contains("cvm-role"),
@@ -284,7 +285,12 @@ async fn the_cvm_role_signs_when_chosen_and_auto_never_asks_the_metadata_service
 
     let before = world.emu.state();
     let url = world.emu.metadata_url();
-    let run = run(keyless(&world, &["reconcile", "--credentials", "cvm-role", "--metadata-endpoint", &url], &[])).await;
+    let run = run(keyless::<&str, &str>(
+        &world,
+        &["reconcile", "--credentials", "cvm-role", "--metadata-endpoint", &url],
+        &[],
+    ))
+    .await;
     run.assert_code(0);
     world.assert_converged(&before, &run);
     assert!(run.stderr.contains(&format!("Tencent Cloud credentials: CVM instance role (metadata service {url})")));
@@ -403,7 +409,12 @@ async fn a_bad_token_file_or_a_hanging_metadata_service_is_a_clear_error_within_
     let closed = format!("http://127.0.0.1:{}/latest/meta-data/", free_port());
     for (url, says) in [(world.emu.metadata_url(), "no answer within 5s"), (closed, "connection refused")] {
         let started = Instant::now();
-        let out = run(keyless(&world, &["diff", "--credentials", "cvm-role", "--metadata-endpoint", &url], &[])).await;
+        let out = run(keyless::<&str, &str>(
+            &world,
+            &["diff", "--credentials", "cvm-role", "--metadata-endpoint", &url],
+            &[],
+        ))
+        .await;
         out.assert_code(1);
         assert!(
             out.stdout.contains("skipped: 4 rules") && out.stdout.contains("CVM role: the metadata service"),
