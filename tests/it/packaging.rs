@@ -515,3 +515,33 @@ fn the_credential_components_replace_the_secret_variables_in_the_cronjob_and_the
         }
     }
 }
+
+/// The role trust policy the README shows (deploy/examples/cam-role-trust-policy.json) lets exactly the manifests'
+/// ServiceAccount assume the role, with the audience the tke-oidc component's token carries.
+#[test]
+fn the_role_trust_policy_trusts_exactly_the_installed_service_account_with_the_tokens_audience() {
+    let text = read("deploy/examples/cam-role-trust-policy.json");
+    let policy: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let statement = &policy["statement"][0];
+    assert_eq!(statement["action"], "name/sts:AssumeRoleWithWebIdentity");
+    assert!(statement["principal"]["federated"][0].as_str().unwrap().contains(":oidc-provider/"));
+    let condition = &statement["condition"]["string_equal"];
+    let docs = with_component("deploy/cronjob", "deploy/components/tke-oidc");
+    let sa = kind(&docs, "ServiceAccount");
+    let subject = format!(
+        "system:serviceaccount:{}:{}",
+        sa["metadata"]["namespace"].as_str().unwrap(),
+        sa["metadata"]["name"].as_str().unwrap()
+    );
+    assert_eq!(condition["oidc:sub"], serde_json::json!([subject]));
+    let pod = pod_spec(&docs);
+    assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"], "the pod runs as that account");
+    let audience = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find_map(|v| v["projected"]["sources"][0]["serviceAccountToken"]["audience"].as_str().map(str::to_owned));
+    assert_eq!(condition["oidc:aud"], serde_json::json!([audience.expect("a projected token")]));
+    let indented: String = text.lines().map(|l| format!("   {l}\n")).collect();
+    assert!(read("README.md").contains(&indented), "the README shows the file as it is");
+}
