@@ -247,7 +247,7 @@ async fn watch_mode(
         election,
         metrics_addr: watch.metrics_addr,
         events: (mode == Mode::Reconcile && events.events).then_some(events.max_events),
-        credentials: Some(clb.credentials().clone()),
+        credentials: Some(clb.credential_source().clone()),
     };
     clbsync::watch::run(cluster.client().clone(), &clb, || clb.answers(), rules, &settings, &opts, stop).await?;
     Ok(exit::OK)
@@ -324,7 +324,7 @@ async fn execute(
     }
     if let Some(m) = metrics {
         m.record_api_calls(clb.answers().iter().map(|((action, code), n)| (*action, code.as_str(), *n)));
-        m.record_credentials(&clb.credentials().stats());
+        m.record_credentials(&clb.credential_source().stats());
     }
     let outcome = outcome.with_context(|| format!("running the rules of {rules_file}"))?;
     if let Some(m) = metrics {

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -32,7 +32,7 @@ use super::retry::{self, RetryPolicy};
 use super::task::{self, Learner, TaskPolicy, TaskStatus};
 use super::wire;
 use super::{Clb, Error, Listener, ListenerRule, LoadBalancer, Outcomes};
-use crate::credentials::Provider;
+use crate::credentials::{Credentials, Provider};
 use crate::model::{Binding, BoundTarget, Change, Failure, Health, Target, TargetHealth, TargetKind};
 use crate::stop::Stop;
 
@@ -173,7 +173,7 @@ impl ClbClient {
     }
 
     /// Where the requests' credentials come from.
-    pub fn credentials(&self) -> &Provider {
+    pub fn credential_source(&self) -> &Provider {
         &self.credentials
     }
 
@@ -223,17 +223,9 @@ impl ClbClient {
             let (permit, waited) = self.pacer.acquire(action).await;
             paced += waited;
             // Asked after the pacer's wait, so that the request leaves with credentials valid now.
-            let credentials = match self.credentials.get().await {
+            let credentials = match self.credentials(action, resent_after_server_error).await {
                 Ok(c) => c,
-                Err(error) => {
-                    let err = if resent_after_server_error {
-                        let reason = format!("a server error answered it, then it could not be signed again ({error})");
-                        Error::OutcomeUnknown { action, endpoint: self.transport.url(), reason }
-                    } else {
-                        Error::Credentials { action, error }
-                    };
-                    return Answer { result: Err(err), resent_after_server_error, paced };
-                }
+                Err(err) => return Answer { result: Err(err), resent_after_server_error, paced },
             };
             if let Some(Err(reason)) = stop.map(Stop::check) {
                 let err = if resent_after_server_error {
@@ -268,16 +260,9 @@ impl ClbClient {
                 code = err.code(),
                 "clb call failed"
             );
-            // Refused credentials (expired early, rotated away): a read is sent once more with new ones. A write is
-            // not: its change fails, and the next pass re-reads the targets.
-            if let Error::Api(api) = &err
-                && kind == CallKind::Read
-                && !re_signed
-                && REFUSED_CREDENTIALS.contains(&api.code.as_str())
-                && self.credentials.rejected(&credentials).await.is_some()
-            {
+            if kind == CallKind::Read && !re_signed && self.renewed_after_refusal(&err, &credentials).await {
                 re_signed = true;
-                debug!(action, lb, code = %api.code, "credentials refused: the read is sent again with new ones");
+                debug!(action, lb, code = err.code(), "credentials refused: the read is sent again with new ones");
                 continue;
             }
             let server_error = match &err {
@@ -312,6 +297,30 @@ impl ClbClient {
             resent_after_server_error |= kind.writes() && server_error;
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// The credentials to sign an attempt with. Without them nothing is sent; after a server error that may hide
+    /// an executed write, the write's outcome is unknown.
+    async fn credentials(
+        &self,
+        action: &'static str,
+        resent_after_server_error: bool,
+    ) -> Result<Arc<Credentials>, Error> {
+        self.credentials.get().await.map_err(|error| {
+            if resent_after_server_error {
+                let reason = format!("a server error answered it, then it could not be signed again ({error})");
+                Error::OutcomeUnknown { action, endpoint: self.transport.url(), reason }
+            } else {
+                Error::Credentials { action, error }
+            }
+        })
+    }
+
+    /// Whether `err` refused the credentials themselves (expired early, rotated away) and other ones are now in
+    /// use, for the one resend of a read. A write is not resent: its change fails, the next pass re-reads.
+    async fn renewed_after_refusal(&self, err: &Error, used: &Arc<Credentials>) -> bool {
+        let refused = matches!(err, Error::Api(api) if REFUSED_CREDENTIALS.contains(&api.code.as_str()));
+        refused && self.credentials.rejected(used).await.is_some()
     }
 
     /// Polls the task created by a mutation answered at `accepted`.

@@ -227,7 +227,8 @@ fn missing(selection: Selection) -> String {
     const TKE: &str = "TKE_REGION, TKE_PROVIDER_ID, TKE_WEB_IDENTITY_TOKEN_FILE, TKE_ROLE_ARN";
     let profiles = files::PROFILE_PATHS.join(", ");
     match selection {
-        Selection::Auto => format!(
+        // `cvm-role` needs nothing set: only `auto` and the three below can find nothing.
+        Selection::Auto | Selection::CvmRole => format!(
             "no Tencent Cloud credentials: none of env ({ENV}), file ({FILE}, or a profile file {profiles}) and \
              tke-oidc ({TKE}) is set; set one up, or choose --credentials cvm-role (README \"Credentials\")"
         ),
@@ -239,7 +240,6 @@ fn missing(selection: Selection) -> String {
             "--credentials tke-oidc: {TKE} are unset or empty (TKE's pod-identity webhook or deploy/components/tke-oidc \
              sets them)"
         ),
-        Selection::CvmRole => "--credentials cvm-role needs nothing to be set".into(),
     }
 }
 
