@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::credentials::{self, Selection};
 use crate::model::Owner;
 use crate::observe::export::Pushgateway;
 use crate::plan::GateOn;
@@ -17,9 +18,13 @@ Exit codes:
   2   diff --detailed-exitcode: changes are pending
   64  usage error: unknown command or option, bad option value
 
-Credentials (environment only, never flags):
-  CLOUD_TENCENT_SECRET_ID / CLOUD_TENCENT_SECRET_KEY, or
-  TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY [/ TENCENTCLOUD_SESSION_TOKEN]
+Credentials (never flags; --credentials auto takes the first configured; README \"Credentials\"):
+  env       CLOUD_TENCENT_SECRET_ID / CLOUD_TENCENT_SECRET_KEY, or
+            TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY [/ TENCENTCLOUD_SESSION_TOKEN]
+  file      the same names with _FILE (a mounted Secret; re-read when it changes), else the
+            SDK profile file ~/.tencentcloud/credentials or /etc/tencentcloud/credentials
+  tke-oidc  TKE_REGION, TKE_PROVIDER_ID, TKE_WEB_IDENTITY_TOKEN_FILE, TKE_ROLE_ARN (via STS)
+  cvm-role  the CVM instance role, only with --credentials cvm-role
 
 Examples:
   clbsync validate --rules rules.yaml            check the rules file offline (CI)
@@ -230,10 +235,69 @@ pub struct RunArgs {
     /// Client-side limit of CLB API requests per second, per action, 1-1000 (the API allows 20).
     #[arg(long, env = "CLBSYNC_RATE_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rate_limit: u32,
+
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+}
+
+/// Where the Tencent Cloud credentials come from.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Credentials")]
+pub struct CredentialArgs {
+    /// Where the CLB credentials come from (the variables are listed below). `auto` takes the first configured of
+    /// env, file and tke-oidc; a source chosen or configured but incomplete is an error naming what is missing.
+    #[arg(long, value_enum, env = "CLBSYNC_CREDENTIALS", default_value_t = CredentialsArg::Auto, value_name = "SOURCE")]
+    pub credentials: CredentialsArg,
+
+    /// STS endpoint for tke-oidc, for private endpoints (e.g. sts.internal.tencentcloudapi.com) and the emulator
+    /// [default: https://sts.tencentcloudapi.com]. Plain http is accepted only for loopback addresses.
+    #[arg(long, env = "CLBSYNC_STS_ENDPOINT", value_name = "URL")]
+    pub sts_endpoint: Option<String>,
+
+    /// Base URL of the CVM metadata service for cvm-role [default: http://metadata.tencentyun.com/latest/meta-data/].
+    /// Plain http is accepted only for that host, link-local and loopback addresses.
+    #[arg(long, env = "CLBSYNC_METADATA_ENDPOINT", value_name = "URL")]
+    pub metadata_endpoint: Option<String>,
+}
+
+/// `--credentials`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CredentialsArg {
+    /// The first configured of env, file, tke-oidc (never cvm-role: a pod on a CVM node would silently use the
+    /// node's role).
+    Auto,
+    /// A SecretId/SecretKey pair in the environment.
+    Env,
+    /// Files named by the *_FILE variables, else the SDK profile file.
+    File,
+    /// TKE's OIDC role: the pod's projected service-account token, exchanged at STS.
+    TkeOidc,
+    /// The CVM instance role, from the metadata service.
+    CvmRole,
+}
+
+impl CredentialArgs {
+    /// What [`credentials::Provider::select`] takes.
+    pub fn settings(&self) -> credentials::Settings {
+        let selection = match self.credentials {
+            CredentialsArg::Auto => Selection::Auto,
+            CredentialsArg::Env => Selection::Env,
+            CredentialsArg::File => Selection::File,
+            CredentialsArg::TkeOidc => Selection::TkeOidc,
+            CredentialsArg::CvmRole => Selection::CvmRole,
+        };
+        credentials::Settings {
+            selection,
+            sts_endpoint: self.sts_endpoint.clone(),
+            metadata_endpoint: self.metadata_endpoint.clone(),
+        }
+    }
 }
 
 /// Kubernetes Events of `reconcile`.
 #[derive(Debug, Args, Clone)]
+// Back to the default heading after the credential options, which RunArgs ends with.
+#[command(next_help_heading = None::<&str>)]
 pub struct EventArgs {
     /// Record Kubernetes Events (events.k8s.io) on the Deployments whose targets changed, and on rules blocked,
     /// skipped or failed; `--events=false` records none. Never with --dry-run. An Event that cannot be recorded

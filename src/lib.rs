@@ -18,6 +18,9 @@ pub mod model;
 pub mod rules;
 /// 2. Desired state: the pods behind each rule, from Kubernetes.
 pub mod desired;
+/// Tencent Cloud API credentials and where they come from (environment, files, TKE OIDC, CVM role), refreshed
+/// before they expire; they feed [`clb`].
+pub mod credentials;
 /// 3. Actual state and mutations: the Tencent Cloud CLB API.
 pub mod clb;
 /// 4. The pure planner, the one place where decisions are made: rules + pods + bound targets → changes.

@@ -10,9 +10,9 @@ use anyhow::Context;
 use clap::Parser;
 
 use clbsync::clb::client::{ClbClient, ClientConfig};
-use clbsync::clb::credentials::Credentials;
 use clbsync::clb::http::Endpoint;
 use clbsync::cli::{Cli, Command, EventArgs, ExportArgs, Global, LogFormat, OutputFormat, RunArgs, WatchArgs};
+use clbsync::credentials::Provider;
 use clbsync::desired::kube::{ConnectOptions, KubeCluster};
 use clbsync::model::Owner;
 use clbsync::observe::metrics::Metrics;
@@ -258,6 +258,7 @@ async fn watch_mode(
         election,
         metrics_addr: watch.metrics_addr,
         events: (mode == Mode::Reconcile && events.events).then_some(events.max_events),
+        credentials: Some(clb.credential_source().clone()),
     };
     clbsync::watch::run(cluster.client().clone(), &clb, || clb.answers(), rules, &settings, &opts, stop).await?;
     Ok(exit::OK)
@@ -265,7 +266,8 @@ async fn watch_mode(
 
 fn clb_client(run: &RunArgs) -> anyhow::Result<ClbClient> {
     let env = |k: &str| std::env::var(k).ok();
-    let credentials = Credentials::from_lookup(env)?;
+    let credentials = Provider::select(&run.credentials.settings(), env)?;
+    tracing::info!("Tencent Cloud credentials: {}", credentials.describe());
     let region = run.region(env);
     let endpoint = match &run.endpoint {
         Some(url) => Endpoint::Url(url.clone()),
@@ -334,6 +336,7 @@ async fn execute(
     }
     if let Some(m) = metrics {
         m.record_api_calls(clb.answers().iter().map(|((action, code), n)| (*action, code.as_str(), *n)));
+        m.record_credentials(&clb.credential_source().stats());
     }
     let outcome = outcome.with_context(|| format!("running the rules of {rules_file}"))?;
     if let Some(m) = metrics {

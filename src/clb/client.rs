@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -26,13 +26,13 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::batch::{self, BatchCall, WithWeight};
-use super::credentials::Credentials;
 use super::http::{Endpoint, Transport};
 use super::pace::{self, Pacer};
 use super::retry::{self, RetryPolicy};
 use super::task::{self, Learner, TaskPolicy, TaskStatus};
 use super::wire;
 use super::{Clb, Error, Listener, ListenerRule, LoadBalancer, Outcomes};
+use crate::credentials::{Credentials, Provider};
 use crate::model::{Binding, BoundTarget, Change, Failure, Health, Target, TargetHealth, TargetKind};
 use crate::stop::Stop;
 
@@ -42,7 +42,7 @@ pub struct ClientConfig {
     pub endpoint: Endpoint,
     /// Sent as `X-TC-Region`; the region of the load balancers.
     pub region: String,
-    pub credentials: Credentials,
+    pub credentials: Provider,
     /// Requests per second per action (CLB's documented limit is 20); 0 turns pacing off.
     pub rate_limit_per_action: u32,
     pub connect_timeout: Duration,
@@ -57,11 +57,11 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    pub fn new(region: impl Into<String>, credentials: Credentials) -> Self {
+    pub fn new(region: impl Into<String>, credentials: impl Into<Provider>) -> Self {
         ClientConfig {
             endpoint: Endpoint::Default,
             region: region.into(),
-            credentials,
+            credentials: credentials.into(),
             rate_limit_per_action: 20,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
@@ -97,6 +97,10 @@ impl CallKind {
     }
 }
 
+/// Codes with which CLB refuses the credentials themselves (expired, unknown): after them the credentials are
+/// fetched or read again.
+const REFUSED_CREDENTIALS: &[&str] = &["AuthFailure.TokenFailure", "AuthFailure.SecretIdNotFound"];
+
 /// The pacer's budget shared by every call that starts a task, at the per-action rate like each action. Every
 /// task needs at least one `DescribeTaskStatus`, so tasks started faster than that rate (registrations and
 /// deregistrations at once) end no sooner: their polls only queue in the limiter, each seeing its task done late.
@@ -112,6 +116,7 @@ const POLL_WAIT_TOLERATED: Duration = Duration::from_millis(20);
 /// The CLB API client. One instance is shared by every load balancer of a run (`&self` everywhere).
 pub struct ClbClient {
     transport: Transport,
+    credentials: Provider,
     pacer: Pacer,
     task: TaskPolicy,
     /// How long this run's tasks take, learned from its first ones.
@@ -133,16 +138,12 @@ struct Answer<T> {
 impl ClbClient {
     /// Builds the client and its one HTTP transport.
     pub fn new(config: ClientConfig) -> Result<Self, Error> {
-        let transport = Transport::new(
-            &config.endpoint,
-            config.region,
-            config.credentials,
-            config.connect_timeout,
-            config.request_timeout,
-        )?;
+        let transport =
+            Transport::new(&config.endpoint, config.region, config.connect_timeout, config.request_timeout)?;
         let first = config.task_poll_interval;
         Ok(ClbClient {
             transport,
+            credentials: config.credentials,
             pacer: Pacer::new(config.rate_limit_per_action),
             task: TaskPolicy {
                 timeout: config.task_timeout,
@@ -169,6 +170,11 @@ impl ClbClient {
     /// The `Host` value sent and signed.
     pub fn host(&self) -> &str {
         self.transport.host()
+    }
+
+    /// Where the requests' credentials come from.
+    pub fn credential_source(&self) -> &Provider {
+        &self.credentials
     }
 
     fn count(&self, action: &'static str, retry: bool) {
@@ -207,6 +213,7 @@ impl ClbClient {
         let mut attempt: u32 = 0;
         let mut resent_after_server_error = false;
         let mut paced = Duration::ZERO;
+        let mut re_signed = false;
         loop {
             attempt += 1;
             let start_permit = match kind {
@@ -215,6 +222,11 @@ impl ClbClient {
             };
             let (permit, waited) = self.pacer.acquire(action).await;
             paced += waited;
+            // Asked after the pacer's wait, so that the request leaves with credentials valid now.
+            let credentials = match self.credentials(action, resent_after_server_error).await {
+                Ok(c) => c,
+                Err(err) => return Answer { result: Err(err), resent_after_server_error, paced },
+            };
             if let Some(Err(reason)) = stop.map(Stop::check) {
                 let err = if resent_after_server_error {
                     let reason = format!("a server error answered it, then the run stopped ({reason})");
@@ -226,7 +238,7 @@ impl ClbClient {
             }
             self.count(action, attempt > 1);
             let started = Instant::now();
-            let result = self.transport.send::<Resp>(action, &body).await;
+            let result = self.transport.send::<Resp>(action, &body, &credentials).await;
             // The answer is in: from now on this call counts against the budgets for one second.
             drop((permit, start_permit));
             let ms = started.elapsed().as_millis() as u64;
@@ -248,6 +260,11 @@ impl ClbClient {
                 code = err.code(),
                 "clb call failed"
             );
+            if kind == CallKind::Read && !re_signed && self.renewed_after_refusal(&err, &credentials).await {
+                re_signed = true;
+                debug!(action, lb, code = err.code(), "credentials refused: the read is sent again with new ones");
+                continue;
+            }
             let server_error = match &err {
                 Error::Api(api) => api.kind() == super::ErrorKind::Server,
                 Error::Status { status, .. } => *status >= 500,
@@ -280,6 +297,30 @@ impl ClbClient {
             resent_after_server_error |= kind.writes() && server_error;
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// The credentials to sign an attempt with. Without them nothing is sent; after a server error that may hide
+    /// an executed write, the write's outcome is unknown.
+    async fn credentials(
+        &self,
+        action: &'static str,
+        resent_after_server_error: bool,
+    ) -> Result<Arc<Credentials>, Error> {
+        self.credentials.get().await.map_err(|error| {
+            if resent_after_server_error {
+                let reason = format!("a server error answered it, then it could not be signed again ({error})");
+                Error::OutcomeUnknown { action, endpoint: self.transport.url(), reason }
+            } else {
+                Error::Credentials { action, error }
+            }
+        })
+    }
+
+    /// Whether `err` refused the credentials themselves (expired early, rotated away) and other ones are now in
+    /// use, for the one resend of a read. A write is not resent: its change fails, the next pass re-reads.
+    async fn renewed_after_refusal(&self, err: &Error, used: &Arc<Credentials>) -> bool {
+        let refused = matches!(err, Error::Api(api) if REFUSED_CREDENTIALS.contains(&api.code.as_str()));
+        refused && self.credentials.rejected(used).await.is_some()
     }
 
     /// Polls the task created by a mutation answered at `accepted`.

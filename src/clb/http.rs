@@ -15,10 +15,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::de::DeserializeOwned;
 
-use super::credentials::Credentials;
 use super::tc3::{self, Signable};
 use super::wire::{self, EnvelopeError};
 use super::{ApiError, Error};
+use crate::credentials::Credentials;
 use crate::model::printable;
 
 /// The CLB API version every request names.
@@ -54,24 +54,26 @@ pub fn resolve_endpoint(endpoint: &Endpoint, region: &str) -> Result<ResolvedEnd
         Endpoint::Regional => format!("https://clb.{region}.tencentcloudapi.com"),
         Endpoint::Url(url) => url.clone(),
     };
-    let url = reqwest::Url::parse(&text).map_err(|e| Error::Config(format!("endpoint `{text}` is not a URL: {e}")))?;
-    let host = url.host_str().ok_or_else(|| Error::Config(format!("endpoint `{text}` has no host")))?.to_string();
+    parse_endpoint("endpoint", &text).map_err(Error::Config)
+}
+
+/// Checks an endpoint URL (`what` names it in messages): `scheme://host[:port]`, https, or plain http to a loopback
+/// host. Also the check of `--sts-endpoint`.
+pub fn parse_endpoint(what: &str, text: &str) -> Result<ResolvedEndpoint, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("{what} `{text}` is not a URL: {e}"))?;
+    let host = url.host_str().ok_or_else(|| format!("{what} `{text}` has no host"))?.to_string();
     if !url.username().is_empty() || url.password().is_some() || url.path() != "/" || url.query().is_some() {
-        return Err(Error::Config(format!(
-            "endpoint `{text}` must be scheme://host[:port] without user, path or query"
-        )));
+        return Err(format!("{what} `{text}` must be scheme://host[:port] without user, path or query"));
     }
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&host) => {}
         "http" => {
-            return Err(Error::Config(format!(
-                "endpoint `{text}`: TLS is required; plain http is only allowed for loopback hosts (127.0.0.1, ::1, localhost)"
-            )));
+            return Err(format!(
+                "{what} `{text}`: TLS is required; plain http is only allowed for loopback hosts (127.0.0.1, ::1, localhost)"
+            ));
         }
-        other => {
-            return Err(Error::Config(format!("endpoint `{text}`: scheme `{other}` is not http or https")));
-        }
+        other => return Err(format!("{what} `{text}`: scheme `{other}` is not http or https")),
     }
     let host = match url.port() {
         Some(port) => format!("{host}:{port}"),
@@ -92,44 +94,53 @@ fn check_region(region: &str) -> Result<(), Error> {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
+/// 127.0.0.0/8, ::1 or `localhost`.
+pub fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// One endpoint, one region, one set of credentials, one connection pool.
+/// One endpoint, one region, one connection pool. The credentials come with each request.
 pub struct Transport {
     http: reqwest::Client,
     endpoint: ResolvedEndpoint,
     region: String,
-    credentials: Credentials,
+}
+
+/// The HTTP client for a Tencent Cloud API endpoint: TLS certificate verification always on (the ring provider is
+/// installed once per process), redirects never followed, a loopback endpoint never through a proxy and an https
+/// one through `HTTPS_PROXY` only.
+pub fn client(
+    endpoint: &ResolvedEndpoint,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<reqwest::Client, String> {
+    // Err only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("clbsync/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .tls_backend_rustls();
+    if let Some(proxy) = https_proxy(endpoint, |k| std::env::var(k).ok())? {
+        builder = builder.proxy(proxy);
+    }
+    builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 impl Transport {
-    /// Checks the endpoint and region, installs the ring TLS provider (once per process) and builds the HTTP
-    /// client. TLS certificate verification is always on.
+    /// Checks the endpoint and region and builds the HTTP client ([`client`]).
     pub fn new(
         endpoint: &Endpoint,
         region: String,
-        credentials: Credentials,
         connect_timeout: Duration,
         request_timeout: Duration,
     ) -> Result<Self, Error> {
         let endpoint = resolve_endpoint(endpoint, &region)?;
-        // Err only means a provider is already installed, which is what we want.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("clbsync/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(connect_timeout)
-            .timeout(request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .tls_backend_rustls();
-        if let Some(proxy) = https_proxy(&endpoint, |k| std::env::var(k).ok())? {
-            builder = builder.proxy(proxy);
-        }
-        let http = builder.build().map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Transport { http, endpoint, region, credentials })
+        let http = client(&endpoint, connect_timeout, request_timeout).map_err(Error::Config)?;
+        Ok(Transport { http, endpoint, region })
     }
 
     /// The `Host` value sent and signed.
@@ -142,16 +153,17 @@ impl Transport {
         self.endpoint.url.to_string()
     }
 
-    /// Signs and sends one request, and reads the envelope.
+    /// Signs one request with `credentials`, sends it, and reads the envelope.
     pub async fn send<Resp: DeserializeOwned>(
         &self,
         action: &'static str,
         body: &[u8],
+        credentials: &Credentials,
     ) -> Result<(Resp, String), Error> {
         let endpoint = || self.endpoint.url.to_string();
         let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         let signable = Signable::clb_post(&self.endpoint.host, body);
-        let mut auth = HeaderValue::from_str(&tc3::authorization(&signable, &self.credentials, timestamp))
+        let mut auth = HeaderValue::from_str(&tc3::authorization(&signable, credentials, timestamp))
             .map_err(|_| Error::Config("the SecretId contains characters not allowed in an HTTP header".into()))?;
         auth.set_sensitive(true);
         let mut request = self
@@ -164,7 +176,7 @@ impl Transport {
             .header("X-TC-Timestamp", timestamp.to_string())
             .header("X-TC-Region", &self.region)
             .header("X-TC-Language", "en-US");
-        if let Some(token) = &self.credentials.token {
+        if let Some(token) = &credentials.token {
             let mut value = HeaderValue::from_str(token.expose()).map_err(|_| {
                 Error::Config("the session token contains characters not allowed in an HTTP header".into())
             })?;
@@ -211,8 +223,7 @@ impl Transport {
             Ok(ok) => Ok(ok),
             Err(EnvelopeError::Api { code, mut message, request_id }) => {
                 if code.starts_with("AuthFailure") || code.starts_with("UnauthorizedOperation") {
-                    message =
-                        format!("{message} (credentials were read from {})", self.credentials.source_description());
+                    message = format!("{message} (credentials were read from {})", credentials.source_description());
                 }
                 Err(Error::Api(ApiError { action, code, message, request_id }))
             }
@@ -259,7 +270,7 @@ pub fn describe_transport_error(error: &reqwest::Error) -> String {
 fn https_proxy(
     endpoint: &ResolvedEndpoint,
     lookup: impl Fn(&str) -> Option<String>,
-) -> Result<Option<reqwest::Proxy>, Error> {
+) -> Result<Option<reqwest::Proxy>, String> {
     let host = endpoint.url.host_str().unwrap_or_default();
     if endpoint.url.scheme() != "https" || is_loopback(host) {
         return Ok(None);
@@ -268,7 +279,7 @@ fn https_proxy(
         return Ok(None);
     };
     let proxy = reqwest::Proxy::https(url.as_str())
-        .map_err(|_| Error::Config("HTTPS_PROXY is not a proxy URL: check the environment".into()))?;
+        .map_err(|_| "HTTPS_PROXY is not a proxy URL: check the environment".to_owned())?;
     Ok(Some(proxy.no_proxy(reqwest::NoProxy::from_env())))
 }
 
@@ -376,10 +387,9 @@ mod tests {
 
     #[test]
     fn default_https_client_builds_with_the_ring_provider() {
-        let creds = Credentials::new("AKIDtest", "key", None);
         let build = || {
             let timeout = Duration::from_secs(5);
-            Transport::new(&Endpoint::Default, "ap-guangzhou".into(), creds.clone(), timeout, timeout)
+            Transport::new(&Endpoint::Default, "ap-guangzhou".into(), timeout, timeout)
         };
         assert_eq!(build().unwrap().host(), "clb.tencentcloudapi.com");
         // Building a second client finds the provider already installed, which is fine.

@@ -6,12 +6,11 @@
 //!
 //! ```text
 //! resolve (rules → bindings + bound targets) ─► client (retries, tasks, batching) ─► http (one signed request)
-//!                                                  batch · pace · retry · task           tc3 · credentials · wire
+//!                                                  batch · pace · retry · task           tc3 · wire
 //! ```
 
 pub mod batch;
 pub mod client;
-pub mod credentials;
 pub mod http;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
@@ -154,6 +153,10 @@ pub enum Error {
         "{action}: an unreadable answer arrived from {endpoint} after the request was sent ({reason}): {excerpt}; it may or may not have been applied; the next run re-reads the targets"
     )]
     UnreadableAnswer { action: &'static str, endpoint: String, reason: String, excerpt: String },
+    /// No credentials to sign the request with (STS or the metadata service failed, the files became unusable):
+    /// nothing was sent.
+    #[error("{action}: not sent: {error}")]
+    Credentials { action: &'static str, error: crate::credentials::Error },
     /// The client's own configuration is unusable (endpoint, region).
     #[error("{0}")]
     Config(String),
@@ -175,6 +178,7 @@ impl Error {
             Error::TaskTimeout { .. } => "TaskTimeout",
             Error::OutcomeUnknown { .. } | Error::UnreadableAnswer { .. } => "OutcomeUnknown",
             Error::Config(_) => "Config",
+            Error::Credentials { .. } => "Credentials",
             Error::NotSent { .. } => Failure::NOT_SENT,
         }
     }

@@ -37,7 +37,7 @@ use tokio::sync::OnceCell;
 
 use super::convert::{MinimalPod, label_selector_string, labels_selector_string, pod_from_minimal};
 use super::{Cluster, Error};
-use crate::clb::credentials;
+use crate::credentials;
 use crate::model::{GATE_CONDITION, GateCondition, Pod};
 use crate::rules::{PodQuery, PodSource};
 

@@ -15,6 +15,8 @@
 //! | `clbsync_events_total` | counter | `result`: `recorded`, `failed` (Kubernetes Events) |
 //! | `clbsync_waiting_targets` | gauge | drains and removals held longer than `--warn-waiting-after` |
 //! | `clbsync_rechecks_total` | counter | `reason`: `gate` (a gated pod waits), `wait` (a held drain or removal); watch mode |
+//! | `clbsync_credentials_refresh_total` | counter | `source` (tke-oidc, cvm-role, file), `result` (ok, error) |
+//! | `clbsync_credentials_expiry_timestamp_seconds` | gauge | Unix time the credentials in use expire; 0: they do not |
 //!
 //! Watch mode serves them as OpenMetrics ([`Metrics::encode`]); a batch run pushes or writes one run's values in
 //! the Prometheus text format 0.0.4 ([`Metrics::encode_text`]), which the Pushgateway and the node exporter's
@@ -65,6 +67,8 @@ pub struct Metrics {
     events: Family<Labels<1>, Counter>,
     waiting: Gauge,
     rechecks: Family<Labels<1>, Counter>,
+    credentials_refresh: Family<Labels<2>, Counter>,
+    credentials_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -89,6 +93,8 @@ impl Metrics {
             events: Family::default(),
             waiting: Gauge::default(),
             rechecks: Family::default(),
+            credentials_refresh: Family::default(),
+            credentials_expiry: Gauge::default(),
             registry: Registry::default(),
         };
         // Counters get their `_total` suffix from the encoder.
@@ -119,6 +125,16 @@ impl Metrics {
             "rechecks",
             "Rules run again because they wait on CLB (watch mode), by what waits",
             m.rechecks.clone(),
+        );
+        registry.register(
+            "credentials_refresh",
+            "Fetches of temporary credentials and re-reads of credential files, by source and result",
+            m.credentials_refresh.clone(),
+        );
+        registry.register(
+            "credentials_expiry_timestamp_seconds",
+            "Unix time the credentials in use expire (0: they do not)",
+            m.credentials_expiry.clone(),
         );
         for status in RULE_STATUSES {
             let _ = m.rules.get_or_create(&[("status", status.to_owned())]);
@@ -214,6 +230,17 @@ impl Metrics {
         self.events.get_or_create(&[("result", "failed".to_owned())]).inc_by(failed);
     }
 
+    /// Sets the credential metrics from the provider's totals so far.
+    pub fn record_credentials(&self, stats: &crate::credentials::Stats) {
+        for ((source, result), total) in &stats.refreshes {
+            let counter = self
+                .credentials_refresh
+                .get_or_create(&[("source", (*source).to_owned()), ("result", (*result).to_owned())]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        self.credentials_expiry.set(stats.expires_unix.unwrap_or(0));
+    }
+
     /// Counts a run that ended before it could plan (rules file, credentials, Kubernetes connection): an error.
     pub fn record_failed_run(&self, elapsed: Duration) {
         self.reconcile.get_or_create(&[("result", "error".to_owned())]).inc();
@@ -281,6 +308,11 @@ mod tests {
         m.reconcile.get_or_create(&[("result", "ok".to_owned())]).inc();
         m.changes.get_or_create(&[("action", "register".to_owned()), ("status", "applied".to_owned())]).inc();
         m.record_api_calls([("RegisterTargets", "ok", 2)]);
+        let mut stats = crate::credentials::Stats { expires_unix: Some(1_700_000_000), ..Default::default() };
+        stats.refreshes.insert(("tke-oidc", "ok"), 2);
+        m.record_credentials(&stats);
+        stats.refreshes.insert(("tke-oidc", "ok"), 3);
+        m.record_credentials(&stats);
         let text = m.encode();
         for name in [
             "clbsync_reconcile_total{result=\"ok\"} 1",
@@ -295,6 +327,8 @@ mod tests {
             "clbsync_events_total{result=\"failed\"} 0",
             "clbsync_waiting_targets 0",
             "clbsync_rechecks_total{reason=\"gate\"} 0",
+            "clbsync_credentials_refresh_total{source=\"tke-oidc\",result=\"ok\"} 3",
+            "clbsync_credentials_expiry_timestamp_seconds 1700000000",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
@@ -313,6 +347,9 @@ mod tests {
         m.reconcile.get_or_create(&[("result", "ok".to_owned())]).inc();
         m.changes.get_or_create(&[("action", "register".to_owned()), ("status", "failed".to_owned())]).inc();
         m.record_api_calls([("RegisterTargets", "ok", 1)]);
+        let mut stats = crate::credentials::Stats::default();
+        stats.refreshes.insert(("tke-oidc", "error"), 1);
+        m.record_credentials(&stats);
         let text = m.encode_text();
         let families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
         for (source, text, at_least) in [

@@ -64,6 +64,8 @@ pub struct Options {
     pub metrics_addr: Option<SocketAddr>,
     /// `--max-events` when passes record Kubernetes Events (`reconcile`, `--events` on), else `None`.
     pub events: Option<usize>,
+    /// The credentials the CLB client signs with, whose refreshes and expiry the metrics show.
+    pub credentials: Option<crate::credentials::Provider>,
 }
 
 /// CLB API answers so far per (action, `ok` or error code), read after each pass for the metrics.
@@ -116,6 +118,7 @@ pub async fn run<C: Clb>(
         series: events::Series::default(),
         instance: events::instance(),
         events: opts.events,
+        credentials: opts.credentials.clone(),
     };
     let mut next_resync = tokio::time::Instant::now() + opts.resync_interval;
     let mut next_poll = tokio::time::Instant::now() + RULES_POLL;
@@ -237,6 +240,7 @@ struct PassObserver<'a, A: Fn() -> Answers> {
     instance: String,
     /// `--max-events` when passes record Events.
     events: Option<usize>,
+    credentials: Option<crate::credentials::Provider>,
 }
 
 impl<A: Fn() -> Answers> PassObserver<'_, A> {
@@ -266,6 +270,9 @@ impl<A: Fn() -> Answers> PassObserver<'_, A> {
             (*action, code.as_str(), n - self.seen.get(&(*action, code.clone())).copied().unwrap_or(0))
         }));
         self.seen = total;
+        if let Some(credentials) = &self.credentials {
+            self.metrics.record_credentials(&credentials.stats());
+        }
     }
 }
 

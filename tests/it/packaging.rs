@@ -62,6 +62,8 @@ const KUSTOMIZATIONS: &[&str] = &[
     "deploy/examples/readiness-gate",
     "deploy/examples/readiness-gate-policy",
     "deploy/examples/default-deny",
+    "deploy/examples/tke-oidc",
+    "deploy/examples/secret-files",
     "deploy/watch",
 ];
 
@@ -463,4 +465,115 @@ fn checkov_finds_nothing_unexplained_in_any_rendered_install_or_the_dockerfile()
         }
     }
     assert!(out.status.success(), "checkov failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `base` (deploy/cronjob or deploy/watch) with `component`, rendered from a fresh kustomization under target/.
+fn with_component(base: &str, component: &str) -> Vec<Value> {
+    let dir = tempfile::Builder::new().prefix("component-").tempdir_in(root().join("target")).expect("temp dir");
+    let text = format!("resources:\n  - ../../{base}\ncomponents:\n  - ../../{component}\n");
+    std::fs::write(dir.path().join("kustomization.yaml"), text).expect("write");
+    let relative = dir.path().strip_prefix(root()).expect("under the repository").to_str().expect("UTF-8").to_owned();
+    parse(&kustomize(&relative))
+}
+
+/// The pod spec of the CronJob or the Deployment of a rendering.
+fn pod_spec(docs: &[Value]) -> &Value {
+    match docs.iter().find(|d| d["kind"] == "CronJob") {
+        Some(cron) => &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+        None => &kind(docs, "Deployment")["spec"]["template"]["spec"],
+    }
+}
+
+fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
+    container["env"].as_sequence()?.iter().find(|e| e["name"] == name)?["value"].as_str()
+}
+
+/// Issue 26: both credential components fit both ways of running: the Secret's variables are gone (and with them
+/// checkov's CKV_K8S_35 skip), TENCENT_REGION stays env[0], and what the variables name is mounted.
+#[test]
+fn the_credential_components_replace_the_secret_variables_in_the_cronjob_and_the_deployment() {
+    for base in ["deploy/cronjob", "deploy/watch"] {
+        for component in ["deploy/components/tke-oidc", "deploy/components/secret-files"] {
+            let docs = with_component(base, component);
+            let what = format!("{base} + {component}");
+            let workload = docs.iter().find(|d| d["kind"] == "CronJob" || d["kind"] == "Deployment").expect("one");
+            assert!(workload["metadata"]["annotations"].get("checkov.io/skip3").is_none(), "{what}: CKV_K8S_35 skip");
+            assert!(docs.iter().all(|d| d["kind"] != "Secret"), "{what}: no Secret is installed");
+            let pod = pod_spec(&docs);
+            let c = &pod["containers"][0];
+            assert_eq!(c["env"][0]["name"], "TENCENT_REGION", "{what}");
+            let refs = c["env"].as_sequence().unwrap().iter().filter(|e| !e["valueFrom"].is_null()).count();
+            assert_eq!(refs, 0, "{what}: no variable comes from a Secret");
+            let mounted = |file: &str| {
+                c["volumeMounts"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .find(|m| file.starts_with(m["mountPath"].as_str().unwrap()))
+            };
+            if component.ends_with("tke-oidc") {
+                assert_eq!(env_value(c, "CLBSYNC_CREDENTIALS"), Some("tke-oidc"), "{what}");
+                for var in ["TKE_REGION", "TKE_PROVIDER_ID", "TKE_ROLE_ARN"] {
+                    assert_eq!(env_value(c, var), Some("REPLACE_ME"), "{what}: {var} is the overlay's to set");
+                }
+                let file = env_value(c, "TKE_WEB_IDENTITY_TOKEN_FILE").expect("the token file");
+                let mount = mounted(file).unwrap_or_else(|| panic!("{what}: {file} is not mounted"));
+                let volume = pod["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == mount["name"]).unwrap();
+                let projection = &volume["projected"]["sources"][0]["serviceAccountToken"];
+                assert_eq!(projection["audience"], "sts.cloud.tencent.com", "{what}: TKE's CAM OIDC client ID");
+                assert_eq!(
+                    format!("{}/{}", mount["mountPath"].as_str().unwrap(), projection["path"].as_str().unwrap()),
+                    file
+                );
+            } else {
+                assert_eq!(env_value(c, "CLBSYNC_CREDENTIALS"), Some("file"), "{what}");
+                for var in ["CLOUD_TENCENT_SECRET_ID_FILE", "CLOUD_TENCENT_SECRET_KEY_FILE"] {
+                    let file = env_value(c, var).unwrap_or_else(|| panic!("{what}: {var}"));
+                    let mount = mounted(file).unwrap_or_else(|| panic!("{what}: {file} is not mounted"));
+                    let volume =
+                        pod["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == mount["name"]).unwrap();
+                    assert_eq!(volume["secret"]["secretName"], "clbsync-credentials", "{what}");
+                    let name = file.rsplit('/').next().unwrap();
+                    assert!(
+                        volume["secret"]["items"].as_sequence().unwrap().iter().any(|i| i["path"] == name),
+                        "{what}"
+                    );
+                }
+                assert_eq!(
+                    pod["securityContext"]["fsGroup"], 65532,
+                    "{what}: the files are readable by clbsync's group"
+                );
+            }
+        }
+    }
+}
+
+/// The role trust policy the README shows (deploy/examples/cam-role-trust-policy.json) lets exactly the manifests'
+/// ServiceAccount assume the role, with the audience the tke-oidc component's token carries.
+#[test]
+fn the_role_trust_policy_trusts_exactly_the_installed_service_account_with_the_tokens_audience() {
+    let text = read("deploy/examples/cam-role-trust-policy.json");
+    let policy: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let statement = &policy["statement"][0];
+    assert_eq!(statement["action"], "name/sts:AssumeRoleWithWebIdentity");
+    assert!(statement["principal"]["federated"][0].as_str().unwrap().contains(":oidc-provider/"));
+    let condition = &statement["condition"]["string_equal"];
+    let docs = with_component("deploy/cronjob", "deploy/components/tke-oidc");
+    let sa = kind(&docs, "ServiceAccount");
+    let subject = format!(
+        "system:serviceaccount:{}:{}",
+        sa["metadata"]["namespace"].as_str().unwrap(),
+        sa["metadata"]["name"].as_str().unwrap()
+    );
+    assert_eq!(condition["oidc:sub"], serde_json::json!([subject]));
+    let pod = pod_spec(&docs);
+    assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"], "the pod runs as that account");
+    let audience = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find_map(|v| v["projected"]["sources"][0]["serviceAccountToken"]["audience"].as_str().map(str::to_owned));
+    assert_eq!(condition["oidc:aud"], serde_json::json!([audience.expect("a projected token")]));
+    let indented: String = text.lines().map(|l| format!("   {l}\n")).collect();
+    assert!(read("README.md").contains(&indented), "the README shows the file as it is");
 }

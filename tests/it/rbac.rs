@@ -197,6 +197,71 @@ async fn readiness_gate_example_as_rendered_runs_a_full_pass_with_events_the_gat
     batch_pass("deploy/examples/readiness-gate", "deploy/examples/readiness-gate", true).await;
 }
 
+/// Issue 26: the tke-oidc example as rendered. Its RBAC, its container's variables and a token of its ServiceAccount
+/// for its projected volume's audience get credentials from STS (trusting the test API server for exactly that
+/// account, with the provider id and role the variables name), and a full pass runs on them.
+#[tokio::test]
+async fn tke_oidc_example_as_rendered_gets_sts_credentials_for_its_service_account_and_runs_a_full_pass() {
+    use crate::e2e::credentials::{AUDIENCE, keyless};
+    use crate::support::kube::{oidc_discovery, projected_token};
+    let dir = "deploy/examples/tke-oidc";
+    let mut world = World::new("rbac-oidc", spec()).await;
+    let installed = install(dir, &world.ns.name).await;
+    world.kubeconfig = installed.kubeconfig.path().to_path_buf();
+    let docs = parse(&kustomize(dir));
+    let cron = docs.iter().find(|d| d["kind"] == "CronJob").expect("the CronJob");
+    let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let mut env: Vec<(String, String)> = Vec::new();
+    for e in pod["containers"][0]["env"].as_sequence().expect("env") {
+        let name = e["name"].as_str().expect("a name").to_owned();
+        env.push((name, e["value"].as_str().expect("a plain value, no Secret").to_owned()));
+    }
+    let var = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()).expect(name);
+    let audience = pod["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .find_map(|v| v["projected"]["sources"][0]["serviceAccountToken"]["audience"].as_str().map(str::to_owned));
+    let audience = audience.expect("a projected service-account token");
+
+    let admin = crate::support::kube::admin_client().await;
+    let (issuer, jwks) = oidc_discovery(&admin).await;
+    let provider = clb_emulator::OidcProvider {
+        id: var("TKE_PROVIDER_ID"),
+        issuer,
+        audiences: vec![AUDIENCE.into()],
+        jwks: clb_emulator::Jwks::from_json(&jwks).expect("JWKS"),
+    };
+    let subject = format!("system:serviceaccount:{}:clbsync", installed.sa_ns);
+    let role = clb_emulator::OidcRole {
+        arn: var("TKE_ROLE_ARN"),
+        provider_id: var("TKE_PROVIDER_ID"),
+        subjects: vec![subject],
+    };
+    world.emu.set_sts(clb_emulator::StsConfig { providers: vec![provider], roles: vec![role], lifetime_ms: None });
+    let token = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(token.path(), projected_token(&admin, &installed.sa_ns, "clbsync", &audience).await).unwrap();
+    for (name, value) in env.iter_mut() {
+        if *name == "TKE_WEB_IDENTITY_TOKEN_FILE" {
+            *value = token.path().display().to_string();
+        }
+    }
+    let sts = world.emu.endpoint();
+    let mut cmd = keyless(&world, &["reconcile", "--log-format", "json", "--sts-endpoint", &sts], &env);
+    cmd.env("RUST_LOG", LOG_REQUESTS);
+    let run = crate::e2e::run(cmd).await;
+    run.assert_code(0);
+    assert_allowed(dir, &run.stderr, &[("GET", "/pods?"), ("GET", "/deployments/api"), ("POST", "/events")]);
+    let calls = world.emu.calls();
+    assert_eq!(calls.of_service("sts").iter().map(|c| c.code.as_str()).collect::<Vec<_>>(), ["Success"]);
+    assert!(calls.of_service("clb").iter().all(|c| c.temporary && c.code == "Success"), "{:?}", calls.errors_by_code);
+}
+
+#[tokio::test]
+async fn secret_files_example_as_rendered_runs_with_leader_election_events_and_no_403() {
+    watch_pass("deploy/examples/secret-files", "deploy/examples/secret-files", false).await;
+}
+
 /// `reconcile --watch` with the variant's token, killed when dropped; its JSON log goes to a file.
 struct WatchChild {
     child: Child,

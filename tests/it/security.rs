@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clb_emulator::Emulator;
 use clbsync::clb::client::{ClbClient, ClientConfig};
-use clbsync::clb::credentials::{self, Credentials};
 use clbsync::clb::http::Endpoint;
 use clbsync::clb::{Clb, Error};
+use clbsync::credentials::{self, Credentials};
 use clbsync::desired::kube::{KubeCluster, MAX_PAGES, MAX_RESPONSE_BYTES};
 use clbsync::desired::{Cluster, Error as DesiredError};
 use clbsync::rules::{PodQuery, PodSource};
@@ -302,4 +302,76 @@ async fn a_sigterm_after_the_run_timeout_still_gets_the_report() {
     assert!(!stderr.contains("second signal"), "{stderr}");
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stdout.contains("not attempted"), "the report is written: {stdout}\n{stderr}");
+}
+
+/// Issue 26: no secret of any credential source appears in what a run prints, logs (text or JSON, at trace level
+/// for every library), reports, records as an Event or writes as a metric: not a key read from a file, not the
+/// web-identity token (also when STS refuses it), not the temporary SecretKey or Token that STS and the metadata
+/// service hand out.
+#[tokio::test]
+async fn no_secret_of_any_credential_source_appears_in_any_output_at_trace_level() {
+    use crate::e2e::credentials::{keyless, spec, tke_env, trust_the_test_api_server};
+    use clb_emulator::state::Credential;
+    let world = crate::e2e::World::new("leaks", spec()).await;
+    let token = trust_the_test_api_server(&world, None).await;
+    let web_token = std::fs::read_to_string(token.path()).expect("the token");
+    let admin = crate::support::kube::admin_client().await;
+    let foreign = crate::support::kube::projected_token(&admin, &world.ns.name, "clbsync", "another-audience").await;
+    let refused = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(refused.path(), &foreign).expect("write");
+    world.emu.set_metadata(clb_emulator::MetadataConfig { role: Some("clbsync-node".into()), lifetime_ms: 7_200_000 });
+    let (file_id, file_key) = ("AKIDclbsyncFILE00000000000000000000", "clbsyncFileSecretKey0000000000000");
+    let mut state = world.emu.state();
+    state.credentials.push(Credential { secret_id: file_id.into(), secret_key: file_key.into(), token: None });
+    world.emu.set_state(state);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (id_path, key_path) = (dir.path().join("id"), dir.path().join("key"));
+    std::fs::write(&id_path, file_id).expect("write");
+    std::fs::write(&key_path, format!("{file_key}\n")).expect("write");
+    let files = vec![
+        ("CLOUD_TENCENT_SECRET_ID_FILE", id_path.display().to_string()),
+        ("CLOUD_TENCENT_SECRET_KEY_FILE", key_path.display().to_string()),
+    ];
+    let (sts, metadata) = (world.emu.endpoint(), world.emu.metadata_url());
+    let metrics = dir.path().join("run.prom");
+    let metrics_arg = metrics.display().to_string();
+    type Env = Vec<(&'static str, String)>;
+    let cases: Vec<(&str, Vec<&str>, Env)> = vec![
+        ("file", vec!["--credentials", "file"], files),
+        ("tke-oidc", vec!["--sts-endpoint", &sts], tke_env(token.path())),
+        ("tke-oidc refused", vec!["--sts-endpoint", &sts], tke_env(refused.path())),
+        ("cvm-role", vec!["--credentials", "cvm-role", "--metadata-endpoint", &metadata], vec![]),
+    ];
+    let mut seen = Vec::new();
+    for (name, args, env) in &cases {
+        for format in ["text", "json"] {
+            let mut all = vec!["reconcile", "-vv", "--log-format", format, "--metrics-file", &metrics_arg];
+            all.extend(args);
+            let mut cmd = keyless(&world, &all, env);
+            cmd.env("RUST_LOG", "trace");
+            let out = crate::e2e::run(cmd).await;
+            let expected = if name.ends_with("refused") { 1 } else { 0 };
+            out.assert_code(expected);
+            seen.push((format!("{name} ({format})"), out.all()));
+            seen.push((format!("{name} metrics"), std::fs::read_to_string(&metrics).unwrap_or_default()));
+        }
+    }
+    let events = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin, &world.ns.name)
+        .list(&Default::default())
+        .await
+        .expect("list Events");
+    assert!(!events.items.is_empty(), "the runs recorded Events");
+    seen.push(("Events".into(), serde_json::to_string(&events.items).expect("JSON")));
+    assert!(seen.iter().any(|(_, text)| text.contains("InvalidParameter.WebIdentityTokenError")), "STS refused one");
+    let issued = world.emu.issued_credentials();
+    assert_eq!(issued.len(), 3, "STS twice, the metadata service once (the same while fresh)");
+    let signature = |jwt: &str| jwt.rsplit('.').next().expect("a JWT").to_owned();
+    let mut secrets =
+        vec![file_key.to_owned(), web_token.clone(), signature(&web_token), foreign.clone(), signature(&foreign)];
+    secrets.extend(issued.iter().flat_map(|c| [c.secret_key.clone(), c.token.clone()]));
+    for (what, text) in &seen {
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "{what}: a secret ({} chars) leaked:\n{text}", secret.len());
+        }
+    }
 }

@@ -95,8 +95,8 @@ fn main() -> Result<()> {
 /// Child side of the large size: exactly what `clbsync reconcile` does, with a MemoryCluster for pods.
 fn engine(size: Size, rules_path: &Path, endpoint: &str, concurrency: Option<u16>) -> Result<u8> {
     use clbsync::clb::client::{ClbClient, ClientConfig};
-    use clbsync::clb::credentials::Credentials;
     use clbsync::clb::http::Endpoint;
+    use clbsync::credentials::Credentials;
     use clbsync::desired::memory::MemoryCluster;
     use clbsync::model::Pod;
     use clbsync::reconcile::{self, Mode, Settings};

@@ -7,6 +7,7 @@
 
 mod convergence;
 mod correctness;
+pub mod credentials;
 mod election;
 mod events;
 mod faults;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use crate::support::kube::kubeconfig_path;
 pub struct Watcher {
     child: Child,
     stderr: tempfile::NamedTempFile,
+    stdout: tempfile::NamedTempFile,
     pub metrics: u16,
 }
 
@@ -28,6 +29,7 @@ impl Watcher {
     pub fn start_with(world: &World, extra: &[&str], kubeconfig: &std::path::Path, env: &[(&str, &str)]) -> Watcher {
         let metrics = free_port();
         let stderr = tempfile::NamedTempFile::new().expect("temp file");
+        let stdout = tempfile::NamedTempFile::new().expect("temp file");
         let addr = format!("127.0.0.1:{metrics}");
         let mut args = vec!["reconcile", "--watch", "--metrics-addr", &addr];
         if !extra.contains(&"--debounce") {
@@ -36,13 +38,21 @@ impl Watcher {
         args.extend_from_slice(extra);
         let mut cmd = super::cli_process(&world.emu, &args);
         cmd.arg("--rules").arg(world.rules_path()).arg("--kubeconfig").arg(kubeconfig).envs(env.iter().copied());
-        let child =
-            cmd.stdout(Stdio::null()).stderr(stderr.reopen().expect("reopen")).spawn().expect("spawn clbsync --watch");
-        Watcher { child, stderr, metrics }
+        let child = cmd
+            .stdout(stdout.reopen().expect("reopen"))
+            .stderr(stderr.reopen().expect("reopen"))
+            .spawn()
+            .expect("spawn clbsync --watch");
+        Watcher { child, stderr, stdout, metrics }
     }
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
+    }
+
+    /// The reports of the passes that changed or failed something.
+    pub fn reports(&self) -> String {
+        std::fs::read_to_string(self.stdout.path()).unwrap_or_default()
     }
 
     pub fn get(&self, path: &str) -> Option<(u16, String)> {

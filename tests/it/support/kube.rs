@@ -242,6 +242,28 @@ pub async fn create_namespace(client: &Client, name: &str) {
 
 /// Creates (if missing) the ServiceAccount `namespace/name` and mints a one-hour token for it.
 pub async fn service_account_token(client: &Client, namespace: &str, name: &str) -> String {
+    token_request(client, namespace, name, vec![], 3600).await
+}
+
+/// A token of ServiceAccount `namespace/name` (created if missing) for `audience`, as the kubelet projects one into
+/// a pod's volume (the server's shortest lifetime: 10 minutes).
+pub async fn projected_token(client: &Client, namespace: &str, name: &str, audience: &str) -> String {
+    token_request(client, namespace, name, vec![audience.to_owned()], 600).await
+}
+
+/// The server's service-account issuer and its JWKS document (issuer discovery, read as admin).
+pub async fn oidc_discovery(client: &Client) -> (String, String) {
+    let get = |path: &'static str| async move {
+        let req = http::Request::get(path).body(Vec::new()).expect("a GET request");
+        client.request_text(req).await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    };
+    let config: serde_json::Value =
+        serde_json::from_str(&get("/.well-known/openid-configuration").await).expect("the discovery document");
+    let issuer = config["issuer"].as_str().expect("the discovery document names the issuer").to_owned();
+    (issuer, get("/openid/v1/jwks").await)
+}
+
+async fn token_request(client: &Client, namespace: &str, name: &str, audiences: Vec<String>, secs: i64) -> String {
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let sa =
         ServiceAccount { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() };
@@ -251,7 +273,7 @@ pub async fn service_account_token(client: &Client, namespace: &str, name: &str)
         Err(e) => panic!("create service account {namespace}/{name}: {e}"),
     }
     let req = TokenRequest {
-        spec: TokenRequestSpec { audiences: vec![], expiration_seconds: Some(3600), ..Default::default() },
+        spec: TokenRequestSpec { audiences, expiration_seconds: Some(secs), ..Default::default() },
         ..Default::default()
     };
     let resp: TokenRequest = sas
