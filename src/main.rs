@@ -29,6 +29,10 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            if let Some(message) = without_secret_value(&e) {
+                eprintln!("error: {message}");
+                return ExitCode::from(exit::USAGE);
+            }
             match usage_note(&e) {
                 Some(Note::Instead(message)) => eprintln!("error: {message}"),
                 Some(Note::After(note)) => {
@@ -60,6 +64,21 @@ fn main() -> ExitCode {
             ExitCode::from(exit::ERROR)
         }
     }
+}
+
+/// Options whose value may hold a password: clap's message would echo it.
+const SECRET_VALUED: &[&str] = &["--pushgateway"];
+
+/// For a bad value of a [`SECRET_VALUED`] option, clap's message without the value (its own redacts it).
+fn without_secret_value(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else { return None };
+    let long = arg.split_whitespace().next()?;
+    if e.kind() != ErrorKind::ValueValidation || !SECRET_VALUED.contains(&long) {
+        return None;
+    }
+    let why = std::error::Error::source(e).map_or_else(|| "invalid value".to_owned(), ToString::to_string);
+    Some(format!("invalid value for '{arg}': {why}"))
 }
 
 /// A usage error's extra words: after clap's message, or instead of it.
@@ -115,7 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                         "--pushgateway and --metrics-file are for one-shot runs: watch mode serves its metrics at --metrics-addr"
                     );
                 }
-                let rules = rules::load(&g.rules)?;
+                let rules = rules::load_regular(&g.rules)?;
                 return watch_mode(g, rules, run, watch, events, mode).await;
             }
             if mode == Mode::Diff && export.any() {
@@ -225,7 +244,7 @@ async fn export_metrics(metrics: &Metrics, export: &ExportArgs, owner: Option<&O
 /// `reconcile --watch`: runs until SIGTERM, then exits 0.
 async fn watch_mode(
     g: &Global,
-    rules: rules::Rules,
+    rules: rules::Loaded,
     run: &RunArgs,
     watch: &WatchArgs,
     events: &EventArgs,

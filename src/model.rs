@@ -261,12 +261,19 @@ pub struct Owner(String);
 pub const TAG_PREFIX: &str = "clbsync:";
 
 impl Owner {
-    /// 1–63 characters of `a-z`, `0-9`, `.` and `-`, like a Kubernetes name.
+    /// 1–63 characters, DNS labels joined by `.`: each of `a-z`, `0-9` and `-`, starting and ending with a letter
+    /// or digit, like a Kubernetes name. (`.` and `..` are not names: as a Pushgateway group they would be
+    /// another path.)
     pub fn new(name: &str) -> Result<Owner, String> {
-        let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
-        if name.is_empty() || name.len() > 63 || !ok_chars {
+        let label = |l: &str| {
+            let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+            let (Some(&first), Some(&last)) = (l.as_bytes().first(), l.as_bytes().last()) else { return false };
+            alnum(first) && alnum(last) && l.bytes().all(|b| alnum(b) || b == b'-')
+        };
+        if name.len() > 63 || !name.split('.').all(label) {
             return Err(format!(
-                "`{name}` is not an owner name: use 1 to 63 characters of a-z, 0-9, `.` and `-` (the cluster's name, say)"
+                "`{}` is not an owner name: use 1 to 63 characters of a-z, 0-9, `-` and `.`, starting and ending with a letter or digit, with no `..` (the cluster's name, say)",
+                printable(name)
             ));
         }
         Ok(Owner(name.to_string()))
@@ -288,17 +295,27 @@ impl fmt::Display for Owner {
     }
 }
 
-/// Text that came from a server (CLB, Kubernetes), made safe to print: control characters (C0 with newline and
-/// ESC, DEL, C1) become visible escapes such as `\n` and `\u{1b}`, so a message can neither drive the terminal nor
-/// forge a line of the report or the log.
+/// Whether `c` must not reach a terminal, a log or an Event as it is: a control character (C0 with newline and
+/// ESC, DEL, C1) or a bidirectional formatting character (U+061C, U+200E, U+200F, U+202A–U+202E,
+/// U+2066–U+2069), which reorders what follows it on screen ("Trojan Source").
+pub fn is_unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Text that came from a server (CLB, Kubernetes), made safe to print: every [`is_unprintable`] character becomes
+/// a visible escape such as `\n`, `\u{1b}` or `\u{202e}`, so a message can neither drive the terminal, reorder
+/// what is shown, nor forge a line of the report or the log.
 pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(is_unprintable) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         if c.is_control() {
             out.extend(c.escape_debug());
+        } else if is_unprintable(c) {
+            out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
@@ -355,5 +372,18 @@ mod tests {
             printable("a\u{1b}]0;title\u{7}\nforged\r\u{9b}x\u{7f}"),
             "a\\u{1b}]0;title\\u{7}\\nforged\\r\\u{9b}x\\u{7f}"
         );
+        // Issue 24 #21: bidirectional formatting characters reorder what follows them on screen.
+        assert_eq!(printable("clbsync:a\u{202e}b\u{2066}c\u{200f}"), "clbsync:a\\u{202e}b\\u{2066}c\\u{200f}");
+        assert!(matches!(printable("عربي שלום"), Cow::Borrowed(_)), "right-to-left letters are text");
+    }
+
+    #[test]
+    fn owner_names_are_dns_labels_joined_by_dots() {
+        for ok in ["a", "prod-a", "prod.eu-1", "0", &"x".repeat(63)] {
+            assert!(Owner::new(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a..b", "-a", "a-", ".a", "a.", "A", "a_b", "a/b", &"x".repeat(64)] {
+            assert!(Owner::new(bad).is_err(), "{bad:?}");
+        }
     }
 }

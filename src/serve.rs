@@ -27,41 +27,91 @@ pub struct Endpoints {
     pub ready: Box<dyn Fn() -> Result<(), String> + Send + Sync>,
 }
 
+/// At most this many connections are served at once; more are closed as they are accepted. Scrapes and probes
+/// need a handful: the cap keeps the process's file descriptors for the passes (CLB, the API server).
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Longest a connection is kept, requests included: no client holds a slot for longer.
+const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Binds `addr` and serves the endpoints until the task is dropped. Returns the bound address (port 0 picks one).
 pub async fn spawn(addr: SocketAddr, endpoints: Endpoints) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding --metrics-addr {addr}: check the port is free"))?;
     let bound = listener.local_addr().context("reading the metrics listener's address")?;
-    let endpoints = Arc::new(endpoints);
-    tokio::spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!("accepting a metrics connection: {e}");
-                    continue;
-                }
-            };
-            let endpoints = endpoints.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let endpoints = endpoints.clone();
-                    async move { Ok::<_, Infallible>(answer(&req, &endpoints)) }
-                });
-                // A client that never finishes its request headers is dropped instead of holding a task.
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                if let Err(e) = conn.await {
-                    tracing::debug!("metrics connection: {e}");
-                }
-            });
-        }
-    });
+    tokio::spawn(accept_loop(listener, Arc::new(endpoints)));
     tracing::info!(addr = %bound, "serving /healthz, /readyz and /metrics");
     Ok(bound)
+}
+
+async fn accept_loop(listener: TcpListener, endpoints: Arc<Endpoints>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut errors = Backoff::default();
+    let mut refused_logged = false;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                errors.reset();
+                stream
+            }
+            Err(e) => {
+                // Out of file descriptors (EMFILE) fails every accept until one is freed: wait instead of spinning,
+                // and say so once per run of errors.
+                errors.failed(&e).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if !std::mem::replace(&mut refused_logged, true) {
+                tracing::warn!(
+                    "more than {MAX_CONNECTIONS} connections to the metrics port at once: closing the new ones (logged once)"
+                );
+            }
+            drop(stream);
+            continue;
+        };
+        let endpoints = endpoints.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = service_fn(move |req| {
+                let endpoints = endpoints.clone();
+                async move { Ok::<_, Infallible>(answer(&req, &endpoints)) }
+            });
+            // A client that never finishes its request headers is dropped instead of holding a slot.
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                tracing::debug!("metrics connection: {e}");
+            }
+        });
+    }
+}
+
+/// The wait after failed accepts: doubling from 10 ms to 1 s, logged at the first failure of a run of them.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    async fn failed(&mut self, e: &std::io::Error) {
+        if self.failures == 0 {
+            tracing::warn!(
+                "accepting a metrics connection: {e}; waiting before the next accept (logged once until one succeeds)"
+            );
+        }
+        let wait =
+            std::time::Duration::from_millis(10u64 << self.failures.min(7)).min(std::time::Duration::from_secs(1));
+        self.failures = self.failures.saturating_add(1);
+        tokio::time::sleep(wait).await;
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
 }
 
 fn answer(req: &Request<Incoming>, endpoints: &Endpoints) -> Response<Full<Bytes>> {

@@ -283,9 +283,9 @@ fn https_proxy(
     Ok(Some(proxy.no_proxy(reqwest::NoProxy::from_env())))
 }
 
-/// The body with the control characters of every JSON string escaped. Only a body with a `\` escape or a C1
-/// character can hold one, so other bodies are returned as they are; a body that is not JSON is left for the
-/// envelope parser to refuse.
+/// The body with the [unprintable](crate::model::is_unprintable) characters of every JSON string escaped. Only a
+/// body with a `\` escape or such a character as it is (C1, bidirectional formatting) can hold one, so other
+/// bodies are returned as they are; a body that is not JSON is left for the envelope parser to refuse.
 fn escape_strings(bytes: Vec<u8>) -> Vec<u8> {
     fn walk(v: &mut serde_json::Value) {
         match v {
@@ -299,8 +299,8 @@ fn escape_strings(bytes: Vec<u8>) -> Vec<u8> {
             _ => {}
         }
     }
-    let c1 = bytes.windows(2).any(|w| w[0] == 0xC2 && (0x80..=0x9F).contains(&w[1]));
-    if !c1 && !bytes.contains(&b'\\') {
+    let raw = std::str::from_utf8(&bytes).is_ok_and(|text| text.chars().any(crate::model::is_unprintable));
+    if !raw && !bytes.contains(&b'\\') {
         return bytes;
     }
     match serde_json::from_slice::<serde_json::Value>(&bytes) {

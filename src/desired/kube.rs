@@ -393,15 +393,22 @@ fn check_tls(config: &Config, cluster: Option<String>, options: &ConnectOptions)
     Ok(())
 }
 
-/// Removes the CLB credential variables from the environment of the kubeconfig's credential plugins: an `exec`
-/// plugin (`drop_env`) and an auth-provider's `cmd-path` command (`cmd-drop-env`).
+/// The variables no credential plugin gets: the CLB credentials', and `CLBSYNC_PUSHGATEWAY` (its URL may hold a
+/// password).
+pub fn hidden_from_plugins() -> impl Iterator<Item = &'static str> {
+    credentials::VARIABLES.into_iter().chain(["CLBSYNC_PUSHGATEWAY"])
+}
+
+/// Removes [`hidden_from_plugins`] from the environment of the kubeconfig's credential plugins: an `exec` plugin
+/// (`drop_env`) and an auth-provider's `cmd-path` command (`cmd-drop-env`).
 fn hide_credentials_from_plugins(auth: &mut AuthInfo) {
     if let Some(exec) = auth.exec.as_mut() {
-        exec.drop_env.get_or_insert_default().extend(credentials::VARIABLES.map(String::from));
+        exec.drop_env.get_or_insert_default().extend(hidden_from_plugins().map(String::from));
     }
     if let Some(provider) = auth.auth_provider.as_mut() {
         let drop = provider.config.entry("cmd-drop-env".to_owned()).or_default();
-        let names: Vec<&str> = drop.split_whitespace().chain(credentials::VARIABLES).collect();
+        let names: Vec<String> =
+            drop.split_whitespace().map(String::from).chain(hidden_from_plugins().map(String::from)).collect();
         *drop = names.join(" ");
     }
 }

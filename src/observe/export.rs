@@ -40,14 +40,18 @@ pub enum Error {
 pub struct Pushgateway(Box<reqwest::Url>);
 
 impl Pushgateway {
-    /// `http://` or `https://` with a host; a path prefix (behind a reverse proxy) is kept.
+    /// `http://` or `https://` with a host; a path prefix (behind a reverse proxy) is kept. No message shows
+    /// what may be a password: anything between `://` and the last `@` is cut out.
     pub fn parse(s: &str) -> Result<Pushgateway, String> {
         let url = reqwest::Url::parse(s).map_err(|e| format!("`{}` is not a URL: {e}", redact_text(s)))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(format!("`{}` is not an http:// or https:// URL", redact(&url)));
+            return Err(format!("`{}` is not an http:// or https:// URL", redact_text(s)));
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(format!("`{}`: give the Pushgateway's base URL, without ? or #", redact(&url)));
+            return Err(format!(
+                "`{}`: give the Pushgateway's base URL, without ? or # (in a password, write them as %3F and %23)",
+                redact_text(s)
+            ));
         }
         Ok(Pushgateway(Box::new(url)))
     }
@@ -85,15 +89,19 @@ fn redact(url: &reqwest::Url) -> String {
     shown.to_string()
 }
 
-/// A string that did not parse as a URL, with anything before an `@` in its authority cut out.
+/// The text of a URL as given, with everything from `://` to its last `@` cut out: a password may hold `/`, `?`
+/// or `#`, so where the authority ends cannot be told from the text.
 fn redact_text(s: &str) -> String {
     let (scheme, rest) = s.split_once("://").unwrap_or(("", s));
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    match rest.rfind('@') {
+        Some(at) if scheme.is_empty() => format!("***@{}", &rest[at + 1..]),
         Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
         None => s.to_owned(),
     }
 }
+
+/// At most this much of an error answer is read: its start is all a message shows.
+const MAX_ERROR_BODY: usize = 4096;
 
 /// PUTs `text` (Prometheus text 0.0.4) to the group of this job and owner, replacing its previous push. A user
 /// name and password in the URL go as HTTP basic authentication.
@@ -122,30 +130,41 @@ pub async fn push(gateway: &Pushgateway, owner: Option<&Owner>, text: String) ->
     if status.is_success() {
         return Ok(());
     }
-    let body = answer.text().await.unwrap_or_default();
+    let body = read_prefix(answer, MAX_ERROR_BODY).await;
     let body = crate::model::printable(body.trim());
     let body: String = body.chars().take(300).collect();
     Err(fail(format!("HTTP {status}: {body}")))
 }
 
-/// Writes `text` to `path` through a temporary file in the same directory and a rename.
+/// The first `max` bytes of a body (as text), reading no more of it than that.
+async fn read_prefix(mut answer: reqwest::Response, max: usize) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < max {
+        match answer.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk[..chunk.len().min(max - bytes.len())]),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory and a rename. The temporary file has a
+/// random name and is created exclusively (`O_EXCL`: never through a file or symlink planted at its name), then
+/// made 0644 for the collector; the rename replaces whatever is at `path`, a symlink included, without following it.
 pub fn write_file(path: &Path, text: &str) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
     let fail = |source| Error::Write { path: path.to_owned(), source };
     let name = path.file_name().ok_or_else(|| fail(std::io::Error::other("the path names no file")))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let written = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(fail)
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let mut tmp = tempfile::Builder::new().prefix(&prefix).suffix(".tmp").tempfile_in(dir).map_err(fail)?;
+    tmp.write_all(text.as_bytes()).map_err(fail)?;
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -170,6 +189,13 @@ mod tests {
         let err = Pushgateway::parse("http://bot:s3cret@gw example/").expect_err("not a URL");
         assert!(!err.contains("s3cret"), "{err}");
         assert!(Pushgateway::parse("http://gw/?x=1").is_err());
+        // Issue 24 #18: a password with `/`, `#` or `?` ends the authority early for a URL parser.
+        for given in ["http://bot:pa/ss@gw:9091/", "http://bot:12#ss@gw/", "http://bot:p?ss@gw/", "bot:s3/c@gw"] {
+            let err = Pushgateway::parse(given).expect_err("not a valid base URL");
+            for secret in ["pa/ss", "12#ss", "p?ss", "s3/c"] {
+                assert!(!err.contains(secret), "{given}: {err}");
+            }
+        }
     }
 
     #[test]
@@ -184,5 +210,29 @@ mod tests {
         assert_eq!(names, ["clbsync.prom"]);
         let err = write_file(&dir.path().join("missing/clbsync.prom"), "a 1\n").expect_err("no such directory");
         assert!(err.to_string().contains("missing/clbsync.prom"), "{err}");
+    }
+
+    /// Issue 24 #19: the old temporary name was predictable (`.clbsync.prom.<pid>.tmp`) and `File::create`
+    /// followed a symlink planted there. Now a symlink at any name is neither followed nor written through.
+    #[test]
+    fn a_planted_symlink_is_not_followed_and_the_file_is_0644() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep\n").expect("victim");
+        let path = dir.path().join("clbsync.prom");
+        let old_name = dir.path().join(format!(".clbsync.prom.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &old_name).expect("plant at the old name");
+        write_file(&path, "a 1\n").expect("write");
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep\n", "written through the symlink");
+        let mode = std::fs::metadata(&path).expect("written").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+
+        std::fs::remove_file(&path).expect("remove");
+        std::os::unix::fs::symlink(&victim, &path).expect("plant at the target");
+        write_file(&path, "a 2\n").expect("write");
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep\n", "the target symlink was followed");
+        assert!(!std::fs::symlink_metadata(&path).expect("target").file_type().is_symlink(), "replaced by a file");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "a 2\n");
     }
 }

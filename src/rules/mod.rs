@@ -139,7 +139,7 @@ mod labels;
 mod parse;
 mod spans;
 
-pub use parse::{load, parse};
+pub use parse::{Loaded, from_bytes, load, load_regular, parse, read_regular};
 
 /// One problem in a rules file, located by line, column and field path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,11 +184,13 @@ fn render(file: &str, problems: &[Problem]) -> String {
 
 impl Problem {
     /// `file:line:col: path: message`, the format editors and CI annotate.
+    /// The message is [printable](crate::model::printable): it may quote the file.
     pub fn render(&self, file: &str) -> String {
+        let message = crate::model::printable(&self.message);
         if self.path.is_empty() {
-            format!("{file}:{}:{}: {}", self.line, self.column, self.message)
+            format!("{file}:{}:{}: {message}", self.line, self.column)
         } else {
-            format!("{file}:{}:{}: {}: {}", self.line, self.column, self.path, self.message)
+            format!("{file}:{}:{}: {}: {message}", self.line, self.column, crate::model::printable(&self.path))
         }
     }
 }

@@ -1,6 +1,11 @@
 //! The watch cache: what the pod and Deployment watches last said, per namespace, reduced to the fields clbsync
 //! reads ([`Pod`], with its readiness-gate fields, plus the labels selectors match on, and a Deployment's
-//! selector). Through [`CachedCluster`] it is a second [`Cluster`]: the planner gets the same `Vec<Pod>` it would
+//! selector).
+//!
+//! A pod keeps only the labels whose keys some selector of its namespace uses (the rules' own, and every cached
+//! Deployment's): a cached pod's size is bounded by the selectors, not by what is put on pods. When a selector
+//! with a new key appears, the namespace's pods are not synced until its pod watch has listed again with that key
+//! ([`Cache::take_relist`]), so no query is answered from pods cached without a label it matches on. Through [`CachedCluster`] it is a second [`Cluster`]: the planner gets the same `Vec<Pod>` it would
 //! get from a LIST, and gate conditions are written to the API.
 //!
 //! A namespace whose watch has not listed yet, or has failed since (API server unreachable, 403, ...), is
@@ -15,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod as K8sPod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::watcher::Event;
 
@@ -48,10 +54,18 @@ pub struct CachedPod {
 }
 
 impl CachedPod {
-    pub fn from_k8s(mut pod: K8sPod) -> Self {
-        let labels = pod.metadata.labels.take().unwrap_or_default();
+    /// The pod reduced to what the planner reads and its labels with one of `keys`.
+    pub fn from_k8s(mut pod: K8sPod, keys: &BTreeSet<String>) -> Self {
+        let mut labels = pod.metadata.labels.take().unwrap_or_default();
+        labels.retain(|k, _| keys.contains(k));
         CachedPod { labels, pod: pod_from_k8s(pod) }
     }
+}
+
+/// The label keys a Kubernetes selector matches on.
+fn selector_keys(selector: &LabelSelector) -> impl Iterator<Item = &String> {
+    let labels = selector.match_labels.iter().flat_map(|m| m.keys());
+    labels.chain(selector.match_expressions.iter().flatten().map(|e| &e.key))
 }
 
 /// A Deployment as cached: its `spec.selector`, or why it cannot be used.
@@ -76,12 +90,25 @@ pub enum Change {
     Resynced { namespace: String },
 }
 
+impl Change {
+    pub fn namespace(&self) -> &str {
+        match self {
+            Change::Pod { namespace, .. } | Change::Deployment { namespace, .. } | Change::Resynced { namespace } => {
+                namespace
+            }
+        }
+    }
+}
+
 /// One kind's objects in one namespace, and whether they can be trusted.
 #[derive(Debug)]
 struct Store<T> {
     objects: BTreeMap<String, T>,
     /// Objects of a list in progress; they replace `objects` when it completes.
     listing: Option<BTreeMap<String, T>>,
+    /// The label-key generation the list in progress began under: a list that began before the keys grew
+    /// completes without syncing the store.
+    listing_keys: u64,
     synced: bool,
     /// Whether a list ever completed (readiness).
     listed_once: bool,
@@ -91,16 +118,24 @@ struct Store<T> {
 
 impl<T> Default for Store<T> {
     fn default() -> Self {
-        Store { objects: BTreeMap::new(), listing: None, synced: false, listed_once: false, failing_since: None }
+        Store {
+            objects: BTreeMap::new(),
+            listing: None,
+            listing_keys: 0,
+            synced: false,
+            listed_once: false,
+            failing_since: None,
+        }
     }
 }
 
 impl<T: PartialEq> Store<T> {
-    /// Applies one watch event and says what it did.
-    fn apply(&mut self, name: Option<String>, value: Option<T>, kind: EventKind) -> Step<T> {
+    /// Applies one watch event and says what it did; `keys` is the namespace's label-key generation now.
+    fn apply(&mut self, name: Option<String>, value: Option<T>, kind: EventKind, keys: u64) -> Step<T> {
         match kind {
             EventKind::Init => {
                 self.listing = Some(BTreeMap::new());
+                self.listing_keys = keys;
                 Step::Nothing
             }
             EventKind::InitApply => {
@@ -111,6 +146,9 @@ impl<T: PartialEq> Store<T> {
             }
             EventKind::InitDone => {
                 self.objects = self.listing.take().unwrap_or_default();
+                if self.listing_keys != keys {
+                    return Step::Nothing;
+                }
                 self.synced = true;
                 self.listed_once = true;
                 self.failing_since = None;
@@ -164,6 +202,31 @@ fn split<K>(event: Event<K>) -> (EventKind, Option<K>) {
 struct Namespace {
     pods: Store<CachedPod>,
     deployments: Store<CachedDeployment>,
+    /// The label keys pods keep: every key a selector of this namespace uses. It only grows.
+    keys: BTreeSet<String>,
+    /// Bumped each time `keys` grows.
+    keys_generation: u64,
+    /// The keys grew since the pod watch last (re)started: it must list again.
+    relist: bool,
+}
+
+impl Namespace {
+    /// Adds `keys`; when one is new, the pods are not synced until a list under the new keys completes.
+    fn want_keys<'k>(&mut self, keys: impl IntoIterator<Item = &'k String>) {
+        let mut grew = false;
+        for key in keys {
+            grew |= self.keys.insert(key.clone());
+        }
+        // Pods cached (or a list begun) without the new key must be listed again; before that there is nothing to
+        // redo.
+        if grew && (self.pods.listed_once || self.pods.listing.is_some()) {
+            self.pods.synced = false;
+            self.relist = true;
+        }
+        if grew {
+            self.keys_generation += 1;
+        }
+    }
 }
 
 /// The cache of every watched namespace. Shared by the watch tasks (writers) and the passes (readers).
@@ -177,9 +240,18 @@ impl Cache {
         self.namespaces.lock().expect("the cache lock is never held across a panic")
     }
 
-    /// Starts caching `namespace` (not synced until its watches list).
-    pub fn add_namespace(&self, namespace: &str) {
-        self.lock().entry(namespace.to_owned()).or_default();
+    /// Starts caching `namespace` (not synced until its watches list), its pods with the label keys in `keys`
+    /// (the rules' selectors) and those of its Deployments' selectors.
+    pub fn add_namespace<'k>(&self, namespace: &str, keys: impl IntoIterator<Item = &'k String>) {
+        let mut namespaces = self.lock();
+        let ns = namespaces.entry(namespace.to_owned()).or_default();
+        ns.want_keys(keys);
+    }
+
+    /// Whether the pod watch of `namespace` must list again (a selector with a new label key appeared); it is
+    /// asked once: the answer is reset.
+    pub fn take_relist(&self, namespace: &str) -> bool {
+        self.lock().get_mut(namespace).is_some_and(|ns| std::mem::take(&mut ns.relist))
     }
 
     /// Forgets a namespace no rule names any more.
@@ -191,10 +263,10 @@ impl Cache {
     pub fn apply_pod(&self, namespace: &str, event: Event<K8sPod>) -> Option<Change> {
         let (kind, pod) = split(event);
         let name = pod.as_ref().and_then(|p| p.metadata.name.clone());
-        let pod = pod.map(CachedPod::from_k8s);
         let mut namespaces = self.lock();
-        let store = &mut namespaces.get_mut(namespace)?.pods;
-        let (old, new) = match store.apply(name, pod.clone(), kind) {
+        let ns = namespaces.get_mut(namespace)?;
+        let pod = pod.map(|p| CachedPod::from_k8s(p, &ns.keys));
+        let (old, new) = match ns.pods.apply(name, pod.clone(), kind, ns.keys_generation) {
             Step::Nothing => return None,
             Step::Listed => return Some(Change::Resynced { namespace: namespace.to_owned() }),
             Step::Changed(old) => (old, pod),
@@ -213,8 +285,11 @@ impl Cache {
         let name = deployment.as_ref().and_then(|d| d.metadata.name.clone());
         let selector = deployment.as_ref().map(deployment_selector);
         let mut namespaces = self.lock();
-        let store = &mut namespaces.get_mut(namespace)?.deployments;
-        let changed = match store.apply(name.clone(), selector.clone(), kind) {
+        let ns = namespaces.get_mut(namespace)?;
+        if let Some(spec) = deployment.as_ref().and_then(|d| d.spec.as_ref()) {
+            ns.want_keys(selector_keys(&spec.selector));
+        }
+        let changed = match ns.deployments.apply(name.clone(), selector.clone(), kind, 0) {
             Step::Nothing => false,
             Step::Listed => return Some(Change::Resynced { namespace: namespace.to_owned() }),
             Step::Changed(old) => old != selector,
@@ -234,6 +309,11 @@ impl Cache {
             *synced = false;
             failing_since.get_or_insert(now);
         }
+    }
+
+    /// Whether the Deployment watch of `namespace` has listed once (or the namespace is no longer cached).
+    pub fn deployments_listed(&self, namespace: &str) -> bool {
+        self.lock().get(namespace).is_none_or(|ns| ns.deployments.listed_once)
     }
 
     /// Whether both watches of `namespace` have listed and neither is failing now.
@@ -301,8 +381,7 @@ impl Cache {
     /// The indices of the rules a change can affect.
     pub fn rules_touched(&self, rules: &[Rule], change: &Change) -> BTreeSet<usize> {
         let namespaces = self.lock();
-        let (Change::Resynced { namespace } | Change::Deployment { namespace, .. } | Change::Pod { namespace, .. }) =
-            change;
+        let namespace = change.namespace();
         let deployments = namespaces.get(namespace).map(|ns| &ns.deployments.objects);
         let touches = |rule: &Rule| match change {
             Change::Resynced { .. } => true,
@@ -319,7 +398,7 @@ impl Cache {
         rules
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.backend.pods.namespace == *namespace && touches(r))
+            .filter(|(_, r)| r.backend.pods.namespace == namespace && touches(r))
             .map(|(i, _)| i)
             .collect()
     }

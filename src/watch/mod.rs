@@ -4,8 +4,8 @@
 //!
 //! - A pod or Deployment change schedules the rules it touches after `--debounce`; a relisted watch schedules its
 //!   namespace's rules; every rule runs every `--resync-interval` (changes made on the CLB side).
-//! - The rules file is polled; a changed file is validated first, and an invalid one is refused (logged, metric
-//!   set) while the old rules stay in force.
+//! - The rules file is polled off the runtime's threads ([`poll`]); a changed file is validated first, and an
+//!   invalid or unreadable one is refused (logged, metric set) while the old rules stay in force.
 //! - A rule that waits on CLB ([`RulePlan::waits`]: a drain held until new targets pass their health checks, or a
 //!   gated pod waiting for its registration or health checks) runs again after [`schedule::RECHECK`] while its
 //!   wait is young, then less and less often ([`Schedule::recheck`]); each recheck counts in
@@ -24,6 +24,7 @@
 
 pub mod cache;
 pub mod lease;
+pub mod poll;
 pub mod schedule;
 pub mod triggers;
 
@@ -50,9 +51,6 @@ use lease::{Election, Role};
 use schedule::Schedule;
 use triggers::Watches;
 
-/// How often the rules file is read to see whether it changed.
-pub const RULES_POLL: Duration = Duration::from_secs(2);
-
 /// What watch mode adds to a run's [`Settings`].
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -76,7 +74,7 @@ pub async fn run<C: Clb>(
     client: kube::Client,
     clb: &C,
     answers: impl Fn() -> Answers,
-    mut rules: Rules,
+    loaded: rules::Loaded,
     settings: &Settings,
     opts: &Options,
     stop: Stop,
@@ -86,8 +84,9 @@ pub async fn run<C: Clb>(
     let api = KubeCluster::from_client(client.clone());
     let (tx, mut changes) = mpsc::unbounded_channel();
     let mut watches = Watches::new(client.clone(), cache.clone(), tx);
-    watches.set_namespaces(namespaces(&rules));
-    let mut rules_text = std::fs::read(&opts.rules_path).unwrap_or_default();
+    let mut rules = loaded.rules;
+    watches.set_namespaces(&namespaces(&rules));
+    let mut reloads = poll::spawn(opts.rules_path.clone(), loaded.text)?;
 
     let election = opts.election.clone().map(|config| Election::start(client.clone(), config, metrics.clone()));
     if let Some(addr) = opts.metrics_addr {
@@ -121,7 +120,6 @@ pub async fn run<C: Clb>(
         credentials: opts.credentials.clone(),
     };
     let mut next_resync = tokio::time::Instant::now() + opts.resync_interval;
-    let mut next_poll = tokio::time::Instant::now() + RULES_POLL;
     let far = Duration::from_secs(86_400);
     loop {
         let due = schedule.next_due().filter(|_| writer.is_some());
@@ -129,6 +127,7 @@ pub async fn run<C: Clb>(
         tokio::select! {
             _ = stop.stopped() => break,
             Some(change) = changes.recv() => {
+                watches.relist_pods_if_asked(change.namespace());
                 let touched = cache.rules_touched(&rules.rules, &change);
                 tracing::debug!(?change, rules = touched.len(), "change");
                 schedule.trigger(touched, Instant::now() + opts.debounce);
@@ -149,18 +148,13 @@ pub async fn run<C: Clb>(
                 next_resync = tokio::time::Instant::now() + opts.resync_interval;
                 schedule.trigger(0..rules.rules.len(), Instant::now());
             }
-            _ = tokio::time::sleep_until(next_poll) => {
-                next_poll = tokio::time::Instant::now() + RULES_POLL;
-                let text = std::fs::read(&opts.rules_path).unwrap_or_default();
-                if text != rules_text {
-                    rules_text = text;
-                    if let Some(new) = reload(&opts.rules_path, &metrics) {
-                        rules = new;
-                        watches.set_namespaces(namespaces(&rules));
-                        schedule = Schedule::new(opts.resync_interval);
-                        latest.clear();
-                        schedule.trigger(0..rules.rules.len(), Instant::now());
-                    }
+            Some(reloaded) = reloads.recv() => {
+                if let Some(new) = reload(&opts.rules_path, reloaded, &metrics) {
+                    rules = new;
+                    watches.set_namespaces(&namespaces(&rules));
+                    schedule = Schedule::new(opts.resync_interval);
+                    latest.clear();
+                    schedule.trigger(0..rules.rules.len(), Instant::now());
                 }
             }
             _ = tokio::time::sleep_until(due_at), if due.is_some() => {
@@ -335,9 +329,9 @@ fn troubled(plan: &RulePlan, outcome: &reconcile::Outcome, k: usize) -> bool {
     failed || matches!(plan.status, Status::Skipped { .. })
 }
 
-/// Loads and validates the changed rules file; `None` (old rules stay) when it is invalid.
-fn reload(path: &std::path::Path, metrics: &Metrics) -> Option<Rules> {
-    match rules::load(path) {
+/// The changed rules file, loaded and validated; `None` (old rules stay) when it is invalid.
+fn reload(path: &std::path::Path, reloaded: Result<Rules, rules::Error>, metrics: &Metrics) -> Option<Rules> {
+    match reloaded {
         Ok(rules) => {
             tracing::info!(file = %path.display(), rules = rules.rules.len(), "rules file changed: reloaded");
             metrics.set_rules_file_valid(true);
@@ -351,8 +345,16 @@ fn reload(path: &std::path::Path, metrics: &Metrics) -> Option<Rules> {
     }
 }
 
-fn namespaces(rules: &Rules) -> BTreeSet<&str> {
-    rules.rules.iter().map(|r| r.backend.pods.namespace.as_str()).collect()
+/// The namespaces the rules name, each with the label keys its rules' selectors use.
+fn namespaces(rules: &Rules) -> BTreeMap<&str, BTreeSet<String>> {
+    let mut namespaces: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for pods in rules.rules.iter().map(|r| &r.backend.pods) {
+        let keys = namespaces.entry(pods.namespace.as_str()).or_default();
+        if let rules::PodSource::Selector(labels) = &pods.source {
+            keys.extend(labels.keys().cloned());
+        }
+    }
+    namespaces
 }
 
 /// The next role in the election; pending forever without one.

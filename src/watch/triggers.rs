@@ -5,7 +5,7 @@
 //! error marks the watch failing (its rules are skipped) and the watch starts over with a fresh list after a
 //! backoff; the cache keeps the last known objects until that list completes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,10 +18,18 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 use super::cache::{Cache, Change, Kind};
+use crate::desired::kube::MAX_RESPONSE_BYTES;
 
 /// First and longest wait before a failed watch starts over.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// The largest object the API server stores (etcd's default request limit, 1.5 MiB).
+const MAX_OBJECT_BYTES: usize = 3 << 19;
+
+/// Objects per page of a watch's list: a page of the largest objects stays under the response limit
+/// ([`MAX_RESPONSE_BYTES`]); with larger pages, pods with large labels or annotations failed the list forever.
+pub const PAGE_SIZE: u32 = (MAX_RESPONSE_BYTES / MAX_OBJECT_BYTES) as u32;
 
 /// The wait before the `attempt`-th restart (0-based): doubling from [`BACKOFF_MIN`] to [`BACKOFF_MAX`],
 /// scaled by `jitter` in [0.5, 1].
@@ -43,10 +51,10 @@ impl Watches {
         Watches { client, cache, changes, running: BTreeMap::new() }
     }
 
-    /// Watches exactly these namespaces: starts the new ones, stops (and forgets) the ones no rule names.
-    pub fn set_namespaces<'a>(&mut self, namespaces: impl IntoIterator<Item = &'a str>) {
-        let wanted: std::collections::BTreeSet<&str> = namespaces.into_iter().collect();
-        let gone: Vec<String> = self.running.keys().filter(|ns| !wanted.contains(ns.as_str())).cloned().collect();
+    /// Watches exactly these namespaces, each with the label keys its rules' selectors use: starts the new ones,
+    /// stops (and forgets) the ones no rule names, and lists pods again where a key is new.
+    pub fn set_namespaces(&mut self, wanted: &BTreeMap<&str, BTreeSet<String>>) {
+        let gone: Vec<String> = self.running.keys().filter(|ns| !wanted.contains_key(ns.as_str())).cloned().collect();
         for ns in gone {
             if let Some(tasks) = self.running.remove(&ns) {
                 tasks.iter().for_each(JoinHandle::abort);
@@ -54,14 +62,31 @@ impl Watches {
             self.cache.remove_namespace(&ns);
             tracing::info!(namespace = %ns, "stopped watching: no rule names the namespace any more");
         }
-        for ns in wanted {
+        for (&ns, keys) in wanted {
+            self.cache.add_namespace(ns, keys);
             if self.running.contains_key(ns) {
+                self.relist_pods_if_asked(ns);
                 continue;
             }
-            self.cache.add_namespace(ns);
             self.start(ns);
             tracing::info!(namespace = %ns, "watching pods and deployments");
         }
+    }
+
+    /// Starts the pod watch of `namespace` over when the cache asks for it: a selector with a label key its pods
+    /// were not cached with appeared. Its rules wait until that list completes.
+    pub fn relist_pods_if_asked(&mut self, namespace: &str) {
+        if !self.cache.take_relist(namespace) {
+            return;
+        }
+        if !self.running.contains_key(namespace) {
+            return;
+        }
+        let pods = self.spawn_pods(namespace);
+        if let Some(tasks) = self.running.get_mut(namespace) {
+            std::mem::replace(&mut tasks[0], pods).abort();
+        }
+        tracing::info!(%namespace, "a selector uses a label key the cached pods lack: listing pods again");
     }
 
     /// Starts every watch over with a fresh (quorum) list; until a namespace has listed again its rules wait, as
@@ -81,14 +106,28 @@ impl Watches {
         }
     }
 
-    fn start(&mut self, ns: &str) {
-        let pods = tokio::spawn(watch(
+    /// The pod watch of `ns`. It lists once the Deployments have (their selectors' label keys are the ones its
+    /// pods keep): listing before would cache pods without them, and list again.
+    fn spawn_pods(&self, ns: &str) -> JoinHandle<()> {
+        let pods = watch(
             Api::<K8sPod>::namespaced(self.client.clone(), ns),
             ns.to_owned(),
             Kind::Pods,
             self.cache.clone(),
             self.changes.clone(),
-        ));
+        );
+        let (cache, ns) = (self.cache.clone(), ns.to_owned());
+        tokio::spawn(async move {
+            while !cache.deployments_listed(&ns) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            pods.await
+        })
+    }
+
+    fn start(&mut self, ns: &str) {
+        self.cache.take_relist(ns);
+        let pods = self.spawn_pods(ns);
         let deployments = tokio::spawn(watch(
             Api::<Deployment>::namespaced(self.client.clone(), ns),
             ns.to_owned(),
@@ -130,7 +169,7 @@ where
 {
     let mut attempt = 0u32;
     loop {
-        let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
+        let mut stream = watcher(api.clone(), watcher::Config::default().page_size(PAGE_SIZE)).boxed();
         while let Some(item) = stream.next().await {
             match item {
                 Ok(event) => {

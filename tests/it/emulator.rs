@@ -308,7 +308,8 @@ async fn clock_skew_is_reported_as_such() {
 #[tokio::test]
 async fn server_text_with_control_characters_is_escaped_in_the_table() {
     let emu = emulator(STATE).await;
-    let hostile = "\u{1b}]0;owned\u{7}\nApplied 9 change(s), 0 failed, 0 not attempted.";
+    // Issue 24 #21: with a right-to-left override, which would show what follows it reversed.
+    let hostile = "\u{1b}]0;owned\u{7}\nApplied 9 change(s), 0 failed, 0 not attempted.\u{202e}txt.exe";
     emu.set_faults(Faults {
         task_failures: Some(clb_emulator::faults::TaskFailureFault {
             rate: 1.0,
@@ -325,7 +326,7 @@ async fn server_text_with_control_characters_is_escaped_in_the_table() {
     let (clb, rules) = (client(&emu), parsed(RULES));
     let (outcome, table) = pass(&clb, &cluster, &rules, Mode::Reconcile).await;
     assert_eq!(outcome.exit_code(false), exit::ERROR);
-    let escaped = "\\u{1b}]0;owned\\u{7}\\nApplied 9 change(s), 0 failed, 0 not attempted.";
+    let escaped = "\\u{1b}]0;owned\\u{7}\\nApplied 9 change(s), 0 failed, 0 not attempted.\\u{202e}txt.exe";
     let task_failures: Vec<_> = outcome
         .applied
         .iter()
@@ -340,6 +341,6 @@ async fn server_text_with_control_characters_is_escaped_in_the_table() {
         assert!(message.ends_with(escaped), "the CLB message is kept, escaped: {message:?}");
     }
     assert!(table.contains(escaped), "the Kubernetes message is shown, escaped: {table}");
-    assert!(!table.contains('\u{1b}') && !table.contains('\u{7}'), "{table:?}");
+    assert!(!table.contains('\u{1b}') && !table.contains('\u{7}') && !table.contains('\u{202e}'), "{table:?}");
     assert!(!table.lines().any(|l| l.starts_with("Applied 9")), "a forged line: {table}");
 }

@@ -115,13 +115,15 @@ async fn diff(emu: &Emulator, dir: &Path, kubeconfig: &Path, extra: &[&str]) -> 
     cmd.arg("--kubeconfig").arg(kubeconfig).arg("--rules").arg(&rules).args(extra);
     cmd.env(credentials::CLBSYNC_ID, clb_emulator::DEFAULT_SECRET_ID)
         .env(credentials::CLBSYNC_KEY, clb_emulator::DEFAULT_SECRET_KEY)
-        .env(credentials::SDK_TOKEN, "session-token-for-plugins-test");
+        .env(credentials::SDK_TOKEN, "session-token-for-plugins-test")
+        .env("CLBSYNC_PUSHGATEWAY", "http://bot:pushgateway-password@127.0.0.1:9/");
     let mut cmd = assert_cmd::Command::from_std(cmd);
     cmd.timeout(Duration::from_secs(60));
     run(cmd).await
 }
 
-/// Item 1: neither an `exec` plugin nor an auth-provider's `cmd-path` command sees a CLB credential variable.
+/// Item 1: neither an `exec` plugin nor an auth-provider's `cmd-path` command sees a CLB credential variable;
+/// issue 24 #18: nor `CLBSYNC_PUSHGATEWAY`, whose URL may hold a password.
 #[tokio::test]
 async fn kubeconfig_credential_plugins_do_not_inherit_the_clb_credentials() {
     let (emu, api) = (emulator(STATE).await, fake_api(pod_list(vec![redis_pod()], "")).await);
@@ -148,9 +150,10 @@ async fn kubeconfig_credential_plugins_do_not_inherit_the_clb_credentials() {
         assert_eq!(run.code, Some(0), "{}", run.all());
         let env = std::fs::read_to_string(env_file).expect("the plugin ran and wrote its environment");
         assert!(env.contains("PATH=") || env.contains("PWD="), "the plugin's environment was recorded: {env}");
-        for name in credentials::VARIABLES {
+        for name in clbsync::desired::kube::hidden_from_plugins() {
             assert!(!env.contains(name), "{user}: {name} reached the plugin:\n{env}");
         }
+        assert!(!env.contains("pushgateway-password"), "{user}: the Pushgateway's password reached the plugin");
     }
 }
 

@@ -60,18 +60,34 @@ fn parse_rules(yaml: &str) -> Rules {
     rules
 }
 
+/// Lists `deployments`, then `pods` (as the watches do: pods wait for the Deployments' selectors), with the
+/// label keys of the rules' selectors (`app`).
 fn listed(cache: &Cache, ns: &str, pods: Vec<K8sPod>, deployments: Vec<Deployment>) {
-    cache.add_namespace(ns);
-    cache.apply_pod(ns, Event::Init);
-    for p in pods {
-        cache.apply_pod(ns, Event::InitApply(p));
-    }
-    assert_eq!(cache.apply_pod(ns, Event::InitDone), Some(Change::Resynced { namespace: ns.into() }));
+    cache.add_namespace(ns, &keys(&["app"]));
     cache.apply_deployment(ns, Event::Init);
     for d in deployments {
         cache.apply_deployment(ns, Event::InitApply(d));
     }
     cache.apply_deployment(ns, Event::InitDone);
+    list_pods(cache, ns, pods);
+}
+
+fn list_pods(cache: &Cache, ns: &str, pods: Vec<K8sPod>) {
+    cache.apply_pod(ns, Event::Init);
+    for p in pods {
+        cache.apply_pod(ns, Event::InitApply(p));
+    }
+    assert_eq!(cache.apply_pod(ns, Event::InitDone), Some(Change::Resynced { namespace: ns.into() }));
+}
+
+fn keys(keys: &[&str]) -> BTreeSet<String> {
+    keys.iter().map(|k| k.to_string()).collect()
+}
+
+fn labelled(mut pod: K8sPod, labels: &[(&str, &str)]) -> K8sPod {
+    let all = pod.metadata.labels.get_or_insert_default();
+    all.extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    pod
 }
 
 fn query(rules: &Rules, i: usize) -> PodQuery {
@@ -84,7 +100,7 @@ fn a_namespace_that_has_not_listed_is_not_synced_never_empty() {
     let rules = rules();
     let err = cache.query(&query(&rules, 0)).unwrap_err();
     assert!(matches!(err, Error::NotSynced { .. }), "{err}");
-    cache.add_namespace("shop");
+    cache.add_namespace("shop", &keys(&["app"]));
     cache.apply_pod("shop", Event::Init);
     let err = cache.query(&query(&rules, 1)).unwrap_err();
     assert!(matches!(err, Error::NotSynced { .. }), "a list in progress is not synced: {err}");
@@ -176,4 +192,56 @@ fn a_pass_over_a_rule_with_gated_pods_takes_the_other_rules_of_those_pods_only()
     assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![0]), [0, 3], "the rules of the gated pod");
     assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![1]), [1], "redis selects no gated pod");
     assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![2]), [2], "another namespace");
+}
+
+/// Issue 24 #16: a cached pod keeps only the labels some selector matches on, whatever else is on it.
+#[test]
+fn a_cached_pod_keeps_only_the_labels_a_selector_uses() {
+    let cache = Cache::default();
+    let big = "x".repeat(63);
+    let noise: Vec<(String, String)> = (0..500).map(|i| (format!("example.com/noise-{i}"), big.clone())).collect();
+    let noise: Vec<(&str, &str)> = noise.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pod = labelled(k8s_pod("web-1", "web", "10.0.0.1", true), &noise);
+    listed(&cache, "shop", vec![pod], vec![deployment("web", "web")]);
+    let namespaces = cache.lock();
+    let cached = &namespaces["shop"].pods.objects["web-1"];
+    assert_eq!(cached.labels, [("app".to_owned(), "web".to_owned())].into());
+}
+
+/// Issue 24 #16: a Deployment whose selector uses a key the pods were cached without makes its namespace's pods
+/// not synced (never matched against labels that were dropped) until the pod watch lists again.
+#[test]
+fn a_selector_with_a_new_label_key_waits_for_a_new_list_of_pods() {
+    let cache = Cache::default();
+    let rules = rules();
+    let pod = labelled(k8s_pod("web-1", "web", "10.0.0.1", true), &[("tier", "front")]);
+    listed(&cache, "shop", vec![pod.clone()], vec![deployment("web", "web")]);
+    assert!(!cache.take_relist("shop"), "the rules' and Deployments' keys were known before the pods listed");
+
+    let mut tiered = deployment("web", "web");
+    let selector = &mut tiered.spec.as_mut().expect("spec").selector;
+    selector.match_labels.get_or_insert_default().insert("tier".into(), "front".into());
+    cache.apply_deployment("shop", Event::Apply(tiered));
+    assert!(matches!(cache.query(&query(&rules, 0)), Err(Error::NotSynced { .. })), "pods cached without `tier`");
+    assert!(cache.take_relist("shop"), "the pod watch is asked to list again");
+    assert!(!cache.take_relist("shop"), "once");
+
+    list_pods(&cache, "shop", vec![pod]);
+    let web = cache.query(&query(&rules, 0)).expect("synced again");
+    assert_eq!(web.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["web-1"]);
+}
+
+/// A list that began before the keys grew holds pods without the new key: it completes without syncing.
+#[test]
+fn a_pod_list_begun_before_the_keys_grew_does_not_sync() {
+    let cache = Cache::default();
+    let rules = rules();
+    listed(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", true)], vec![deployment("web", "web")]);
+    cache.apply_pod("shop", Event::Init);
+    cache.apply_pod("shop", Event::InitApply(k8s_pod("web-1", "web", "10.0.0.1", true)));
+    cache.add_namespace("shop", &keys(&["app", "tier"]));
+    assert_eq!(cache.apply_pod("shop", Event::InitDone), None);
+    assert!(matches!(cache.query(&query(&rules, 1)), Err(Error::NotSynced { .. })));
+    list_pods(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", true)]);
+    assert!(cache.query(&query(&rules, 1)).is_ok());
 }

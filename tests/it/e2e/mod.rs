@@ -5,6 +5,7 @@
 //! backends), and a rules file that binds them. Scenarios differ only in which pods exist and what is bound at the
 //! start; the oracle ([`World::expected`]) says what a converged load balancer looks like.
 
+mod bounds;
 mod convergence;
 mod correctness;
 pub mod credentials;

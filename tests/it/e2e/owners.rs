@@ -155,9 +155,10 @@ async fn an_untagged_install_migrates_with_adopt_untagged_in_one_run_and_is_stab
 
 #[test]
 fn a_bad_owner_name_is_a_usage_error_before_anything_is_called() {
-    for name in ["", "Cluster_A", "a/b", &"x".repeat(64)] {
+    // `.` and `..` (issue 24 #20): `..` as a Pushgateway group overwrote another installation's.
+    for name in ["", "Cluster_A", "a/b", &"x".repeat(64), ".", "..", "a..b", "-a", "a-", ".a", "a.", "a\u{202e}b"] {
         let out = crate::support::clbsync()
-            .args(["diff", "--rules", "rules.yaml", "--endpoint", "http://127.0.0.1:9", "--owner", name])
+            .args(["diff", "--rules", "rules.yaml", "--endpoint", "http://127.0.0.1:9", &format!("--owner={name}")])
             .output()
             .expect("run");
         assert_eq!(out.status.code(), Some(64), "--owner {name:?}: {}", crate::support::seen(&out));

@@ -50,6 +50,10 @@ impl Watcher {
         std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The reports of the passes that changed or failed something.
     pub fn reports(&self) -> String {
         std::fs::read_to_string(self.stdout.path()).unwrap_or_default()
