@@ -140,9 +140,16 @@ pub async fn run<K: Cluster, C: Clb>(
 ) -> anyhow::Result<Outcome> {
     let queries = rules.rules.iter().map(|r| r.backend.pods.clone());
     let pods = async {
-        let listed = desired::list_all(cluster, queries, settings.concurrency.min(LISTS_AT_ONCE)).await;
-        let lists: PodLists =
-            listed.into_iter().map(|(q, r)| (q, r.map_err(|e| printable(&e.to_string()).into_owned()))).collect();
+        let listing = desired::list_all(cluster, queries.clone(), settings.concurrency.min(LISTS_AT_ONCE));
+        // A stop (--run-timeout, a signal, a lost lease) gives up the lists still in flight: the pass ends within
+        // its deadline, not a Kubernetes request timeout later; their rules are skipped.
+        let lists: PodLists = tokio::select! {
+            biased; // lists that are done are used: only the ones still waiting are given up
+            listed = listing => listed.into_iter().map(|(q, r)| (q, r.map_err(|e| printable(&e.to_string()).into_owned()))).collect(),
+            reason = settings.stop.stopped() => queries
+                .map(|q| (q, Err(format!("stopped by {reason} before its pods were listed; the next run lists them"))))
+                .collect(),
+        };
         Arc::new(lists)
     }
     .shared();

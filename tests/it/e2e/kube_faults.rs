@@ -41,6 +41,41 @@ async fn an_unreachable_api_server_changes_nothing_and_exits_1_with_a_clear_erro
     assert!(run.stdout.to_lowercase().contains("connection refused"), "{}", run.all());
 }
 
+/// Issue 30 #5: an API server that takes connections but never answers held `diff` for the 30 s Kubernetes
+/// request timeout, past `--run-timeout`. The run deadline now gives up the lists in flight.
+#[tokio::test]
+async fn an_api_server_that_never_answers_ends_the_run_at_its_run_timeout() {
+    let mut world = World::new("ksilent", spec()).await;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let text = std::fs::read_to_string(kubeconfig_path()).expect("read kubeconfig");
+    let text: String = text
+        .lines()
+        .map(|l| match l.find("server: ") {
+            Some(i) => format!("{}server: https://127.0.0.1:{port}\n", &l[..i]),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let kubeconfig = write_temp(&text);
+    world.kubeconfig = kubeconfig.path().to_path_buf();
+    let started = std::time::Instant::now();
+    let run = world.run(&["diff", "--run-timeout", "3"]).await;
+    let took = started.elapsed();
+    drop(silent);
+    run.assert_code(1);
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "ended {took:?} after the start, --run-timeout 3\n{}",
+        run.all()
+    );
+    assert!(
+        run.stdout.contains("stopped by run timeout (--run-timeout 3s) before its pods were listed"),
+        "says why its rules were skipped\n{}",
+        run.all()
+    );
+    assert_eq!(world.emu.calls().mutating(), 0, "{}", run.all());
+}
+
 #[tokio::test]
 async fn a_namespace_the_service_account_may_not_read_skips_only_its_rule() {
     let other = TestNs::new("e2e-forbidden").await;
