@@ -187,6 +187,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_empty: bool,
 
+    /// Hold a rule (blocked, nothing of it applied, exit 1) whose plan takes more of its targets out of the load
+    /// balancer (drains and deregistrations) than this: N targets, or P% of the rule's bound targets (a
+    /// percentage applies to rules with 4 targets or more). A selector or label typo looks like a mass removal.
+    #[arg(long, env = "CLBSYNC_MAX_DEREGISTER", value_name = "N|P%", value_parser = crate::plan::Budget::parse)]
+    pub max_deregister: Option<crate::plan::Budget>,
+
+    /// Apply plans over --max-deregister: the removal is intended.
+    #[arg(long)]
+    pub force: bool,
+
     /// Manage only the targets tagged `clbsync:NAME` and tag what is registered so, to share load balancers with
     /// other clusters or tools (1-63 characters of a-z, 0-9, `.` and `-`; the cluster's name, say).
     #[arg(long, env = "CLBSYNC_OWNER", value_name = "NAME", value_parser = parse_owner)]

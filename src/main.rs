@@ -306,6 +306,7 @@ fn settings(g: &Global, run: &RunArgs, mode: Mode, stop: Stop) -> Settings {
             owner: run.owner.clone(),
             adopt_untagged: run.adopt_untagged,
             gate_on: run.gate_on.into(),
+            max_deregister: run.max_deregister.filter(|_| !run.force),
         },
         style: Style {
             format: g.output.into(),

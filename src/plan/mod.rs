@@ -20,6 +20,7 @@
 //! rule whose desired set is empty while targets would lose traffic is blocked, not emptied; two rules that
 //! resolve to one binding are both skipped.
 
+mod budget;
 mod capacity;
 mod gate;
 mod rule;
@@ -27,6 +28,7 @@ mod targets;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use budget::{Budget, PERCENT_FROM, removals};
 pub use gate::{Applied, GateChange, GateOn, gate_needs_health, plan_gate};
 pub use rule::{Asked, Elsewhere, RuleOptions, RuleRows, plan_rule};
 pub use targets::{DesiredTargets, serves, targets_for};
@@ -276,6 +278,9 @@ pub struct PlanOptions {
     pub adopt_untagged: bool,
     /// `--gate-on`: what the readiness gate waits for before it turns True.
     pub gate_on: GateOn,
+    /// `--max-deregister`: a rule whose plan removes more of its targets is blocked; `None` (`--force`, or no
+    /// budget given): no limit.
+    pub max_deregister: Option<Budget>,
 }
 
 /// The pods of each distinct query, or why they could not be listed.

@@ -242,6 +242,9 @@ pub fn plan_rule(
         return RuleRows { status: Status::Blocked { reason }, rows, needs_health: false, lookup: Vec::new() };
     }
     let kept = keep_serving_capacity(&mut rows, &bound, &wanted, &leaving, &since);
+    if let Some(reason) = opts.max_deregister.and_then(|budget| super::budget::over(&rows, budget)) {
+        return RuleRows { status: Status::Blocked { reason }, rows, needs_health: false, lookup: Vec::new() };
+    }
     RuleRows { status: Status::Ready, rows, needs_health: kept.needs_health, lookup: kept.lookup }
 }
 

@@ -594,5 +594,6 @@ proptest! {
     }
 }
 
+mod budget;
 mod capacity;
 mod gate;

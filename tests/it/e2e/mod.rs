@@ -19,6 +19,7 @@ mod logs;
 mod metrics;
 mod owners;
 mod ownership;
+mod plans;
 mod progress;
 mod rolling;
 mod signals;
