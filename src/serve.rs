@@ -31,6 +31,10 @@ pub struct Endpoints {
 /// need a handful: the cap keeps the process's file descriptors for the passes (CLB, the API server).
 pub const MAX_CONNECTIONS: usize = 64;
 
+/// At most this many of them from one peer address: one client cannot take every slot from the kubelet's probes
+/// (which come from the node's address, so a hostNetwork pod on the same node still shares theirs).
+pub const MAX_PER_PEER: usize = 8;
+
 /// Longest a connection is kept, requests included: no client holds a slot for longer.
 const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -47,13 +51,14 @@ pub async fn spawn(addr: SocketAddr, endpoints: Endpoints) -> anyhow::Result<Soc
 
 async fn accept_loop(listener: TcpListener, endpoints: Arc<Endpoints>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let peers: Peers = Arc::default();
     let mut errors = Backoff::default();
     let mut refused_logged = false;
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
+        let (stream, peer) = match listener.accept().await {
+            Ok((stream, peer)) => {
                 errors.reset();
-                stream
+                (stream, peer.ip())
             }
             Err(e) => {
                 // Out of file descriptors (EMFILE) fails every accept until one is freed: wait instead of spinning,
@@ -62,10 +67,10 @@ async fn accept_loop(listener: TcpListener, endpoints: Arc<Endpoints>) {
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let (Some(peer_slot), Ok(slot)) = (PeerSlot::take(&peers, peer), slots.clone().try_acquire_owned()) else {
             if !std::mem::replace(&mut refused_logged, true) {
                 tracing::warn!(
-                    "more than {MAX_CONNECTIONS} connections to the metrics port at once: closing the new ones (logged once)"
+                    "more than {MAX_CONNECTIONS} connections to the metrics port at once, or {MAX_PER_PEER} from one address ({peer}): closing the new ones (logged once)"
                 );
             }
             drop(stream);
@@ -73,7 +78,7 @@ async fn accept_loop(listener: TcpListener, endpoints: Arc<Endpoints>) {
         };
         let endpoints = endpoints.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, peer_slot);
             let service = service_fn(move |req| {
                 let endpoints = endpoints.clone();
                 async move { Ok::<_, Infallible>(answer(&req, &endpoints)) }
@@ -87,6 +92,39 @@ async fn accept_loop(listener: TcpListener, endpoints: Arc<Endpoints>) {
                 tracing::debug!("metrics connection: {e}");
             }
         });
+    }
+}
+
+/// Connections open per peer address.
+type Peers = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// One of a peer's [`MAX_PER_PEER`] connections, given back when dropped.
+struct PeerSlot {
+    peers: Peers,
+    peer: std::net::IpAddr,
+}
+
+impl PeerSlot {
+    fn take(peers: &Peers, peer: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut open = peers.lock().expect("never held across a panic");
+        let n = open.entry(peer).or_default();
+        if *n >= MAX_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot { peers: peers.clone(), peer })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.peers.lock().expect("never held across a panic");
+        if let Some(n) = open.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.peer);
+            }
+        }
     }
 }
 

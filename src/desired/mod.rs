@@ -110,15 +110,22 @@ pub async fn list_all<C: Cluster>(
     queries: impl IntoIterator<Item = PodQuery>,
     concurrency: usize,
 ) -> BTreeMap<PodQuery, Result<Vec<Pod>, Error>> {
+    list_each(cluster, queries, concurrency).collect().await
+}
+
+/// [`list_all`] as the lists complete, for a caller that may stop waiting for the rest.
+pub fn list_each<C: Cluster>(
+    cluster: &C,
+    queries: impl IntoIterator<Item = PodQuery>,
+    concurrency: usize,
+) -> impl futures::Stream<Item = (PodQuery, Result<Vec<Pod>, Error>)> {
     let mut distinct: Vec<PodQuery> = queries.into_iter().collect();
     distinct.sort();
     distinct.dedup();
     stream::iter(distinct)
-        .map(|q| async move {
+        .map(move |q| async move {
             let pods = cluster.pods(&q).await;
             (q, pods)
         })
         .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await
 }

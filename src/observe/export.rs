@@ -47,6 +47,14 @@ impl Pushgateway {
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(format!("`{}` is not an http:// or https:// URL", redact_text(s)));
         }
+        if url.path().contains('@') {
+            // `http://bot:80/x@gw/` parses as host `bot`, port 80: the pushes would go elsewhere, and the "path" is a
+            // password.
+            return Err(format!(
+                "`{}`: `@` after the host: write `@` and `/` in a user name or password as %40 and %2F",
+                redact_text(s)
+            ));
+        }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(format!(
                 "`{}`: give the Pushgateway's base URL, without ? or # (in a password, write them as %3F and %23)",
@@ -190,9 +198,16 @@ mod tests {
         assert!(!err.contains("s3cret"), "{err}");
         assert!(Pushgateway::parse("http://gw/?x=1").is_err());
         // Issue 24 #18: a password with `/`, `#` or `?` ends the authority early for a URL parser.
-        for given in ["http://bot:pa/ss@gw:9091/", "http://bot:12#ss@gw/", "http://bot:p?ss@gw/", "bot:s3/c@gw"] {
+        let given = [
+            "http://bot:pa/ss@gw:9091/",
+            "http://bot:12#ss@gw/",
+            "http://bot:p?ss@gw/",
+            "bot:s3/c@gw",
+            "http://bot:8080/xyz@gw/",
+        ];
+        for given in given {
             let err = Pushgateway::parse(given).expect_err("not a valid base URL");
-            for secret in ["pa/ss", "12#ss", "p?ss", "s3/c"] {
+            for secret in ["pa/ss", "12#ss", "p?ss", "s3/c", "8080/xyz"] {
                 assert!(!err.contains(secret), "{given}: {err}");
             }
         }

@@ -140,16 +140,30 @@ pub async fn run<K: Cluster, C: Clb>(
 ) -> anyhow::Result<Outcome> {
     let queries = rules.rules.iter().map(|r| r.backend.pods.clone());
     let pods = async {
-        let listing = desired::list_all(cluster, queries.clone(), settings.concurrency.min(LISTS_AT_ONCE));
+        let listing = desired::list_each(cluster, queries.clone(), settings.concurrency.min(LISTS_AT_ONCE));
+        let mut listing = std::pin::pin!(listing);
+        let mut lists = PodLists::new();
         // A stop (--run-timeout, a signal, a lost lease) gives up the lists still in flight: the pass ends within
-        // its deadline, not a Kubernetes request timeout later; their rules are skipped.
-        let lists: PodLists = tokio::select! {
-            biased; // lists that are done are used: only the ones still waiting are given up
-            listed = listing => listed.into_iter().map(|(q, r)| (q, r.map_err(|e| printable(&e.to_string()).into_owned()))).collect(),
-            reason = settings.stop.stopped() => queries
-                .map(|q| (q, Err(format!("stopped by {reason} before its pods were listed; the next run lists them"))))
-                .collect(),
-        };
+        // its deadline, not a Kubernetes request timeout later. Lists already done are kept; the other rules are
+        // skipped.
+        loop {
+            tokio::select! {
+                biased;
+                next = listing.next() => match next {
+                    Some((q, r)) => {
+                        lists.insert(q, r.map_err(|e| printable(&e.to_string()).into_owned()));
+                    }
+                    None => break,
+                },
+                reason = settings.stop.stopped() => {
+                    for q in queries.clone() {
+                        let stopped = format!("stopped by {reason} before its pods were listed; the next run lists them");
+                        lists.entry(q).or_insert(Err(stopped));
+                    }
+                    break;
+                }
+            }
+        }
         Arc::new(lists)
     }
     .shared();

@@ -2,8 +2,8 @@
 //! reads ([`Pod`], with its readiness-gate fields, plus the labels selectors match on, and a Deployment's
 //! selector).
 //!
-//! A pod keeps only the labels whose keys some selector of its namespace uses (the rules' own, and every cached
-//! Deployment's): a cached pod's size is bounded by the selectors, not by what is put on pods. When a selector
+//! A pod keeps only the labels whose keys some selector of its namespace uses (the rules' own, and those of the
+//! Deployments they name): a cached pod's size is bounded by the selectors, not by what is put on pods. When a selector
 //! with a new key appears, the namespace's pods are not synced until its pod watch has listed again with that key
 //! ([`Cache::take_relist`]), so no query is answered from pods cached without a label it matches on. Through [`CachedCluster`] it is a second [`Cluster`]: the planner gets the same `Vec<Pod>` it would
 //! get from a LIST, and gate conditions are written to the API.
@@ -66,6 +66,13 @@ impl CachedPod {
 fn selector_keys(selector: &LabelSelector) -> impl Iterator<Item = &String> {
     let labels = selector.match_labels.iter().flat_map(|m| m.keys());
     labels.chain(selector.match_expressions.iter().flatten().map(|e| &e.key))
+}
+
+/// What the rules of one namespace select by: the label keys of their selectors and the Deployments they name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selects {
+    pub keys: BTreeSet<String>,
+    pub deployments: BTreeSet<String>,
 }
 
 /// A Deployment as cached: its `spec.selector`, or why it cannot be used.
@@ -208,6 +215,11 @@ struct Namespace {
     keys_generation: u64,
     /// The keys grew since the pod watch last (re)started: it must list again.
     relist: bool,
+    /// The Deployments the rules name: only their selectors' keys are kept (anyone who may create a Deployment
+    /// could otherwise grow the keys, and relist the pods, at will).
+    named: BTreeSet<String>,
+    /// The label keys of each cached Deployment's selector.
+    deployment_keys: BTreeMap<String, Vec<String>>,
 }
 
 impl Namespace {
@@ -242,10 +254,12 @@ impl Cache {
 
     /// Starts caching `namespace` (not synced until its watches list), its pods with the label keys in `keys`
     /// (the rules' selectors) and those of its Deployments' selectors.
-    pub fn add_namespace<'k>(&self, namespace: &str, keys: impl IntoIterator<Item = &'k String>) {
+    pub fn add_namespace<'k>(&self, namespace: &str, wanted: &'k Selects) {
         let mut namespaces = self.lock();
         let ns = namespaces.entry(namespace.to_owned()).or_default();
-        ns.want_keys(keys);
+        ns.named.clone_from(&wanted.deployments);
+        let named: Vec<String> = ns.named.iter().filter_map(|d| ns.deployment_keys.get(d)).flatten().cloned().collect();
+        ns.want_keys(wanted.keys.iter().chain(&named));
     }
 
     /// Whether the pod watch of `namespace` must list again (a selector with a new label key appeared); it is
@@ -286,8 +300,16 @@ impl Cache {
         let selector = deployment.as_ref().map(deployment_selector);
         let mut namespaces = self.lock();
         let ns = namespaces.get_mut(namespace)?;
-        if let Some(spec) = deployment.as_ref().and_then(|d| d.spec.as_ref()) {
-            ns.want_keys(selector_keys(&spec.selector));
+        if let (Some(name), Some(d)) = (&name, &deployment) {
+            if matches!(kind, EventKind::Delete) {
+                ns.deployment_keys.remove(name);
+            } else if let Some(spec) = &d.spec {
+                let keys: Vec<String> = selector_keys(&spec.selector).cloned().collect();
+                if ns.named.contains(name) {
+                    ns.want_keys(&keys);
+                }
+                ns.deployment_keys.insert(name.clone(), keys);
+            }
         }
         let changed = match ns.deployments.apply(name.clone(), selector.clone(), kind, 0) {
             Step::Nothing => false,

@@ -28,7 +28,7 @@ pub mod poll;
 pub mod schedule;
 pub mod triggers;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -146,9 +146,18 @@ pub async fn run<C: Clb>(
             },
             _ = tokio::time::sleep_until(next_resync) => {
                 next_resync = tokio::time::Instant::now() + opts.resync_interval;
+                // A label key that grew with no change sent for it (a list that failed after it) is caught here.
+                for namespace in namespaces(&rules).keys() {
+                    watches.relist_pods_if_asked(namespace);
+                }
                 schedule.trigger(0..rules.rules.len(), Instant::now());
             }
-            Some(reloaded) = reloads.recv() => {
+            reloaded = reloads.recv(), if !reloads.is_closed() => {
+                let Some(reloaded) = reloaded else {
+                    tracing::error!("the thread reading the rules file stopped: changes to it are no longer seen; restart clbsync");
+                    metrics.set_rules_file_valid(false);
+                    continue;
+                };
                 if let Some(new) = reload(&opts.rules_path, reloaded, &metrics) {
                     rules = new;
                     watches.set_namespaces(&namespaces(&rules));
@@ -345,13 +354,16 @@ fn reload(path: &std::path::Path, reloaded: Result<Rules, rules::Error>, metrics
     }
 }
 
-/// The namespaces the rules name, each with the label keys its rules' selectors use.
-fn namespaces(rules: &Rules) -> BTreeMap<&str, BTreeSet<String>> {
-    let mut namespaces: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+/// The namespaces the rules name, each with what its rules select by.
+fn namespaces(rules: &Rules) -> BTreeMap<&str, cache::Selects> {
+    let mut namespaces: BTreeMap<&str, cache::Selects> = BTreeMap::new();
     for pods in rules.rules.iter().map(|r| &r.backend.pods) {
-        let keys = namespaces.entry(pods.namespace.as_str()).or_default();
-        if let rules::PodSource::Selector(labels) = &pods.source {
-            keys.extend(labels.keys().cloned());
+        let wanted = namespaces.entry(pods.namespace.as_str()).or_default();
+        match &pods.source {
+            rules::PodSource::Selector(labels) => wanted.keys.extend(labels.keys().cloned()),
+            rules::PodSource::Deployment(name) => {
+                wanted.deployments.insert(name.clone());
+            }
         }
     }
     namespaces

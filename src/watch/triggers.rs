@@ -5,7 +5,7 @@
 //! error marks the watch failing (its rules are skipped) and the watch starts over with a fresh list after a
 //! backoff; the cache keeps the last known objects until that list completes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use kube::runtime::watcher;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
-use super::cache::{Cache, Change, Kind};
+use super::cache::{Cache, Change, Kind, Selects};
 use crate::desired::kube::MAX_RESPONSE_BYTES;
 
 /// First and longest wait before a failed watch starts over.
@@ -51,9 +51,9 @@ impl Watches {
         Watches { client, cache, changes, running: BTreeMap::new() }
     }
 
-    /// Watches exactly these namespaces, each with the label keys its rules' selectors use: starts the new ones,
+    /// Watches exactly these namespaces, each with what its rules select by: starts the new ones,
     /// stops (and forgets) the ones no rule names, and lists pods again where a key is new.
-    pub fn set_namespaces(&mut self, wanted: &BTreeMap<&str, BTreeSet<String>>) {
+    pub fn set_namespaces(&mut self, wanted: &BTreeMap<&str, Selects>) {
         let gone: Vec<String> = self.running.keys().filter(|ns| !wanted.contains_key(ns.as_str())).cloned().collect();
         for ns in gone {
             if let Some(tasks) = self.running.remove(&ns) {
@@ -62,8 +62,8 @@ impl Watches {
             self.cache.remove_namespace(&ns);
             tracing::info!(namespace = %ns, "stopped watching: no rule names the namespace any more");
         }
-        for (&ns, keys) in wanted {
-            self.cache.add_namespace(ns, keys);
+        for (&ns, selects) in wanted {
+            self.cache.add_namespace(ns, selects);
             if self.running.contains_key(ns) {
                 self.relist_pods_if_asked(ns);
                 continue;
