@@ -254,7 +254,7 @@ impl Cache {
 
     /// Starts caching `namespace` (not synced until its watches list), its pods with the label keys in `keys`
     /// (the rules' selectors) and those of its Deployments' selectors.
-    pub fn add_namespace<'k>(&self, namespace: &str, wanted: &'k Selects) {
+    pub fn add_namespace(&self, namespace: &str, wanted: &Selects) {
         let mut namespaces = self.lock();
         let ns = namespaces.entry(namespace.to_owned()).or_default();
         ns.named.clone_from(&wanted.deployments);
