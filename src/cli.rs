@@ -16,6 +16,7 @@ Exit codes:
   1   error: bad rules, missing credentials, a rule skipped (Kubernetes or CLB error) or blocked
       (no ready pods), or a change that failed or was not attempted (partial apply)
   2   diff --detailed-exitcode: changes are pending
+  3   reconcile --expect-plan: the plan is not the one reviewed any more; nothing was changed
   64  usage error: unknown command or option, bad option value
 
 Credentials (never flags; --credentials auto takes the first configured; README \"Credentials\"):
@@ -124,6 +125,12 @@ pub enum Command {
         /// With --dry-run: exit 2 when changes are pending, 0 when in sync.
         #[arg(long, requires = "dry_run")]
         detailed_exitcode: bool,
+        /// Apply only the plan reviewed: plan again, and apply only if its fingerprint is this one (`plan sha256:…`
+        /// as `diff` printed it); otherwise change nothing, show the new plan and exit 3. An empty plan has one
+        /// too: "apply only while still in sync".
+        #[arg(long, value_name = "sha256:…", value_parser = crate::plan::Fingerprint::parse,
+              conflicts_with_all = ["dry_run", "watch"])]
+        expect_plan: Option<crate::plan::Fingerprint>,
         #[command(flatten)]
         run: RunArgs,
         #[command(flatten)]

@@ -124,9 +124,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Validate { kubeconfig } => validate(g, kubeconfig.as_deref()).await,
         Command::Diff { detailed_exitcode, run, .. } => {
             let rules = rules::load(&g.rules)?;
-            execute(g, &rules, run, Mode::Diff, *detailed_exitcode, &rules_file, None, None).await
+            execute(g, &rules, run, Mode::Diff, *detailed_exitcode, &rules_file, None, None, None).await
         }
-        Command::Reconcile { dry_run, detailed_exitcode, run, watch, events, export } => {
+        Command::Reconcile { dry_run, detailed_exitcode, expect_plan, run, watch, events, export } => {
             let mode = if *dry_run { Mode::Diff } else { Mode::Reconcile };
             if watch.watch {
                 if export.any() {
@@ -156,7 +156,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     }
                 })?;
                 let events = (mode == Mode::Reconcile).then_some(events);
-                execute(g, &rules, run, mode, *detailed_exitcode, &rules_file, events, metrics.as_ref()).await
+                execute(g, &rules, run, mode, *detailed_exitcode, &rules_file, events, metrics.as_ref(), *expect_plan)
+                    .await
             }
             .await;
             if let Some(m) = &metrics {
@@ -321,6 +322,7 @@ fn settings(g: &Global, run: &RunArgs, mode: Mode, stop: Stop) -> Settings {
         stop_grace: Duration::from_secs(u64::from(run.stop_grace)),
         warn_waiting_after: run.warn_waiting_after,
         progress: None,
+        expect_plan: None,
     }
 }
 
@@ -335,6 +337,7 @@ async fn execute(
     rules_file: &str,
     events: Option<&EventArgs>,
     metrics: Option<&Metrics>,
+    expect_plan: Option<clbsync::plan::Fingerprint>,
 ) -> anyhow::Result<u8> {
     let clb = clb_client(run)?;
     let stop = Stop::new();
@@ -345,6 +348,7 @@ async fn execute(
     let terminal = (std::io::stderr().is_terminal() && g.log_format == LogFormat::Text).then(Terminal::start);
     let settings = Settings {
         progress: terminal.as_ref().map(|(_, observer)| observer.clone()),
+        expect_plan,
         ..settings(g, run, mode, stop.clone())
     };
     let mut out = std::io::stdout().lock();
@@ -389,7 +393,11 @@ async fn execute(
         }
         None => {}
     }
-    if code == exit::ERROR {
+    if let Some((expected, found)) = &outcome.plan_changed {
+        eprintln!(
+            "error: the plan is not the one reviewed (--expect-plan {expected}, now {found}): nothing was changed; review the plan above, and to apply it run again with --expect-plan {found}"
+        );
+    } else if code == exit::ERROR {
         eprintln!("error: {}; see the report on stdout", outcome.trouble());
     }
     Ok(code)

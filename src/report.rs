@@ -69,7 +69,8 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
         let targets = summary.unchanged + summary.unmanaged;
         writeln!(out, "In sync: {} rule(s), {targets} target(s), nothing to change.", plan.rules.len())?;
         if !style.show_unchanged {
-            return warnings(plan, out);
+            warnings(plan, out)?;
+            return writeln!(out, "plan {}", plan.fingerprint());
         }
     }
     let mut t = Table::new();
@@ -194,7 +195,7 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
         let (ok, failed, not_attempted) = report.counts();
         writeln!(out, "Applied {ok} change(s), {failed} failed, {not_attempted} not attempted.")?;
     }
-    Ok(())
+    writeln!(out, "plan {}", plan.fingerprint())
 }
 
 /// `warning: <place>: <text>` for every pod that matched a rule but could not become a target.
@@ -331,8 +332,9 @@ impl Serialize for Document<'_> {
             failed: counts.map(|c| c.1),
             not_attempted: counts.map(|c| c.2),
         };
-        let mut doc = serializer.serialize_struct("Document", 5)?;
+        let mut doc = serializer.serialize_struct("Document", 6)?;
         doc.serialize_field("in_sync", &self.plan.in_sync())?;
+        doc.serialize_field("fingerprint", &self.plan.fingerprint().to_string())?;
         doc.serialize_field("summary", &summary)?;
         doc.serialize_field("changes", &Changes(self))?;
         doc.serialize_field("rules", &Rules(self.plan))?;

@@ -22,6 +22,7 @@
 
 mod budget;
 mod capacity;
+mod fingerprint;
 mod gate;
 mod rule;
 mod targets;
@@ -29,6 +30,7 @@ mod targets;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use budget::{Budget, PERCENT_FROM, removals};
+pub use fingerprint::{Fingerprint, fingerprint};
 pub use gate::{Applied, GateChange, GateOn, gate_needs_health, plan_gate};
 pub use rule::{Asked, Elsewhere, RuleOptions, RuleRows, plan_rule};
 pub use targets::{DesiredTargets, serves, targets_for};
@@ -355,6 +357,11 @@ impl Plan {
     pub fn in_sync(&self) -> bool {
         self.gate.is_empty()
             && self.rules.iter().all(|r| r.status == Status::Ready && r.rows.iter().all(|row| !row.is_pending()))
+    }
+
+    /// The fingerprint of this plan ([`fingerprint`]).
+    pub fn fingerprint(&self) -> Fingerprint {
+        fingerprint(&self.rules)
     }
 
     /// True when at least one rule will make an API call.

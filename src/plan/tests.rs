@@ -596,4 +596,5 @@ proptest! {
 
 mod budget;
 mod capacity;
+mod fingerprint;
 mod gate;

@@ -15,7 +15,7 @@ use crate::clb::resolve::{self, LbRules};
 use crate::desired::{self, Cluster};
 use crate::model::printable;
 use crate::observe::progress::{Observer, Progress};
-use crate::plan::{self, Applied, Plan, PlanOptions, PodLists, PodsByIp, RulePlan, Waits};
+use crate::plan::{self, Applied, Fingerprint, Plan, PlanOptions, PodLists, PodsByIp, RulePlan, Waits};
 use crate::report::{self, Style};
 use crate::rules::{Rule, Rules};
 use crate::stop::Stop;
@@ -48,6 +48,9 @@ pub struct Settings {
     pub warn_waiting_after: std::time::Duration,
     /// Told what the run is doing, for a progress display (`None`: nobody is watching).
     pub progress: Option<Observer>,
+    /// `--expect-plan`: every load balancer is planned first, and the plan is applied only if its fingerprint is
+    /// this one.
+    pub expect_plan: Option<Fingerprint>,
 }
 
 /// Seconds of work per load balancer the default concurrency covers (see [`concurrency`]).
@@ -78,6 +81,8 @@ pub struct Outcome {
     pub applied: Option<ApplyReport>,
     /// When the plan was made, and how long a held drain or removal may wait before it is reported.
     pub waits: Waits,
+    /// `--expect-plan` and the plan found is another: (expected, found). Nothing was applied.
+    pub plan_changed: Option<(Fingerprint, Fingerprint)>,
 }
 
 /// The exit codes, documented in `--help` and the README.
@@ -88,6 +93,8 @@ pub mod exit {
     pub const ERROR: u8 = 1;
     /// `--detailed-exitcode`: changes are pending.
     pub const CHANGES: u8 = 2;
+    /// `--expect-plan`: the plan is not the one reviewed any more; nothing was changed.
+    pub const PLAN_CHANGED: u8 = 3;
     /// Command-line usage error (EX_USAGE).
     pub const USAGE: u8 = 64;
 }
@@ -112,6 +119,9 @@ impl Outcome {
 
     /// The process exit code of this outcome.
     pub fn exit_code(&self, detailed: bool) -> u8 {
+        if self.plan_changed.is_some() {
+            return exit::PLAN_CHANGED;
+        }
         let troubled = self.plan.rules.iter().any(|r| r.status != plan::Status::Ready);
         let incomplete = self.applied.as_ref().is_some_and(ApplyReport::incomplete);
         if troubled || incomplete {
@@ -174,6 +184,11 @@ pub async fn run<K: Cluster, C: Clb>(
     };
     let apply_opts = (settings.mode == Mode::Reconcile)
         .then(|| ApplyOptions { stop: settings.stop.clone(), stop_grace: settings.stop_grace });
+    // With --expect-plan every load balancer is planned before anything is applied.
+    let (apply_opts, held_opts) = match settings.expect_plan {
+        Some(_) => (None, apply_opts),
+        None => (apply_opts, None),
+    };
     let per_lb = async {
         let check = resolve::load_balancers(clb, &rules.rules, &settings.region).await;
         progress(Progress::Reading { load_balancers: check.readable.len() });
@@ -226,7 +241,7 @@ pub async fn run<K: Cluster, C: Clb>(
                     };
                     let (applied_n, failed, not_attempted) = applied.as_ref().map_or((0, 0, 0), ApplyReport::counts);
                     progress(Progress::Done { applied: applied_n, failed: failed + not_attempted });
-                    LbResult { rules: idx, plan, applied }
+                    LbResult { lb: lb.to_owned(), rules: idx, plan, applied }
                 }
             })
             .buffer_unordered(settings.concurrency.max(1))
@@ -243,11 +258,25 @@ pub async fn run<K: Cluster, C: Clb>(
         let (idx, actual): (Vec<usize>, Vec<_>) = unreadable.into_iter().map(|(i, reason)| (i, Err(reason))).unzip();
         let lb_rules: Vec<&Rule> = idx.iter().map(|&i| &rules.rules[i]).collect();
         groups.push(LbResult {
+            lb: String::new(),
             plan: plan::plan(&lb_rules, &pods, &actual, &PodsByIp::new(), &settings.plan),
             rules: idx,
             applied: None,
         });
     }
+    let plan_changed = match (settings.expect_plan, held_opts) {
+        (Some(expected), Some(opts)) => {
+            let found = plan::fingerprint(groups.iter().flat_map(|g| &g.plan.rules));
+            if found == expected {
+                apply_reviewed(&mut groups, clb, &opts, settings.concurrency).await;
+                None
+            } else {
+                tracing::warn!(%expected, %found, "the plan is not the one reviewed: nothing is applied");
+                Some((expected, found))
+            }
+        }
+        _ => None,
+    };
     let mut slots: Vec<Option<(RulePlan, Option<Vec<RowStatus>>)>> = (0..rules.rules.len()).map(|_| None).collect();
     for group in groups {
         let mut statuses = group.applied.map(|a| a.rows.into_iter());
@@ -272,7 +301,7 @@ pub async fn run<K: Cluster, C: Clb>(
         skipped = s.skipped,
         "planned"
     );
-    let applied = if settings.mode == Mode::Reconcile && plan.has_changes() {
+    let applied = if settings.mode == Mode::Reconcile && plan_changed.is_none() && plan.has_changes() {
         let report = ApplyReport { rows };
         let (ok, failed, not_attempted) = report.counts();
         tracing::info!(applied = ok, failed, not_attempted, "applied");
@@ -288,7 +317,7 @@ pub async fn run<K: Cluster, C: Clb>(
         _ => Applied::NotRun,
     };
     plan::plan_gate(&all, &pods, &mut plan, applied_row, settings.plan.gate_on);
-    if settings.mode == Mode::Reconcile && !plan.gate.is_empty() {
+    if settings.mode == Mode::Reconcile && plan_changed.is_none() && !plan.gate.is_empty() {
         apply::set_conditions(cluster, &plan.gate, settings.concurrency.min(LISTS_AT_ONCE), &settings.stop).await;
     }
     progress(Progress::Reporting);
@@ -299,11 +328,24 @@ pub async fn run<K: Cluster, C: Clb>(
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let waits = Waits { now: i64::try_from(now).unwrap_or(i64::MAX), after: settings.warn_waiting_after };
-    Ok(Outcome { plan, applied, waits })
+    Ok(Outcome { plan, applied, waits, plan_changed })
+}
+
+/// Applies the plans of a run whose fingerprint was checked (`--expect-plan`), load balancers in parallel as in a
+/// run without it.
+async fn apply_reviewed<C: Clb>(groups: &mut [LbResult], clb: &C, opts: &ApplyOptions, concurrency: usize) {
+    let pending = groups.iter_mut().filter(|g| !g.lb.is_empty() && g.plan.has_changes());
+    stream::iter(pending)
+        .for_each_concurrent(concurrency.max(1), |group| async move {
+            group.applied = Some(apply::apply(&group.lb, &group.plan, clb, opts).await);
+        })
+        .await;
 }
 
 /// What one load balancer's part of a run planned and applied.
 struct LbResult {
+    /// Its id; empty for the rules of load balancers that could not be read.
+    lb: String,
     /// Indices of its rules in the rules file, aligned with `plan.rules`.
     rules: Vec<usize>,
     plan: Plan,

@@ -132,6 +132,7 @@ fn settings(mode: Mode, format: Format) -> Settings {
         stop_grace: crate::apply::DEFAULT_STOP_GRACE,
         warn_waiting_after: crate::plan::WARN_WAITING_AFTER,
         progress: None,
+        expect_plan: None,
     }
 }
 

@@ -110,6 +110,7 @@ async fn pass(clb: &ClbClient, cluster: &MemoryCluster, rules: &Rules, mode: Mod
         stop_grace: clbsync::apply::DEFAULT_STOP_GRACE,
         warn_waiting_after: clbsync::plan::WARN_WAITING_AFTER,
         progress: None,
+        expect_plan: None,
     };
     let mut out = Vec::new();
     let outcome = reconcile::run(rules, cluster, clb, &settings, &mut out).await.expect("run");

@@ -71,6 +71,7 @@ async fn fleet_run(task: Duration, rate: u32, in_flight: usize, rollout: bool) -
         stop_grace: clbsync::apply::DEFAULT_STOP_GRACE,
         warn_waiting_after: clbsync::plan::WARN_WAITING_AFTER,
         progress: None,
+        expect_plan: None,
     };
     let clb =
         client_with(&emu, clb_emulator::DEFAULT_SECRET_KEY, |c| ClientConfig { rate_limit_per_action: rate, ..c });

@@ -139,6 +139,7 @@ fn engine(size: Size, rules_path: &Path, endpoint: &str, concurrency: Option<u16
         stop_grace: std::time::Duration::from_secs(20),
         warn_waiting_after: clbsync::plan::WARN_WAITING_AFTER,
         progress: None,
+        expect_plan: None,
     };
     let mut out = std::io::stdout().lock();
     let outcome = rt.block_on(reconcile::run(&rules, &cluster, &clb, &settings, &mut out))?;

@@ -75,7 +75,7 @@ fn outcome(rules: &Rules, plans: Vec<(Status, Vec<(Row, RowStatus)>)>) -> Outcom
         statuses.push(s);
     }
     let waits = crate::plan::Waits { now: 1_700_000_000, after: crate::plan::WARN_WAITING_AFTER };
-    Outcome { plan, applied: Some(ApplyReport { rows: statuses }), waits }
+    Outcome { plan, applied: Some(ApplyReport { rows: statuses }), waits, plan_changed: None }
 }
 
 fn deployment(name: &str) -> Object {

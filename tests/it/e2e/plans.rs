@@ -46,3 +46,52 @@ async fn a_typo_that_would_remove_most_of_a_rule_is_held_by_the_shipped_budget_a
     assert!(has(&world.targets(Slot::Web), "10.1.0.1", 20), "{}", forced.all());
     assert!(world.targets(Slot::Web).len() <= 2, "{:?}\n{}", world.targets(Slot::Web), forced.all());
 }
+
+/// The `plan sha256:…` line of a table report.
+fn fingerprint_of(run: &super::Run) -> String {
+    let line = run.stdout.lines().find_map(|l| l.strip_prefix("plan ")).expect("a `plan sha256:` line");
+    line.to_owned()
+}
+
+/// Issue 27 #2: the plan `diff` showed is applied by `--expect-plan` with its fingerprint; after any change in
+/// between (a pod, a weight changed in the console) nothing is applied and the run exits 3, saying why.
+#[tokio::test]
+async fn expect_plan_applies_the_reviewed_plan_and_nothing_once_the_world_changed() {
+    let spec = Spec::default().pods([p("api", "10.1.0.1"), p("web", "10.2.0.1"), p("redis", "10.3.0.1")]);
+    let mut world = World::new("pexpect", spec).await;
+    let reviewed = world.run(&["diff"]).await;
+    let fingerprint = fingerprint_of(&reviewed);
+    let json = world.run(&["diff", "-o", "json"]).await;
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON report");
+    assert_eq!(doc["fingerprint"], fingerprint.as_str(), "the same fingerprint in every format");
+    assert_eq!(fingerprint_of(&world.run(&["diff"]).await), fingerprint, "stable across runs");
+
+    // Changed in between: a new pod. Nothing is applied, exit 3.
+    world.add_pod(p("web", "10.2.0.2")).await;
+    let before = world.emu.state();
+    let refused = world.run(&["reconcile", "--expect-plan", &fingerprint]).await;
+    refused.assert_code(3);
+    assert_eq!(world.emu.state(), before, "nothing applied\n{}", refused.all());
+    assert!(refused.stderr.contains("the plan is not the one reviewed"), "{}", refused.all());
+    let now = fingerprint_of(&refused);
+    assert_ne!(now, fingerprint);
+    assert!(refused.stderr.contains(&format!("run again with --expect-plan {now}")), "{}", refused.all());
+
+    // The new plan, reviewed, is applied.
+    world.run(&["reconcile", "--expect-plan", &now]).await.assert_code(0);
+    assert!(has(&world.targets(Slot::Web), "10.2.0.2", 20));
+
+    // In sync, "apply only while in sync": a weight changed in the console makes it another plan.
+    let in_sync = fingerprint_of(&world.run(&["diff"]).await);
+    world.run(&["reconcile", "--expect-plan", &in_sync]).await.assert_code(0);
+    let mut state = world.emu.state();
+    let lb = state.load_balancers.iter_mut().find(|l| l.id == Slot::Web.lb()).expect("lb");
+    let listener = lb.listeners.iter_mut().find(|l| l.id == Slot::Web.listener()).expect("listener");
+    let rule = listener.rules.iter_mut().find(|r| Some(r.location_id.as_str()) == Slot::Web.location()).expect("rule");
+    rule.targets[0].weight = 77;
+    world.emu.set_state(state.clone());
+    world.emu.reset_calls();
+    world.run(&["reconcile", "--expect-plan", &in_sync]).await.assert_code(3);
+    assert_eq!(world.emu.calls().mutating(), 0, "nothing applied");
+    assert_eq!(world.emu.state(), state);
+}
