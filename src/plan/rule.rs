@@ -242,8 +242,14 @@ pub fn plan_rule(
         return RuleRows { status: Status::Blocked { reason }, rows, needs_health: false, lookup: Vec::new() };
     }
     let kept = keep_serving_capacity(&mut rows, &bound, &wanted, &leaving, &since);
+    // Held over budget, the rule still asks what it needs read: planned again with it, the numbers are final.
     if let Some(reason) = opts.max_deregister.and_then(|budget| super::budget::over(&rows, budget)) {
-        return RuleRows { status: Status::Blocked { reason }, rows, needs_health: false, lookup: Vec::new() };
+        return RuleRows {
+            status: Status::Blocked { reason },
+            rows,
+            needs_health: kept.needs_health,
+            lookup: kept.lookup,
+        };
     }
     RuleRows { status: Status::Ready, rows, needs_health: kept.needs_health, lookup: kept.lookup }
 }
