@@ -76,6 +76,8 @@ pub enum OutputFormat {
     Table,
     /// One JSON document (fields in the README).
     Json,
+    /// Markdown for a pull-request comment or a CI job summary.
+    Markdown,
 }
 
 impl From<OutputFormat> for report::Format {
@@ -83,6 +85,7 @@ impl From<OutputFormat> for report::Format {
         match f {
             OutputFormat::Table => report::Format::Table,
             OutputFormat::Json => report::Format::Json,
+            OutputFormat::Markdown => report::Format::Markdown,
         }
     }
 }

@@ -19,7 +19,11 @@ pub enum Format {
     #[default]
     Table,
     Json,
+    /// For a pull-request comment or a CI job summary ([`markdown`]).
+    Markdown,
 }
+
+mod markdown;
 
 /// How to render.
 #[derive(Clone, Copy, Debug)]
@@ -59,6 +63,7 @@ pub fn write(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut
             serde_json::to_writer_pretty(&mut out, &Document { plan, applied, show_unchanged: style.show_unchanged })?;
             writeln!(out)?;
         }
+        Format::Markdown => markdown::write(plan, applied, style.show_unchanged, &mut out)?,
     }
     out.flush()
 }

@@ -511,3 +511,5 @@ async fn a_run_stopped_by_the_run_timeout_is_reported_as_such() {
     assert!(table.contains("run timeout (--run-timeout 25s)"), "{table}");
     assert!(!table.contains("SIGTERM"), "{table}");
 }
+
+mod markdown;
