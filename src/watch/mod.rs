@@ -28,7 +28,7 @@ pub mod poll;
 pub mod schedule;
 pub mod triggers;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,7 +49,7 @@ use crate::stop::{Reason, Stop};
 use cache::{Cache, CachedCluster};
 use lease::{Election, Role};
 use schedule::Schedule;
-use triggers::Watches;
+use triggers::{Scope, Watches};
 
 /// What watch mode adds to a run's [`Settings`].
 #[derive(Clone, Debug)]
@@ -169,7 +169,7 @@ pub async fn run<C: Clb>(
                 let (ready, waiting): (Vec<usize>, Vec<usize>) = schedule
                     .take_due(Instant::now())
                     .into_iter()
-                    .partition(|&i| cache.is_synced(&rules.rules[i].backend.pods.namespace));
+                    .partition(|&i| cache.is_synced(&rules.rules[i]));
                 if !waiting.is_empty() {
                     tracing::info!(rules = waiting.len(), "rules wait for their watch to list again");
                 }
@@ -345,13 +345,17 @@ fn reload(path: &std::path::Path, reloaded: Result<Rules, rules::Error>, metrics
     }
 }
 
-/// The namespaces the rules name, each with the label keys its rules' selectors use.
-fn namespaces(rules: &Rules) -> BTreeMap<&str, BTreeSet<String>> {
-    let mut namespaces: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+/// The namespaces the rules name, each with the label keys its rules' selectors use and the workload kinds they
+/// name.
+fn namespaces(rules: &Rules) -> BTreeMap<&str, Scope> {
+    let mut namespaces: BTreeMap<&str, Scope> = BTreeMap::new();
     for pods in rules.rules.iter().map(|r| &r.backend.pods) {
-        let keys = namespaces.entry(pods.namespace.as_str()).or_default();
-        if let rules::PodSource::Selector(labels) = &pods.source {
-            keys.extend(labels.keys().cloned());
+        let scope = namespaces.entry(pods.namespace.as_str()).or_default();
+        match &pods.source {
+            rules::PodSource::Selector(labels) => scope.keys.extend(labels.keys().cloned()),
+            rules::PodSource::Workload(w) => {
+                scope.kinds.insert(w.kind.clone());
+            }
         }
     }
     namespaces

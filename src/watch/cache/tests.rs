@@ -1,9 +1,31 @@
-use k8s_openapi::api::apps::v1::DeploymentSpec;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::*;
 use crate::rules::Rules;
+
+/// Deployment watch events, as the watch reduces them.
+trait DeploymentEvents {
+    fn apply_deployment(&self, ns: &str, event: Event<Deployment>) -> Option<Change>;
+}
+
+impl DeploymentEvents for Cache {
+    fn apply_deployment(&self, ns: &str, event: Event<Deployment>) -> Option<Change> {
+        let reported = |d: Deployment| Reported {
+            name: d.metadata.name.unwrap_or_default(),
+            selector: d.spec.map(|s| s.selector).ok_or_else(|| "no spec".to_owned()),
+        };
+        let event = match event {
+            Event::Init => Event::Init,
+            Event::InitDone => Event::InitDone,
+            Event::InitApply(d) => Event::InitApply(reported(d)),
+            Event::Apply(d) => Event::Apply(reported(d)),
+            Event::Delete(d) => Event::Delete(reported(d)),
+        };
+        self.apply_workload(ns, &WorkloadKind::Deployment, event)
+    }
+}
 
 fn k8s_pod(name: &str, app: &str, ip: &str, ready: bool) -> K8sPod {
     K8sPod {
@@ -129,9 +151,9 @@ fn a_failing_watch_keeps_its_pods_but_its_rules_wait_until_it_lists_again() {
     let rules = rules();
     listed(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", true)], vec![deployment("web", "web")]);
     let t0 = Instant::now();
-    cache.mark_failing("shop", Kind::Pods, t0);
+    cache.mark_failing("shop", &Kind::Pods, t0, None);
     assert!(matches!(cache.query(&query(&rules, 0)), Err(Error::NotSynced { .. })));
-    assert!(!cache.is_synced("shop"));
+    assert!(!cache.is_synced(&rules.rules[0]));
     assert!(cache.readiness(t0 + Duration::from_secs(10), Duration::from_secs(60)).is_ok(), "ready for a while");
     assert!(cache.readiness(t0 + Duration::from_secs(61), Duration::from_secs(60)).is_err());
     cache.apply_pod("shop", Event::Init);
