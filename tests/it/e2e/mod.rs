@@ -23,7 +23,7 @@ mod progress;
 mod rolling;
 mod signals;
 pub mod watch;
-mod workloads;
+pub mod workloads;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

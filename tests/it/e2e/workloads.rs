@@ -20,7 +20,8 @@ fn workload_yaml(kind: &str, name: &str, ns: &str) -> String {
     )
 }
 
-async fn create(world: &World, kind: &str, name: &str) {
+/// Creates workload `kind` `name` in the world's namespace, selecting `app: name`.
+pub async fn create(world: &World, kind: &str, name: &str) {
     apply_yaml(&world.ns.client, &workload_yaml(kind, name, &world.ns.name), &[kind]).await;
 }
 
