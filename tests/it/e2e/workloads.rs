@@ -145,3 +145,99 @@ async fn a_missing_object_an_unknown_kind_and_a_forbidden_kind_skip_only_their_r
     assert_eq!(world.targets(Slot::Web), [("10.2.0.9".into(), 8080, 20)], "kept\n{}", w.logs());
     assert_eq!(world.targets(Slot::Tls), [("10.1.0.9".into(), 8443, 10)], "kept\n{}", w.logs());
 }
+
+/// A stand-in for Argo Rollouts' `Rollout`: its published CRD's scale paths (`.spec.replicas`,
+/// `.status.HPAReplicas`, `.status.selector`); `Plain` is the same kind without a scale subresource.
+fn crd(group: &str, plural: &str, kind: &str, scale: bool) -> String {
+    let scale = if scale {
+        ", scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.HPAReplicas, \
+         labelSelectorPath: .status.selector}"
+    } else {
+        ""
+    };
+    let singular = kind.to_lowercase();
+    [
+        "apiVersion: apiextensions.k8s.io/v1".to_owned(),
+        "kind: CustomResourceDefinition".to_owned(),
+        format!("metadata: {{name: {plural}.{group}}}"),
+        "spec:".to_owned(),
+        format!("  group: {group}"),
+        "  scope: Namespaced".to_owned(),
+        format!("  names: {{plural: {plural}, singular: {singular}, kind: {kind}}}"),
+        "  versions:".to_owned(),
+        "    - name: v1alpha1".to_owned(),
+        "      served: true".to_owned(),
+        "      storage: true".to_owned(),
+        format!("      subresources: {{status: {{}}{scale}}}"),
+        "      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}".to_owned(),
+        String::new(),
+    ]
+    .join("\n")
+}
+
+/// Registers the CRDs (once per test server) and waits until they are served.
+async fn register_crds(client: &kube::Client) {
+    let docs =
+        [crd("kinds.clbsync.dev", "rollouts", "Rollout", true), crd("kinds.clbsync.dev", "plains", "Plain", false)];
+    apply_yaml(client, &docs.join("---\n"), &["CustomResourceDefinition"]).await;
+    for _ in 0..100 {
+        if let Ok(list) = client.list_api_group_resources("kinds.clbsync.dev/v1alpha1").await
+            && list.resources.iter().any(|r| r.name == "rollouts/scale")
+            && list.resources.iter().any(|r| r.name == "plains")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the CRDs are not served");
+}
+
+/// A `Rollout` `name` whose scale subresource reports `selector`.
+async fn rollout(world: &World, name: &str, selector: &str) {
+    use kube::api::{Patch, PatchParams};
+    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    let gvk = GroupVersionKind::gvk("kinds.clbsync.dev", "v1alpha1", "Rollout");
+    let api: kube::Api<DynamicObject> =
+        kube::Api::namespaced_with(world.ns.client.clone(), &world.ns.name, &ApiResource::from_gvk(&gvk));
+    let object = serde_json::json!({
+        "apiVersion": "kinds.clbsync.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": name}, "spec": {"replicas": 1},
+    });
+    let params = PatchParams::apply("clbsync-tests").force();
+    api.patch(name, &params, &Patch::Apply(&object)).await.expect("apply the Rollout");
+    let status = serde_json::json!({"status": {"HPAReplicas": 1, "selector": selector}});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("its status");
+}
+
+/// A kind with a scale subresource (registered as a CRD) names its pods by the scale's `status.selector`; a kind
+/// without one is skipped with why, its targets kept.
+#[tokio::test]
+async fn a_crd_with_a_scale_subresource_converges_by_its_status_selector_and_one_without_is_skipped() {
+    let spec = Spec::default()
+        .pods([p("api", "10.1.0.1"), p("web", "10.2.0.1"), p("redis", "10.3.0.1")])
+        .bound(Slot::Tls, [eni("10.1.0.9", 8443, 10)])
+        .source(Slot::Web, "workload: {apiVersion: kinds.clbsync.dev/v1alpha1, kind: Rollout, name: web}")
+        .source(Slot::Tls, "workload: {apiVersion: kinds.clbsync.dev/v1alpha1, kind: Plain, name: api}");
+    let world = World::new("kinds-scale", spec).await;
+    register_crds(&world.ns.client).await;
+    rollout(&world, "web", "app=web").await;
+    let run = world.reconcile().await;
+    run.assert_code(1);
+    assert_eq!(world.targets(Slot::Web), [("10.2.0.1".into(), 8080, 20)], "{}", run.all());
+    assert!(run.all().contains("Plain (plains) has no scale subresource"), "{}", run.all());
+    assert_eq!(world.targets(Slot::Tls), [("10.1.0.9".into(), 8443, 10)], "kept\n{}", run.all());
+
+    let mut world = world;
+    world.add_pod(p("web", "10.2.0.2")).await;
+    let w = Watcher::start(&world, &[]);
+    let within = Duration::from_secs(15);
+    eventually(within, "watch mode follows the Rollout's pods", &w, || has(&world.targets(Slot::Web), "10.2.0.2", 20))
+        .await;
+    rollout(&world, "web", "app=redis").await;
+    eventually(within, "and a new status.selector", &w, || {
+        let t = world.targets(Slot::Web);
+        has(&t, "10.3.0.1", 20) && !t.iter().any(|(ip, _, _)| ip.starts_with("10.2."))
+    })
+    .await;
+    assert_eq!(world.targets(Slot::Tls), [("10.1.0.9".into(), 8443, 10)], "kept\n{}", w.logs());
+}
