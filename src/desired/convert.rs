@@ -455,6 +455,16 @@ mod tests {
         assert_eq!(label_selector_string(&a), label_selector_string(&b));
     }
 
+    /// Issue 29: a scale subresource's `status.selector` string reads back as the requirements it was written from.
+    #[test]
+    fn a_scale_status_selector_string_parses_into_its_requirements() {
+        let text = "app=web,tier==front,env in (a, b),track notin (debug),!legacy,canary,zone!=x";
+        let parsed = label_selector_string(&parse_selector_string(text).unwrap()).unwrap();
+        assert_eq!(parsed, "!legacy,app=web,canary,env in (a,b),tier=front,track notin (debug),zone notin (x)");
+        assert!(parse_selector_string("app in web").is_err());
+        assert!(parse_selector_string("a b").is_err());
+    }
+
     #[test]
     fn empty_selector_is_refused_because_it_selects_every_pod() {
         let err = label_selector_string(&selector()).unwrap_err();
