@@ -50,6 +50,56 @@ pub fn label_selector_string(selector: &LabelSelector) -> Result<String, String>
     Ok(parts.join(","))
 }
 
+/// Parses a label-selector string (`a=b,c!=d,e in (f,g),h notin (i),j,!k`), as a `scale` subresource's
+/// `status.selector` holds it, into the requirements it stands for.
+pub fn parse_selector_string(text: &str) -> Result<LabelSelector, String> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement as Req;
+    let mut selector = LabelSelector::default();
+    let (mut parts, mut depth, mut start) = (Vec::new(), 0usize, 0usize);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    let req = |key: &str, operator: &str, values: Option<Vec<String>>| Req {
+        key: key.trim().to_owned(),
+        operator: operator.to_owned(),
+        values,
+    };
+    let set = |v: &str| -> Result<Vec<String>, String> {
+        let inner = v.trim().strip_prefix('(').and_then(|v| v.strip_suffix(')'));
+        let inner = inner.ok_or_else(|| format!("expected `(values)` in `{text}`"))?;
+        Ok(inner.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect())
+    };
+    for part in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let exprs = selector.match_expressions.get_or_insert_default();
+        if let Some(key) = part.strip_prefix('!') {
+            exprs.push(req(key, "DoesNotExist", None));
+        } else if let Some((key, values)) = part.split_once(" notin ") {
+            exprs.push(req(key, "NotIn", Some(set(values)?)));
+        } else if let Some((key, values)) = part.split_once(" in ") {
+            exprs.push(req(key, "In", Some(set(values)?)));
+        } else if let Some((key, value)) = part.split_once("!=") {
+            exprs.push(req(key, "NotIn", Some(vec![value.trim().to_owned()])));
+        } else if let Some((key, value)) = part.split_once("==").or_else(|| part.split_once('=')) {
+            let labels = selector.match_labels.get_or_insert_default();
+            labels.insert(key.trim().to_owned(), value.trim().to_owned());
+        } else if part.contains([' ', '(', ')', '=', '<', '>']) {
+            return Err(format!("cannot read the requirement `{part}` of selector `{text}`"));
+        } else {
+            exprs.push(req(part, "Exists", None));
+        }
+    }
+    Ok(selector)
+}
+
 /// Turns a rules-file label map into a selector string, refusing an empty map and characters that could
 /// change the meaning of the selector (`,`, `!`, `(`, spaces, ...).
 pub fn labels_selector_string(labels: &BTreeMap<String, String>) -> Result<String, String> {
@@ -403,6 +453,16 @@ mod tests {
         let b = selector().expr("env", "In", &["a", "b"]).label("app", "web");
         assert_eq!(label_selector_string(&a).unwrap(), "app=web,env in (a,b)");
         assert_eq!(label_selector_string(&a), label_selector_string(&b));
+    }
+
+    /// Issue 29: a scale subresource's `status.selector` string reads back as the requirements it was written from.
+    #[test]
+    fn a_scale_status_selector_string_parses_into_its_requirements() {
+        let text = "app=web,tier==front,env in (a, b),track notin (debug),!legacy,canary,zone!=x";
+        let parsed = label_selector_string(&parse_selector_string(text).unwrap()).unwrap();
+        assert_eq!(parsed, "!legacy,app=web,canary,env in (a,b),tier=front,track notin (debug),zone notin (x)");
+        assert!(parse_selector_string("app in web").is_err());
+        assert!(parse_selector_string("a b").is_err());
     }
 
     #[test]

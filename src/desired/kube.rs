@@ -1,7 +1,9 @@
 //! [`KubeCluster`]: the [`Cluster`] implementation that asks a real Kubernetes API server.
 //!
-//! A `Deployment` query GETs the deployment (apps/v1) and lists pods with its `spec.selector`; a `Selector`
-//! query lists pods with the label map. Lists are paged (`limit` + `continue`); an expired continue token
+//! A workload query GETs the workload and lists pods with its selector: a built-in kind's (apps/v1 Deployment,
+//! StatefulSet, DaemonSet, ReplicaSet) `spec.selector`; for any other kind, found through the API server's
+//! discovery of its `apiVersion`, the `status.selector` of its `scale` subresource (what `kubectl scale` and the
+//! HPA read). A `Selector` query lists pods with the label map. Lists are paged (`limit` + `continue`); an expired continue token
 //! (410 Gone) restarts the list once. Within one run each distinct (namespace, selector) is listed once, even
 //! when two deployments share a selector.
 //!
@@ -12,7 +14,7 @@
 //! unless [`ConnectOptions::allow_insecure_skip_tls_verify`].
 //!
 //! Errors never become "zero pods". Because listing pods in a namespace that does not exist returns an empty
-//! list, an empty result (and a 404 on the deployment) is followed by a GET of the namespace, so a typo in
+//! list, an empty result (and a 404 on the workload) is followed by a GET of the namespace, so a typo in
 //! `namespace:` is reported as [`Error::NamespaceNotFound`]. That GET needs `get` on `namespaces`; when the
 //! role lacks it (403) the check is skipped and the result stands as it is.
 //!
@@ -25,21 +27,22 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod as K8sPod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIResourceList, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::client::ClientBuilder;
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
-use kube::core::{ObjectList, Request};
+use kube::core::{ApiResource, DynamicObject, ObjectList, Request};
 use kube::{Client, Config};
 use tokio::sync::OnceCell;
 
-use super::convert::{MinimalPod, label_selector_string, labels_selector_string, pod_from_minimal};
+use super::convert::{
+    MinimalPod, label_selector_string, labels_selector_string, parse_selector_string, pod_from_minimal,
+};
 use super::{Cluster, Error};
 use crate::credentials;
 use crate::model::{GATE_CONDITION, GateCondition, Pod};
-use crate::rules::{PodQuery, PodSource};
+use crate::rules::{PodQuery, PodSource, Workload, WorkloadKind};
 
 /// Pods per list request. Large enough that most workloads take one request, small enough to bound the
 /// size of one response.
@@ -80,11 +83,11 @@ pub struct KubeCluster {
 
 /// What a request was doing, for error messages.
 #[derive(Clone, Copy)]
-struct Access<'a> {
-    verb: &'a str,
-    resource: &'a str,
-    group: &'a str,
-    namespace: &'a str,
+pub(crate) struct Access<'a> {
+    pub verb: &'a str,
+    pub resource: &'a str,
+    pub group: &'a str,
+    pub namespace: &'a str,
 }
 
 impl KubeCluster {
@@ -167,39 +170,85 @@ impl KubeCluster {
         &self.client
     }
 
-    async fn selector_of(&self, namespace: &str, name: &str) -> Result<String, Error> {
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
-        let op = Access { verb: "get", resource: "deployments", group: "apps", namespace };
-        let what = format!("get deployment {namespace}/{name}");
-        let deployment = match self.request(&what, op, api.get(name)).await {
-            Ok(d) => d,
-            Err(Error::Api { error: kube::Error::Api(status), .. }) if status.code == 404 => {
-                self.check_namespace(namespace).await?;
-                return Err(Error::DeploymentNotFound { namespace: namespace.to_owned(), name: name.to_owned() });
+    /// The selector of workload `namespace/w`, as a selector string: a built-in kind's `spec.selector`, any other
+    /// kind's `scale` subresource's `status.selector`.
+    async fn selector_of(&self, namespace: &str, w: &Workload) -> Result<String, Error> {
+        let query = PodQuery { namespace: namespace.to_owned(), source: PodSource::Workload(w.clone()) };
+        let invalid = |reason: String| Error::InvalidSelector { query: query.to_string(), reason };
+        let selector = if w.kind.built_in_resource().is_some() {
+            let object = self.workload(namespace, w).await?;
+            let selector = object.data.get("spec").and_then(|s| s.get("selector")).cloned();
+            let selector = selector.ok_or_else(|| invalid(format!("the {} has no spec.selector", w.kind.kind())))?;
+            serde_json::from_value(selector).map_err(|e| invalid(format!("spec.selector: {e}")))?
+        } else {
+            let resource = self.discover(&query, w).await?;
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource);
+            let scale = format!("{}/scale", resource.plural);
+            let op = Access { verb: "get", resource: &scale, group: &resource.group, namespace };
+            let scale = self.found(&query, op, api.get_scale(&w.name)).await?;
+            let text = scale.status.and_then(|s| s.selector).unwrap_or_default();
+            if text.is_empty() {
+                return Err(invalid("its scale subresource reports no status.selector (yet)".to_owned()));
             }
-            Err(e) => return Err(e),
+            parse_selector_string(&text).map_err(invalid)?
         };
-        let invalid =
-            |reason: String| Error::InvalidSelector { query: format!("deployment {namespace}/{name}"), reason };
-        let spec = deployment.spec.ok_or_else(|| invalid("the deployment has no spec".to_owned()))?;
-        label_selector_string(&spec.selector).map_err(invalid)
+        label_selector_string(&selector).map_err(invalid)
     }
 
-    /// The names of the container ports of deployment `namespace/name`'s pod template: the ports its pods have
-    /// and will have (`validate --kubeconfig`).
-    pub async fn template_ports(&self, namespace: &str, name: &str) -> Result<BTreeSet<String>, Error> {
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
-        let op = Access { verb: "get", resource: "deployments", group: "apps", namespace };
-        let deployment = match self.request(&format!("get deployment {namespace}/{name}"), op, api.get(name)).await {
-            Ok(d) => d,
-            Err(Error::Api { error: kube::Error::Api(status), .. }) if status.code == 404 => {
-                self.check_namespace(namespace).await?;
-                return Err(Error::DeploymentNotFound { namespace: namespace.to_owned(), name: name.to_owned() });
-            }
-            Err(e) => return Err(e),
+    /// GETs workload `namespace/w` of a built-in kind.
+    async fn workload(&self, namespace: &str, w: &Workload) -> Result<DynamicObject, Error> {
+        let query = PodQuery { namespace: namespace.to_owned(), source: PodSource::Workload(w.clone()) };
+        let resource = match w.kind.built_in_resource() {
+            Some(_) => built_in(&w.kind),
+            None => self.discover(&query, w).await?,
         };
-        let containers = deployment.spec.and_then(|s| s.template.spec).map(|s| s.containers).unwrap_or_default();
-        Ok(containers.into_iter().flat_map(|c| c.ports.unwrap_or_default()).filter_map(|p| p.name).collect())
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let op = Access { verb: "get", resource: &resource.plural, group: &resource.group, namespace };
+        self.found(&query, op, api.get(&w.name)).await
+    }
+
+    /// Runs a GET of a workload (or its scale); a 404 is [`Error::WorkloadNotFound`], or
+    /// [`Error::NamespaceNotFound`] when the namespace is missing.
+    async fn found<T>(
+        &self,
+        query: &PodQuery,
+        op: Access<'_>,
+        fut: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, Error> {
+        let what = format!("get {query}");
+        match self.request(&what, op, fut).await {
+            Err(Error::Api { error: kube::Error::Api(status), .. }) if status.code == 404 => {
+                self.check_namespace(&query.namespace).await?;
+                Err(not_found(query))
+            }
+            answer => answer,
+        }
+    }
+
+    /// The resource of a scalable kind, from the API server's discovery: it must be namespaced and have a `scale`
+    /// subresource.
+    async fn discover(&self, query: &PodQuery, w: &Workload) -> Result<ApiResource, Error> {
+        let api_version = w.kind.api_version();
+        let unusable = |reason: String| Error::UnusableKind { workload: query.to_string(), reason };
+        let op = Access { verb: "get", resource: "(discovery)", group: w.kind.group(), namespace: &query.namespace };
+        let what = format!("discover the resources of {api_version}");
+        let list = match self.request(&what, op, self.client.list_api_group_resources(api_version)).await {
+            Err(Error::Api { error: kube::Error::Api(status), .. }) if status.code == 404 => {
+                return Err(unusable(format!("the API server serves no {api_version} (is its CRD installed?)")));
+            }
+            answer => answer?,
+        };
+        scalable_resource(&list, &w.kind).map_err(unusable)
+    }
+
+    /// The names of the container ports of workload `namespace/w`'s pod template (`spec.template`): the ports its
+    /// pods have and will have (`validate --kubeconfig`). `None` when the kind has no `spec.template`.
+    pub async fn template_ports(&self, namespace: &str, w: &Workload) -> Result<Option<BTreeSet<String>>, Error> {
+        let object = self.workload(namespace, w).await?;
+        let Some(template) = object.data.get("spec").and_then(|s| s.get("template")) else { return Ok(None) };
+        let containers = template.pointer("/spec/containers").and_then(|c| c.as_array()).cloned().unwrap_or_default();
+        let ports = containers.iter().flat_map(|c| c.get("ports").and_then(|p| p.as_array()).into_iter().flatten());
+        Ok(Some(ports.filter_map(|p| p.get("name")?.as_str().map(str::to_owned)).collect()))
     }
 
     /// Lists every page of pods matching `selector` in `namespace`, restarting once on 410 Gone.
@@ -298,7 +347,7 @@ impl Cluster for KubeCluster {
     async fn pods(&self, query: &PodQuery) -> Result<Vec<Pod>, Error> {
         let namespace = query.namespace.as_str();
         let selector = match &query.source {
-            PodSource::Deployment(name) => self.selector_of(namespace, name).await?,
+            PodSource::Workload(w) => self.selector_of(namespace, w).await?,
             PodSource::Selector(labels) => labels_selector_string(labels)
                 .map_err(|reason| Error::InvalidSelector { query: query.to_string(), reason })?,
         };
@@ -335,6 +384,53 @@ impl Cluster for KubeCluster {
     }
 }
 
+/// The resource of scalable kind `kind` in its group version's discovery `list`: it must be namespaced and have a
+/// `scale` subresource; otherwise why not.
+pub fn scalable_resource(list: &APIResourceList, kind: &WorkloadKind) -> Result<ApiResource, String> {
+    let (api_version, name) = (kind.api_version(), kind.kind());
+    let Some(resource) = list.resources.iter().find(|r| r.kind == name && !r.name.contains('/')) else {
+        return Err(format!("{api_version} has no kind {name}"));
+    };
+    if !resource.namespaced {
+        return Err(format!("{name} is cluster-scoped; a workload is namespaced"));
+    }
+    let scale = format!("{}/scale", resource.name);
+    if !list.resources.iter().any(|r| r.name == scale) {
+        return Err(format!(
+            "{name} ({}) has no scale subresource, so no status.selector to read (its CRD declares none)",
+            resource.name
+        ));
+    }
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    Ok(ApiResource {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        api_version: api_version.to_owned(),
+        kind: name.to_owned(),
+        plural: resource.name.clone(),
+    })
+}
+
+/// The resource of a built-in kind (apps/v1).
+pub fn built_in(kind: &WorkloadKind) -> ApiResource {
+    ApiResource {
+        group: "apps".into(),
+        version: "v1".into(),
+        api_version: "apps/v1".into(),
+        kind: kind.kind().into(),
+        plural: kind.built_in_resource().unwrap_or_default().into(),
+    }
+}
+
+/// [`Error::WorkloadNotFound`] for a workload query.
+pub fn not_found(query: &PodQuery) -> Error {
+    let field = match &query.source {
+        PodSource::Workload(w) if w.kind == WorkloadKind::Deployment => "deployment:` or `workload:",
+        _ => "workload:",
+    };
+    Error::WorkloadNotFound { workload: query.to_string(), field }
+}
+
 /// The strategic-merge patch of `pods/status` that sets the gate condition; `lastTransitionTime` only when given
 /// (a status change), so an unchanged status keeps the time it last changed.
 fn condition_patch(condition: &GateCondition, transition: Option<Time>) -> serde_json::Value {
@@ -351,7 +447,7 @@ fn condition_patch(condition: &GateCondition, transition: Option<Time>) -> serde
 }
 
 /// Maps a kube-rs error from a request described by `what`/`op` to an [`Error`] that names what to check.
-fn map_error(err: kube::Error, what: &str, op: Access<'_>) -> Error {
+pub(crate) fn map_error(err: kube::Error, what: &str, op: Access<'_>) -> Error {
     match &err {
         kube::Error::Api(status) if status.code == 401 => Error::Unauthorized,
         kube::Error::Api(status) if status.code == 403 => Error::Forbidden {

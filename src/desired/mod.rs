@@ -45,8 +45,12 @@ pub trait Cluster {
 /// Why the pods of a query could not be listed. Each variant names what to check.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("deployment {namespace}/{name} not found: check `deployment:` in the rules file and the namespace")]
-    DeploymentNotFound { namespace: String, name: String },
+    /// `workload`: the query as displayed (`statefulset shop/db`); `field`: the rules-file key that names it.
+    #[error("{workload} not found: check `{field}` in the rules file and the namespace")]
+    WorkloadNotFound { workload: String, field: &'static str },
+    /// A `workload:` whose kind the API server does not serve, or serves without a selector clbsync can read.
+    #[error("{workload} cannot be read: {reason}; check `workload:` in the rules file")]
+    UnusableKind { workload: String, reason: String },
     #[error("namespace {namespace} not found: check `namespace:` in the rules file")]
     NamespaceNotFound { namespace: String },
     #[error(
@@ -98,6 +102,9 @@ pub enum Error {
         "the watch of {what} is not synced: its rules wait until it lists again; check that the API server is reachable"
     )]
     NotSynced { what: String },
+    /// Watch mode: the watch behind the query fails, `reason` saying why (a 403 names the rule to add).
+    #[error("the watch of {what} fails, its rules are skipped until it lists again: {reason}")]
+    WatchFailing { what: String, reason: String },
     /// No usable client configuration: `tried` names the kubeconfig path or the sources kube-rs looked at.
     #[error("loading the Kubernetes client configuration from {tried}: {error}")]
     Config { tried: String, error: ::kube::Error },

@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 
 use super::kube::KubeCluster;
 use super::{Cluster, Error};
-use crate::rules::{PodSource, PortRef, Problem, Rules};
+use crate::rules::{PodQuery, PodSource, PortRef, Problem, Rules};
 
 /// The problems of `rules` that only the cluster can tell: a named port that no container of the rule's pods has
-/// (a Deployment's pod template; for a `selector:`, the pods it matches now, when there are any), and a Deployment
-/// or namespace that does not exist. Any other Kubernetes error is an error: the check could not be made.
+/// (a workload's pod template; for a `selector:` or a kind without `spec.template`, the pods it matches now, when
+/// there are any), and a workload, kind or namespace that does not exist. Any other Kubernetes error is an error: the check could not be made.
 pub async fn check(cluster: &KubeCluster, rules: &Rules) -> Result<Vec<Problem>, Error> {
     let mut problems = Vec::new();
     for rule in &rules.rules {
@@ -23,17 +23,19 @@ pub async fn check(cluster: &KubeCluster, rules: &Rules) -> Result<Vec<Problem>,
             message: e.to_string(),
         };
         let names: Option<BTreeSet<String>> = match &query.source {
-            PodSource::Deployment(name) => match cluster.template_ports(&query.namespace, name).await {
-                Ok(names) => Some(names),
-                Err(e @ (Error::DeploymentNotFound { .. } | Error::NamespaceNotFound { .. })) => {
+            PodSource::Workload(w) => match cluster.template_ports(&query.namespace, w).await {
+                Ok(Some(names)) => Some(names),
+                Ok(None) => pod_ports(cluster, query).await?,
+                Err(
+                    e @ (Error::WorkloadNotFound { .. } | Error::NamespaceNotFound { .. } | Error::UnusableKind { .. }),
+                ) => {
                     problems.push(missing(e));
                     continue;
                 }
                 Err(e) => return Err(e),
             },
-            PodSource::Selector(_) => match cluster.pods(query).await {
-                Ok(pods) if pods.is_empty() => None,
-                Ok(pods) => Some(pods.into_iter().flat_map(|p| p.ports).map(|(n, _)| n).collect()),
+            PodSource::Selector(_) => match pod_ports(cluster, query).await {
+                Ok(names) => names,
                 Err(e @ Error::NamespaceNotFound { .. }) => {
                     problems.push(missing(e));
                     continue;
@@ -50,7 +52,7 @@ pub async fn check(cluster: &KubeCluster, rules: &Rules) -> Result<Vec<Problem>,
                 format!("they have {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
             };
             let whose = match &query.source {
-                PodSource::Deployment(_) => "the pod template of",
+                PodSource::Workload(_) => "the pod template of",
                 PodSource::Selector(_) => "the pods of",
             };
             problems.push(Problem {
@@ -65,4 +67,10 @@ pub async fn check(cluster: &KubeCluster, rules: &Rules) -> Result<Vec<Problem>,
     }
     problems.sort_by_key(|p| (p.line, p.column));
     Ok(problems)
+}
+
+/// The port names of the pods `query` selects now; `None` when it selects none.
+async fn pod_ports(cluster: &KubeCluster, query: &PodQuery) -> Result<Option<BTreeSet<String>>, Error> {
+    let pods = cluster.pods(query).await?;
+    Ok((!pods.is_empty()).then(|| pods.into_iter().flat_map(|p| p.ports).map(|(n, _)| n).collect()))
 }

@@ -7,7 +7,7 @@
 //! [`POST_TIMEOUT`] (all of them: [`TOTAL_TIMEOUT`]) is dropped, logged once, counted (`clbsync_events_total`),
 //! and never changes the exit code.
 //!
-//! The object: a `deployment:` backend's Deployment. A `selector:` backend has no workload, so its Event goes on a
+//! The object: a `workload:` (or `deployment:`) backend's workload. A `selector:` backend has no workload, so its Event goes on a
 //! pod whose target changed: the first by name among the rule's rows of that reason. A selector rule with no such
 //! pod (a blocked or skipped rule, or removals of pods that are gone) has no object and gets no Event.
 
@@ -16,18 +16,18 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
 
 use crate::apply::RowStatus;
 use crate::model::GATE_CONDITION;
 use crate::plan::{Action, RulePlan, Status, Waits};
 use crate::reconcile::Outcome;
-use crate::rules::{PodSource, Rules};
+use crate::rules::{PodSource, Rules, WorkloadKind};
 
 /// `reportingController` of every Event.
 pub const CONTROLLER: &str = "clbsync.dev/clbsync";
@@ -121,15 +121,20 @@ impl Reason {
 /// What an Event is about.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Object {
-    /// `Deployment` or `Pod`.
-    pub kind: &'static str,
+    /// The workload's kind; `None` for a pod.
+    pub workload: Option<WorkloadKind>,
     pub namespace: String,
     pub name: String,
 }
 
 impl Object {
-    fn api_version(&self) -> &'static str {
-        if self.kind == "Deployment" { "apps/v1" } else { "v1" }
+    fn api_version(&self) -> &str {
+        self.workload.as_ref().map_or("v1", WorkloadKind::api_version)
+    }
+
+    /// `Deployment`, `Rollout` or `Pod`.
+    pub fn kind(&self) -> &str {
+        self.workload.as_ref().map_or("Pod", WorkloadKind::kind)
     }
 }
 
@@ -157,13 +162,12 @@ pub fn drafts(rules: &Rules, outcome: &Outcome, max: usize) -> (Vec<Draft>, usiz
     for (i, (rule, plan)) in rules.rules.iter().zip(&outcome.plan.rules).enumerate() {
         let statuses = outcome.applied.as_ref().and_then(|a| a.rows.get(i)).unwrap_or(&no_statuses);
         for (reason, entry, pods) in rule_entries(plan, statuses, outcome.waits) {
-            let object = match &rule.backend.pods.source {
-                PodSource::Deployment(name) => Some(name.clone()),
-                PodSource::Selector(_) => pods.into_iter().next(),
+            let (workload, object) = match &rule.backend.pods.source {
+                PodSource::Workload(w) => (Some(w.kind.clone()), Some(w.name.clone())),
+                PodSource::Selector(_) => (None, pods.into_iter().next()),
             };
             let Some(name) = object else { continue };
-            let key =
-                (Object { kind: kind_of(&rule.backend.pods.source), namespace: plan.namespace.clone(), name }, reason);
+            let key = (Object { workload, namespace: plan.namespace.clone(), name }, reason);
             match groups.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, entries)) => entries.push(entry),
                 None => groups.push((key, vec![entry])),
@@ -177,13 +181,6 @@ pub fn drafts(rules: &Rules, outcome: &Outcome, max: usize) -> (Vec<Draft>, usiz
         .map(|((object, reason), entries)| Draft { object, reason, note: note(&entries) })
         .collect();
     (drafts, left_out)
-}
-
-fn kind_of(source: &PodSource) -> &'static str {
-    match source {
-        PodSource::Deployment(_) => "Deployment",
-        PodSource::Selector(_) => "Pod",
-    }
 }
 
 /// A rule's entries, each with the pods (sorted) whose targets it names.
@@ -421,7 +418,7 @@ where
 
 /// `Deployment ns/name`.
 fn describe(o: &Object) -> String {
-    format!("{} {}/{}", o.kind, o.namespace, o.name)
+    format!("{} {}/{}", o.kind(), o.namespace, o.name)
 }
 
 /// One failed post, for the log: the object and the API server's message and code.
@@ -451,7 +448,7 @@ async fn create(client: &Client, draft: &Draft, instance: &str, name: String) ->
         note: Some(draft.note.clone()),
         regarding: Some(ObjectReference {
             api_version: Some(o.api_version().into()),
-            kind: Some(o.kind.into()),
+            kind: Some(o.kind().into()),
             namespace: Some(o.namespace.clone()),
             name: Some(o.name.clone()),
             uid: uid(client, o).await,
@@ -483,15 +480,33 @@ fn event_name(o: &Object, reason: Reason) -> String {
     format!("{base}.{}.{nanos:x}", reason.as_str().to_lowercase())
 }
 
-/// The object's uid, which `kubectl describe` matches Events by; read with the verbs a run already has (get
-/// deployments, list pods). `None` when it cannot be read: the Event is still recorded.
+/// The object's uid, which `kubectl describe` matches Events by; read with the verbs a run already has (get of a
+/// built-in workload, of a scalable kind's `scale` (its metadata is the object's), list pods). `None` when it cannot
+/// be read: the Event is still recorded.
 async fn uid(client: &Client, o: &Object) -> Option<String> {
-    let meta = if o.kind == "Deployment" {
-        Api::<Deployment>::namespaced(client.clone(), &o.namespace).get_metadata(&o.name).await.ok()?.metadata
-    } else {
-        let params = ListParams::default().fields(&format!("metadata.name={}", o.name));
-        let list = Api::<Pod>::namespaced(client.clone(), &o.namespace).list_metadata(&params).await.ok()?;
-        list.items.into_iter().next()?.metadata
+    let meta = match &o.workload {
+        Some(kind) => {
+            let resource = match kind.built_in_resource() {
+                Some(plural) => {
+                    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apps", "v1", kind.kind()), plural)
+                }
+                None => {
+                    let (group, version) = kind.api_version().split_once('/')?;
+                    let gvk = GroupVersionKind::gvk(group, version, kind.kind());
+                    kube::discovery::pinned_kind(client, &gvk).await.ok()?.0
+                }
+            };
+            let api = Api::<DynamicObject>::namespaced_with(client.clone(), &o.namespace, &resource);
+            match kind.built_in_resource() {
+                Some(_) => api.get_metadata(&o.name).await.ok()?.metadata,
+                None => api.get_scale(&o.name).await.ok()?.metadata,
+            }
+        }
+        None => {
+            let params = ListParams::default().fields(&format!("metadata.name={}", o.name));
+            let list = Api::<Pod>::namespaced(client.clone(), &o.namespace).list_metadata(&params).await.ok()?;
+            list.items.into_iter().next()?.metadata
+        }
     };
     meta.uid
 }

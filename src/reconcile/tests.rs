@@ -34,7 +34,7 @@ const RULES: &str = "
 ";
 
 fn q(ns: &str, deployment: &str) -> PodQuery {
-    PodQuery { namespace: ns.into(), source: PodSource::Deployment(deployment.into()) }
+    PodQuery { namespace: ns.into(), source: PodSource::deployment(deployment) }
 }
 
 fn redis() -> PodQuery {

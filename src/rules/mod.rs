@@ -76,7 +76,7 @@ pub struct Backend {
     pub ip_family: IpFamily,
 }
 
-/// Which pods: a namespace and either a Deployment (its own `spec.selector`) or a label map.
+/// Which pods: a namespace and either a workload (its own selector) or a label map.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PodQuery {
     pub namespace: String,
@@ -86,14 +86,96 @@ pub struct PodQuery {
 /// The two ways a backend names its pods.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PodSource {
-    Deployment(String),
+    /// `workload:`, or its short form `deployment: NAME`.
+    Workload(Workload),
     Selector(BTreeMap<String, String>),
+}
+
+impl PodSource {
+    /// `deployment: NAME`.
+    pub fn deployment(name: impl Into<String>) -> Self {
+        PodSource::Workload(Workload { kind: WorkloadKind::Deployment, name: name.into() })
+    }
+}
+
+/// A workload whose selector chooses the pods: a built-in kind's `spec.selector`, or the `status.selector` of the
+/// `scale` subresource of any other kind (as `kubectl scale` and the HPA read it).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub name: String,
+}
+
+/// The kind of a [`Workload`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    ReplicaSet,
+    /// Any other namespaced kind with a `scale` subresource, e.g. `argoproj.io/v1alpha1` `Rollout`; its resource
+    /// is found through the API server's discovery.
+    Scalable {
+        api_version: String,
+        kind: String,
+    },
+}
+
+impl WorkloadKind {
+    /// The built-in kinds (apps/v1), read by their `spec.selector`.
+    pub const BUILT_IN: [WorkloadKind; 4] =
+        [WorkloadKind::Deployment, WorkloadKind::StatefulSet, WorkloadKind::DaemonSet, WorkloadKind::ReplicaSet];
+
+    /// `Deployment`, `Rollout`.
+    pub fn kind(&self) -> &str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::ReplicaSet => "ReplicaSet",
+            WorkloadKind::Scalable { kind, .. } => kind,
+        }
+    }
+
+    /// `apps/v1`, `argoproj.io/v1alpha1`.
+    pub fn api_version(&self) -> &str {
+        match self {
+            WorkloadKind::Scalable { api_version, .. } => api_version,
+            _ => "apps/v1",
+        }
+    }
+
+    /// The API group: `apps`, `argoproj.io`.
+    pub fn group(&self) -> &str {
+        self.api_version().split_once('/').map_or("", |(g, _)| g)
+    }
+
+    /// A built-in kind's resource (`statefulsets`); `None` for a scalable kind (discovery names it).
+    pub fn built_in_resource(&self) -> Option<&'static str> {
+        match self {
+            WorkloadKind::Deployment => Some("deployments"),
+            WorkloadKind::StatefulSet => Some("statefulsets"),
+            WorkloadKind::DaemonSet => Some("daemonsets"),
+            WorkloadKind::ReplicaSet => Some("replicasets"),
+            WorkloadKind::Scalable { .. } => None,
+        }
+    }
+}
+
+/// `statefulset`, or `rollout.argoproj.io` for a scalable kind (as kubectl names them).
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkloadKind::Scalable { kind, .. } => write!(f, "{}.{}", kind.to_lowercase(), self.group()),
+            _ => f.write_str(&self.kind().to_lowercase()),
+        }
+    }
 }
 
 impl fmt::Display for PodQuery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.source {
-            PodSource::Deployment(name) => write!(f, "deployment {}/{}", self.namespace, name),
+            PodSource::Workload(w) => write!(f, "{} {}/{}", w.kind, self.namespace, w.name),
             PodSource::Selector(labels) => {
                 write!(f, "pods in {} with ", self.namespace)?;
                 let parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();

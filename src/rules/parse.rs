@@ -12,6 +12,8 @@ use super::{
 };
 use crate::model::{DEFAULT_WEIGHT, Protocol};
 
+mod workload;
+
 /// Rules files larger than this are refused before parsing (a rules file is hand-written; 4 MiB is thousands
 /// of rules).
 const MAX_BYTES: u64 = 4 * 1024 * 1024;
@@ -190,14 +192,14 @@ fn problem(pos: (usize, usize), path: &str, message: impl Into<String>) -> Probl
     Problem { line: pos.0, column: pos.1, path: path.to_string(), message: message.into() }
 }
 
-struct Validator {
+pub(super) struct Validator {
     spans: Spans,
     problems: Vec<Problem>,
     rules: Vec<Rule>,
 }
 
 /// A mapping being validated: reports unknown keys and missing ones against a known key list.
-struct Fields<'a> {
+pub(super) struct Fields<'a> {
     path: String,
     map: &'a serde_yaml::Mapping,
 }
@@ -372,7 +374,8 @@ impl Validator {
 
     fn backend(&mut self, path: &str, value: Option<&Value>) -> Option<Backend> {
         let value = value?;
-        let known = ["namespace", "deployment", "selector", "port", "weight", "policy", "allow_empty", "ip_family"];
+        let known =
+            ["namespace", "deployment", "workload", "selector", "port", "weight", "policy", "allow_empty", "ip_family"];
         let f = self.fields(path, value, &known)?;
         let namespace = self.string(&f, "namespace", true);
         if let Some(ns) = &namespace
@@ -383,20 +386,19 @@ impl Validator {
                 format!("`{ns}` is not a valid namespace name (lowercase letters, digits and `-`, at most 63)"),
             );
         }
-        let deployment = self.string(&f, "deployment", false);
-        let selector = self.selector(&f);
-        let source = match (deployment, selector, f.get("deployment").is_some() || f.get("selector").is_some()) {
-            (Some(d), None, _) => Some(PodSource::Deployment(d)),
-            (None, Some(s), _) => Some(PodSource::Selector(s)),
-            (Some(_), Some(_), _) => {
-                self.err(path, "give either `deployment:` or `selector:`, not both");
+        let deployment = self.string(&f, "deployment", false).map(PodSource::deployment);
+        let workload = self.workload(&f).map(PodSource::Workload);
+        let selector = self.selector(&f).map(PodSource::Selector);
+        let source = match ["deployment", "workload", "selector"].iter().filter(|k| f.get(k).is_some()).count() {
+            0 => {
+                self.err(path, "missing `deployment:`, `workload:` or `selector:`: name the pods behind this backend");
                 None
             }
-            (None, None, false) => {
-                self.err(path, "missing `deployment:` or `selector:`: name the pods behind this backend");
+            1 => deployment.or(workload).or(selector),
+            _ => {
+                self.err(path, "give only one of `deployment:`, `workload:` and `selector:`");
                 None
             }
-            (None, None, true) => None,
         };
         let port = self.port_ref(&f);
         let weight = self.int(&f, "weight", 0, 100, Some(DEFAULT_WEIGHT as i64)).map(|w| w as u8);

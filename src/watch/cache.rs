@@ -1,9 +1,9 @@
-//! The watch cache: what the pod and Deployment watches last said, per namespace, reduced to the fields clbsync
-//! reads ([`Pod`], with its readiness-gate fields, plus the labels selectors match on, and a Deployment's
-//! selector).
+//! The watch cache: what the pod and workload watches last said, per namespace, reduced to the fields clbsync
+//! reads ([`Pod`], with its readiness-gate fields, plus the labels selectors match on, and a workload's
+//! selector). Deployments are watched in every namespace, the other workload kinds where a rule names them.
 //!
-//! A pod keeps only the labels whose keys some selector of its namespace uses (the rules' own, and those of the
-//! Deployments they name): a cached pod's size is bounded by the selectors, not by what is put on pods. When a selector
+//! A pod keeps only the labels whose keys some selector of its namespace uses (the rules' own, and every cached
+//! workload's): a cached pod's size is bounded by the selectors, not by what is put on pods. When a selector
 //! with a new key appears, the namespace's pods are not synced until its pod watch has listed again with that key
 //! ([`Cache::take_relist`]), so no query is answered from pods cached without a label it matches on. Through [`CachedCluster`] it is a second [`Cluster`]: the planner gets the same `Vec<Pod>` it would
 //! get from a LIST, and gate conditions are written to the API.
@@ -18,7 +18,6 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod as K8sPod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
@@ -28,20 +27,21 @@ use crate::desired::convert::{label_selector_string, labels_selector_string, pod
 use crate::desired::kube::KubeCluster;
 use crate::desired::{Cluster, Error};
 use crate::model::{GateCondition, Pod};
-use crate::rules::{PodQuery, PodSource, Rule};
+use crate::rules::{PodQuery, PodSource, Rule, WorkloadKind};
 
-/// The two kinds of object watched in each namespace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// What is watched in a namespace: its pods, and workloads of one kind.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     Pods,
-    Deployments,
+    Workloads(WorkloadKind),
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
+    /// `pods`, `statefulsets`, `rollout.argoproj.io`.
+    pub fn name(&self) -> String {
         match self {
-            Kind::Pods => "pods",
-            Kind::Deployments => "deployments",
+            Kind::Pods => "pods".to_owned(),
+            Kind::Workloads(k) => k.built_in_resource().map_or_else(|| k.to_string(), str::to_owned),
         }
     }
 }
@@ -68,19 +68,20 @@ fn selector_keys(selector: &LabelSelector) -> impl Iterator<Item = &String> {
     labels.chain(selector.match_expressions.iter().flatten().map(|e| &e.key))
 }
 
-/// What the rules of one namespace select by: the label keys of their selectors and the Deployments they name.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Selects {
-    pub keys: BTreeSet<String>,
-    pub deployments: BTreeSet<String>,
+/// A workload as cached: its selector, or why it cannot be used.
+pub type CachedWorkload = Result<Selector, String>;
+
+/// A workload as its watch reports it: its name and selector, or why it has none clbsync can use.
+#[derive(Clone, Debug)]
+pub struct Reported {
+    pub name: String,
+    pub selector: Result<LabelSelector, String>,
 }
 
-/// A Deployment as cached: its `spec.selector`, or why it cannot be used.
-pub type CachedDeployment = Result<Selector, String>;
-
-/// Reduces a Deployment to its selector; an empty or malformed selector is kept as the reason it is refused.
-pub fn deployment_selector(d: &Deployment) -> CachedDeployment {
-    let selector = d.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
+/// Reduces a workload's selector to what is cached; an empty or malformed selector is kept as the reason it is
+/// refused.
+fn cached_selector(selector: &Result<LabelSelector, String>) -> CachedWorkload {
+    let selector = selector.clone()?;
     label_selector_string(&selector)?;
     Selector::try_from(selector).map_err(|e| e.to_string())
 }
@@ -91,8 +92,8 @@ pub enum Change {
     /// A pod appeared, went away, or changed in a field clbsync reads; the labels before and after (a label
     /// change can move a pod between rules).
     Pod { namespace: String, labels: Vec<BTreeMap<String, String>> },
-    /// A Deployment appeared, went away or got another selector.
-    Deployment { namespace: String, name: String },
+    /// A workload appeared, went away or got another selector.
+    Workload { namespace: String, kind: WorkloadKind, name: String },
     /// A watch (re)listed: every rule of the namespace may have changed.
     Resynced { namespace: String },
 }
@@ -100,7 +101,7 @@ pub enum Change {
 impl Change {
     pub fn namespace(&self) -> &str {
         match self {
-            Change::Pod { namespace, .. } | Change::Deployment { namespace, .. } | Change::Resynced { namespace } => {
+            Change::Pod { namespace, .. } | Change::Workload { namespace, .. } | Change::Resynced { namespace } => {
                 namespace
             }
         }
@@ -117,6 +118,8 @@ struct Store<T> {
     /// completes without syncing the store.
     listing_keys: u64,
     synced: bool,
+    /// Why the watch fails, while it does.
+    failure: Option<String>,
     /// Whether a list ever completed (readiness).
     listed_once: bool,
     /// Since when the watch has been failing (set on the first error, cleared by a complete list).
@@ -130,6 +133,7 @@ impl<T> Default for Store<T> {
             listing: None,
             listing_keys: 0,
             synced: false,
+            failure: None,
             listed_once: false,
             failing_since: None,
         }
@@ -159,6 +163,7 @@ impl<T: PartialEq> Store<T> {
                 self.synced = true;
                 self.listed_once = true;
                 self.failing_since = None;
+                self.failure = None;
                 Step::Listed
             }
             EventKind::Apply => {
@@ -208,21 +213,33 @@ fn split<K>(event: Event<K>) -> (EventKind, Option<K>) {
 #[derive(Debug, Default)]
 struct Namespace {
     pods: Store<CachedPod>,
-    deployments: Store<CachedDeployment>,
+    /// One store per workload kind watched: Deployments always, another kind while a rule names it.
+    workloads: BTreeMap<WorkloadKind, Store<CachedWorkload>>,
+    /// The workload kinds of this namespace that cannot be watched (unknown to the API server, or without a
+    /// `scale` subresource), and why.
+    unusable: BTreeMap<WorkloadKind, String>,
     /// The label keys pods keep: every key a selector of this namespace uses. It only grows.
     keys: BTreeSet<String>,
     /// Bumped each time `keys` grows.
     keys_generation: u64,
     /// The keys grew since the pod watch last (re)started: it must list again.
     relist: bool,
-    /// The Deployments the rules name: only their selectors' keys are kept (anyone who may create a Deployment
-    /// could otherwise grow the keys, and relist the pods, at will).
-    named: BTreeSet<String>,
-    /// The label keys of each cached Deployment's selector.
-    deployment_keys: BTreeMap<String, Vec<String>>,
 }
 
 impl Namespace {
+    /// The cached selector of workload `kind/name`, if its kind is watched and it exists.
+    fn selector(&self, kind: &WorkloadKind, name: &str) -> Option<&Selector> {
+        self.workloads.get(kind)?.objects.get(name)?.as_ref().ok()
+    }
+
+    /// Whether `rule` selects a pod with these labels.
+    fn selects(&self, rule: &Rule, labels: &BTreeMap<String, String>) -> bool {
+        match &rule.backend.pods.source {
+            PodSource::Selector(want) => Wanted::Labels(want).matches(labels),
+            PodSource::Workload(w) => self.selector(&w.kind, &w.name).is_some_and(|s| s.matches(labels)),
+        }
+    }
+
     /// Adds `keys`; when one is new, the pods are not synced until a list under the new keys completes.
     fn want_keys<'k>(&mut self, keys: impl IntoIterator<Item = &'k String>) {
         let mut grew = false;
@@ -253,13 +270,32 @@ impl Cache {
     }
 
     /// Starts caching `namespace` (not synced until its watches list), its pods with the label keys in `keys`
-    /// (the rules' selectors) and those of its Deployments' selectors.
-    pub fn add_namespace(&self, namespace: &str, wanted: &Selects) {
+    /// (the rules' selectors) and those of its workloads' selectors, and its Deployments.
+    pub fn add_namespace<'k>(&self, namespace: &str, keys: impl IntoIterator<Item = &'k String>) {
         let mut namespaces = self.lock();
         let ns = namespaces.entry(namespace.to_owned()).or_default();
-        ns.named.clone_from(&wanted.deployments);
-        let named: Vec<String> = ns.named.iter().filter_map(|d| ns.deployment_keys.get(d)).flatten().cloned().collect();
-        ns.want_keys(wanted.keys.iter().chain(&named));
+        ns.workloads.entry(WorkloadKind::Deployment).or_default();
+        ns.want_keys(keys);
+    }
+
+    /// Caches exactly these workload kinds in `namespace` (Deployments always): forgets the others.
+    pub fn set_kinds(&self, namespace: &str, kinds: &BTreeSet<WorkloadKind>) {
+        if let Some(ns) = self.lock().get_mut(namespace) {
+            ns.workloads.retain(|k, _| *k == WorkloadKind::Deployment || kinds.contains(k));
+            ns.unusable.retain(|k, _| kinds.contains(k));
+            for kind in kinds {
+                ns.workloads.entry(kind.clone()).or_default();
+            }
+        }
+    }
+
+    /// Records that workload kind `kind` of `namespace` cannot be watched, and why: its rules are skipped with
+    /// that reason. Cleared when its watch lists.
+    /// Returns whether the reason is new.
+    pub fn set_unusable(&self, namespace: &str, kind: &WorkloadKind, reason: String) -> bool {
+        let mut namespaces = self.lock();
+        let Some(ns) = namespaces.get_mut(namespace) else { return false };
+        ns.unusable.insert(kind.clone(), reason.clone()).is_none_or(|old| old != reason)
     }
 
     /// Whether the pod watch of `namespace` must list again (a selector with a new label key appeared); it is
@@ -293,54 +329,69 @@ impl Cache {
         Some(Change::Pod { namespace: namespace.to_owned(), labels })
     }
 
-    /// Applies a Deployment watch event; returns what changed that can matter to a rule.
-    pub fn apply_deployment(&self, namespace: &str, event: Event<Deployment>) -> Option<Change> {
-        let (kind, deployment) = split(event);
-        let name = deployment.as_ref().and_then(|d| d.metadata.name.clone());
-        let selector = deployment.as_ref().map(deployment_selector);
+    /// Applies a watch event of workload kind `kind`; returns what changed that can matter to a rule.
+    pub fn apply_workload(&self, namespace: &str, kind: &WorkloadKind, event: Event<Reported>) -> Option<Change> {
+        let (step, reported) = split(event);
+        let name = reported.as_ref().map(|r| r.name.clone());
+        let selector = reported.as_ref().map(|r| cached_selector(&r.selector));
         let mut namespaces = self.lock();
         let ns = namespaces.get_mut(namespace)?;
-        if let (Some(name), Some(d)) = (&name, &deployment) {
-            if matches!(kind, EventKind::Delete) {
-                ns.deployment_keys.remove(name);
-            } else if let Some(spec) = &d.spec {
-                let keys: Vec<String> = selector_keys(&spec.selector).cloned().collect();
-                if ns.named.contains(name) {
-                    ns.want_keys(&keys);
-                }
-                ns.deployment_keys.insert(name.clone(), keys);
-            }
+        if let Some(Ok(s)) = reported.as_ref().map(|r| &r.selector) {
+            ns.want_keys(selector_keys(s));
         }
-        let changed = match ns.deployments.apply(name.clone(), selector.clone(), kind, 0) {
+        if matches!(step, EventKind::InitDone) {
+            ns.unusable.remove(kind);
+        }
+        let changed = match ns.workloads.get_mut(kind)?.apply(name.clone(), selector.clone(), step, 0) {
             Step::Nothing => false,
             Step::Listed => return Some(Change::Resynced { namespace: namespace.to_owned() }),
             Step::Changed(old) => old != selector,
             Step::Removed(_) => true,
         };
         let name = name.filter(|_| changed)?;
-        Some(Change::Deployment { namespace: namespace.to_owned(), name })
+        Some(Change::Workload { namespace: namespace.to_owned(), kind: kind.clone(), name })
     }
 
-    /// Marks a watch as failing: its namespace's rules are skipped until it lists again.
-    pub fn mark_failing(&self, namespace: &str, kind: Kind, now: Instant) {
-        if let Some(ns) = self.lock().get_mut(namespace) {
-            let (synced, failing_since) = match kind {
-                Kind::Pods => (&mut ns.pods.synced, &mut ns.pods.failing_since),
-                Kind::Deployments => (&mut ns.deployments.synced, &mut ns.deployments.failing_since),
-            };
-            *synced = false;
-            failing_since.get_or_insert(now);
+    /// Marks a watch as failing, `reason` saying why: its rules are skipped until it lists again.
+    pub fn mark_failing(&self, namespace: &str, kind: &Kind, now: Instant, reason: Option<String>) {
+        let mut namespaces = self.lock();
+        let Some(ns) = namespaces.get_mut(namespace) else { return };
+        let store = match kind {
+            Kind::Pods => {
+                ns.pods.synced = false;
+                ns.pods.failing_since.get_or_insert(now);
+                return;
+            }
+            Kind::Workloads(k) => ns.workloads.get_mut(k),
+        };
+        if let Some(store) = store {
+            store.synced = false;
+            store.failing_since.get_or_insert(now);
+            store.failure = reason.or(store.failure.take());
         }
     }
 
-    /// Whether the Deployment watch of `namespace` has listed once (or the namespace is no longer cached).
-    pub fn deployments_listed(&self, namespace: &str) -> bool {
-        self.lock().get(namespace).is_none_or(|ns| ns.deployments.listed_once)
+    /// Whether every workload watch of `namespace` has listed once or failed (its pod watch then lists with
+    /// their selectors' keys), or the namespace is no longer cached.
+    pub fn workloads_settled(&self, namespace: &str) -> bool {
+        self.lock().get(namespace).is_none_or(|ns| {
+            ns.workloads.iter().all(|(k, s)| s.listed_once || s.failing_since.is_some() || ns.unusable.contains_key(k))
+        })
     }
 
-    /// Whether both watches of `namespace` have listed and neither is failing now.
-    pub fn is_synced(&self, namespace: &str) -> bool {
-        self.lock().get(namespace).is_some_and(|ns| ns.pods.synced && ns.deployments.synced)
+    /// Whether `rule` can be answered now: the pods of its namespace are synced, and its workload's watch has
+    /// listed (or fails, or its kind is unusable: it is answered with why).
+    pub fn is_synced(&self, rule: &Rule) -> bool {
+        let namespaces = self.lock();
+        let Some(ns) = namespaces.get(&rule.backend.pods.namespace) else { return false };
+        let workload_settled = match &rule.backend.pods.source {
+            PodSource::Selector(_) => true,
+            PodSource::Workload(w) => {
+                ns.unusable.contains_key(&w.kind)
+                    || ns.workloads.get(&w.kind).is_some_and(|s| s.synced || s.failure.is_some())
+            }
+        };
+        ns.pods.synced && workload_settled
     }
 
     /// `due` plus every other rule that selects a gated pod a due rule selects: a gated pod's condition depends on
@@ -348,15 +399,7 @@ impl Cache {
     pub fn with_gate_neighbours(&self, rules: &[Rule], mut due: Vec<usize>) -> Vec<usize> {
         let namespaces = self.lock();
         let selects = |rule: &Rule, labels: &BTreeMap<String, String>| {
-            let Some(ns) = namespaces.get(&rule.backend.pods.namespace) else { return false };
-            match &rule.backend.pods.source {
-                PodSource::Selector(want) => Wanted::Labels(want).matches(labels),
-                PodSource::Deployment(d) => ns
-                    .deployments
-                    .objects
-                    .get(d)
-                    .is_some_and(|s| s.as_ref().is_ok_and(|s| Wanted::Selector(s).matches(labels))),
-            }
+            namespaces.get(&rule.backend.pods.namespace).is_some_and(|ns| ns.selects(rule, labels))
         };
         let mut gated: Vec<(&str, &BTreeMap<String, String>)> = Vec::new();
         for &i in &due {
@@ -379,19 +422,20 @@ impl Cache {
     pub fn readiness(&self, now: Instant, max_failing: Duration) -> Result<(), String> {
         let namespaces = self.lock();
         for (name, ns) in namespaces.iter() {
-            for (kind, listed, since) in [
-                (Kind::Pods, ns.pods.listed_once, ns.pods.failing_since),
-                (Kind::Deployments, ns.deployments.listed_once, ns.deployments.failing_since),
-            ] {
+            let workloads = ns.workloads.iter().filter(|(k, _)| !ns.unusable.contains_key(k));
+            let workloads = workloads.map(|(k, s)| (Kind::Workloads(k.clone()), s.listed_once, s.failing_since));
+            for (kind, listed, since) in
+                [(Kind::Pods, ns.pods.listed_once, ns.pods.failing_since)].into_iter().chain(workloads)
+            {
                 if !listed {
-                    return Err(format!("the watch of {} in namespace {name} has not listed yet", kind.as_str()));
+                    return Err(format!("the watch of {} in namespace {name} has not listed yet", kind.name()));
                 }
                 if let Some(since) = since
                     && now.saturating_duration_since(since) > max_failing
                 {
                     return Err(format!(
                         "the watch of {} in namespace {name} has been failing for {}s",
-                        kind.as_str(),
+                        kind.name(),
                         now.saturating_duration_since(since).as_secs()
                     ));
                 }
@@ -404,18 +448,13 @@ impl Cache {
     pub fn rules_touched(&self, rules: &[Rule], change: &Change) -> BTreeSet<usize> {
         let namespaces = self.lock();
         let namespace = change.namespace();
-        let deployments = namespaces.get(namespace).map(|ns| &ns.deployments.objects);
+        let ns = namespaces.get(namespace);
         let touches = |rule: &Rule| match change {
             Change::Resynced { .. } => true,
-            Change::Deployment { name, .. } => {
-                matches!(&rule.backend.pods.source, PodSource::Deployment(d) if d == name)
+            Change::Workload { kind, name, .. } => {
+                matches!(&rule.backend.pods.source, PodSource::Workload(w) if w.kind == *kind && w.name == *name)
             }
-            Change::Pod { labels, .. } => labels.iter().any(|l| match &rule.backend.pods.source {
-                PodSource::Selector(want) => Wanted::Labels(want).matches(l),
-                PodSource::Deployment(d) => deployments
-                    .and_then(|ds| ds.get(d))
-                    .is_some_and(|s| s.as_ref().is_ok_and(|s| Wanted::Selector(s).matches(l))),
-            }),
+            Change::Pod { labels, .. } => labels.iter().any(|l| ns.is_some_and(|ns| ns.selects(rule, l))),
         };
         rules
             .iter()
@@ -437,29 +476,36 @@ impl Cache {
     fn query(&self, query: &PodQuery) -> Result<Vec<Pod>, Error> {
         let namespaces = self.lock();
         let not_synced =
-            |kind: Kind| Error::NotSynced { what: format!("{} in namespace {}", kind.as_str(), query.namespace) };
+            |kind: Kind| Error::NotSynced { what: format!("{} in namespace {}", kind.name(), query.namespace) };
         let ns = namespaces.get(&query.namespace).ok_or_else(|| not_synced(Kind::Pods))?;
-        let wanted =
-            match &query.source {
-                PodSource::Deployment(name) => {
-                    if !ns.deployments.synced {
-                        return Err(not_synced(Kind::Deployments));
-                    }
-                    let selector = ns.deployments.objects.get(name).ok_or_else(|| Error::DeploymentNotFound {
-                        namespace: query.namespace.clone(),
-                        name: name.clone(),
-                    })?;
-                    Wanted::Selector(selector.as_ref().map_err(|reason| Error::InvalidSelector {
-                        query: query.to_string(),
-                        reason: reason.clone(),
-                    })?)
+        let invalid = |reason: &String| Error::InvalidSelector { query: query.to_string(), reason: reason.clone() };
+        let wanted = match &query.source {
+            PodSource::Workload(w) => {
+                if let Some(reason) = ns.unusable.get(&w.kind) {
+                    return Err(Error::UnusableKind { workload: query.to_string(), reason: reason.clone() });
                 }
-                PodSource::Selector(labels) => {
-                    labels_selector_string(labels)
-                        .map_err(|reason| Error::InvalidSelector { query: query.to_string(), reason })?;
-                    Wanted::Labels(labels)
+                let store = ns.workloads.get(&w.kind).ok_or_else(|| not_synced(Kind::Workloads(w.kind.clone())))?;
+                if !store.synced {
+                    return Err(match &store.failure {
+                        Some(reason) => Error::WatchFailing {
+                            what: format!(
+                                "{} in namespace {}",
+                                Kind::Workloads(w.kind.clone()).name(),
+                                query.namespace
+                            ),
+                            reason: reason.clone(),
+                        },
+                        None => not_synced(Kind::Workloads(w.kind.clone())),
+                    });
                 }
-            };
+                let selector = store.objects.get(&w.name).ok_or_else(|| crate::desired::kube::not_found(query))?;
+                Wanted::Selector(selector.as_ref().map_err(invalid)?)
+            }
+            PodSource::Selector(labels) => {
+                labels_selector_string(labels).map_err(|reason| invalid(&reason))?;
+                Wanted::Labels(labels)
+            }
+        };
         if !ns.pods.synced {
             return Err(not_synced(Kind::Pods));
         }
@@ -467,7 +513,7 @@ impl Cache {
     }
 }
 
-/// The pods a query selects: a Deployment's selector or a rules-file label map.
+/// The pods a query selects: a workload's selector or a rules-file label map.
 enum Wanted<'a> {
     Selector(&'a Selector),
     Labels(&'a BTreeMap<String, String>),
@@ -490,7 +536,7 @@ pub struct CachedCluster<'a> {
 
 impl Cluster for CachedCluster<'_> {
     /// As [`KubeCluster`] answers it: a watch of a namespace that does not exist lists nothing, like a LIST there,
-    /// so an empty answer (or a missing Deployment) is checked against the namespace and a missing one is
+    /// so an empty answer (or a missing workload) is checked against the namespace and a missing one is
     /// [`Error::NamespaceNotFound`], never zero pods.
     async fn pods(&self, query: &PodQuery) -> Result<Vec<Pod>, Error> {
         match self.cache.query(query) {
@@ -498,7 +544,7 @@ impl Cluster for CachedCluster<'_> {
                 self.api.check_namespace(&query.namespace).await?;
                 Ok(pods)
             }
-            Err(e @ Error::DeploymentNotFound { .. }) => {
+            Err(e @ Error::WorkloadNotFound { .. }) => {
                 self.api.check_namespace(&query.namespace).await?;
                 Err(e)
             }

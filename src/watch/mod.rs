@@ -49,7 +49,7 @@ use crate::stop::{Reason, Stop};
 use cache::{Cache, CachedCluster};
 use lease::{Election, Role};
 use schedule::Schedule;
-use triggers::Watches;
+use triggers::{Scope, Watches};
 
 /// What watch mode adds to a run's [`Settings`].
 #[derive(Clone, Debug)]
@@ -178,7 +178,7 @@ pub async fn run<C: Clb>(
                 let (ready, waiting): (Vec<usize>, Vec<usize>) = schedule
                     .take_due(Instant::now())
                     .into_iter()
-                    .partition(|&i| cache.is_synced(&rules.rules[i].backend.pods.namespace));
+                    .partition(|&i| cache.is_synced(&rules.rules[i]));
                 if !waiting.is_empty() {
                     tracing::info!(rules = waiting.len(), "rules wait for their watch to list again");
                 }
@@ -354,15 +354,16 @@ fn reload(path: &std::path::Path, reloaded: Result<Rules, rules::Error>, metrics
     }
 }
 
-/// The namespaces the rules name, each with what its rules select by.
-fn namespaces(rules: &Rules) -> BTreeMap<&str, cache::Selects> {
-    let mut namespaces: BTreeMap<&str, cache::Selects> = BTreeMap::new();
+/// The namespaces the rules name, each with the label keys its rules' selectors use and the workload kinds they
+/// name.
+fn namespaces(rules: &Rules) -> BTreeMap<&str, Scope> {
+    let mut namespaces: BTreeMap<&str, Scope> = BTreeMap::new();
     for pods in rules.rules.iter().map(|r| &r.backend.pods) {
-        let wanted = namespaces.entry(pods.namespace.as_str()).or_default();
+        let scope = namespaces.entry(pods.namespace.as_str()).or_default();
         match &pods.source {
-            rules::PodSource::Selector(labels) => wanted.keys.extend(labels.keys().cloned()),
-            rules::PodSource::Deployment(name) => {
-                wanted.deployments.insert(name.clone());
+            rules::PodSource::Selector(labels) => scope.keys.extend(labels.keys().cloned()),
+            rules::PodSource::Workload(w) => {
+                scope.kinds.insert(w.kind.clone());
             }
         }
     }

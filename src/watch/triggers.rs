@@ -1,24 +1,30 @@
-//! The watches: one pod watch and one Deployment watch per namespace the rules name, feeding the [`Cache`] and
-//! sending a [`Change`] for every event that can matter to a rule.
+//! The watches: one pod watch per namespace the rules name, and one workload watch per kind its rules name
+//! (Deployments always), feeding the [`Cache`] and sending a [`Change`] for every event that can matter to a rule.
+//! A scalable kind (`workload:` with `apiVersion`) is found through discovery first; each of its objects' selector
+//! is read from its `scale` subresource when the object changes.
 //!
 //! kube-rs's watcher lists, then watches from the list's resourceVersion and re-lists on 410 Gone. Any other
 //! error marks the watch failing (its rules are skipped) and the watch starts over with a fresh list after a
 //! backoff; the cache keeps the last known objects until that list completes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod as K8sPod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
+use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::watcher;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
-use super::cache::{Cache, Change, Kind, Selects};
-use crate::desired::kube::MAX_RESPONSE_BYTES;
+use super::cache::{Cache, Change, Kind, Reported};
+use crate::desired::convert::parse_selector_string;
+use crate::desired::kube::{Access, MAX_RESPONSE_BYTES, built_in, map_error, scalable_resource};
+use crate::rules::WorkloadKind;
 
 /// First and longest wait before a failed watch starts over.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -38,12 +44,32 @@ pub fn backoff(attempt: u32, jitter: f64) -> Duration {
     base.mul_f64(jitter.clamp(0.5, 1.0))
 }
 
+/// What one namespace's rules need watched: the label keys of their selectors and the workload kinds they name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub keys: BTreeSet<String>,
+    pub kinds: BTreeSet<WorkloadKind>,
+}
+
+/// The watch tasks of one namespace.
+struct Tasks {
+    pods: JoinHandle<()>,
+    workloads: BTreeMap<WorkloadKind, JoinHandle<()>>,
+}
+
+impl Tasks {
+    fn abort(&self) {
+        self.pods.abort();
+        self.workloads.values().for_each(JoinHandle::abort);
+    }
+}
+
 /// The running watches, per namespace. Dropping it stops them all.
 pub struct Watches {
     client: kube::Client,
     cache: Arc<Cache>,
     changes: UnboundedSender<Change>,
-    running: BTreeMap<String, [JoinHandle<()>; 2]>,
+    running: BTreeMap<String, Tasks>,
 }
 
 impl Watches {
@@ -51,25 +77,46 @@ impl Watches {
         Watches { client, cache, changes, running: BTreeMap::new() }
     }
 
-    /// Watches exactly these namespaces, each with what its rules select by: starts the new ones,
-    /// stops (and forgets) the ones no rule names, and lists pods again where a key is new.
-    pub fn set_namespaces(&mut self, wanted: &BTreeMap<&str, Selects>) {
+    /// Watches exactly these namespaces, each with the label keys its rules' selectors use and the workload kinds
+    /// they name (Deployments always): starts the new watches, stops (and forgets) the ones no rule needs, and
+    /// lists pods again where a key is new.
+    pub fn set_namespaces(&mut self, wanted: &BTreeMap<&str, Scope>) {
         let gone: Vec<String> = self.running.keys().filter(|ns| !wanted.contains_key(ns.as_str())).cloned().collect();
         for ns in gone {
             if let Some(tasks) = self.running.remove(&ns) {
-                tasks.iter().for_each(JoinHandle::abort);
+                tasks.abort();
             }
             self.cache.remove_namespace(&ns);
             tracing::info!(namespace = %ns, "stopped watching: no rule names the namespace any more");
         }
-        for (&ns, selects) in wanted {
-            self.cache.add_namespace(ns, selects);
-            if self.running.contains_key(ns) {
+        for (&ns, scope) in wanted {
+            self.cache.add_namespace(ns, &scope.keys);
+            let mut kinds = scope.kinds.clone();
+            kinds.insert(WorkloadKind::Deployment);
+            self.cache.set_kinds(ns, &kinds);
+            if let Some(tasks) = self.running.get_mut(ns) {
+                tasks.workloads.retain(|kind, task| {
+                    let keep = kinds.contains(kind);
+                    if !keep {
+                        task.abort();
+                        tracing::info!(namespace = %ns, kind = %kind, "stopped watching: no rule names the kind any more");
+                    }
+                    keep
+                });
+                let new: Vec<WorkloadKind> =
+                    kinds.iter().filter(|k| !tasks.workloads.contains_key(*k)).cloned().collect();
+                for kind in new {
+                    let task = self.spawn_workloads(ns, &kind);
+                    if let Some(tasks) = self.running.get_mut(ns) {
+                        tasks.workloads.insert(kind.clone(), task);
+                    }
+                    tracing::info!(namespace = %ns, kind = %kind, "watching a workload kind a rule names");
+                }
                 self.relist_pods_if_asked(ns);
                 continue;
             }
-            self.start(ns);
-            tracing::info!(namespace = %ns, "watching pods and deployments");
+            self.start(ns, &kinds);
+            tracing::info!(namespace = %ns, kinds = ?kinds.iter().map(|k| k.to_string()).collect::<Vec<_>>(), "watching pods and workloads");
         }
     }
 
@@ -84,7 +131,7 @@ impl Watches {
         }
         let pods = self.spawn_pods(namespace);
         if let Some(tasks) = self.running.get_mut(namespace) {
-            std::mem::replace(&mut tasks[0], pods).abort();
+            std::mem::replace(&mut tasks.pods, pods).abort();
         }
         tracing::info!(%namespace, "a selector uses a label key the cached pods lack: listing pods again");
     }
@@ -97,75 +144,194 @@ impl Watches {
         let now = Instant::now();
         let namespaces: Vec<String> = self.running.keys().cloned().collect();
         for ns in namespaces {
-            if let Some(tasks) = self.running.remove(&ns) {
-                tasks.iter().for_each(JoinHandle::abort);
+            let Some(tasks) = self.running.remove(&ns) else { continue };
+            tasks.abort();
+            let kinds: BTreeSet<WorkloadKind> = tasks.workloads.into_keys().collect();
+            self.cache.mark_failing(&ns, &Kind::Pods, now, None);
+            for kind in &kinds {
+                self.cache.mark_failing(&ns, &Kind::Workloads(kind.clone()), now, None);
             }
-            self.cache.mark_failing(&ns, Kind::Pods, now);
-            self.cache.mark_failing(&ns, Kind::Deployments, now);
-            self.start(&ns);
+            self.start(&ns, &kinds);
         }
     }
 
-    /// The pod watch of `ns`. It lists once the Deployments have (their selectors' label keys are the ones its
+    /// The pod watch of `ns`. It lists once the workloads have (their selectors' label keys are the ones its
     /// pods keep): listing before would cache pods without them, and list again.
     fn spawn_pods(&self, ns: &str) -> JoinHandle<()> {
-        let pods = watch(
-            Api::<K8sPod>::namespaced(self.client.clone(), ns),
-            ns.to_owned(),
-            Kind::Pods,
-            self.cache.clone(),
-            self.changes.clone(),
-        );
+        let api = Api::<K8sPod>::namespaced(self.client.clone(), ns);
+        let pods = watch(api, ns.to_owned(), Kind::Pods, self.cache.clone(), self.changes.clone(), Pods);
         let (cache, ns) = (self.cache.clone(), ns.to_owned());
         tokio::spawn(async move {
-            while !cache.deployments_listed(&ns) {
+            while !cache.workloads_settled(&ns) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             pods.await
         })
     }
 
-    fn start(&mut self, ns: &str) {
+    /// The watch of workload kind `kind` in `ns`; a scalable kind is discovered first (again and again, while the
+    /// API server does not serve it with a `scale` subresource: its rules are skipped with why meanwhile).
+    fn spawn_workloads(&self, ns: &str, kind: &WorkloadKind) -> JoinHandle<()> {
+        let (client, cache, changes) = (self.client.clone(), self.cache.clone(), self.changes.clone());
+        let (ns, kind) = (ns.to_owned(), kind.clone());
+        tokio::spawn(async move {
+            let resource = match kind.built_in_resource() {
+                Some(_) => built_in(&kind),
+                None => discover(&client, &cache, &changes, &ns, &kind).await,
+            };
+            let api = Api::<DynamicObject>::namespaced_with(client, &ns, &resource);
+            let scale = kind.built_in_resource().is_none().then(|| api.clone());
+            let workloads = Workloads { kind: kind.clone(), resource, scale };
+            watch(api, ns, Kind::Workloads(kind), cache, changes, workloads).await;
+        })
+    }
+
+    fn start(&mut self, ns: &str, kinds: &BTreeSet<WorkloadKind>) {
         self.cache.take_relist(ns);
         let pods = self.spawn_pods(ns);
-        let deployments = tokio::spawn(watch(
-            Api::<Deployment>::namespaced(self.client.clone(), ns),
-            ns.to_owned(),
-            Kind::Deployments,
-            self.cache.clone(),
-            self.changes.clone(),
-        ));
-        self.running.insert(ns.to_owned(), [pods, deployments]);
+        let workloads = kinds.iter().map(|k| (k.clone(), self.spawn_workloads(ns, k))).collect();
+        self.running.insert(ns.to_owned(), Tasks { pods, workloads });
     }
 }
 
 impl Drop for Watches {
     fn drop(&mut self) {
-        self.running.values().flatten().for_each(JoinHandle::abort);
+        self.running.values().for_each(Tasks::abort);
     }
 }
 
-/// What the cache does with an event of one kind.
-trait Watched: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static {
-    fn apply(cache: &Cache, namespace: &str, event: watcher::Event<Self>) -> Option<Change>;
-}
-
-impl Watched for K8sPod {
-    fn apply(cache: &Cache, namespace: &str, event: watcher::Event<Self>) -> Option<Change> {
-        cache.apply_pod(namespace, event)
+/// The resource of scalable kind `kind`, from discovery; until there is one, the kind is unusable in `ns` (its
+/// rules are skipped with why) and discovery is retried.
+async fn discover(
+    client: &kube::Client,
+    cache: &Cache,
+    changes: &UnboundedSender<Change>,
+    ns: &str,
+    kind: &WorkloadKind,
+) -> ApiResource {
+    let mut attempt = 0u32;
+    loop {
+        let reason = match client.list_api_group_resources(kind.api_version()).await {
+            Ok(list) => match scalable_resource(&list, kind) {
+                Ok(resource) => return resource,
+                Err(reason) => Some(reason),
+            },
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                Some(format!("the API server serves no {} (is its CRD installed?)", kind.api_version()))
+            }
+            Err(e) => {
+                tracing::warn!(namespace = %ns, kind = %kind, "discovery failed, trying again: {e}");
+                None
+            }
+        };
+        if let Some(reason) = reason
+            && cache.set_unusable(ns, kind, reason)
+        {
+            let _ = changes.send(Change::Resynced { namespace: ns.to_owned() });
+        }
+        tokio::time::sleep(backoff(attempt, 0.5 + fastrand::f64() / 2.0)).await;
+        attempt = attempt.saturating_add(1);
     }
 }
 
-impl Watched for Deployment {
-    fn apply(cache: &Cache, namespace: &str, event: watcher::Event<Self>) -> Option<Change> {
-        cache.apply_deployment(namespace, event)
+/// What the cache does with an event of one watch.
+trait Watched: Send + Sync + 'static {
+    type Object: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static;
+    fn apply(
+        &self,
+        cache: &Cache,
+        namespace: &str,
+        event: watcher::Event<Self::Object>,
+    ) -> impl Future<Output = Option<Change>> + Send;
+}
+
+struct Pods;
+
+impl Watched for Pods {
+    type Object = K8sPod;
+    fn apply(&self, cache: &Cache, ns: &str, event: watcher::Event<K8sPod>) -> impl Future<Output = Option<Change>> {
+        std::future::ready(cache.apply_pod(ns, event))
     }
 }
 
-async fn watch<K>(api: Api<K>, namespace: String, kind: Kind, cache: Arc<Cache>, changes: UnboundedSender<Change>)
-where
-    K: Watched,
-    K::DynamicType: Default,
+/// The watch of one workload kind: a built-in kind's selector is its `spec.selector`; a scalable kind's is read
+/// from the `scale` subresource (through `scale`) of each object that changes.
+struct Workloads {
+    kind: WorkloadKind,
+    resource: ApiResource,
+    scale: Option<Api<DynamicObject>>,
+}
+
+impl Workloads {
+    async fn reduce(&self, ns: &str, object: DynamicObject, deleted: bool) -> Reported {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let selector = match &self.scale {
+            _ if deleted => Err("deleted".to_owned()),
+            None => match object.data.get("spec").and_then(|s| s.get("selector")) {
+                Some(s) => {
+                    serde_json::from_value::<LabelSelector>(s.clone()).map_err(|e| format!("spec.selector: {e}"))
+                }
+                None => Err(format!("the {} has no spec.selector", self.kind.kind())),
+            },
+            Some(api) => self.scale_selector(api, ns, &name).await,
+        };
+        Reported { name, selector }
+    }
+
+    async fn scale_selector(&self, api: &Api<DynamicObject>, ns: &str, name: &str) -> Result<LabelSelector, String> {
+        let scale = format!("{}/scale", self.resource.plural);
+        let op = Access { verb: "get", resource: &scale, group: &self.resource.group, namespace: ns };
+        let what = format!("get {} {ns}/{name}", self.kind);
+        let scale = api.get_scale(name).await.map_err(|e| map_error(e, &what, op).to_string())?;
+        match scale.status.and_then(|s| s.selector).filter(|s| !s.is_empty()) {
+            Some(text) => parse_selector_string(&text),
+            None => Err("its scale subresource reports no status.selector (yet)".to_owned()),
+        }
+    }
+}
+
+impl Watched for Workloads {
+    type Object = DynamicObject;
+    async fn apply(&self, cache: &Cache, ns: &str, event: watcher::Event<DynamicObject>) -> Option<Change> {
+        let event = match event {
+            watcher::Event::Init => watcher::Event::Init,
+            watcher::Event::InitDone => watcher::Event::InitDone,
+            watcher::Event::InitApply(o) => watcher::Event::InitApply(self.reduce(ns, o, false).await),
+            watcher::Event::Apply(o) => watcher::Event::Apply(self.reduce(ns, o, false).await),
+            watcher::Event::Delete(o) => watcher::Event::Delete(self.reduce(ns, o, true).await),
+        };
+        cache.apply_workload(ns, &self.kind, event)
+    }
+}
+
+/// Why a watch failed, for its rules' skip reason: a refusal names the rule to add.
+fn failure(e: &watcher::Error, ns: &str, kind: &Kind) -> String {
+    let (group, resource) = match kind {
+        Kind::Pods => (String::new(), "pods".to_owned()),
+        Kind::Workloads(k) => (k.group().to_owned(), kind.name()),
+    };
+    let (verb, error) = match e {
+        watcher::Error::InitialListFailed(error) => ("list", error),
+        watcher::Error::WatchStartFailed(error) | watcher::Error::WatchFailed(error) => ("watch", error),
+        other => return other.to_string(),
+    };
+    let op = Access { verb, resource: &resource, group: &group, namespace: ns };
+    let what = format!("{verb} {resource} in namespace {ns}");
+    match error {
+        kube::Error::Api(status) => map_error(kube::Error::Api(status.clone()), &what, op).to_string(),
+        other => other.to_string(),
+    }
+}
+
+async fn watch<W: Watched>(
+    api: Api<W::Object>,
+    namespace: String,
+    kind: Kind,
+    cache: Arc<Cache>,
+    changes: UnboundedSender<Change>,
+    watched: W,
+) where
+    <W::Object as kube::Resource>::DynamicType: Clone + Eq + std::hash::Hash,
 {
     let mut attempt = 0u32;
     loop {
@@ -175,23 +341,25 @@ where
                 Ok(event) => {
                     if matches!(event, watcher::Event::InitDone) {
                         if attempt > 0 {
-                            tracing::info!(%namespace, kind = kind.as_str(), "watch listed again, its rules resume");
+                            tracing::info!(%namespace, kind = kind.name(), "watch listed again, its rules resume");
                         }
                         attempt = 0;
                     }
-                    if let Some(change) = K::apply(&cache, &namespace, event)
+                    if let Some(change) = watched.apply(&cache, &namespace, event).await
                         && changes.send(change).is_err()
                     {
                         return;
                     }
                 }
                 Err(e) => {
-                    cache.mark_failing(&namespace, kind, Instant::now());
+                    let reason = failure(&e, &namespace, &kind);
+                    cache.mark_failing(&namespace, &kind, Instant::now(), Some(reason.clone()));
+                    let _ = changes.send(Change::Resynced { namespace: namespace.clone() });
                     tracing::warn!(
                         %namespace,
-                        kind = kind.as_str(),
-                        "watch failed, its rules wait until it lists again: {e}; check that the API server is reachable and the role may list and watch {}",
-                        kind.as_str()
+                        kind = kind.name(),
+                        "watch failed, its rules wait until it lists again: {reason}; check that the API server is reachable and the role may list and watch {}",
+                        kind.name()
                     );
                     break;
                 }

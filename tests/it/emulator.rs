@@ -57,7 +57,7 @@ pub const RULES: &str = "
 ";
 
 fn deployment(ns: &str, name: &str) -> PodQuery {
-    PodQuery { namespace: ns.into(), source: PodSource::Deployment(name.into()) }
+    PodQuery { namespace: ns.into(), source: PodSource::deployment(name) }
 }
 
 pub fn cluster() -> MemoryCluster {

@@ -10,7 +10,7 @@ use clbsync::desired::{Cluster, Error, list_all};
 use clbsync::model::PodState;
 use clbsync::model::{DEFAULT_WEIGHT, Target};
 use clbsync::plan::targets_for;
-use clbsync::rules::{Backend, IpFamily, PodQuery, PodSource, Policy, PortRef};
+use clbsync::rules::{Backend, IpFamily, PodQuery, PodSource, Policy, PortRef, WorkloadKind};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
@@ -32,7 +32,7 @@ fn rbac_spec() -> Spec {
 }
 
 fn deployment(ns: &str, name: &str) -> PodQuery {
-    PodQuery { namespace: ns.into(), source: PodSource::Deployment(name.into()) }
+    PodQuery { namespace: ns.into(), source: PodSource::deployment(name) }
 }
 
 fn labels(ns: &str, kv: &[(&str, &str)]) -> PodQuery {
@@ -183,7 +183,7 @@ async fn missing_deployment_is_deployment_not_found() {
     let ns = TestNs::new("kube-nodeploy").await;
     let err = ns.cluster().await.pods(&deployment(&ns.name, "ghost")).await.unwrap_err();
     assert!(
-        matches!(&err, Error::DeploymentNotFound { namespace, name } if *namespace == ns.name && name == "ghost"),
+        matches!(&err, Error::WorkloadNotFound { workload, .. } if *workload == format!("deployment {}/ghost", ns.name)),
         "{err:?}"
     );
 }
@@ -574,7 +574,11 @@ async fn events_to_a_server_that_never_answers_give_up_within_the_total_timeout(
     let client = kube::Client::try_from(config).unwrap();
     let drafts: Vec<Draft> = (0..40)
         .map(|i| Draft {
-            object: Object { kind: "Deployment", namespace: "shop".into(), name: format!("app-{i}") },
+            object: Object {
+                workload: Some(WorkloadKind::Deployment),
+                namespace: "shop".into(),
+                name: format!("app-{i}"),
+            },
             reason: Reason::TargetsRegistered,
             note: "registered: lb-1 TCP:80: 1 target(s) [10.0.0.1:80]".into(),
         })

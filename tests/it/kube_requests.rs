@@ -18,7 +18,7 @@ fn cluster(server: &MockServer) -> KubeCluster {
 }
 
 fn deployment(name: &str) -> PodQuery {
-    PodQuery { namespace: "shop".into(), source: PodSource::Deployment(name.into()) }
+    PodQuery { namespace: "shop".into(), source: PodSource::deployment(name) }
 }
 
 fn web_pods() -> PodQuery {

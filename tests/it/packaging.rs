@@ -182,13 +182,22 @@ fn watch_cluster_role_grants_exactly_its_reads_and_events_and_the_lease_role_one
         grants(roles[0]),
         [
             "create events.events.k8s.io",
+            "get daemonsets.apps",
             "get deployments.apps",
             "get namespaces.",
+            "get replicasets.apps",
+            "get statefulsets.apps",
+            "list daemonsets.apps",
             "list deployments.apps",
             "list pods.",
+            "list replicasets.apps",
+            "list statefulsets.apps",
             "patch events.events.k8s.io",
+            "watch daemonsets.apps",
             "watch deployments.apps",
-            "watch pods."
+            "watch pods.",
+            "watch replicasets.apps",
+            "watch statefulsets.apps"
         ]
     );
     let role = kind(&docs, "Role");
@@ -298,15 +307,18 @@ fn grants(role: &Value) -> Vec<String> {
 }
 
 #[test]
-fn cluster_role_grants_exactly_get_deployments_list_pods_get_namespaces_and_record_events() {
+fn cluster_role_grants_exactly_get_workloads_list_pods_get_namespaces_and_record_events() {
     let docs = documents();
     let grants = grants(kind(&docs, "ClusterRole"));
     assert_eq!(
         grants,
         [
             "create events.events.k8s.io",
+            "get daemonsets.apps",
             "get deployments.apps",
             "get namespaces.",
+            "get replicasets.apps",
+            "get statefulsets.apps",
             "list pods.",
             "patch events.events.k8s.io"
         ]

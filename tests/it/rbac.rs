@@ -149,13 +149,23 @@ async fn assert_events_name_the_deployment(world: &World, name: &str, events: &[
     }
 }
 
+/// Redis behind a StatefulSet (issue 29): the variants' reads of a `workload:` kind are exercised too.
 fn spec() -> Spec {
-    Spec::default().pods([p("api", "10.1.0.1"), p("web", "10.2.0.1"), p("redis", "10.3.0.1")])
+    Spec::default()
+        .pods([p("api", "10.1.0.1"), p("web", "10.2.0.1"), p("redis", "10.3.0.1")])
+        .source(Slot::Redis, "workload: {kind: StatefulSet, name: redis}")
+}
+
+/// The world of `spec()`, its StatefulSet created.
+async fn world(prefix: &str) -> World {
+    let world = World::new(prefix, spec()).await;
+    crate::e2e::workloads::create(&world, "StatefulSet", "redis").await;
+    world
 }
 
 /// `reconcile` once with the variant's token: converged, Events recorded, the gate condition written.
 async fn batch_pass(variant: &str, dir: &str, gate: bool) {
-    let mut world = if gate { gated_world("rbac-batch").await } else { World::new("rbac-batch", spec()).await };
+    let mut world = if gate { gated_world("rbac-batch").await } else { world("rbac-batch").await };
     let installed = install(dir, &world.ns.name).await;
     world.kubeconfig = installed.kubeconfig.path().to_path_buf();
     let mut cmd = world.command(&["reconcile", "--log-format", "json"]);
@@ -171,6 +181,10 @@ async fn batch_pass(variant: &str, dir: &str, gate: bool) {
         run.stderr.push_str(&second.stderr);
     }
     let mut wanted = vec![("GET", "/pods?"), ("GET", "/deployments/api"), ("POST", "/events")];
+    if !gate {
+        wanted.push(("GET", "/statefulsets/redis"));
+        assert!(!world.targets(Slot::Redis).is_empty(), "{variant}: the StatefulSet's rule converged\n{}", run.all());
+    }
     if gate {
         wanted.push(("PATCH", "/pods/api-gated/status"));
         let set = condition(&world, GATED).await.expect("the gate condition is written");
@@ -205,7 +219,7 @@ async fn tke_oidc_example_as_rendered_gets_sts_credentials_for_its_service_accou
     use crate::e2e::credentials::{AUDIENCE, keyless};
     use crate::support::kube::{oidc_discovery, projected_token};
     let dir = "deploy/examples/tke-oidc";
-    let mut world = World::new("rbac-oidc", spec()).await;
+    let mut world = world("rbac-oidc").await;
     let installed = install(dir, &world.ns.name).await;
     world.kubeconfig = installed.kubeconfig.path().to_path_buf();
     let docs = parse(&kustomize(dir));
@@ -333,13 +347,16 @@ where
 /// (create, then patch), writes the gate condition, and releases the Lease on SIGTERM (an update, as every
 /// renewal).
 async fn watch_pass(variant: &str, dir: &str, gate: bool) {
-    let mut world = if gate { gated_world("rbac-watch").await } else { World::new("rbac-watch", spec()).await };
+    let mut world = if gate { gated_world("rbac-watch").await } else { world("rbac-watch").await };
     let installed = install(dir, &world.ns.name).await;
     world.kubeconfig = installed.kubeconfig.path().to_path_buf();
     let mut w = WatchChild::start(&world, &installed.sa_ns);
     let registered = |world: &World, pod: &P| world.targets(Slot::Web).iter().any(|(ip, _, _)| *ip == pod.ip);
 
-    until("leading and converged", &w, || async { w.leads() && !world.targets(Slot::Api).is_empty() }).await;
+    until("leading and converged", &w, || async {
+        w.leads() && !world.targets(Slot::Api).is_empty() && (gate || !world.targets(Slot::Redis).is_empty())
+    })
+    .await;
     let lease = Api::<Lease>::namespaced(world.ns.client.clone(), &installed.sa_ns).get("clbsync").await.unwrap();
     assert!(lease.spec.and_then(|s| s.holder_identity).is_some(), "{variant}: the Lease is held");
     if gate {

@@ -48,7 +48,7 @@ async fn fleet_run(task: Duration, rate: u32, in_flight: usize, rollout: bool) -
             rules_yaml,
             "- load_balancer_id: lb-{lb:08}\n  listeners:\n    - {{port: 80, protocol: tcp, backend: {{namespace: shop, deployment: web-{lb}, port: 8080}}}}\n"
         );
-        let query = PodQuery { namespace: "shop".into(), source: PodSource::Deployment(format!("web-{lb}")) };
+        let query = PodQuery { namespace: "shop".into(), source: PodSource::deployment(format!("web-{lb}")) };
         let pods = (0..2).map(|k| pod(&format!("web-{lb}-{k}"), &format!("10.{}.{}.{k}", lb / 200, lb % 200)).ready());
         cluster.pods.insert(query, Ok(pods.collect()));
     }

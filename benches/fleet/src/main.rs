@@ -108,7 +108,8 @@ fn engine(size: Size, rules_path: &Path, endpoint: &str, concurrency: Option<u16
     let mut cluster = MemoryCluster::default();
     for rule in &rules.rules {
         let q = &rule.backend.pods;
-        let PodSource::Deployment(name) = &q.source else { bail!("bench rules use deployments") };
+        let PodSource::Workload(w) = &q.source else { bail!("bench rules use deployments") };
+        let name = &w.name;
         let d: usize = name.trim_start_matches("web-").parse()?;
         let pods = (0..fleet.pods_per_deployment)
             .map(|k| Pod {

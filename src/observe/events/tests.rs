@@ -79,13 +79,13 @@ fn outcome(rules: &Rules, plans: Vec<(Status, Vec<(Row, RowStatus)>)>) -> Outcom
 }
 
 fn deployment(name: &str) -> Object {
-    Object { kind: "Deployment", namespace: "shop".into(), name: name.into() }
+    Object { workload: Some(WorkloadKind::Deployment), namespace: "shop".into(), name: name.into() }
 }
 
 fn summary(drafts: &[Draft]) -> Vec<(String, &'static str)> {
     drafts
         .iter()
-        .map(|d| (format!("{} {}/{}", d.object.kind, d.object.namespace, d.object.name), d.reason.as_str()))
+        .map(|d| (format!("{} {}/{}", d.object.kind(), d.object.namespace, d.object.name), d.reason.as_str()))
         .collect()
 }
 

@@ -1,9 +1,31 @@
-use k8s_openapi::api::apps::v1::DeploymentSpec;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::*;
 use crate::rules::Rules;
+
+/// Deployment watch events, as the watch reduces them.
+trait DeploymentEvents {
+    fn apply_deployment(&self, ns: &str, event: Event<Deployment>) -> Option<Change>;
+}
+
+impl DeploymentEvents for Cache {
+    fn apply_deployment(&self, ns: &str, event: Event<Deployment>) -> Option<Change> {
+        let reported = |d: Deployment| Reported {
+            name: d.metadata.name.unwrap_or_default(),
+            selector: d.spec.map(|s| s.selector).ok_or_else(|| "no spec".to_owned()),
+        };
+        let event = match event {
+            Event::Init => Event::Init,
+            Event::InitDone => Event::InitDone,
+            Event::InitApply(d) => Event::InitApply(reported(d)),
+            Event::Apply(d) => Event::Apply(reported(d)),
+            Event::Delete(d) => Event::Delete(reported(d)),
+        };
+        self.apply_workload(ns, &WorkloadKind::Deployment, event)
+    }
+}
 
 fn k8s_pod(name: &str, app: &str, ip: &str, ready: bool) -> K8sPod {
     K8sPod {
@@ -63,7 +85,7 @@ fn parse_rules(yaml: &str) -> Rules {
 /// Lists `deployments`, then `pods` (as the watches do: pods wait for the Deployments' selectors), with the
 /// label keys of the rules' selectors (`app`).
 fn listed(cache: &Cache, ns: &str, pods: Vec<K8sPod>, deployments: Vec<Deployment>) {
-    cache.add_namespace(ns, &wanted(&["app"]));
+    cache.add_namespace(ns, &keys(&["app"]));
     cache.apply_deployment(ns, Event::Init);
     for d in deployments {
         cache.apply_deployment(ns, Event::InitApply(d));
@@ -80,9 +102,8 @@ fn list_pods(cache: &Cache, ns: &str, pods: Vec<K8sPod>) {
     assert_eq!(cache.apply_pod(ns, Event::InitDone), Some(Change::Resynced { namespace: ns.into() }));
 }
 
-/// What the rules of `rules()` select by in namespace shop: key `app`, Deployment `web`.
-fn wanted(keys: &[&str]) -> Selects {
-    Selects { keys: keys.iter().map(|k| k.to_string()).collect(), deployments: ["web".to_owned()].into() }
+fn keys(keys: &[&str]) -> BTreeSet<String> {
+    keys.iter().map(|k| k.to_string()).collect()
 }
 
 fn labelled(mut pod: K8sPod, labels: &[(&str, &str)]) -> K8sPod {
@@ -101,7 +122,7 @@ fn a_namespace_that_has_not_listed_is_not_synced_never_empty() {
     let rules = rules();
     let err = cache.query(&query(&rules, 0)).unwrap_err();
     assert!(matches!(err, Error::NotSynced { .. }), "{err}");
-    cache.add_namespace("shop", &wanted(&["app"]));
+    cache.add_namespace("shop", &keys(&["app"]));
     cache.apply_pod("shop", Event::Init);
     let err = cache.query(&query(&rules, 1)).unwrap_err();
     assert!(matches!(err, Error::NotSynced { .. }), "a list in progress is not synced: {err}");
@@ -130,9 +151,9 @@ fn a_failing_watch_keeps_its_pods_but_its_rules_wait_until_it_lists_again() {
     let rules = rules();
     listed(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", true)], vec![deployment("web", "web")]);
     let t0 = Instant::now();
-    cache.mark_failing("shop", Kind::Pods, t0);
+    cache.mark_failing("shop", &Kind::Pods, t0, None);
     assert!(matches!(cache.query(&query(&rules, 0)), Err(Error::NotSynced { .. })));
-    assert!(!cache.is_synced("shop"));
+    assert!(!cache.is_synced(&rules.rules[0]));
     assert!(cache.readiness(t0 + Duration::from_secs(10), Duration::from_secs(60)).is_ok(), "ready for a while");
     assert!(cache.readiness(t0 + Duration::from_secs(61), Duration::from_secs(60)).is_err());
     cache.apply_pod("shop", Event::Init);
@@ -240,26 +261,9 @@ fn a_pod_list_begun_before_the_keys_grew_does_not_sync() {
     listed(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", true)], vec![deployment("web", "web")]);
     cache.apply_pod("shop", Event::Init);
     cache.apply_pod("shop", Event::InitApply(k8s_pod("web-1", "web", "10.0.0.1", true)));
-    cache.add_namespace("shop", &wanted(&["app", "tier"]));
+    cache.add_namespace("shop", &keys(&["app", "tier"]));
     assert_eq!(cache.apply_pod("shop", Event::InitDone), None);
     assert!(matches!(cache.query(&query(&rules, 1)), Err(Error::NotSynced { .. })));
     list_pods(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", true)]);
     assert!(cache.query(&query(&rules, 1)).is_ok());
-}
-
-/// A Deployment no rule names does not grow the keys (anyone who may create one could otherwise make the pods be
-/// listed again at will); once the rules name it, its keys are kept.
-#[test]
-fn only_the_deployments_the_rules_name_add_label_keys() {
-    let cache = Cache::default();
-    listed(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", true)], vec![deployment("web", "web")]);
-    let mut other = deployment("other", "x");
-    let selector = &mut other.spec.as_mut().expect("spec").selector;
-    selector.match_labels.get_or_insert_default().insert("attacker-key".into(), "1".into());
-    cache.apply_deployment("shop", Event::Apply(other));
-    assert!(!cache.take_relist("shop"), "no relist for a Deployment no rule names");
-    assert!(cache.is_synced("shop"));
-    let named = Selects { deployments: ["web".to_owned(), "other".to_owned()].into(), ..wanted(&["app"]) };
-    cache.add_namespace("shop", &named);
-    assert!(cache.take_relist("shop"), "named now: its key is new");
 }

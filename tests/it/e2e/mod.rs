@@ -24,6 +24,7 @@ mod progress;
 mod rolling;
 mod signals;
 pub mod watch;
+pub mod workloads;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -180,6 +181,8 @@ pub struct Spec {
     pub policy: BTreeMap<Slot, &'static str>,
     /// A slot's backend in another namespace than the world's.
     pub namespace: BTreeMap<Slot, String>,
+    /// A slot's pods named otherwise than by default (`workload: {kind: StatefulSet, name: redis}`).
+    pub source: BTreeMap<Slot, String>,
 }
 
 impl Spec {
@@ -197,6 +200,10 @@ impl Spec {
     }
     pub fn namespace(mut self, slot: Slot, ns: &str) -> Self {
         self.namespace.insert(slot, ns.into());
+        self
+    }
+    pub fn source(mut self, slot: Slot, source: &str) -> Self {
+        self.source.insert(slot, source.into());
         self
     }
 
@@ -285,6 +292,7 @@ load_balancers:
     fn rules_yaml(&self, ns: &str) -> String {
         let backend = |slot: Slot, source: &str| {
             let ns = self.namespace.get(&slot).map_or(ns, String::as_str);
+            let source = self.source.get(&slot).map_or(source, String::as_str);
             let policy = self.policy.get(&slot).copied().unwrap_or("sync");
             format!("{{namespace: {ns}, {source}, port: {}, weight: {}, policy: {policy}}}", slot.port(), slot.weight())
         };
