@@ -9,6 +9,8 @@ use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table};
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
+mod markdown;
+
 use crate::apply::{ApplyReport, RowStatus};
 use crate::model::GATE_CONDITION;
 use crate::plan::{Action, Plan, Row, RulePlan, Status, Summary};
@@ -22,8 +24,6 @@ pub enum Format {
     /// For a pull-request comment or a CI job summary ([`markdown`]).
     Markdown,
 }
-
-mod markdown;
 
 /// How to render.
 #[derive(Clone, Copy, Debug)]

@@ -3,26 +3,11 @@
 
 use super::*;
 
-fn rule_plan(lb: &str, rows: Vec<Row>) -> RulePlan {
-    RulePlan {
-        path: "[0]".into(),
-        line: 1,
-        place: Place { load_balancer_id: lb.into(), protocol: Protocol::Tcp, port: 80, l7: None },
-        listener_id: None,
-        location_id: None,
-        namespace: "shop".into(),
-        pods: "deployment shop/web".into(),
-        binding: Some(binding()),
-        status: Status::Ready,
-        rows,
-        warnings: Vec::new(),
-        untargetable: Default::default(),
-        gate_kept: Vec::new(),
-        needs_health: false,
-        lookup: Vec::new(),
-        owner: None,
-        gate_waits: false,
-    }
+/// The shared test rule's plan (`super::rule_plan`), on load balancer `lb`.
+fn on(lb: &str, rows: Vec<Row>) -> RulePlan {
+    let mut plan = rule_plan(Status::Ready, rows);
+    plan.place.load_balancer_id = lb.into();
+    plan
 }
 
 fn rows() -> Vec<Row> {
@@ -33,7 +18,7 @@ fn rows() -> Vec<Row> {
 
 #[test]
 fn a_fingerprint_prints_and_parses_back_and_bad_ones_are_refused() {
-    let f = fingerprint([&rule_plan("lb-1", rows())]);
+    let f = fingerprint([&on("lb-1", rows())]);
     let shown = f.to_string();
     assert!(shown.starts_with("sha256:") && shown.len() == 7 + 64, "{shown}");
     assert_eq!(Fingerprint::parse(&shown), Ok(f));
@@ -44,7 +29,7 @@ fn a_fingerprint_prints_and_parses_back_and_bad_ones_are_refused() {
 
 #[test]
 fn the_order_of_rules_pod_names_notes_and_health_do_not_change_it() {
-    let (a, b) = (rule_plan("lb-1", rows()), rule_plan("lb-2", rows()));
+    let (a, b) = (on("lb-1", rows()), on("lb-2", rows()));
     assert_eq!(fingerprint([&a, &b]), fingerprint([&b, &a]));
     let mut renamed = a.clone();
     for row in &mut renamed.rows {
@@ -60,7 +45,7 @@ fn the_order_of_rules_pod_names_notes_and_health_do_not_change_it() {
 
 #[test]
 fn any_change_of_a_row_or_the_bound_state_changes_it() {
-    let a = rule_plan("lb-1", rows());
+    let a = on("lb-1", rows());
     let base = fingerprint([&a]);
     let changed = |f: &dyn Fn(&mut RulePlan)| {
         let mut p = a.clone();
@@ -70,10 +55,16 @@ fn any_change_of_a_row_or_the_bound_state_changes_it() {
     assert_ne!(base, changed(&|p| p.rows[0].weight = Some(30)), "a planned weight");
     assert_ne!(base, changed(&|p| p.rows[0].current_weight = Some(30)), "a bound weight");
     assert_ne!(base, changed(&|p| p.rows[0].action = Action::Wait), "an action");
-    assert_ne!(base, changed(&|p| p.rows.pop().map(drop).unwrap_or(())), "a row gone");
+    assert_ne!(
+        base,
+        changed(&|p| {
+            p.rows.pop();
+        }),
+        "a row gone"
+    );
     assert_ne!(base, changed(&|p| p.place.port = 81), "another listener");
     assert_ne!(base, changed(&|p| p.owner = Some(Owner::new("blue").expect("owner"))), "another owner");
     assert_ne!(base, changed(&|p| p.status = Status::Blocked { reason: "x".into() }), "blocked");
-    assert_ne!(fingerprint([&a]), fingerprint([&a, &rule_plan("lb-2", Vec::new())]), "another rule");
+    assert_ne!(fingerprint([&a]), fingerprint([&a, &on("lb-2", Vec::new())]), "another rule");
     assert_ne!(fingerprint(std::iter::empty()), base);
 }

@@ -15,19 +15,24 @@ fn spec() -> Spec {
         .bound(Slot::Redis, [eni("10.99.0.3", 6379, 10)])
 }
 
-#[tokio::test]
-async fn an_unreachable_api_server_changes_nothing_and_exits_1_with_a_clear_error() {
-    let mut world = World::new("kdown", spec()).await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+/// The test kubeconfig with its server replaced by `server`.
+fn kubeconfig_with_server(server: &str) -> tempfile::NamedTempFile {
     let text = std::fs::read_to_string(kubeconfig_path()).expect("read kubeconfig");
     let text: String = text
         .lines()
         .map(|l| match l.find("server: ") {
-            Some(i) => format!("{}server: https://127.0.0.1:{closed}\n", &l[..i]),
+            Some(i) => format!("{}server: {server}\n", &l[..i]),
             None => format!("{l}\n"),
         })
         .collect();
-    let kubeconfig = write_temp(&text);
+    write_temp(&text)
+}
+
+#[tokio::test]
+async fn an_unreachable_api_server_changes_nothing_and_exits_1_with_a_clear_error() {
+    let mut world = World::new("kdown", spec()).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let kubeconfig = kubeconfig_with_server(&format!("https://127.0.0.1:{closed}"));
     world.kubeconfig = kubeconfig.path().to_path_buf();
     let started = std::time::Instant::now();
     let run = world.reconcile().await;
@@ -48,15 +53,7 @@ async fn an_api_server_that_never_answers_ends_the_run_at_its_run_timeout() {
     let mut world = World::new("ksilent", spec()).await;
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = silent.local_addr().expect("addr").port();
-    let text = std::fs::read_to_string(kubeconfig_path()).expect("read kubeconfig");
-    let text: String = text
-        .lines()
-        .map(|l| match l.find("server: ") {
-            Some(i) => format!("{}server: https://127.0.0.1:{port}\n", &l[..i]),
-            None => format!("{l}\n"),
-        })
-        .collect();
-    let kubeconfig = write_temp(&text);
+    let kubeconfig = kubeconfig_with_server(&format!("https://127.0.0.1:{port}"));
     world.kubeconfig = kubeconfig.path().to_path_buf();
     let started = std::time::Instant::now();
     let run = world.run(&["diff", "--run-timeout", "3"]).await;
