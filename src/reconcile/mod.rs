@@ -85,7 +85,7 @@ pub struct Outcome {
     pub plan_changed: Option<(Fingerprint, Fingerprint)>,
 }
 
-/// The exit codes, documented in `--help` and the README.
+/// The exit codes, documented in `--help` and docs/src/commands.md.
 pub mod exit {
     /// Success: in sync, or every change applied.
     pub const OK: u8 = 0;
