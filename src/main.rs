@@ -406,7 +406,7 @@ async fn execute(
             "error: the plan is not the one reviewed (--expect-plan {expected}, now {found}): nothing was changed; review the plan above, and to apply it run again with --expect-plan {found}"
         );
     } else if code == exit::ERROR {
-        say!("error: {}; see the report on stdout", outcome.trouble());
+        say!("error: {}; the report on stdout has every rule", outcome.trouble());
     }
     Ok(code)
 }
