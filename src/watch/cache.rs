@@ -8,7 +8,7 @@
 //! pods, and a workload no rule names (anyone who may create Deployments in the namespace can make one) cannot
 //! grow the keys and so make the pods be listed again at will. When a selector
 //! with a new key appears, the namespace's pods are not synced until its pod watch has listed again with that key
-//! ([`Cache::take_relist`]), so no query is answered from pods cached without a label it matches on. Through [`CachedCluster`] it is a second [`Cluster`]: the planner gets the same `Vec<Pod>` it would
+//! ([`Cache::take_relist`]), so no query is answered from pods cached without a label it matches on. Through [`CachedCluster`] it is a second [`Cluster`](crate::desired::Cluster): the planner gets the same `Vec<Pod>` it would
 //! get from a LIST, and gate conditions are written to the API.
 //!
 //! A namespace whose watch has not listed yet, or has failed since (API server unreachable, 403, ...), is
@@ -26,14 +26,19 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::watcher::Event;
 
+use crate::desired::Error;
 use crate::desired::convert::{label_selector_string, labels_selector_string, pod_from_k8s};
-use crate::desired::kube::{KubeCluster, service_not_found};
+use crate::desired::kube::service_not_found;
 use crate::desired::service::{ServiceDef, service_target};
-use crate::desired::{Cluster, Error};
-use crate::model::{GateCondition, Pod};
+use crate::model::Pod;
 use crate::rules::{PodQuery, PodSource, Rule, Workload, WorkloadKind};
 
+mod cluster;
 mod services;
+mod store;
+
+pub use cluster::CachedCluster;
+use store::{EventKind, Step, Store, split};
 
 /// What is watched in a namespace: its pods, workloads of one kind, or its Services.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -139,122 +144,6 @@ impl Change {
             | Change::Service { namespace, .. }
             | Change::Resynced { namespace } => namespace,
         }
-    }
-}
-
-/// One kind's objects in one namespace, and whether they can be trusted.
-#[derive(Debug)]
-struct Store<T> {
-    objects: BTreeMap<String, T>,
-    /// Objects of a list in progress; they replace `objects` when it completes.
-    listing: Option<BTreeMap<String, T>>,
-    /// The label-key generation the list in progress began under: a list that began before the keys grew
-    /// completes without syncing the store.
-    listing_keys: u64,
-    synced: bool,
-    /// Why the watch fails, while it does.
-    failure: Option<String>,
-    /// Whether a list ever completed (readiness).
-    listed_once: bool,
-    /// Since when the watch has been failing (set on the first error, cleared by a complete list).
-    failing_since: Option<Instant>,
-}
-
-impl<T> Default for Store<T> {
-    fn default() -> Self {
-        Store {
-            objects: BTreeMap::new(),
-            listing: None,
-            listing_keys: 0,
-            synced: false,
-            failure: None,
-            listed_once: false,
-            failing_since: None,
-        }
-    }
-}
-
-impl<T> Store<T> {
-    /// Whether the watch has listed once or is failing.
-    fn settled(&self) -> bool {
-        self.listed_once || self.failing_since.is_some()
-    }
-
-    /// The watch fails (`reason` says why, when known): not synced until it lists again.
-    fn fail(&mut self, now: Instant, reason: Option<String>) {
-        self.synced = false;
-        self.failing_since.get_or_insert(now);
-        self.failure = reason.or(self.failure.take());
-    }
-}
-
-impl<T: PartialEq> Store<T> {
-    /// Applies one watch event and says what it did; `keys` is the namespace's label-key generation now.
-    fn apply(&mut self, name: Option<String>, value: Option<T>, kind: EventKind, keys: u64) -> Step<T> {
-        match kind {
-            EventKind::Init => {
-                self.listing = Some(BTreeMap::new());
-                self.listing_keys = keys;
-                Step::Nothing
-            }
-            EventKind::InitApply => {
-                if let (Some(name), Some(value), Some(listing)) = (name, value, self.listing.as_mut()) {
-                    listing.insert(name, value);
-                }
-                Step::Nothing
-            }
-            EventKind::InitDone => {
-                self.objects = self.listing.take().unwrap_or_default();
-                if self.listing_keys != keys {
-                    return Step::Nothing;
-                }
-                self.synced = true;
-                self.listed_once = true;
-                self.failing_since = None;
-                self.failure = None;
-                Step::Listed
-            }
-            EventKind::Apply => {
-                let Some(name) = name else { return Step::Nothing };
-                let Some(value) = value else { return Step::Nothing };
-                let old = self.objects.insert(name, value);
-                Step::Changed(old)
-            }
-            EventKind::Delete => {
-                let Some(name) = name else { return Step::Nothing };
-                match self.objects.remove(&name) {
-                    Some(old) => Step::Removed(old),
-                    None => Step::Nothing,
-                }
-            }
-        }
-    }
-}
-
-enum Step<T> {
-    Nothing,
-    Listed,
-    /// Applied; the previous object if there was one.
-    Changed(Option<T>),
-    Removed(T),
-}
-
-#[derive(Clone, Copy)]
-enum EventKind {
-    Init,
-    InitApply,
-    InitDone,
-    Apply,
-    Delete,
-}
-
-fn split<K>(event: Event<K>) -> (EventKind, Option<K>) {
-    match event {
-        Event::Init => (EventKind::Init, None),
-        Event::InitApply(o) => (EventKind::InitApply, Some(o)),
-        Event::InitDone => (EventKind::InitDone, None),
-        Event::Apply(o) => (EventKind::Apply, Some(o)),
-        Event::Delete(o) => (EventKind::Delete, Some(o)),
     }
 }
 
@@ -649,56 +538,6 @@ impl Wanted<'_> {
             Wanted::Selector(s) => s.matches(labels),
             Wanted::Labels(want) => want.iter().all(|(k, v)| labels.get(k) == Some(v)),
         }
-    }
-}
-
-/// Watch mode's [`Cluster`]: pods from the cache, readiness-gate conditions written through the API.
-pub struct CachedCluster<'a> {
-    pub cache: &'a Cache,
-    pub api: &'a KubeCluster,
-}
-
-impl Cluster for CachedCluster<'_> {
-    /// As [`KubeCluster`] answers it: a watch of a namespace that does not exist lists nothing, like a LIST there,
-    /// so an empty answer (or a missing workload) is checked against the namespace and a missing one is
-    /// [`Error::NamespaceNotFound`], never zero pods.
-    async fn pods(&self, query: &PodQuery) -> Result<Vec<Pod>, Error> {
-        match self.cache.query(query) {
-            Ok(pods) if pods.is_empty() => {
-                self.api.check_namespace(&query.namespace).await?;
-                Ok(pods)
-            }
-            Err(e @ Error::WorkloadNotFound { .. }) => {
-                self.api.check_namespace(&query.namespace).await?;
-                Err(e)
-            }
-            answer => answer,
-        }
-    }
-
-    /// As [`KubeCluster`] answers it: a missing Service is checked against the namespace.
-    async fn service(&self, namespace: &str, name: &str) -> Result<ServiceDef, Error> {
-        match self.cache.service(namespace, name) {
-            Err(e @ Error::WorkloadNotFound { .. }) => {
-                self.api.check_namespace(namespace).await?;
-                Err(e)
-            }
-            answer => answer,
-        }
-    }
-
-    async fn pods_at(&self, namespace: &str, ips: &[IpAddr]) -> Result<Vec<Pod>, Error> {
-        self.cache.pods_at(namespace, ips)
-    }
-
-    async fn set_pod_condition(
-        &self,
-        namespace: &str,
-        pod: &str,
-        condition: &GateCondition,
-        transition: bool,
-    ) -> Result<(), Error> {
-        self.api.set_pod_condition(namespace, pod, condition, transition).await
     }
 }
 
