@@ -4,8 +4,10 @@
 mod architecture;
 mod clb_client;
 mod cli;
+mod docs;
 mod e2e;
 mod emulator;
+mod install;
 mod kube;
 mod kube_requests;
 mod monitoring;
