@@ -185,3 +185,46 @@ async fn a_role_without_services_skips_only_the_service_rule_naming_the_rule_to_
     assert_eq!(world.targets(Slot::Web), [("10.2.0.9".into(), 8080, 20)], "kept\n{out}");
     assert_eq!(world.targets(Slot::Api), [("10.1.0.1".into(), 8080, 10)], "the other rules converge\n{out}");
 }
+
+/// `validate --kubeconfig`: a named targetPort no pod of the Service has is a problem at the rule's `port:` line;
+/// a missing Service and one without a selector at the backend.
+#[tokio::test]
+async fn validate_with_a_kubeconfig_reports_a_target_port_no_pod_has_and_unusable_services() {
+    use crate::support::kube::kubeconfig_path;
+    use crate::support::{clbsync, seen};
+    let world = failing_world("svc-validate").await;
+    service(&world, "typo", "app: svc", "srve").await;
+    let ns = &world.ns.name;
+    let rules = super::write_temp(&format!(
+        "- load_balancer_id: lb-12345678
+  listeners:
+    - {{port: 80, protocol: tcp, backend: {{namespace: {ns}, service: web, port: http}}}}
+    - port: 81
+      protocol: tcp
+      backend:
+        namespace: {ns}
+        service: typo
+        port: http
+    - {{port: 82, protocol: tcp, backend: {{namespace: {ns}, service: ghost, port: http}}}}
+    - {{port: 83, protocol: tcp, backend: {{namespace: {ns}, service: manual, port: http}}}}
+"
+    ));
+    let file = rules.path().display().to_string();
+    let mut cmd = clbsync();
+    cmd.arg("validate").arg("--rules").arg(rules.path()).arg("--kubeconfig").arg(kubeconfig_path());
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("clbsync runs")).await.expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", seen(&out));
+    let port = format!(
+        "{file}:9:15: [0].listeners[1].backend.port: no container of the pods (by the Service's selector and \
+         targetPort) of service {ns}/typo port http has a port named `srve` (they have `serve`)"
+    );
+    assert!(stderr.contains(&port), "{}", seen(&out));
+    assert!(stderr.contains(&format!("[0].listeners[2].backend: service {ns}/ghost not found")), "{}", seen(&out));
+    assert!(
+        stderr.contains(&format!("[0].listeners[3].backend: service {ns}/manual cannot be used")),
+        "{}",
+        seen(&out)
+    );
+    assert!(!stderr.contains("listeners[0]"), "the good rule has no problem\n{}", seen(&out));
+}
