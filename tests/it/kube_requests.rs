@@ -152,7 +152,7 @@ async fn deployments_sharing_a_selector_list_their_pods_once() {
 
     let results = list_all(&cluster(&server), [deployment("blue"), deployment("green")], 2).await;
     for (q, pods) in results {
-        assert_eq!(names(&pods.unwrap_or_else(|e| panic!("{q}: {e}"))), ["bg-0"]);
+        assert_eq!(names(&pods.unwrap_or_else(|e| panic!("{q}: {e}")).pods), ["bg-0"]);
     }
 }
 
