@@ -70,14 +70,14 @@ pub struct IdLines {
 
 impl Rule {
     /// The rule's backends: the split's, or the one `backend:`.
-    pub fn backends(&self) -> impl Iterator<Item = &Backend> {
+    pub fn backends(&self) -> impl Iterator<Item = &Backend> + Clone {
         let split = self.split.as_ref().map(|s| s.backends.iter().map(|b| &b.backend));
         let one = self.split.is_none().then_some(&self.backend);
         split.into_iter().flatten().chain(one)
     }
 
     /// The pods each backend names, in the file's order.
-    pub fn queries(&self) -> impl Iterator<Item = &PodQuery> {
+    pub fn queries(&self) -> impl Iterator<Item = &PodQuery> + Clone {
         self.backends().map(|b| &b.pods)
     }
 
