@@ -25,18 +25,21 @@ mod capacity;
 mod fingerprint;
 mod gate;
 mod rule;
+mod split;
 mod targets;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use budget::{Budget, PERCENT_FROM, removals};
 pub use fingerprint::{Fingerprint, fingerprint};
 pub use gate::{Applied, GateChange, GateOn, gate_needs_health, plan_gate};
 pub use rule::{Asked, Elsewhere, RuleOptions, RuleRows, plan_rule};
+pub use split::{Part, SplitRow, TOLERANCE_BP, Weights, achieved_bp, percent, points, requested_bp, weights};
 pub use targets::{DesiredTargets, serves, targets_for};
 
 use crate::model::{Binding, Health, Owner, Place, Pod, PodState, RuleTargets, Selected, Target, Weight};
-use crate::rules::{PodQuery, PodSource, Rule};
+use crate::rules::{Backend, PodQuery, PodSource, Rule};
 
 /// What a row of the plan does to one target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -190,6 +193,8 @@ pub struct RulePlan {
     pub lookup: Vec<std::net::IpAddr>,
     /// The owner whose targets this rule manages (`--owner`); `None` manages every target bound by IP.
     pub owner: Option<Owner>,
+    /// For a `backends:` rule, each backend's requested and achieved share, in the file's order; empty otherwise.
+    pub split: Vec<SplitRow>,
     /// A pod of this rule with the readiness gate waits for its registration or its health checks: run the rule
     /// again soon, nothing else will tell (see [`plan_gate`]).
     pub gate_waits: bool,
@@ -220,6 +225,7 @@ impl RulePlan {
             needs_health: false,
             lookup: Vec::new(),
             owner: None,
+            split: Vec::new(),
             gate_waits: false,
         }
     }
@@ -425,46 +431,28 @@ pub fn plan(
             out.push(RulePlan::skipped(rule, binding, reason));
             continue;
         }
-        let selected = match pods.get(&rule.backend.pods) {
-            Some(Ok(selected)) => selected,
-            Some(Err(e)) => {
-                let reason = format!("listing {}: {e}; its targets are left as they are", rule.backend.pods);
+        let found = match &rule.split {
+            None => backend_targets(rule, &rule.backend, pods).map(|(t, p)| (t, Cow::Borrowed(p), Vec::new())),
+            Some(split) => split::desired(rule, split, pods, &bound.targets).map(|(t, p, s)| (t, Cow::Owned(p), s)),
+        };
+        let (wanted, pods, split) = match found {
+            Ok(found) => found,
+            Err(Refused::Skip(reason)) => {
                 out.push(RulePlan::skipped(rule, binding, reason));
                 continue;
             }
-            None => {
-                let reason = format!("{} was not listed", rule.backend.pods);
-                out.push(RulePlan::skipped(rule, binding, reason));
+            Err(Refused::Block { reason, found }) => {
+                out.push(RulePlan {
+                    binding,
+                    status: Status::Blocked { reason },
+                    warnings: found.problems,
+                    untargetable: found.untargetable,
+                    ..RulePlan::named(rule)
+                });
                 continue;
             }
         };
-        if matches!(rule.backend.pods.source, PodSource::Service(_)) && selected.target_port.is_none() {
-            let reason =
-                format!("the target port of {} was not read; its targets are left as they are", rule.backend.pods);
-            out.push(RulePlan::skipped(rule, binding, reason));
-            continue;
-        }
-        let pods = &selected.pods;
-        let wanted = targets_for(&rule.backend, selected);
-        // Ready pods that all failed to become targets (a port name typo, a missing address family) are a
-        // mistake in the rules file, not an empty rule: hold the rule and say why.
-        let ready_pods = pods.iter().filter(|p| !p.terminating && serves(p)).count();
-        if ready_pods > 0 && !wanted.targets.iter().any(|t| t.state == PodState::Ready) {
-            let reason = format!(
-                "none of the {ready_pods} ready pod(s) can be a target ({}): check `port:` and `ip_family:` in the \
-                 rules file (line {}); the rule's targets are left as they are",
-                wanted.problems.first().map_or("no usable address or port", String::as_str),
-                rule.line
-            );
-            out.push(RulePlan {
-                binding,
-                status: Status::Blocked { reason },
-                warnings: wanted.problems,
-                untargetable: wanted.untargetable,
-                ..RulePlan::named(rule)
-            });
-            continue;
-        }
+        let pods: &[Pod] = &pods;
         let asked = match elsewhere.get(&rule.backend.pods.namespace) {
             None => Asked::NotRead,
             Some(Ok(pods)) => Asked::Pods(pods),
@@ -482,10 +470,53 @@ pub fn plan(
             needs_health,
             lookup: planned.lookup,
             owner: opts.owner.clone(),
+            split,
             ..RulePlan::named(rule)
         });
     }
     Plan { rules: out, gate: Vec::new() }
+}
+
+/// Why a rule is not planned.
+enum Refused {
+    /// Its pods could not be read: nothing is removed.
+    Skip(String),
+    /// A guard holds it; `found` is what its pods gave.
+    Block { reason: String, found: DesiredTargets },
+}
+
+/// The targets of one of `rule`'s backends from its listed pods, and those pods.
+fn backend_targets<'p>(
+    rule: &Rule,
+    backend: &Backend,
+    pods: &'p PodLists,
+) -> Result<(DesiredTargets, &'p [Pod]), Refused> {
+    let selected = match pods.get(&backend.pods) {
+        Some(Ok(selected)) => selected,
+        Some(Err(e)) => {
+            return Err(Refused::Skip(format!("listing {}: {e}; its targets are left as they are", backend.pods)));
+        }
+        None => return Err(Refused::Skip(format!("{} was not listed", backend.pods))),
+    };
+    if matches!(backend.pods.source, PodSource::Service(_)) && selected.target_port.is_none() {
+        let reason = format!("the target port of {} was not read; its targets are left as they are", backend.pods);
+        return Err(Refused::Skip(reason));
+    }
+    let wanted = targets_for(backend, selected);
+    // Ready pods that all failed to become targets (a port name typo, a missing address family) are a mistake in
+    // the rules file, not an empty rule: hold the rule and say why.
+    let ready_pods = selected.pods.iter().filter(|p| !p.terminating && serves(p)).count();
+    if ready_pods > 0 && !wanted.targets.iter().any(|t| t.state == PodState::Ready) {
+        let of = if rule.split.is_some() { format!(" of {}", backend.pods) } else { String::new() };
+        let reason = format!(
+            "none of the {ready_pods} ready pod(s){of} can be a target ({}): check `port:` and `ip_family:` in the \
+             rules file (line {}); the rule's targets are left as they are",
+            wanted.problems.first().map_or("no usable address or port", String::as_str),
+            rule.line
+        );
+        return Err(Refused::Block { reason, found: wanted });
+    }
+    Ok((wanted, &selected.pods))
 }
 
 /// Rules that resolve to the same binding (say one by id, one by port) would fight; maps each to the other's line.

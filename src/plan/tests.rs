@@ -208,6 +208,7 @@ fn rule_plan(status: Status, rows: Vec<Row>) -> RulePlan {
         needs_health: false,
         lookup: Vec::new(),
         owner: None,
+        split: Vec::new(),
         gate_waits: false,
     }
 }
@@ -599,3 +600,4 @@ mod capacity;
 mod fingerprint;
 mod gate;
 mod service;
+mod split;

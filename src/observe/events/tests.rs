@@ -62,6 +62,7 @@ fn rule_plan(rule: &Rule, status: Status, rows: Vec<Row>) -> RulePlan {
         needs_health: false,
         lookup: Vec::new(),
         owner: None,
+        split: Vec::new(),
         gate_waits: false,
     }
 }
