@@ -10,6 +10,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 mod markdown;
+mod split;
 
 use crate::apply::{ApplyReport, RowStatus};
 use crate::model::GATE_CONDITION;
@@ -74,6 +75,7 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
         let targets = summary.unchanged + summary.unmanaged;
         writeln!(out, "In sync: {} rule(s), {targets} target(s), nothing to change.", plan.rules.len())?;
         if !style.show_unchanged {
+            split::lines(plan, out)?;
             warnings(plan, out)?;
             return writeln!(out, "plan {}", plan.fingerprint());
         }
@@ -197,6 +199,7 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
     if let Some(report) = applied {
         failures(plan, report, out)?;
     }
+    split::lines(plan, out)?;
     warnings(plan, out)?;
     writeln!(out, "{}", wrap(&summary_line(&summary), style.width))?;
     if let Some(report) = applied {
@@ -535,6 +538,9 @@ struct JsonRule<'a> {
     status: &'static str,
     reason: Option<&'a str>,
     warnings: &'a [String],
+    /// Each backend of a `backends:` rule: requested and achieved share (percent), targets, weight.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    split: Vec<split::JsonSplit<'a>>,
 }
 
 fn change<'a>(rule: &'a RulePlan, row: &'a Row, status: Option<&'a RowStatus>) -> JsonChange<'a> {
@@ -582,5 +588,6 @@ fn json_rule(rule: &RulePlan) -> JsonRule<'_> {
         status,
         reason,
         warnings: &rule.warnings,
+        split: split::json(rule),
     }
 }
