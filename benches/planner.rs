@@ -56,7 +56,7 @@ fn inputs(rules: &Rules, replaced: usize) -> (PodLists, Vec<Result<RuleTargets, 
                 gate: None,
             })
             .collect();
-        pods.insert(rule.backend.pods.clone(), Ok(list));
+        pods.insert(rule.backend.pods.clone(), Ok(list.into()));
         let binding = Binding { lb: rule.load_balancer_id.clone(), listener: format!("lbl-{i:08x}"), location: None };
         let targets = (0..PER_RULE)
             .map(|k| {

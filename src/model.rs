@@ -152,6 +152,20 @@ pub struct Pod {
     pub gate: Option<PodGate>,
 }
 
+/// What a backend's query selects: its pods and, for a `service:` backend, the target port the Service's port
+/// names (its `targetPort`: a number, or a container-port name resolved per pod). `None`: the rule's own `port:`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selected {
+    pub pods: Vec<Pod>,
+    pub target_port: Option<crate::rules::PortRef>,
+}
+
+impl From<Vec<Pod>> for Selected {
+    fn from(pods: Vec<Pod>) -> Self {
+        Selected { pods, target_port: None }
+    }
+}
+
 /// The readiness-gate condition clbsync sets on the pods that opt in.
 pub const GATE_CONDITION: &str = "clbsync.dev/registered";
 

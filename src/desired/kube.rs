@@ -3,7 +3,8 @@
 //! A workload query GETs the workload and lists pods with its selector: a built-in kind's (apps/v1 Deployment,
 //! StatefulSet, DaemonSet, ReplicaSet) `spec.selector`; for any other kind, found through the API server's
 //! discovery of its `apiVersion`, the `status.selector` of its `scale` subresource (what `kubectl scale` and the
-//! HPA read). A `Selector` query lists pods with the label map. Lists are paged (`limit` + `continue`); an expired continue token
+//! HPA read). A `service:` query GETs the Service and lists pods with its `spec.selector`. A `Selector` query lists
+//! pods with the label map. Lists are paged (`limit` + `continue`); an expired continue token
 //! (410 Gone) restarts the list once. Within one run each distinct (namespace, selector) is listed once, even
 //! when two deployments share a selector.
 //!
@@ -27,7 +28,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod as K8sPod};
+use k8s_openapi::api::core::v1::{Namespace, Pod as K8sPod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIResourceList, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::client::ClientBuilder;
@@ -39,6 +40,7 @@ use tokio::sync::OnceCell;
 use super::convert::{
     MinimalPod, label_selector_string, labels_selector_string, parse_selector_string, pod_from_minimal,
 };
+use super::service::ServiceDef;
 use super::{Cluster, Error};
 use crate::credentials;
 use crate::model::{GATE_CONDITION, GateCondition, Pod};
@@ -348,6 +350,11 @@ impl Cluster for KubeCluster {
         let namespace = query.namespace.as_str();
         let selector = match &query.source {
             PodSource::Workload(w) => self.selector_of(namespace, w).await?,
+            PodSource::Service(service) => {
+                let (labels, _) = super::service::resolve(self, namespace, service).await?;
+                labels_selector_string(&labels)
+                    .map_err(|reason| Error::InvalidSelector { query: query.to_string(), reason })?
+            }
             PodSource::Selector(labels) => labels_selector_string(labels)
                 .map_err(|reason| Error::InvalidSelector { query: query.to_string(), reason })?,
         };
@@ -360,6 +367,21 @@ impl Cluster for KubeCluster {
             self.check_namespace(namespace).await?;
         }
         Ok(pods)
+    }
+
+    /// A GET of the Service; a 404 is [`Error::WorkloadNotFound`] (or [`Error::NamespaceNotFound`]).
+    async fn service(&self, namespace: &str, name: &str) -> Result<ServiceDef, Error> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+        let op = Access { verb: "get", resource: "services", group: "", namespace };
+        let what = format!("get service {namespace}/{name}");
+        match self.request(&what, op, api.get(name)).await {
+            Ok(service) => Ok(service.into()),
+            Err(Error::Api { error: kube::Error::Api(status), .. }) if status.code == 404 => {
+                self.check_namespace(namespace).await?;
+                Err(service_not_found(namespace, name))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// One paged LIST of the namespace's pods, without a selector, from the API server's watch cache.
@@ -429,6 +451,11 @@ pub fn not_found(query: &PodQuery) -> Error {
         _ => "workload:",
     };
     Error::WorkloadNotFound { workload: query.to_string(), field }
+}
+
+/// [`Error::WorkloadNotFound`] for the Service of a `service:` backend.
+pub fn service_not_found(namespace: &str, name: &str) -> Error {
+    Error::WorkloadNotFound { workload: format!("service {namespace}/{name}"), field: "service:" }
 }
 
 /// The strategic-merge patch of `pods/status` that sets the gate condition; `lastTransitionTime` only when given

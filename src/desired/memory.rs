@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
+use super::service::ServiceDef;
 use super::{Cluster, Error};
 use crate::model::{GateCondition, Pod, PodGate};
 use crate::rules::PodQuery;
@@ -13,6 +14,8 @@ use crate::rules::PodQuery;
 #[derive(Default)]
 pub struct MemoryCluster {
     pub pods: BTreeMap<PodQuery, Result<Vec<Pod>, String>>,
+    /// Services by (namespace, name); a missing one is not found.
+    pub services: BTreeMap<(String, String), ServiceDef>,
     pub lists: Mutex<usize>,
     /// `(namespace, pod, condition, transition)` of every condition written, in order.
     pub conditions: Mutex<Vec<(String, String, GateCondition, bool)>>,
@@ -28,6 +31,11 @@ impl Cluster for MemoryCluster {
             Some(Err(e)) => Err(unreachable(query, e)),
             None => Err(unreachable(query, "no such test query")),
         }
+    }
+
+    async fn service(&self, namespace: &str, name: &str) -> Result<ServiceDef, Error> {
+        let key = (namespace.to_owned(), name.to_owned());
+        self.services.get(&key).cloned().ok_or_else(|| super::kube::service_not_found(namespace, name))
     }
 
     /// Every pod of every query of `namespace` that holds one of `ips` (a failed query fails the lookup).

@@ -8,6 +8,7 @@ pub mod kube;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod ports;
+pub mod service;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -15,8 +16,9 @@ use std::net::IpAddr;
 
 use futures::stream::{self, StreamExt};
 
-use crate::model::{GateCondition, Pod};
-use crate::rules::PodQuery;
+use crate::model::{GateCondition, Pod, Selected};
+use crate::rules::{PodQuery, PodSource};
+use service::ServiceDef;
 
 /// The pods a [`PodQuery`] selects, as the cluster reports them, and the one write clbsync makes to pods: the
 /// readiness-gate condition. Implementations must never turn an error into an empty list: "no pods" and "could
@@ -24,6 +26,10 @@ use crate::rules::PodQuery;
 pub trait Cluster {
     /// Every pod matched by `query`, in any state (the caller decides which ones are targets).
     fn pods(&self, query: &PodQuery) -> impl Future<Output = Result<Vec<Pod>, Error>>;
+
+    /// Service `namespace/name`'s selector and ports (a `service:` backend); a missing one is
+    /// [`Error::WorkloadNotFound`].
+    fn service(&self, namespace: &str, name: &str) -> impl Future<Output = Result<ServiceDef, Error>>;
 
     /// The pods of `namespace`, whatever their labels, that hold any of `ips`: whether a bound target the rules
     /// no longer select still has a pod that serves it (make before break). Asked only when a removal depends on
@@ -51,6 +57,9 @@ pub enum Error {
     /// A `workload:` whose kind the API server does not serve, or serves without a selector clbsync can read.
     #[error("{workload} cannot be read: {reason}; check `workload:` in the rules file")]
     UnusableKind { workload: String, reason: String },
+    /// A `service:` whose Service cannot choose pods or has no such port; `reason` says what to fix.
+    #[error("{service} cannot be used: {reason}")]
+    UnusableService { service: String, reason: String },
     #[error("namespace {namespace} not found: check `namespace:` in the rules file")]
     NamespaceNotFound { namespace: String },
     #[error(
@@ -110,13 +119,22 @@ pub enum Error {
     Config { tried: String, error: ::kube::Error },
 }
 
+/// What `query` selects: its pods and, for a `service:` backend, the Service port's target port. The Service is
+/// read once and its selector listed like a `selector:` (the same list as a rule with that selector).
+pub async fn select<C: Cluster>(cluster: &C, query: &PodQuery) -> Result<Selected, Error> {
+    let PodSource::Service(s) = &query.source else { return cluster.pods(query).await.map(Selected::from) };
+    let (labels, target) = service::resolve(cluster, &query.namespace, s).await?;
+    let by_labels = PodQuery { namespace: query.namespace.clone(), source: PodSource::Selector(labels) };
+    Ok(Selected { pods: cluster.pods(&by_labels).await?, target_port: Some(target) })
+}
+
 /// Lists the pods of every distinct query once, up to `concurrency` lists at a time. The result holds one entry
 /// per distinct query, so rules sharing a deployment share one list.
 pub async fn list_all<C: Cluster>(
     cluster: &C,
     queries: impl IntoIterator<Item = PodQuery>,
     concurrency: usize,
-) -> BTreeMap<PodQuery, Result<Vec<Pod>, Error>> {
+) -> BTreeMap<PodQuery, Result<Selected, Error>> {
     list_each(cluster, queries, concurrency).collect().await
 }
 
@@ -125,14 +143,14 @@ pub fn list_each<C: Cluster>(
     cluster: &C,
     queries: impl IntoIterator<Item = PodQuery>,
     concurrency: usize,
-) -> impl futures::Stream<Item = (PodQuery, Result<Vec<Pod>, Error>)> {
+) -> impl futures::Stream<Item = (PodQuery, Result<Selected, Error>)> {
     let mut distinct: Vec<PodQuery> = queries.into_iter().collect();
     distinct.sort();
     distinct.dedup();
     stream::iter(distinct)
         .map(move |q| async move {
-            let pods = cluster.pods(&q).await;
-            (q, pods)
+            let selected = select(cluster, &q).await;
+            (q, selected)
         })
         .buffer_unordered(concurrency.max(1))
 }

@@ -10,7 +10,8 @@ use crate::rules::{PodQuery, PodSource, PortRef, Problem, Rules};
 
 /// The problems of `rules` that only the cluster can tell: a named port that no container of the rule's pods has
 /// (a workload's pod template; for a `selector:` or a kind without `spec.template`, the pods it matches now, when
-/// there are any), and a workload, kind or namespace that does not exist. Any other Kubernetes error is an error: the check could not be made.
+/// there are any; for a `service:`, its port's named targetPort on the pods its selector matches now), and a
+/// workload, Service, kind or namespace that does not exist, a Service without a selector or without that port. Any other Kubernetes error is an error: the check could not be made.
 pub async fn check(cluster: &KubeCluster, rules: &Rules) -> Result<Vec<Problem>, Error> {
     let mut problems = Vec::new();
     for rule in &rules.rules {
@@ -22,7 +23,25 @@ pub async fn check(cluster: &KubeCluster, rules: &Rules) -> Result<Vec<Problem>,
             path: format!("{}.backend", rule.path),
             message: e.to_string(),
         };
+        let mut port = rule.backend.port.clone();
         let names: Option<BTreeSet<String>> = match &query.source {
+            PodSource::Service(service) => match super::service::resolve(cluster, &query.namespace, service).await {
+                Ok((labels, target)) => {
+                    port = target;
+                    let by_labels =
+                        PodQuery { namespace: query.namespace.clone(), source: PodSource::Selector(labels) };
+                    pod_ports(cluster, &by_labels).await?
+                }
+                Err(
+                    e @ (Error::WorkloadNotFound { .. }
+                    | Error::NamespaceNotFound { .. }
+                    | Error::UnusableService { .. }),
+                ) => {
+                    problems.push(missing(e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
             PodSource::Workload(w) => match cluster.template_ports(&query.namespace, w).await {
                 Ok(Some(names)) => Some(names),
                 Ok(None) => pod_ports(cluster, query).await?,
@@ -43,7 +62,7 @@ pub async fn check(cluster: &KubeCluster, rules: &Rules) -> Result<Vec<Problem>,
                 Err(e) => return Err(e),
             },
         };
-        if let (PortRef::Name(port), Some(names)) = (&rule.backend.port, names)
+        if let (PortRef::Name(port), Some(names)) = (&port, names)
             && !names.contains(port)
         {
             let have = if names.is_empty() {
@@ -53,6 +72,7 @@ pub async fn check(cluster: &KubeCluster, rules: &Rules) -> Result<Vec<Problem>,
             };
             let whose = match &query.source {
                 PodSource::Workload(_) => "the pod template of",
+                PodSource::Service(_) => "the pods (by the Service's selector and targetPort) of",
                 PodSource::Selector(_) => "the pods of",
             };
             problems.push(Problem {

@@ -7,7 +7,7 @@
 //! [`POST_TIMEOUT`] (all of them: [`TOTAL_TIMEOUT`]) is dropped, logged once, counted (`clbsync_events_total`),
 //! and never changes the exit code.
 //!
-//! The object: a `workload:` (or `deployment:`) backend's workload. A `selector:` backend has no workload, so its Event goes on a
+//! The object: a `workload:` (or `deployment:`) backend's workload, a `service:` backend's Service. A `selector:` backend has no workload, so its Event goes on a
 //! pod whose target changed: the first by name among the rule's rows of that reason. A selector rule with no such
 //! pod (a blocked or skipped rule, or removals of pods that are gone) has no object and gets no Event.
 
@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -121,20 +121,34 @@ impl Reason {
 /// What an Event is about.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Object {
-    /// The workload's kind; `None` for a pod.
-    pub workload: Option<WorkloadKind>,
+    pub kind: ObjectKind,
     pub namespace: String,
     pub name: String,
 }
 
+/// The kind of an Event's [`Object`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjectKind {
+    Workload(WorkloadKind),
+    Service,
+    Pod,
+}
+
 impl Object {
     fn api_version(&self) -> &str {
-        self.workload.as_ref().map_or("v1", WorkloadKind::api_version)
+        match &self.kind {
+            ObjectKind::Workload(k) => k.api_version(),
+            ObjectKind::Service | ObjectKind::Pod => "v1",
+        }
     }
 
-    /// `Deployment`, `Rollout` or `Pod`.
+    /// `Deployment`, `Rollout`, `Service` or `Pod`.
     pub fn kind(&self) -> &str {
-        self.workload.as_ref().map_or("Pod", WorkloadKind::kind)
+        match &self.kind {
+            ObjectKind::Workload(k) => k.kind(),
+            ObjectKind::Service => "Service",
+            ObjectKind::Pod => "Pod",
+        }
     }
 }
 
@@ -162,12 +176,13 @@ pub fn drafts(rules: &Rules, outcome: &Outcome, max: usize) -> (Vec<Draft>, usiz
     for (i, (rule, plan)) in rules.rules.iter().zip(&outcome.plan.rules).enumerate() {
         let statuses = outcome.applied.as_ref().and_then(|a| a.rows.get(i)).unwrap_or(&no_statuses);
         for (reason, entry, pods) in rule_entries(plan, statuses, outcome.waits) {
-            let (workload, object) = match &rule.backend.pods.source {
-                PodSource::Workload(w) => (Some(w.kind.clone()), Some(w.name.clone())),
-                PodSource::Selector(_) => (None, pods.into_iter().next()),
+            let (kind, object) = match &rule.backend.pods.source {
+                PodSource::Workload(w) => (ObjectKind::Workload(w.kind.clone()), Some(w.name.clone())),
+                PodSource::Service(s) => (ObjectKind::Service, Some(s.name.clone())),
+                PodSource::Selector(_) => (ObjectKind::Pod, pods.into_iter().next()),
             };
             let Some(name) = object else { continue };
-            let key = (Object { workload, namespace: plan.namespace.clone(), name }, reason);
+            let key = (Object { kind, namespace: plan.namespace.clone(), name }, reason);
             match groups.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, entries)) => entries.push(entry),
                 None => groups.push((key, vec![entry])),
@@ -481,11 +496,14 @@ fn event_name(o: &Object, reason: Reason) -> String {
 }
 
 /// The object's uid, which `kubectl describe` matches Events by; read with the verbs a run already has (get of a
-/// built-in workload, of a scalable kind's `scale` (its metadata is the object's), list pods). `None` when it cannot
-/// be read: the Event is still recorded.
+/// built-in workload, of a scalable kind's `scale` (its metadata is the object's), of a Service, list pods). `None`
+/// when it cannot be read: the Event is still recorded.
 async fn uid(client: &Client, o: &Object) -> Option<String> {
-    let meta = match &o.workload {
-        Some(kind) => {
+    let meta = match &o.kind {
+        ObjectKind::Service => {
+            Api::<Service>::namespaced(client.clone(), &o.namespace).get_metadata(&o.name).await.ok()?.metadata
+        }
+        ObjectKind::Workload(kind) => {
             let resource = match kind.built_in_resource() {
                 Some(plural) => {
                     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apps", "v1", kind.kind()), plural)
@@ -502,7 +520,7 @@ async fn uid(client: &Client, o: &Object) -> Option<String> {
                 None => api.get_scale(&o.name).await.ok()?.metadata,
             }
         }
-        None => {
+        ObjectKind::Pod => {
             let params = ListParams::default().fields(&format!("metadata.name={}", o.name));
             let list = Api::<Pod>::namespaced(client.clone(), &o.namespace).list_metadata(&params).await.ok()?;
             list.items.into_iter().next()?.metadata

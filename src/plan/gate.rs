@@ -113,7 +113,7 @@ pub fn plan_gate(
     let mut gated: BTreeMap<(&str, &str), (&Pod, Vec<usize>)> = BTreeMap::new();
     for (i, rule) in rules.iter().enumerate() {
         let Some(Ok(list)) = pods.get(&rule.backend.pods) else { continue };
-        for pod in list.iter().filter(|p| p.gate.is_some() && !p.terminating) {
+        for pod in list.pods.iter().filter(|p| p.gate.is_some() && !p.terminating) {
             let entry = gated.entry((rule.backend.pods.namespace.as_str(), pod.name.as_str())).or_insert((pod, vec![]));
             if !entry.1.contains(&i) {
                 entry.1.push(i);

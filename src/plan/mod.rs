@@ -35,8 +35,8 @@ pub use gate::{Applied, GateChange, GateOn, gate_needs_health, plan_gate};
 pub use rule::{Asked, Elsewhere, RuleOptions, RuleRows, plan_rule};
 pub use targets::{DesiredTargets, serves, targets_for};
 
-use crate::model::{Binding, Health, Owner, Place, Pod, PodState, RuleTargets, Target, Weight};
-use crate::rules::{PodQuery, Rule};
+use crate::model::{Binding, Health, Owner, Place, Pod, PodState, RuleTargets, Selected, Target, Weight};
+use crate::rules::{PodQuery, PodSource, Rule};
 
 /// What a row of the plan does to one target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -286,7 +286,7 @@ pub struct PlanOptions {
 }
 
 /// The pods of each distinct query, or why they could not be listed.
-pub type PodLists = BTreeMap<PodQuery, Result<Vec<Pod>, String>>;
+pub type PodLists = BTreeMap<PodQuery, Result<Selected, String>>;
 
 /// What the cluster knows of the IPs that rules asked about ([`RulePlan::lookup`]), per namespace: the pods there
 /// holding any of them, or why they could not be read. A namespace that is not in it was not asked.
@@ -425,8 +425,8 @@ pub fn plan(
             out.push(RulePlan::skipped(rule, binding, reason));
             continue;
         }
-        let pods = match pods.get(&rule.backend.pods) {
-            Some(Ok(pods)) => pods,
+        let selected = match pods.get(&rule.backend.pods) {
+            Some(Ok(selected)) => selected,
             Some(Err(e)) => {
                 let reason = format!("listing {}: {e}; its targets are left as they are", rule.backend.pods);
                 out.push(RulePlan::skipped(rule, binding, reason));
@@ -438,7 +438,14 @@ pub fn plan(
                 continue;
             }
         };
-        let wanted = targets_for(&rule.backend, pods);
+        if matches!(rule.backend.pods.source, PodSource::Service(_)) && selected.target_port.is_none() {
+            let reason =
+                format!("the target port of {} was not read; its targets are left as they are", rule.backend.pods);
+            out.push(RulePlan::skipped(rule, binding, reason));
+            continue;
+        }
+        let pods = &selected.pods;
+        let wanted = targets_for(&rule.backend, selected);
         // Ready pods that all failed to become targets (a port name typo, a missing address family) are a
         // mistake in the rules file, not an empty rule: hold the rule and say why.
         let ready_pods = pods.iter().filter(|p| !p.terminating && serves(p)).count();

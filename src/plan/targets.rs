@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::model::{DesiredTarget, Pod, PodState, Target};
-use crate::rules::{Backend, IpFamily, PortRef};
+use crate::model::{DesiredTarget, Pod, PodState, Selected, Target};
+use crate::rules::{Backend, IpFamily, PodSource, PortRef};
 
 /// The targets of one rule, plus the pods that matched but could not become targets and why.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,7 +29,17 @@ pub fn serves(pod: &Pod) -> bool {
 /// Turns pods into the targets of one backend: serving (see [`serves`]) + has an IP + not terminating gives a
 /// ready target; a terminating pod that still has an IP gives a terminating one (the planner drains it). Pods without
 /// the named port, or without an IP of the wanted family, are reported in `problems`, never silently dropped.
-pub fn targets_for(backend: &Backend, pods: &[Pod]) -> DesiredTargets {
+/// The target port is the one `selected` names (a Service port's `targetPort`), else the backend's `port:`.
+pub fn targets_for(backend: &Backend, selected: &Selected) -> DesiredTargets {
+    let (port_ref, check) = match (&selected.target_port, &backend.pods.source) {
+        (Some(target), PodSource::Service(s)) => (
+            target,
+            format!("check the targetPort of port `{}` of service {}/{}", s.port, backend.pods.namespace, s.name),
+        ),
+        (Some(target), _) => (target, format!("check the target port of {}", backend.pods)),
+        (None, _) => (&backend.port, "check `port:` in the rules file".to_owned()),
+    };
+    let pods = &selected.pods;
     let mut out = DesiredTargets::default();
     let mut seen = BTreeMap::new();
     for pod in pods {
@@ -56,16 +66,14 @@ pub fn targets_for(backend: &Backend, pods: &[Pod]) -> DesiredTargets {
             }
             continue;
         };
-        let port = match &backend.port {
+        let port = match port_ref {
             PortRef::Number(n) => *n,
             PortRef::Name(name) => match pod.ports.iter().find(|(n, _)| n == name) {
                 Some((_, p)) => *p,
                 None => {
                     let gate = if pod.gate.is_some() { "; its readiness gate does not wait for this rule" } else { "" };
-                    out.problems.push(format!(
-                        "pod {} has no container port named `{name}`, skipped: check `port:` in the rules file{gate}",
-                        pod.name
-                    ));
+                    out.problems
+                        .push(format!("pod {} has no container port named `{name}`, skipped: {check}{gate}", pod.name));
                     if state == PodState::Ready {
                         out.untargetable.insert(pod.name.clone());
                     }

@@ -598,3 +598,4 @@ mod budget;
 mod capacity;
 mod fingerprint;
 mod gate;
+mod service;

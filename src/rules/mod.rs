@@ -83,12 +83,23 @@ pub struct PodQuery {
     pub source: PodSource,
 }
 
-/// The two ways a backend names its pods.
+/// The ways a backend names its pods.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PodSource {
     /// `workload:`, or its short form `deployment: NAME`.
     Workload(Workload),
+    /// `service: NAME`: the Service's `spec.selector` chooses the pods, and the `targetPort` of its port `port:`
+    /// is the target port.
+    Service(ServicePort),
     Selector(BTreeMap<String, String>),
+}
+
+/// A port of a Service, as a `service:` backend names it: the Service, and the name or number of one of its
+/// ports (the backend's `port:`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServicePort {
+    pub name: String,
+    pub port: PortRef,
 }
 
 impl PodSource {
@@ -176,6 +187,7 @@ impl fmt::Display for PodQuery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.source {
             PodSource::Workload(w) => write!(f, "{} {}/{}", w.kind, self.namespace, w.name),
+            PodSource::Service(s) => write!(f, "service {}/{} port {}", self.namespace, s.name, s.port),
             PodSource::Selector(labels) => {
                 write!(f, "pods in {} with ", self.namespace)?;
                 let parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();

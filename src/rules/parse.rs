@@ -7,11 +7,10 @@ use serde_yaml::Value;
 
 use super::labels::{label_key_problem, label_value_problem};
 use super::spans::{Spans, join_key};
-use super::{
-    Backend, Error, IdLines, IpFamily, L7Spec, ListenerSpec, PodQuery, PodSource, Policy, PortRef, Problem, Rule, Rules,
-};
+use super::{Backend, Error, IdLines, IpFamily, L7Spec, ListenerSpec, PodQuery, Policy, PortRef, Problem, Rule, Rules};
 use crate::model::{DEFAULT_WEIGHT, Protocol};
 
+mod service;
 mod workload;
 
 /// Rules files larger than this are refused before parsing (a rules file is hand-written; 4 MiB is thousands
@@ -374,8 +373,18 @@ impl Validator {
 
     fn backend(&mut self, path: &str, value: Option<&Value>) -> Option<Backend> {
         let value = value?;
-        let known =
-            ["namespace", "deployment", "workload", "selector", "port", "weight", "policy", "allow_empty", "ip_family"];
+        let known = [
+            "namespace",
+            "deployment",
+            "workload",
+            "service",
+            "selector",
+            "port",
+            "weight",
+            "policy",
+            "allow_empty",
+            "ip_family",
+        ];
         let f = self.fields(path, value, &known)?;
         let namespace = self.string(&f, "namespace", true);
         if let Some(ns) = &namespace
@@ -386,21 +395,9 @@ impl Validator {
                 format!("`{ns}` is not a valid namespace name (lowercase letters, digits and `-`, at most 63)"),
             );
         }
-        let deployment = self.string(&f, "deployment", false).map(PodSource::deployment);
-        let workload = self.workload(&f).map(PodSource::Workload);
-        let selector = self.selector(&f).map(PodSource::Selector);
-        let source = match ["deployment", "workload", "selector"].iter().filter(|k| f.get(k).is_some()).count() {
-            0 => {
-                self.err(path, "missing `deployment:`, `workload:` or `selector:`: name the pods behind this backend");
-                None
-            }
-            1 => deployment.or(workload).or(selector),
-            _ => {
-                self.err(path, "give only one of `deployment:`, `workload:` and `selector:`");
-                None
-            }
-        };
-        let port = self.port_ref(&f);
+        let service = self.service(&f);
+        let port = self.port_ref(&f, f.get("service").is_some());
+        let source = self.source(&f, service, port.as_ref());
         let weight = self.int(&f, "weight", 0, 100, Some(DEFAULT_WEIGHT as i64)).map(|w| w as u8);
         let policy = match self.string(&f, "policy", false).as_deref() {
             None | Some("sync") => Some(Policy::Sync),
@@ -467,12 +464,31 @@ impl Validator {
         ok.then_some(labels)
     }
 
-    fn port_ref(&mut self, f: &Fields<'_>) -> Option<PortRef> {
+    /// The backend's `port:`: a container port, or with `service:` a port of the Service (whose names are DNS
+    /// labels, longer than container port names may be).
+    fn port_ref(&mut self, f: &Fields<'_>, of_service: bool) -> Option<PortRef> {
         let path = join_key(&f.path, "port");
         match f.get("port") {
+            None if of_service => {
+                self.err(&f.path, "missing field `port`: the name or number of the Service's port to send traffic to");
+                None
+            }
             None => {
                 self.err(&f.path, "missing field `port`: the container port number or name to send traffic to");
                 None
+            }
+            Some(Value::String(name)) if of_service && name.parse::<i64>().is_err() => {
+                if is_dns_label(name, 63) {
+                    Some(PortRef::Name(name.clone()))
+                } else {
+                    self.err(
+                        &path,
+                        format!(
+                            "`{name}` is not a valid Service port name (lowercase letters, digits and `-`, at most 63)"
+                        ),
+                    );
+                    None
+                }
             }
             Some(Value::String(name)) => {
                 if name.parse::<i64>().is_ok() {

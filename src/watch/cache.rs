@@ -1,11 +1,14 @@
 //! The watch cache: what the pod and workload watches last said, per namespace, reduced to the fields clbsync
 //! reads ([`Pod`], with its readiness-gate fields, plus the labels selectors match on, and a workload's
-//! selector). Deployments are watched in every namespace, the other workload kinds where a rule names them.
+//! selector). Deployments are watched in every namespace, the other workload kinds and Services where a rule names
+//! them.
 //!
-//! A pod keeps only the labels whose keys some selector of its namespace uses (the rules' own, and every cached
-//! workload's): a cached pod's size is bounded by the selectors, not by what is put on pods. When a selector
+//! A pod keeps only the labels whose keys some selector of its namespace uses (the rules' own, and those of the
+//! workloads and Services the rules name): a cached pod's size is bounded by the selectors, not by what is put on
+//! pods, and a workload no rule names (anyone who may create Deployments in the namespace can make one) cannot
+//! grow the keys and so make the pods be listed again at will. When a selector
 //! with a new key appears, the namespace's pods are not synced until its pod watch has listed again with that key
-//! ([`Cache::take_relist`]), so no query is answered from pods cached without a label it matches on. Through [`CachedCluster`] it is a second [`Cluster`]: the planner gets the same `Vec<Pod>` it would
+//! ([`Cache::take_relist`]), so no query is answered from pods cached without a label it matches on. Through [`CachedCluster`] it is a second [`Cluster`](crate::desired::Cluster): the planner gets the same `Vec<Pod>` it would
 //! get from a LIST, and gate conditions are written to the API.
 //!
 //! A namespace whose watch has not listed yet, or has failed since (API server unreachable, 403, ...), is
@@ -23,27 +26,60 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::watcher::Event;
 
+use crate::desired::Error;
 use crate::desired::convert::{label_selector_string, labels_selector_string, pod_from_k8s};
-use crate::desired::kube::KubeCluster;
-use crate::desired::{Cluster, Error};
-use crate::model::{GateCondition, Pod};
-use crate::rules::{PodQuery, PodSource, Rule, WorkloadKind};
+use crate::desired::kube::service_not_found;
+use crate::desired::service::{ServiceDef, service_target};
+use crate::model::Pod;
+use crate::rules::{PodQuery, PodSource, Rule, Workload, WorkloadKind};
 
-/// What is watched in a namespace: its pods, and workloads of one kind.
+mod cluster;
+mod services;
+mod store;
+
+pub use cluster::CachedCluster;
+use store::{EventKind, Step, Store, split};
+
+/// What is watched in a namespace: its pods, workloads of one kind, or its Services.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     Pods,
     Workloads(WorkloadKind),
+    Services,
 }
 
 impl Kind {
-    /// `pods`, `statefulsets`, `rollout.argoproj.io`.
+    /// `pods`, `statefulsets`, `rollout.argoproj.io`, `services`.
     pub fn name(&self) -> String {
         match self {
             Kind::Pods => "pods".to_owned(),
             Kind::Workloads(k) => k.built_in_resource().map_or_else(|| k.to_string(), str::to_owned),
+            Kind::Services => "services".to_owned(),
         }
     }
+}
+
+/// What one namespace's rules select by: the label keys of their own selectors, and the workloads and Services
+/// they name (only those add their selectors' keys).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub keys: BTreeSet<String>,
+    pub workloads: BTreeSet<Workload>,
+    pub services: BTreeSet<String>,
+}
+
+impl Scope {
+    /// The workload kinds the rules name.
+    pub fn kinds(&self) -> BTreeSet<WorkloadKind> {
+        self.workloads.iter().map(|w| w.kind.clone()).collect()
+    }
+}
+
+/// An object whose selector a rule may use: a workload or a Service.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Named {
+    Workload(Workload),
+    Service(String),
 }
 
 /// A pod as cached: what the planner reads, and the labels selectors match on.
@@ -94,6 +130,8 @@ pub enum Change {
     Pod { namespace: String, labels: Vec<BTreeMap<String, String>> },
     /// A workload appeared, went away or got another selector.
     Workload { namespace: String, kind: WorkloadKind, name: String },
+    /// A Service appeared, went away, or got another selector or ports.
+    Service { namespace: String, name: String },
     /// A watch (re)listed: every rule of the namespace may have changed.
     Resynced { namespace: String },
 }
@@ -101,112 +139,11 @@ pub enum Change {
 impl Change {
     pub fn namespace(&self) -> &str {
         match self {
-            Change::Pod { namespace, .. } | Change::Workload { namespace, .. } | Change::Resynced { namespace } => {
-                namespace
-            }
+            Change::Pod { namespace, .. }
+            | Change::Workload { namespace, .. }
+            | Change::Service { namespace, .. }
+            | Change::Resynced { namespace } => namespace,
         }
-    }
-}
-
-/// One kind's objects in one namespace, and whether they can be trusted.
-#[derive(Debug)]
-struct Store<T> {
-    objects: BTreeMap<String, T>,
-    /// Objects of a list in progress; they replace `objects` when it completes.
-    listing: Option<BTreeMap<String, T>>,
-    /// The label-key generation the list in progress began under: a list that began before the keys grew
-    /// completes without syncing the store.
-    listing_keys: u64,
-    synced: bool,
-    /// Why the watch fails, while it does.
-    failure: Option<String>,
-    /// Whether a list ever completed (readiness).
-    listed_once: bool,
-    /// Since when the watch has been failing (set on the first error, cleared by a complete list).
-    failing_since: Option<Instant>,
-}
-
-impl<T> Default for Store<T> {
-    fn default() -> Self {
-        Store {
-            objects: BTreeMap::new(),
-            listing: None,
-            listing_keys: 0,
-            synced: false,
-            failure: None,
-            listed_once: false,
-            failing_since: None,
-        }
-    }
-}
-
-impl<T: PartialEq> Store<T> {
-    /// Applies one watch event and says what it did; `keys` is the namespace's label-key generation now.
-    fn apply(&mut self, name: Option<String>, value: Option<T>, kind: EventKind, keys: u64) -> Step<T> {
-        match kind {
-            EventKind::Init => {
-                self.listing = Some(BTreeMap::new());
-                self.listing_keys = keys;
-                Step::Nothing
-            }
-            EventKind::InitApply => {
-                if let (Some(name), Some(value), Some(listing)) = (name, value, self.listing.as_mut()) {
-                    listing.insert(name, value);
-                }
-                Step::Nothing
-            }
-            EventKind::InitDone => {
-                self.objects = self.listing.take().unwrap_or_default();
-                if self.listing_keys != keys {
-                    return Step::Nothing;
-                }
-                self.synced = true;
-                self.listed_once = true;
-                self.failing_since = None;
-                self.failure = None;
-                Step::Listed
-            }
-            EventKind::Apply => {
-                let Some(name) = name else { return Step::Nothing };
-                let Some(value) = value else { return Step::Nothing };
-                let old = self.objects.insert(name, value);
-                Step::Changed(old)
-            }
-            EventKind::Delete => {
-                let Some(name) = name else { return Step::Nothing };
-                match self.objects.remove(&name) {
-                    Some(old) => Step::Removed(old),
-                    None => Step::Nothing,
-                }
-            }
-        }
-    }
-}
-
-enum Step<T> {
-    Nothing,
-    Listed,
-    /// Applied; the previous object if there was one.
-    Changed(Option<T>),
-    Removed(T),
-}
-
-#[derive(Clone, Copy)]
-enum EventKind {
-    Init,
-    InitApply,
-    InitDone,
-    Apply,
-    Delete,
-}
-
-fn split<K>(event: Event<K>) -> (EventKind, Option<K>) {
-    match event {
-        Event::Init => (EventKind::Init, None),
-        Event::InitApply(o) => (EventKind::InitApply, Some(o)),
-        Event::InitDone => (EventKind::InitDone, None),
-        Event::Apply(o) => (EventKind::Apply, Some(o)),
-        Event::Delete(o) => (EventKind::Delete, Some(o)),
     }
 }
 
@@ -224,6 +161,13 @@ struct Namespace {
     keys_generation: u64,
     /// The keys grew since the pod watch last (re)started: it must list again.
     relist: bool,
+    /// The workloads and Services the rules name: only their selectors' keys are kept.
+    named: BTreeSet<Named>,
+    /// The label keys of each cached workload's and Service's selector, whether named or not (a rule may name it
+    /// later).
+    selector_keys: BTreeMap<Named, Vec<String>>,
+    /// The Services, while a rule names one.
+    services: Option<Store<ServiceDef>>,
 }
 
 impl Namespace {
@@ -237,7 +181,39 @@ impl Namespace {
         match &rule.backend.pods.source {
             PodSource::Selector(want) => Wanted::Labels(want).matches(labels),
             PodSource::Workload(w) => self.selector(&w.kind, &w.name).is_some_and(|s| s.matches(labels)),
+            PodSource::Service(s) => self
+                .services
+                .as_ref()
+                .and_then(|store| store.objects.get(&s.name))
+                .is_some_and(|def| !def.selector.is_empty() && Wanted::Labels(&def.selector).matches(labels)),
         }
+    }
+
+    /// Records the label keys of `object`'s selector (`None`: it is gone); they are kept when a rule names it.
+    fn track_keys(&mut self, object: Named, keys: Option<Vec<String>>) {
+        match keys {
+            None => {
+                self.selector_keys.remove(&object);
+            }
+            Some(keys) => {
+                if self.named.contains(&object) {
+                    self.want_keys(&keys);
+                }
+                self.selector_keys.insert(object, keys);
+            }
+        }
+    }
+
+    /// Forgets the selector keys of the objects of kind `listed` that its complete list no longer has.
+    fn forget_gone(&mut self, listed: &Kind) {
+        let (workloads, services) = (&self.workloads, &self.services);
+        self.selector_keys.retain(|n, _| match (n, listed) {
+            (Named::Workload(w), Kind::Workloads(k)) if w.kind == *k => {
+                workloads.get(k).is_some_and(|s| s.objects.contains_key(&w.name))
+            }
+            (Named::Service(name), Kind::Services) => services.as_ref().is_some_and(|s| s.objects.contains_key(name)),
+            _ => true,
+        });
     }
 
     /// Adds `keys`; when one is new, the pods are not synced until a list under the new keys completes.
@@ -269,13 +245,22 @@ impl Cache {
         self.namespaces.lock().expect("the cache lock is never held across a panic")
     }
 
-    /// Starts caching `namespace` (not synced until its watches list), its pods with the label keys in `keys`
-    /// (the rules' selectors) and those of its workloads' selectors, and its Deployments.
-    pub fn add_namespace<'k>(&self, namespace: &str, keys: impl IntoIterator<Item = &'k String>) {
+    /// Starts caching `namespace` (not synced until its watches list), its pods with the label keys of the
+    /// rules' selectors and of the selectors of the workloads and Services they name, its Deployments, and its
+    /// Services while a rule names one.
+    pub fn add_namespace(&self, namespace: &str, scope: &Scope) {
         let mut namespaces = self.lock();
         let ns = namespaces.entry(namespace.to_owned()).or_default();
         ns.workloads.entry(WorkloadKind::Deployment).or_default();
-        ns.want_keys(keys);
+        let workloads = scope.workloads.iter().cloned().map(Named::Workload);
+        ns.named = workloads.chain(scope.services.iter().cloned().map(Named::Service)).collect();
+        if scope.services.is_empty() {
+            ns.services = None;
+        } else {
+            ns.services.get_or_insert_default();
+        }
+        let named: Vec<String> = ns.named.iter().filter_map(|n| ns.selector_keys.get(n)).flatten().cloned().collect();
+        ns.want_keys(scope.keys.iter().chain(&named));
     }
 
     /// Caches exactly these workload kinds in `namespace` (Deployments always): forgets the others.
@@ -336,15 +321,23 @@ impl Cache {
         let selector = reported.as_ref().map(|r| cached_selector(&r.selector));
         let mut namespaces = self.lock();
         let ns = namespaces.get_mut(namespace)?;
-        if let Some(Ok(s)) = reported.as_ref().map(|r| &r.selector) {
-            ns.want_keys(selector_keys(s));
+        if let Some(r) = &reported {
+            let keys = match (&r.selector, step) {
+                (_, EventKind::Delete) => None,
+                (Ok(s), _) => Some(selector_keys(s).cloned().collect()),
+                (Err(_), _) => Some(Vec::new()),
+            };
+            ns.track_keys(Named::Workload(Workload { kind: kind.clone(), name: r.name.clone() }), keys);
         }
         if matches!(step, EventKind::InitDone) {
             ns.unusable.remove(kind);
         }
         let changed = match ns.workloads.get_mut(kind)?.apply(name.clone(), selector.clone(), step, 0) {
             Step::Nothing => false,
-            Step::Listed => return Some(Change::Resynced { namespace: namespace.to_owned() }),
+            Step::Listed => {
+                ns.forget_gone(&Kind::Workloads(kind.clone()));
+                return Some(Change::Resynced { namespace: namespace.to_owned() });
+            }
             Step::Changed(old) => old != selector,
             Step::Removed(_) => true,
         };
@@ -356,18 +349,21 @@ impl Cache {
     pub fn mark_failing(&self, namespace: &str, kind: &Kind, now: Instant, reason: Option<String>) {
         let mut namespaces = self.lock();
         let Some(ns) = namespaces.get_mut(namespace) else { return };
-        let store = match kind {
+        match kind {
             Kind::Pods => {
                 ns.pods.synced = false;
                 ns.pods.failing_since.get_or_insert(now);
-                return;
             }
-            Kind::Workloads(k) => ns.workloads.get_mut(k),
-        };
-        if let Some(store) = store {
-            store.synced = false;
-            store.failing_since.get_or_insert(now);
-            store.failure = reason.or(store.failure.take());
+            Kind::Workloads(k) => {
+                if let Some(store) = ns.workloads.get_mut(k) {
+                    store.fail(now, reason);
+                }
+            }
+            Kind::Services => {
+                if let Some(store) = ns.services.as_mut() {
+                    store.fail(now, reason);
+                }
+            }
         }
     }
 
@@ -375,7 +371,8 @@ impl Cache {
     /// their selectors' keys), or the namespace is no longer cached.
     pub fn workloads_settled(&self, namespace: &str) -> bool {
         self.lock().get(namespace).is_none_or(|ns| {
-            ns.workloads.iter().all(|(k, s)| s.listed_once || s.failing_since.is_some() || ns.unusable.contains_key(k))
+            ns.workloads.iter().all(|(k, s)| s.settled() || ns.unusable.contains_key(k))
+                && ns.services.as_ref().is_none_or(Store::settled)
         })
     }
 
@@ -390,6 +387,7 @@ impl Cache {
                 ns.unusable.contains_key(&w.kind)
                     || ns.workloads.get(&w.kind).is_some_and(|s| s.synced || s.failure.is_some())
             }
+            PodSource::Service(_) => ns.services.as_ref().is_some_and(|s| s.synced || s.failure.is_some()),
         };
         ns.pods.synced && workload_settled
     }
@@ -424,8 +422,9 @@ impl Cache {
         for (name, ns) in namespaces.iter() {
             let workloads = ns.workloads.iter().filter(|(k, _)| !ns.unusable.contains_key(k));
             let workloads = workloads.map(|(k, s)| (Kind::Workloads(k.clone()), s.listed_once, s.failing_since));
+            let services = ns.services.iter().map(|s| (Kind::Services, s.listed_once, s.failing_since));
             for (kind, listed, since) in
-                [(Kind::Pods, ns.pods.listed_once, ns.pods.failing_since)].into_iter().chain(workloads)
+                [(Kind::Pods, ns.pods.listed_once, ns.pods.failing_since)].into_iter().chain(workloads).chain(services)
             {
                 if !listed {
                     return Err(format!("the watch of {} in namespace {name} has not listed yet", kind.name()));
@@ -454,6 +453,9 @@ impl Cache {
             Change::Workload { kind, name, .. } => {
                 matches!(&rule.backend.pods.source, PodSource::Workload(w) if w.kind == *kind && w.name == *name)
             }
+            Change::Service { name, .. } => {
+                matches!(&rule.backend.pods.source, PodSource::Service(s) if s.name == *name)
+            }
             Change::Pod { labels, .. } => labels.iter().any(|l| ns.is_some_and(|ns| ns.selects(rule, l))),
         };
         rules
@@ -479,6 +481,7 @@ impl Cache {
             |kind: Kind| Error::NotSynced { what: format!("{} in namespace {}", kind.name(), query.namespace) };
         let ns = namespaces.get(&query.namespace).ok_or_else(|| not_synced(Kind::Pods))?;
         let invalid = |reason: &String| Error::InvalidSelector { query: query.to_string(), reason: reason.clone() };
+        let by_service;
         let wanted = match &query.source {
             PodSource::Workload(w) => {
                 if let Some(reason) = ns.unusable.get(&w.kind) {
@@ -500,6 +503,16 @@ impl Cache {
                 }
                 let selector = store.objects.get(&w.name).ok_or_else(|| crate::desired::kube::not_found(query))?;
                 Wanted::Selector(selector.as_ref().map_err(invalid)?)
+            }
+            PodSource::Service(service) => {
+                let def = ns.service(&query.namespace, &service.name)?;
+                let labels = service_target(def, &service.port).map_err(|reason| Error::UnusableService {
+                    service: format!("service {}/{}", query.namespace, service.name),
+                    reason,
+                })?;
+                labels_selector_string(&labels.0).map_err(|reason| invalid(&reason))?;
+                by_service = labels.0;
+                Wanted::Labels(&by_service)
             }
             PodSource::Selector(labels) => {
                 labels_selector_string(labels).map_err(|reason| invalid(&reason))?;
@@ -525,45 +538,6 @@ impl Wanted<'_> {
             Wanted::Selector(s) => s.matches(labels),
             Wanted::Labels(want) => want.iter().all(|(k, v)| labels.get(k) == Some(v)),
         }
-    }
-}
-
-/// Watch mode's [`Cluster`]: pods from the cache, readiness-gate conditions written through the API.
-pub struct CachedCluster<'a> {
-    pub cache: &'a Cache,
-    pub api: &'a KubeCluster,
-}
-
-impl Cluster for CachedCluster<'_> {
-    /// As [`KubeCluster`] answers it: a watch of a namespace that does not exist lists nothing, like a LIST there,
-    /// so an empty answer (or a missing workload) is checked against the namespace and a missing one is
-    /// [`Error::NamespaceNotFound`], never zero pods.
-    async fn pods(&self, query: &PodQuery) -> Result<Vec<Pod>, Error> {
-        match self.cache.query(query) {
-            Ok(pods) if pods.is_empty() => {
-                self.api.check_namespace(&query.namespace).await?;
-                Ok(pods)
-            }
-            Err(e @ Error::WorkloadNotFound { .. }) => {
-                self.api.check_namespace(&query.namespace).await?;
-                Err(e)
-            }
-            answer => answer,
-        }
-    }
-
-    async fn pods_at(&self, namespace: &str, ips: &[IpAddr]) -> Result<Vec<Pod>, Error> {
-        self.cache.pods_at(namespace, ips)
-    }
-
-    async fn set_pod_condition(
-        &self,
-        namespace: &str,
-        pod: &str,
-        condition: &GateCondition,
-        transition: bool,
-    ) -> Result<(), Error> {
-        self.api.set_pod_condition(namespace, pod, condition, transition).await
     }
 }
 

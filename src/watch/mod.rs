@@ -46,10 +46,11 @@ use crate::reconcile::{self, Settings};
 use crate::rules::{self, Rules};
 use crate::serve;
 use crate::stop::{Reason, Stop};
-use cache::{Cache, CachedCluster};
+use cache::{Cache, CachedCluster, Scope};
 use lease::{Election, Role};
 use schedule::Schedule;
-use triggers::{Scope, Watches};
+
+use triggers::Watches;
 
 /// What watch mode adds to a run's [`Settings`].
 #[derive(Clone, Debug)]
@@ -370,7 +371,10 @@ fn namespaces(rules: &Rules) -> BTreeMap<&str, Scope> {
         match &pods.source {
             rules::PodSource::Selector(labels) => scope.keys.extend(labels.keys().cloned()),
             rules::PodSource::Workload(w) => {
-                scope.kinds.insert(w.kind.clone());
+                scope.workloads.insert(w.clone());
+            }
+            rules::PodSource::Service(service) => {
+                scope.services.insert(service.name.clone());
             }
         }
     }

@@ -1,5 +1,5 @@
-//! The watches: one pod watch per namespace the rules name, and one workload watch per kind its rules name
-//! (Deployments always), feeding the [`Cache`] and sending a [`Change`] for every event that can matter to a rule.
+//! The watches: one pod watch per namespace the rules name, one workload watch per kind its rules name
+//! (Deployments always), and one of its Services while a rule names one, feeding the [`Cache`] and sending a [`Change`] for every event that can matter to a rule.
 //! A scalable kind (`workload:` with `apiVersion`) is found through discovery first; each of its objects' selector
 //! is read from its `scale` subresource when the object changes.
 //!
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod as K8sPod;
+use k8s_openapi::api::core::v1::{Pod as K8sPod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
 use kube::core::{ApiResource, DynamicObject};
@@ -21,7 +21,7 @@ use kube::runtime::watcher;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
-use super::cache::{Cache, Change, Kind, Reported};
+use super::cache::{Cache, Change, Kind, Reported, Scope};
 use crate::desired::convert::parse_selector_string;
 use crate::desired::kube::{Access, MAX_RESPONSE_BYTES, built_in, map_error, scalable_resource};
 use crate::rules::WorkloadKind;
@@ -44,23 +44,19 @@ pub fn backoff(attempt: u32, jitter: f64) -> Duration {
     base.mul_f64(jitter.clamp(0.5, 1.0))
 }
 
-/// What one namespace's rules need watched: the label keys of their selectors and the workload kinds they name.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Scope {
-    pub keys: BTreeSet<String>,
-    pub kinds: BTreeSet<WorkloadKind>,
-}
-
 /// The watch tasks of one namespace.
 struct Tasks {
     pods: JoinHandle<()>,
     workloads: BTreeMap<WorkloadKind, JoinHandle<()>>,
+    /// The Services' watch, while a rule names a Service.
+    services: Option<JoinHandle<()>>,
 }
 
 impl Tasks {
     fn abort(&self) {
         self.pods.abort();
         self.workloads.values().for_each(JoinHandle::abort);
+        self.services.iter().for_each(JoinHandle::abort);
     }
 }
 
@@ -77,9 +73,9 @@ impl Watches {
         Watches { client, cache, changes, running: BTreeMap::new() }
     }
 
-    /// Watches exactly these namespaces, each with the label keys its rules' selectors use and the workload kinds
-    /// they name (Deployments always): starts the new watches, stops (and forgets) the ones no rule needs, and
-    /// lists pods again where a key is new.
+    /// Watches exactly these namespaces, each with what its rules select by: the workload kinds they name
+    /// (Deployments always) and its Services while a rule names one. Starts the new watches, stops (and forgets)
+    /// the ones no rule needs, and lists pods again where a key is new.
     pub fn set_namespaces(&mut self, wanted: &BTreeMap<&str, Scope>) {
         let gone: Vec<String> = self.running.keys().filter(|ns| !wanted.contains_key(ns.as_str())).cloned().collect();
         for ns in gone {
@@ -90,8 +86,8 @@ impl Watches {
             tracing::info!(namespace = %ns, "stopped watching: no rule names the namespace any more");
         }
         for (&ns, scope) in wanted {
-            self.cache.add_namespace(ns, &scope.keys);
-            let mut kinds = scope.kinds.clone();
+            self.cache.add_namespace(ns, scope);
+            let mut kinds = scope.kinds();
             kinds.insert(WorkloadKind::Deployment);
             self.cache.set_kinds(ns, &kinds);
             if let Some(tasks) = self.running.get_mut(ns) {
@@ -112,10 +108,11 @@ impl Watches {
                     }
                     tracing::info!(namespace = %ns, kind = %kind, "watching a workload kind a rule names");
                 }
+                self.set_services(ns, !scope.services.is_empty());
                 self.relist_pods_if_asked(ns);
                 continue;
             }
-            self.start(ns, &kinds);
+            self.start(ns, &kinds, !scope.services.is_empty());
             tracing::info!(namespace = %ns, kinds = ?kinds.iter().map(|k| k.to_string()).collect::<Vec<_>>(), "watching pods and workloads");
         }
     }
@@ -151,7 +148,8 @@ impl Watches {
             for kind in &kinds {
                 self.cache.mark_failing(&ns, &Kind::Workloads(kind.clone()), now, None);
             }
-            self.start(&ns, &kinds);
+            self.cache.mark_failing(&ns, &Kind::Services, now, None);
+            self.start(&ns, &kinds, tasks.services.is_some());
         }
     }
 
@@ -186,11 +184,34 @@ impl Watches {
         })
     }
 
-    fn start(&mut self, ns: &str, kinds: &BTreeSet<WorkloadKind>) {
+    /// The watch of the Services of `ns`.
+    fn spawn_services(&self, ns: &str) -> JoinHandle<()> {
+        let api = Api::<Service>::namespaced(self.client.clone(), ns);
+        let services = watch(api, ns.to_owned(), Kind::Services, self.cache.clone(), self.changes.clone(), Services);
+        tokio::spawn(services)
+    }
+
+    /// Starts or stops the Services' watch of a running namespace.
+    fn set_services(&mut self, ns: &str, wanted: bool) {
+        let running = self.running.get(ns).is_some_and(|t| t.services.is_some());
+        if wanted && !running {
+            let task = self.spawn_services(ns);
+            if let Some(tasks) = self.running.get_mut(ns) {
+                tasks.services = Some(task);
+            }
+            tracing::info!(namespace = %ns, "watching Services: a rule names one");
+        } else if !wanted && let Some(task) = self.running.get_mut(ns).and_then(|t| t.services.take()) {
+            task.abort();
+            tracing::info!(namespace = %ns, "stopped watching Services: no rule names one any more");
+        }
+    }
+
+    fn start(&mut self, ns: &str, kinds: &BTreeSet<WorkloadKind>, services: bool) {
         self.cache.take_relist(ns);
         let pods = self.spawn_pods(ns);
         let workloads = kinds.iter().map(|k| (k.clone(), self.spawn_workloads(ns, k))).collect();
-        self.running.insert(ns.to_owned(), Tasks { pods, workloads });
+        let services = services.then(|| self.spawn_services(ns));
+        self.running.insert(ns.to_owned(), Tasks { pods, workloads, services });
     }
 }
 
@@ -254,6 +275,16 @@ impl Watched for Pods {
     }
 }
 
+/// The watch of a namespace's Services.
+struct Services;
+
+impl Watched for Services {
+    type Object = Service;
+    fn apply(&self, cache: &Cache, ns: &str, event: watcher::Event<Service>) -> impl Future<Output = Option<Change>> {
+        std::future::ready(cache.apply_service(ns, event))
+    }
+}
+
 /// The watch of one workload kind: a built-in kind's selector is its `spec.selector`; a scalable kind's is read
 /// from the `scale` subresource (through `scale`) of each object that changes.
 struct Workloads {
@@ -309,6 +340,7 @@ fn failure(e: &watcher::Error, ns: &str, kind: &Kind) -> String {
     let (group, resource) = match kind {
         Kind::Pods => (String::new(), "pods".to_owned()),
         Kind::Workloads(k) => (k.group().to_owned(), kind.name()),
+        Kind::Services => (String::new(), kind.name()),
     };
     let (verb, error) = match e {
         watcher::Error::InitialListFailed(error) => ("list", error),

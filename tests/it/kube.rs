@@ -133,7 +133,7 @@ async fn only_running_ready_pods_with_an_ip_become_targets_and_terminating_ones_
     assert_eq!(names(&pods), ["no-ip", "not-ready", "pending", "ready", "terminating"]);
     assert!(pods.iter().find(|p| p.name == "terminating").unwrap().terminating);
 
-    let out = targets_for(&backend(q, PortRef::Name("http".into())), &pods);
+    let out = targets_for(&backend(q, PortRef::Name("http".into())), &pods.clone().into());
     let got: Vec<_> = out.targets.iter().map(|t| (t.pod.as_str(), t.target, t.state)).collect();
     assert_eq!(
         got,
@@ -154,7 +154,7 @@ async fn named_ports_resolve_per_pod_and_a_pod_without_the_port_is_a_problem() {
 
     let q = labels(&ns.name, &[("app", "svc")]);
     let pods = ns.cluster().await.pods(&q).await.unwrap();
-    let out = targets_for(&backend(q, PortRef::Name("http".into())), &pods);
+    let out = targets_for(&backend(q, PortRef::Name("http".into())), &pods.clone().into());
     let got: Vec<_> = out.targets.iter().map(|t| t.target).collect();
     assert_eq!(got, [target("127.0.0.40", 8080), target("127.0.0.41", 8081)]);
     assert_eq!(out.problems, ["pod c has no container port named `http`, skipped: check `port:` in the rules file"]);
@@ -173,7 +173,7 @@ async fn dual_stack_pods_give_the_address_of_the_wanted_family() {
 
     let mut b = backend(q, PortRef::Number(80));
     b.ip_family = IpFamily::Ipv6;
-    let out = targets_for(&b, &pods);
+    let out = targets_for(&b, &pods.clone().into());
     assert_eq!(out.targets.iter().map(|t| t.target).collect::<Vec<_>>(), [target("fd00::50", 80)]);
     assert_eq!(out.problems, ["pod v4 has no IPv6 address (127.0.0.51), skipped"]);
 }
@@ -219,7 +219,7 @@ async fn deployments_sharing_a_selector_and_list_all_give_the_same_pods() {
     let results = list_all(&cluster, queries, 4).await;
     assert_eq!(results.len(), 2);
     for (q, pods) in results {
-        assert_eq!(names(&pods.unwrap_or_else(|e| panic!("{q}: {e}"))), ["bg-0"]);
+        assert_eq!(names(&pods.unwrap_or_else(|e| panic!("{q}: {e}")).pods), ["bg-0"]);
     }
 }
 
@@ -259,6 +259,10 @@ async fn cronjob_rbac_as_rendered_allows_a_full_run_with_events_and_nothing_it_d
     assert_forbidden(
         "list deployments",
         Api::<Deployment>::namespaced(client.clone(), ns).list(&Default::default()).await,
+    );
+    assert_forbidden(
+        "list services (a `service:` backend gets its Service)",
+        Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), ns).list(&Default::default()).await,
     );
     assert_forbidden("get pods", Api::<Pod>::namespaced(client.clone(), ns).get(&pod_name).await);
     assert_forbidden(
@@ -563,7 +567,7 @@ async fn readiness_gate_rbac_as_rendered_is_needed_suffices_and_grants_nothing_o
 
 #[tokio::test]
 async fn events_to_a_server_that_never_answers_give_up_within_the_total_timeout() {
-    use clbsync::observe::events::{self, Draft, Object, Reason, TOTAL_TIMEOUT};
+    use clbsync::observe::events::{self, Draft, Object, ObjectKind, Reason, TOTAL_TIMEOUT};
     // Issue 15: recording Events never holds a run up for long, however many there are.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -575,7 +579,7 @@ async fn events_to_a_server_that_never_answers_give_up_within_the_total_timeout(
     let drafts: Vec<Draft> = (0..40)
         .map(|i| Draft {
             object: Object {
-                workload: Some(WorkloadKind::Deployment),
+                kind: ObjectKind::Workload(WorkloadKind::Deployment),
                 namespace: "shop".into(),
                 name: format!("app-{i}"),
             },

@@ -152,7 +152,7 @@ async fn deployments_sharing_a_selector_list_their_pods_once() {
 
     let results = list_all(&cluster(&server), [deployment("blue"), deployment("green")], 2).await;
     for (q, pods) in results {
-        assert_eq!(names(&pods.unwrap_or_else(|e| panic!("{q}: {e}"))), ["bg-0"]);
+        assert_eq!(names(&pods.unwrap_or_else(|e| panic!("{q}: {e}")).pods), ["bg-0"]);
     }
 }
 
@@ -194,4 +194,47 @@ async fn zero_pods_without_permission_to_read_namespaces_is_zero_pods() {
         .await;
 
     assert_eq!(cluster(&server).pods(&web_pods()).await.unwrap(), []);
+}
+
+/// Issue 29: a `service:` query GETs the Service once, lists the pods by its `spec.selector` (one list shared with a
+/// `selector:` rule of the same labels) and carries the port's `targetPort`; a 500 on the Service is an error, never
+/// zero pods.
+#[tokio::test]
+async fn a_service_query_gets_the_service_once_and_lists_pods_by_its_selector() {
+    use clbsync::desired::select;
+    use clbsync::rules::{PortRef, ServicePort};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/namespaces/shop/services/web"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "serve"}]},
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/namespaces/shop/services/down"))
+        .respond_with(status(500, "InternalError"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(PODS))
+        .and(query_param("labelSelector", "app=web"))
+        .respond_with(page(&["web-0"], None))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let cluster = cluster(&server);
+    let service = |name: &str| PodQuery {
+        namespace: "shop".into(),
+        source: PodSource::Service(ServicePort { name: name.into(), port: PortRef::Name("http".into()) }),
+    };
+    let selected = select(&cluster, &service("web")).await.unwrap();
+    assert_eq!(names(&selected.pods), ["web-0"]);
+    assert_eq!(selected.target_port, Some(PortRef::Name("serve".into())));
+    assert_eq!(names(&select(&cluster, &web_pods()).await.unwrap().pods), ["web-0"], "the same list");
+    let err = select(&cluster, &service("down")).await.unwrap_err();
+    assert!(matches!(err, Error::Api { .. }), "{err:?}");
 }

@@ -187,17 +187,20 @@ fn watch_cluster_role_grants_exactly_its_reads_and_events_and_the_lease_role_one
             "get deployments.apps",
             "get namespaces.",
             "get replicasets.apps",
+            "get services.",
             "get statefulsets.apps",
             "list daemonsets.apps",
             "list deployments.apps",
             "list pods.",
             "list replicasets.apps",
+            "list services.",
             "list statefulsets.apps",
             "patch events.events.k8s.io",
             "watch daemonsets.apps",
             "watch deployments.apps",
             "watch pods.",
             "watch replicasets.apps",
+            "watch services.",
             "watch statefulsets.apps"
         ]
     );
@@ -308,7 +311,7 @@ fn grants(role: &Value) -> Vec<String> {
 }
 
 #[test]
-fn cluster_role_grants_exactly_get_workloads_list_pods_get_namespaces_and_record_events() {
+fn cluster_role_grants_exactly_get_workloads_and_services_list_pods_get_namespaces_and_record_events() {
     let docs = documents();
     let grants = grants(kind(&docs, "ClusterRole"));
     assert_eq!(
@@ -319,6 +322,7 @@ fn cluster_role_grants_exactly_get_workloads_list_pods_get_namespaces_and_record
             "get deployments.apps",
             "get namespaces.",
             "get replicasets.apps",
+            "get services.",
             "get statefulsets.apps",
             "list pods.",
             "patch events.events.k8s.io"

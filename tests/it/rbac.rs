@@ -149,17 +149,25 @@ async fn assert_events_name_the_deployment(world: &World, name: &str, events: &[
     }
 }
 
-/// Redis behind a StatefulSet (issue 29): the variants' reads of a `workload:` kind are exercised too.
+/// Redis behind a StatefulSet and TLS behind a Service (issue 29): the variants' reads of a `workload:` kind and of
+/// a `service:` are exercised too.
 fn spec() -> Spec {
     Spec::default()
         .pods([p("api", "10.1.0.1"), p("web", "10.2.0.1"), p("redis", "10.3.0.1")])
         .source(Slot::Redis, "workload: {kind: StatefulSet, name: redis}")
+        .source(Slot::Tls, "service: api-tls")
 }
 
-/// The world of `spec()`, its StatefulSet created.
+/// The world of `spec()`, its StatefulSet and Service created.
 async fn world(prefix: &str) -> World {
     let world = World::new(prefix, spec()).await;
     crate::e2e::workloads::create(&world, "StatefulSet", "redis").await;
+    let service = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: api-tls, namespace: {}}}\nspec:\n  selector: {{app: api}}\n  \
+         ports: [{{protocol: TCP, port: 8443, targetPort: 8443}}]\n",
+        world.ns.name
+    );
+    apply_yaml(&world.ns.client, &service, &["Service"]).await;
     world
 }
 
@@ -182,8 +190,9 @@ async fn batch_pass(variant: &str, dir: &str, gate: bool) {
     }
     let mut wanted = vec![("GET", "/pods?"), ("GET", "/deployments/api"), ("POST", "/events")];
     if !gate {
-        wanted.push(("GET", "/statefulsets/redis"));
+        wanted.extend([("GET", "/statefulsets/redis"), ("GET", "/services/api-tls")]);
         assert!(!world.targets(Slot::Redis).is_empty(), "{variant}: the StatefulSet's rule converged\n{}", run.all());
+        assert!(!world.targets(Slot::Tls).is_empty(), "{variant}: the Service's rule converged\n{}", run.all());
     }
     if gate {
         wanted.push(("PATCH", "/pods/api-gated/status"));
@@ -354,7 +363,9 @@ async fn watch_pass(variant: &str, dir: &str, gate: bool) {
     let registered = |world: &World, pod: &P| world.targets(Slot::Web).iter().any(|(ip, _, _)| *ip == pod.ip);
 
     until("leading and converged", &w, || async {
-        w.leads() && !world.targets(Slot::Api).is_empty() && (gate || !world.targets(Slot::Redis).is_empty())
+        w.leads()
+            && !world.targets(Slot::Api).is_empty()
+            && (gate || !world.targets(Slot::Redis).is_empty() && !world.targets(Slot::Tls).is_empty())
     })
     .await;
     let lease = Api::<Lease>::namespaced(world.ns.client.clone(), &installed.sa_ns).get("clbsync").await.unwrap();

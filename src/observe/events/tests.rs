@@ -79,7 +79,7 @@ fn outcome(rules: &Rules, plans: Vec<(Status, Vec<(Row, RowStatus)>)>) -> Outcom
 }
 
 fn deployment(name: &str) -> Object {
-    Object { workload: Some(WorkloadKind::Deployment), namespace: "shop".into(), name: name.into() }
+    Object { kind: ObjectKind::Workload(WorkloadKind::Deployment), namespace: "shop".into(), name: name.into() }
 }
 
 fn summary(drafts: &[Draft]) -> Vec<(String, &'static str)> {

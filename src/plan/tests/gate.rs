@@ -86,7 +86,7 @@ fn gate_plan_with(
 ) -> Plan {
     let rules = rules();
     let rules: Vec<&Rule> = rules.rules.iter().collect();
-    let lists: PodLists = [(rules[0].backend.pods.clone(), Ok(pods))].into_iter().collect();
+    let lists: PodLists = [(rules[0].backend.pods.clone(), Ok(pods.into()))].into_iter().collect();
     let mut plan = plan(&rules, &lists, actual, &PodsByIp::new(), opts);
     let rows = plan.rules.clone();
     plan_gate(&rules, &lists, &mut plan, |i, j| applied(rows[i].rows[j].action), opts.gate_on);
@@ -226,7 +226,7 @@ fn a_skipped_rule_blocks_the_gate_but_keeps_a_true_condition() {
 fn gate_plan_rules(text: &str, pods: Vec<Pod>, actual: &[Result<RuleTargets, String>]) -> Plan {
     let rules = parse("rules.yaml", text).expect("valid rules");
     let rules: Vec<&Rule> = rules.rules.iter().collect();
-    let lists: PodLists = [(rules[0].backend.pods.clone(), Ok(pods))].into_iter().collect();
+    let lists: PodLists = [(rules[0].backend.pods.clone(), Ok(pods.into()))].into_iter().collect();
     let mut plan = plan(&rules, &lists, actual, &PodsByIp::new(), &PlanOptions::default());
     plan_gate(&rules, &lists, &mut plan, |_, _| Applied::NotRun, GateOn::Healthy);
     plan

@@ -102,8 +102,13 @@ fn list_pods(cache: &Cache, ns: &str, pods: Vec<K8sPod>) {
     assert_eq!(cache.apply_pod(ns, Event::InitDone), Some(Change::Resynced { namespace: ns.into() }));
 }
 
-fn keys(keys: &[&str]) -> BTreeSet<String> {
-    keys.iter().map(|k| k.to_string()).collect()
+/// What the rules of [`rules()`] select by in namespace shop: label keys `keys`, Deployment `web`.
+fn keys(keys: &[&str]) -> Scope {
+    Scope {
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+        workloads: [Workload { kind: WorkloadKind::Deployment, name: "web".into() }].into(),
+        services: BTreeSet::new(),
+    }
 }
 
 fn labelled(mut pod: K8sPod, labels: &[(&str, &str)]) -> K8sPod {
@@ -266,4 +271,77 @@ fn a_pod_list_begun_before_the_keys_grew_does_not_sync() {
     assert!(matches!(cache.query(&query(&rules, 1)), Err(Error::NotSynced { .. })));
     list_pods(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", true)]);
     assert!(cache.query(&query(&rules, 1)).is_ok());
+}
+
+/// A workload no rule names does not grow the keys: anyone who may create a Deployment (or another watched kind)
+/// in a watched namespace could otherwise make its pods be listed again at will, keeping its rules from running.
+/// Once the rules name it, its keys are kept. (Issue 24's fix, lost when workload kinds replaced Deployments.)
+#[test]
+fn only_the_workloads_the_rules_name_add_label_keys() {
+    let cache = Cache::default();
+    let rules = rules();
+    listed(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", true)], vec![deployment("web", "web")]);
+    let mut other = deployment("other", "x");
+    let selector = &mut other.spec.as_mut().expect("spec").selector;
+    selector.match_labels.get_or_insert_default().insert("attacker-key".into(), "1".into());
+    cache.apply_deployment("shop", Event::Apply(other));
+    assert!(!cache.take_relist("shop"), "no relist for a Deployment no rule names");
+    assert!(cache.is_synced(&rules.rules[0]), "its rules go on");
+    assert!(cache.query(&query(&rules, 0)).is_ok());
+
+    let mut named = keys(&["app"]);
+    named.workloads.insert(Workload { kind: WorkloadKind::Deployment, name: "other".into() });
+    cache.add_namespace("shop", &named);
+    assert!(cache.take_relist("shop"), "named now: its key is new");
+}
+
+/// A Service a rule names adds its selector's keys; its pods are answered by its selector, and a change of it is
+/// a change of the rules that name it.
+#[test]
+fn a_named_services_selector_chooses_its_pods_and_a_change_touches_its_rules() {
+    use k8s_openapi::api::core::v1::{Service, ServicePort as K8sServicePort, ServiceSpec};
+    let cache = Cache::default();
+    let rules = parse_rules(
+        "
+- load_balancer_id: lb-12345678
+  listeners:
+    - {port: 80, protocol: tcp, backend: {namespace: shop, service: web, port: http}}
+",
+    );
+    let service = |name: &str, labels: &[(&str, &str)]| Service {
+        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        spec: Some(ServiceSpec {
+            selector: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ports: Some(vec![K8sServicePort { name: Some("http".into()), port: 80, ..Default::default() }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let scope = Scope { keys: BTreeSet::new(), workloads: BTreeSet::new(), services: ["web".to_owned()].into() };
+    cache.add_namespace("shop", &scope);
+    cache.apply_deployment("shop", Event::Init);
+    cache.apply_deployment("shop", Event::InitDone);
+    assert!(!cache.workloads_settled("shop"), "the pods wait for the Services' selectors");
+    cache.apply_service("shop", Event::Init);
+    cache.apply_service("shop", Event::InitApply(service("web", &[("app", "web")])));
+    cache.apply_service("shop", Event::InitApply(service("noise", &[("attacker-key", "1")])));
+    cache.apply_service("shop", Event::InitDone);
+    assert!(cache.workloads_settled("shop"));
+    list_pods(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", true), k8s_pod("db-1", "db", "10.0.0.2", true)]);
+    assert!(cache.is_synced(&rules.rules[0]));
+    let def = cache.service("shop", "web").expect("cached");
+    assert_eq!(def.selector, [("app".to_owned(), "web".to_owned())].into());
+    let by_labels = PodQuery { namespace: "shop".into(), source: PodSource::Selector(def.selector) };
+    assert_eq!(cache.query(&by_labels).expect("synced").len(), 1, "the Service's pods only");
+    assert!(matches!(cache.service("shop", "gone"), Err(Error::WorkloadNotFound { .. })));
+
+    let change = cache.apply_service("shop", Event::Apply(service("web", &[("app", "db")]))).expect("new selector");
+    assert_eq!(cache.rules_touched(&rules.rules, &change), [0].into());
+    assert!(!cache.take_relist("shop"), "`app` was known");
+    let pod_change = cache.apply_pod("shop", Event::Apply(k8s_pod("db-1", "db", "10.0.0.2", false))).expect("pod");
+    assert_eq!(cache.rules_touched(&rules.rules, &pod_change), [0].into(), "its pods are the new selector's");
+    cache.apply_service("shop", Event::Apply(service("noise", &[("other-key", "1")])));
+    assert!(!cache.take_relist("shop"), "a Service no rule names adds no key");
+    cache.apply_service("shop", Event::Apply(service("web", &[("tier", "front")])));
+    assert!(cache.take_relist("shop"), "the named Service's new key lists the pods again");
 }

@@ -22,6 +22,7 @@ mod ownership;
 mod plans;
 mod progress;
 mod rolling;
+mod services;
 mod signals;
 pub mod watch;
 pub mod workloads;
