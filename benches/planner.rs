@@ -90,9 +90,11 @@ fn bench(c: &mut Criterion) {
         };
         let all: Vec<_> = rules.rules.iter().collect();
         g.bench_function(format!("plan/{name}"), |b| {
-            b.iter(|| black_box(plan::plan(&all, &pods, &actual, &plan::PodsByIp::new(), &opts)))
+            b.iter(|| {
+                black_box(plan::plan(&all, &pods, &plan::Replicas::new(), &actual, &plan::PodsByIp::new(), &opts))
+            })
         });
-        let plan = plan::plan(&all, &pods, &actual, &plan::PodsByIp::new(), &opts);
+        let plan = plan::plan(&all, &pods, &plan::Replicas::new(), &actual, &plan::PodsByIp::new(), &opts);
         for format in [Format::Table, Format::Json] {
             let style = Style { format, ..Style::default() };
             g.bench_function(format!("render_{format:?}/{name}").to_lowercase(), |b| {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use super::{Cluster, Error};
+use super::{Cluster, Error, Listed};
 use crate::model::{GateCondition, Pod, PodGate};
 use crate::rules::PodQuery;
 
@@ -13,6 +13,8 @@ use crate::rules::PodQuery;
 #[derive(Default)]
 pub struct MemoryCluster {
     pub pods: BTreeMap<PodQuery, Result<Vec<Pod>, String>>,
+    /// The `spec.replicas` of a query's workload, when it has one.
+    pub replicas: BTreeMap<PodQuery, u32>,
     pub lists: Mutex<usize>,
     /// `(namespace, pod, condition, transition)` of every condition written, in order.
     pub conditions: Mutex<Vec<(String, String, GateCondition, bool)>>,
@@ -28,6 +30,10 @@ impl Cluster for MemoryCluster {
             Some(Err(e)) => Err(unreachable(query, e)),
             None => Err(unreachable(query, "no such test query")),
         }
+    }
+
+    async fn listed(&self, query: &PodQuery) -> Result<Listed, Error> {
+        Ok(Listed { pods: self.pods(query).await?, replicas: self.replicas.get(query).copied() })
     }
 
     /// Every pod of every query of `namespace` that holds one of `ips` (a failed query fails the lookup).

@@ -25,6 +25,12 @@ pub trait Cluster {
     /// Every pod matched by `query`, in any state (the caller decides which ones are targets).
     fn pods(&self, query: &PodQuery) -> impl Future<Output = Result<Vec<Pod>, Error>>;
 
+    /// [`Cluster::pods`] and the replicas the query's workload asks for. By default none: a cluster that does not
+    /// read them (watch mode's cache) leaves the source sanity check out, and only the deletion budget applies.
+    fn listed(&self, query: &PodQuery) -> impl Future<Output = Result<Listed, Error>> {
+        async move { Ok(Listed { pods: self.pods(query).await?, replicas: None }) }
+    }
+
     /// The pods of `namespace`, whatever their labels, that hold any of `ips`: whether a bound target the rules
     /// no longer select still has a pod that serves it (make before break). Asked only when a removal depends on
     /// it.
@@ -40,6 +46,14 @@ pub trait Cluster {
         condition: &GateCondition,
         transition: bool,
     ) -> impl Future<Output = Result<(), Error>>;
+}
+
+/// What the cluster says of a query: its pods, and the `spec.replicas` of its workload where the kind has one
+/// (Deployment, StatefulSet, ReplicaSet, a scalable kind's scale; not a DaemonSet or a `selector:`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Listed {
+    pub pods: Vec<Pod>,
+    pub replicas: Option<u32>,
 }
 
 /// Why the pods of a query could not be listed. Each variant names what to check.
@@ -117,7 +131,7 @@ pub async fn list_all<C: Cluster>(
     queries: impl IntoIterator<Item = PodQuery>,
     concurrency: usize,
 ) -> BTreeMap<PodQuery, Result<Vec<Pod>, Error>> {
-    list_each(cluster, queries, concurrency).collect().await
+    list_each(cluster, queries, concurrency).map(|(q, listed)| (q, listed.map(|l| l.pods))).collect().await
 }
 
 /// [`list_all`] as the lists complete, for a caller that may stop waiting for the rest.
@@ -125,14 +139,14 @@ pub fn list_each<C: Cluster>(
     cluster: &C,
     queries: impl IntoIterator<Item = PodQuery>,
     concurrency: usize,
-) -> impl futures::Stream<Item = (PodQuery, Result<Vec<Pod>, Error>)> {
+) -> impl futures::Stream<Item = (PodQuery, Result<Listed, Error>)> {
     let mut distinct: Vec<PodQuery> = queries.into_iter().collect();
     distinct.sort();
     distinct.dedup();
     stream::iter(distinct)
         .map(move |q| async move {
-            let pods = cluster.pods(&q).await;
-            (q, pods)
+            let listed = cluster.listed(&q).await;
+            (q, listed)
         })
         .buffer_unordered(concurrency.max(1))
 }

@@ -25,6 +25,7 @@ mod capacity;
 mod fingerprint;
 mod gate;
 mod rule;
+mod source;
 mod targets;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +34,7 @@ pub use budget::{Budget, PERCENT_FROM, removals};
 pub use fingerprint::{Fingerprint, fingerprint};
 pub use gate::{Applied, GateChange, GateOn, gate_needs_health, plan_gate};
 pub use rule::{Asked, Elsewhere, RuleOptions, RuleRows, plan_rule};
+pub use source::Source;
 pub use targets::{DesiredTargets, serves, targets_for};
 
 use crate::model::{Binding, Health, Owner, Place, Pod, PodState, RuleTargets, Target, Weight};
@@ -288,6 +290,10 @@ pub struct PlanOptions {
 /// The pods of each distinct query, or why they could not be listed.
 pub type PodLists = BTreeMap<PodQuery, Result<Vec<Pod>, String>>;
 
+/// The `spec.replicas` of the workloads that queries name, where the kind has one and it was read: the source
+/// sanity check ([`Source`]) compares it with the pods listed.
+pub type Replicas = BTreeMap<PodQuery, u32>;
+
 /// What the cluster knows of the IPs that rules asked about ([`RulePlan::lookup`]), per namespace: the pods there
 /// holding any of them, or why they could not be read. A namespace that is not in it was not asked.
 pub type PodsByIp = BTreeMap<String, Result<Vec<Pod>, String>>;
@@ -394,14 +400,16 @@ impl Plan {
     }
 }
 
-/// Plans `rules`: `pods` holds the listed pods of each distinct query, `actual` what CLB holds for each rule
-/// (aligned with `rules`), or why it could not be read, and `elsewhere` what the cluster said of the IPs earlier
-/// plans asked about. One [`RulePlan`] per rule, in the same order.
+/// Plans `rules`: `pods` holds the listed pods of each distinct query and `replicas` the replicas their workloads
+/// ask for, `actual` what CLB holds for each rule (aligned with `rules`), or why it could not be read, and
+/// `elsewhere` what the cluster said of the IPs earlier plans asked about. One [`RulePlan`] per rule, in the same
+/// order.
 ///
 /// Pure and deterministic.
 pub fn plan(
     rules: &[&Rule],
     pods: &PodLists,
+    replicas: &Replicas,
     actual: &[Result<RuleTargets, String>],
     elsewhere: &PodsByIp,
     opts: &PlanOptions,
@@ -464,7 +472,14 @@ pub fn plan(
             Some(Err(why)) => Asked::Unreadable(why),
         };
         let elsewhere = Elsewhere { own: pods, asked };
-        let planned = plan_rule(&wanted, &bound.targets, elsewhere, RuleOptions::of(rule), opts);
+        let what = rule.backend.pods.to_string();
+        let source = replicas.get(&rule.backend.pods).map(|&replicas| Source {
+            pods: &what,
+            listed: pods.iter().filter(|p| !p.terminating).count(),
+            replicas,
+        });
+        let planned =
+            plan_rule(&wanted, &bound.targets, elsewhere, RuleOptions { source, ..RuleOptions::of(rule) }, opts);
         let needs_health = planned.needs_health || gate_needs_health(pods, &planned.rows, opts.gate_on);
         out.push(RulePlan {
             binding,

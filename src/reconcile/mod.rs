@@ -15,7 +15,7 @@ use crate::clb::resolve::{self, LbRules};
 use crate::desired::{self, Cluster};
 use crate::model::printable;
 use crate::observe::progress::{Observer, Progress};
-use crate::plan::{self, Applied, Fingerprint, Plan, PlanOptions, PodLists, PodsByIp, RulePlan, Waits};
+use crate::plan::{self, Applied, Fingerprint, Plan, PlanOptions, PodLists, PodsByIp, Replicas, RulePlan, Waits};
 use crate::report::{self, Style};
 use crate::rules::{Rule, Rules};
 use crate::stop::Stop;
@@ -153,6 +153,7 @@ pub async fn run<K: Cluster, C: Clb>(
         let listing = desired::list_each(cluster, queries.clone(), settings.concurrency.min(LISTS_AT_ONCE));
         let mut listing = std::pin::pin!(listing);
         let mut lists = PodLists::new();
+        let mut replicas = Replicas::new();
         // A stop (--run-timeout, a signal, a lost lease) gives up the lists still in flight: the pass ends within
         // its deadline, not a Kubernetes request timeout later. Lists already done are kept; the other rules are
         // skipped.
@@ -161,6 +162,10 @@ pub async fn run<K: Cluster, C: Clb>(
                 biased;
                 next = listing.next() => match next {
                     Some((q, r)) => {
+                        let r = r.map(|listed| {
+                            replicas.extend(listed.replicas.map(|n| (q.clone(), n)));
+                            listed.pods
+                        });
                         lists.insert(q, r.map_err(|e| printable(&e.to_string()).into_owned()));
                     }
                     None => break,
@@ -174,7 +179,7 @@ pub async fn run<K: Cluster, C: Clb>(
                 }
             }
         }
-        Arc::new(lists)
+        Arc::new((lists, replicas))
     }
     .shared();
     let progress = |step| {
@@ -199,9 +204,10 @@ pub async fn run<K: Cluster, C: Clb>(
                 async move {
                     let lb_rules: Vec<&Rule> = idx.iter().map(|&i| &rules.rules[i]).collect();
                     let mut actual = resolve::read_lb(clb, lb, &lb_rules).await;
-                    let pods = pods.await;
+                    let listed = pods.await;
+                    let (pods, replicas) = &*listed;
                     let mut elsewhere = PodsByIp::new();
-                    let mut plan = plan::plan(&lb_rules, &pods, &actual, &elsewhere, &settings.plan);
+                    let mut plan = plan::plan(&lb_rules, pods, replicas, &actual, &elsewhere, &settings.plan);
                     // The planner holds a drain or removal that could take traffic away until it knows the targets'
                     // health (one call for the load balancer) and, for targets the rules no longer select, whether
                     // a pod still serves their IPs: read what it asks for and plan again (twice at most).
@@ -229,7 +235,7 @@ pub async fn run<K: Cluster, C: Clb>(
                         if !again {
                             break;
                         }
-                        plan = plan::plan(&lb_rules, &pods, &actual, &elsewhere, &settings.plan);
+                        plan = plan::plan(&lb_rules, pods, replicas, &actual, &elsewhere, &settings.plan);
                     }
                     let applied = match apply_opts {
                         Some(opts) if plan.has_changes() => {
@@ -249,7 +255,8 @@ pub async fn run<K: Cluster, C: Clb>(
             .await;
         (check.unreadable, done)
     };
-    let (pods, (unreadable, mut groups)) = tokio::join!(pods.clone(), per_lb);
+    let (listed, (unreadable, mut groups)) = tokio::join!(pods.clone(), per_lb);
+    let (pods, replicas) = &*listed;
     tracing::info!(rules = rules.rules.len(), pod_lists = pods.len(), "read desired and actual state");
 
     // Rules of unreadable load balancers are planned (as skipped) like the others, then everything is put back
@@ -259,7 +266,7 @@ pub async fn run<K: Cluster, C: Clb>(
         let lb_rules: Vec<&Rule> = idx.iter().map(|&i| &rules.rules[i]).collect();
         groups.push(LbResult {
             lb: String::new(),
-            plan: plan::plan(&lb_rules, &pods, &actual, &PodsByIp::new(), &settings.plan),
+            plan: plan::plan(&lb_rules, pods, replicas, &actual, &PodsByIp::new(), &settings.plan),
             rules: idx,
             applied: None,
         });
@@ -316,7 +323,7 @@ pub async fn run<K: Cluster, C: Clb>(
         Some(RowStatus::Failed(f)) => Applied::Failed(printable(&f.to_string()).into_owned()),
         _ => Applied::NotRun,
     };
-    plan::plan_gate(&all, &pods, &mut plan, applied_row, settings.plan.gate_on);
+    plan::plan_gate(&all, pods, &mut plan, applied_row, settings.plan.gate_on);
     if settings.mode == Mode::Reconcile && plan_changed.is_none() && !plan.gate.is_empty() {
         apply::set_conditions(cluster, &plan.gate, settings.concurrency.min(LISTS_AT_ONCE), &settings.stop).await;
     }

@@ -87,7 +87,7 @@ fn gate_plan_with(
     let rules = rules();
     let rules: Vec<&Rule> = rules.rules.iter().collect();
     let lists: PodLists = [(rules[0].backend.pods.clone(), Ok(pods))].into_iter().collect();
-    let mut plan = plan(&rules, &lists, actual, &PodsByIp::new(), opts);
+    let mut plan = plan(&rules, &lists, &Replicas::new(), actual, &PodsByIp::new(), opts);
     let rows = plan.rules.clone();
     plan_gate(&rules, &lists, &mut plan, |i, j| applied(rows[i].rows[j].action), opts.gate_on);
     plan
@@ -227,7 +227,7 @@ fn gate_plan_rules(text: &str, pods: Vec<Pod>, actual: &[Result<RuleTargets, Str
     let rules = parse("rules.yaml", text).expect("valid rules");
     let rules: Vec<&Rule> = rules.rules.iter().collect();
     let lists: PodLists = [(rules[0].backend.pods.clone(), Ok(pods))].into_iter().collect();
-    let mut plan = plan(&rules, &lists, actual, &PodsByIp::new(), &PlanOptions::default());
+    let mut plan = plan(&rules, &lists, &Replicas::new(), actual, &PodsByIp::new(), &PlanOptions::default());
     plan_gate(&rules, &lists, &mut plan, |_, _| Applied::NotRun, GateOn::Healthy);
     plan
 }
