@@ -473,11 +473,7 @@ pub fn plan(
         };
         let elsewhere = Elsewhere { own: pods, asked };
         let what = rule.backend.pods.to_string();
-        let source = replicas.get(&rule.backend.pods).map(|&replicas| Source {
-            pods: &what,
-            listed: pods.iter().filter(|p| !p.terminating).count(),
-            replicas,
-        });
+        let source = Source::of(&what, pods, replicas.get(&rule.backend.pods).copied());
         let planned =
             plan_rule(&wanted, &bound.targets, elsewhere, RuleOptions { source, ..RuleOptions::of(rule) }, opts);
         let needs_health = planned.needs_health || gate_needs_health(pods, &planned.rows, opts.gate_on);

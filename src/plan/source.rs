@@ -4,6 +4,7 @@
 
 use super::budget::Budget;
 use super::{Action, Row};
+use crate::model::Pod;
 
 /// What the cluster said of a rule's workload: how many of its pods were listed (terminating ones not counted)
 /// and how many its `spec.replicas` asks for. Kinds without `spec.replicas` (DaemonSet) and `selector:` rules
@@ -14,6 +15,14 @@ pub struct Source<'a> {
     pub pods: &'a str,
     pub listed: usize,
     pub replicas: u32,
+}
+
+impl<'a> Source<'a> {
+    /// `pods` (the rule's pods in words) beside the `listed` pods, when the workload asks for `replicas`.
+    pub fn of(pods: &'a str, listed: &[Pod], replicas: Option<u32>) -> Option<Source<'a>> {
+        let listed = listed.iter().filter(|p| !p.terminating).count();
+        replicas.map(|replicas| Source { pods, listed, replicas })
+    }
 }
 
 /// Why `rows` are held: more of the rule's bound targets would leave (drain, deregister, or wait to) than
