@@ -62,9 +62,18 @@ const RULES: &str = "
     - {port: 80, protocol: tcp, backend: {namespace: shop, deployment: web, port: 8080}}
 ";
 
-/// A pod of deployment shop/web on 10.0.0.`i`.
+/// A ready pod of deployment shop/web on 10.0.0.`i`.
 fn pod(i: u8) -> Pod {
-    crate::desired::memory::pod(&format!("web-{i}"), &format!("10.0.0.{i}")).ready()
+    Pod {
+        name: format!("web-{i}"),
+        phase: "Running".into(),
+        ready: true,
+        terminating: false,
+        terminating_since: None,
+        ips: vec![format!("10.0.0.{i}").parse().expect("test IP")],
+        ports: vec![("http".into(), 8080)],
+        gate: None,
+    }
 }
 
 /// Plans the one rule of [`RULES`] with `pods` listed, the Deployment asking for `replicas`, 10 targets bound.
