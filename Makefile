@@ -3,10 +3,13 @@
 IMAGE ?= clbsync:0.1.0
 
 .DEFAULT_GOAL := help
-.PHONY: help build test run sandbox docker-build docker-build-debug manifests deploy fmt lint validate
+.PHONY: help all build test run sandbox docker-build docker-build-debug docker-push manifests deploy fmt lint vet validate
 
 help:             ## list the targets
 	@awk -F':.*## ' '/^[a-z][a-z -]*:.*## / {printf "  %-28s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+all:              ## build and lint (as the original tool's `make all`)
+all: build lint
 
 build:            ## release binary at target/release/clbsync
 	cargo build --release --locked --bin clbsync
@@ -23,6 +26,9 @@ docker-build:     ## the distroless image (IMAGE=clbsync:0.1.0; needs a Docker e
 docker-build-debug: ## the CI image with a shell (IMAGE-debug; needs a Docker engine)
 	docker build --target debug -t $(IMAGE)-debug .
 
+docker-push:      ## push the image built by docker-build (IMAGE=registry/clbsync:tag; needs a Docker engine)
+	docker push $(IMAGE)
+
 manifests:        ## re-render cronjob.yaml from deploy/cronjob (kubectl kustomize) and the PrometheusRules from their rules files
 	deploy/render.sh
 
@@ -35,6 +41,9 @@ fmt:              ## cargo fmt
 lint:             ## rustfmt check and clippy with warnings as errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+vet:              ## the original tool's `make vet`: clippy with warnings as errors (same as lint)
+vet: lint
 
 validate:         ## check rules.yaml offline
 	cargo run --quiet --bin clbsync -- validate --rules rules.yaml

@@ -16,12 +16,12 @@ kubectl=.venv/bin/kubectl
 # clbsync in-cluster: the clbsync namespace (Pod Security `restricted`), a ServiceAccount, a ClusterRole (get
 # deployments, list pods, get namespaces, create and patch events) and its binding, the rules ConfigMap and the
 # CronJob.
-# Before `kubectl apply -f cronjob.yaml`, set (README "Install"; or keep this file as it is and use an overlay,
+# Before `kubectl apply -f cronjob.yaml`, set (docs/src/install.md "Install"; or keep this file as it is and use an overlay,
 # deploy/examples/overlay):
 #   - image: registry.example.com/clbsync:0.1.0 is a placeholder: build, push, and put your image here;
 #   - TENCENT_REGION: the region of your load balancers;
 #   - the rules.yaml in the ConfigMap: your rules;
-#   - memory: 512Mi covers 100,000 targets (at most 9 MiB per 10,000 targets, README "Sizing");
+#   - memory: 512Mi covers 100,000 targets (at most 9 MiB per 10,000 targets, docs/src/install.md "Sizing");
 # and create the Secret clbsync-credentials out of band (deploy/examples/secret.example.yaml): this file does
 # not contain it, so applying it never overwrites your credentials.
 HEADER

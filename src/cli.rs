@@ -19,7 +19,7 @@ Exit codes:
   3   reconcile --expect-plan: the plan is not the one reviewed any more; nothing was changed
   64  usage error: unknown command or option, bad option value
 
-Credentials (never flags; --credentials auto takes the first configured; README \"Credentials\"):
+Credentials (never flags; --credentials auto takes the first configured; docs/src/install.md):
   env       CLOUD_TENCENT_SECRET_ID / CLOUD_TENCENT_SECRET_KEY, or
             TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY [/ TENCENTCLOUD_SESSION_TOKEN]
   file      the same names with _FILE (a mounted Secret; re-read when it changes), else the
@@ -74,7 +74,7 @@ pub struct Global {
 pub enum OutputFormat {
     /// A table for people.
     Table,
-    /// One JSON document (fields in the README).
+    /// One JSON document (fields in docs/src/commands.md).
     Json,
     /// Markdown for a pull-request comment or a CI job summary.
     Markdown,

@@ -28,19 +28,27 @@ use clbsync::rules;
 use clbsync::stop::{Reason, Stop};
 use clbsync::watch::lease;
 
+/// A line on stderr that cannot panic: with stderr closed (`2>&1 | head`), `eprintln!` would (exit 101).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             if let Some(message) = without_secret_value(&e) {
-                eprintln!("error: {message}");
+                say!("error: {message}");
                 return ExitCode::from(exit::USAGE);
             }
             match usage_note(&e) {
-                Some(Note::Instead(message)) => eprintln!("error: {message}"),
+                Some(Note::Instead(message)) => say!("error: {message}"),
                 Some(Note::After(note)) => {
                     let _ = e.print();
-                    eprintln!("note: {note}");
+                    say!("note: {note}");
                 }
                 None => {
                     let _ = e.print();
@@ -53,7 +61,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
+            say!("error: starting the async runtime: {e}");
             return ExitCode::from(exit::ERROR);
         }
     };
@@ -63,7 +71,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            say!("error: {e:#}");
             ExitCode::from(exit::ERROR)
         }
     }
@@ -402,27 +410,27 @@ async fn execute(
     let code = outcome.exit_code(detailed);
     match stop.run_reason() {
         Some(Reason::RunTimeout(after)) => {
-            eprintln!(
+            say!(
                 "error: the run reached --run-timeout ({}s); changes not yet started were left for the next run",
                 after.as_secs()
             );
             return Ok(exit::ERROR);
         }
         Some(reason) => {
-            eprintln!("error: stopped by {reason}; changes not yet started were left for the next run");
+            say!("error: stopped by {reason}; changes not yet started were left for the next run");
             return Ok(exit::ERROR);
         }
         None => {}
     }
     if let Some((expected, found)) = &outcome.plan_changed {
         match &reviewed {
-            None => eprintln!(
+            None => say!(
                 "error: the plan is not the one reviewed (--expect-plan {expected}, now {found}): nothing was changed; review the plan above, and to apply it run again with --expect-plan {found}"
             ),
-            Some((path, reviewed)) => eprint!("error: {}", reviewed.refusal(path, *found, &outcome.plan)),
+            Some((path, reviewed)) => say!("error: {}", reviewed.refusal(path, *found, &outcome.plan).trim_end()),
         }
     } else if code == exit::ERROR {
-        eprintln!("error: {}; see the report on stdout", outcome.trouble());
+        say!("error: {}; the report on stdout has every rule", outcome.trouble());
     }
     Ok(code)
 }
@@ -492,7 +500,7 @@ fn on_signals(stop: Stop) {
                 "Ctrl-C"
             };
             if second {
-                eprintln!("error: second signal ({name}), exiting now; the next run re-reads the state and converges");
+                say!("error: second signal ({name}), exiting now; the next run re-reads the state and converges");
                 std::process::exit(i32::from(exit::ERROR));
             }
             stop.stop(Reason::Signal(name));
@@ -515,7 +523,9 @@ fn init_logging(g: &Global) {
     };
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{deps},clbsync={level},clb_emulator={level}")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| progress::Stderr);
+    // A log line that cannot be written (stderr closed) is dropped: reporting that on stderr would panic.
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| progress::Stderr).log_internal_errors(false);
     match g.log_format {
         LogFormat::Json => builder.json().with_ansi(false).with_timer(UtcTime::rfc_3339()).with_target(false).init(),
         LogFormat::Text => builder.with_ansi(log_colour()).event_format(TextLine).init(),

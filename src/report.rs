@@ -1,11 +1,11 @@
 //! Stage 6: render a plan, and what applying it did, as a table for people or JSON for machines.
 //!
-//! The JSON document is stable; its fields are documented in the README ("JSON output").
+//! The JSON document is stable; its fields are documented in docs/src/commands.md ("JSON output").
 
 use std::io::{self, Write};
 
 use comfy_table::presets::UTF8_BORDERS_ONLY;
-use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table};
+use comfy_table::{Attribute, Cell, Color, ColumnConstraint, ContentArrangement, Table, Width};
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
@@ -157,6 +157,9 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
         }
     }
     if rows > 0 {
+        if style.width.is_some() {
+            keep_words_whole(&mut t);
+        }
         writeln!(out, "{t}")?;
     }
     if rows > max_rows {
@@ -196,7 +199,7 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
         failures(plan, report, out)?;
     }
     warnings(plan, out)?;
-    writeln!(out, "{}", summary_line(&summary))?;
+    writeln!(out, "{}", wrap(&summary_line(&summary), style.width))?;
     if let Some(report) = applied {
         let (ok, failed, not_attempted) = report.counts();
         writeln!(out, "Applied {ok} change(s), {failed} failed, {not_attempted} not attempted.")?;
@@ -242,6 +245,50 @@ fn failures(plan: &Plan, report: &ApplyReport, out: &mut impl Write) -> io::Resu
         writeln!(out, "{what} [{}{more}]", shown.join(", "))?;
     }
     Ok(())
+}
+
+/// Fitting a table into a width wraps cells at spaces, and splits a word only when its column is narrower than
+/// it: each column is kept at least as wide as its longest word (`shop.example.com/api`, `10.244.1.12:8080`).
+fn keep_words_whole(t: &mut Table) {
+    let mut widest: Vec<usize> = Vec::new();
+    for row in t.header().into_iter().chain(t.row_iter()) {
+        for (i, cell) in row.cell_iter().enumerate() {
+            let word = cell.content().split_whitespace().map(|w| w.chars().count()).max().unwrap_or(0);
+            if widest.len() <= i {
+                widest.resize(i + 1, 0);
+            }
+            widest[i] = widest[i].max(word);
+        }
+    }
+    for (i, width) in widest.into_iter().enumerate() {
+        if let Some(column) = t.column_mut(i) {
+            // The constraint's width includes the cell's padding, one space each side.
+            let width = u16::try_from(width + 2).unwrap_or(u16::MAX);
+            column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(width)));
+        }
+    }
+}
+
+/// `line` broken after a `, ` where it would pass `width` (the summary line at `COLUMNS=80`).
+fn wrap(line: &str, width: Option<u16>) -> String {
+    let Some(width) = width.map(usize::from) else { return line.to_owned() };
+    let mut out = String::new();
+    let mut current = 0;
+    for (i, part) in line.split(", ").enumerate() {
+        let len = part.chars().count();
+        if i > 0 {
+            if current + 2 + len > width {
+                out.push_str(",\n");
+                current = 0;
+            } else {
+                out.push_str(", ");
+                current += 2;
+            }
+        }
+        out.push_str(part);
+        current += len;
+    }
+    out
 }
 
 fn paint(cell: Cell, color: Color, enabled: bool) -> Cell {

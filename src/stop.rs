@@ -23,6 +23,8 @@ pub enum Reason {
     /// This replica may no longer write under leader election: its lease was not renewed by the write deadline,
     /// another replica took it, or it was released. The text says which.
     LeaseLost(String),
+    /// stdout was closed (`reconcile --watch | head`): nobody reads the reports any more.
+    OutputClosed,
 }
 
 impl Reason {
@@ -39,6 +41,7 @@ impl fmt::Display for Reason {
             Reason::Signal(name) => f.write_str(name),
             Reason::RunTimeout(after) => write!(f, "run timeout (--run-timeout {}s)", after.as_secs()),
             Reason::LeaseLost(why) => write!(f, "leader lease lost: {why}"),
+            Reason::OutputClosed => f.write_str("stdout closed"),
         }
     }
 }

@@ -3,8 +3,8 @@
 #   testbed/test.sh
 # Installs what the tests need (Debian packages, the official Tencent Cloud Python SDK, a kube-apiserver and a
 # kube-controller-manager built once from Debian's source and cached under target/, Debian's Prometheus
-# Pushgateway and promtool, the Prometheus Operator's CRD schemas from npm), starts them on loopback, runs
-# formatting, lints and every test, and stops what it started.
+# Pushgateway and promtool, the Prometheus Operator's CRD schemas from npm, mdbook), starts them on loopback,
+# runs formatting, lints, the book's build and every test, and stops what it started.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -40,6 +40,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "Supply chain: Cargo.lock against the RustSec advisory database (testbed/supply-chain.sh)"
 testbed/supply-chain.sh
+
+step "The book: mdbook build docs (links and anchors: tests/it/docs.rs)"
+if [ "$(mdbook --version 2>/dev/null)" != "mdbook v0.5.4" ]; then
+  echo "installing mdbook 0.5.4 (about a minute on 2 cores, once)"
+  cargo install mdbook --version 0.5.4 --locked --no-default-features --quiet
+fi
+mdbook build docs
 
 step "cargo-nextest"
 if ! cargo nextest --version >/dev/null 2>&1; then

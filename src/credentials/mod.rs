@@ -230,7 +230,7 @@ fn missing(selection: Selection) -> String {
         // `cvm-role` needs nothing set: only `auto` and the three below can find nothing.
         Selection::Auto | Selection::CvmRole => format!(
             "no Tencent Cloud credentials: none of env ({ENV}), file ({FILE}, or a profile file {profiles}) and \
-             tke-oidc ({TKE}) is set; set one up, or choose --credentials cvm-role (README \"Credentials\")"
+             tke-oidc ({TKE}) is set; set one up, or choose --credentials cvm-role (docs/src/install.md \"Credentials\")"
         ),
         Selection::Env => format!("--credentials env: {ENV} are unset or empty"),
         Selection::File => {

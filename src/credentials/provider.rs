@@ -235,7 +235,7 @@ fn oidc_source(settings: &Settings, lookup: &impl Fn(&str) -> Option<String>) ->
     }
     if let Some((name, _)) = TKE_NAMES.iter().zip(&values).find(|(_, v)| v.as_deref() == Some("REPLACE_ME")) {
         return Err(Error::Config(format!(
-            "{name} is REPLACE_ME: set it in your overlay (deploy/examples/tke-oidc, README \"Credentials\")"
+            "{name} is REPLACE_ME: set it in your overlay (deploy/examples/tke-oidc, docs/src/install.md \"Credentials\")"
         )));
     }
     let [region, provider_id, token_file, role_arn] =

@@ -22,7 +22,7 @@
 //! the Prometheus text format 0.0.4 ([`Metrics::encode_text`]), which the Pushgateway and the node exporter's
 //! textfile collector parse (they read OpenMetrics as 0.0.4 and would turn every counter into an untyped series).
 //! A batch run knows only itself: `clbsync_last_success_timestamp_seconds` is 0 after a failed run, so alerts
-//! take its `max_over_time` (README).
+//! take its `max_over_time` (docs/src/monitoring.md).
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -335,14 +335,11 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
-    /// The README's metrics section, the alerting rules and the Grafana dashboard name only metrics this
+    /// The metrics chapter of the docs, the alerting rules and the Grafana dashboard name only metrics this
     /// registry exports.
     #[test]
     fn the_readme_rules_and_dashboard_name_only_exported_metrics() {
-        let readme = include_str!("../../README.md");
-        let start = readme.find("## Metrics and alerts").expect("the README's metrics section");
-        let section = &readme[start..];
-        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |end| end + 3)];
+        let section = include_str!("../../docs/src/monitoring.md");
         let m = Metrics::new();
         m.reconcile.get_or_create(&[("result", "ok".to_owned())]).inc();
         m.changes.get_or_create(&[("action", "register".to_owned()), ("status", "failed".to_owned())]).inc();
@@ -353,7 +350,7 @@ mod tests {
         let text = m.encode_text();
         let families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
         for (source, text, at_least) in [
-            ("README", section, 10),
+            ("docs/src/monitoring.md", section, 10),
             ("rules/watch.yaml", include_str!("../../deploy/components/monitoring/rules/watch.yaml"), 6),
             ("rules/cronjob.yaml", include_str!("../../deploy/components/monitoring/rules/cronjob.yaml"), 4),
             ("dashboard", include_str!("../../deploy/components/monitoring/dashboard/clbsync.json"), 10),

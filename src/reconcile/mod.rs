@@ -85,7 +85,7 @@ pub struct Outcome {
     pub plan_changed: Option<(Fingerprint, Fingerprint)>,
 }
 
-/// The exit codes, documented in `--help` and the README.
+/// The exit codes, documented in `--help` and docs/src/commands.md.
 pub mod exit {
     /// Success: in sync, or every change applied.
     pub const OK: u8 = 0;
@@ -100,7 +100,8 @@ pub mod exit {
 }
 
 impl Outcome {
-    /// One line saying what went wrong, for the end of a failed run: `2 rule(s) skipped, 1 change(s) failed`.
+    /// One line saying what went wrong, for the end of a failed run: `2 rule(s) skipped, 1 change(s) failed; the
+    /// first: <rule>: <why>`.
     pub fn trouble(&self) -> String {
         let s = self.plan.summary();
         let (_, failed, not_attempted) = self.applied.as_ref().map_or((0, 0, 0), ApplyReport::counts);
@@ -114,7 +115,16 @@ impl Outcome {
         .filter(|(n, _)| *n > 0)
         .map(|(n, what)| format!("{n} {what}"))
         .collect();
-        parts.join(", ")
+        let mut line = parts.join(", ");
+        // With stdout in a file (`diff -o json > plan.json` in CI), this line is all the job log shows.
+        let first = self.plan.rules.iter().find_map(|r| match &r.status {
+            plan::Status::Blocked { reason } | plan::Status::Skipped { reason } => Some((&r.place, reason)),
+            plan::Status::Ready => None,
+        });
+        if let Some((place, reason)) = first {
+            line.push_str(&format!("; the first: {place}: {reason}"));
+        }
+        line
     }
 
     /// The process exit code of this outcome.

@@ -425,6 +425,13 @@ async fn the_table_fits_the_width_it_is_given() {
             assert!(line.chars().count() <= usize::from(width), "{width}: {} > {width}\n{table}", line.chars().count());
         }
         assert_eq!(table.contains("WHERE"), width < 120, "{width}: compact layout below 120 columns\n{table}");
+        // Issue 30 #5: at 80 columns `shop.example.com/api` was split into `shop.example.com/ap` + `i`, and the
+        // summary line was 94 columns.
+        for word in ["shop.example.com/api", "10.0.0.2:8080"] {
+            assert!(table.contains(word), "{width}: {word} split\n{table}");
+        }
+        let summary: Vec<&str> = table.lines().skip_while(|l| !l.contains(" to register,")).take(2).collect();
+        assert!(summary.iter().all(|l| l.chars().count() <= usize::from(width)), "{width}: {summary:?}");
     }
 }
 

@@ -313,8 +313,15 @@ async fn pass<C: Clb>(
     if outcome.plan.has_changes() || !outcome.plan.gate.is_empty() || outcome.exit_code(false) != reconcile::exit::OK {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        out.write_all(&report)?;
-        out.flush()?;
+        match out.write_all(&report).and_then(|()| out.flush()) {
+            // The pass's changes are made; stop as after SIGTERM rather than run on unseen.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                if settings.stop.stop(Reason::OutputClosed) {
+                    tracing::warn!("stdout closed: starting no new passes");
+                }
+            }
+            written => written?,
+        }
     }
     Ok(Pass::Done(outcome, elapsed))
 }

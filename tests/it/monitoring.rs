@@ -137,17 +137,14 @@ fn each_prometheus_rule_is_its_rules_file_under_spec() {
     }
 }
 
-/// The README's section "Metrics and alerts" shows each rules file whole, as a YAML block.
+/// The docs' chapter "Metrics and alerts" shows each rules file whole, as a YAML block.
 #[test]
-fn the_readme_quotes_each_rules_file_verbatim() {
-    let readme = read(&root().join("README.md"));
-    let start = readme.find("## Metrics and alerts").expect("the README's metrics section");
-    let section = &readme[start..];
-    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |end| end + 3)];
+fn the_docs_quote_each_rules_file_verbatim() {
+    let section = read(&root().join("docs/src/monitoring.md"));
     for (file, _) in RULES {
         let quoted = format!("```yaml\n{}```", read(&component(file)));
-        assert!(section.contains(&quoted), "README \"Metrics and alerts\" must quote {COMPONENT}/{file} whole");
-        assert!(section.contains(&format!("{COMPONENT}/{file}")), "the README names {file}");
+        assert!(section.contains(&quoted), "docs/src/monitoring.md must quote {COMPONENT}/{file} whole");
+        assert!(section.contains(&format!("{COMPONENT}/{file}")), "the docs name {file}");
     }
 }
 

@@ -54,10 +54,11 @@ fn container(docs: &[Value]) -> &Value {
     &kind(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
 }
 
-/// What users install: the cronjob overlay, the three examples built on it, and the watch overlay.
+/// What users install: the cronjob and watch overlays and the examples built on them.
 const KUSTOMIZATIONS: &[&str] = &[
     "deploy/cronjob",
     "deploy/examples/overlay",
+    "deploy/examples/overlay-watch",
     "deploy/examples/namespaced-rbac",
     "deploy/examples/readiness-gate",
     "deploy/examples/readiness-gate-policy",
@@ -85,7 +86,7 @@ pub fn kustomize_with(base: &str, component: &str) -> String {
 }
 
 /// Every rendering users install: the kustomizations, and the bases with their components.
-fn renderings() -> Vec<(String, String)> {
+pub fn renderings() -> Vec<(String, String)> {
     let plain = KUSTOMIZATIONS.iter().map(|k| ((*k).to_owned(), kustomize(k)));
     let with = WITH_COMPONENTS.iter().map(|(b, c)| (format!("{b}+{c}"), kustomize_with(b, c)));
     plain.chain(with).collect()
@@ -328,9 +329,8 @@ fn cluster_role_grants_exactly_get_workloads_list_pods_get_namespaces_and_record
 
 #[test]
 fn the_rules_in_every_configmap_pass_validate() {
-    for (name, text) in
-        [("cronjob.yaml", read("cronjob.yaml")), ("deploy/examples/overlay", kustomize("deploy/examples/overlay"))]
-    {
+    let overlays = ["deploy/examples/overlay", "deploy/examples/overlay-watch"].map(|o| (o, kustomize(o)));
+    for (name, text) in std::iter::once(("cronjob.yaml", read("cronjob.yaml"))).chain(overlays) {
         let docs = parse(&text);
         let rules = kind(&docs, "ConfigMap")["data"]["rules.yaml"].as_str().expect("rules.yaml in the ConfigMap");
         clbsync::rules::parse(&format!("{name}#rules.yaml"), rules).unwrap_or_else(|e| panic!("{e}"));
@@ -431,7 +431,13 @@ fn dockerfile_builds_with_locked_dependencies_and_runs_clbsync_as_uid_65532() {
     // The default target (the last stage) is the distroless CronJob image; `--target debug` adds a shell for CI.
     let last = from.last().unwrap();
     assert!(last.contains("distroless/cc-debian12:nonroot@sha256:"), "the runtime image, pinned by digest: {last}");
-    assert!(from[0].contains("@sha256:"), "the build image, pinned by digest: {}", from[0]);
+    for line in &from {
+        let digest = line.split("@sha256:").nth(1).map(|d| d.split_whitespace().next().unwrap_or(""));
+        assert!(
+            digest.is_some_and(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit())),
+            "every base image pinned by a sha256 digest: {line}"
+        );
+    }
     assert!(from.iter().any(|l| l.ends_with(" AS debug")), "a debug stage for CI jobs: {from:?}");
 }
 
@@ -587,5 +593,5 @@ fn the_role_trust_policy_trusts_exactly_the_installed_service_account_with_the_t
         .find_map(|v| v["projected"]["sources"][0]["serviceAccountToken"]["audience"].as_str().map(str::to_owned));
     assert_eq!(condition["oidc:aud"], serde_json::json!([audience.expect("a projected token")]));
     let indented: String = text.lines().map(|l| format!("   {l}\n")).collect();
-    assert!(read("README.md").contains(&indented), "the README shows the file as it is");
+    assert!(read("docs/src/install.md").contains(&indented), "docs/src/install.md shows the file as it is");
 }

@@ -127,3 +127,51 @@ async fn sigterm_while_a_task_hangs_reports_it_unconfirmed_once_the_grace_period
     assert!(out.stdout.contains("not attempted"), "{}", out.all());
     world.assert_unowned_untouched(&out);
 }
+
+/// Issue 30 #5: `reconcile --watch 2>&1 | head -n 1` panicked (exit 101) on the first write after `head` had
+/// gone. Now a closed stdout stops watch mode as SIGTERM does: the pass's changes are made, then exit 0.
+#[tokio::test]
+async fn watch_mode_piped_into_head_stops_cleanly_once_head_has_gone() {
+    use std::io::BufRead;
+    let mut world = World::new("headpipe", Spec::default().pods([p("api", "10.1.0.1")])).await;
+    let cmd = world.process(&["reconcile", "--watch", "--debounce", "100ms"]);
+    let mut bash = std::process::Command::new("bash");
+    bash.arg("-c")
+        .arg(r#"timeout 60 "$@" 2>&1 | head -n 1; echo "exit=${PIPESTATUS[0]}""#)
+        .arg("bash")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => bash.env(key, v),
+            None => bash.env_remove(key),
+        };
+    }
+    let mut child = bash.spawn().expect("spawn bash");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = tokio::task::spawn_blocking(move || {
+        let first = lines.next().expect("head's line").expect("read");
+        (first, lines)
+    });
+    let (first, mut lines) = tokio::time::timeout(Duration::from_secs(30), first).await.expect("a line").expect("join");
+    // head has printed its line and exits; every new pod makes a pass whose report meets the closed pipe.
+    let mut added = Vec::new();
+    for k in 2..=40 {
+        if child.try_wait().expect("try_wait").is_some() {
+            break;
+        }
+        let ip = format!("10.1.0.{k}");
+        world.add_pod(p("api", &ip)).await;
+        added.push(ip);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let status = tokio::task::spawn_blocking(move || wait_bounded(&mut child, Duration::from_secs(20))).await;
+    assert!(status.expect("join").success(), "bash");
+    let exit = lines.next().expect("the exit line").expect("read");
+    assert_eq!(exit, "exit=0", "a clean stop, not a panic (101) or the 60 s timeout (124); head printed {first:?}");
+    assert!(added.len() < 39, "clbsync ran on after head had gone: {added:?}");
+    let bound = world.targets(Slot::Api);
+    assert!(bound.iter().any(|(ip, _, _)| ip == "10.1.0.1"), "the pass was applied before it reported: {bound:?}");
+}
