@@ -35,11 +35,14 @@ pub fn held(rows: &[Row], budget: Budget, source: Source<'_>) -> Option<String> 
     let bound = rows.iter().filter(|r| r.current_weight.is_some() && r.action != Action::Unmanaged).count();
     let leaving = rows.iter().filter(|r| matches!(r.action, Action::Drain | Action::Deregister | Action::Wait)).count();
     let limit = budget.limit(bound)?;
+    let plural = |n: usize, one: &str, many: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {many}") };
     (leaving > limit).then(|| {
         format!(
-            "{listed} pods listed for {pods}, which asks for {replicas} replicas: a selector typo or a half-answered \
-             list? {leaving} of its {bound} bound target(s) would leave the load balancer, over --max-deregister \
-             {budget} ({limit} for this rule); held; --force to apply"
+            "{} listed for {pods}, which asks for {}: a selector typo or a half-answered list? {leaving} of its \
+             {bound} bound target(s) would leave the load balancer, over --max-deregister {budget} ({limit} for this \
+             rule); held; --force to apply",
+            plural(listed, "pod", "pods"),
+            plural(replicas as usize, "replica", "replicas"),
         )
     })
 }

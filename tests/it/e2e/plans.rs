@@ -122,7 +122,7 @@ async fn fewer_pods_listed_than_replicas_holds_the_rule_naming_both_numbers_and_
     let before = world.emu.state();
     let held = world.run(&["reconcile", "--max-deregister", &budget]).await;
     held.assert_code(1);
-    let message = format!("1 pods listed for deployment {}/web, which asks for 5 replicas", world.ns.name);
+    let message = format!("1 pod listed for deployment {}/web, which asks for 5 replicas", world.ns.name);
     assert!(held.stdout.contains(&message), "{}", held.all());
     assert!(held.stdout.contains("held; --force to apply"), "{}", held.all());
     assert_eq!(world.emu.state(), before, "nothing removed\n{}", held.all());
