@@ -42,15 +42,31 @@ type Labels<const N: usize> = [(&'static str, String); N];
 
 /// The rule statuses and target states the gauges always show (0 when none), so a series never disappears.
 const RULE_STATUSES: [&str; 3] = ["ready", "blocked", "skipped"];
-const ACTIONS: [Action; 7] = [
+const ACTIONS: [Action; 8] = [
     Action::Register,
     Action::Reweight,
     Action::Drain,
     Action::Deregister,
+    Action::Adopt,
     Action::Wait,
     Action::Unchanged,
     Action::Unmanaged,
 ];
+
+/// The position of `action` in [`ACTIONS`]: the match makes an action added to the planner a compile error here
+/// until it has a `clbsync_targets` series (`adopt` had none).
+const fn state_index(action: Action) -> usize {
+    match action {
+        Action::Register => 0,
+        Action::Reweight => 1,
+        Action::Drain => 2,
+        Action::Deregister => 3,
+        Action::Adopt => 4,
+        Action::Wait => 5,
+        Action::Unchanged => 6,
+        Action::Unmanaged => 7,
+    }
+}
 
 /// Every metric clbsync exports, registered in one [`Registry`].
 pub struct Metrics {
@@ -197,9 +213,7 @@ impl Metrics {
                 Status::Skipped { .. } => 2,
             }] += 1;
             for row in &plan.rows {
-                if let Some(i) = ACTIONS.iter().position(|a| *a == row.action) {
-                    targets[i] += 1;
-                }
+                targets[state_index(row.action)] += 1;
             }
         }
         for (status, n) in RULE_STATUSES.iter().zip(rules) {
@@ -333,6 +347,18 @@ mod tests {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// Issue 25: `clbsync_targets` had no `adopt` series, so targets being adopted were counted nowhere.
+    #[test]
+    fn every_action_has_a_targets_series_in_its_place() {
+        let text = Metrics::new().encode();
+        for (i, action) in ACTIONS.into_iter().enumerate() {
+            assert_eq!(state_index(action), i, "{action:?}");
+            let series = format!("clbsync_targets{{state=\"{}\"}} 0", action.as_str());
+            assert!(text.contains(&series), "{series} missing from:\n{text}");
+        }
+        assert!(text.contains("clbsync_targets{state=\"adopt\"} 0"), "{text}");
     }
 
     /// The metrics chapter of the docs, the alerting rules and the Grafana dashboard name only metrics this
