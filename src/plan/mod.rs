@@ -25,6 +25,7 @@ mod capacity;
 mod fingerprint;
 mod gate;
 mod rule;
+mod source;
 mod targets;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +34,7 @@ pub use budget::{Budget, PERCENT_FROM, removals};
 pub use fingerprint::{Fingerprint, fingerprint};
 pub use gate::{Applied, GateChange, GateOn, gate_needs_health, plan_gate};
 pub use rule::{Asked, Elsewhere, RuleOptions, RuleRows, plan_rule};
+pub use source::Source;
 pub use targets::{DesiredTargets, serves, targets_for};
 
 use crate::model::{Binding, Health, Owner, Place, Pod, PodState, RuleTargets, Selected, Target, Weight};
@@ -394,9 +396,10 @@ impl Plan {
     }
 }
 
-/// Plans `rules`: `pods` holds the listed pods of each distinct query, `actual` what CLB holds for each rule
-/// (aligned with `rules`), or why it could not be read, and `elsewhere` what the cluster said of the IPs earlier
-/// plans asked about. One [`RulePlan`] per rule, in the same order.
+/// Plans `rules`: `pods` holds what each distinct query selected (its pods, and the replicas its workload asks for,
+/// which the source sanity check compares with them), `actual` what CLB holds for each rule (aligned with `rules`), or why it could not be read, and
+/// `elsewhere` what the cluster said of the IPs earlier plans asked about. One [`RulePlan`] per rule, in the same
+/// order.
 ///
 /// Pure and deterministic.
 pub fn plan(
@@ -471,7 +474,10 @@ pub fn plan(
             Some(Err(why)) => Asked::Unreadable(why),
         };
         let elsewhere = Elsewhere { own: pods, asked };
-        let planned = plan_rule(&wanted, &bound.targets, elsewhere, RuleOptions::of(rule), opts);
+        let what = rule.backend.pods.to_string();
+        let source = Source::of(&what, pods, selected.replicas);
+        let planned =
+            plan_rule(&wanted, &bound.targets, elsewhere, RuleOptions { source, ..RuleOptions::of(rule) }, opts);
         let needs_health = planned.needs_health || gate_needs_health(pods, &planned.rows, opts.gate_on);
         out.push(RulePlan {
             binding,
