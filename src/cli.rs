@@ -129,11 +129,12 @@ pub enum Command {
         #[arg(long, requires = "dry_run")]
         detailed_exitcode: bool,
         /// Apply only the plan reviewed: plan again, and apply only if its fingerprint is this one (`plan sha256:…`
-        /// as `diff` printed it); otherwise change nothing, show the new plan and exit 3. An empty plan has one
-        /// too: "apply only while still in sync".
-        #[arg(long, value_name = "sha256:…", value_parser = crate::plan::Fingerprint::parse,
+        /// as `diff` printed it, or the JSON file `diff -o json` wrote); otherwise change nothing, show the new
+        /// plan (with a file: what appeared and what went since) and exit 3. An empty plan has one too: "apply
+        /// only while still in sync".
+        #[arg(long, value_name = "sha256:…|FILE", value_parser = ExpectPlan::parse,
               conflicts_with_all = ["dry_run", "watch"])]
-        expect_plan: Option<crate::plan::Fingerprint>,
+        expect_plan: Option<ExpectPlan>,
         #[command(flatten)]
         run: RunArgs,
         #[command(flatten)]
@@ -163,6 +164,24 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         kubeconfig: Option<PathBuf>,
     },
+}
+
+/// `--expect-plan`: the fingerprint `diff` printed, or the JSON document `diff -o json` wrote (read by `main`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExpectPlan {
+    Fingerprint(crate::plan::Fingerprint),
+    File(PathBuf),
+}
+
+impl ExpectPlan {
+    /// `sha256:…` is a fingerprint; anything else names a file.
+    pub fn parse(s: &str) -> Result<ExpectPlan, String> {
+        match s.trim() {
+            "" => Err("give the `sha256:…` that `diff` printed, or the file `diff -o json` wrote".to_owned()),
+            f if f.starts_with("sha256:") => crate::plan::Fingerprint::parse(f).map(ExpectPlan::Fingerprint),
+            _ => Ok(ExpectPlan::File(s.into())),
+        }
+    }
 }
 
 /// Options of the commands that talk to Kubernetes and CLB.

@@ -11,7 +11,9 @@ use clap::Parser;
 
 use clbsync::clb::client::{ClbClient, ClientConfig};
 use clbsync::clb::http::Endpoint;
-use clbsync::cli::{Cli, Command, EventArgs, ExportArgs, Global, LogFormat, OutputFormat, RunArgs, WatchArgs};
+use clbsync::cli::{
+    Cli, Command, EventArgs, ExpectPlan, ExportArgs, Global, LogFormat, OutputFormat, RunArgs, WatchArgs,
+};
 use clbsync::credentials::Provider;
 use clbsync::desired::kube::{ConnectOptions, KubeCluster};
 use clbsync::model::Owner;
@@ -21,6 +23,7 @@ use clbsync::observe::{self, events, metrics};
 use clbsync::plan::PlanOptions;
 use clbsync::reconcile::{self, Mode, Settings, exit};
 use clbsync::report::Style;
+use clbsync::report::reviewed::Reviewed;
 use clbsync::rules;
 use clbsync::stop::{Reason, Stop};
 use clbsync::watch::lease;
@@ -164,8 +167,18 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     }
                 })?;
                 let events = (mode == Mode::Reconcile).then_some(events);
-                execute(g, &rules, run, mode, *detailed_exitcode, &rules_file, events, metrics.as_ref(), *expect_plan)
-                    .await
+                execute(
+                    g,
+                    &rules,
+                    run,
+                    mode,
+                    *detailed_exitcode,
+                    &rules_file,
+                    events,
+                    metrics.as_ref(),
+                    expect_plan.as_ref(),
+                )
+                .await
             }
             .await;
             if let Some(m) = &metrics {
@@ -345,8 +358,16 @@ async fn execute(
     rules_file: &str,
     events: Option<&EventArgs>,
     metrics: Option<&Metrics>,
-    expect_plan: Option<clbsync::plan::Fingerprint>,
+    expect_plan: Option<&ExpectPlan>,
 ) -> anyhow::Result<u8> {
+    let reviewed = match expect_plan {
+        Some(ExpectPlan::File(path)) => Some((path, reviewed_plan(path)?)),
+        _ => None,
+    };
+    let expect_plan = match expect_plan {
+        Some(ExpectPlan::Fingerprint(f)) => Some(*f),
+        _ => reviewed.as_ref().map(|(_, r)| r.fingerprint),
+    };
     let clb = clb_client(run)?;
     let stop = Stop::new();
     on_signals(stop.clone());
@@ -402,13 +423,23 @@ async fn execute(
         None => {}
     }
     if let Some((expected, found)) = &outcome.plan_changed {
-        say!(
-            "error: the plan is not the one reviewed (--expect-plan {expected}, now {found}): nothing was changed; review the plan above, and to apply it run again with --expect-plan {found}"
-        );
+        match &reviewed {
+            None => say!(
+                "error: the plan is not the one reviewed (--expect-plan {expected}, now {found}): nothing was changed; review the plan above, and to apply it run again with --expect-plan {found}"
+            ),
+            Some((path, reviewed)) => say!("error: {}", reviewed.refusal(path, *found, &outcome.plan).trim_end()),
+        }
     } else if code == exit::ERROR {
         say!("error: {}; the report on stdout has every rule", outcome.trouble());
     }
     Ok(code)
+}
+
+/// The reviewed plan of `--expect-plan FILE`: the JSON document `diff -o json` wrote.
+fn reviewed_plan(path: &std::path::Path) -> anyhow::Result<Reviewed> {
+    let what = || format!("reading the reviewed plan {} (--expect-plan)", path.display());
+    let text = std::fs::read_to_string(path).with_context(what)?;
+    Reviewed::parse(&text).map_err(anyhow::Error::msg).with_context(what)
 }
 
 /// The width to fit the table into: `COLUMNS` when set, else the terminal's when stdout is one; a file, a pipe

@@ -152,17 +152,19 @@ pub struct Pod {
     pub gate: Option<PodGate>,
 }
 
-/// What a backend's query selects: its pods and, for a `service:` backend, the target port the Service's port
-/// names (its `targetPort`: a number, or a container-port name resolved per pod). `None`: the rule's own `port:`.
+/// What a backend's query selects: its pods; for a `service:` backend, the target port the Service's port names
+/// (its `targetPort`: a number, or a container-port name resolved per pod; `None`: the rule's own `port:`); and
+/// the replicas its workload asks for (`spec.replicas`, or its scale's), where the kind has one and it was read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selected {
     pub pods: Vec<Pod>,
     pub target_port: Option<crate::rules::PortRef>,
+    pub replicas: Option<u32>,
 }
 
 impl From<Vec<Pod>> for Selected {
     fn from(pods: Vec<Pod>) -> Self {
-        Selected { pods, target_port: None }
+        Selected { pods, target_port: None, replicas: None }
     }
 }
 

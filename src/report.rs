@@ -10,6 +10,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 mod markdown;
+pub mod reviewed;
 mod split;
 
 use crate::apply::{ApplyReport, RowStatus};

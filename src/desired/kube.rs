@@ -43,7 +43,7 @@ use super::convert::{
 use super::service::ServiceDef;
 use super::{Cluster, Error};
 use crate::credentials;
-use crate::model::{GATE_CONDITION, GateCondition, Pod};
+use crate::model::{GATE_CONDITION, GateCondition, Pod, Selected};
 use crate::rules::{PodQuery, PodSource, Workload, WorkloadKind};
 
 /// Pods per list request. Large enough that most workloads take one request, small enough to bound the
@@ -173,28 +173,33 @@ impl KubeCluster {
     }
 
     /// The selector of workload `namespace/w`, as a selector string: a built-in kind's `spec.selector`, any other
-    /// kind's `scale` subresource's `status.selector`.
-    async fn selector_of(&self, namespace: &str, w: &Workload) -> Result<String, Error> {
+    /// kind's `scale` subresource's `status.selector`; and the replicas it asks for (`spec.replicas` of the object
+    /// or of its scale), `None` for a kind without (DaemonSet).
+    async fn selector_of(&self, namespace: &str, w: &Workload) -> Result<(String, Option<u32>), Error> {
         let query = PodQuery { namespace: namespace.to_owned(), source: PodSource::Workload(w.clone()) };
         let invalid = |reason: String| Error::InvalidSelector { query: query.to_string(), reason };
-        let selector = if w.kind.built_in_resource().is_some() {
+        let (selector, replicas) = if w.kind.built_in_resource().is_some() {
             let object = self.workload(namespace, w).await?;
-            let selector = object.data.get("spec").and_then(|s| s.get("selector")).cloned();
+            let spec = object.data.get("spec");
+            let replicas = spec.and_then(|s| s.get("replicas")).and_then(serde_json::Value::as_u64);
+            let selector = spec.and_then(|s| s.get("selector")).cloned();
             let selector = selector.ok_or_else(|| invalid(format!("the {} has no spec.selector", w.kind.kind())))?;
-            serde_json::from_value(selector).map_err(|e| invalid(format!("spec.selector: {e}")))?
+            let selector = serde_json::from_value(selector).map_err(|e| invalid(format!("spec.selector: {e}")))?;
+            (selector, replicas.and_then(|r| u32::try_from(r).ok()))
         } else {
             let resource = self.discover(&query, w).await?;
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource);
             let scale = format!("{}/scale", resource.plural);
             let op = Access { verb: "get", resource: &scale, group: &resource.group, namespace };
             let scale = self.found(&query, op, api.get_scale(&w.name)).await?;
+            let replicas = scale.spec.and_then(|s| s.replicas).and_then(|r| u32::try_from(r).ok());
             let text = scale.status.and_then(|s| s.selector).unwrap_or_default();
             if text.is_empty() {
                 return Err(invalid("its scale subresource reports no status.selector (yet)".to_owned()));
             }
-            parse_selector_string(&text).map_err(invalid)?
+            (parse_selector_string(&text).map_err(invalid)?, replicas)
         };
-        label_selector_string(&selector).map_err(invalid)
+        Ok((label_selector_string(&selector).map_err(invalid)?, replicas))
     }
 
     /// GETs workload `namespace/w` of a built-in kind.
@@ -347,15 +352,23 @@ impl KubeCluster {
 
 impl Cluster for KubeCluster {
     async fn pods(&self, query: &PodQuery) -> Result<Vec<Pod>, Error> {
+        Ok(self.listed(query).await?.pods)
+    }
+
+    /// The pods, and the replicas a workload's `spec.replicas` (or its scale's) asks for, from the GET that gives
+    /// its selector.
+    async fn listed(&self, query: &PodQuery) -> Result<Selected, Error> {
         let namespace = query.namespace.as_str();
-        let selector = match &query.source {
+        let (selector, replicas) = match &query.source {
             PodSource::Workload(w) => self.selector_of(namespace, w).await?,
             PodSource::Service(service) => {
                 let (labels, _) = super::service::resolve(self, namespace, service).await?;
                 labels_selector_string(&labels)
+                    .map(|s| (s, None))
                     .map_err(|reason| Error::InvalidSelector { query: query.to_string(), reason })?
             }
             PodSource::Selector(labels) => labels_selector_string(labels)
+                .map(|s| (s, None))
                 .map_err(|reason| Error::InvalidSelector { query: query.to_string(), reason })?,
         };
         let cell = {
@@ -366,7 +379,7 @@ impl Cluster for KubeCluster {
         if pods.is_empty() {
             self.check_namespace(namespace).await?;
         }
-        Ok(pods)
+        Ok(Selected { replicas, ..Selected::from(pods) })
     }
 
     /// A GET of the Service; a 404 is [`Error::WorkloadNotFound`] (or [`Error::NamespaceNotFound`]).

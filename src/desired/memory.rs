@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use super::service::ServiceDef;
 use super::{Cluster, Error};
-use crate::model::{GateCondition, Pod, PodGate};
+use crate::model::{GateCondition, Pod, PodGate, Selected};
 use crate::rules::PodQuery;
 
 /// Pods per query; a query mapped to `Err` fails with that message. Counts the lists made and records the gate
@@ -16,6 +16,8 @@ pub struct MemoryCluster {
     pub pods: BTreeMap<PodQuery, Result<Vec<Pod>, String>>,
     /// Services by (namespace, name); a missing one is not found.
     pub services: BTreeMap<(String, String), ServiceDef>,
+    /// The `spec.replicas` of a query's workload, when it has one.
+    pub replicas: BTreeMap<PodQuery, u32>,
     pub lists: Mutex<usize>,
     /// `(namespace, pod, condition, transition)` of every condition written, in order.
     pub conditions: Mutex<Vec<(String, String, GateCondition, bool)>>,
@@ -36,6 +38,11 @@ impl Cluster for MemoryCluster {
     async fn service(&self, namespace: &str, name: &str) -> Result<ServiceDef, Error> {
         let key = (namespace.to_owned(), name.to_owned());
         self.services.get(&key).cloned().ok_or_else(|| super::kube::service_not_found(namespace, name))
+    }
+
+    async fn listed(&self, query: &PodQuery) -> Result<Selected, Error> {
+        let replicas = self.replicas.get(query).copied();
+        Ok(Selected { replicas, ..Selected::from(self.pods(query).await?) })
     }
 
     /// Every pod of every query of `namespace` that holds one of `ips` (a failed query fails the lookup).

@@ -31,6 +31,13 @@ pub trait Cluster {
     /// [`Error::WorkloadNotFound`].
     fn service(&self, namespace: &str, name: &str) -> impl Future<Output = Result<ServiceDef, Error>>;
 
+    /// [`Cluster::pods`] with the replicas the query's workload asks for (`spec.replicas`, or its scale's, where the
+    /// kind has one: not a DaemonSet or a `selector:`). By default none: a cluster that does not read them (watch
+    /// mode's cache) leaves the source sanity check out, and only the deletion budget applies.
+    fn listed(&self, query: &PodQuery) -> impl Future<Output = Result<Selected, Error>> {
+        async move { Ok(Selected::from(self.pods(query).await?)) }
+    }
+
     /// The pods of `namespace`, whatever their labels, that hold any of `ips`: whether a bound target the rules
     /// no longer select still has a pod that serves it (make before break). Asked only when a removal depends on
     /// it.
@@ -122,10 +129,10 @@ pub enum Error {
 /// What `query` selects: its pods and, for a `service:` backend, the Service port's target port. The Service is
 /// read once and its selector listed like a `selector:` (the same list as a rule with that selector).
 pub async fn select<C: Cluster>(cluster: &C, query: &PodQuery) -> Result<Selected, Error> {
-    let PodSource::Service(s) = &query.source else { return cluster.pods(query).await.map(Selected::from) };
+    let PodSource::Service(s) = &query.source else { return cluster.listed(query).await };
     let (labels, target) = service::resolve(cluster, &query.namespace, s).await?;
     let by_labels = PodQuery { namespace: query.namespace.clone(), source: PodSource::Selector(labels) };
-    Ok(Selected { pods: cluster.pods(&by_labels).await?, target_port: Some(target) })
+    Ok(Selected { target_port: Some(target), ..Selected::from(cluster.pods(&by_labels).await?) })
 }
 
 /// Lists the pods of every distinct query once, up to `concurrency` lists at a time. The result holds one entry

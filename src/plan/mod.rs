@@ -25,6 +25,7 @@ mod capacity;
 mod fingerprint;
 mod gate;
 mod rule;
+mod source;
 mod split;
 mod targets;
 
@@ -35,6 +36,7 @@ pub use budget::{Budget, PERCENT_FROM, removals};
 pub use fingerprint::{Fingerprint, fingerprint};
 pub use gate::{Applied, GateChange, GateOn, gate_needs_health, plan_gate};
 pub use rule::{Asked, Elsewhere, RuleOptions, RuleRows, plan_rule};
+pub use source::Source;
 pub use split::{Part, SplitRow, TOLERANCE_BP, Weights, achieved_bp, percent, points, requested_bp, weights};
 pub use targets::{DesiredTargets, serves, targets_for};
 
@@ -400,9 +402,10 @@ impl Plan {
     }
 }
 
-/// Plans `rules`: `pods` holds the listed pods of each distinct query, `actual` what CLB holds for each rule
-/// (aligned with `rules`), or why it could not be read, and `elsewhere` what the cluster said of the IPs earlier
-/// plans asked about. One [`RulePlan`] per rule, in the same order.
+/// Plans `rules`: `pods` holds what each distinct query selected (its pods, and the replicas its workload asks for,
+/// which the source sanity check compares with them), `actual` what CLB holds for each rule (aligned with `rules`), or why it could not be read, and
+/// `elsewhere` what the cluster said of the IPs earlier plans asked about. One [`RulePlan`] per rule, in the same
+/// order.
 ///
 /// Pure and deterministic.
 pub fn plan(
@@ -432,10 +435,12 @@ pub fn plan(
             continue;
         }
         let found = match &rule.split {
-            None => backend_targets(rule, &rule.backend, pods).map(|(t, p)| (t, Cow::Borrowed(p), Vec::new())),
-            Some(split) => split::desired(rule, split, pods, &bound.targets).map(|(t, p, s)| (t, Cow::Owned(p), s)),
+            None => backend_targets(rule, &rule.backend, pods)
+                .map(|(t, selected)| (t, Cow::Borrowed(&selected.pods[..]), Vec::new(), selected.replicas)),
+            Some(split) => split::desired(rule, split, pods, &bound.targets)
+                .map(|(t, p, s, replicas)| (t, Cow::Owned(p), s, replicas)),
         };
-        let (wanted, pods, split) = match found {
+        let (wanted, pods, split, replicas) = match found {
             Ok(found) => found,
             Err(Refused::Skip(reason)) => {
                 out.push(RulePlan::skipped(rule, binding, reason));
@@ -459,7 +464,10 @@ pub fn plan(
             Some(Err(why)) => Asked::Unreadable(why),
         };
         let elsewhere = Elsewhere { own: pods, asked };
-        let planned = plan_rule(&wanted, &bound.targets, elsewhere, RuleOptions::of(rule), opts);
+        let what = rule.queries().map(ToString::to_string).collect::<Vec<_>>().join(" + ");
+        let source = Source::of(&what, pods, replicas);
+        let planned =
+            plan_rule(&wanted, &bound.targets, elsewhere, RuleOptions { source, ..RuleOptions::of(rule) }, opts);
         let needs_health = planned.needs_health || gate_needs_health(pods, &planned.rows, opts.gate_on);
         out.push(RulePlan {
             binding,
@@ -485,12 +493,12 @@ enum Refused {
     Block { reason: String, found: DesiredTargets },
 }
 
-/// The targets of one of `rule`'s backends from its listed pods, and those pods.
+/// The targets of one of `rule`'s backends from its listed pods, and what its query selected.
 fn backend_targets<'p>(
     rule: &Rule,
     backend: &Backend,
     pods: &'p PodLists,
-) -> Result<(DesiredTargets, &'p [Pod]), Refused> {
+) -> Result<(DesiredTargets, &'p Selected), Refused> {
     let selected = match pods.get(&backend.pods) {
         Some(Ok(selected)) => selected,
         Some(Err(e)) => {
@@ -516,7 +524,7 @@ fn backend_targets<'p>(
         );
         return Err(Refused::Block { reason, found: wanted });
     }
-    Ok((wanted, &selected.pods))
+    Ok((wanted, selected))
 }
 
 /// Rules that resolve to the same binding (say one by id, one by port) would fight; maps each to the other's line.

@@ -5,21 +5,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::capacity::{Leaving, keep_serving_capacity};
+use super::source::{self, Source};
 use super::{Action, DesiredTargets, PlanOptions, Row, Status, UnlessFailed, Unmanaged, serves};
 use crate::model::{BoundTarget, Health, Pod, PodState, TAG_PREFIX, Target, TargetKind};
 use crate::rules::{Policy, Rule};
 
-/// What one rule's planner needs from the rule itself.
+/// What one rule's planner needs from the rule itself and from what the cluster said of its workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RuleOptions {
+pub struct RuleOptions<'a> {
     pub policy: Policy,
     pub allow_empty: bool,
+    /// Pods listed and replicas asked for, when the rule's workload has `spec.replicas` ([`source::held`]).
+    pub source: Option<Source<'a>>,
 }
 
-impl RuleOptions {
-    /// The options the rules file sets on `rule`'s backend.
-    pub fn of(rule: &Rule) -> RuleOptions {
-        RuleOptions { policy: rule.backend.policy, allow_empty: rule.backend.allow_empty }
+impl RuleOptions<'_> {
+    /// The options the rules file sets on `rule`'s backend (no [`Source`]).
+    pub fn of(rule: &Rule) -> RuleOptions<'static> {
+        RuleOptions { policy: rule.backend.policy, allow_empty: rule.backend.allow_empty, source: None }
     }
 }
 
@@ -103,13 +106,16 @@ impl<'a> Elsewhere<'a> {
 ///   Targets of pods that are gone are removed at once: they serve nothing. A bound target that no pod of the
 ///   rule has is not taken for gone: `elsewhere` says whether a pod still serves its IP.
 /// - **Empty rule**: with no ready pod at all, a rule that would lose traffic is blocked unless `allow_empty`.
+/// - **Deletion budget** (`--max-deregister`): a rule that would take more of its targets out is blocked, and so
+///   is one whose targets would shrink past it while its workload asks for more replicas than were listed
+///   ([`source::held`]).
 ///
 /// Pure and deterministic: rows come out sorted by target.
 pub fn plan_rule(
     desired: &DesiredTargets,
     actual: &[BoundTarget],
     elsewhere: Elsewhere<'_>,
-    rule: RuleOptions,
+    rule: RuleOptions<'_>,
     opts: &PlanOptions,
 ) -> RuleRows {
     let wanted: BTreeMap<Target, _> = desired.targets.iter().map(|d| (d.target, d)).collect();
@@ -243,7 +249,10 @@ pub fn plan_rule(
     }
     let kept = keep_serving_capacity(&mut rows, &bound, &wanted, &leaving, &since);
     // Held over budget, the rule still asks what it needs read: planned again with it, the numbers are final.
-    if let Some(reason) = opts.max_deregister.and_then(|budget| super::budget::over(&rows, budget)) {
+    let held = opts.max_deregister.and_then(|budget| {
+        rule.source.and_then(|s| source::held(&rows, budget, s)).or_else(|| super::budget::over(&rows, budget))
+    });
+    if let Some(reason) = held {
         return RuleRows {
             status: Status::Blocked { reason },
             rows,

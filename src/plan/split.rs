@@ -181,22 +181,21 @@ pub struct SplitRow {
     pub weight: Option<Weight>,
 }
 
-/// The desired targets of a split rule: each backend's, with the weights that give it its share, and what the
-/// report shows of the split. Refused when a backend cannot be read (skipped) or a pod is in two backends
+/// What [`desired`] finds: the targets, the pods, the split rows and the replicas asked for.
+pub(super) type Desired = (DesiredTargets, Vec<Pod>, Vec<SplitRow>, Option<u32>);
+
+/// The desired targets of a split rule: each backend's, with the weights that give it its share, the pods of
+/// all its backends, what the report shows of the split, and the replicas its workloads ask for together (when
+/// each has `spec.replicas`, for the source sanity check). Refused when a backend cannot be read (skipped) or a pod is in two backends
 /// (blocked, never merged).
-pub(super) fn desired(
-    rule: &Rule,
-    split: &Split,
-    pods: &PodLists,
-    bound: &[BoundTarget],
-) -> Result<(DesiredTargets, Vec<Pod>, Vec<SplitRow>), Refused> {
+pub(super) fn desired(rule: &Rule, split: &Split, pods: &PodLists, bound: &[BoundTarget]) -> Result<Desired, Refused> {
     let mut each = Vec::with_capacity(split.backends.len());
     for share in &split.backends {
         each.push(backend_targets(rule, &share.backend, pods)?);
     }
     let mut owner: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, (_, listed)) in each.iter().enumerate() {
-        for pod in listed.iter() {
+        for pod in listed.pods.iter() {
             if let Some(j) = owner.insert(&pod.name, i).filter(|&j| j != i) {
                 let reason = format!(
                     "pod {} is selected by backends[{j}] ({}) and backends[{i}] ({}): a pod may be in one backend of \
@@ -224,6 +223,7 @@ pub(super) fn desired(
         })
         .collect();
     let planned = weights(&parts, split.on_empty);
+    let replicas = each.iter().map(|(_, selected)| selected.replicas).sum::<Option<u32>>();
     let mut out = DesiredTargets::default();
     let mut listed = Vec::new();
     for ((found, pods), weight) in each.into_iter().zip(&planned.weights) {
@@ -235,7 +235,7 @@ pub(super) fn desired(
         }
         out.problems.extend(found.problems);
         out.untargetable.extend(found.untargetable);
-        listed.extend(pods.iter().cloned());
+        listed.extend(pods.pods.iter().cloned());
     }
     out.targets.sort_by_key(|t| t.target);
     out.problems.extend(warnings(split, &parts, &planned));
@@ -249,7 +249,7 @@ pub(super) fn desired(
             weight: planned.weights[i],
         })
         .collect();
-    Ok((out, listed, rows))
+    Ok((out, listed, rows, replicas))
 }
 
 /// What the plan says of a split that is degraded (a backend without ready pods) or off by more than the

@@ -54,8 +54,8 @@ fn desired(targets: Vec<DesiredTarget>) -> DesiredTargets {
     DesiredTargets { targets, ..Default::default() }
 }
 
-const SYNC: RuleOptions = RuleOptions { policy: Policy::Sync, allow_empty: false };
-const UPSERT: RuleOptions = RuleOptions { policy: Policy::UpsertOnly, allow_empty: false };
+const SYNC: RuleOptions<'static> = RuleOptions { policy: Policy::Sync, allow_empty: false, source: None };
+const UPSERT: RuleOptions<'static> = RuleOptions { policy: Policy::UpsertOnly, allow_empty: false, source: None };
 
 fn run(d: Vec<DesiredTarget>, a: Vec<BoundTarget>, rule: RuleOptions) -> (Status, Vec<Row>) {
     planned(&desired(d), &a, rule, &PlanOptions::default())
@@ -233,7 +233,7 @@ fn summary_counts_rows_of_ready_rules_and_blocked_and_skipped_rules() {
 // ---- properties -------------------------------------------------------------------------------------------
 
 /// A managed-target world: desired pods and bound targets drawn from a small IP pool so they overlap.
-fn arb_world() -> impl Strategy<Value = (Vec<DesiredTarget>, Vec<BoundTarget>, RuleOptions)> {
+fn arb_world() -> impl Strategy<Value = (Vec<DesiredTarget>, Vec<BoundTarget>, RuleOptions<'static>)> {
     let ip = 0u8..12;
     let desired = prop::collection::btree_map(ip.clone(), (any::<bool>(), 0u8..=100), 0..10).prop_map(|m| {
         m.into_iter()
@@ -256,6 +256,7 @@ fn arb_world() -> impl Strategy<Value = (Vec<DesiredTarget>, Vec<BoundTarget>, R
     let rule = (any::<bool>(), any::<bool>()).prop_map(|(upsert, allow_empty)| RuleOptions {
         policy: if upsert { Policy::UpsertOnly } else { Policy::Sync },
         allow_empty,
+        source: None,
     });
     (desired, actual, rule)
 }
@@ -600,4 +601,5 @@ mod capacity;
 mod fingerprint;
 mod gate;
 mod service;
+mod source;
 mod split;

@@ -209,9 +209,10 @@ pub async fn run<K: Cluster, C: Clb>(
                 async move {
                     let lb_rules: Vec<&Rule> = idx.iter().map(|&i| &rules.rules[i]).collect();
                     let mut actual = resolve::read_lb(clb, lb, &lb_rules).await;
-                    let pods = pods.await;
+                    let listed = pods.await;
+                    let pods = &*listed;
                     let mut elsewhere = PodsByIp::new();
-                    let mut plan = plan::plan(&lb_rules, &pods, &actual, &elsewhere, &settings.plan);
+                    let mut plan = plan::plan(&lb_rules, pods, &actual, &elsewhere, &settings.plan);
                     // The planner holds a drain or removal that could take traffic away until it knows the targets'
                     // health (one call for the load balancer) and, for targets the rules no longer select, whether
                     // a pod still serves their IPs: read what it asks for and plan again (twice at most).
@@ -239,7 +240,7 @@ pub async fn run<K: Cluster, C: Clb>(
                         if !again {
                             break;
                         }
-                        plan = plan::plan(&lb_rules, &pods, &actual, &elsewhere, &settings.plan);
+                        plan = plan::plan(&lb_rules, pods, &actual, &elsewhere, &settings.plan);
                     }
                     let applied = match apply_opts {
                         Some(opts) if plan.has_changes() => {
@@ -259,7 +260,8 @@ pub async fn run<K: Cluster, C: Clb>(
             .await;
         (check.unreadable, done)
     };
-    let (pods, (unreadable, mut groups)) = tokio::join!(pods.clone(), per_lb);
+    let (listed, (unreadable, mut groups)) = tokio::join!(pods.clone(), per_lb);
+    let pods = &*listed;
     tracing::info!(rules = rules.rules.len(), pod_lists = pods.len(), "read desired and actual state");
 
     // Rules of unreadable load balancers are planned (as skipped) like the others, then everything is put back
@@ -269,7 +271,7 @@ pub async fn run<K: Cluster, C: Clb>(
         let lb_rules: Vec<&Rule> = idx.iter().map(|&i| &rules.rules[i]).collect();
         groups.push(LbResult {
             lb: String::new(),
-            plan: plan::plan(&lb_rules, &pods, &actual, &PodsByIp::new(), &settings.plan),
+            plan: plan::plan(&lb_rules, pods, &actual, &PodsByIp::new(), &settings.plan),
             rules: idx,
             applied: None,
         });
@@ -326,7 +328,7 @@ pub async fn run<K: Cluster, C: Clb>(
         Some(RowStatus::Failed(f)) => Applied::Failed(printable(&f.to_string()).into_owned()),
         _ => Applied::NotRun,
     };
-    plan::plan_gate(&all, &pods, &mut plan, applied_row, settings.plan.gate_on);
+    plan::plan_gate(&all, pods, &mut plan, applied_row, settings.plan.gate_on);
     if settings.mode == Mode::Reconcile && plan_changed.is_none() && !plan.gate.is_empty() {
         apply::set_conditions(cluster, &plan.gate, settings.concurrency.min(LISTS_AT_ONCE), &settings.stop).await;
     }

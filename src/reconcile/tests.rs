@@ -520,4 +520,5 @@ async fn a_run_stopped_by_the_run_timeout_is_reported_as_such() {
 }
 
 mod markdown;
+mod reviewed;
 mod split;

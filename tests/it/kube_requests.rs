@@ -238,3 +238,44 @@ async fn a_service_query_gets_the_service_once_and_lists_pods_by_its_selector() 
     let err = select(&cluster, &service("down")).await.unwrap_err();
     assert!(matches!(err, Error::Api { .. }), "{err:?}");
 }
+
+/// Issue 27 #4: the GET that gives a workload's selector also gives its `spec.replicas`; a DaemonSet has none, nor
+/// does a `selector:` backend, and none of them costs another request.
+#[tokio::test]
+async fn the_selectors_get_carries_the_workloads_replicas_and_a_daemonset_has_none() {
+    use clbsync::rules::{Workload, WorkloadKind};
+    let server = MockServer::start().await;
+    let body = |kind: &str, replicas: Option<u32>| {
+        let mut spec = json!({"selector": {"matchLabels": {"app": "web"}}, "template": {}});
+        if let Some(n) = replicas {
+            spec["replicas"] = json!(n);
+        }
+        ResponseTemplate::new(200).set_body_json(json!({
+            "apiVersion": "apps/v1", "kind": kind, "metadata": {"name": "web", "namespace": "shop"}, "spec": spec,
+        }))
+    };
+    for (resource, kind, replicas) in [("deployments", "Deployment", Some(10)), ("daemonsets", "DaemonSet", None)] {
+        Mock::given(method("GET"))
+            .and(path(format!("/apis/apps/v1/namespaces/shop/{resource}/web")))
+            .respond_with(body(kind, replicas))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path(PODS))
+        .and(query_param("labelSelector", "app=web"))
+        .respond_with(page(&["web-0", "web-1", "web-2"], None))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let cluster = cluster(&server);
+    let listed = cluster.listed(&deployment("web")).await.expect("listed");
+    assert_eq!((listed.pods.len(), listed.replicas), (3, Some(10)));
+    let daemonset = PodSource::Workload(Workload { kind: WorkloadKind::DaemonSet, name: "web".into() });
+    let listed = cluster.listed(&PodQuery { namespace: "shop".into(), source: daemonset }).await.expect("listed");
+    assert_eq!((listed.pods.len(), listed.replicas), (3, None));
+    let listed = cluster.listed(&web_pods()).await.expect("listed");
+    assert_eq!((listed.pods.len(), listed.replicas), (3, None));
+}

@@ -2,6 +2,7 @@
 //! CLB emulator and the test kube-apiserver on loopback.
 
 mod architecture;
+mod ci_recipes;
 mod clb_client;
 mod cli;
 mod docs;

@@ -45,7 +45,7 @@ fn registered(rule: &RulePlan) -> Vec<String> {
 #[test]
 fn a_named_target_port_is_resolved_on_each_pod() {
     let pods = vec![pod("a", "10.0.0.1", 8081), pod("b", "10.0.0.2", 8082)];
-    let rule = planned(Selected { pods, target_port: Some(PortRef::Name("serve".into())) });
+    let rule = planned(Selected { target_port: Some(PortRef::Name("serve".into())), ..Selected::from(pods) });
     assert_eq!(rule.status, Status::Ready);
     assert_eq!(registered(&rule), ["10.0.0.1:8081", "10.0.0.2:8082"]);
 }
@@ -53,7 +53,7 @@ fn a_named_target_port_is_resolved_on_each_pod() {
 #[test]
 fn a_numbered_target_port_is_the_port_of_every_pod() {
     let pods = vec![pod("a", "10.0.0.1", 8081)];
-    let rule = planned(Selected { pods, target_port: Some(PortRef::Number(9000)) });
+    let rule = planned(Selected { target_port: Some(PortRef::Number(9000)), ..Selected::from(pods) });
     assert_eq!(registered(&rule), ["10.0.0.1:9000"]);
 }
 
@@ -62,7 +62,7 @@ fn a_pod_without_the_named_target_port_is_a_warning_that_names_the_services_port
     let mut other = pod("c", "10.0.0.3", 8083);
     other.ports = vec![("metrics".into(), 9100)];
     let pods = vec![pod("a", "10.0.0.1", 8081), other];
-    let rule = planned(Selected { pods, target_port: Some(PortRef::Name("serve".into())) });
+    let rule = planned(Selected { target_port: Some(PortRef::Name("serve".into())), ..Selected::from(pods) });
     assert_eq!(registered(&rule), ["10.0.0.1:8081"]);
     assert_eq!(
         rule.warnings,
@@ -72,7 +72,7 @@ fn a_pod_without_the_named_target_port_is_a_warning_that_names_the_services_port
 
 #[test]
 fn without_the_services_target_port_the_rule_is_skipped_not_planned_on_the_service_port() {
-    let rule = planned(Selected { pods: vec![pod("a", "10.0.0.1", 8081)], target_port: None });
+    let rule = planned(Selected::from(vec![pod("a", "10.0.0.1", 8081)]));
     assert!(matches!(&rule.status, Status::Skipped { reason } if reason.contains("target port")), "{:?}", rule.status);
     assert!(rule.rows.is_empty());
 }

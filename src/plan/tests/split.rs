@@ -43,8 +43,11 @@ fn pods(prefix: &str, net: u8, n: usize) -> Vec<Pod> {
 fn planned(rules: &Rules, web: Vec<Pod>, canary: Vec<Pod>, bound: Vec<BoundTarget>) -> RulePlan {
     let rules: Vec<&Rule> = rules.rules.iter().collect();
     let queries: Vec<PodQuery> = rules[0].queries().cloned().collect();
-    let lists: PodLists =
-        queries.into_iter().zip([web, canary]).map(|(q, pods)| (q, Ok(Selected { pods, target_port: None }))).collect();
+    let lists: PodLists = queries
+        .into_iter()
+        .zip([web, canary])
+        .map(|(q, pods)| (q, Ok(Selected { pods, target_port: None, replicas: None })))
+        .collect();
     let actual = [Ok(RuleTargets { binding: binding(), targets: bound })];
     plan(&rules, &lists, &actual, &PodsByIp::new(), &PlanOptions::default()).rules.remove(0)
 }

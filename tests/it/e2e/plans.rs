@@ -95,3 +95,47 @@ async fn expect_plan_applies_the_reviewed_plan_and_nothing_once_the_world_change
     assert_eq!(world.emu.calls().mutating(), 0, "nothing applied");
     assert_eq!(world.emu.state(), state);
 }
+
+/// Issue 27 #4: four of the web Deployment's five pods lose their label (a typo in a relabelling, or a list that
+/// answered only in part): one pod listed for five replicas. The shipped budget holds the rule with both numbers,
+/// nothing is removed, and a Warning Event names it; `--force` lets it through.
+#[tokio::test]
+async fn fewer_pods_listed_than_replicas_holds_the_rule_naming_both_numbers_and_removes_nothing() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::{Api, Patch, PatchParams};
+
+    let web: Vec<_> = (1..=5).map(|i| p("web", &format!("10.2.0.{i}"))).collect();
+    let spec = Spec::default().pods([p("api", "10.1.0.1"), p("redis", "10.3.0.1")]).pods(web.clone());
+    let world = World::new("psource", spec).await;
+    let deployments: Api<Deployment> = Api::namespaced(world.ns.client.clone(), &world.ns.name);
+    let replicas = serde_json::json!({"spec": {"replicas": 5}});
+    deployments.patch("web", &PatchParams::default(), &Patch::Merge(replicas)).await.expect("scale web to 5");
+    let budget = shipped_budget();
+    world.run(&["reconcile", "--max-deregister", &budget]).await.assert_code(0);
+    assert_eq!(world.targets(Slot::Web).len(), 5);
+
+    let relabel = serde_json::json!({"metadata": {"labels": {"app": "wbe"}}});
+    for pod in &web[1..] {
+        world.ns.pods().patch(&pod.name(), &PatchParams::default(), &Patch::Merge(&relabel)).await.expect("relabel");
+    }
+    let before = world.emu.state();
+    let held = world.run(&["reconcile", "--max-deregister", &budget]).await;
+    held.assert_code(1);
+    let message = format!("1 pod listed for deployment {}/web, which asks for 5 replicas", world.ns.name);
+    assert!(held.stdout.contains(&message), "{}", held.all());
+    assert!(held.stdout.contains("held; --force to apply"), "{}", held.all());
+    assert_eq!(world.emu.state(), before, "nothing removed\n{}", held.all());
+    let events: Api<Event> = Api::namespaced(world.ns.client.clone(), &world.ns.name);
+    let events = events.list(&Default::default()).await.expect("list events").items;
+    let blocked: Vec<_> = events.iter().filter(|e| e.reason.as_deref() == Some("RuleBlocked")).collect();
+    assert!(
+        blocked.iter().any(|e| e.type_.as_deref() == Some("Warning")
+            && e.note.as_deref().is_some_and(|n| n.contains("which asks for 5 replicas"))),
+        "a Warning Event names the numbers: {blocked:?}"
+    );
+
+    let forced = world.run(&["reconcile", "--max-deregister", &budget, "--force"]).await;
+    forced.assert_code(0);
+    assert!(world.targets(Slot::Web).len() < 5, "{:?}\n{}", world.targets(Slot::Web), forced.all());
+}

@@ -1,0 +1,48 @@
+//! The source sanity check (issue 27 #4): a rule whose targets would shrink past the deletion budget while its
+//! workload still asks for more replicas than were listed is a selector or label typo, or a half-answered list,
+//! not a scale-down: the rule is held like one over budget, with both numbers, and `--force` lets it through.
+
+use super::budget::Budget;
+use super::{Action, Row};
+use crate::model::Pod;
+
+/// What the cluster said of a rule's workload: how many of its pods were listed (terminating ones not counted)
+/// and how many its `spec.replicas` asks for. Kinds without `spec.replicas` (DaemonSet) and `selector:` rules
+/// have none, and only the budget applies to them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Source<'a> {
+    /// The rule's pods in words: `deployment shop/web`.
+    pub pods: &'a str,
+    pub listed: usize,
+    pub replicas: u32,
+}
+
+impl<'a> Source<'a> {
+    /// `pods` (the rule's pods in words) beside the `listed` pods, when the workload asks for `replicas`.
+    pub fn of(pods: &'a str, listed: &[Pod], replicas: Option<u32>) -> Option<Source<'a>> {
+        let listed = listed.iter().filter(|p| !p.terminating).count();
+        replicas.map(|replicas| Source { pods, listed, replicas })
+    }
+}
+
+/// Why `rows` are held: more of the rule's bound targets would leave (drain, deregister, or wait to) than
+/// `budget` allows, while fewer pods were listed than the workload asks for. `None` otherwise.
+pub fn held(rows: &[Row], budget: Budget, source: Source<'_>) -> Option<String> {
+    let Source { pods, listed, replicas } = source;
+    if u32::try_from(listed).is_ok_and(|n| n >= replicas) {
+        return None;
+    }
+    let bound = rows.iter().filter(|r| r.current_weight.is_some() && r.action != Action::Unmanaged).count();
+    let leaving = rows.iter().filter(|r| matches!(r.action, Action::Drain | Action::Deregister | Action::Wait)).count();
+    let limit = budget.limit(bound)?;
+    let plural = |n: usize, one: &str, many: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {many}") };
+    (leaving > limit).then(|| {
+        format!(
+            "{} listed for {pods}, which asks for {}: a selector typo or a half-answered list? {leaving} of its \
+             {bound} bound target(s) would leave the load balancer, over --max-deregister {budget} ({limit} for this \
+             rule); held; --force to apply",
+            plural(listed, "pod", "pods"),
+            plural(replicas as usize, "replica", "replicas"),
+        )
+    })
+}
