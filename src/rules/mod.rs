@@ -46,6 +46,8 @@ pub struct Share {
     pub backend: Backend,
     /// A positive proportion: shares need not add up to 100.
     pub share: u32,
+    /// (line, column) of the backend's `port`, for `validate --kubeconfig`.
+    pub port_at: (usize, usize),
 }
 
 /// `on_empty_backend:`, what a split does while one of its backends has no ready pods (CLB cannot fail a part of

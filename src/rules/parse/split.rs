@@ -65,7 +65,8 @@ impl Validator {
             let bpath = format!("{list_path}[{i}]");
             let backend = self.backend(&bpath, Some(item), true);
             let share = item.get("share").and_then(Value::as_u64).filter(|s| (1..=MAX_SHARE).contains(s));
-            let share = backend.zip(share).map(|(backend, share)| Share { backend, share: share as u32 });
+            let port_at = self.spans.value(&join_key(&bpath, "port"));
+            let share = backend.zip(share).map(|(backend, share)| Share { backend, share: share as u32, port_at });
             if let (Some(b), Some(Some(first))) = (&share, backends.first()) {
                 self.alike(&bpath, first, b, &backends);
             }

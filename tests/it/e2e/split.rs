@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clb_emulator::TrafficConfig;
 
-use super::{Slot, Spec, World, p};
+use super::{Slot, Spec, World, p, run};
+use crate::support::clbsync;
+use crate::support::kube::kubeconfig_path;
 
 const WEB_PODS: usize = 20;
 const CANARY_IP: &str = "10.4.0.1";
@@ -96,4 +98,36 @@ async fn a_ninety_five_five_split_converges_in_one_run_delivers_its_shares_and_f
     assert_eq!(failed, 0, "no request fails");
     assert!((canary - 50.0).abs() < 1.0, "the canary gets 50 ± 1% of {sent} requests: {canary:.2}%");
     world.reconcile().await.assert_code(0);
+}
+
+#[tokio::test]
+async fn validate_with_a_kubeconfig_checks_every_backend_of_a_split_at_its_own_line() {
+    let mut world = world().await;
+    let ns = world.ns.name.clone();
+    world.set_rules(&format!(
+        "- load_balancer_id: lb-e2e00001
+  listeners:
+    - port: 6379
+      protocol: tcp
+      backends:
+        - {{namespace: {ns}, selector: {{app: web}}, port: http, share: 90}}
+        - {{namespace: {ns}, selector: {{app: canary}}, port: htpp, share: 5}}
+        - {{namespace: {ns}, deployment: nope, port: http, share: 5}}
+"
+    ));
+    let file = world.rules_path().display().to_string();
+    let mut validate = clbsync();
+    validate.arg("validate").arg("--rules").arg(world.rules_path()).arg("--kubeconfig").arg(kubeconfig_path());
+    validate.timeout(Duration::from_secs(60));
+    let run = run(validate).await;
+    run.assert_code(1);
+    let port = format!(
+        "{file}:7:{}: [0].listeners[0].backends[1].port: no container of the pods of pods in {ns} with app=canary has \
+         a port named `htpp` (they have `http`)",
+        "        - {namespace: , selector: {app: canary}, port: ".len() + ns.len() + 1
+    );
+    assert!(run.stderr.contains(&port), "{port}\n{}", run.all());
+    let missing = format!("{file}:8:1: [0].listeners[0].backends[2]: deployment {ns}/nope not found");
+    assert!(run.stderr.contains(&missing), "{missing}\n{}", run.all());
+    assert!(!run.stderr.contains("backends[0]"), "the first backend has no problem\n{}", run.all());
 }
