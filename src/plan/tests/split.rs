@@ -41,15 +41,25 @@ fn pods(prefix: &str, net: u8, n: usize) -> Vec<Pod> {
 }
 
 fn planned(rules: &Rules, web: Vec<Pod>, canary: Vec<Pod>, bound: Vec<BoundTarget>) -> RulePlan {
+    planned_with(rules, [(web, None), (canary, None)], bound, &PlanOptions::default())
+}
+
+/// Each backend's pods and the replicas its workload asks for.
+fn planned_with(
+    rules: &Rules,
+    backends: [(Vec<Pod>, Option<u32>); 2],
+    bound: Vec<BoundTarget>,
+    opts: &PlanOptions,
+) -> RulePlan {
     let rules: Vec<&Rule> = rules.rules.iter().collect();
     let queries: Vec<PodQuery> = rules[0].queries().cloned().collect();
     let lists: PodLists = queries
         .into_iter()
-        .zip([web, canary])
-        .map(|(q, pods)| (q, Ok(Selected { pods, target_port: None, replicas: None })))
+        .zip(backends)
+        .map(|(q, (pods, replicas))| (q, Ok(Selected { pods, target_port: None, replicas })))
         .collect();
     let actual = [Ok(RuleTargets { binding: binding(), targets: bound })];
-    plan(&rules, &lists, &actual, &PodsByIp::new(), &PlanOptions::default()).rules.remove(0)
+    plan(&rules, &lists, &actual, &PodsByIp::new(), opts).rules.remove(0)
 }
 
 /// What CLB holds once `rule`'s rows are applied (registered targets healthy, as after their health checks).
@@ -181,6 +191,23 @@ fn a_draining_target_is_never_reweighted() {
     let rule = planned(&rules, web, pods("canary", 2, 1), bound);
     let draining = rule.rows.iter().find(|r| r.target == t("10.1.0.1", 8080)).expect("row");
     assert_eq!((draining.action, draining.weight), (Action::Unchanged, Some(0)));
+}
+
+#[test]
+fn the_source_check_counts_the_pods_and_replicas_of_every_backend() {
+    let rules = rules(95, 5, "hold");
+    let bound: Vec<BoundTarget> =
+        (1..=10).map(|i| eni(&format!("10.1.0.{i}"), 10)).chain([eni("10.2.0.1", 10)]).collect();
+    let budget = PlanOptions { max_deregister: Some(Budget::parse("50%").expect("a budget")), ..Default::default() };
+    // 2 of 10 web pods listed (a half-answered list) and the canary: 8 of 11 targets would go.
+    let rule = planned_with(&rules, [(pods("web", 1, 2), Some(10)), (pods("canary", 2, 1), Some(1))], bound, &budget);
+    let Status::Blocked { reason } = &rule.status else { panic!("not held: {:?}", rule.status) };
+    assert!(
+        reason.starts_with(
+            "3 pods listed for pods in shop with app=web + pods in shop with app=canary, which asks for 11"
+        ),
+        "{reason}"
+    );
 }
 
 /// The best any pair of integer weights 1–100 can do for two backends, by brute force.

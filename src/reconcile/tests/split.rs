@@ -76,3 +76,12 @@ async fn reconcile_sets_the_split_weights_and_a_second_run_is_in_sync_showing_th
     assert_eq!(clb.operations().len(), before, "a second run makes no mutating call");
     insta::assert_snapshot!(table);
 }
+
+#[tokio::test]
+async fn markdown_has_a_table_of_each_backends_requested_and_achieved_share() {
+    let (cluster, clb) = split_world(20, 1);
+    let text = run_split(&cluster, &clb, Mode::Diff, Format::Markdown).await;
+    let table: Vec<&str> =
+        text.lines().skip_while(|l| !l.starts_with("| split |")).take_while(|l| !l.is_empty()).collect();
+    insta::assert_snapshot!(table.join("\n"));
+}
