@@ -85,3 +85,30 @@ async fn markdown_has_a_table_of_each_backends_requested_and_achieved_share() {
         text.lines().skip_while(|l| !l.starts_with("| split |")).take_while(|l| !l.is_empty()).collect();
     insta::assert_snapshot!(table.join("\n"));
 }
+
+#[tokio::test]
+async fn the_backend_share_gauge_has_each_backends_requested_and_achieved_share_and_drops_gone_rules() {
+    let (cluster, clb) = split_world(20, 1);
+    let mut out = Vec::new();
+    let outcome =
+        run(&split_rules(), &cluster, &clb, &settings(Mode::Diff, Format::Table), &mut out).await.expect("run");
+    let metrics = crate::observe::metrics::Metrics::new();
+    metrics.set_rules(&outcome.plan.rules, outcome.waits);
+    let text = metrics.encode_text();
+    let series = |backend: &str, kind: &str, value: &str| {
+        format!(
+            "clbsync_backend_share{{rule=\"lb-00000001 TCP:6379\",backend=\"deployment shop/{backend}\",kind=\"{kind}\"}} \
+             {value}"
+        )
+    };
+    for want in [
+        series("web", "requested", "0.95"),
+        series("web", "achieved", "0.9479"),
+        series("web-canary", "requested", "0.05"),
+        series("web-canary", "achieved", "0.0521"),
+    ] {
+        assert!(text.contains(&want), "{want}\n{text}");
+    }
+    metrics.set_rules(&[], outcome.waits);
+    assert!(!metrics.encode_text().contains("clbsync_backend_share{"), "a rule gone from the rules file has no series");
+}
