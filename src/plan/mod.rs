@@ -39,9 +39,10 @@ pub use rule::{Asked, Elsewhere, RuleOptions, RuleRows, plan_rule};
 pub use source::Source;
 pub use split::{Part, SplitRow, TOLERANCE_BP, Weights, achieved_bp, percent, points, requested_bp, weights};
 pub use targets::{DesiredTargets, serves, targets_for};
+use targets::{Refused, backend_targets};
 
-use crate::model::{Binding, Health, Owner, Place, Pod, PodState, RuleTargets, Selected, Target, Weight};
-use crate::rules::{Backend, PodQuery, PodSource, Rule};
+use crate::model::{Binding, Health, Owner, Place, Pod, RuleTargets, Selected, Target, Weight};
+use crate::rules::{PodQuery, Rule};
 
 /// What a row of the plan does to one target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -483,48 +484,6 @@ pub fn plan(
         });
     }
     Plan { rules: out, gate: Vec::new() }
-}
-
-/// Why a rule is not planned.
-enum Refused {
-    /// Its pods could not be read: nothing is removed.
-    Skip(String),
-    /// A guard holds it; `found` is what its pods gave.
-    Block { reason: String, found: DesiredTargets },
-}
-
-/// The targets of one of `rule`'s backends from its listed pods, and what its query selected.
-fn backend_targets<'p>(
-    rule: &Rule,
-    backend: &Backend,
-    pods: &'p PodLists,
-) -> Result<(DesiredTargets, &'p Selected), Refused> {
-    let selected = match pods.get(&backend.pods) {
-        Some(Ok(selected)) => selected,
-        Some(Err(e)) => {
-            return Err(Refused::Skip(format!("listing {}: {e}; its targets are left as they are", backend.pods)));
-        }
-        None => return Err(Refused::Skip(format!("{} was not listed", backend.pods))),
-    };
-    if matches!(backend.pods.source, PodSource::Service(_)) && selected.target_port.is_none() {
-        let reason = format!("the target port of {} was not read; its targets are left as they are", backend.pods);
-        return Err(Refused::Skip(reason));
-    }
-    let wanted = targets_for(backend, selected);
-    // Ready pods that all failed to become targets (a port name typo, a missing address family) are a mistake in
-    // the rules file, not an empty rule: hold the rule and say why.
-    let ready_pods = selected.pods.iter().filter(|p| !p.terminating && serves(p)).count();
-    if ready_pods > 0 && !wanted.targets.iter().any(|t| t.state == PodState::Ready) {
-        let of = if rule.split.is_some() { format!(" of {}", backend.pods) } else { String::new() };
-        let reason = format!(
-            "none of the {ready_pods} ready pod(s){of} can be a target ({}): check `port:` and `ip_family:` in the \
-             rules file (line {}); the rule's targets are left as they are",
-            wanted.problems.first().map_or("no usable address or port", String::as_str),
-            rule.line
-        );
-        return Err(Refused::Block { reason, found: wanted });
-    }
-    Ok((wanted, selected))
 }
 
 /// Rules that resolve to the same binding (say one by id, one by port) would fight; maps each to the other's line.

@@ -14,7 +14,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{DesiredTargets, PodLists, Refused, backend_targets};
+use super::targets::{Refused, backend_targets};
+use super::{DesiredTargets, PodLists};
 use crate::model::{BoundTarget, DEFAULT_WEIGHT, Pod, PodState, Target, Weight};
 use crate::rules::{OnEmpty, Rule, Split};
 
