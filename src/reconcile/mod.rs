@@ -99,6 +99,9 @@ pub mod exit {
     pub const USAGE: u8 = 64;
 }
 
+/// How much of the first problem the error line quotes; the report has it whole.
+const TROUBLE_CHARS: usize = 600;
+
 impl Outcome {
     /// One line saying what went wrong, for the end of a failed run: `2 rule(s) skipped, 1 change(s) failed; the
     /// first: <rule>: <why>`.
@@ -117,12 +120,27 @@ impl Outcome {
         .collect();
         let mut line = parts.join(", ");
         // With stdout in a file (`diff -o json > plan.json` in CI), this line is all the job log shows.
-        let first = self.plan.rules.iter().find_map(|r| match &r.status {
-            plan::Status::Blocked { reason } | plan::Status::Skipped { reason } => Some((&r.place, reason)),
+        let held = self.plan.rules.iter().find_map(|r| match &r.status {
+            plan::Status::Blocked { reason } | plan::Status::Skipped { reason } => {
+                Some(format!("{}: {reason}", r.place))
+            }
             plan::Status::Ready => None,
         });
-        if let Some((place, reason)) = first {
-            line.push_str(&format!("; the first: {place}: {reason}"));
+        let failed = || {
+            let report = self.applied.as_ref()?;
+            self.plan.rules.iter().zip(&report.rows).find_map(|(rule, statuses)| {
+                rule.rows.iter().zip(statuses).find_map(|(row, status)| match status {
+                    RowStatus::Failed(f) => Some(format!("{}: {}: {f}", rule.place, row.target)),
+                    _ => None,
+                })
+            })
+        };
+        if let Some(first) = held.or_else(failed) {
+            line.push_str("; the first: ");
+            line.extend(first.chars().take(TROUBLE_CHARS));
+            if first.chars().count() > TROUBLE_CHARS {
+                line.push('…');
+            }
         }
         line
     }

@@ -276,6 +276,14 @@ async fn a_failed_registration_is_reported_with_its_code_and_request_id() {
     assert_eq!(failed["error"]["code"], "TaskFailed");
     assert_eq!(failed["error"]["request_id"], "req-1");
     assert!(!clb.targets_of(&api()).contains_key(&t("10.0.0.7", 8080)), "a gone pod's target is still removed");
+    // Issue 30 #4: the error line names the failure too (all a CI log shows when stdout goes to a file).
+    let trouble = outcome.trouble();
+    assert!(
+        trouble.contains("1 change(s) failed")
+            && trouble.contains("; the first: lb-00000001 HTTP:80 shop.example.com/api: 10.0.0.2:8080: ")
+            && trouble.contains("TaskFailed: ENI not found"),
+        "{trouble}"
+    );
 
     // Issue 17 #6: the table (what the CronJob prints) carries the message and RequestId too, right under it.
     let (cluster, mut clb) = world();
@@ -432,6 +440,26 @@ async fn the_table_fits_the_width_it_is_given() {
         }
         let summary: Vec<&str> = table.lines().skip_while(|l| !l.contains(" to register,")).take(2).collect();
         assert!(summary.iter().all(|l| l.chars().count() <= usize::from(width)), "{width}: {summary:?}");
+    }
+}
+
+/// Words too long to keep whole together (a 63-character pod name) are split rather than the table made wider
+/// than the width it is given.
+#[tokio::test]
+async fn a_table_with_words_too_long_to_keep_whole_still_fits_its_width() {
+    let (mut cluster, clb) = world();
+    let long = format!("api-{}", "x".repeat(59));
+    if let Some(Ok(pods)) = cluster.pods.get_mut(&q("shop", "api")) {
+        pods.push(pod(&long, "10.0.0.5").ready());
+    }
+    let mut s = settings(Mode::Diff, Format::Table);
+    s.style.width = Some(80);
+    let mut out = Vec::new();
+    run(&rules(), &cluster, &clb, &s, &mut out).await.expect("run");
+    let table = String::from_utf8(out).expect("utf8");
+    assert!(table.contains("10.0.0.5"), "{table}");
+    for line in table.lines().filter(|l| l.starts_with(['│', '┌', '└', '╞'])) {
+        assert!(line.chars().count() <= 80, "{} > 80\n{table}", line.chars().count());
     }
 }
 

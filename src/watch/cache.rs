@@ -104,22 +104,30 @@ fn selector_keys(selector: &LabelSelector) -> impl Iterator<Item = &String> {
     labels.chain(selector.match_expressions.iter().flatten().map(|e| &e.key))
 }
 
-/// A workload as cached: its selector, or why it cannot be used.
-pub type CachedWorkload = Result<Selector, String>;
+/// A workload as cached: its selector, or why it cannot be used; and the replicas it asks for, where its kind has
+/// them (the source sanity check compares them with the pods listed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedWorkload {
+    selector: Result<Selector, String>,
+    replicas: Option<u32>,
+}
 
-/// A workload as its watch reports it: its name and selector, or why it has none clbsync can use.
+/// A workload as its watch reports it: its name and selector, or why it has none clbsync can use, and its
+/// `spec.replicas` (a scalable kind's scale's), if it has one.
 #[derive(Clone, Debug)]
 pub struct Reported {
     pub name: String,
     pub selector: Result<LabelSelector, String>,
+    pub replicas: Option<u32>,
 }
 
-/// Reduces a workload's selector to what is cached; an empty or malformed selector is kept as the reason it is
-/// refused.
-fn cached_selector(selector: &Result<LabelSelector, String>) -> CachedWorkload {
-    let selector = selector.clone()?;
-    label_selector_string(&selector)?;
-    Selector::try_from(selector).map_err(|e| e.to_string())
+/// Reduces a workload to what is cached; an empty or malformed selector is kept as the reason it is refused.
+fn cached(reported: &Reported) -> CachedWorkload {
+    let selector = reported.selector.clone().and_then(|selector| {
+        label_selector_string(&selector)?;
+        Selector::try_from(selector).map_err(|e| e.to_string())
+    });
+    CachedWorkload { selector, replicas: reported.replicas }
 }
 
 /// What a watch event changed that can matter to a rule.
@@ -173,7 +181,7 @@ struct Namespace {
 impl Namespace {
     /// The cached selector of workload `kind/name`, if its kind is watched and it exists.
     fn selector(&self, kind: &WorkloadKind, name: &str) -> Option<&Selector> {
-        self.workloads.get(kind)?.objects.get(name)?.as_ref().ok()
+        self.workloads.get(kind)?.objects.get(name)?.selector.as_ref().ok()
     }
 
     /// Whether one of `rule`'s backends selects a pod with these labels.
@@ -323,7 +331,7 @@ impl Cache {
     pub fn apply_workload(&self, namespace: &str, kind: &WorkloadKind, event: Event<Reported>) -> Option<Change> {
         let (step, reported) = split(event);
         let name = reported.as_ref().map(|r| r.name.clone());
-        let selector = reported.as_ref().map(|r| cached_selector(&r.selector));
+        let selector = reported.as_ref().map(cached);
         let mut namespaces = self.lock();
         let ns = namespaces.get_mut(namespace)?;
         if let Some(r) = &reported {
@@ -480,6 +488,13 @@ impl Cache {
         Ok(ns.pods.objects.values().filter(holds).map(|p| p.pod.clone()).collect())
     }
 
+    /// The replicas the workload of `query` asks for, if it is cached and its kind has them.
+    fn replicas(&self, query: &PodQuery) -> Option<u32> {
+        let PodSource::Workload(w) = &query.source else { return None };
+        let namespaces = self.lock();
+        namespaces.get(&query.namespace)?.workloads.get(&w.kind)?.objects.get(&w.name)?.replicas
+    }
+
     fn query(&self, query: &PodQuery) -> Result<Vec<Pod>, Error> {
         let namespaces = self.lock();
         let not_synced =
@@ -506,8 +521,8 @@ impl Cache {
                         None => not_synced(Kind::Workloads(w.kind.clone())),
                     });
                 }
-                let selector = store.objects.get(&w.name).ok_or_else(|| crate::desired::kube::not_found(query))?;
-                Wanted::Selector(selector.as_ref().map_err(invalid)?)
+                let workload = store.objects.get(&w.name).ok_or_else(|| crate::desired::kube::not_found(query))?;
+                Wanted::Selector(workload.selector.as_ref().map_err(invalid)?)
             }
             PodSource::Service(service) => {
                 let def = ns.service(&query.namespace, &service.name)?;

@@ -189,8 +189,12 @@ pub async fn run<C: Clb>(
                 let ready = cache.with_gate_neighbours(&rules.rules, ready);
                 let settings = Settings { stop: pass_stop.clone(), ..settings.clone() };
                 let cluster = CachedCluster { cache: &cache, api: &api };
+                let closed;
                 let (outcome, elapsed) = match pass(&rules, &ready, &cluster, clb, &settings).await? {
-                    Pass::Done(outcome, elapsed) => (outcome, elapsed),
+                    Pass::Done { outcome, elapsed, stdout_closed } => {
+                        closed = stdout_closed;
+                        (outcome, elapsed)
+                    }
                     Pass::GaveUp(reason) if reason.lets_in_flight_finish() => break,
                     Pass::GaveUp(_) => {
                         writer = None;
@@ -220,6 +224,10 @@ pub async fn run<C: Clb>(
                 }
                 metrics.set_rules(latest.values(), outcome.waits);
                 observer.record(&rules, &ready, &outcome, elapsed, &pass_stop).await;
+                // After the record: the pass's Events are what is left of its report.
+                if closed && stop.stop(Reason::OutputClosed) {
+                    tracing::warn!("stdout closed: starting no new passes");
+                }
             }
         }
     }
@@ -282,7 +290,8 @@ impl<A: Fn() -> Answers> PassObserver<'_, A> {
 
 /// How a pass ended.
 enum Pass {
-    Done(reconcile::Outcome, Duration),
+    /// The pass ended; `stdout_closed`: its report met a closed stdout, so watch mode stops once it is recorded.
+    Done { outcome: reconcile::Outcome, elapsed: Duration, stdout_closed: bool },
     /// Given up: the lease was lost (at once), or the run stopped and the pass did not end within the stop grace.
     GaveUp(Reason),
 }
@@ -311,20 +320,17 @@ async fn pass<C: Clb>(
         }
     };
     let elapsed = started.elapsed();
+    let mut stdout_closed = false;
     if outcome.plan.has_changes() || !outcome.plan.gate.is_empty() || outcome.exit_code(false) != reconcile::exit::OK {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         match out.write_all(&report).and_then(|()| out.flush()) {
-            // The pass's changes are made; stop as after SIGTERM rather than run on unseen.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                if settings.stop.stop(Reason::OutputClosed) {
-                    tracing::warn!("stdout closed: starting no new passes");
-                }
-            }
+            // The pass's changes are made; the caller stops as after SIGTERM rather than run on unseen.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => stdout_closed = true,
             written => written?,
         }
     }
-    Ok(Pass::Done(outcome, elapsed))
+    Ok(Pass::Done { outcome, elapsed, stdout_closed })
 }
 
 /// Resolves when a pass in flight must be given up: at once when the lease is lost, `grace` after a signal.

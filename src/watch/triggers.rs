@@ -296,26 +296,41 @@ struct Workloads {
 impl Workloads {
     async fn reduce(&self, ns: &str, object: DynamicObject, deleted: bool) -> Reported {
         let name = object.metadata.name.clone().unwrap_or_default();
-        let selector = match &self.scale {
-            _ if deleted => Err("deleted".to_owned()),
-            None => match object.data.get("spec").and_then(|s| s.get("selector")) {
-                Some(s) => {
-                    serde_json::from_value::<LabelSelector>(s.clone()).map_err(|e| format!("spec.selector: {e}"))
-                }
-                None => Err(format!("the {} has no spec.selector", self.kind.kind())),
+        let spec = object.data.get("spec");
+        let (selector, replicas) = match &self.scale {
+            _ if deleted => (Err("deleted".to_owned()), None),
+            None => {
+                let selector = match spec.and_then(|s| s.get("selector")) {
+                    Some(s) => {
+                        serde_json::from_value::<LabelSelector>(s.clone()).map_err(|e| format!("spec.selector: {e}"))
+                    }
+                    None => Err(format!("the {} has no spec.selector", self.kind.kind())),
+                };
+                let replicas = spec.and_then(|s| s.get("replicas")).and_then(serde_json::Value::as_u64);
+                (selector, replicas.and_then(|r| u32::try_from(r).ok()))
+            }
+            Some(api) => match self.scale(api, ns, &name).await {
+                Ok((selector, replicas)) => (Ok(selector), replicas),
+                Err(reason) => (Err(reason), None),
             },
-            Some(api) => self.scale_selector(api, ns, &name).await,
         };
-        Reported { name, selector }
+        Reported { name, selector, replicas }
     }
 
-    async fn scale_selector(&self, api: &Api<DynamicObject>, ns: &str, name: &str) -> Result<LabelSelector, String> {
+    /// A scalable object's selector (its scale's `status.selector`) and the replicas its scale asks for.
+    async fn scale(
+        &self,
+        api: &Api<DynamicObject>,
+        ns: &str,
+        name: &str,
+    ) -> Result<(LabelSelector, Option<u32>), String> {
         let scale = format!("{}/scale", self.resource.plural);
         let op = Access { verb: "get", resource: &scale, group: &self.resource.group, namespace: ns };
         let what = format!("get {} {ns}/{name}", self.kind);
         let scale = api.get_scale(name).await.map_err(|e| map_error(e, &what, op).to_string())?;
+        let replicas = scale.spec.and_then(|s| s.replicas).and_then(|r| u32::try_from(r).ok());
         match scale.status.and_then(|s| s.selector).filter(|s| !s.is_empty()) {
-            Some(text) => parse_selector_string(&text),
+            Some(text) => Ok((parse_selector_string(&text)?, replicas)),
             None => Err("its scale subresource reports no status.selector (yet)".to_owned()),
         }
     }

@@ -398,7 +398,14 @@ fn make_help_lists_every_target_with_its_description() {
             description.trim()
         );
     }
-    assert!(makefile.contains("kubectl apply -k deploy/cronjob"), "make deploy applies the kustomization");
+    assert!(makefile.contains("kubectl apply -k $(OVERLAY)"), "make deploy applies the user's overlay");
+    let out = Command::new("make")
+        .args(["--no-print-directory", "deploy", "OVERLAY=target/no-such-overlay"])
+        .current_dir(root())
+        .output()
+        .expect("run make");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("copy deploy/examples/overlay-watch"), "{err}");
 }
 
 #[test]

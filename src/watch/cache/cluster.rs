@@ -6,7 +6,7 @@ use super::Cache;
 use crate::desired::kube::KubeCluster;
 use crate::desired::service::ServiceDef;
 use crate::desired::{Cluster, Error};
-use crate::model::{GateCondition, Pod};
+use crate::model::{GateCondition, Pod, Selected};
 use crate::rules::PodQuery;
 
 /// Watch mode's [`Cluster`]: pods from the cache, readiness-gate conditions written through the API.
@@ -31,6 +31,12 @@ impl Cluster for CachedCluster<'_> {
             }
             answer => answer,
         }
+    }
+
+    /// The pods, and the replicas the cached workload asks for: the source sanity check holds in watch mode too.
+    async fn listed(&self, query: &PodQuery) -> Result<Selected, Error> {
+        let pods = self.pods(query).await?;
+        Ok(Selected { replicas: self.cache.replicas(query), ..Selected::from(pods) })
     }
 
     /// As [`KubeCluster`] answers it: a missing Service is checked against the namespace.

@@ -14,6 +14,7 @@ impl DeploymentEvents for Cache {
     fn apply_deployment(&self, ns: &str, event: Event<Deployment>) -> Option<Change> {
         let reported = |d: Deployment| Reported {
             name: d.metadata.name.unwrap_or_default(),
+            replicas: d.spec.as_ref().and_then(|s| s.replicas).and_then(|r| u32::try_from(r).ok()),
             selector: d.spec.map(|s| s.selector).ok_or_else(|| "no spec".to_owned()),
         };
         let event = match event {

