@@ -131,3 +131,42 @@ async fn validate_with_a_kubeconfig_checks_every_backend_of_a_split_at_its_own_l
     assert!(run.stderr.contains(&missing), "{missing}\n{}", run.all());
     assert!(!run.stderr.contains("backends[0]"), "the first backend has no problem\n{}", run.all());
 }
+
+/// The listener with one backend (a split of one), `app: app`.
+fn one_backend(ns: &str, app: &str) -> String {
+    format!(
+        "- load_balancer_id: lb-e2e00001
+  listeners:
+    - port: 6379
+      protocol: tcp
+      backends:
+        - {{namespace: {ns}, selector: {{app: {app}}}, port: 8080, share: 1}}
+"
+    )
+}
+
+#[tokio::test]
+async fn a_blue_green_switch_keeps_blue_serving_until_green_takes_traffic_and_drops_no_request() {
+    let mut world = world().await;
+    let ns = world.ns.name.clone();
+    world.set_rules(&one_backend(&ns, "web"));
+    world.reconcile().await.assert_code(0);
+    assert_eq!(world.targets(Slot::Redis).len(), WEB_PODS, "blue is bound");
+
+    world.emu.start_traffic(TRAFFIC);
+    world.set_rules(&one_backend(&ns, "canary"));
+    let first = world.reconcile().await;
+    let bound = world.targets(Slot::Redis);
+    assert!(bound.iter().any(|t| t.0 == CANARY_IP), "green is registered first\n{}", first.all());
+    // Make before break, as for any rule: as many of blue's targets as green will have stay until green takes
+    // traffic.
+    assert_eq!(bound.len(), 2, "one blue target stays until green takes traffic\n{}", first.all());
+    assert!(first.stdout.contains("removal waits until the rule's other targets take its traffic"), "{}", first.all());
+    // With green healthy, the next run lets blue go.
+    world.reconcile().await.assert_code(0);
+    assert_eq!(world.targets(Slot::Redis), [(CANARY_IP.to_owned(), 8080, 10)], "only green is left");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let traffic = world.emu.traffic().expect("the traffic model runs").rules["lb-e2e00001/lbl-tcp06379"].clone();
+    assert!(traffic.sent > 10_000, "requests flowed through the switch: {}", traffic.sent);
+    assert_eq!((traffic.failed, traffic.failed_no_target), (0, 0), "no request is dropped by the switch");
+}
