@@ -4,5 +4,6 @@
 
 pub mod events;
 pub mod export;
+pub mod logs;
 pub mod metrics;
 pub mod progress;
