@@ -88,10 +88,10 @@ pub fn weights(parts: &[Part], on_empty: OnEmpty) -> Weights {
     let largest =
         *live.iter().max_by_key(|&&i| (parts[i].share, parts[i].targets, std::cmp::Reverse(i))).expect("live");
     let mut tried = Vec::new();
-    if let Some(held) = current {
-        tried.push(held);
-        let w = parts[largest].current.map_or(DEFAULT_WEIGHT, |w| w.clamp(1, 100));
-        tried.push(around(parts, &live, &aim, largest, w));
+    tried.extend(current);
+    // The larger backend keeps its bound weight, also when another backend is new.
+    if let Some(w) = parts[largest].current {
+        tried.push(around(parts, &live, &aim, largest, w.clamp(1, 100)));
     }
     tried.push(around(parts, &live, &aim, largest, DEFAULT_WEIGHT));
     let chosen = tried.into_iter().find(|ws| error(parts, &aim, ws) <= bound).unwrap_or(best);

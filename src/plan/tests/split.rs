@@ -116,6 +116,13 @@ fn past_the_tolerance_the_smaller_backend_moves_and_the_larger_keeps_its_weight(
 }
 
 #[test]
+fn a_new_backend_is_weighted_around_the_larger_backends_bound_weight() {
+    // web bound at 5 × 19; a new canary with one pod at 5% gets 5, web keeps 5.
+    let parts = [Part { share: 95, targets: 19, current: Some(5) }, Part { share: 5, targets: 1, current: None }];
+    assert_eq!(weights(&parts, OnEmpty::Hold).weights, [Some(5), Some(5)]);
+}
+
+#[test]
 fn the_split_rule_registers_every_backend_with_its_weights_and_a_second_plan_changes_nothing() {
     let rules = rules(95, 5, "hold");
     let first = planned(&rules, pods("web", 1, 20), pods("canary", 2, 1), vec![]);
