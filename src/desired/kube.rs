@@ -359,17 +359,17 @@ impl Cluster for KubeCluster {
     /// its selector.
     async fn listed(&self, query: &PodQuery) -> Result<Selected, Error> {
         let namespace = query.namespace.as_str();
+        let invalid = |reason| Error::InvalidSelector { query: query.to_string(), reason };
+        let mut target_port = None;
         let (selector, replicas) = match &query.source {
             PodSource::Workload(w) => self.selector_of(namespace, w).await?,
             PodSource::Service(service) => {
-                let (labels, _) = super::service::resolve(self, namespace, service).await?;
-                labels_selector_string(&labels)
-                    .map(|s| (s, None))
-                    .map_err(|reason| Error::InvalidSelector { query: query.to_string(), reason })?
+                let (labels, target) = super::service::resolve(self, namespace, service).await?;
+                // Never the Service's own port number as a container port: the target port comes along.
+                target_port = Some(target);
+                (labels_selector_string(&labels).map_err(invalid)?, None)
             }
-            PodSource::Selector(labels) => labels_selector_string(labels)
-                .map(|s| (s, None))
-                .map_err(|reason| Error::InvalidSelector { query: query.to_string(), reason })?,
+            PodSource::Selector(labels) => (labels_selector_string(labels).map_err(invalid)?, None),
         };
         let cell = {
             let mut lists = self.lists.lock().expect("the list cache lock is never held across a panic");
@@ -379,7 +379,7 @@ impl Cluster for KubeCluster {
         if pods.is_empty() {
             self.check_namespace(namespace).await?;
         }
-        Ok(Selected { replicas, ..Selected::from(pods) })
+        Ok(Selected { pods, target_port, replicas })
     }
 
     /// A GET of the Service; a 404 is [`Error::WorkloadNotFound`] (or [`Error::NamespaceNotFound`]).

@@ -53,11 +53,28 @@ pub fn service_target(def: &ServiceDef, port: &PortRef) -> Result<(BTreeMap<Stri
                     pods: give the Service a selector, or the rule `selector:` or `workload:` instead of `service:`"
             .to_owned());
     }
-    let found = def.ports.iter().find(|p| match port {
-        PortRef::Number(n) => p.port == i32::from(*n),
-        PortRef::Name(name) => p.name.as_deref() == Some(name),
-    });
-    let Some(found) = found else {
+    let matching: Vec<&ServicePortDef> = def
+        .ports
+        .iter()
+        .filter(|p| match port {
+            PortRef::Number(n) => p.port == i32::from(*n),
+            PortRef::Name(name) => p.name.as_deref() == Some(name),
+        })
+        .collect();
+    // One number can be two ports (53/UDP and 53/TCP), each with its own targetPort: the number alone is no choice.
+    if let [_, _, ..] = matching.as_slice() {
+        let names: Vec<&str> = matching.iter().filter_map(|p| p.name.as_deref()).collect();
+        return Err(format!(
+            "it has {} ports numbered {port} (one per protocol), each with its own targetPort: name the one this              listener serves in `port:` ({})",
+            matching.len(),
+            if names.is_empty() {
+                "they have no names: name them in the Service".to_owned()
+            } else {
+                names.join(" or ")
+            }
+        ));
+    }
+    let Some(found) = matching.first().copied() else {
         let have: Vec<String> = def
             .ports
             .iter()
@@ -143,6 +160,26 @@ mod tests {
         assert!(err.contains("no port `8080`"), "a number is matched against `port`, not `targetPort`: {err}");
         let unnamed = ServiceDef { ports: vec![port(None, 80, None)], ..web() };
         assert!(service_target(&unnamed, &PortRef::Name("http".into())).unwrap_err().contains("its ports: 80)"));
+    }
+
+    /// One number, two ports (53/UDP → 5353, 53/TCP → dns-tcp): the number alone would pick the first, maybe the
+    /// other protocol's targetPort; refused, naming the ports; by name each is found.
+    #[test]
+    fn a_number_two_ports_share_is_refused_and_each_is_found_by_name() {
+        let dns = ServiceDef {
+            ports: vec![
+                port(Some("dns"), 53, Some(IntOrString::Int(5353))),
+                port(Some("dns-tcp"), 53, Some(IntOrString::String("dns-tcp".into()))),
+            ],
+            ..web()
+        };
+        let err = service_target(&dns, &PortRef::Number(53)).unwrap_err();
+        assert!(err.contains("2 ports numbered 53") && err.contains("dns or dns-tcp"), "{err}");
+        assert_eq!(service_target(&dns, &PortRef::Name("dns".into())).expect("dns").1, PortRef::Number(5353));
+        assert_eq!(
+            service_target(&dns, &PortRef::Name("dns-tcp".into())).expect("dns-tcp").1,
+            PortRef::Name("dns-tcp".into())
+        );
     }
 
     #[test]

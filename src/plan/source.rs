@@ -6,8 +6,9 @@ use super::budget::Budget;
 use super::{Action, Row};
 use crate::model::Pod;
 
-/// What the cluster said of a rule's workload: how many of its pods were listed (terminating ones not counted)
-/// and how many its `spec.replicas` asks for. Kinds without `spec.replicas` (DaemonSet) and `selector:` rules
+/// What the cluster said of a rule's workload: how many of its pods were listed (Pending or Running, not
+/// terminating: an Evicted or Succeeded pod the list still holds is not one the workload counts) and how many its
+/// `spec.replicas` asks for. Kinds without `spec.replicas` (DaemonSet) and `selector:` rules
 /// have none, and only the budget applies to them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Source<'a> {
@@ -20,20 +21,23 @@ pub struct Source<'a> {
 impl<'a> Source<'a> {
     /// `pods` (the rule's pods in words) beside the `listed` pods, when the workload asks for `replicas`.
     pub fn of(pods: &'a str, listed: &[Pod], replicas: Option<u32>) -> Option<Source<'a>> {
-        let listed = listed.iter().filter(|p| !p.terminating).count();
+        let counts = |p: &&Pod| !p.terminating && matches!(p.phase.as_str(), "Pending" | "Running");
+        let listed = listed.iter().filter(counts).count();
         replicas.map(|replicas| Source { pods, listed, replicas })
     }
 }
 
-/// Why `rows` are held: more of the rule's bound targets would leave (drain, deregister, or wait to) than
-/// `budget` allows, while fewer pods were listed than the workload asks for. `None` otherwise.
+/// Why `rows` are held: more of the rule's bound targets would leave (drain or deregister) than `budget` allows,
+/// while fewer pods were listed than the workload asks for. `None` otherwise. Removals that wait for their
+/// replacements (make before break) remove nothing and do not count: a backend switched to a workload whose pods
+/// are still being created is not held.
 pub fn held(rows: &[Row], budget: Budget, source: Source<'_>) -> Option<String> {
     let Source { pods, listed, replicas } = source;
     if u32::try_from(listed).is_ok_and(|n| n >= replicas) {
         return None;
     }
     let bound = rows.iter().filter(|r| r.current_weight.is_some() && r.action != Action::Unmanaged).count();
-    let leaving = rows.iter().filter(|r| matches!(r.action, Action::Drain | Action::Deregister | Action::Wait)).count();
+    let leaving = rows.iter().filter(|r| matches!(r.action, Action::Drain | Action::Deregister)).count();
     let limit = budget.limit(bound)?;
     let plural = |n: usize, one: &str, many: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {many}") };
     (leaving > limit).then(|| {

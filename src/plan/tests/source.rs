@@ -106,9 +106,9 @@ fn the_planner_counts_listed_pods_without_the_terminating_ones_and_a_daemonset_h
 }
 
 proptest! {
-    /// With fewer pods listed than replicas, no plan that would be applied has more targets leaving (drains,
-    /// deregistrations and removals waiting) than the budget allows; with as many or more, the check never
-    /// changes the plan.
+    /// With fewer pods listed than replicas, no plan that would be applied has more targets leaving (drains and
+    /// deregistrations; a removal that waits removes nothing) than the budget allows; with as many or more, the
+    /// check never changes the plan.
     #[test]
     fn the_source_check_bounds_leaving_targets_and_never_fires_when_enough_pods_were_listed(
         (d, a, rule) in arb_world(),
@@ -123,11 +123,51 @@ proptest! {
             prop_assert_eq!((status, rows), planned(&desired(d), &a, rule, &opts));
         } else if status == Status::Ready {
             let bound = rows.iter().filter(|r| r.current_weight.is_some() && r.action != Action::Unmanaged).count();
-            let leaving =
-                rows.iter().filter(|r| matches!(r.action, Action::Drain | Action::Deregister | Action::Wait)).count();
+            let leaving = rows.iter().filter(|r| matches!(r.action, Action::Drain | Action::Deregister)).count();
             if let Some(limit) = b.limit(bound) {
                 prop_assert!(leaving <= limit, "{leaving} leaving over {b} of {bound}: {rows:?}");
             }
         }
     }
+}
+
+/// An Evicted (Failed) or Succeeded pod the list still holds is not one the workload counts: 4 running and 6
+/// evicted pods for 10 replicas are 4 listed, and the check names that.
+#[test]
+fn evicted_and_finished_pods_are_not_counted_as_listed() {
+    let pods: Vec<Pod> = (0..10)
+        .map(|i| match i {
+            0..4 => pod(i),
+            4..8 => Pod { phase: "Failed".into(), ready: false, ..pod(i) },
+            _ => Pod { phase: "Succeeded".into(), ready: false, ..pod(i) },
+        })
+        .collect();
+    let status = plan_web(pods, Some(10));
+    assert!(
+        matches!(&status, Status::Blocked { reason } if reason.starts_with("4 pods listed for deployment shop/web")),
+        "{status:?}"
+    );
+}
+
+/// A removal that waits for its replacement (make before break) removes nothing: a rule whose bound targets all
+/// wait, with fewer pods listed than replicas (a backend switched to a workload still creating its pods), is
+/// not held by the source check.
+#[test]
+fn removals_that_wait_are_not_counted_as_leaving() {
+    let rows: Vec<Row> = (0..10u8)
+        .map(|i| Row {
+            action: Action::Wait,
+            target: Target::new(format!("10.0.0.{i}").parse().expect("IP"), 8080),
+            weight: Some(10),
+            current_weight: Some(10),
+            pod: None,
+            note: Some("removal waits: no other target of this rule takes traffic".into()),
+            unless_failed: UnlessFailed::Nothing,
+            unmanaged: None,
+            health: Health::Healthy,
+            waiting_since: None,
+        })
+        .collect();
+    let source = Source { pods: "deployment shop/green", listed: 3, replicas: 10 };
+    assert_eq!(crate::plan::source::held(&rows, Budget::Percent(50), source), None);
 }

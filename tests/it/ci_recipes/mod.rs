@@ -39,7 +39,10 @@ async fn world(prefix: &str) -> (World, Sandbox, tempfile::TempDir) {
     let secrets = [
         ("TENCENTCLOUD_SECRET_ID", clb_emulator::DEFAULT_SECRET_ID.to_owned()),
         ("TENCENTCLOUD_SECRET_KEY", clb_emulator::DEFAULT_SECRET_KEY.to_owned()),
-        ("KUBECONFIG", kubeconfig),
+        ("KUBECONFIG", kubeconfig.clone()),
+        ("CLBSYNC_PLAN_SECRET_ID", clb_emulator::DEFAULT_SECRET_ID.to_owned()),
+        ("CLBSYNC_PLAN_SECRET_KEY", clb_emulator::DEFAULT_SECRET_KEY.to_owned()),
+        ("CLBSYNC_PLAN_KUBECONFIG", kubeconfig),
     ];
     let sandbox = Sandbox {
         rules: world.rules_path(),
@@ -184,4 +187,33 @@ fn the_github_workflow_passes_actionlint_which_finds_a_broken_one() {
     let (ok, findings) = actionlint(&broken);
     assert!(!ok, "a broken workflow must fail:\n{findings}");
     assert!(findings.contains("[expression]") && findings.contains("[job-needs]"), "{findings}");
+}
+
+/// The write key and kubeconfig reach only the step that applies, in the approved environment: no job- or
+/// workflow-level secrets (a third-party action would see them), and the pull request's plan uses only the
+/// read-only set (a pull request can run its own copy of the workflow with any repository secret).
+#[test]
+fn the_workflow_gives_the_write_secrets_only_to_the_deploy_step() {
+    let doc = recipe(GITHUB);
+    assert!(!serde_yaml::to_string(&doc["env"]).expect("YAML").contains("secrets."), "workflow-level secrets");
+    for (name, job) in doc["jobs"].as_mapping().expect("jobs") {
+        let name = name.as_str().expect("a job name");
+        assert!(!serde_yaml::to_string(&job["env"]).expect("YAML").contains("secrets."), "{name}: job-level secrets");
+        for step in job["steps"].as_sequence().expect("steps") {
+            let env = serde_yaml::to_string(&step["env"]).expect("YAML");
+            let secrets: Vec<&str> =
+                env.split("secrets.").skip(1).filter_map(|s| s.split_whitespace().next()).collect();
+            for secret in secrets {
+                let secret = secret.trim_end_matches('}');
+                match name {
+                    "deploy" => {
+                        assert_eq!(job["environment"], "production", "{name}: {secret} outside the environment")
+                    }
+                    _ => {
+                        assert!(secret.starts_with("CLBSYNC_PLAN_"), "{name}: {secret} is not a read-only plan secret")
+                    }
+                }
+            }
+        }
+    }
 }
