@@ -11,6 +11,7 @@ use serde::{Serialize, Serializer};
 
 mod markdown;
 pub mod reviewed;
+mod split;
 
 use crate::apply::{ApplyReport, RowStatus};
 use crate::model::GATE_CONDITION;
@@ -75,6 +76,7 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
         let targets = summary.unchanged + summary.unmanaged;
         writeln!(out, "In sync: {} rule(s), {targets} target(s), nothing to change.", plan.rules.len())?;
         if !style.show_unchanged {
+            split::lines(plan, out)?;
             warnings(plan, out)?;
             return writeln!(out, "plan {}", plan.fingerprint());
         }
@@ -198,6 +200,7 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
     if let Some(report) = applied {
         failures(plan, report, out)?;
     }
+    split::lines(plan, out)?;
     warnings(plan, out)?;
     writeln!(out, "{}", wrap(&summary_line(&summary), style.width))?;
     if let Some(report) = applied {
@@ -543,6 +546,9 @@ struct JsonRule<'a> {
     status: &'static str,
     reason: Option<&'a str>,
     warnings: &'a [String],
+    /// Each backend of a `backends:` rule: requested and achieved share (percent), targets, weight.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    split: Vec<split::JsonSplit<'a>>,
 }
 
 fn change<'a>(rule: &'a RulePlan, row: &'a Row, status: Option<&'a RowStatus>) -> JsonChange<'a> {
@@ -590,5 +596,6 @@ fn json_rule(rule: &RulePlan) -> JsonRule<'_> {
         status,
         reason,
         warnings: &rule.warnings,
+        split: split::json(rule),
     }
 }

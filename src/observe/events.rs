@@ -58,6 +58,8 @@ pub enum Reason {
     GateKept,
     /// Drains or removals held back (make before break) longer than `--warn-waiting-after`.
     TargetsWaiting,
+    /// A split rule's backend has no ready pods, or its achieved split is past the tolerance.
+    SplitDegraded,
 }
 
 impl Reason {
@@ -72,6 +74,7 @@ impl Reason {
             Reason::ChangeFailed => "ChangeFailed",
             Reason::GateKept => "ReadinessGateKept",
             Reason::TargetsWaiting => "TargetsWaiting",
+            Reason::SplitDegraded => "SplitDegraded",
         }
     }
 
@@ -82,7 +85,8 @@ impl Reason {
             | Reason::RuleSkipped
             | Reason::ChangeFailed
             | Reason::GateKept
-            | Reason::TargetsWaiting => "Warning",
+            | Reason::TargetsWaiting
+            | Reason::SplitDegraded => "Warning",
             _ => "Normal",
         }
     }
@@ -98,7 +102,8 @@ impl Reason {
             | Reason::RuleSkipped
             | Reason::ChangeFailed
             | Reason::GateKept
-            | Reason::TargetsWaiting => "Reconcile",
+            | Reason::TargetsWaiting
+            | Reason::SplitDegraded => "Reconcile",
         }
     }
 
@@ -114,6 +119,7 @@ impl Reason {
             Reason::ChangeFailed => "failed",
             Reason::GateKept => "readiness gate kept",
             Reason::TargetsWaiting => "waiting",
+            Reason::SplitDegraded => "split",
         }
     }
 }
@@ -239,6 +245,16 @@ fn rule_entries(plan: &RulePlan, statuses: &[RowStatus], waits: Waits) -> Vec<(R
             return out;
         }
         Status::Ready => {}
+    }
+    // The plan's `split degraded: …` and `split off: …` warnings, each with its place, as the report has them.
+    for w in plan.warnings.iter().filter(|w| w.starts_with("split ")) {
+        let (what, rest) = w.split_once(": ").unwrap_or((w.as_str(), ""));
+        let pods = plan.rows.iter().filter_map(|r| r.pod.clone()).collect();
+        out.push((
+            Reason::SplitDegraded,
+            Entry { head: format!("{what}: {place}: {rest}"), targets: Vec::new() },
+            pods,
+        ));
     }
     // (reason, head) → targets and pods, in the order they first occur.
     let mut found: Vec<(Reason, String, Vec<String>, BTreeSet<String>)> = Vec::new();

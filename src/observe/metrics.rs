@@ -17,6 +17,7 @@
 //! | `clbsync_rechecks_total` | counter | `reason`: `gate` (a gated pod waits), `wait` (a held drain or removal); watch mode |
 //! | `clbsync_credentials_refresh_total` | counter | `source` (tke-oidc, cvm-role, file), `result` (ok, error) |
 //! | `clbsync_credentials_expiry_timestamp_seconds` | gauge | Unix time the credentials in use expire; 0: they do not |
+//! | `clbsync_backend_share` | gauge | `rule`, `backend`, `kind` (requested, achieved): a split's shares, 0–1 |
 //!
 //! Watch mode serves them as OpenMetrics ([`Metrics::encode`]); a batch run pushes or writes one run's values in
 //! the Prometheus text format 0.0.4 ([`Metrics::encode_text`]), which the Pushgateway and the node exporter's
@@ -85,6 +86,7 @@ pub struct Metrics {
     rechecks: Family<Labels<1>, Counter>,
     credentials_refresh: Family<Labels<2>, Counter>,
     credentials_expiry: Gauge,
+    backend_share: Family<Labels<3>, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -111,6 +113,7 @@ impl Metrics {
             rechecks: Family::default(),
             credentials_refresh: Family::default(),
             credentials_expiry: Gauge::default(),
+            backend_share: Family::default(),
             registry: Registry::default(),
         };
         // Counters get their `_total` suffix from the encoder.
@@ -151,6 +154,11 @@ impl Metrics {
             "credentials_expiry_timestamp_seconds",
             "Unix time the credentials in use expire (0: they do not)",
             m.credentials_expiry.clone(),
+        );
+        registry.register(
+            "backend_share",
+            "Each backend's share of its rule's traffic (0-1), as requested and as its last plan's weights achieve it",
+            m.backend_share.clone(),
         );
         for status in RULE_STATUSES {
             let _ = m.rules.get_or_create(&[("status", status.to_owned())]);
@@ -205,8 +213,17 @@ impl Metrics {
         let mut rules = [0i64; 3];
         let mut targets = [0i64; ACTIONS.len()];
         let mut waiting = 0i64;
+        // Rules and backends come and go with the rules file: only the current ones keep a series.
+        self.backend_share.clear();
         for plan in plans {
             waiting += plan.overdue(waits).count() as i64;
+            for s in &plan.split {
+                let labels = |kind: &str| {
+                    [("rule", plan.place.to_string()), ("backend", s.backend.clone()), ("kind", kind.to_owned())]
+                };
+                self.backend_share.get_or_create(&labels("requested")).set(f64::from(s.requested_bp) / 10_000.0);
+                self.backend_share.get_or_create(&labels("achieved")).set(f64::from(s.achieved_bp) / 10_000.0);
+            }
             rules[match plan.status {
                 Status::Ready => 0,
                 Status::Blocked { .. } => 1,
@@ -373,6 +390,8 @@ mod tests {
         let mut stats = crate::credentials::Stats::default();
         stats.refreshes.insert(("tke-oidc", "error"), 1);
         m.record_credentials(&stats);
+        let share = [("rule", "r".to_owned()), ("backend", "b".to_owned()), ("kind", "requested".to_owned())];
+        m.backend_share.get_or_create(&share).set(0.5);
         let text = m.encode_text();
         let families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
         for (source, text, at_least) in [

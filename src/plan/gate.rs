@@ -106,14 +106,14 @@ pub fn plan_gate(
 ) {
     let unlisted: BTreeSet<&str> = rules
         .iter()
-        .filter(|r| !matches!(pods.get(&r.backend.pods), Some(Ok(_))))
+        .filter(|r| r.queries().any(|q| !matches!(pods.get(q), Some(Ok(_)))))
         .map(|r| r.backend.pods.namespace.as_str())
         .collect();
     // (namespace, pod) → the pod and the rules that select it.
     let mut gated: BTreeMap<(&str, &str), (&Pod, Vec<usize>)> = BTreeMap::new();
     for (i, rule) in rules.iter().enumerate() {
-        let Some(Ok(list)) = pods.get(&rule.backend.pods) else { continue };
-        for pod in list.pods.iter().filter(|p| p.gate.is_some() && !p.terminating) {
+        let lists = rule.queries().filter_map(|q| pods.get(q)?.as_ref().ok());
+        for pod in lists.flat_map(|l| &l.pods).filter(|p| p.gate.is_some() && !p.terminating) {
             let entry = gated.entry((rule.backend.pods.namespace.as_str(), pod.name.as_str())).or_insert((pod, vec![]));
             if !entry.1.contains(&i) {
                 entry.1.push(i);

@@ -26,8 +26,10 @@ mod fingerprint;
 mod gate;
 mod rule;
 mod source;
+mod split;
 mod targets;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use budget::{Budget, PERCENT_FROM, removals};
@@ -35,10 +37,12 @@ pub use fingerprint::{Fingerprint, fingerprint};
 pub use gate::{Applied, GateChange, GateOn, gate_needs_health, plan_gate};
 pub use rule::{Asked, Elsewhere, RuleOptions, RuleRows, plan_rule};
 pub use source::Source;
+pub use split::{Part, SplitRow, TOLERANCE_BP, Weights, achieved_bp, percent, points, requested_bp, weights};
 pub use targets::{DesiredTargets, serves, targets_for};
+use targets::{Refused, backend_targets};
 
-use crate::model::{Binding, Health, Owner, Place, Pod, PodState, RuleTargets, Selected, Target, Weight};
-use crate::rules::{PodQuery, PodSource, Rule};
+use crate::model::{Binding, Health, Owner, Place, Pod, RuleTargets, Selected, Target, Weight};
+use crate::rules::{PodQuery, Rule};
 
 /// What a row of the plan does to one target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -192,6 +196,8 @@ pub struct RulePlan {
     pub lookup: Vec<std::net::IpAddr>,
     /// The owner whose targets this rule manages (`--owner`); `None` manages every target bound by IP.
     pub owner: Option<Owner>,
+    /// For a `backends:` rule, each backend's requested and achieved share, in the file's order; empty otherwise.
+    pub split: Vec<SplitRow>,
     /// A pod of this rule with the readiness gate waits for its registration or its health checks: run the rule
     /// again soon, nothing else will tell (see [`plan_gate`]).
     pub gate_waits: bool,
@@ -222,6 +228,7 @@ impl RulePlan {
             needs_health: false,
             lookup: Vec::new(),
             owner: None,
+            split: Vec::new(),
             gate_waits: false,
         }
     }
@@ -428,54 +435,38 @@ pub fn plan(
             out.push(RulePlan::skipped(rule, binding, reason));
             continue;
         }
-        let selected = match pods.get(&rule.backend.pods) {
-            Some(Ok(selected)) => selected,
-            Some(Err(e)) => {
-                let reason = format!("listing {}: {e}; its targets are left as they are", rule.backend.pods);
+        let found = match &rule.split {
+            None => backend_targets(rule, &rule.backend, pods)
+                .map(|(t, selected)| (t, Cow::Borrowed(&selected.pods[..]), Vec::new(), selected.replicas)),
+            Some(split) => split::desired(rule, split, pods, &bound.targets)
+                .map(|(t, p, s, replicas)| (t, Cow::Owned(p), s, replicas)),
+        };
+        let (wanted, pods, split, replicas) = match found {
+            Ok(found) => found,
+            Err(Refused::Skip(reason)) => {
                 out.push(RulePlan::skipped(rule, binding, reason));
                 continue;
             }
-            None => {
-                let reason = format!("{} was not listed", rule.backend.pods);
-                out.push(RulePlan::skipped(rule, binding, reason));
+            Err(Refused::Block { reason, found }) => {
+                out.push(RulePlan {
+                    binding,
+                    status: Status::Blocked { reason },
+                    warnings: found.problems,
+                    untargetable: found.untargetable,
+                    ..RulePlan::named(rule)
+                });
                 continue;
             }
         };
-        if matches!(rule.backend.pods.source, PodSource::Service(_)) && selected.target_port.is_none() {
-            let reason =
-                format!("the target port of {} was not read; its targets are left as they are", rule.backend.pods);
-            out.push(RulePlan::skipped(rule, binding, reason));
-            continue;
-        }
-        let pods = &selected.pods;
-        let wanted = targets_for(&rule.backend, selected);
-        // Ready pods that all failed to become targets (a port name typo, a missing address family) are a
-        // mistake in the rules file, not an empty rule: hold the rule and say why.
-        let ready_pods = pods.iter().filter(|p| !p.terminating && serves(p)).count();
-        if ready_pods > 0 && !wanted.targets.iter().any(|t| t.state == PodState::Ready) {
-            let reason = format!(
-                "none of the {ready_pods} ready pod(s) can be a target ({}): check `port:` and `ip_family:` in the \
-                 rules file (line {}); the rule's targets are left as they are",
-                wanted.problems.first().map_or("no usable address or port", String::as_str),
-                rule.line
-            );
-            out.push(RulePlan {
-                binding,
-                status: Status::Blocked { reason },
-                warnings: wanted.problems,
-                untargetable: wanted.untargetable,
-                ..RulePlan::named(rule)
-            });
-            continue;
-        }
+        let pods: &[Pod] = &pods;
         let asked = match elsewhere.get(&rule.backend.pods.namespace) {
             None => Asked::NotRead,
             Some(Ok(pods)) => Asked::Pods(pods),
             Some(Err(why)) => Asked::Unreadable(why),
         };
         let elsewhere = Elsewhere { own: pods, asked };
-        let what = rule.backend.pods.to_string();
-        let source = Source::of(&what, pods, selected.replicas);
+        let what = rule.queries().map(ToString::to_string).collect::<Vec<_>>().join(" + ");
+        let source = Source::of(&what, pods, replicas);
         let planned =
             plan_rule(&wanted, &bound.targets, elsewhere, RuleOptions { source, ..RuleOptions::of(rule) }, opts);
         let needs_health = planned.needs_health || gate_needs_health(pods, &planned.rows, opts.gate_on);
@@ -488,6 +479,7 @@ pub fn plan(
             needs_health,
             lookup: planned.lookup,
             owner: opts.owner.clone(),
+            split,
             ..RulePlan::named(rule)
         });
     }

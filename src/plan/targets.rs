@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use super::PodLists;
 use crate::model::{DesiredTarget, Pod, PodState, Selected, Target};
-use crate::rules::{Backend, IpFamily, PodSource, PortRef};
+use crate::rules::{Backend, IpFamily, PodSource, PortRef, Rule};
 
 /// The targets of one rule, plus the pods that matched but could not become targets and why.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -100,6 +101,48 @@ pub fn targets_for(backend: &Backend, selected: &Selected) -> DesiredTargets {
     }
     out.targets.sort_by_key(|t| t.target);
     out
+}
+
+/// Why a rule is not planned.
+pub(super) enum Refused {
+    /// Its pods could not be read: nothing is removed.
+    Skip(String),
+    /// A guard holds it; `found` is what its pods gave.
+    Block { reason: String, found: DesiredTargets },
+}
+
+/// The targets of one of `rule`'s backends from its listed pods, and what its query selected.
+pub(super) fn backend_targets<'p>(
+    rule: &Rule,
+    backend: &Backend,
+    pods: &'p PodLists,
+) -> Result<(DesiredTargets, &'p Selected), Refused> {
+    let selected = match pods.get(&backend.pods) {
+        Some(Ok(selected)) => selected,
+        Some(Err(e)) => {
+            return Err(Refused::Skip(format!("listing {}: {e}; its targets are left as they are", backend.pods)));
+        }
+        None => return Err(Refused::Skip(format!("{} was not listed", backend.pods))),
+    };
+    if matches!(backend.pods.source, PodSource::Service(_)) && selected.target_port.is_none() {
+        let reason = format!("the target port of {} was not read; its targets are left as they are", backend.pods);
+        return Err(Refused::Skip(reason));
+    }
+    let wanted = targets_for(backend, selected);
+    // Ready pods that all failed to become targets (a port name typo, a missing address family) are a mistake in
+    // the rules file, not an empty rule: hold the rule and say why.
+    let ready_pods = selected.pods.iter().filter(|p| !p.terminating && serves(p)).count();
+    if ready_pods > 0 && !wanted.targets.iter().any(|t| t.state == PodState::Ready) {
+        let of = if rule.split.is_some() { format!(" of {}", backend.pods) } else { String::new() };
+        let reason = format!(
+            "none of the {ready_pods} ready pod(s){of} can be a target ({}): check `port:` and `ip_family:` in the \
+             rules file (line {}); the rule's targets are left as they are",
+            wanted.problems.first().map_or("no usable address or port", String::as_str),
+            rule.line
+        );
+        return Err(Refused::Block { reason, found: wanted });
+    }
+    Ok((wanted, selected))
 }
 
 fn pick_ip(ips: &[IpAddr], family: IpFamily) -> Option<IpAddr> {

@@ -208,6 +208,7 @@ fn rule_plan(status: Status, rows: Vec<Row>) -> RulePlan {
         needs_health: false,
         lookup: Vec::new(),
         owner: None,
+        split: Vec::new(),
         gate_waits: false,
     }
 }
@@ -601,3 +602,4 @@ mod fingerprint;
 mod gate;
 mod service;
 mod source;
+mod split;

@@ -176,7 +176,7 @@ pub async fn run<K: Cluster, C: Clb>(
     settings: &Settings,
     out: &mut impl Write,
 ) -> anyhow::Result<Outcome> {
-    let queries = rules.rules.iter().map(|r| r.backend.pods.clone());
+    let queries = rules.rules.iter().flat_map(Rule::queries).cloned();
     let pods = async {
         let listing = desired::list_each(cluster, queries.clone(), settings.concurrency.min(LISTS_AT_ONCE));
         let mut listing = std::pin::pin!(listing);

@@ -549,3 +549,4 @@ async fn a_run_stopped_by_the_run_timeout_is_reported_as_such() {
 
 mod markdown;
 mod reviewed;
+mod split;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use crate::apply::ApplyReport;
-use crate::plan::{Action, Plan, RulePlan, Status};
+use crate::plan::{Action, Plan, RulePlan, Status, percent};
 
 /// The most table text written before the tables give way to per-rule counts.
 pub const MAX_TABLE_BYTES: usize = 48 * 1024;
@@ -22,6 +22,7 @@ pub fn write(plan: &Plan, applied: Option<&ApplyReport>, show_unchanged: bool, o
             "### clbsync: in sync\n\n{} rule(s), {targets} target(s), nothing to change.\n",
             plan.rules.len()
         )?;
+        split(plan, out)?;
         return fingerprint(plan, out);
     }
     writeln!(out, "### clbsync: {}\n", headline(plan))?;
@@ -67,6 +68,7 @@ pub fn write(plan: &Plan, applied: Option<&ApplyReport>, show_unchanged: bool, o
         writeln!(out)?;
     }
     held(plan, out)?;
+    split(plan, out)?;
     if let Some(report) = applied {
         let (ok, failed, not_attempted) = report.counts();
         writeln!(out, "Applied {ok} change(s), {failed} failed, {not_attempted} not attempted.\n")?;
@@ -152,6 +154,30 @@ fn held(plan: &Plan, out: &mut impl Write) -> io::Result<()> {
         writeln!(out)?;
     }
     Ok(())
+}
+
+/// The rules with `backends:`: each backend's requested and achieved share, its targets and their weight.
+fn split(plan: &Plan, out: &mut impl Write) -> io::Result<()> {
+    let rules: Vec<&RulePlan> = plan.rules.iter().filter(|r| !r.split.is_empty()).collect();
+    if rules.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "| split | backend | requested | achieved | targets | weight |\n|---|---|---|---|---|---|")?;
+    for rule in rules {
+        for s in &rule.split {
+            let weight = s.weight.map_or_else(|| "-".to_owned(), |w| w.to_string());
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {weight} |",
+                cell(&rule.place.to_string()),
+                cell(&s.backend),
+                percent(s.requested_bp),
+                percent(s.achieved_bp),
+                s.targets
+            )?;
+        }
+    }
+    writeln!(out)
 }
 
 fn fingerprint(plan: &Plan, out: &mut impl Write) -> io::Result<()> {

@@ -25,7 +25,40 @@ pub struct Rule {
     pub listener: ListenerSpec,
     /// Set for HTTP/HTTPS listeners, `None` for layer 4.
     pub l7: Option<L7Spec>,
+    /// The rule's backend; with `backends:`, the first of [`Rule::split`]'s (whose `policy` and `allow_empty`
+    /// every backend shares).
     pub backend: Backend,
+    /// `backends:`: several backends, each with its share of the rule's traffic; `None` for `backend:`.
+    pub split: Option<Split>,
+}
+
+/// A rule's traffic split over several backends (`backends:`), all in one namespace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Split {
+    /// In the order of the file; at least one.
+    pub backends: Vec<Share>,
+    pub on_empty: OnEmpty,
+}
+
+/// One backend of a [`Split`] and its part of the rule's traffic.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Share {
+    pub backend: Backend,
+    /// A positive proportion: shares need not add up to 100.
+    pub share: u32,
+    /// (line, column) of the backend's `port`, for `validate --kubeconfig`.
+    pub port_at: (usize, usize),
+}
+
+/// `on_empty_backend:`, what a split does while one of its backends has no ready pods (CLB cannot fail a part of
+/// the requests, so that backend's part goes to the others either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnEmpty {
+    /// The other backends keep their weights and the rule is reported degraded.
+    #[default]
+    Hold,
+    /// The others' weights are computed again from their shares alone, and the plan says so.
+    Redistribute,
 }
 
 /// Where a rule's ids (and its backend's port, for `validate --kubeconfig`) are written in the rules file.
@@ -38,6 +71,18 @@ pub struct IdLines {
 }
 
 impl Rule {
+    /// The rule's backends: the split's, or the one `backend:`.
+    pub fn backends(&self) -> impl Iterator<Item = &Backend> + Clone {
+        let split = self.split.as_ref().map(|s| s.backends.iter().map(|b| &b.backend));
+        let one = self.split.is_none().then_some(&self.backend);
+        split.into_iter().flatten().chain(one)
+    }
+
+    /// The pods each backend names, in the file's order.
+    pub fn queries(&self) -> impl Iterator<Item = &PodQuery> + Clone {
+        self.backends().map(|b| &b.pods)
+    }
+
     /// Where the rule binds, as the rules file says it.
     pub fn place(&self) -> Place {
         Place {

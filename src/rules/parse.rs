@@ -7,10 +7,13 @@ use serde_yaml::Value;
 
 use super::labels::{label_key_problem, label_value_problem};
 use super::spans::{Spans, join_key};
-use super::{Backend, Error, IdLines, IpFamily, L7Spec, ListenerSpec, PodQuery, Policy, PortRef, Problem, Rule, Rules};
+use super::{
+    Backend, Error, IdLines, IpFamily, L7Spec, ListenerSpec, PodQuery, Policy, PortRef, Problem, Rule, Rules, Split,
+};
 use crate::model::{DEFAULT_WEIGHT, Protocol};
 
 mod service;
+mod split;
 mod workload;
 
 /// Rules files larger than this are refused before parsing (a rules file is hand-written; 4 MiB is thousands
@@ -247,7 +250,8 @@ impl Validator {
         seen: &mut HashSet<(String, u16, Protocol)>,
         ids_seen: &mut HashSet<(String, String)>,
     ) {
-        let Some(f) = self.fields(path, value, &["port", "protocol", "listener_id", "rules", "backend"]) else {
+        let known = ["port", "protocol", "listener_id", "rules", "backend", "backends", "on_empty_backend"];
+        let Some(f) = self.fields(path, value, &known) else {
             return;
         };
         let port = self.int(&f, "port", 1, 65535, None).map(|p| p as u16);
@@ -276,10 +280,12 @@ impl Validator {
             );
         }
         let has_rules = f.get("rules").is_some();
-        let has_backend = f.get("backend").is_some();
+        let has_backend = f.get("backend").is_some() || f.get("backends").is_some();
         let Some(protocol) = protocol else {
             // Still check what is below, so every problem shows up in one run.
-            self.backend(&join_key(path, "backend"), f.get("backend"));
+            if has_backend {
+                self.rule_backends(path, &f);
+            }
             for (k, rule) in self.list(&f, "rules", false).into_iter().flatten().enumerate() {
                 self.l7_rule(&format!("{path}.rules[{k}]"), rule, None, None, &mut HashSet::new());
             }
@@ -316,9 +322,9 @@ impl Validator {
                 }
                 return;
             }
-            let backend = self.backend(&join_key(path, "backend"), f.get("backend"));
-            if let (Some(lb), Some(spec), Some(backend)) = (lb, spec, backend) {
-                self.push_rule(path, lb, spec, None, backend);
+            let backends = self.rule_backends(path, &f);
+            if let (Some(lb), Some(spec), Some(backends)) = (lb, spec, backends) {
+                self.push_rule(path, lb, spec, None, backends);
             }
         }
     }
@@ -331,7 +337,8 @@ impl Validator {
         spec: Option<&ListenerSpec>,
         seen: &mut HashSet<(String, String)>,
     ) {
-        let Some(f) = self.fields(path, value, &["domain", "url", "location_id", "backend"]) else {
+        let known = ["domain", "url", "location_id", "backend", "backends", "on_empty_backend"];
+        let Some(f) = self.fields(path, value, &known) else {
             return;
         };
         let domain = self.string(&f, "domain", true);
@@ -347,17 +354,24 @@ impl Validator {
         {
             self.err(path, format!("duplicate rule: {d}{u} is already listed on this listener"));
         }
-        if f.get("backend").is_none() {
+        if f.get("backend").is_none() && f.get("backends").is_none() {
             self.err(path, "missing field `backend`");
             return;
         }
-        let backend = self.backend(&join_key(path, "backend"), f.get("backend"));
-        if let (Some(lb), Some(spec), Some(domain), Some(url), Some(backend)) = (lb, spec, domain, url, backend) {
-            self.push_rule(path, lb, spec.clone(), Some(L7Spec { domain, url, location_id }), backend);
+        let backends = self.rule_backends(path, &f);
+        if let (Some(lb), Some(spec), Some(domain), Some(url), Some(backends)) = (lb, spec, domain, url, backends) {
+            self.push_rule(path, lb, spec.clone(), Some(L7Spec { domain, url, location_id }), backends);
         }
     }
 
-    fn push_rule(&mut self, path: &str, lb: &str, listener: ListenerSpec, l7: Option<L7Spec>, backend: Backend) {
+    fn push_rule(
+        &mut self,
+        path: &str,
+        lb: &str,
+        listener: ListenerSpec,
+        l7: Option<L7Spec>,
+        (backend, split): (Backend, Option<Split>),
+    ) {
         let line = self.spans.value(path).0;
         let listener_path = path.rsplit_once(".rules[").map_or(path, |(p, _)| p);
         let id_line =
@@ -365,13 +379,15 @@ impl Validator {
         let id_lines = IdLines {
             listener_id: id_line(listener.listener_id.is_some(), listener_path, "listener_id"),
             location_id: id_line(l7.as_ref().is_some_and(|l| l.location_id.is_some()), path, "location_id"),
-            port: self.spans.value(&join_key(&join_key(path, "backend"), "port")),
+            port: self.spans.value(&join_key(&split::first_backend_path(path, split.is_some()), "port")),
         };
         let load_balancer_id = lb.to_string();
-        self.rules.push(Rule { path: path.to_string(), line, id_lines, load_balancer_id, listener, l7, backend });
+        let rule = Rule { path: path.to_string(), line, id_lines, load_balancer_id, listener, l7, backend, split };
+        self.rules.push(rule);
     }
 
-    fn backend(&mut self, path: &str, value: Option<&Value>) -> Option<Backend> {
+    /// A backend; `in_split`: one of a `backends:` list (it then has a `share:`, checked by the caller).
+    fn backend(&mut self, path: &str, value: Option<&Value>, in_split: bool) -> Option<Backend> {
         let value = value?;
         let known = [
             "namespace",
@@ -384,8 +400,10 @@ impl Validator {
             "policy",
             "allow_empty",
             "ip_family",
+            "share",
         ];
         let f = self.fields(path, value, &known)?;
+        self.share_fits(&f, in_split);
         let namespace = self.string(&f, "namespace", true);
         if let Some(ns) = &namespace
             && !is_dns_label(ns, 63)

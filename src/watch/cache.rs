@@ -184,9 +184,14 @@ impl Namespace {
         self.workloads.get(kind)?.objects.get(name)?.selector.as_ref().ok()
     }
 
-    /// Whether `rule` selects a pod with these labels.
+    /// Whether one of `rule`'s backends selects a pod with these labels.
     fn selects(&self, rule: &Rule, labels: &BTreeMap<String, String>) -> bool {
-        match &rule.backend.pods.source {
+        rule.queries().any(|q| self.query_selects(q, labels))
+    }
+
+    /// Whether `query` selects a pod with these labels.
+    fn query_selects(&self, query: &PodQuery, labels: &BTreeMap<String, String>) -> bool {
+        match &query.source {
             PodSource::Selector(want) => Wanted::Labels(want).matches(labels),
             PodSource::Workload(w) => self.selector(&w.kind, &w.name).is_some_and(|s| s.matches(labels)),
             PodSource::Service(s) => self
@@ -389,14 +394,14 @@ impl Cache {
     pub fn is_synced(&self, rule: &Rule) -> bool {
         let namespaces = self.lock();
         let Some(ns) = namespaces.get(&rule.backend.pods.namespace) else { return false };
-        let workload_settled = match &rule.backend.pods.source {
+        let workload_settled = rule.queries().all(|q| match &q.source {
             PodSource::Selector(_) => true,
             PodSource::Workload(w) => {
                 ns.unusable.contains_key(&w.kind)
                     || ns.workloads.get(&w.kind).is_some_and(|s| s.synced || s.failure.is_some())
             }
             PodSource::Service(_) => ns.services.as_ref().is_some_and(|s| s.synced || s.failure.is_some()),
-        };
+        });
         ns.pods.synced && workload_settled
     }
 
@@ -458,11 +463,11 @@ impl Cache {
         let ns = namespaces.get(namespace);
         let touches = |rule: &Rule| match change {
             Change::Resynced { .. } => true,
-            Change::Workload { kind, name, .. } => {
-                matches!(&rule.backend.pods.source, PodSource::Workload(w) if w.kind == *kind && w.name == *name)
-            }
+            Change::Workload { kind, name, .. } => rule
+                .queries()
+                .any(|q| matches!(&q.source, PodSource::Workload(w) if w.kind == *kind && w.name == *name)),
             Change::Service { name, .. } => {
-                matches!(&rule.backend.pods.source, PodSource::Service(s) if s.name == *name)
+                rule.queries().any(|q| matches!(&q.source, PodSource::Service(s) if s.name == *name))
             }
             Change::Pod { labels, .. } => labels.iter().any(|l| ns.is_some_and(|ns| ns.selects(rule, l))),
         };

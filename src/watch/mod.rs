@@ -372,7 +372,7 @@ fn reload(path: &std::path::Path, reloaded: Result<Rules, rules::Error>, metrics
 /// name.
 fn namespaces(rules: &Rules) -> BTreeMap<&str, Scope> {
     let mut namespaces: BTreeMap<&str, Scope> = BTreeMap::new();
-    for pods in rules.rules.iter().map(|r| &r.backend.pods) {
+    for pods in rules.rules.iter().flat_map(rules::Rule::queries) {
         let scope = namespaces.entry(pods.namespace.as_str()).or_default();
         match &pods.source {
             rules::PodSource::Selector(labels) => scope.keys.extend(labels.keys().cloned()),

@@ -62,6 +62,7 @@ fn rule_plan(rule: &Rule, status: Status, rows: Vec<Row>) -> RulePlan {
         needs_health: false,
         lookup: Vec::new(),
         owner: None,
+        split: Vec::new(),
         gate_waits: false,
     }
 }
@@ -263,4 +264,28 @@ fn a_wait_past_its_bound_is_a_warning() {
     assert!(drafts[0].note.ends_with("1 target(s) [10.0.0.9:8080]"), "{}", drafts[0].note);
     out.waits.now -= 700;
     assert!(super::drafts(&rules, &out, DEFAULT_MAX).0.is_empty(), "not before its bound");
+}
+
+/// Issue 28: a split rule with an empty backend (or off its shares) is a Warning on its workload, with the plan's
+/// words.
+#[test]
+fn a_degraded_split_is_a_warning_with_the_plans_words() {
+    let rules = rules();
+    let mut out = outcome(&rules, vec![(Status::Ready, vec![]), (Status::Ready, vec![]), (Status::Ready, vec![])]);
+    out.plan.rules[0].warnings = vec![
+        "pod api-9 has no container port named `http`, skipped: check `port:` in the rules file".into(),
+        "split degraded: backend deployment shop/api-canary has no ready pods, so its 5% of the traffic goes to the \
+         other backends, whose weights are held (on_empty_backend: hold)"
+            .into(),
+    ];
+    let (drafts, _) = drafts(&rules, &out, DEFAULT_MAX);
+    assert_eq!(summary(&drafts), [("Deployment shop/api".to_string(), "SplitDegraded")]);
+    assert_eq!(drafts[0].reason.kind(), "Warning");
+    assert!(
+        drafts[0].note.starts_with(
+            "split degraded: lb-00000001 HTTP:80 shop.example.com/api: backend deployment shop/api-canary has no ready"
+        ),
+        "{}",
+        drafts[0].note
+    );
 }

@@ -189,6 +189,32 @@ fn a_change_touches_only_the_rules_that_select_the_pod() {
     assert_eq!(cache.apply_deployment("shop", Event::Apply(deployment("web", "web2"))), None, "same selector");
 }
 
+/// Issue 28: a pod of any backend of a `backends:` rule touches the rule, and the rule waits for each backend's
+/// watch.
+#[test]
+fn a_pod_or_workload_of_any_backend_of_a_split_rule_touches_it() {
+    let cache = Cache::default();
+    let rules = parse_rules(
+        "
+- load_balancer_id: lb-12345678
+  listeners:
+    - port: 80
+      protocol: tcp
+      backends:
+        - {namespace: shop, deployment: web, port: 8080, share: 95}
+        - {namespace: shop, selector: {app: canary}, port: 8080, share: 5}
+",
+    );
+    listed(&cache, "shop", vec![k8s_pod("canary-1", "canary", "10.0.0.2", false)], vec![deployment("web", "web")]);
+    assert!(cache.is_synced(&rules.rules[0]));
+    let canary = cache.apply_pod("shop", Event::Apply(k8s_pod("canary-1", "canary", "10.0.0.2", true))).expect("ready");
+    assert_eq!(cache.rules_touched(&rules.rules, &canary), [0].into());
+    let web = cache.apply_pod("shop", Event::Apply(k8s_pod("web-1", "web", "10.0.0.1", true))).expect("new");
+    assert_eq!(cache.rules_touched(&rules.rules, &web), [0].into());
+    let other = cache.apply_pod("shop", Event::Apply(k8s_pod("redis-1", "redis", "10.0.0.3", true))).expect("new");
+    assert_eq!(cache.rules_touched(&rules.rules, &other), BTreeSet::new());
+}
+
 /// Issue 24 #11: a pass over a rule that selects a gated pod takes the other rules that select that pod (its
 /// condition depends on each), and no other rule of the namespace: one stuck gated pod made every load balancer
 /// of its namespace be read on every recheck.

@@ -24,6 +24,7 @@ mod progress;
 mod rolling;
 mod services;
 mod signals;
+mod split;
 pub mod watch;
 pub mod workloads;
 
