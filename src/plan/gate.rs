@@ -66,6 +66,9 @@ enum OnRule {
     Failed(String),
     Blocked(String),
     Skipped(String),
+    /// The rule is blocked and has no row for the pod (a split rule refused as a whole): like a skipped rule, it
+    /// says nothing about the pod's target, and a True condition stays.
+    BlockedUnseen(String),
 }
 
 /// A `reason` of the gate condition.
@@ -194,17 +197,19 @@ fn on_rule(rule: &RulePlan, i: usize, name: &str, applied: &impl Fn(usize, usize
     }
     let Some((j, row)) = rule.rows.iter().enumerate().find(|(_, r)| r.pod.as_deref() == Some(name)) else {
         let prefix = format!("pod {name} ");
-        let why = match (&rule.status, rule.warnings.iter().find(|w| w.starts_with(&prefix))) {
-            (_, Some(warning)) => warning.clone(),
-            (Status::Blocked { reason }, None) => reason.clone(),
-            _ => format!("pod {name} is not a target of this rule"),
+        return match (&rule.status, rule.warnings.iter().find(|w| w.starts_with(&prefix))) {
+            (_, Some(warning)) => OnRule::Blocked(warning.clone()),
+            (Status::Blocked { reason }, None) => OnRule::BlockedUnseen(reason.clone()),
+            _ => OnRule::Blocked(format!("pod {name} is not a target of this rule")),
         };
-        return OnRule::Blocked(why);
     };
     // Bound means bound at the weight the plan gives it: a target at another weight (a reweight not done, say
     // from 0) takes other traffic than planned, or none.
     let at_weight = row.current_weight == row.weight;
+    // A serving target whose weight changes (a split's re-weight) stays registered whatever becomes of the change.
+    let serving = row.current_weight.is_some_and(|w| w > 0);
     match (row.action, &rule.status) {
+        (Action::Reweight | Action::Adopt, _) if serving => OnRule::Bound { health: row.health },
         (Action::Register | Action::Reweight | Action::Adopt, Status::Blocked { reason }) if !at_weight => {
             OnRule::Blocked(reason.clone())
         }
@@ -244,6 +249,9 @@ fn wanted(
     if let Some((rule, reason)) = first(|s| if let OnRule::Skipped(r) = s { Some(r) } else { None }) {
         // A read error says nothing about the target: a True condition stays.
         return (!is_true).then(|| condition(false, BLOCKED, &format!("rule {} was skipped: {reason}", at(rule))));
+    }
+    if let Some((rule, reason)) = first(|s| if let OnRule::BlockedUnseen(r) = s { Some(r) } else { None }) {
+        return (!is_true).then(|| condition(false, BLOCKED, &format!("rule {} is blocked: {reason}", at(rule))));
     }
     if unlisted {
         return None;

@@ -134,6 +134,23 @@ fn a_target_at_weight_0_or_short_of_its_planned_weight_does_not_turn_the_gate_tr
     assert!(only_change(&plan).0);
 }
 
+/// A serving target whose weight changes (a split's re-weight, a `weight:` edit) stays registered: a re-weight
+/// that fails, does not run or is held leaves a True condition True (it flipped the pod NotReady before).
+#[test]
+fn a_reweight_of_a_serving_target_keeps_its_gate_true_whatever_becomes_of_it() {
+    let serving = [bound_at(0, 15, ""), bound_at(1, 10, "")];
+    let registered = gated().gate_condition(true, "Registered", "bound and healthy on 2 rule(s)");
+    let opts = PlanOptions::default();
+    assert_eq!(
+        plan_actions(&gate_plan_with(vec![registered.clone()], &serving, |_| Applied::NotRun, &opts))[0],
+        Action::Reweight
+    );
+    for applied in [Applied::NotRun, Applied::Failed("RequestLimitExceeded: slow down (RequestId r-4)".into())] {
+        let plan = gate_plan_with(vec![registered.clone()], &serving, |_| applied.clone(), &opts);
+        assert!(plan.gate.is_empty(), "{applied:?}: {:#?}", plan.gate);
+    }
+}
+
 /// The first row's action of each rule.
 fn plan_actions(plan: &Plan) -> Vec<Action> {
     plan.rules.iter().map(|r| r.rows[0].action).collect()
