@@ -194,6 +194,19 @@ pub(super) fn desired(rule: &Rule, split: &Split, pods: &PodLists, bound: &[Boun
     for share in &split.backends {
         each.push(backend_targets(rule, &share.backend, pods)?);
     }
+    // An empty list is a selector typo or a deleted workload, as for a rule with one backend: the whole backend
+    // would leave at once (its targets are no longer selected), so the rule is held; unless the workload asks for
+    // no pods (a canary scaled to 0) or the rule allows it.
+    for (share, (_, listed)) in split.backends.iter().zip(&each) {
+        if listed.pods.is_empty() && listed.replicas != Some(0) && !share.backend.allow_empty {
+            let reason = format!(
+                "{} lists no pods: a selector typo, or a workload deleted or not created yet? the rule's targets \
+                 are left as they are (scale it to 0 replicas, or set allow_empty: true, to let its targets go)",
+                share.backend.pods
+            );
+            return Err(Refused::Block { reason, found: DesiredTargets::default() });
+        }
+    }
     let mut owner: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, (_, listed)) in each.iter().enumerate() {
         for pod in listed.pods.iter() {

@@ -40,6 +40,11 @@ fn pods(prefix: &str, net: u8, n: usize) -> Vec<Pod> {
     (0..n).map(|i| pod(&format!("{prefix}-{i}"), &format!("10.{net}.{}.{}", i / 250, i % 250 + 1))).collect()
 }
 
+/// `pods` that run but are not ready: a backend with no ready pods.
+fn not_ready(pods: Vec<Pod>) -> Vec<Pod> {
+    pods.into_iter().map(|p| Pod { ready: false, ..p }).collect()
+}
+
 fn planned(rules: &Rules, web: Vec<Pod>, canary: Vec<Pod>, bound: Vec<BoundTarget>) -> RulePlan {
     planned_with(rules, [(web, None), (canary, None)], bound, &PlanOptions::default())
 }
@@ -160,7 +165,7 @@ fn a_pod_in_two_backends_blocks_the_rule_naming_both() {
 fn with_hold_an_empty_backend_keeps_the_others_weights_and_degrades_the_rule() {
     let rules = rules(95, 5, "hold");
     let bound = applied(&[], &planned(&rules, pods("web", 1, 20), pods("canary", 2, 1), vec![]));
-    let rule = planned(&rules, pods("web", 1, 20), vec![], bound);
+    let rule = planned(&rules, pods("web", 1, 20), not_ready(pods("canary", 2, 1)), bound);
     assert_eq!(rule.status, Status::Ready);
     let web = rule.rows.iter().filter(|r| r.pod.as_deref().is_some_and(|p| p.starts_with("web")));
     assert!(web.clone().all(|r| r.action == Action::Unchanged && r.weight == Some(10)), "{:?}", rule.rows);
@@ -171,7 +176,7 @@ fn with_hold_an_empty_backend_keeps_the_others_weights_and_degrades_the_rule() {
 #[test]
 fn with_redistribute_an_empty_backend_says_so_and_the_others_carry_on() {
     let rules = rules(95, 5, "redistribute");
-    let rule = planned(&rules, pods("web", 1, 4), vec![], vec![]);
+    let rule = planned(&rules, pods("web", 1, 4), not_ready(pods("canary", 2, 1)), vec![]);
     assert_eq!(rule.status, Status::Ready);
     assert!(rule.warnings.iter().any(|w| w.contains("on_empty_backend: redistribute")), "{:?}", rule.warnings);
     assert_eq!(rule.split[0].achieved_bp, 10_000);
@@ -181,12 +186,31 @@ fn with_redistribute_an_empty_backend_says_so_and_the_others_carry_on() {
 fn with_every_backend_empty_the_rule_is_blocked_as_today() {
     let rules = rules(95, 5, "redistribute");
     let bound = vec![eni("10.1.0.1", 10), eni("10.2.0.1", 11)];
-    let rule = planned(&rules, vec![], vec![], bound);
+    let rule = planned(&rules, not_ready(pods("web", 1, 1)), not_ready(pods("canary", 2, 1)), bound);
     assert!(
         matches!(&rule.status, Status::Blocked { reason } if reason.contains("no ready pods")),
         "{:?}",
         rule.status
     );
+}
+
+/// A backend whose list is empty (a selector typo, a deleted workload) would leave at once, serving pods and
+/// all: the rule is held, as a one-backend rule with an empty list is; a workload scaled to 0 is not held.
+#[test]
+fn a_backend_that_lists_no_pods_holds_the_rule_unless_its_workload_asks_for_none() {
+    let rules = rules(95, 5, "hold");
+    let bound: Vec<BoundTarget> =
+        (1..=20).map(|i| eni(&format!("10.1.0.{i}"), 10)).chain([eni("10.2.0.1", 11)]).collect();
+    let rule = planned(&rules, vec![], pods("canary", 2, 1), bound.clone());
+    assert!(
+        matches!(&rule.status, Status::Blocked { reason } if reason.contains("lists no pods")),
+        "{:?}",
+        rule.status
+    );
+    assert!(rule.rows.iter().all(|r| !matches!(r.action, Action::Drain | Action::Deregister)), "{:?}", rule.rows);
+    let scaled_to_zero =
+        planned_with(&rules, [(vec![], Some(0)), (pods("canary", 2, 1), None)], bound, &PlanOptions::default());
+    assert_eq!(scaled_to_zero.status, Status::Ready, "{:?}", scaled_to_zero.warnings);
 }
 
 #[test]
