@@ -251,7 +251,10 @@ pub(super) fn desired(rule: &Rule, split: &Split, pods: &PodLists, bound: &[Boun
         out.untargetable.extend(found.untargetable);
         listed.extend(pods.pods.iter().cloned());
     }
-    out.targets.sort_by_key(|t| t.target);
+    // One IP in two backends (an IP reused while the old pod still terminates): the ready pod's target wins, as
+    // within one backend; otherwise the later backend would overwrite it and drain a serving target.
+    out.targets.sort_by_key(|t| (t.target, t.state != PodState::Ready));
+    out.targets.dedup_by_key(|t| t.target);
     out.problems.extend(warnings(split, &parts, &planned));
     let (requested, achieved) = (requested_bp(&parts), achieved_bp(&parts, &planned.weights));
     let rows = (0..parts.len())

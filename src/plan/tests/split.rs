@@ -340,3 +340,17 @@ proptest! {
         }
     }
 }
+
+/// An IP reused across backends while the old pod terminates: the ready pod's target wins, whichever backend
+/// comes first in the file.
+#[test]
+fn a_target_in_two_backends_is_the_ready_pods() {
+    let rules = rules(50, 50, "hold");
+    let mut old = pod("canary-old", "10.1.0.1");
+    old.terminating = true;
+    let bound = vec![eni("10.1.0.1", 10), eni("10.2.0.1", 10)];
+    let rule = planned(&rules, pods("web", 1, 1), vec![old, pod("canary-0", "10.2.0.1")], bound);
+    let row = rule.rows.iter().find(|r| r.target == t("10.1.0.1", 8080)).expect("a row for 10.1.0.1");
+    assert_eq!(row.pod.as_deref(), Some("web-0"), "{:?}", rule.rows);
+    assert!(!matches!(row.action, Action::Drain | Action::Deregister), "{:?}", row);
+}
