@@ -299,6 +299,12 @@ impl Validator {
                     format!("{protocol} listeners bind backends per rule: move `backend:` under `rules:` with a domain and url"),
                 );
             }
+            if f.get("on_empty_backend").is_some() {
+                self.err(
+                    &join_key(path, "on_empty_backend"),
+                    format!("{protocol} listeners split traffic per rule: put `on_empty_backend:` beside `backends:` in each rule that has them"),
+                );
+            }
             let Some(rules) = self.list(&f, "rules", true) else {
                 return;
             };
