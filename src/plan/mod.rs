@@ -436,12 +436,16 @@ pub fn plan(
             continue;
         }
         let found = match &rule.split {
-            None => backend_targets(rule, &rule.backend, pods)
-                .map(|(t, selected)| (t, Cow::Borrowed(&selected.pods[..]), Vec::new(), selected.replicas)),
-            Some(split) => split::desired(rule, split, pods, &bound.targets)
-                .map(|(t, p, s, replicas)| (t, Cow::Owned(p), s, replicas)),
+            None => backend_targets(rule, &rule.backend, pods).map(|(t, selected)| {
+                let facts =
+                    selected.replicas.map(|r| (rule.backend.pods.to_string(), source::counted(&selected.pods), r));
+                (t, Cow::Borrowed(&selected.pods[..]), Vec::new(), facts)
+            }),
+            Some(split) => {
+                split::desired(rule, split, pods, &bound.targets).map(|(t, p, s, facts)| (t, Cow::Owned(p), s, facts))
+            }
         };
-        let (wanted, pods, split, replicas) = match found {
+        let (wanted, pods, split, facts) = match found {
             Ok(found) => found,
             Err(Refused::Skip(reason)) => {
                 out.push(RulePlan::skipped(rule, binding, reason));
@@ -465,8 +469,7 @@ pub fn plan(
             Some(Err(why)) => Asked::Unreadable(why),
         };
         let elsewhere = Elsewhere { own: pods, asked };
-        let what = rule.queries().map(ToString::to_string).collect::<Vec<_>>().join(" + ");
-        let source = Source::of(&what, pods, replicas);
+        let source = facts.as_ref().map(Source::of);
         let planned =
             plan_rule(&wanted, &bound.targets, elsewhere, RuleOptions { source, ..RuleOptions::of(rule) }, opts);
         let needs_health = planned.needs_health || gate_needs_health(pods, &planned.rows, opts.gate_on);

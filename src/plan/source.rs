@@ -18,12 +18,20 @@ pub struct Source<'a> {
     pub replicas: u32,
 }
 
+/// What the check compares for one backend: its pods in words, the pods of it that count as listed, and the
+/// replicas its workload asks for.
+pub type Facts = (String, usize, u32);
+
+/// The pods that count as listed: Pending or Running, not terminating.
+pub fn counted(pods: &[Pod]) -> usize {
+    pods.iter().filter(|p| !p.terminating && matches!(p.phase.as_str(), "Pending" | "Running")).count()
+}
+
 impl<'a> Source<'a> {
-    /// `pods` (the rule's pods in words) beside the `listed` pods, when the workload asks for `replicas`.
-    pub fn of(pods: &'a str, listed: &[Pod], replicas: Option<u32>) -> Option<Source<'a>> {
-        let counts = |p: &&Pod| !p.terminating && matches!(p.phase.as_str(), "Pending" | "Running");
-        let listed = listed.iter().filter(counts).count();
-        replicas.map(|replicas| Source { pods, listed, replicas })
+    /// The check's input from a backend's [`Facts`].
+    pub fn of(facts: &'a Facts) -> Source<'a> {
+        let (pods, listed, replicas) = facts;
+        Source { pods, listed: *listed, replicas: *replicas }
     }
 }
 

@@ -182,8 +182,8 @@ pub struct SplitRow {
     pub weight: Option<Weight>,
 }
 
-/// What [`desired`] finds: the targets, the pods, the split rows and the replicas asked for.
-pub(super) type Desired = (DesiredTargets, Vec<Pod>, Vec<SplitRow>, Option<u32>);
+/// What [`desired`] finds: the targets, the pods, the split rows and what the source sanity check compares.
+pub(super) type Desired = (DesiredTargets, Vec<Pod>, Vec<SplitRow>, Option<super::source::Facts>);
 
 /// The desired targets of a split rule: each backend's, with the weights that give it its share, the pods of
 /// all its backends, what the report shows of the split, and the replicas its workloads ask for together (when
@@ -237,7 +237,17 @@ pub(super) fn desired(rule: &Rule, split: &Split, pods: &PodLists, bound: &[Boun
         })
         .collect();
     let planned = weights(&parts, split.on_empty);
-    let replicas = each.iter().map(|(_, selected)| selected.replicas).sum::<Option<u32>>();
+    // The source sanity check looks at each backend on its own: a sum would let one backend's surge hide another's
+    // shortfall, and one backend without replicas switch the check off for all. The one furthest short is checked.
+    let facts = split
+        .backends
+        .iter()
+        .zip(&each)
+        .filter_map(|(share, (_, selected))| {
+            let replicas = selected.replicas?;
+            Some((share.backend.pods.to_string(), super::source::counted(&selected.pods), replicas))
+        })
+        .max_by_key(|(_, listed, replicas)| i64::from(*replicas) - *listed as i64);
     let mut out = DesiredTargets::default();
     let mut listed = Vec::new();
     for ((found, pods), weight) in each.into_iter().zip(&planned.weights) {
@@ -266,7 +276,7 @@ pub(super) fn desired(rule: &Rule, split: &Split, pods: &PodLists, bound: &[Boun
             weight: planned.weights[i],
         })
         .collect();
-    Ok((out, listed, rows, replicas))
+    Ok((out, listed, rows, facts))
 }
 
 /// What the plan says of a split that is degraded (a backend without ready pods) or off by more than the
