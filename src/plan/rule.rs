@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::capacity::{Leaving, keep_serving_capacity};
-use super::source::{self, Source};
+use super::source::Source;
 use super::{Action, DesiredTargets, PlanOptions, Row, Status, UnlessFailed, Unmanaged, serves};
 use crate::model::{BoundTarget, Health, Pod, PodState, TAG_PREFIX, Target, TargetKind};
 use crate::rules::{Policy, Rule};
@@ -15,7 +15,7 @@ use crate::rules::{Policy, Rule};
 pub struct RuleOptions<'a> {
     pub policy: Policy,
     pub allow_empty: bool,
-    /// Pods listed and replicas asked for, when the rule's workload has `spec.replicas` ([`source::held`]).
+    /// Pods listed and replicas asked for, when the rule's workload has `spec.replicas` ([`Source::holds`]).
     pub source: Option<Source<'a>>,
 }
 
@@ -108,7 +108,7 @@ impl<'a> Elsewhere<'a> {
 /// - **Empty rule**: with no ready pod at all, a rule that would lose traffic is blocked unless `allow_empty`.
 /// - **Deletion budget** (`--max-deregister`): a rule that would take more of its targets out is blocked, and so
 ///   is one whose targets would shrink past it while its workload asks for more replicas than were listed
-///   ([`source::held`]).
+///   ([`Source::holds`]).
 ///
 /// Pure and deterministic: rows come out sorted by target.
 pub fn plan_rule(
@@ -250,7 +250,7 @@ pub fn plan_rule(
     let kept = keep_serving_capacity(&mut rows, &bound, &wanted, &leaving, &since);
     // Held over budget, the rule still asks what it needs read: planned again with it, the numbers are final.
     let held = opts.max_deregister.and_then(|budget| {
-        rule.source.and_then(|s| source::held(&rows, budget, s)).or_else(|| super::budget::over(&rows, budget))
+        rule.source.and_then(|s| s.holds(&rows, budget)).or_else(|| super::budget::over(&rows, budget))
     });
     if let Some(reason) = held {
         return RuleRows {

@@ -35,26 +35,28 @@ impl<'a> Source<'a> {
     }
 }
 
-/// Why `rows` are held: more of the rule's bound targets would leave (drain or deregister) than `budget` allows,
-/// while fewer pods were listed than the workload asks for. `None` otherwise. Removals that wait for their
-/// replacements (make before break) remove nothing and do not count: a backend switched to a workload whose pods
-/// are still being created is not held.
-pub fn held(rows: &[Row], budget: Budget, source: Source<'_>) -> Option<String> {
-    let Source { pods, listed, replicas } = source;
-    if u32::try_from(listed).is_ok_and(|n| n >= replicas) {
-        return None;
-    }
-    let bound = rows.iter().filter(|r| r.current_weight.is_some() && r.action != Action::Unmanaged).count();
-    let leaving = rows.iter().filter(|r| matches!(r.action, Action::Drain | Action::Deregister)).count();
-    let limit = budget.limit(bound)?;
-    let plural = |n: usize, one: &str, many: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {many}") };
-    (leaving > limit).then(|| {
-        format!(
-            "{} listed for {pods}, which asks for {}: a selector typo or a half-answered list? {leaving} of its \
+impl Source<'_> {
+    /// Why `rows` are held: more of the rule's bound targets would leave (drain or deregister) than `budget` allows,
+    /// while fewer pods were listed than the workload asks for. `None` otherwise. Removals that wait for their
+    /// replacements (make before break) remove nothing and do not count: a backend switched to a workload whose pods
+    /// are still being created is not held.
+    pub fn holds(self, rows: &[Row], budget: Budget) -> Option<String> {
+        let Source { pods, listed, replicas } = self;
+        if u32::try_from(listed).is_ok_and(|n| n >= replicas) {
+            return None;
+        }
+        let bound = rows.iter().filter(|r| r.current_weight.is_some() && r.action != Action::Unmanaged).count();
+        let leaving = rows.iter().filter(|r| matches!(r.action, Action::Drain | Action::Deregister)).count();
+        let limit = budget.limit(bound)?;
+        let plural = |n: usize, one: &str, many: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {many}") };
+        (leaving > limit).then(|| {
+            format!(
+                "{} listed for {pods}, which asks for {}: a selector typo or a half-answered list? {leaving} of its \
              {bound} bound target(s) would leave the load balancer, over --max-deregister {budget} ({limit} for this \
              rule); held; --force to apply",
-            plural(listed, "pod", "pods"),
-            plural(replicas as usize, "replica", "replicas"),
-        )
-    })
+                plural(listed, "pod", "pods"),
+                plural(replicas as usize, "replica", "replicas"),
+            )
+        })
+    }
 }

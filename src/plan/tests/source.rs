@@ -169,5 +169,5 @@ fn removals_that_wait_are_not_counted_as_leaving() {
         })
         .collect();
     let source = Source { pods: "deployment shop/green", listed: 3, replicas: 10 };
-    assert_eq!(crate::plan::source::held(&rows, Budget::Percent(50), source), None);
+    assert_eq!(source.holds(&rows, Budget::Percent(50)), None);
 }
