@@ -279,7 +279,9 @@ impl ClbClient {
                 Error::Transport { error, .. } => kind == CallKind::Read || error.is_connect(),
                 _ => false,
             };
-            let delay = retry::backoff(&self.retry, attempt - 1, fastrand::f64());
+            // Equal jitter (at least half the exponential delay), as the watches use: with full jitter five
+            // retries could all land within a fraction of a second and meet the same throttled window.
+            let delay = retry::backoff(&self.retry, attempt - 1, 0.5 + fastrand::f64() / 2.0);
             if !retryable || attempt >= self.retry.max_attempts || first.elapsed() + delay > self.retry.max_total {
                 let err = match err {
                     Error::Transport { action, endpoint, error } if kind.writes() && !error.is_connect() => {
