@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-use clbsync::model::{Binding, BoundTarget, Health, Pod, RuleTargets, Target, TargetKind};
+use clbsync::model::{Actual, Binding, BoundTarget, Health, Pod, RuleTargets, Target, TargetKind};
 use clbsync::plan::{self, PlanOptions, PodLists};
 use clbsync::report::{self, Format, Style};
 use clbsync::rules::{self, Rules};
@@ -40,9 +40,9 @@ fn rules() -> Rules {
 }
 
 /// (pods per query, actual state per rule) where `replaced` targets of each rule are old IPs.
-fn inputs(rules: &Rules, replaced: usize) -> (PodLists, Vec<Result<RuleTargets, String>>) {
+fn inputs(rules: &Rules, replaced: usize) -> (PodLists, Actual) {
     let mut pods = BTreeMap::new();
-    let mut actual = Vec::new();
+    let mut actual = Actual::new();
     for (i, rule) in rules.rules.iter().enumerate() {
         let list: Vec<Pod> = (0..PER_RULE)
             .map(|k| Pod {
@@ -71,7 +71,7 @@ fn inputs(rules: &Rules, replaced: usize) -> (PodLists, Vec<Result<RuleTargets, 
                 }
             })
             .collect();
-        actual.push(Ok(RuleTargets { binding, targets }));
+        actual.insert(rule.id, Ok(RuleTargets { binding, targets }));
     }
     (pods, actual)
 }
@@ -84,7 +84,7 @@ fn bench(c: &mut Criterion) {
     for (name, replaced) in [("steady", 0), ("rollout_30pct", PER_RULE * 3 / 10), ("cold", PER_RULE)] {
         let (pods, actual) = inputs(&rules, replaced);
         let actual = if name == "cold" {
-            actual.into_iter().map(|s| s.map(|t| RuleTargets { targets: Vec::new(), ..t })).collect()
+            actual.into_iter().map(|(id, s)| (id, s.map(|t| RuleTargets { targets: Vec::new(), ..t }))).collect()
         } else {
             actual
         };

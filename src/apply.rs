@@ -12,15 +12,15 @@
 //! After every load balancer of a run is applied, [`set_conditions`] writes the readiness-gate conditions the
 //! planner chose from the outcome.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 
 use crate::clb::Clb;
 use crate::desired::Cluster;
-use crate::model::{Change, Failure, GATE_CONDITION, Owner};
-use crate::plan::{Action, GateChange, Plan, Status, UnlessFailed};
+use crate::model::{Change, Failure, GATE_CONDITION, Owner, RuleId, Target};
+use crate::plan::{Action, GateChange, Plan, Row, Status, UnlessFailed};
 use crate::stop::{Reason, Stop};
 
 /// What happened to one row of the plan.
@@ -34,17 +34,27 @@ pub enum RowStatus {
     NotAttempted(String),
 }
 
-/// The outcome of every row, aligned with `plan.rules[i].rows[j]`.
+/// What became of every change apply was given, by rule and target; a row it was not given is [`RowStatus::NoOp`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApplyReport {
-    pub rows: Vec<Vec<RowStatus>>,
+    rows: BTreeMap<(RuleId, Target), RowStatus>,
 }
 
 impl ApplyReport {
+    /// What became of `row` of rule `rule`.
+    pub fn status(&self, rule: RuleId, row: &Row) -> &RowStatus {
+        self.rows.get(&(rule, row.target)).unwrap_or(&RowStatus::NoOp)
+    }
+
+    /// Adds what apply did on another load balancer.
+    pub fn extend(&mut self, other: ApplyReport) {
+        self.rows.extend(other.rows);
+    }
+
     /// (applied, failed, not attempted) counts.
     pub fn counts(&self) -> (usize, usize, usize) {
         let mut c = (0, 0, 0);
-        for s in self.rows.iter().flatten() {
+        for s in self.rows.values() {
             match s {
                 RowStatus::Applied => c.0 += 1,
                 RowStatus::Failed(_) => c.1 += 1,
@@ -55,10 +65,14 @@ impl ApplyReport {
         c
     }
 
-    /// Records what happened to a row; a row with two changes (an adoption that also changes the weight) keeps the
-    /// first failure.
+    /// Records what happened to the row of rule `rule` with target `target`; a row with two changes (an adoption
+    /// that also changes the weight) keeps the first failure.
+    pub fn record(&mut self, rule: RuleId, target: Target, status: RowStatus) {
+        self.set((rule, target), status);
+    }
+
     fn set(&mut self, at: RowRef, status: RowStatus) {
-        let slot = &mut self.rows[at.rule][at.row];
+        let slot = self.rows.entry(at).or_insert(RowStatus::NoOp);
         if !matches!(slot, RowStatus::Failed(_) | RowStatus::NotAttempted(_)) {
             *slot = status;
         }
@@ -93,12 +107,8 @@ impl Default for ApplyOptions {
     }
 }
 
-/// Where a change comes from: `plan.rules[rule].rows[row]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct RowRef {
-    rule: usize,
-    row: usize,
-}
+/// Where a change comes from: a rule, and the target of its row.
+type RowRef = (RuleId, Target);
 
 /// A change to make, the row it came from, and which failed registrations hold it back.
 struct Pending {
@@ -110,51 +120,9 @@ struct Pending {
 /// Applies every change of the rules whose status is [`Status::Ready`]. Every binding in `plan` is on load
 /// balancer `lb` (reconcile plans one load balancer at a time).
 pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) -> ApplyReport {
-    let mut report = ApplyReport { rows: plan.rules.iter().map(|r| vec![RowStatus::NoOp; r.rows.len()]).collect() };
-    let mut stages: [Vec<Pending>; 4] = Default::default();
-    for (i, rule) in plan.rules.iter().enumerate() {
-        let (Status::Ready, Some(binding)) = (&rule.status, &rule.binding) else {
-            continue;
-        };
-        debug_assert_eq!(binding.lb, lb, "a plan handed to apply covers one load balancer");
-        let tag = rule.owner.as_ref().map(Owner::tag);
-        for (j, row) in rule.rows.iter().enumerate() {
-            let at = RowRef { rule: i, row: j };
-            let change = |tag: Option<String>| Change {
-                binding: binding.clone(),
-                target: row.target,
-                weight: row.weight.unwrap_or(0),
-                tag,
-            };
-            let pending =
-                |stage: usize, change: Change| (stage, Pending { at, change, unless_failed: row.unless_failed });
-            let (stage, p) = match row.action {
-                // An adopted target is tagged first; a weight it must change follows with the other weights.
-                Action::Adopt => {
-                    if row.weight != row.current_weight {
-                        stages[2].push(pending(2, change(None)).1);
-                    }
-                    pending(0, change(tag.clone()))
-                }
-                Action::Register => pending(1, change(tag.clone())),
-                Action::Reweight | Action::Drain => pending(2, change(None)),
-                Action::Deregister => pending(3, change(None)),
-                Action::Wait | Action::Unchanged | Action::Unmanaged => continue,
-            };
-            stages[stage].push(p);
-        }
-    }
-    let [adopt, register, reweight, deregister] = stages;
-    // (rule, IP) of registrations that failed, and their rules: the rows that depend on them are held.
-    let mut failed = BTreeSet::new();
-    let mut failed_rules = BTreeSet::new();
-    let stages = [
-        (Action::Adopt, adopt),
-        (Action::Register, register),
-        (Action::Reweight, reweight),
-        (Action::Deregister, deregister),
-    ];
-    for (stage, items) in stages {
+    let mut report = ApplyReport::default();
+    let mut failed = FailedRegistrations::default();
+    for (stage, items) in stages(lb, plan) {
         if items.is_empty() {
             continue;
         }
@@ -165,78 +133,144 @@ pub async fn apply<C: Clb>(lb: &str, plan: &Plan, clb: &C, opts: &ApplyOptions) 
             }
             continue;
         }
-        let (items, held): (Vec<Pending>, Vec<Pending>) = items.into_iter().partition(|p| match p.unless_failed {
-            UnlessFailed::Nothing => true,
-            UnlessFailed::SamePod => !failed.contains(&(p.at.rule, p.change.target.ip)),
-            UnlessFailed::AnyOfRule => !failed_rules.contains(&p.at.rule),
-        });
-        for p in held {
-            let why = match p.unless_failed {
-                UnlessFailed::SamePod => {
-                    "not attempted: registering this pod's new target failed, so its old target is kept"
-                }
-                _ => {
-                    "not attempted: a registration on this rule failed, so this target keeps serving until its replacement is bound"
-                }
-            };
-            report.set(p.at, RowStatus::NotAttempted(why.into()));
-        }
-        if items.is_empty() {
-            continue;
-        }
-        // The changes move into the call; their rows stay here (one copy of each change).
-        let (rows, changes): (Vec<RowRef>, Vec<Change>) = items.into_iter().map(|p| (p.at, p.change)).unzip();
-        let call = async {
-            match stage {
-                Action::Adopt => clb.tag(lb, &changes, &opts.stop).await,
-                Action::Register => clb.register(lb, &changes, &opts.stop).await,
-                Action::Reweight => clb.set_weight(lb, &changes, &opts.stop).await,
-                _ => clb.deregister(lb, &changes, &opts.stop).await,
-            }
-        };
-        let outcomes = tokio::select! {
-            outcomes = call => outcomes,
-            (reason, waited) = stopped_then(&opts.stop, opts.stop_grace) => {
-                let stopped = Failure {
-                    code: "Stopped".into(),
-                    message: format!(
-                        "the run was stopped ({reason}) and this change was not confirmed within {}s; it may still \
-                         complete: the next run re-reads the targets",
-                        waited.as_secs()
-                    ),
-                    request_id: None,
-                };
-                vec![Err(stopped); changes.len()]
-            }
-        };
-        log_failures(lb, &outcomes);
-        for (k, (at, change)) in rows.into_iter().zip(&changes).enumerate() {
-            let status = match outcomes.get(k) {
-                Some(Ok(())) => RowStatus::Applied,
-                Some(Err(f)) if f.is_not_sent() => {
-                    if stage == Action::Register {
-                        failed.insert((at.rule, change.target.ip));
-                        failed_rules.insert(at.rule);
-                    }
-                    RowStatus::NotAttempted(format!("not attempted: {}", f.message))
-                }
-                Some(Err(f)) => {
-                    if stage == Action::Register {
-                        failed.insert((at.rule, change.target.ip));
-                        failed_rules.insert(at.rule);
-                    }
-                    RowStatus::Failed(f.clone())
-                }
-                None => RowStatus::Failed(Failure {
-                    code: "Internal".into(),
-                    message: "the client returned no outcome for this change".into(),
-                    request_id: None,
-                }),
-            };
-            report.set(at, status);
+        let items = hold_dependents(items, &failed, &mut report);
+        if !items.is_empty() {
+            call(lb, stage, items, clb, opts, &mut failed, &mut report).await;
         }
     }
     report
+}
+
+/// The changes of `plan`'s ready rules by stage, in the order they are made: adopt (tag), register, change weights
+/// (drains included), deregister.
+fn stages(lb: &str, plan: &Plan) -> [(Action, Vec<Pending>); 4] {
+    let [mut adopt, mut register, mut reweight, mut deregister] = <[Vec<Pending>; 4]>::default();
+    for rule in &plan.rules {
+        let (Status::Ready, Some(binding)) = (&rule.status, &rule.binding) else {
+            continue;
+        };
+        debug_assert_eq!(binding.lb, lb, "a plan handed to apply covers one load balancer");
+        let tag = rule.owner.as_ref().map(Owner::tag);
+        for row in &rule.rows {
+            let pending = |tag: Option<String>| Pending {
+                at: (rule.id, row.target),
+                change: Change { binding: binding.clone(), target: row.target, weight: row.weight.unwrap_or(0), tag },
+                unless_failed: row.unless_failed,
+            };
+            match row.action {
+                // An adopted target is tagged first; a weight it must change follows with the other weights.
+                Action::Adopt => {
+                    if row.weight != row.current_weight {
+                        reweight.push(pending(None));
+                    }
+                    adopt.push(pending(tag.clone()));
+                }
+                Action::Register => register.push(pending(tag.clone())),
+                Action::Reweight | Action::Drain => reweight.push(pending(None)),
+                Action::Deregister => deregister.push(pending(None)),
+                Action::Wait | Action::Unchanged | Action::Unmanaged => {}
+            }
+        }
+    }
+    [
+        (Action::Adopt, adopt),
+        (Action::Register, register),
+        (Action::Reweight, reweight),
+        (Action::Deregister, deregister),
+    ]
+}
+
+/// Registrations (and weight changes) of this run that failed: the rows that depend on them are held.
+#[derive(Default)]
+struct FailedRegistrations {
+    /// (rule, IP) of each registration.
+    targets: BTreeSet<(RuleId, std::net::IpAddr)>,
+    /// The rules with a failed registration or weight change.
+    rules: BTreeSet<RuleId>,
+}
+
+/// Reports the changes that must wait for a registration that failed as not attempted, and returns the others.
+fn hold_dependents(items: Vec<Pending>, failed: &FailedRegistrations, report: &mut ApplyReport) -> Vec<Pending> {
+    let (items, held): (Vec<Pending>, Vec<Pending>) = items.into_iter().partition(|p| match p.unless_failed {
+        UnlessFailed::Unconditional => true,
+        UnlessFailed::SamePod => !failed.targets.contains(&(p.at.0, p.change.target.ip)),
+        UnlessFailed::AnyOfRule => !failed.rules.contains(&p.at.0),
+    });
+    for p in held {
+        let why = match p.unless_failed {
+            UnlessFailed::SamePod => {
+                "not attempted: registering this pod's new target failed, so its old target is kept"
+            }
+            _ => {
+                "not attempted: a registration or weight change on this rule failed, so this target keeps serving until its replacement takes traffic"
+            }
+        };
+        report.set(p.at, RowStatus::NotAttempted(why.into()));
+    }
+    items
+}
+
+/// Makes one stage's changes in one call (which the client batches), and records what became of each.
+async fn call<C: Clb>(
+    lb: &str,
+    stage: Action,
+    items: Vec<Pending>,
+    clb: &C,
+    opts: &ApplyOptions,
+    failed: &mut FailedRegistrations,
+    report: &mut ApplyReport,
+) {
+    // The changes move into the call; their rows stay here (one copy of each change).
+    let (rows, changes): (Vec<RowRef>, Vec<Change>) = items.into_iter().map(|p| (p.at, p.change)).unzip();
+    let call = async {
+        match stage {
+            Action::Adopt => clb.tag(lb, &changes, &opts.stop).await,
+            Action::Register => clb.register(lb, &changes, &opts.stop).await,
+            Action::Reweight => clb.set_weight(lb, &changes, &opts.stop).await,
+            _ => clb.deregister(lb, &changes, &opts.stop).await,
+        }
+    };
+    let outcomes = tokio::select! {
+        outcomes = call => outcomes,
+        (reason, waited) = stopped_then(&opts.stop, opts.stop_grace) => {
+            let stopped = Failure {
+                code: "Stopped".into(),
+                message: format!(
+                    "the run was stopped ({reason}) and this change was not confirmed within {}s; it may still \
+                     complete: the next run re-reads the targets",
+                    waited.as_secs()
+                ),
+                request_id: None,
+            };
+            vec![Err(stopped); changes.len()]
+        }
+    };
+    log_failures(lb, &outcomes);
+    for (k, (at, change)) in rows.into_iter().zip(&changes).enumerate() {
+        let status = match outcomes.get(k) {
+            Some(Ok(())) => RowStatus::Applied,
+            Some(Err(f)) => {
+                if stage == Action::Register {
+                    failed.targets.insert((at.0, change.target.ip));
+                }
+                // A weight that did not move (a split's new backend from 0) leaves the old targets serving.
+                if matches!(stage, Action::Register | Action::Reweight) {
+                    failed.rules.insert(at.0);
+                }
+                if f.is_not_sent() {
+                    RowStatus::NotAttempted(format!("not attempted: {}", f.message))
+                } else {
+                    RowStatus::Failed(f.clone())
+                }
+            }
+            None => RowStatus::Failed(Failure {
+                code: "Internal".into(),
+                message: "the client returned no outcome for this change".into(),
+                request_id: None,
+            }),
+        };
+        report.set(at, status);
+    }
 }
 
 /// Writes the readiness-gate conditions of a run, up to `concurrency` at a time, after its CLB changes; each

@@ -4,11 +4,16 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::credentials::{self, Selection};
+use crate::clb::credentials::{self, Selection};
 use crate::model::Owner;
 use crate::observe::export::Pushgateway;
 use crate::plan::GateOn;
 use crate::report;
+
+pub mod config;
+pub mod run;
+pub mod usage;
+mod validate;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -251,7 +256,8 @@ pub struct RunArgs {
 
     /// After SIGTERM, seconds (0-3600) to wait for changes in flight before reporting them as not confirmed and
     /// exiting (keep it below the pod's terminationGracePeriodSeconds).
-    #[arg(long, default_value_t = 20, value_name = "SECS", value_parser = clap::value_parser!(u16).range(0..=3600))]
+    #[arg(long, default_value_t = crate::apply::DEFAULT_STOP_GRACE.as_secs() as u16, value_name = "SECS",
+          value_parser = clap::value_parser!(u16).range(0..=3600))]
     pub stop_grace: u16,
 
     /// Deadline of the whole run: past it no new change starts, the changes in flight finish (up to
@@ -272,7 +278,8 @@ pub struct RunArgs {
     pub warn_waiting_after: std::time::Duration,
 
     /// Client-side limit of CLB API requests per second, per action, 1-1000 (the API allows 20).
-    #[arg(long, env = "CLBSYNC_RATE_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, env = "CLBSYNC_RATE_LIMIT", default_value_t = crate::clb::client::DEFAULT_RATE_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rate_limit: u32,
 
     #[command(flatten)]
@@ -372,6 +379,21 @@ impl ExportArgs {
     pub fn any(&self) -> bool {
         self.pushgateway.is_some() || self.metrics_file.is_some()
     }
+
+    /// Pushes and/or writes a batch run's metrics; a failure is logged once each and changes nothing else.
+    pub async fn export(&self, metrics: &crate::observe::metrics::Metrics, owner: Option<&Owner>) {
+        let text = metrics.encode_text();
+        if let Some(path) = &self.metrics_file
+            && let Err(e) = crate::observe::export::write_file(path, &text)
+        {
+            tracing::warn!("{e}; the exit code is not affected");
+        }
+        if let Some(gateway) = &self.pushgateway
+            && let Err(e) = crate::observe::export::push(gateway, owner, text).await
+        {
+            tracing::warn!("{e}; the exit code is not affected");
+        }
+    }
 }
 
 fn parse_owner(name: &str) -> Result<Owner, String> {
@@ -453,6 +475,6 @@ impl RunArgs {
             .clone()
             .or_else(|| lookup("TENCENTCLOUD_REGION"))
             .filter(|r| !r.is_empty())
-            .unwrap_or_else(|| "ap-beijing".into())
+            .unwrap_or_else(|| crate::clb::DEFAULT_REGION.into())
     }
 }

@@ -6,6 +6,10 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+/// Builders of these types for tests and benchmarks.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
 /// A CLB listener protocol. Layer-7 protocols bind backends on rules (domain + url), layer-4 on the listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
@@ -23,12 +27,12 @@ impl Protocol {
         [Protocol::Tcp, Protocol::Udp, Protocol::TcpSsl, Protocol::Quic, Protocol::Http, Protocol::Https];
 
     /// Whether backends hang off rules (HTTP/HTTPS) rather than the listener itself.
-    pub fn is_l7(self) -> bool {
+    pub(crate) fn is_l7(self) -> bool {
         matches!(self, Protocol::Http | Protocol::Https)
     }
 
     /// The spelling the CLB API uses (`TCP_SSL`, `HTTPS`, ...).
-    pub fn api_name(self) -> &'static str {
+    pub(crate) fn api_name(self) -> &'static str {
         match self {
             Protocol::Tcp => "TCP",
             Protocol::Udp => "UDP",
@@ -57,6 +61,27 @@ impl FromStr for Protocol {
             .ok_or_else(|| format!("expected one of tcp, udp, tcp_ssl, quic, http, https, got `{s}`"))
     }
 }
+
+/// The target port: a number, or the name of a container port resolved per pod.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+impl std::fmt::Display for PortRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A rule's identity: its position in the rules file. Every record made from the rule (its plan, what apply did,
+/// its report, Events and metrics) carries it, and watch mode's passes over some of the rules keep it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleId(pub usize);
 
 /// A backend as the load balancer addresses it: an IP and a port. Pod targets are bound by `EniIp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -116,7 +141,7 @@ pub struct Place {
 
 impl Place {
     /// `TCP:80` or `HTTP:80 example.com/api`, without the load balancer.
-    pub fn listener_and_rule(&self) -> String {
+    pub(crate) fn listener_and_rule(&self) -> String {
         match &self.l7 {
             Some((domain, url)) => format!("{}:{} {domain}{url}", self.protocol, self.port),
             None => format!("{}:{}", self.protocol, self.port),
@@ -158,7 +183,7 @@ pub struct Pod {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selected {
     pub pods: Vec<Pod>,
-    pub target_port: Option<crate::rules::PortRef>,
+    pub target_port: Option<PortRef>,
     pub replicas: Option<u32>,
 }
 
@@ -243,13 +268,6 @@ pub struct BoundTarget {
     pub tag: String,
 }
 
-impl BoundTarget {
-    /// Whether CLB sends this target new requests now: healthy and weighted.
-    pub fn takes_traffic(&self) -> bool {
-        self.health == Health::Healthy && self.weight > 0
-    }
-}
-
 /// The health of one bound target, as `DescribeTargetHealth` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetHealth {
@@ -274,7 +292,7 @@ pub struct Change {
 pub struct Owner(String);
 
 /// The prefix of every tag clbsync sets.
-pub const TAG_PREFIX: &str = "clbsync:";
+pub(crate) const TAG_PREFIX: &str = "clbsync:";
 
 impl Owner {
     /// 1–63 characters, DNS labels joined by `.`: each of `a-z`, `0-9` and `-`, starting and ending with a letter
@@ -314,7 +332,7 @@ impl fmt::Display for Owner {
 /// Whether `c` must not reach a terminal, a log or an Event as it is: a control character (C0 with newline and
 /// ESC, DEL, C1) or a bidirectional formatting character (U+061C, U+200E, U+200F, U+202A–U+202E,
 /// U+2066–U+2069), which reorders what follows it on screen ("Trojan Source").
-pub fn is_unprintable(c: char) -> bool {
+pub(crate) fn is_unprintable(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
@@ -322,7 +340,7 @@ pub fn is_unprintable(c: char) -> bool {
 /// Text that came from a server (CLB, Kubernetes), made safe to print: every [`is_unprintable`] character becomes
 /// a visible escape such as `\n`, `\u{1b}` or `\u{202e}`, so a message can neither drive the terminal, reorder
 /// what is shown, nor forge a line of the report or the log.
-pub fn printable(text: &str) -> Cow<'_, str> {
+pub(crate) fn printable(text: &str) -> Cow<'_, str> {
     if !text.chars().any(is_unprintable) {
         return Cow::Borrowed(text);
     }
@@ -344,7 +362,7 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 pub struct Failure {
     /// The API error code (`LimitExceeded`, ...), or a clbsync code for non-API failures: `TaskFailed`,
     /// `TaskTimeout`, `PartialFailure`, `Transport`, `OutcomeUnknown`, `Stopped` (sent, but not confirmed before the
-    /// run stopped), [`Failure::NOT_SENT`].
+    /// run stopped), `Failure::NOT_SENT`.
     pub code: String,
     pub message: String,
     /// The RequestId (or task id) Tencent support asks for, when there was one.
@@ -353,9 +371,9 @@ pub struct Failure {
 
 impl Failure {
     /// The code of a change the client did not send because the run had stopped: it was not attempted.
-    pub const NOT_SENT: &'static str = "NotSent";
+    pub(crate) const NOT_SENT: &'static str = "NotSent";
 
-    pub fn is_not_sent(&self) -> bool {
+    pub(crate) fn is_not_sent(&self) -> bool {
         self.code == Self::NOT_SENT
     }
 }
@@ -376,6 +394,9 @@ pub struct RuleTargets {
     pub binding: Binding,
     pub targets: Vec<BoundTarget>,
 }
+
+/// What CLB holds for each rule, or why it could not be read.
+pub type Actual = std::collections::BTreeMap<RuleId, Result<RuleTargets, String>>;
 
 #[cfg(test)]
 mod tests {

@@ -6,15 +6,17 @@ use std::io::{self, Write};
 
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{Attribute, Cell, Color, ColumnConstraint, ContentArrangement, Table, Width};
-use serde::ser::SerializeStruct;
-use serde::{Serialize, Serializer};
 
+mod json;
+pub mod ending;
 mod markdown;
 pub mod reviewed;
 mod split;
+pub mod validation;
 
 use crate::apply::{ApplyReport, RowStatus};
 use crate::model::GATE_CONDITION;
+use crate::outcome::RuleOutcome;
 use crate::plan::{Action, Plan, Row, RulePlan, Status, Summary};
 
 /// Output format of the report.
@@ -62,7 +64,10 @@ pub fn write(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut
     match style.format {
         Format::Table => table(plan, applied, style, &mut out)?,
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &Document { plan, applied, show_unchanged: style.show_unchanged })?;
+            serde_json::to_writer_pretty(
+                &mut out,
+                &json::Document { plan, applied, show_unchanged: style.show_unchanged },
+            )?;
             writeln!(out)?;
         }
         Format::Markdown => markdown::write(plan, applied, style.show_unchanged, &mut out)?,
@@ -81,82 +86,19 @@ fn table(plan: &Plan, applied: Option<&ApplyReport>, style: Style, out: &mut imp
             return writeln!(out, "plan {}", plan.fingerprint());
         }
     }
-    let mut t = Table::new();
-    t.load_style(UTF8_BORDERS_ONLY);
-    match style.width {
-        Some(width) => t.set_content_arrangement(ContentArrangement::Dynamic).set_width(width),
-        None => t.set_content_arrangement(ContentArrangement::Disabled),
-    };
-    if !style.color {
-        t.force_no_tty();
-    }
     let compact = style.width.is_some_and(|w| w < COMPACT_BELOW);
-    let mut header = if compact {
-        vec!["WHERE", "ACTION", "TARGET", "POD", "WEIGHT"]
-    } else {
-        vec!["LOAD BALANCER", "LISTENER", "RULE", "ACTION", "TARGET", "POD", "WEIGHT"]
-    };
-    if applied.is_some() {
-        header.push("STATUS");
-    }
-    t.set_header(header);
+    let mut t = new_table(style, compact, applied.is_some());
     let max_rows = style.max_rows.unwrap_or(usize::MAX);
     let mut rows = 0;
-    for (i, rule) in plan.rules.iter().enumerate() {
-        let base = if compact {
-            vec![rule.place.to_string()]
-        } else {
-            vec![rule.place.load_balancer_id.clone(), listener_cell(rule), rule_cell(rule)]
-        };
-        match &rule.status {
-            Status::Ready => {}
-            Status::Blocked { .. } | Status::Skipped { .. } => {
-                let (word, n) = match &rule.status {
-                    Status::Blocked { .. } => ("BLOCKED", format!("{} change(s) held", rule.changes().count())),
-                    _ => ("SKIPPED", "error, see below".to_string()),
-                };
-                let mut cells: Vec<Cell> = base.iter().map(Cell::new).collect();
-                cells.push(paint(Cell::new(word).add_attribute(Attribute::Bold), Color::Red, style.color));
-                cells.extend([Cell::new(n), Cell::new(&rule.pods), Cell::new("")]);
-                if applied.is_some() {
-                    cells.push(Cell::new("not applied"));
-                }
-                if rows < max_rows {
-                    t.add_row(cells);
-                }
-                rows += 1;
-                continue;
-            }
-        }
-        for (j, row) in rule.rows.iter().enumerate() {
-            if !row.is_pending() && !style.show_unchanged {
-                continue;
-            }
-            rows += 1;
-            if rows > max_rows {
-                continue;
-            }
-            let mut cells: Vec<Cell> = base.iter().map(Cell::new).collect();
-            let action = Cell::new(row.action.as_str());
-            cells.push(match row.action {
-                Action::Register => paint(action, Color::Green, style.color),
-                Action::Deregister => paint(action, Color::Red, style.color),
-                Action::Drain | Action::Reweight | Action::Wait | Action::Adopt => {
-                    paint(action, Color::Yellow, style.color)
-                }
-                _ => action,
-            });
-            cells.push(Cell::new(row.target.to_string()));
-            cells.push(Cell::new(pod_cell(row)));
-            cells.push(Cell::new(weight_cell(row)));
-            if let Some(report) = applied {
-                let status = report.rows.get(i).and_then(|r| r.get(j)).cloned().unwrap_or(RowStatus::NoOp);
-                let failed = matches!(status, RowStatus::Failed(_) | RowStatus::NotAttempted(_));
-                let cell = Cell::new(status_text(&status));
-                cells.push(if failed { paint(cell, Color::Red, style.color) } else { cell });
-            }
+    for rule in &plan.rules {
+        let cells = rule_cells(rule, compact, applied, style);
+        for cells in cells.take(max_rows.saturating_sub(rows)) {
             t.add_row(cells);
         }
+        rows += match rule.status {
+            Status::Ready => rule.rows.iter().filter(|r| r.is_pending() || style.show_unchanged).count(),
+            _ => 1,
+        };
     }
     if rows > 0 {
         if let Some(width) = style.width {
@@ -220,12 +162,91 @@ fn warnings(plan: &Plan, out: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
+/// An empty table with the columns of the report: the place in one column when `compact`, STATUS after
+/// `reconcile`.
+fn new_table(style: Style, compact: bool, applied: bool) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_BORDERS_ONLY);
+    match style.width {
+        Some(width) => t.set_content_arrangement(ContentArrangement::Dynamic).set_width(width),
+        None => t.set_content_arrangement(ContentArrangement::Disabled),
+    };
+    if !style.color {
+        t.force_no_tty();
+    }
+    let mut header = if compact {
+        vec!["WHERE", "ACTION", "TARGET", "POD", "WEIGHT"]
+    } else {
+        vec!["LOAD BALANCER", "LISTENER", "RULE", "ACTION", "TARGET", "POD", "WEIGHT"]
+    };
+    if applied {
+        header.push("STATUS");
+    }
+    t.set_header(header);
+    t
+}
+
+/// The table rows of one rule, made as they are taken: one for a blocked or skipped rule, else one per row shown.
+fn rule_cells<'a>(
+    rule: &'a RulePlan,
+    compact: bool,
+    applied: Option<&'a ApplyReport>,
+    style: Style,
+) -> impl Iterator<Item = Vec<Cell>> + 'a {
+    let base = move || -> Vec<Cell> {
+        if compact {
+            vec![Cell::new(rule.place.to_string())]
+        } else {
+            [rule.place.load_balancer_id.clone(), listener_cell(rule), rule_cell(rule)]
+                .into_iter()
+                .map(Cell::new)
+                .collect()
+        }
+    };
+    let held = match &rule.status {
+        Status::Ready => None,
+        Status::Blocked { .. } => Some(("BLOCKED", format!("{} change(s) held", rule.changes().count()))),
+        Status::Skipped { .. } => Some(("SKIPPED", "error, see below".to_string())),
+    };
+    let held_row = held.map(|(word, n)| {
+        let mut cells = base();
+        cells.push(paint(Cell::new(word).add_attribute(Attribute::Bold), Color::Red, style.color));
+        cells.extend([Cell::new(n), Cell::new(&rule.pods), Cell::new("")]);
+        if applied.is_some() {
+            cells.push(Cell::new("not applied"));
+        }
+        cells
+    });
+    let ready = rule.status == Status::Ready;
+    let shown = rule.rows.iter().filter(move |row| ready && (row.is_pending() || style.show_unchanged));
+    held_row.into_iter().chain(shown.map(move |row| {
+        let mut cells = base();
+        let action = Cell::new(row.action.as_str());
+        cells.push(match row.action {
+            Action::Register => paint(action, Color::Green, style.color),
+            Action::Deregister => paint(action, Color::Red, style.color),
+            Action::Drain | Action::Reweight | Action::Wait | Action::Adopt => {
+                paint(action, Color::Yellow, style.color)
+            }
+            _ => action,
+        });
+        cells.extend([Cell::new(row.target.to_string()), Cell::new(pod_cell(row)), Cell::new(weight_cell(row))]);
+        if let Some(report) = applied {
+            let status = report.status(rule.id, row);
+            let failed = matches!(status, RowStatus::Failed(_) | RowStatus::NotAttempted(_));
+            let cell = Cell::new(status_text(status));
+            cells.push(if failed { paint(cell, Color::Red, style.color) } else { cell });
+        }
+        cells
+    }))
+}
+
 /// Under the table, every distinct failure once with its code, message and RequestId, and the targets it hit
 /// (the table's STATUS column has only room for the code).
 fn failures(plan: &Plan, report: &ApplyReport, out: &mut impl Write) -> io::Result<()> {
     let mut seen: Vec<(String, Vec<String>)> = Vec::new();
-    for (rule, statuses) in plan.rules.iter().zip(&report.rows) {
-        for (row, status) in rule.rows.iter().zip(statuses) {
+    for rule in &plan.rules {
+        for (row, status) in RuleOutcome::new(rule, Some(report)).rows() {
             let (word, text) = match status {
                 RowStatus::Failed(f) => ("failed", f.to_string()),
                 RowStatus::NotAttempted(why) => ("not attempted", why.clone()),
@@ -373,229 +394,5 @@ fn status_text(s: &RowStatus) -> String {
             None => format!("failed: {}", f.code),
         },
         RowStatus::NotAttempted(_) => "not attempted (see below)".into(),
-    }
-}
-
-/// The JSON document (`-o json`), serialised straight from the plan: its lists are written one item at a time,
-/// never collected.
-struct Document<'a> {
-    plan: &'a Plan,
-    applied: Option<&'a ApplyReport>,
-    show_unchanged: bool,
-}
-
-impl Serialize for Document<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let summary = self.plan.summary();
-        let counts = self.applied.map(ApplyReport::counts);
-        let summary = JsonSummary {
-            plan: summary,
-            errors: summary.skipped + counts.map_or(0, |c| c.1),
-            applied: counts.map(|c| c.0),
-            failed: counts.map(|c| c.1),
-            not_attempted: counts.map(|c| c.2),
-        };
-        let mut doc = serializer.serialize_struct("Document", 6)?;
-        doc.serialize_field("in_sync", &self.plan.in_sync())?;
-        doc.serialize_field("fingerprint", &self.plan.fingerprint().to_string())?;
-        doc.serialize_field("summary", &summary)?;
-        doc.serialize_field("changes", &Changes(self))?;
-        doc.serialize_field("rules", &Rules(self.plan))?;
-        // Readiness-gate conditions set (or, for `diff`, to set); left out when there are none.
-        if self.plan.gate.is_empty() {
-            doc.skip_field("gate")?;
-        } else {
-            doc.serialize_field("gate", &Gate(self.plan))?;
-        }
-        doc.end()
-    }
-}
-
-/// The `changes` array: the pending rows of ready rules (every row with `--show-unchanged`).
-struct Changes<'a>(&'a Document<'a>);
-
-impl Serialize for Changes<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let Document { plan, applied, show_unchanged } = *self.0;
-        let ready = plan.rules.iter().enumerate().filter(|(_, rule)| rule.status == Status::Ready);
-        serializer.collect_seq(ready.flat_map(|(i, rule)| {
-            let shown = rule.rows.iter().enumerate().filter(move |(_, row)| row.is_pending() || show_unchanged);
-            shown.map(move |(j, row)| change(rule, row, applied.and_then(|a| a.rows.get(i).and_then(|r| r.get(j)))))
-        }))
-    }
-}
-
-/// The `rules` array.
-struct Rules<'a>(&'a Plan);
-
-impl Serialize for Rules<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.rules.iter().map(json_rule))
-    }
-}
-
-/// The `gate` array.
-struct Gate<'a>(&'a Plan);
-
-impl Serialize for Gate<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.gate.iter().map(|g| JsonGate {
-            namespace: &g.namespace,
-            pod: &g.pod,
-            condition: GATE_CONDITION,
-            status: if g.condition.status { "True" } else { "False" },
-            reason: &g.condition.reason,
-            message: &g.condition.message,
-        }))
-    }
-}
-
-#[derive(Serialize)]
-struct JsonGate<'a> {
-    namespace: &'a str,
-    pod: &'a str,
-    condition: &'static str,
-    status: &'static str,
-    reason: &'a str,
-    message: &'a str,
-}
-
-#[derive(Serialize)]
-struct JsonSummary {
-    #[serde(flatten)]
-    plan: Summary,
-    /// Skipped rules plus failed changes.
-    errors: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    applied: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    failed: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    not_attempted: Option<usize>,
-}
-
-/// Where a rule binds: shared by changes and rules.
-#[derive(Serialize)]
-struct JsonPlace<'a> {
-    load_balancer_id: &'a str,
-    listener_id: Option<&'a str>,
-    location_id: Option<&'a str>,
-    protocol: String,
-    port: u16,
-    domain: Option<&'a str>,
-    url: Option<&'a str>,
-}
-
-impl<'a> JsonPlace<'a> {
-    /// The place of a rule, with the resolved ids when resolution succeeded.
-    fn of(rule: &'a RulePlan) -> Self {
-        let place = &rule.place;
-        let binding = rule.binding.as_ref();
-        JsonPlace {
-            load_balancer_id: &place.load_balancer_id,
-            listener_id: binding.map(|b| b.listener.as_str()).or(rule.listener_id.as_deref()),
-            location_id: binding.and_then(|b| b.location.as_deref()).or(rule.location_id.as_deref()),
-            protocol: place.protocol.to_string(),
-            port: place.port,
-            domain: place.l7.as_ref().map(|(d, _)| d.as_str()),
-            url: place.l7.as_ref().map(|(_, u)| u.as_str()),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct JsonChange<'a> {
-    action: &'static str,
-    #[serde(flatten)]
-    place: JsonPlace<'a>,
-    ip: String,
-    target_port: u16,
-    weight: Option<u8>,
-    previous_weight: Option<u8>,
-    namespace: &'a str,
-    pod: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    note: Option<&'a str>,
-    /// The `--owner` the change is made for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    owner: Option<&'a str>,
-    /// Why an unmanaged target is unmanaged: `cvm`, `owner:NAME`, `untagged` or `tag:VALUE`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unmanaged: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<JsonError<'a>>,
-}
-
-#[derive(Serialize)]
-struct JsonError<'a> {
-    code: &'a str,
-    message: &'a str,
-    request_id: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct JsonRule<'a> {
-    rule: &'a str,
-    line: usize,
-    #[serde(flatten)]
-    place: JsonPlace<'a>,
-    namespace: &'a str,
-    pods: &'a str,
-    status: &'static str,
-    reason: Option<&'a str>,
-    warnings: &'a [String],
-    /// Each backend of a `backends:` rule: requested and achieved share (percent), targets, weight.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    split: Vec<split::JsonSplit<'a>>,
-}
-
-fn change<'a>(rule: &'a RulePlan, row: &'a Row, status: Option<&'a RowStatus>) -> JsonChange<'a> {
-    let (status_word, error) = match status {
-        None => (None, None),
-        Some(RowStatus::NoOp) => (Some("noop"), None),
-        Some(RowStatus::Applied) => (Some("applied"), None),
-        Some(RowStatus::Failed(f)) => (
-            Some("failed"),
-            Some(JsonError { code: &f.code, message: &f.message, request_id: f.request_id.as_deref() }),
-        ),
-        Some(RowStatus::NotAttempted(why)) => {
-            (Some("not_attempted"), Some(JsonError { code: "NotAttempted", message: why, request_id: None }))
-        }
-    };
-    JsonChange {
-        action: row.action.as_str(),
-        place: JsonPlace::of(rule),
-        ip: row.target.ip.to_string(),
-        target_port: row.target.port,
-        weight: row.weight,
-        previous_weight: row.current_weight,
-        namespace: &rule.namespace,
-        pod: row.pod.as_deref(),
-        note: row.note.as_deref(),
-        owner: rule.owner.as_ref().map(|o| o.name()),
-        unmanaged: row.unmanaged.as_ref().map(|u| u.reason()),
-        status: status_word,
-        error,
-    }
-}
-
-fn json_rule(rule: &RulePlan) -> JsonRule<'_> {
-    let (status, reason) = match &rule.status {
-        Status::Ready => ("ok", None),
-        Status::Blocked { reason } => ("blocked", Some(reason.as_str())),
-        Status::Skipped { reason } => ("skipped", Some(reason.as_str())),
-    };
-    JsonRule {
-        rule: &rule.path,
-        line: rule.line,
-        place: JsonPlace::of(rule),
-        namespace: &rule.namespace,
-        pods: &rule.pods,
-        status,
-        reason,
-        warnings: &rule.warnings,
-        split: split::json(rule),
     }
 }

@@ -30,7 +30,7 @@ pub enum Reason {
 impl Reason {
     /// Whether changes already sent may still be waited for (up to `--stop-grace`): yes after a signal or the
     /// run timeout, when nobody else writes; no once the lease is lost, when another replica may be writing.
-    pub fn lets_in_flight_finish(&self) -> bool {
+    pub(crate) fn lets_in_flight_finish(&self) -> bool {
         !matches!(self, Reason::LeaseLost(_))
     }
 }
@@ -128,10 +128,11 @@ impl Stop {
         Stop { run: self.run.clone(), lease: Some(fence.0.clone()) }
     }
 
-    /// `Ok` while writing is allowed, at this instant. Call it right before every write.
+    /// `Ok` while writing is allowed, at this instant. Call it right before every write. A lost lease is reported
+    /// before a signal or the run timeout: another replica may be writing, so nothing may finish.
     pub fn check(&self) -> Result<(), Reason> {
         let now = Instant::now();
-        match self.run.closed(now).or_else(|| self.lease.as_ref().and_then(|l| l.closed(now))) {
+        match self.lease.as_ref().and_then(|l| l.closed(now)).or_else(|| self.run.closed(now)) {
             Some(reason) => Err(reason),
             None => Ok(()),
         }
@@ -157,6 +158,70 @@ impl Stop {
                 () = sleep_until(deadline) => {}
             }
         }
+    }
+}
+
+impl Stop {
+    /// `--run-timeout`: stops the run `after` from now, like SIGTERM (a task on the runtime).
+    pub(crate) fn stop_after(&self, after: Duration) {
+        let stop = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            if stop.stop(Reason::RunTimeout(after)) {
+                tracing::warn!(
+                    "run deadline (--run-timeout {}s) reached: finishing the changes in flight, starting no new ones",
+                    after.as_secs()
+                );
+            }
+        });
+    }
+
+    /// SIGTERM or Ctrl-C stops the run (no new change starts; the first reason stays, so a signal after
+    /// --run-timeout does not change it). Resolves with the name of a second signal, for the caller to exit at
+    /// once; never when signals cannot be watched (logged).
+    pub async fn on_signals(&self) -> &'static str {
+        let mut signals = match Signals::new() {
+            Ok(signals) => signals,
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM: {e}");
+                return std::future::pending().await;
+            }
+        };
+        let name = signals.next().await;
+        self.stop(Reason::Signal(name));
+        tracing::warn!("signal received ({name}): finishing the changes in flight, starting no new ones");
+        signals.next().await
+    }
+}
+
+/// SIGTERM and Ctrl-C, as they come.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        let signals = Signals { term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())? };
+        #[cfg(not(unix))]
+        let signals = Signals {};
+        Ok(signals)
+    }
+
+    /// The name of the next signal.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        let name = tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        };
+        #[cfg(not(unix))]
+        let name = {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        };
+        name
     }
 }
 
@@ -213,7 +278,7 @@ impl Fence {
     }
 
     /// Whether writes are allowed now.
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.0.closed(Instant::now()).is_none()
     }
 
@@ -277,13 +342,16 @@ mod tests {
     }
 
     #[test]
-    fn the_run_stop_also_stops_a_pass_under_a_fence_and_the_run_reason_comes_first() {
+    fn the_run_stop_also_stops_a_pass_under_a_fence_and_a_lost_lease_comes_first() {
         let fence = Fence::new(Instant::now() + Duration::from_secs(10), lost());
         let run = Stop::new();
         let pass = run.with_fence(&fence);
-        fence.close(lost());
         run.stop(Reason::Signal("SIGTERM"));
         assert_eq!(pass.check(), Err(Reason::Signal("SIGTERM")));
+        // SIGTERM lets writes in flight finish, a lost lease does not: once both, nothing may finish.
+        fence.close(lost());
+        assert_eq!(pass.check(), Err(lost()));
+        assert!(!pass.check().expect_err("stopped").lets_in_flight_finish());
         assert_eq!(Stop::new().with_fence(&fence).check(), Err(lost()));
     }
 

@@ -15,29 +15,29 @@
 //! one answers `UnsupportedOperation` or `InvalidAction`, the rest of the call uses `RegisterTargets` /
 //! `DeregisterTargets` / `ModifyTargetWeight` per binding, 20 targets each (the strategy is in `mutate`).
 
+mod actions;
 mod mutate;
 
-use std::collections::{BTreeMap, HashSet};
-use std::net::IpAddr;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use super::batch;
+use super::Error;
+use super::credentials::{Credentials, Provider};
 use super::http::{Endpoint, Transport};
 use super::pace::{self, Pacer};
 use super::retry::{self, RetryPolicy};
 use super::task::{self, Learner, TaskPolicy, TaskStatus};
 use super::wire;
-use super::{Clb, Error, Listener, ListenerRule, LoadBalancer, Outcomes};
-use crate::credentials::{Credentials, Provider};
-use crate::model::{Binding, BoundTarget, Change, Failure, Health, Target, TargetHealth, TargetKind};
 use crate::stop::Stop;
-use mutate::Mutation;
+
+/// [`ClientConfig::rate_limit_per_action`] unless told otherwise (`--rate-limit`): CLB's documented limit.
+pub(crate) const DEFAULT_RATE_LIMIT: u32 = 20;
 
 /// Everything the client needs; [`ClientConfig::new`] fills in the defaults.
 #[derive(Clone, Debug)]
@@ -65,23 +65,30 @@ impl ClientConfig {
             endpoint: Endpoint::Default,
             region: region.into(),
             credentials: credentials.into(),
-            rate_limit_per_action: 20,
+            rate_limit_per_action: DEFAULT_RATE_LIMIT,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
-            task_timeout: Duration::from_secs(120),
-            task_poll_interval: Duration::from_millis(50),
+            task_timeout: task::DEFAULT_TIMEOUT,
+            task_poll_interval: task::DEFAULT_FIRST_INTERVAL,
             retry: RetryPolicy::default(),
         }
     }
 }
 
-/// Calls and retries of one action, for benchmarks and the run summary.
+/// Calls and retries of one action, for benchmarks: a view of [`ClbClient::answers`] and the retries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ActionStats {
-    /// HTTP requests sent, retries included.
+    /// HTTP requests answered (by CLB or with a transport error), retries included.
     pub requests: u64,
     /// Requests that were retries of an earlier attempt.
     pub retries: u64,
+}
+
+/// One action's requests so far: their answers by `ok` or error code, and how many were retries.
+#[derive(Clone, Debug, Default)]
+struct Calls {
+    answers: BTreeMap<String, u64>,
+    retries: u64,
 }
 
 /// Whether a call changes anything: a write is never resent after an answer that was lost.
@@ -125,9 +132,8 @@ pub struct ClbClient {
     /// How long this run's tasks take, learned from its first ones.
     learner: Learner,
     retry: RetryPolicy,
-    stats: Mutex<BTreeMap<&'static str, ActionStats>>,
-    /// Answers per (action, `ok` or error code), for `clbsync_api_calls_total`.
-    answers: Mutex<BTreeMap<(&'static str, String), u64>>,
+    /// Answers per action and `ok` or error code (`clbsync_api_calls_total`), and retries.
+    calls: Mutex<BTreeMap<&'static str, Calls>>,
 }
 
 /// The answer to a call, and whether it was sent again after a server error that may hide an executed write.
@@ -151,23 +157,27 @@ impl ClbClient {
             task: TaskPolicy {
                 timeout: config.task_timeout,
                 first_interval: first,
-                max_interval: first.max(Duration::from_secs(2)),
+                max_interval: first.max(task::MAX_INTERVAL),
             },
             learner: Learner::default(),
             retry: config.retry,
-            stats: Mutex::new(BTreeMap::new()),
-            answers: Mutex::new(BTreeMap::new()),
+            calls: Mutex::new(BTreeMap::new()),
         })
     }
 
     /// Requests and retries per action so far.
     pub fn stats(&self) -> BTreeMap<&'static str, ActionStats> {
-        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let stats = |c: &Calls| ActionStats { requests: c.answers.values().sum(), retries: c.retries };
+        calls.iter().map(|(action, c)| (*action, stats(c))).collect()
     }
 
     /// Requests so far per action and answer (`ok` or the error code), retries included.
     pub fn answers(&self) -> BTreeMap<(&'static str, String), u64> {
-        self.answers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let answers =
+            calls.iter().flat_map(|(action, c)| c.answers.iter().map(|(code, n)| ((*action, code.clone()), *n)));
+        answers.collect()
     }
 
     /// The `Host` value sent and signed.
@@ -178,13 +188,6 @@ impl ClbClient {
     /// Where the requests' credentials come from.
     pub fn credential_source(&self) -> &Provider {
         &self.credentials
-    }
-
-    fn count(&self, action: &'static str, retry: bool) {
-        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        let s = stats.entry(action).or_default();
-        s.requests += 1;
-        s.retries += u64::from(retry);
     }
 
     /// A read with pacing and retries. Returns the response fields and the `RequestId`.
@@ -230,23 +233,15 @@ impl ClbClient {
                 Ok(c) => c,
                 Err(err) => return Answer { result: Err(err), resent_after_server_error, paced },
             };
-            if let Some(Err(reason)) = stop.map(Stop::check) {
-                let err = if resent_after_server_error {
-                    let reason = format!("a server error answered it, then the run stopped ({reason})");
-                    Error::OutcomeUnknown { action, endpoint: self.transport.url(), reason }
-                } else {
-                    Error::NotSent { action, reason }
-                };
+            if let Some(err) = self.stopped_before_send(action, stop, resent_after_server_error) {
                 return Answer { result: Err(err), resent_after_server_error, paced };
             }
-            self.count(action, attempt > 1);
             let started = Instant::now();
             let result = self.transport.send::<Resp>(action, &body, &credentials).await;
             // The answer is in: from now on this call counts against the budgets for one second.
             drop((permit, start_permit));
             let ms = started.elapsed().as_millis() as u64;
-            let code = result.as_ref().map_or_else(|e| e.code().to_owned(), |_| "ok".to_owned());
-            *self.answers.lock().unwrap_or_else(|p| p.into_inner()).entry((action, code)).or_default() += 1;
+            self.record_answer(action, attempt > 1, &result);
             let err = match result {
                 Ok((resp, request_id)) => {
                     debug!(action, lb, attempt, request_id = %request_id, ms, "clb call");
@@ -268,39 +263,51 @@ impl ClbClient {
                 debug!(action, lb, code = err.code(), "credentials refused: the read is sent again with new ones");
                 continue;
             }
-            let server_error = match &err {
-                Error::Api(api) => api.kind() == super::ErrorKind::Server,
-                Error::Status { status, .. } => *status >= 500,
-                _ => false,
-            };
-            let retryable = match &err {
-                Error::Api(api) => retry::is_retryable(api.kind()),
-                Error::Status { status, .. } => *status >= 500,
-                Error::Transport { error, .. } => kind == CallKind::Read || error.is_connect(),
-                _ => false,
-            };
+            let (server_error, retryable) = (is_server_error(&err), is_retryable(&err, kind));
             // Equal jitter (at least half the exponential delay), as the watches use: with full jitter five
             // retries could all land within a fraction of a second and meet the same throttled window.
             let delay = retry::backoff(&self.retry, attempt - 1, 0.5 + fastrand::f64() / 2.0);
             if !retryable || attempt >= self.retry.max_attempts || first.elapsed() + delay > self.retry.max_total {
-                let err = match err {
-                    Error::Transport { action, endpoint, error } if kind.writes() && !error.is_connect() => {
-                        Error::OutcomeUnknown {
-                            action,
-                            endpoint,
-                            reason: super::http::describe_transport_error(&error),
-                        }
-                    }
-                    // A 200 whose body cannot be read: the mutation may have been applied.
-                    Error::Decode { action, reason, excerpt } if kind.writes() => {
-                        Error::UnreadableAnswer { action, endpoint: self.transport.url(), reason, excerpt }
-                    }
-                    other => other,
-                };
-                return Answer { result: Err(err), resent_after_server_error, paced };
+                return Answer { result: Err(self.given_up(err, kind)), resent_after_server_error, paced };
             }
             resent_after_server_error |= kind.writes() && server_error;
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// The error of a call that `stop` ends before this attempt is sent: not sent, or, after a server error that
+    /// may hide an executed write, of unknown outcome.
+    fn stopped_before_send(&self, action: &'static str, stop: Option<&Stop>, resent: bool) -> Option<Error> {
+        let Some(Err(reason)) = stop.map(Stop::check) else { return None };
+        Some(if resent {
+            let reason = format!("a server error answered it, then the run stopped ({reason})");
+            Error::OutcomeUnknown { action, endpoint: self.transport.url(), reason }
+        } else {
+            Error::NotSent { action, reason }
+        })
+    }
+
+    /// Counts an answer per action and `ok` or error code ([`ClbClient::answers`]), and whether it was a retry.
+    fn record_answer<T>(&self, action: &'static str, retry: bool, result: &Result<T, Error>) {
+        let code = result.as_ref().map_or_else(|e| e.code().to_owned(), |_| "ok".to_owned());
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let calls = calls.entry(action).or_default();
+        *calls.answers.entry(code).or_default() += 1;
+        calls.retries += u64::from(retry);
+    }
+
+    /// The error a call ends with when it is not retried: a write whose answer was lost or cannot be read may
+    /// have been applied, so its outcome is unknown.
+    fn given_up(&self, err: Error, kind: CallKind) -> Error {
+        match err {
+            Error::Transport { action, endpoint, error } if kind.writes() && !error.is_connect() => {
+                Error::OutcomeUnknown { action, endpoint, reason: super::http::describe_transport_error(&error) }
+            }
+            // A 200 whose body cannot be read: the mutation may have been applied.
+            Error::Decode { action, reason, excerpt } if kind.writes() => {
+                Error::UnreadableAnswer { action, endpoint: self.transport.url(), reason, excerpt }
+            }
+            other => other,
         }
     }
 
@@ -351,152 +358,21 @@ impl ClbClient {
     }
 }
 
-/// Unique ids in first-seen order.
-fn dedup(ids: &[String]) -> Vec<String> {
-    let mut seen = HashSet::new();
-    ids.iter().filter(|id| seen.insert(id.as_str())).cloned().collect()
+/// Whether CLB answered with a server error, which may hide an executed write.
+fn is_server_error(err: &Error) -> bool {
+    match err {
+        Error::Api(api) => api.kind() == super::ErrorKind::Server,
+        Error::Status { status, .. } => *status >= 500,
+        _ => false,
+    }
 }
 
-/// A `DescribeTargets` backend as a [`BoundTarget`], or `None` (logged) when it has no usable private IP.
-fn bound_target(binding: &Binding, b: &wire::Backend) -> Option<BoundTarget> {
-    let Some(ip) = b.private_ip_addresses.first().and_then(|ip| ip.parse::<IpAddr>().ok()) else {
-        warn!(%binding, instance = %b.instance_id, port = b.port, ips = ?b.private_ip_addresses, "skipping a backend without a usable private IP");
-        return None;
-    };
-    let kind = if b.r#type.eq_ignore_ascii_case("ENI") {
-        TargetKind::Ip
-    } else {
-        TargetKind::Instance { kind: b.r#type.clone(), instance_id: b.instance_id.clone() }
-    };
-    let target = Target::new(ip, b.port);
-    let (weight, health, tag) = (b.weight, Health::Unknown, b.tag.clone());
-    Some(BoundTarget { binding: binding.clone(), target, weight, kind, health, tag })
-}
-
-impl Clb for ClbClient {
-    async fn load_balancers(&self, ids: &[String]) -> Result<Vec<LoadBalancer>, Error> {
-        // All chunks at once (the pacer spaces them): every load balancer's reads wait for this answer.
-        let ids = dedup(ids);
-        let chunks = ids.chunks(batch::DESCRIBE_IDS_MAX).map(|chunk| async move {
-            let req =
-                wire::DescribeLoadBalancersRequest { load_balancer_ids: chunk.to_vec(), offset: None, limit: None };
-            self.read::<_, wire::DescribeLoadBalancersResponse>("DescribeLoadBalancers", "-", &req).await
-        });
-        let answers = futures::future::try_join_all(chunks).await?;
-        Ok(answers
-            .into_iter()
-            .flat_map(|(resp, _)| resp.load_balancer_set)
-            .map(|lb| LoadBalancer {
-                id: lb.load_balancer_id,
-                name: lb.load_balancer_name,
-                classic: lb.forward == Some(0),
-            })
-            .collect())
-    }
-
-    async fn listeners(&self, lb: &str) -> Result<Vec<Listener>, Error> {
-        let req = wire::DescribeListenersRequest { load_balancer_id: lb.to_string(), listener_ids: Vec::new() };
-        let (resp, _) = self.read::<_, wire::DescribeListenersResponse>("DescribeListeners", lb, &req).await?;
-        Ok(resp
-            .listeners
-            .into_iter()
-            .map(|l| Listener {
-                id: l.listener_id,
-                protocol: l.protocol,
-                port: l.port,
-                target_type: l.target_type,
-                rules: l
-                    .rules
-                    .into_iter()
-                    .map(|r| ListenerRule {
-                        location_id: r.location_id,
-                        domain: r.domain,
-                        url: r.url,
-                        target_type: r.target_type,
-                    })
-                    .collect(),
-            })
-            .collect())
-    }
-
-    async fn targets(&self, lb: &str, listener_ids: &[String]) -> Result<Vec<BoundTarget>, Error> {
-        let mut out = Vec::new();
-        // An empty ListenerIds would mean "every listener": never send one.
-        for chunk in dedup(listener_ids).chunks(batch::DESCRIBE_IDS_MAX) {
-            let req = wire::DescribeTargetsRequest { load_balancer_id: lb.to_string(), listener_ids: chunk.to_vec() };
-            let (resp, _) = self.read::<_, wire::DescribeTargetsResponse>("DescribeTargets", lb, &req).await?;
-            for l in resp.listeners {
-                let binding = Binding { lb: lb.to_string(), listener: l.listener_id.clone(), location: None };
-                out.extend(l.targets.iter().filter_map(|b| bound_target(&binding, b)));
-                for rule in &l.rules {
-                    let binding = Binding { location: Some(rule.location_id.clone()), ..binding.clone() };
-                    out.extend(rule.targets.iter().filter_map(|b| bound_target(&binding, b)));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    async fn health(&self, lb: &str, listener_ids: &[String]) -> Result<Vec<TargetHealth>, Error> {
-        let req = wire::DescribeTargetHealthRequest {
-            load_balancer_ids: vec![lb.to_string()],
-            listener_ids: dedup(listener_ids),
-        };
-        let (resp, _) = self.read::<_, wire::DescribeTargetHealthResponse>("DescribeTargetHealth", lb, &req).await?;
-        let mut out = Vec::new();
-        for balancer in resp.load_balancers.into_iter().filter(|b| b.load_balancer_id == lb) {
-            for listener in balancer.listeners {
-                for rule in listener.rules {
-                    // An L4 listener is one entry with a LocationId but no domain and url: it binds on the listener.
-                    let location = (rule.domain.is_some() || rule.url.is_some()).then_some(rule.location_id);
-                    let binding = Binding { lb: lb.to_string(), listener: listener.listener_id.clone(), location };
-                    for t in rule.targets {
-                        let Ok(ip) = t.ip.parse::<IpAddr>() else { continue };
-                        let health = match (t.health_status, t.health_status_detail.as_str()) {
-                            (true, _) | (_, "Close") => Health::Healthy,
-                            _ => Health::Unhealthy,
-                        };
-                        out.push(TargetHealth { binding: binding.clone(), target: Target::new(ip, t.port), health });
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    async fn tag(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
-        let mut outcomes: Vec<Result<(), Failure>> = vec![Ok(()); changes.len()];
-        let idx: Vec<usize> = (0..changes.len()).collect();
-        for call in batch::batch_tags(lb, changes, &idx) {
-            // Synchronous: an accepted call has set the tags; no task to wait for. Setting a tag twice is harmless.
-            let answer = self
-                .call::<_, wire::BatchTargetsResponse>(
-                    "BatchModifyTargetTag",
-                    lb,
-                    CallKind::Write,
-                    &call.request,
-                    Some(stop),
-                )
-                .await;
-            if let Err(e) = answer.result {
-                let failure = e.to_failure();
-                for &i in &call.changes {
-                    outcomes[i] = Err(failure.clone());
-                }
-            }
-        }
-        outcomes
-    }
-
-    async fn register(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
-        self.mutate(lb, changes, Mutation::Register, stop).await
-    }
-
-    async fn set_weight(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
-        self.mutate(lb, changes, Mutation::Weight, stop).await
-    }
-
-    async fn deregister(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
-        self.mutate(lb, changes, Mutation::Deregister, stop).await
+/// Whether a call of `kind` that failed with `err` may be sent again (see the module doc).
+fn is_retryable(err: &Error, kind: CallKind) -> bool {
+    match err {
+        Error::Api(api) => retry::is_retryable(api.kind()),
+        Error::Status { status, .. } => *status >= 500,
+        Error::Transport { error, .. } => kind == CallKind::Read || error.is_connect(),
+        _ => false,
     }
 }

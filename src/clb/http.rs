@@ -15,10 +15,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::de::DeserializeOwned;
 
+use super::credentials::Credentials;
 use super::tc3::{self, Signable};
 use super::wire::{self, EnvelopeError};
 use super::{ApiError, Error};
-use crate::credentials::Credentials;
 use crate::model::printable;
 
 /// The CLB API version every request names.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{ApiError, Clb, Error, Listener, LoadBalancer, Outcomes};
+use super::{ApiError, ChangeResults, Clb, Error, Listener, LoadBalancer};
 use crate::model::{Binding, BoundTarget, Change, Failure, Health, Target, TargetHealth, TargetKind, Weight};
 use crate::stop::Stop;
 
@@ -38,12 +38,6 @@ impl MemoryClb {
         bound.entry(binding.clone()).or_default().insert(target, (weight, kind, tag.to_string()));
     }
 
-    /// The tag of a bound target.
-    pub fn tag_of(&self, binding: &Binding, target: Target) -> Option<String> {
-        let bound = self.bound.lock().expect("lock");
-        bound.get(binding).and_then(|m| m.get(&target)).map(|(_, _, tag)| tag.clone())
-    }
-
     /// The targets bound on a binding now, with weights.
     pub fn targets_of(&self, binding: &Binding) -> BTreeMap<Target, Weight> {
         let bound = self.bound.lock().expect("lock");
@@ -63,7 +57,7 @@ impl MemoryClb {
         changes: &[Change],
         stop: &Stop,
         f: impl Fn(&mut BTreeMap<Target, (Weight, TargetKind, String)>, &Change),
-    ) -> Outcomes {
+    ) -> ChangeResults {
         if let Err(reason) = stop.check() {
             let failure = Error::NotSent { action: op, reason }.to_failure();
             return vec![Err(failure); changes.len()];
@@ -134,7 +128,7 @@ impl Clb for MemoryClb {
             .collect())
     }
 
-    async fn tag(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
+    async fn tag(&self, lb: &str, changes: &[Change], stop: &Stop) -> ChangeResults {
         self.mutate("tag", lb, changes, stop, |m, c| {
             if let Some(entry) = m.get_mut(&c.target) {
                 entry.2 = c.tag.clone().unwrap_or_default();
@@ -142,13 +136,13 @@ impl Clb for MemoryClb {
         })
     }
 
-    async fn register(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
+    async fn register(&self, lb: &str, changes: &[Change], stop: &Stop) -> ChangeResults {
         self.mutate("register", lb, changes, stop, |m, c| {
             m.insert(c.target, (c.weight, TargetKind::Ip, c.tag.clone().unwrap_or_default()));
         })
     }
 
-    async fn set_weight(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
+    async fn set_weight(&self, lb: &str, changes: &[Change], stop: &Stop) -> ChangeResults {
         self.mutate("set_weight", lb, changes, stop, |m, c| {
             if let Some(entry) = m.get_mut(&c.target) {
                 entry.0 = c.weight;
@@ -156,7 +150,7 @@ impl Clb for MemoryClb {
         })
     }
 
-    async fn deregister(&self, lb: &str, changes: &[Change], stop: &Stop) -> Outcomes {
+    async fn deregister(&self, lb: &str, changes: &[Change], stop: &Stop) -> ChangeResults {
         self.mutate("deregister", lb, changes, stop, |m, c| {
             m.remove(&c.target);
         })

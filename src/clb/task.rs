@@ -37,7 +37,7 @@ pub enum TaskStatus {
 impl TaskStatus {
     /// Maps the API's `Status` (0 succeeded, 1 failed, 2 running). Unknown values are reported as failures rather
     /// than polled forever.
-    pub fn from_api(status: i64, message: String) -> Self {
+    pub(crate) fn from_api(status: i64, message: String) -> Self {
         match status {
             0 => TaskStatus::Succeeded,
             1 => TaskStatus::Failed { message },
@@ -58,13 +58,18 @@ pub struct TaskPolicy {
     pub max_interval: Duration,
 }
 
+/// [`TaskPolicy::timeout`] unless told otherwise.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// [`TaskPolicy::first_interval`] unless told otherwise.
+pub(crate) const DEFAULT_FIRST_INTERVAL: Duration = Duration::from_millis(50);
+
+/// [`TaskPolicy::max_interval`], unless the first interval is longer.
+pub(crate) const MAX_INTERVAL: Duration = Duration::from_secs(2);
+
 impl Default for TaskPolicy {
     fn default() -> Self {
-        TaskPolicy {
-            timeout: Duration::from_secs(120),
-            first_interval: Duration::from_millis(50),
-            max_interval: Duration::from_secs(2),
-        }
+        TaskPolicy { timeout: DEFAULT_TIMEOUT, first_interval: DEFAULT_FIRST_INTERVAL, max_interval: MAX_INTERVAL }
     }
 }
 

@@ -6,13 +6,13 @@
 //!                    secret key ─► signing_key (date, service) ───┴─► signature ─► authorization
 //! ```
 //!
-//! The credentials it signs with come from [`crate::credentials`].
+//! The credentials it signs with come from [`super::credentials`].
 
 use std::fmt;
 
 use ring::{digest, hmac};
 
-use crate::credentials::{Credentials, SecretKey};
+use super::credentials::{Credentials, SecretKey};
 
 /// The signature algorithm name, first word of the `Authorization` header and of the string to sign.
 pub const ALGORITHM: &str = "TC3-HMAC-SHA256";

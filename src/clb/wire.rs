@@ -4,8 +4,8 @@
 //! calls nullable accepts `null` (arrays and strings become empty). Every response is wrapped in the envelope
 //! `{"Response": {..., "Error": {"Code", "Message"}, "RequestId"}}`; [`parse_envelope`] reads it.
 
+use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer};
-use serde::{Deserialize, Serialize};
 
 /// `null` → `T::default()`; use with `#[serde(default, deserialize_with = "null_default")]`.
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -16,152 +16,16 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Requests
+mod request;
+mod response;
 
-/// `DescribeLoadBalancers` by id (≤ 20 ids per call).
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeLoadBalancersRequest {
-    pub load_balancer_ids: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offset: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u32>,
-}
-
-/// `DescribeListeners` of one load balancer.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeListenersRequest {
-    pub load_balancer_id: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub listener_ids: Vec<String>,
-}
-
-/// `DescribeTargets` of some listeners of one load balancer (≤ 20 `ListenerIds`).
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeTargetsRequest {
-    pub load_balancer_id: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub listener_ids: Vec<String>,
-}
-
-/// `DescribeTargetHealth` of some listeners of some load balancers (≤ 30 load balancers per call).
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeTargetHealthRequest {
-    pub load_balancer_ids: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub listener_ids: Vec<String>,
-}
-
-/// A target of `RegisterTargets`, `DeregisterTargets`, `ModifyTargetWeight` and `RsWeightRule.Targets`.
-/// Exactly one of `EniIp` / `InstanceId`; clbsync always uses `EniIp`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Target {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub eni_ip: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_id: Option<String>,
-    pub port: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub weight: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-}
-
-/// `RegisterTargets` / `DeregisterTargets` / `ModifyTargetWeight`: one listener (and rule), ≤ 20 targets.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct TargetsRequest {
-    pub load_balancer_id: String,
-    pub listener_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub location_id: Option<String>,
-    pub targets: Vec<Target>,
-}
-
-/// A target of `BatchRegisterTargets` / `BatchDeregisterTargets`; L7 targets need `LocationId`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct BatchTarget {
-    pub listener_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub location_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub eni_ip: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_id: Option<String>,
-    pub port: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub weight: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-}
-
-/// `BatchRegisterTargets` / `BatchDeregisterTargets` (≤ 500 targets).
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct BatchTargetsRequest {
-    pub load_balancer_id: String,
-    pub targets: Vec<BatchTarget>,
-}
-
-/// One entry of `BatchModifyTargetWeight.ModifyList` (≤ 50 targets).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RsWeightRule {
-    pub listener_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub location_id: Option<String>,
-    pub targets: Vec<Target>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub weight: Option<u8>,
-}
-
-/// One entry of `BatchModifyTargetTag.ModifyList`: the targets of one listener or rule, each with its tag.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RsTagRule {
-    pub listener_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub location_id: Option<String>,
-    pub targets: Vec<Target>,
-}
-
-/// `BatchModifyTargetTag` (≤ 500 targets; synchronous: no task).
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct BatchModifyTargetTagRequest {
-    pub load_balancer_id: String,
-    pub modify_list: Vec<RsTagRule>,
-}
-
-/// `BatchModifyTargetWeight` (≤ 100 entries, ≤ 500 targets in total).
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct BatchModifyTargetWeightRequest {
-    pub load_balancer_id: String,
-    pub modify_list: Vec<RsWeightRule>,
-}
-
-/// `DescribeTaskStatus` of the task created by a mutating call (its `RequestId`).
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeTaskStatusRequest {
-    pub task_id: String,
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Responses
+pub use request::*;
+pub use response::*;
 
 /// `Response.Error`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     #[serde(default, deserialize_with = "null_default")]
     pub code: String,
     #[serde(default, deserialize_with = "null_default")]
@@ -186,7 +50,7 @@ struct Envelope<T> {
 
 /// How a response body could not be used.
 #[derive(Debug)]
-pub enum EnvelopeError {
+pub(crate) enum EnvelopeError {
     /// `Response.Error` was present: the API refused the call.
     Api { code: String, message: String, request_id: String },
     /// Not JSON, no `Response`, or fields of the wrong type.
@@ -194,7 +58,7 @@ pub enum EnvelopeError {
 }
 
 /// Parses `{"Response": {...}}`: the action's fields and the `RequestId`, or the API's error.
-pub fn parse_envelope<T: DeserializeOwned>(body: &[u8]) -> Result<(T, String), EnvelopeError> {
+pub(crate) fn parse_envelope<T: DeserializeOwned>(body: &[u8]) -> Result<(T, String), EnvelopeError> {
     let common: Envelope<Common> = serde_json::from_slice(body).map_err(|e| EnvelopeError::Decode(e.to_string()))?;
     let request_id = common.response.request_id.unwrap_or_default();
     if let Some(err) = common.response.error {
@@ -204,201 +68,13 @@ pub fn parse_envelope<T: DeserializeOwned>(body: &[u8]) -> Result<(T, String), E
     Ok((typed.response, request_id))
 }
 
-/// Responses with nothing but the `RequestId` (the task id of async actions).
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Empty {}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeLoadBalancersResponse {
-    #[serde(default, deserialize_with = "null_default")]
-    pub total_count: u64,
-    #[serde(default, deserialize_with = "null_default")]
-    pub load_balancer_set: Vec<LoadBalancerOut>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct LoadBalancerOut {
-    pub load_balancer_id: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub load_balancer_name: String,
-    /// 1 = CLB, 0 = classic.
-    #[serde(default)]
-    pub forward: Option<i64>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeListenersResponse {
-    #[serde(default, deserialize_with = "null_default")]
-    pub listeners: Vec<ListenerOut>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListenerOut {
-    pub listener_id: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub listener_name: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub protocol: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub port: u16,
-    #[serde(default, deserialize_with = "null_default")]
-    pub target_type: String,
-    /// HTTP/HTTPS only; `null` on layer-4 listeners.
-    #[serde(default, deserialize_with = "null_default")]
-    pub rules: Vec<RuleOutput>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RuleOutput {
-    pub location_id: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub domain: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub url: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub target_type: String,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeTargetHealthResponse {
-    #[serde(default, deserialize_with = "null_default")]
-    pub load_balancers: Vec<LoadBalancerHealth>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct LoadBalancerHealth {
-    pub load_balancer_id: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub listeners: Vec<ListenerHealth>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListenerHealth {
-    pub listener_id: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub rules: Vec<RuleHealth>,
-}
-
-/// One L7 rule, or the single entry of an L4 listener (with a `LocationId` but `Domain` and `Url` null).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RuleHealth {
-    #[serde(default, deserialize_with = "null_default")]
-    pub location_id: String,
-    #[serde(default)]
-    pub domain: Option<String>,
-    #[serde(default)]
-    pub url: Option<String>,
-    #[serde(default, deserialize_with = "null_default")]
-    pub targets: Vec<TargetHealthEntry>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct TargetHealthEntry {
-    #[serde(rename = "IP", default, deserialize_with = "null_default")]
-    pub ip: String,
-    pub port: u16,
-    #[serde(default)]
-    pub health_status: bool,
-    /// `Alive`, `Dead`, `Unknown` or `Close` (health check off: the target takes traffic).
-    #[serde(default, deserialize_with = "null_default")]
-    pub health_status_detail: String,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeTargetsResponse {
-    #[serde(default, deserialize_with = "null_default")]
-    pub listeners: Vec<ListenerBackend>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListenerBackend {
-    pub listener_id: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub protocol: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub port: u16,
-    /// Layer-4 backends; `null` on HTTP/HTTPS.
-    #[serde(default, deserialize_with = "null_default")]
-    pub targets: Vec<Backend>,
-    /// Layer-7 rules with their backends; `null` on layer 4.
-    #[serde(default, deserialize_with = "null_default")]
-    pub rules: Vec<RuleTargets>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RuleTargets {
-    pub location_id: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub domain: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub url: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub targets: Vec<Backend>,
-}
-
-/// A bound backend. Matched on `PrivateIpAddresses[0]` + `Port`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Backend {
-    /// `CVM`, `ENI`, ... in varying case.
-    #[serde(default, deserialize_with = "null_default")]
-    pub r#type: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub instance_id: String,
-    pub port: u16,
-    pub weight: u8,
-    /// Empty when untagged.
-    #[serde(default, deserialize_with = "null_default")]
-    pub tag: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub private_ip_addresses: Vec<String>,
-    #[serde(default, deserialize_with = "null_default")]
-    pub public_ip_addresses: Vec<String>,
-    #[serde(default)]
-    pub instance_name: Option<String>,
-    #[serde(default)]
-    pub eni_id: Option<String>,
-    #[serde(default)]
-    pub registered_time: Option<String>,
-}
-
-/// `BatchRegisterTargets` / `BatchDeregisterTargets`: partial failure is reported here, not as an error.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct BatchTargetsResponse {
-    #[serde(default, deserialize_with = "null_default")]
-    pub fail_listener_id_set: Vec<String>,
-    #[serde(default, deserialize_with = "null_default")]
-    pub message: String,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeTaskStatusResponse {
-    /// 0 succeeded, 1 failed, 2 running.
-    pub status: i64,
-    #[serde(default, deserialize_with = "null_default")]
-    pub message: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub load_balancer_ids: Vec<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A response with nothing but the `RequestId`.
+    #[derive(Debug, Deserialize)]
+    struct Empty {}
 
     #[test]
     fn requests_are_pascal_case_and_omit_absent_fields() {
@@ -494,7 +170,7 @@ mod tests {
             br#"{"Response":{"Status":1,"LoadBalancerIds":null,"Message":null,"RequestId":"x"}}"#,
         )
         .unwrap();
-        assert_eq!((t.status, t.message.as_str(), t.load_balancer_ids.len()), (1, "", 0));
+        assert_eq!((t.status, t.message.as_str()), (1, ""));
         let (b, _) = parse_envelope::<BatchTargetsResponse>(
             br#"{"Response":{"FailListenerIdSet":null,"Message":null,"RequestId":"x","Extra":{"a":1}}}"#,
         )

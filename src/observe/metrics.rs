@@ -36,8 +36,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::apply::RowStatus;
+use crate::outcome::{Outcome, exit};
 use crate::plan::{Action, RulePlan, Status, Waits};
-use crate::reconcile::{Outcome, exit};
 
 type Labels<const N: usize> = [(&'static str, String); N];
 
@@ -184,9 +184,8 @@ impl Metrics {
         if ok {
             self.last_success.set(now);
         }
-        let Some(applied) = &outcome.applied else { return };
-        for (rule, statuses) in outcome.plan.rules.iter().zip(&applied.rows) {
-            for (row, status) in rule.rows.iter().zip(statuses) {
+        for rule in outcome.rules() {
+            for (row, status) in rule.rows() {
                 let status = match status {
                     RowStatus::NoOp => continue,
                     RowStatus::Applied => "applied",
@@ -262,7 +261,7 @@ impl Metrics {
     }
 
     /// Sets the credential metrics from the provider's totals so far.
-    pub fn record_credentials(&self, stats: &crate::credentials::Stats) {
+    pub fn record_credentials(&self, stats: &crate::clb::credentials::Stats) {
         for ((source, result), total) in &stats.refreshes {
             let counter = self
                 .credentials_refresh
@@ -339,7 +338,7 @@ mod tests {
         m.reconcile.get_or_create(&[("result", "ok".to_owned())]).inc();
         m.changes.get_or_create(&[("action", "register".to_owned()), ("status", "applied".to_owned())]).inc();
         m.record_api_calls([("RegisterTargets", "ok", 2)]);
-        let mut stats = crate::credentials::Stats { expires_unix: Some(1_700_000_000), ..Default::default() };
+        let mut stats = crate::clb::credentials::Stats { expires_unix: Some(1_700_000_000), ..Default::default() };
         stats.refreshes.insert(("tke-oidc", "ok"), 2);
         m.record_credentials(&stats);
         stats.refreshes.insert(("tke-oidc", "ok"), 3);
@@ -387,7 +386,7 @@ mod tests {
         m.reconcile.get_or_create(&[("result", "ok".to_owned())]).inc();
         m.changes.get_or_create(&[("action", "register".to_owned()), ("status", "failed".to_owned())]).inc();
         m.record_api_calls([("RegisterTargets", "ok", 1)]);
-        let mut stats = crate::credentials::Stats::default();
+        let mut stats = crate::clb::credentials::Stats::default();
         stats.refreshes.insert(("tke-oidc", "error"), 1);
         m.record_credentials(&stats);
         let share = [("rule", "r".to_owned()), ("backend", "b".to_owned()), ("kind", "requested".to_owned())];

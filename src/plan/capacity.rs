@@ -49,6 +49,7 @@ pub(super) fn keep_serving_capacity(
     wanted: &BTreeMap<Target, &DesiredTarget>,
     leaving: &BTreeMap<Target, Leaving>,
     since: &BTreeMap<Target, i64>,
+    warming: &BTreeMap<Target, String>,
 ) -> Kept {
     let removed = |r: &Row| matches!(r.action, Action::Drain | Action::Deregister);
     // The weight a row leaves its target with (a registration's, for targets bound by this run).
@@ -77,14 +78,17 @@ pub(super) fn keep_serving_capacity(
     // pods it will have can take.
     let mut serving = ips(&|r| takes_after(r) && r.current_weight.unwrap_or(0) > 0);
     serving.extend(ips(&|r| moves(r) && healthy(r)));
-    let eventual = ips(&|r| !removed(r) && weight_after(r) > 0);
+    // A split's targets held back until their health checks pass will take traffic; until they do, every moving
+    // target stays (make before break across backends: the old backend goes only once the weight has moved).
+    let eventual = ips(&|r| !removed(r) && (weight_after(r) > 0 || warming.contains_key(&r.target)));
     let needed = serving.len().min(eventual.len());
+    let hold_all = !warming.is_empty();
     let mut moving: Vec<usize> = (0..rows.len()).filter(|&i| moves(&rows[i])).collect();
     moving.sort_by_key(|&i| Reverse(rank(&rows[i])));
     let mut held: Vec<usize> = Vec::new();
     let mut held_ips = keepers.clone();
     for i in moving {
-        if held_ips.len() >= needed {
+        if held_ips.len() >= needed && !hold_all {
             break;
         }
         if held_ips.insert(rows[i].target.ip) {

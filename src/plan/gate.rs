@@ -23,8 +23,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Action, Plan, PodLists, Row, RulePlan, Status, serves};
-use crate::model::{GateCondition, Health, Pod};
-use crate::rules::Rule;
+use crate::model::{GateCondition, Health, Pod, RuleId};
+use crate::rules::Rules;
 
 /// What the readiness gate waits for before it turns True (`--gate-on`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub enum GateOn {
 
 /// What became of one row's change in this run, as far as the gate is concerned.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Applied {
+pub enum RowResult {
     /// Not applied (`diff`, a blocked rule, or held back).
     NotRun,
     Done,
@@ -95,26 +95,26 @@ pub fn gate_needs_health(pods: &[Pod], rows: &[Row], gate_on: GateOn) -> bool {
         })
 }
 
-/// Plans the gate conditions of every gated pod of `rules` (aligned with `plan.rules`) into `plan.gate`, and
-/// marks the rules whose gated pods wait ([`RulePlan::gate_waits`]). `applied(i, j)` says what became of
-/// `plan.rules[i].rows[j]` in this run.
+/// Plans the gate conditions of every gated pod of the rules of `plan` (made from `rules`) into `plan.gate`, and
+/// marks the rules whose gated pods wait ([`RulePlan::gate_waits`]). `applied(rule, row)` says what became of a
+/// row's change in this run.
 ///
 /// Only the rules of this run are looked at: a namespace with a pod list that failed sets no pod True.
 pub fn plan_gate(
-    rules: &[&Rule],
+    rules: &Rules,
     pods: &PodLists,
     plan: &mut Plan,
-    applied: impl Fn(usize, usize) -> Applied,
+    applied: impl Fn(RuleId, &Row) -> RowResult,
     gate_on: GateOn,
 ) {
-    let unlisted: BTreeSet<&str> = rules
-        .iter()
-        .filter(|r| r.queries().any(|q| !matches!(pods.get(q), Some(Ok(_)))))
-        .map(|r| r.backend.pods.namespace.as_str())
+    let planned = || plan.rules.iter().enumerate().filter_map(|(i, p)| Some((i, rules.get(p.id)?)));
+    let unlisted: BTreeSet<&str> = planned()
+        .filter(|(_, r)| r.queries().any(|q| !matches!(pods.get(q), Some(Ok(_)))))
+        .map(|(_, r)| r.backend.pods.namespace.as_str())
         .collect();
-    // (namespace, pod) → the pod and the rules that select it.
+    // (namespace, pod) → the pod and the rules of the plan (their places in `plan.rules`) that select it.
     let mut gated: BTreeMap<(&str, &str), (&Pod, Vec<usize>)> = BTreeMap::new();
-    for (i, rule) in rules.iter().enumerate() {
+    for (i, rule) in planned() {
         let lists = rule.queries().filter_map(|q| pods.get(q)?.as_ref().ok());
         for pod in lists.flat_map(|l| &l.pods).filter(|p| p.gate.is_some() && !p.terminating) {
             let entry = gated.entry((rule.backend.pods.namespace.as_str(), pod.name.as_str())).or_insert((pod, vec![]));
@@ -141,7 +141,7 @@ pub fn plan_gate(
             Some(unbindable(&plan.rules[unable[0]], name, is_true))
         } else if serves(pod) {
             let states: Vec<(&RulePlan, OnRule)> =
-                binding.iter().map(|&i| (&plan.rules[i], on_rule(&plan.rules[i], i, name, &applied))).collect();
+                binding.iter().map(|&i| (&plan.rules[i], on_rule(&plan.rules[i], name, &applied))).collect();
             wanted(&states, current, gate_on, unlisted.contains(namespace))
         } else if current.is_some_and(|c| c.status) {
             // Its containers stopped being ready: its targets go, so the gate goes False with them.
@@ -190,12 +190,12 @@ fn unbindable(rule: &RulePlan, name: &str, is_true: bool) -> GateCondition {
     }
 }
 
-/// Where pod `name` stands on rule `i` after this run.
-fn on_rule(rule: &RulePlan, i: usize, name: &str, applied: &impl Fn(usize, usize) -> Applied) -> OnRule {
+/// Where pod `name` stands on `rule` after this run.
+fn on_rule(rule: &RulePlan, name: &str, applied: &impl Fn(RuleId, &Row) -> RowResult) -> OnRule {
     if let Status::Skipped { reason } = &rule.status {
         return OnRule::Skipped(reason.clone());
     }
-    let Some((j, row)) = rule.rows.iter().enumerate().find(|(_, r)| r.pod.as_deref() == Some(name)) else {
+    let Some(row) = rule.rows.iter().find(|r| r.pod.as_deref() == Some(name)) else {
         let prefix = format!("pod {name} ");
         return match (&rule.status, rule.warnings.iter().find(|w| w.starts_with(&prefix))) {
             (_, Some(warning)) => OnRule::Blocked(warning.clone()),
@@ -213,13 +213,13 @@ fn on_rule(rule: &RulePlan, i: usize, name: &str, applied: &impl Fn(usize, usize
         (Action::Register | Action::Reweight | Action::Adopt, Status::Blocked { reason }) if !at_weight => {
             OnRule::Blocked(reason.clone())
         }
-        (Action::Register | Action::Reweight | Action::Adopt, _) => match applied(i, j) {
+        (Action::Register | Action::Reweight | Action::Adopt, _) => match applied(rule.id, row) {
             // Just bound: CLB has not probed it yet.
-            Applied::Done if row.action == Action::Register => OnRule::Bound { health: Health::Unhealthy },
-            Applied::Done => OnRule::Bound { health: row.health },
-            Applied::Failed(failure) => OnRule::Failed(failure),
-            Applied::NotRun if at_weight => OnRule::Bound { health: row.health },
-            Applied::NotRun => OnRule::Pending(row.current_weight.map(|w| format!("bound at weight {w}"))),
+            RowResult::Done if row.action == Action::Register => OnRule::Bound { health: Health::Unhealthy },
+            RowResult::Done => OnRule::Bound { health: row.health },
+            RowResult::Failed(failure) => OnRule::Failed(failure),
+            RowResult::NotRun if at_weight => OnRule::Bound { health: row.health },
+            RowResult::NotRun => OnRule::Pending(row.current_weight.map(|w| format!("bound at weight {w}"))),
         },
         (Action::Unchanged | Action::Wait, _) => OnRule::Bound { health: row.health },
         // Not ours to weigh (untagged or another owner's under `--owner`): bound only while it takes a weight.

@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::capacity::{Leaving, keep_serving_capacity};
+use super::capacity::{Kept, Leaving, keep_serving_capacity};
 use super::source::Source;
 use super::{Action, DesiredTargets, PlanOptions, Row, Status, UnlessFailed, Unmanaged, serves};
-use crate::model::{BoundTarget, Health, Pod, PodState, TAG_PREFIX, Target, TargetKind};
+use crate::model::{BoundTarget, DesiredTarget, Health, Pod, PodState, TAG_PREFIX, Target, TargetKind};
 use crate::rules::{Policy, Rule};
 
 /// What one rule's planner needs from the rule itself and from what the cluster said of its workload.
@@ -126,36 +126,145 @@ pub fn plan_rule(
     let mut leaving = BTreeMap::new();
     // Since when a terminating pod's target has been leaving: the pod's deletion time.
     let mut since: BTreeMap<Target, i64> = desired.targets.iter().filter_map(|d| Some((d.target, d.since?))).collect();
-
+    let ctx = Bound { desired, elsewhere, rule, ready_ips: &ready_ips };
     for (target, b) in &bound {
-        let want = wanted.get(target);
-        let pod = want.map(|d| d.pod.clone());
+        let want = wanted.get(target).copied();
+        rows.push(ctx.row(*target, b, want, ownership(b, want.is_some(), opts), &mut leaving, &mut since));
+    }
+    let new = wanted.iter().filter(|(t, d)| !bound.contains_key(*t) && d.state == PodState::Ready);
+    rows.extend(new.map(|(target, d)| Row {
+        action: Action::Register,
+        target: *target,
+        weight: Some(d.weight),
+        current_weight: None,
+        pod: Some(d.pod.clone()),
+        note: desired.warming.get(target).cloned(),
+        unless_failed: UnlessFailed::Unconditional,
+        unmanaged: None,
+        health: Health::Unknown,
+        waiting_since: None,
+    }));
+    rows.sort_by_key(|r| r.target);
+
+    if let Some(reason) = empty_rule(desired, &rows, rule, opts) {
+        return RuleRows { status: Status::Blocked { reason }, rows, needs_health: false, lookup: Vec::new() };
+    }
+    let kept = keep_serving_capacity(&mut rows, &bound, &wanted, &leaving, &since, &desired.warming);
+    release_warmup(&mut rows, desired);
+    // Held back while some bound target's health was not read: its previous share or its own health may free it.
+    let warming_unread = !desired.warming.is_empty() && bound.values().any(|b| b.health == Health::Unknown);
+    let kept = Kept { needs_health: kept.needs_health || warming_unread, ..kept };
+    // Held over budget, the rule still asks what it needs read: planned again with it, the numbers are final.
+    let held = opts.max_deregister.and_then(|budget| {
+        rule.source.and_then(|s| s.holds(&rows, budget)).or_else(|| super::budget::over(&rows, budget))
+    });
+    let status = held.map_or(Status::Ready, |reason| Status::Blocked { reason });
+    RuleRows { status, rows, needs_health: kept.needs_health, lookup: kept.lookup }
+}
+
+/// Make before break across backends holds new targets below their weight only while another target of the rule
+/// keeps serving: when none would (the old backend's pods are gone, or every bound target fails its health
+/// checks), the held targets get their weight now. At weight 0 they would get nothing even from CLB's forwarding
+/// to all targets when all fail their checks.
+fn release_warmup(rows: &mut [Row], desired: &DesiredTargets) {
+    let serves_after = |r: &Row| {
+        let stays = !matches!(r.action, Action::Deregister | Action::Drain);
+        stays
+            && r.weight.is_some_and(|w| w > 0)
+            && r.health == Health::Healthy
+            && !desired.warming.contains_key(&r.target)
+    };
+    if desired.warming.is_empty() || rows.iter().any(serves_after) {
+        return;
+    }
+    for row in rows.iter_mut() {
+        let Some(&weight) = desired.unheld.get(&row.target) else { continue };
+        row.weight = Some(weight);
+        row.note = None;
+        if row.action == Action::Wait {
+            row.action = if row.current_weight == Some(weight) { Action::Unchanged } else { Action::Reweight };
+        }
+    }
+}
+
+/// Whose bound target `b` is: `ours_wanted` says whether one of the rule's pods has it.
+fn ownership(b: &BoundTarget, ours_wanted: bool, opts: &PlanOptions) -> Ownership {
+    match (&b.kind, &opts.owner) {
+        (TargetKind::Instance { kind, instance_id }, _) => {
+            Ownership::Not(Unmanaged::Instance { kind: kind.clone(), instance_id: instance_id.clone() })
+        }
+        (TargetKind::Ip, None) => Ownership::Ours,
+        (TargetKind::Ip, Some(owner)) if b.tag == owner.tag() => Ownership::Ours,
+        (TargetKind::Ip, Some(_)) => match b.tag.strip_prefix(TAG_PREFIX) {
+            Some(other) => Ownership::Not(Unmanaged::Owner(other.to_string())),
+            None if b.tag.is_empty() && opts.adopt_untagged && ours_wanted => Ownership::Adopt,
+            None if b.tag.is_empty() => Ownership::Not(Unmanaged::Untagged),
+            None => Ownership::Not(Unmanaged::Tagged(b.tag.clone())),
+        },
+    }
+}
+
+/// The empty-rule guard: with no ready pod at all, a rule that would take serving targets out is blocked (the
+/// reason) unless `allow_empty`.
+fn empty_rule(desired: &DesiredTargets, rows: &[Row], rule: RuleOptions<'_>, opts: &PlanOptions) -> Option<String> {
+    let ready = desired.targets.iter().filter(|d| d.state == PodState::Ready).count();
+    let removes_traffic = rows
+        .iter()
+        .any(|r| matches!(r.action, Action::Deregister | Action::Drain) && r.current_weight.is_some_and(|w| w > 0));
+    // Owner or not: another owner's (or a hand-bound) target that still serves does not make an empty desired set
+    // intended; a selector typo looks the same as a cluster handing the rule over, so handing over needs
+    // `allow_empty`.
+    if ready > 0 || !removes_traffic || rule.allow_empty || opts.allow_empty {
+        return None;
+    }
+    let n = rows.iter().filter(|r| matches!(r.action, Action::Deregister | Action::Drain)).count();
+    let mut reason = format!(
+        "no ready pods: this would take all {n} serving target(s) out of the load balancer; if that is \
+         intended, set `allow_empty: true` on the backend or pass --allow-empty"
+    );
+    if let Some(owner) = &opts.owner {
+        reason.push_str(&format!(
+            "; with --owner {owner} other owners' targets do not count: handing the rule to another cluster needs \
+             allow_empty too"
+        ));
+    }
+    Some(reason)
+}
+
+/// What one rule's bound targets are planned against.
+struct Bound<'a> {
+    desired: &'a DesiredTargets,
+    elsewhere: Elsewhere<'a>,
+    rule: RuleOptions<'a>,
+    /// IPs of the rule's ready pods (on any port).
+    ready_ips: &'a BTreeSet<IpAddr>,
+}
+
+impl Bound<'_> {
+    /// The row of bound target `b` at `target`, which pod `want` of the rule may have. Records in `leaving` and
+    /// `since` what the capacity guard needs to know of a target that goes.
+    fn row(
+        &self,
+        target: Target,
+        b: &BoundTarget,
+        want: Option<&DesiredTarget>,
+        ownership: Ownership,
+        leaving: &mut BTreeMap<Target, Leaving>,
+        since: &mut BTreeMap<Target, i64>,
+    ) -> Row {
         let row = |action, weight, note: Option<String>| Row {
             action,
-            target: *target,
+            target,
             weight,
             current_weight: Some(b.weight),
-            pod: pod.clone(),
+            pod: want.map(|d| d.pod.clone()),
             note,
-            unless_failed: UnlessFailed::Nothing,
+            unless_failed: UnlessFailed::Unconditional,
             unmanaged: None,
             health: b.health,
             waiting_since: None,
         };
-        let ownership = match (&b.kind, &opts.owner) {
-            (TargetKind::Instance { kind, instance_id }, _) => {
-                Ownership::Not(Unmanaged::Instance { kind: kind.clone(), instance_id: instance_id.clone() })
-            }
-            (TargetKind::Ip, None) => Ownership::Ours,
-            (TargetKind::Ip, Some(owner)) if b.tag == owner.tag() => Ownership::Ours,
-            (TargetKind::Ip, Some(_)) => match b.tag.strip_prefix(TAG_PREFIX) {
-                Some(other) => Ownership::Not(Unmanaged::Owner(other.to_string())),
-                None if b.tag.is_empty() && opts.adopt_untagged && want.is_some() => Ownership::Adopt,
-                None if b.tag.is_empty() => Ownership::Not(Unmanaged::Untagged),
-                None => Ownership::Not(Unmanaged::Tagged(b.tag.clone())),
-            },
-        };
-        rows.push(match (ownership, want) {
+        match (ownership, want) {
             (Ownership::Not(why), want) => {
                 let bound = if want.is_some() { "bound, " } else { "" };
                 let note = match &why {
@@ -174,26 +283,28 @@ pub fn plan_rule(
                 row(Action::Adopt, Some(weight), Some("untagged target of our pod: tagged as ours".into()))
             }
             (Ownership::Ours, Some(d)) if d.state == PodState::Ready => {
-                if b.weight == d.weight {
-                    row(Action::Unchanged, Some(b.weight), None)
-                } else {
-                    row(Action::Reweight, Some(d.weight), None)
+                // A split's target held back until its health checks pass waits at the weight it may have.
+                let held = self.desired.warming.get(&target).cloned();
+                match (b.weight == d.weight, held) {
+                    (true, None) => row(Action::Unchanged, Some(b.weight), None),
+                    (true, Some(note)) => row(Action::Wait, Some(b.weight), Some(note)),
+                    (false, note) => row(Action::Reweight, Some(d.weight), note),
                 }
             }
-            (Ownership::Ours, Some(_)) => {
-                if b.weight > 0 {
-                    let note = Some("pod is terminating".into());
-                    Row { unless_failed: UnlessFailed::AnyOfRule, ..row(Action::Drain, Some(0), note) }
-                } else {
-                    row(Action::Unchanged, Some(0), Some("draining: pod is terminating".into()))
-                }
+            (Ownership::Ours, Some(_)) if b.weight > 0 => {
+                let note = Some("pod is terminating".into());
+                Row { unless_failed: UnlessFailed::AnyOfRule, ..row(Action::Drain, Some(0), note) }
             }
-            (Ownership::Ours, None) => match rule.policy {
+            (Ownership::Ours, Some(_)) => row(Action::Unchanged, Some(0), Some("draining: pod is terminating".into())),
+            (Ownership::Ours, None) if self.desired.kept.is_some() => {
+                row(Action::Unchanged, Some(b.weight), self.desired.kept.clone())
+            }
+            (Ownership::Ours, None) => match self.rule.policy {
                 Policy::UpsertOnly => row(Action::Unchanged, Some(b.weight), Some("kept: upsert-only".into())),
                 // The pod of this IP is still ready on another port: it moves (the rules or its template changed
                 // the port), and keeps its old port until the new one takes traffic.
-                Policy::Sync if ready_ips.contains(&target.ip) => {
-                    leaving.insert(*target, Leaving::Moves);
+                Policy::Sync if self.ready_ips.contains(&target.ip) => {
+                    leaving.insert(target, Leaving::Moves);
                     let note = Some("the pod's port changed".into());
                     Row { unless_failed: UnlessFailed::SamePod, ..row(Action::Deregister, None, note) }
                 }
@@ -203,64 +314,10 @@ pub fn plan_rule(
                 }
                 // The rules no longer select it (a backend switched, a selector changed): whether it still
                 // serves is what the cluster knows of its IP.
-                Policy::Sync => not_selected(row(Action::Deregister, None, None), elsewhere, &mut leaving, &mut since),
+                Policy::Sync => not_selected(row(Action::Deregister, None, None), self.elsewhere, leaving, since),
             },
-        });
-    }
-    for (target, d) in &wanted {
-        if bound.contains_key(target) || d.state != PodState::Ready {
-            continue;
         }
-        rows.push(Row {
-            action: Action::Register,
-            target: *target,
-            weight: Some(d.weight),
-            current_weight: None,
-            pod: Some(d.pod.clone()),
-            note: None,
-            unless_failed: UnlessFailed::Nothing,
-            unmanaged: None,
-            health: Health::Unknown,
-            waiting_since: None,
-        });
     }
-    rows.sort_by_key(|r| r.target);
-
-    let ready = desired.targets.iter().filter(|d| d.state == PodState::Ready).count();
-    let removes_traffic = rows
-        .iter()
-        .any(|r| matches!(r.action, Action::Deregister | Action::Drain) && r.current_weight.is_some_and(|w| w > 0));
-    // Owner or not: another owner's (or a hand-bound) target that still serves does not make an empty desired set
-    // intended; a selector typo looks the same as a cluster handing the rule over, so handing over needs
-    // `allow_empty`.
-    if ready == 0 && removes_traffic && !(rule.allow_empty || opts.allow_empty) {
-        let n = rows.iter().filter(|r| matches!(r.action, Action::Deregister | Action::Drain)).count();
-        let mut reason = format!(
-            "no ready pods: this would take all {n} serving target(s) out of the load balancer; if that is \
-             intended, set `allow_empty: true` on the backend or pass --allow-empty"
-        );
-        if let Some(owner) = &opts.owner {
-            reason.push_str(&format!(
-                "; with --owner {owner} other owners' targets do not count: handing the rule to another cluster needs \
-                 allow_empty too"
-            ));
-        }
-        return RuleRows { status: Status::Blocked { reason }, rows, needs_health: false, lookup: Vec::new() };
-    }
-    let kept = keep_serving_capacity(&mut rows, &bound, &wanted, &leaving, &since);
-    // Held over budget, the rule still asks what it needs read: planned again with it, the numbers are final.
-    let held = opts.max_deregister.and_then(|budget| {
-        rule.source.and_then(|s| s.holds(&rows, budget)).or_else(|| super::budget::over(&rows, budget))
-    });
-    if let Some(reason) = held {
-        return RuleRows {
-            status: Status::Blocked { reason },
-            rows,
-            needs_health: kept.needs_health,
-            lookup: kept.lookup,
-        };
-    }
-    RuleRows { status: Status::Ready, rows, needs_health: kept.needs_health, lookup: kept.lookup }
 }
 
 /// A bound target of ours, weighted and not unhealthy, that the rule's pods do not have (a backend switched, a

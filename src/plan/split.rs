@@ -15,9 +15,10 @@
 use std::collections::BTreeMap;
 
 use super::targets::{Refused, backend_targets};
+use super::warmup::hold_warming;
 use super::{DesiredTargets, PodLists};
-use crate::model::{BoundTarget, DEFAULT_WEIGHT, Pod, PodState, Target, Weight};
-use crate::rules::{OnEmpty, Rule, Split};
+use crate::model::{BoundTarget, DEFAULT_WEIGHT, DesiredTarget, Pod, PodState, Selected, Target, Weight};
+use crate::rules::{OnEmpty, Rule, Share, Split};
 
 /// How far (in hundredths of a percentage point) a backend's achieved share may be from its requested one
 /// before weights change: 50, half a percentage point. Past it (and past the best integer weights can reach)
@@ -39,8 +40,8 @@ pub struct Part {
 pub struct Weights {
     /// `None` for a backend without targets.
     pub weights: Vec<Option<Weight>>,
-    /// The largest distance between a backend's achieved and aimed-at share, in basis points (aimed at: the
-    /// shares of the backends with targets, or with `hold` and an empty backend, the bound weights' split).
+    /// The largest distance between a backend's achieved and aimed-at share, in basis points (aimed at: its
+    /// share of the shares of the backends with targets).
     pub error_bp: u32,
     /// The best any integer weights could do, in basis points (the planner's own search).
     pub best_bp: u32,
@@ -65,8 +66,11 @@ pub fn requested_bp(parts: &[Part]) -> Vec<u32> {
     parts.iter().map(|p| (u64::from(p.share) * 10_000 + total / 2).checked_div(total).unwrap_or(0) as u32).collect()
 }
 
-/// The weights for `parts`. Pure; see the module doc for the order of preference.
-pub fn weights(parts: &[Part], on_empty: OnEmpty) -> Weights {
+/// The weights for `parts`. Pure; see the module doc for the order of preference. A backend without targets
+/// takes nothing, and the others are weighted by their shares among themselves, their bound weights kept while
+/// within the tolerance: with `hold` as with `redistribute` (the policies differ in what the plan says), so with
+/// three backends and one empty, the two left keep the proportions asked for between them.
+pub fn weights(parts: &[Part]) -> Weights {
     let live: Vec<usize> = (0..parts.len()).filter(|&i| parts[i].targets > 0).collect();
     let none = || Weights { weights: vec![None; parts.len()], error_bp: 0, best_bp: 0 };
     if live.is_empty() {
@@ -77,10 +81,6 @@ pub fn weights(parts: &[Part], on_empty: OnEmpty) -> Weights {
         .map(|&i| parts[i].current.map(|w| w.clamp(1, 100)))
         .collect::<Option<Vec<_>>>()
         .map(|ws| spread(parts.len(), &live, &ws));
-    let empty = live.len() < parts.len();
-    if let (true, OnEmpty::Hold, Some(held)) = (empty, on_empty, &current) {
-        return Weights { weights: held.clone(), error_bp: 0, best_bp: 0 };
-    }
     let aim = aims(parts, &live);
     let best = search(parts, &live, &aim);
     let best_err = error(parts, &aim, &best);
@@ -180,6 +180,8 @@ pub struct SplitRow {
     pub targets: usize,
     /// The weight of each of them; `None` without targets.
     pub weight: Option<Weight>,
+    /// Of them, those held below that weight until they pass health checks (make before break across backends).
+    pub waiting: usize,
 }
 
 /// What [`desired`] finds: the targets, the pods, the split rows and what the source sanity check compares.
@@ -189,65 +191,30 @@ pub(super) type Desired = (DesiredTargets, Vec<Pod>, Vec<SplitRow>, Option<super
 /// all its backends, what the report shows of the split, and the replicas its workloads ask for together (when
 /// each has `spec.replicas`, for the source sanity check). Refused when a backend cannot be read (skipped) or a pod is in two backends
 /// (blocked, never merged).
-pub(super) fn desired(rule: &Rule, split: &Split, pods: &PodLists, bound: &[BoundTarget]) -> Result<Desired, Refused> {
-    let mut each = Vec::with_capacity(split.backends.len());
+pub(super) fn desired(rule: &Rule, split: &Split, pods: &PodLists, on_lb: &[BoundTarget]) -> Result<Desired, Refused> {
+    let mut read = Vec::with_capacity(split.backends.len());
+    let mut unread = None;
     for share in &split.backends {
-        each.push(backend_targets(rule, &share.backend, pods)?);
-    }
-    // An empty list is a selector typo or a deleted workload, as for a rule with one backend: the whole backend
-    // would leave at once (its targets are no longer selected), so the rule is held; unless the workload asks for
-    // no pods (a canary scaled to 0) or the rule allows it.
-    for (share, (_, listed)) in split.backends.iter().zip(&each) {
-        if listed.pods.is_empty() && listed.replicas != Some(0) && !share.backend.allow_empty {
-            let reason = format!(
-                "{} lists no pods: a selector typo, or a workload deleted or not created yet? the rule's targets \
-                 are left as they are (scale it to 0 replicas, or set allow_empty: true, to let its targets go)",
-                share.backend.pods
-            );
-            return Err(Refused::Block { reason, found: DesiredTargets::default() });
+        match backend_targets(rule, &share.backend, pods) {
+            Ok(found) => read.push(Some(found)),
+            Err(Refused::Skip(reason)) => {
+                unread.get_or_insert(reason);
+                read.push(None);
+            }
+            Err(refused) => return Err(refused),
         }
     }
-    let mut owner: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, (_, listed)) in each.iter().enumerate() {
-        for pod in listed.pods.iter() {
-            if let Some(j) = owner.insert(&pod.name, i).filter(|&j| j != i) {
-                let reason = format!(
-                    "pod {} is selected by backends[{j}] ({}) and backends[{i}] ({}): a pod may be in one backend of \
-                     a rule (make their selectors exclusive, e.g. with a `track: canary` label); the rule's targets \
-                     are left as they are",
-                    pod.name, split.backends[j].backend.pods, split.backends[i].backend.pods
-                );
-                return Err(Refused::Block { reason, found: DesiredTargets::default() });
-            }
-        }
+    if let Some(reason) = unread {
+        one_backend_per_pod(split, read.iter().map(|r| r.as_ref().map(|(_, listed)| *listed)))?;
+        return held(read, reason, on_lb);
     }
-    let bound: BTreeMap<Target, Weight> = bound.iter().map(|b| (b.target, b.weight)).collect();
-    let parts: Vec<Part> = split
-        .backends
-        .iter()
-        .zip(&each)
-        .map(|(share, (found, _))| {
-            let ready = found.targets.iter().filter(|d| d.state == PodState::Ready);
-            let mut counts: BTreeMap<Weight, usize> = BTreeMap::new();
-            for w in ready.clone().filter_map(|d| bound.get(&d.target)).filter(|&&w| w > 0) {
-                *counts.entry(*w).or_default() += 1;
-            }
-            let current = counts.into_iter().max_by_key(|&(w, n)| (n, w)).map(|(w, _)| w);
-            Part { share: share.share, targets: ready.count(), current }
-        })
-        .collect();
-    let planned = weights(&parts, split.on_empty);
-    // The source sanity check looks at each backend on its own: a sum would let one backend's surge hide another's
-    // shortfall, and one backend without replicas switch the check off for all. The one furthest short is checked.
-    let facts = split
-        .backends
-        .iter()
-        .zip(&each)
-        .filter_map(|(share, (_, selected))| {
-            let replicas = selected.replicas?;
-            Some((share.backend.pods.to_string(), super::source::counted(&selected.pods), replicas))
-        })
-        .max_by_key(|(_, listed, replicas)| i64::from(*replicas) - *listed as i64);
+    let each: Vec<(DesiredTargets, &Selected)> = read.into_iter().flatten().collect();
+    refuse_empty(split, &each)?;
+    one_backend_per_pod(split, each.iter().map(|(_, listed)| Some(*listed)))?;
+    let parts = parts(split, &each, on_lb);
+    let planned = weights(&parts);
+    let facts = facts(split, &each);
+    let backend_of = backend_of(&each);
     let mut out = DesiredTargets::default();
     let mut listed = Vec::new();
     for ((found, pods), weight) in each.into_iter().zip(&planned.weights) {
@@ -266,17 +233,167 @@ pub(super) fn desired(rule: &Rule, split: &Split, pods: &PodLists, bound: &[Boun
     out.targets.sort_by_key(|t| (t.target, t.state != PodState::Ready));
     out.targets.dedup_by_key(|t| t.target);
     out.problems.extend(warnings(split, &parts, &planned));
-    let (requested, achieved) = (requested_bp(&parts), achieved_bp(&parts, &planned.weights));
+    let names: Vec<String> = split.backends.iter().map(|s| s.backend.pods.to_string()).collect();
+    let warm = hold_warming(&mut out.targets, &backend_of, &names, on_lb);
+    let requested = requested_bp(&parts);
+    let achieved = if warm.held.is_empty() {
+        achieved_bp(&parts, &planned.weights)
+    } else {
+        held_bp(&out, &backend_of, parts.len())
+    };
     let rows = (0..parts.len())
         .map(|i| SplitRow {
-            backend: split.backends[i].backend.pods.to_string(),
+            backend: names[i].clone(),
             requested_bp: requested[i],
             achieved_bp: achieved[i],
             targets: parts[i].targets,
             weight: planned.weights[i],
+            waiting: warm.waiting[i],
         })
         .collect();
+    out.warming = warm.held;
+    out.unheld = warm.unheld;
     Ok((out, listed, rows, facts))
+}
+
+/// An empty list is a selector typo or a deleted workload, as for a rule with one backend: the whole backend would
+/// leave at once (its targets are no longer selected), so the rule is held; unless the workload asks for no pods
+/// (a canary scaled to 0) or the rule allows it.
+fn refuse_empty(split: &Split, each: &[(DesiredTargets, &Selected)]) -> Result<(), Refused> {
+    for (share, (_, listed)) in split.backends.iter().zip(each) {
+        if listed.pods.is_empty() && listed.replicas != Some(0) && !share.backend.allow_empty {
+            let reason = format!(
+                "{} lists no pods: a selector typo, or a workload deleted or not created yet? the rule's targets \
+                 are left as they are (scale it to 0 replicas, or set allow_empty: true, to let its targets go)",
+                share.backend.pods
+            );
+            return Err(Refused::Block { reason, found: Box::default() });
+        }
+    }
+    Ok(())
+}
+
+/// Each backend's share, its targets that take traffic, and the weight most of them are bound at now.
+fn parts(split: &Split, each: &[(DesiredTargets, &Selected)], on_lb: &[BoundTarget]) -> Vec<Part> {
+    let bound: BTreeMap<Target, Weight> = on_lb.iter().map(|b| (b.target, b.weight)).collect();
+    let part = |(share, (found, _)): (&Share, &(DesiredTargets, &Selected))| {
+        let ready = found.targets.iter().filter(|d| d.state == PodState::Ready);
+        let mut counts: BTreeMap<Weight, usize> = BTreeMap::new();
+        for w in ready.clone().filter_map(|d| bound.get(&d.target)).filter(|&&w| w > 0) {
+            *counts.entry(*w).or_default() += 1;
+        }
+        let current = counts.into_iter().max_by_key(|&(w, n)| (n, w)).map(|(w, _)| w);
+        Part { share: share.share, targets: ready.count(), current }
+    };
+    split.backends.iter().zip(each).map(part).collect()
+}
+
+/// What the source sanity check compares, for the backend furthest short of its replicas. Each backend is looked
+/// at on its own: a sum would let one backend's surge hide another's shortfall, and one backend without replicas
+/// switch the check off for all.
+fn facts(split: &Split, each: &[(DesiredTargets, &Selected)]) -> Option<super::source::Facts> {
+    split
+        .backends
+        .iter()
+        .zip(each)
+        .filter_map(|(share, (_, selected))| {
+            let replicas = selected.replicas?;
+            Some((share.backend.pods.to_string(), super::source::counted(&selected.pods), replicas))
+        })
+        .max_by_key(|(_, listed, replicas)| i64::from(*replicas) - *listed as i64)
+}
+
+/// Which backend (its place in the split) each target is of: a ready pod's, for an IP in two backends.
+fn backend_of(each: &[(DesiredTargets, &Selected)]) -> BTreeMap<Target, usize> {
+    let mut backend_of: BTreeMap<Target, (usize, bool)> = BTreeMap::new();
+    for (i, (found, _)) in each.iter().enumerate() {
+        for t in &found.targets {
+            let ready = t.state == PodState::Ready;
+            if backend_of.get(&t.target).is_none_or(|&(_, was)| ready && !was) {
+                backend_of.insert(t.target, (i, ready));
+            }
+        }
+    }
+    backend_of.into_iter().map(|(t, (i, _))| (t, i)).collect()
+}
+
+/// Blocks a rule whose pod is selected by two of its backends (`listed`, in the file's order; `None`: not read):
+/// never merged.
+fn one_backend_per_pod<'a>(split: &Split, listed: impl Iterator<Item = Option<&'a Selected>>) -> Result<(), Refused> {
+    let mut owner: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, listed) in listed.enumerate() {
+        for pod in listed.iter().flat_map(|l| l.pods.iter()) {
+            if let Some(j) = owner.insert(&pod.name, i).filter(|&j| j != i) {
+                let reason = format!(
+                    "pod {} is selected by backends[{j}] ({}) and backends[{i}] ({}): a pod may be in one backend of \
+                     a rule (make their selectors exclusive, e.g. with a `track: canary` label); the rule's targets \
+                     are left as they are",
+                    pod.name, split.backends[j].backend.pods, split.backends[i].backend.pods
+                );
+                return Err(Refused::Block { reason, found: Box::default() });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A split rule with a backend that could not be read (`reason`): which bound targets are its is unknown, and so
+/// is the split, so every bound target that no readable backend has stays, and so does every weight; the readable
+/// backends' new pods are registered at their backend's bound weight and their terminating pods drained, so their
+/// rollouts go on. Skipped as a whole (as before) when no backend can be read, or a readable one has ready pods but
+/// no bound weight to register them at.
+fn held(
+    read: Vec<Option<(DesiredTargets, &Selected)>>,
+    reason: String,
+    on_lb: &[BoundTarget],
+) -> Result<Desired, Refused> {
+    if read.iter().all(Option::is_none) {
+        return Err(Refused::Skip(reason));
+    }
+    let bound: BTreeMap<Target, Weight> = on_lb.iter().map(|b| (b.target, b.weight)).collect();
+    let mut out = DesiredTargets::default();
+    let mut listed = Vec::new();
+    for (found, selected) in read.into_iter().flatten() {
+        let ready = |d: &&DesiredTarget| d.state == PodState::Ready;
+        let mut counts: BTreeMap<Weight, usize> = BTreeMap::new();
+        for w in found.targets.iter().filter(ready).filter_map(|d| bound.get(&d.target)).filter(|&&w| w > 0) {
+            *counts.entry(*w).or_default() += 1;
+        }
+        let current = counts.into_iter().max_by_key(|&(w, n)| (n, w)).map(|(w, _)| w);
+        for mut target in found.targets {
+            if target.state == PodState::Ready {
+                let Some(w) = bound.get(&target.target).copied().or(current) else {
+                    return Err(Refused::Skip(reason));
+                };
+                target.weight = w;
+            }
+            out.targets.push(target);
+        }
+        out.problems.extend(found.problems);
+        out.untargetable.extend(found.untargetable);
+        listed.extend(selected.pods.iter().cloned());
+    }
+    out.targets.sort_by_key(|t| (t.target, t.state != PodState::Ready));
+    out.targets.dedup_by_key(|t| t.target);
+    out.problems.push(format!(
+        "split held: {reason}; every weight is kept, and so is every target no other backend has; the other \
+         backends' new pods are registered at their bound weight and their terminating pods drained"
+    ));
+    out.kept = Some("kept: a backend of this rule could not be read".to_owned());
+    Ok((out, listed, Vec::new(), None))
+}
+
+/// Each backend's part of the weight of `desired`'s ready targets (some held below their backend's weight), in
+/// basis points.
+fn held_bp(desired: &DesiredTargets, backend_of: &BTreeMap<Target, usize>, n: usize) -> Vec<u32> {
+    let mut load = vec![0u64; n];
+    for d in desired.targets.iter().filter(|d| d.state == PodState::Ready) {
+        if let Some(&i) = backend_of.get(&d.target) {
+            load[i] += u64::from(d.weight);
+        }
+    }
+    let total: u64 = load.iter().sum();
+    load.iter().map(|l| (l * 10_000 + total / 2).checked_div(total).unwrap_or(0) as u32).collect()
 }
 
 /// What the plan says of a split that is degraded (a backend without ready pods) or off by more than the

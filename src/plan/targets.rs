@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::PodLists;
-use crate::model::{DesiredTarget, Pod, PodState, Selected, Target};
+use crate::model::{DesiredTarget, Pod, PodState, Selected, Target, Weight};
 use crate::rules::{Backend, IpFamily, PodSource, PortRef, Rule};
 
 /// The targets of one rule, plus the pods that matched but could not become targets and why.
@@ -15,6 +15,14 @@ pub struct DesiredTargets {
     /// Serving pods that cannot be targets of this backend (no such named port, no address of its family): the
     /// backend cannot bind them, so their readiness gate does not wait for it.
     pub untargetable: BTreeSet<String>,
+    /// Of a split rule, the ready targets whose weight is held back until they pass health checks (make before
+    /// break across backends), each with what its row says.
+    pub warming: BTreeMap<Target, String>,
+    /// The weight each of `warming` would have without the hold (what a later pass gives it).
+    pub unheld: BTreeMap<Target, Weight>,
+    /// Of a split rule with a backend that could not be read, the note of every bound target no readable backend
+    /// has: all are kept (which are that backend's is unknown).
+    pub kept: Option<String>,
 }
 
 /// Whether a pod that is not terminating should take traffic: Running and `Ready`. A pod with clbsync's
@@ -108,7 +116,7 @@ pub(super) enum Refused {
     /// Its pods could not be read: nothing is removed.
     Skip(String),
     /// A guard holds it; `found` is what its pods gave.
-    Block { reason: String, found: DesiredTargets },
+    Block { reason: String, found: Box<DesiredTargets> },
 }
 
 /// The targets of one of `rule`'s backends from its listed pods, and what its query selected.
@@ -140,7 +148,7 @@ pub(super) fn backend_targets<'p>(
             wanted.problems.first().map_or("no usable address or port", String::as_str),
             rule.line
         );
-        return Err(Refused::Block { reason, found: wanted });
+        return Err(Refused::Block { reason, found: Box::new(wanted) });
     }
     Ok((wanted, selected))
 }

@@ -3,8 +3,15 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 
 use super::*;
-use crate::model::{BoundTarget, DesiredTarget, Health, Owner, PodState, Protocol, TargetKind};
+use crate::model::{
+    BoundTarget, DesiredTarget, Health, Owner, PodState, Protocol, RuleTargets, Target, TargetKind, Weight,
+};
 use crate::rules::Policy;
+
+/// What CLB holds for the rules of a parsed file, in their order (their ids are 0, 1, …).
+fn by_rule(states: impl IntoIterator<Item = Result<RuleTargets, String>>) -> Actual {
+    states.into_iter().enumerate().map(|(i, s)| (RuleId(i), s)).collect()
+}
 
 fn t(ip: &str, port: u16) -> Target {
     Target::new(ip.parse::<IpAddr>().expect("test IP"), port)
@@ -192,6 +199,7 @@ fn empty_desired_and_empty_actual_is_in_sync() {
 /// A rule's plan with the given outcome, named like a TCP:80 rule at line 3.
 fn rule_plan(status: Status, rows: Vec<Row>) -> RulePlan {
     RulePlan {
+        id: RuleId(0),
         path: "[0].listeners[0]".into(),
         line: 3,
         place: Place { load_balancer_id: "lb-1a2b3c4d".into(), protocol: Protocol::Tcp, port: 80, l7: None },
@@ -476,7 +484,7 @@ fn drains_depend_on_the_rules_registrations_and_old_ports_on_their_pods() {
         (by("10.0.0.3", 9090).action, by("10.0.0.3", 9090).unless_failed),
         (Action::Deregister, UnlessFailed::SamePod)
     );
-    assert_eq!(by("10.0.0.2", 8080).unless_failed, UnlessFailed::Nothing);
+    assert_eq!(by("10.0.0.2", 8080).unless_failed, UnlessFailed::Unconditional);
 }
 
 // ---- ownership (issue 14) ------------------------------------------------------------------------------------
@@ -603,3 +611,4 @@ mod gate;
 mod service;
 mod source;
 mod split;
+mod warmup;

@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::clb::memory::MemoryClb;
 use crate::clb::{Listener, ListenerRule, LoadBalancer};
-use crate::desired::memory::{MemoryCluster, pod};
+use crate::desired::memory::MemoryCluster;
+use crate::model::testing::pod;
 use crate::model::{Binding, Failure, Pod, Target, TargetKind};
-use crate::plan::{PlanOptions, Status};
+use crate::outcome::exit;
+use crate::plan::Status;
 use crate::report::Format;
 use crate::rules::{PodQuery, PodSource};
 
@@ -122,18 +124,8 @@ fn world() -> (MemoryCluster, MemoryClb) {
 }
 
 fn settings(mode: Mode, format: Format) -> Settings {
-    Settings {
-        mode,
-        plan: PlanOptions::default(),
-        style: Style { format, show_unchanged: false, color: false, width: None, max_rows: None },
-        concurrency: 4,
-        region: "ap-guangzhou".into(),
-        stop: crate::stop::Stop::new(),
-        stop_grace: crate::apply::DEFAULT_STOP_GRACE,
-        warn_waiting_after: crate::plan::WARN_WAITING_AFTER,
-        progress: None,
-        expect_plan: None,
-    }
+    let style = Style { format, show_unchanged: false, color: false, width: None, max_rows: None };
+    Settings { style, concurrency: 4, region: "ap-guangzhou".into(), ..Settings::new(mode) }
 }
 
 fn rules() -> Rules {

@@ -113,7 +113,7 @@ fn changes(plan: &Plan) -> BTreeSet<Change> {
     let ready = plan.rules.iter().filter(|r| r.status == Status::Ready);
     let rows = ready.flat_map(|rule| rule.rows.iter().filter(|r| r.is_pending()).map(move |row| (rule, row)));
     rows.map(|(rule, row)| {
-        let value = serde_json::to_value(super::change(rule, row, None)).expect("a change serialises");
+        let value = serde_json::to_value(super::json::change(rule, row, None)).expect("a change serialises");
         serde_json::from_value(value).expect("a change has every field of Change")
     })
     .collect()

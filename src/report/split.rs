@@ -16,7 +16,17 @@ pub(super) fn lines(plan: &Plan, out: &mut impl Write) -> io::Result<()> {
             let targets = if s.targets == 1 { "1 target".to_owned() } else { format!("{} targets", s.targets) };
             let (requested, achieved) = (percent(s.requested_bp), percent(s.achieved_bp));
             let with = if s.targets == 0 { weight } else { format!("{targets}, {weight}") };
-            writeln!(out, "split: {}: {}: requested {requested}, achieved {achieved} ({with})", rule.place, s.backend)?;
+            let waits = match s.waiting {
+                0 => String::new(),
+                n => {
+                    format!("; waiting for {n} target(s) of this backend to pass health checks before its weight moves")
+                }
+            };
+            writeln!(
+                out,
+                "split: {}: {}: requested {requested}, achieved {achieved} ({with}){waits}",
+                rule.place, s.backend
+            )?;
         }
     }
     Ok(())
@@ -30,6 +40,13 @@ pub(super) struct JsonSplit<'a> {
     achieved: f64,
     targets: usize,
     weight: Option<u8>,
+    /// Targets held below `weight` until they pass health checks; left out when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    waiting: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The `split` array of `rule` (empty for a rule with one backend).
@@ -43,6 +60,7 @@ pub(super) fn json(rule: &RulePlan) -> Vec<JsonSplit<'_>> {
             achieved: pct(s.achieved_bp),
             targets: s.targets,
             weight: s.weight,
+            waiting: s.waiting,
         })
         .collect()
 }

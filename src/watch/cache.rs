@@ -17,32 +17,33 @@
 //! at once when the list is complete.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Pod as K8sPod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::watcher::Event;
 
-use crate::desired::Error;
-use crate::desired::convert::{label_selector_string, labels_selector_string, pod_from_k8s};
+use crate::desired::convert::pod_from_k8s;
 use crate::desired::kube::service_not_found;
-use crate::desired::service::{ServiceDef, service_target};
+use crate::desired::selector::label_selector_string;
+use crate::desired::service::ServiceDef;
 use crate::model::Pod;
 use crate::rules::{PodQuery, PodSource, Rule, Workload, WorkloadKind};
 
 mod cluster;
+mod lookup;
 mod services;
 mod store;
 
-pub use cluster::CachedCluster;
+pub(crate) use cluster::CachedCluster;
+use lookup::Wanted;
 use store::{EventKind, Step, Store, split};
 
 /// What is watched in a namespace: its pods, workloads of one kind, or its Services.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
+pub(crate) enum Kind {
     Pods,
     Workloads(WorkloadKind),
     Services,
@@ -84,14 +85,14 @@ enum Named {
 
 /// A pod as cached: what the planner reads, and the labels selectors match on.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CachedPod {
+pub(crate) struct CachedPod {
     pub labels: BTreeMap<String, String>,
     pub pod: Pod,
 }
 
 impl CachedPod {
     /// The pod reduced to what the planner reads and its labels with one of `keys`.
-    pub fn from_k8s(mut pod: K8sPod, keys: &BTreeSet<String>) -> Self {
+    pub(crate) fn from_k8s(mut pod: K8sPod, keys: &BTreeSet<String>) -> Self {
         let mut labels = pod.metadata.labels.take().unwrap_or_default();
         labels.retain(|k, _| keys.contains(k));
         CachedPod { labels, pod: pod_from_k8s(pod) }
@@ -107,7 +108,7 @@ fn selector_keys(selector: &LabelSelector) -> impl Iterator<Item = &String> {
 /// A workload as cached: its selector, or why it cannot be used; and the replicas it asks for, where its kind has
 /// them (the source sanity check compares them with the pods listed).
 #[derive(Clone, Debug, PartialEq)]
-pub struct CachedWorkload {
+pub(crate) struct CachedWorkload {
     selector: Result<Selector, String>,
     replicas: Option<u32>,
 }
@@ -115,7 +116,7 @@ pub struct CachedWorkload {
 /// A workload as its watch reports it: its name and selector, or why it has none clbsync can use, and its
 /// `spec.replicas` (a scalable kind's scale's), if it has one.
 #[derive(Clone, Debug)]
-pub struct Reported {
+pub(crate) struct Reported {
     pub name: String,
     pub selector: Result<LabelSelector, String>,
     pub replicas: Option<u32>,
@@ -261,7 +262,7 @@ impl Cache {
     /// Starts caching `namespace` (not synced until its watches list), its pods with the label keys of the
     /// rules' selectors and of the selectors of the workloads and Services they name, its Deployments, and its
     /// Services while a rule names one.
-    pub fn add_namespace(&self, namespace: &str, scope: &Scope) {
+    pub(crate) fn add_namespace(&self, namespace: &str, scope: &Scope) {
         let mut namespaces = self.lock();
         let ns = namespaces.entry(namespace.to_owned()).or_default();
         ns.workloads.entry(WorkloadKind::Deployment).or_default();
@@ -277,7 +278,7 @@ impl Cache {
     }
 
     /// Caches exactly these workload kinds in `namespace` (Deployments always): forgets the others.
-    pub fn set_kinds(&self, namespace: &str, kinds: &BTreeSet<WorkloadKind>) {
+    pub(crate) fn set_kinds(&self, namespace: &str, kinds: &BTreeSet<WorkloadKind>) {
         if let Some(ns) = self.lock().get_mut(namespace) {
             ns.workloads.retain(|k, _| *k == WorkloadKind::Deployment || kinds.contains(k));
             ns.unusable.retain(|k, _| kinds.contains(k));
@@ -290,7 +291,7 @@ impl Cache {
     /// Records that workload kind `kind` of `namespace` cannot be watched, and why: its rules are skipped with
     /// that reason. Cleared when its watch lists.
     /// Returns whether the reason is new.
-    pub fn set_unusable(&self, namespace: &str, kind: &WorkloadKind, reason: String) -> bool {
+    pub(crate) fn set_unusable(&self, namespace: &str, kind: &WorkloadKind, reason: String) -> bool {
         let mut namespaces = self.lock();
         let Some(ns) = namespaces.get_mut(namespace) else { return false };
         ns.unusable.insert(kind.clone(), reason.clone()).is_none_or(|old| old != reason)
@@ -298,17 +299,17 @@ impl Cache {
 
     /// Whether the pod watch of `namespace` must list again (a selector with a new label key appeared); it is
     /// asked once: the answer is reset.
-    pub fn take_relist(&self, namespace: &str) -> bool {
+    pub(crate) fn take_relist(&self, namespace: &str) -> bool {
         self.lock().get_mut(namespace).is_some_and(|ns| std::mem::take(&mut ns.relist))
     }
 
     /// Forgets a namespace no rule names any more.
-    pub fn remove_namespace(&self, namespace: &str) {
+    pub(crate) fn remove_namespace(&self, namespace: &str) {
         self.lock().remove(namespace);
     }
 
     /// Applies a pod watch event; returns what changed that can matter to a rule.
-    pub fn apply_pod(&self, namespace: &str, event: Event<K8sPod>) -> Option<Change> {
+    pub(crate) fn apply_pod(&self, namespace: &str, event: Event<K8sPod>) -> Option<Change> {
         let (kind, pod) = split(event);
         let name = pod.as_ref().and_then(|p| p.metadata.name.clone());
         let mut namespaces = self.lock();
@@ -328,7 +329,12 @@ impl Cache {
     }
 
     /// Applies a watch event of workload kind `kind`; returns what changed that can matter to a rule.
-    pub fn apply_workload(&self, namespace: &str, kind: &WorkloadKind, event: Event<Reported>) -> Option<Change> {
+    pub(crate) fn apply_workload(
+        &self,
+        namespace: &str,
+        kind: &WorkloadKind,
+        event: Event<Reported>,
+    ) -> Option<Change> {
         let (step, reported) = split(event);
         let name = reported.as_ref().map(|r| r.name.clone());
         let selector = reported.as_ref().map(cached);
@@ -359,7 +365,7 @@ impl Cache {
     }
 
     /// Marks a watch as failing, `reason` saying why: its rules are skipped until it lists again.
-    pub fn mark_failing(&self, namespace: &str, kind: &Kind, now: Instant, reason: Option<String>) {
+    pub(crate) fn mark_failing(&self, namespace: &str, kind: &Kind, now: Instant, reason: Option<String>) {
         let mut namespaces = self.lock();
         let Some(ns) = namespaces.get_mut(namespace) else { return };
         match kind {
@@ -377,186 +383,6 @@ impl Cache {
                     store.fail(now, reason);
                 }
             }
-        }
-    }
-
-    /// Whether every workload watch of `namespace` has listed once or failed (its pod watch then lists with
-    /// their selectors' keys), or the namespace is no longer cached.
-    pub fn workloads_settled(&self, namespace: &str) -> bool {
-        self.lock().get(namespace).is_none_or(|ns| {
-            ns.workloads.iter().all(|(k, s)| s.settled() || ns.unusable.contains_key(k))
-                && ns.services.as_ref().is_none_or(Store::settled)
-        })
-    }
-
-    /// Whether `rule` can be answered now: the pods of its namespace are synced, and its workload's watch has
-    /// listed (or fails, or its kind is unusable: it is answered with why).
-    pub fn is_synced(&self, rule: &Rule) -> bool {
-        let namespaces = self.lock();
-        let Some(ns) = namespaces.get(&rule.backend.pods.namespace) else { return false };
-        let workload_settled = rule.queries().all(|q| match &q.source {
-            PodSource::Selector(_) => true,
-            PodSource::Workload(w) => {
-                ns.unusable.contains_key(&w.kind)
-                    || ns.workloads.get(&w.kind).is_some_and(|s| s.synced || s.failure.is_some())
-            }
-            PodSource::Service(_) => ns.services.as_ref().is_some_and(|s| s.synced || s.failure.is_some()),
-        });
-        ns.pods.synced && workload_settled
-    }
-
-    /// `due` plus every other rule that selects a gated pod a due rule selects: a gated pod's condition depends on
-    /// every rule that selects it, and on no other (a pass over more would read load balancers for nothing).
-    pub fn with_gate_neighbours(&self, rules: &[Rule], mut due: Vec<usize>) -> Vec<usize> {
-        let namespaces = self.lock();
-        let selects = |rule: &Rule, labels: &BTreeMap<String, String>| {
-            namespaces.get(&rule.backend.pods.namespace).is_some_and(|ns| ns.selects(rule, labels))
-        };
-        let mut gated: Vec<(&str, &BTreeMap<String, String>)> = Vec::new();
-        for &i in &due {
-            let namespace = rules[i].backend.pods.namespace.as_str();
-            let Some(ns) = namespaces.get(namespace) else { continue };
-            let pods = ns.pods.objects.values().filter(|p| p.pod.gate.is_some() && selects(&rules[i], &p.labels));
-            gated.extend(pods.map(|p| (namespace, &p.labels)));
-        }
-        let neighbours = (0..rules.len()).filter(|&j| {
-            let namespace = rules[j].backend.pods.namespace.as_str();
-            gated.iter().any(|(ns, labels)| *ns == namespace && selects(&rules[j], labels))
-        });
-        due.extend(neighbours);
-        due.sort_unstable();
-        due.dedup();
-        due
-    }
-
-    /// Ready (`/readyz`) once every watch has listed, until one has been failing for longer than `max_failing`.
-    pub fn readiness(&self, now: Instant, max_failing: Duration) -> Result<(), String> {
-        let namespaces = self.lock();
-        for (name, ns) in namespaces.iter() {
-            let workloads = ns.workloads.iter().filter(|(k, _)| !ns.unusable.contains_key(k));
-            let workloads = workloads.map(|(k, s)| (Kind::Workloads(k.clone()), s.listed_once, s.failing_since));
-            let services = ns.services.iter().map(|s| (Kind::Services, s.listed_once, s.failing_since));
-            for (kind, listed, since) in
-                [(Kind::Pods, ns.pods.listed_once, ns.pods.failing_since)].into_iter().chain(workloads).chain(services)
-            {
-                if !listed {
-                    return Err(format!("the watch of {} in namespace {name} has not listed yet", kind.name()));
-                }
-                if let Some(since) = since
-                    && now.saturating_duration_since(since) > max_failing
-                {
-                    return Err(format!(
-                        "the watch of {} in namespace {name} has been failing for {}s",
-                        kind.name(),
-                        now.saturating_duration_since(since).as_secs()
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The indices of the rules a change can affect.
-    pub fn rules_touched(&self, rules: &[Rule], change: &Change) -> BTreeSet<usize> {
-        let namespaces = self.lock();
-        let namespace = change.namespace();
-        let ns = namespaces.get(namespace);
-        let touches = |rule: &Rule| match change {
-            Change::Resynced { .. } => true,
-            Change::Workload { kind, name, .. } => rule
-                .queries()
-                .any(|q| matches!(&q.source, PodSource::Workload(w) if w.kind == *kind && w.name == *name)),
-            Change::Service { name, .. } => {
-                rule.queries().any(|q| matches!(&q.source, PodSource::Service(s) if s.name == *name))
-            }
-            Change::Pod { labels, .. } => labels.iter().any(|l| ns.is_some_and(|ns| ns.selects(rule, l))),
-        };
-        rules
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.backend.pods.namespace == namespace && touches(r))
-            .map(|(i, _)| i)
-            .collect()
-    }
-
-    /// The cached pods of `namespace` that hold any of `ips`; like a query, only from a synced watch.
-    fn pods_at(&self, namespace: &str, ips: &[IpAddr]) -> Result<Vec<Pod>, Error> {
-        let namespaces = self.lock();
-        let ns = namespaces.get(namespace).filter(|ns| ns.pods.synced);
-        let ns = ns.ok_or_else(|| Error::NotSynced { what: format!("pods in namespace {namespace}") })?;
-        let holds = |p: &&CachedPod| p.pod.ips.iter().any(|ip| ips.contains(ip));
-        Ok(ns.pods.objects.values().filter(holds).map(|p| p.pod.clone()).collect())
-    }
-
-    /// The replicas the workload of `query` asks for, if it is cached and its kind has them.
-    fn replicas(&self, query: &PodQuery) -> Option<u32> {
-        let PodSource::Workload(w) = &query.source else { return None };
-        let namespaces = self.lock();
-        namespaces.get(&query.namespace)?.workloads.get(&w.kind)?.objects.get(&w.name)?.replicas
-    }
-
-    fn query(&self, query: &PodQuery) -> Result<Vec<Pod>, Error> {
-        let namespaces = self.lock();
-        let not_synced =
-            |kind: Kind| Error::NotSynced { what: format!("{} in namespace {}", kind.name(), query.namespace) };
-        let ns = namespaces.get(&query.namespace).ok_or_else(|| not_synced(Kind::Pods))?;
-        let invalid = |reason: &String| Error::InvalidSelector { query: query.to_string(), reason: reason.clone() };
-        let by_service;
-        let wanted = match &query.source {
-            PodSource::Workload(w) => {
-                if let Some(reason) = ns.unusable.get(&w.kind) {
-                    return Err(Error::UnusableKind { workload: query.to_string(), reason: reason.clone() });
-                }
-                let store = ns.workloads.get(&w.kind).ok_or_else(|| not_synced(Kind::Workloads(w.kind.clone())))?;
-                if !store.synced {
-                    return Err(match &store.failure {
-                        Some(reason) => Error::WatchFailing {
-                            what: format!(
-                                "{} in namespace {}",
-                                Kind::Workloads(w.kind.clone()).name(),
-                                query.namespace
-                            ),
-                            reason: reason.clone(),
-                        },
-                        None => not_synced(Kind::Workloads(w.kind.clone())),
-                    });
-                }
-                let workload = store.objects.get(&w.name).ok_or_else(|| crate::desired::kube::not_found(query))?;
-                Wanted::Selector(workload.selector.as_ref().map_err(invalid)?)
-            }
-            PodSource::Service(service) => {
-                let def = ns.service(&query.namespace, &service.name)?;
-                let labels = service_target(def, &service.port).map_err(|reason| Error::UnusableService {
-                    service: format!("service {}/{}", query.namespace, service.name),
-                    reason,
-                })?;
-                labels_selector_string(&labels.0).map_err(|reason| invalid(&reason))?;
-                by_service = labels.0;
-                Wanted::Labels(&by_service)
-            }
-            PodSource::Selector(labels) => {
-                labels_selector_string(labels).map_err(|reason| invalid(&reason))?;
-                Wanted::Labels(labels)
-            }
-        };
-        if !ns.pods.synced {
-            return Err(not_synced(Kind::Pods));
-        }
-        Ok(ns.pods.objects.values().filter(|p| wanted.matches(&p.labels)).map(|p| p.pod.clone()).collect())
-    }
-}
-
-/// The pods a query selects: a workload's selector or a rules-file label map.
-enum Wanted<'a> {
-    Selector(&'a Selector),
-    Labels(&'a BTreeMap<String, String>),
-}
-
-impl Wanted<'_> {
-    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        match self {
-            Wanted::Selector(s) => s.matches(labels),
-            Wanted::Labels(want) => want.iter().all(|(k, v)| labels.get(k) == Some(v)),
         }
     }
 }

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::rules::RuleId;
+
 /// Rules due within this much of the first due one run in the same pass.
 const BATCH: Duration = Duration::from_millis(100);
 /// The first retry of a failed rule; each failure doubles it, up to the resync interval.
@@ -20,11 +22,11 @@ const RECHECK_MAX: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct Schedule {
     /// Rule index → earliest time it runs.
-    pending: BTreeMap<usize, Instant>,
+    pending: BTreeMap<RuleId, Instant>,
     /// Rule index → (failures in a row, no run before).
-    backoff: BTreeMap<usize, (u32, Instant)>,
+    backoff: BTreeMap<RuleId, (u32, Instant)>,
     /// Rule index → (since when it has waited, rechecks since its wait stopped being young).
-    waiting: BTreeMap<usize, (Instant, u32)>,
+    waiting: BTreeMap<RuleId, (Instant, u32)>,
     retry_max: Duration,
 }
 
@@ -36,7 +38,7 @@ impl Schedule {
 
     /// Schedules `rules` at `at` (or when their backoff ends). A rule already pending keeps its earlier time, so
     /// a burst of changes runs once, one debounce after the first.
-    pub fn trigger(&mut self, rules: impl IntoIterator<Item = usize>, at: Instant) {
+    pub fn trigger(&mut self, rules: impl IntoIterator<Item = RuleId>, at: Instant) {
         for rule in rules {
             let at = self.backoff.get(&rule).map_or(at, |&(_, until)| at.max(until));
             self.pending.entry(rule).and_modify(|t| *t = (*t).min(at)).or_insert(at);
@@ -49,8 +51,8 @@ impl Schedule {
     }
 
     /// Removes and returns the rules due at `now` (and those due within [`BATCH`] of it), in rule order.
-    pub fn take_due(&mut self, now: Instant) -> Vec<usize> {
-        let due: Vec<usize> = self.pending.iter().filter(|&(_, &t)| t <= now + BATCH).map(|(&r, _)| r).collect();
+    pub fn take_due(&mut self, now: Instant) -> Vec<RuleId> {
+        let due: Vec<RuleId> = self.pending.iter().filter(|&(_, &t)| t <= now + BATCH).map(|(&r, _)| r).collect();
         for rule in &due {
             self.pending.remove(rule);
         }
@@ -58,7 +60,7 @@ impl Schedule {
     }
 
     /// `rule` failed at `now`: it runs again after its backoff (1 s, doubling, at most `retry_max`).
-    pub fn failed(&mut self, rule: usize, now: Instant) {
+    pub fn failed(&mut self, rule: RuleId, now: Instant) {
         let failures = self.backoff.get(&rule).map_or(0, |b| b.0).saturating_add(1);
         let delay = RETRY_MIN.saturating_mul(2u32.saturating_pow(failures.min(16) - 1)).min(self.retry_max);
         self.backoff.insert(rule, (failures, now + delay));
@@ -66,13 +68,13 @@ impl Schedule {
     }
 
     /// `rule` ran without trouble: its backoff is over.
-    pub fn succeeded(&mut self, rule: usize) {
+    pub fn succeeded(&mut self, rule: RuleId) {
         self.backoff.remove(&rule);
     }
 
     /// `rule` ran at `now` and still waits on CLB: it runs again after [`RECHECK`] while its wait is young, then
     /// after 4 s, 8 s, ... up to [`RECHECK_MAX`] (or the resync interval, if shorter). Returns the delay.
-    pub fn recheck(&mut self, rule: usize, now: Instant) -> Duration {
+    pub fn recheck(&mut self, rule: RuleId, now: Instant) -> Duration {
         let (since, slow) = self.waiting.entry(rule).or_insert((now, 0));
         let delay = if now.saturating_duration_since(*since) < RECHECK_FAST_FOR {
             RECHECK
@@ -86,7 +88,7 @@ impl Schedule {
     }
 
     /// `rule` ran and no longer waits: its next wait starts young.
-    pub fn settled(&mut self, rule: usize) {
+    pub fn settled(&mut self, rule: RuleId) {
         self.waiting.remove(&rule);
     }
 }
@@ -94,6 +96,9 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const R0: RuleId = RuleId(0);
+    const R1: RuleId = RuleId(1);
 
     const S: Duration = Duration::from_secs(1);
 
@@ -105,8 +110,8 @@ mod tests {
         let mut at = t0;
         let mut delays = Vec::new();
         while at < t0 + 300 * S {
-            let d = s.recheck(0, at);
-            assert_eq!(s.take_due(at + d), vec![0]);
+            let d = s.recheck(R0, at);
+            assert_eq!(s.take_due(at + d), vec![R0]);
             delays.push(d.as_secs());
             at += d;
         }
@@ -115,25 +120,25 @@ mod tests {
         assert!(delays[15..].iter().all(|&d| d == 60), "{delays:?}");
         assert!(delays.len() <= 21, "{} rechecks in 5 minutes", delays.len());
 
-        s.settled(0);
-        assert_eq!(s.recheck(0, at), 2 * S, "a new wait starts young");
+        s.settled(R0);
+        assert_eq!(s.recheck(R0, at), 2 * S, "a new wait starts young");
         let mut short = Schedule::new(10 * S);
-        short.recheck(1, t0);
-        assert_eq!(short.recheck(1, t0 + 25 * S), 4 * S);
-        assert_eq!(short.recheck(1, t0 + 29 * S), 8 * S);
-        assert_eq!(short.recheck(1, t0 + 37 * S), 10 * S, "never longer than the resync interval");
+        short.recheck(R1, t0);
+        assert_eq!(short.recheck(R1, t0 + 25 * S), 4 * S);
+        assert_eq!(short.recheck(R1, t0 + 29 * S), 8 * S);
+        assert_eq!(short.recheck(R1, t0 + 37 * S), 10 * S, "never longer than the resync interval");
     }
 
     #[test]
     fn a_burst_of_changes_runs_once_one_debounce_after_the_first() {
         let t0 = Instant::now();
         let mut s = Schedule::new(60 * S);
-        s.trigger([0], t0 + S);
-        s.trigger([0, 1], t0 + S / 2 + S);
+        s.trigger([R0], t0 + S);
+        s.trigger([R0, R1], t0 + S / 2 + S);
         assert_eq!(s.next_due(), Some(t0 + S));
         assert!(s.take_due(t0).is_empty());
-        assert_eq!(s.take_due(t0 + S), vec![0]);
-        assert_eq!(s.take_due(t0 + S + S / 2), vec![1]);
+        assert_eq!(s.take_due(t0 + S), vec![R0]);
+        assert_eq!(s.take_due(t0 + S + S / 2), vec![R1]);
         assert_eq!(s.next_due(), None);
     }
 
@@ -141,19 +146,19 @@ mod tests {
     fn a_failing_rule_is_retried_with_a_doubling_backoff_capped_at_the_resync_interval() {
         let t0 = Instant::now();
         let mut s = Schedule::new(3 * S);
-        s.failed(0, t0);
+        s.failed(R0, t0);
         assert_eq!(s.next_due(), Some(t0 + S));
-        s.failed(0, t0);
+        s.failed(R0, t0);
         assert_eq!(s.next_due(), Some(t0 + 2 * S));
-        s.failed(0, t0);
-        s.failed(0, t0);
+        s.failed(R0, t0);
+        s.failed(R0, t0);
         assert_eq!(s.next_due(), Some(t0 + 3 * S));
         s.take_due(t0 + 3 * S);
-        s.trigger([0], t0);
+        s.trigger([R0], t0);
         assert_eq!(s.next_due(), Some(t0 + 3 * S), "a change does not cut a backoff short");
         s.take_due(t0 + 3 * S);
-        s.succeeded(0);
-        s.trigger([0], t0);
+        s.succeeded(R0);
+        s.trigger([R0], t0);
         assert_eq!(s.next_due(), Some(t0));
     }
 }

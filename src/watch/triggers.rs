@@ -22,8 +22,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 use super::cache::{Cache, Change, Kind, Reported, Scope};
-use crate::desired::convert::parse_selector_string;
 use crate::desired::kube::{Access, MAX_RESPONSE_BYTES, built_in, map_error, scalable_resource};
+use crate::desired::selector::parse_selector_string;
 use crate::rules::WorkloadKind;
 
 /// First and longest wait before a failed watch starts over.

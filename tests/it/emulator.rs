@@ -7,11 +7,12 @@ use std::time::Duration;
 use clb_emulator::{Config, Emulator, Faults, State};
 use clbsync::apply::RowStatus;
 use clbsync::clb::client::{ClbClient, ClientConfig};
+use clbsync::clb::credentials::Credentials;
 use clbsync::clb::http::Endpoint;
-use clbsync::credentials::Credentials;
-use clbsync::desired::memory::{MemoryCluster, pod};
-use clbsync::plan::PlanOptions;
-use clbsync::reconcile::{self, Mode, Outcome, Settings, exit};
+use clbsync::desired::memory::MemoryCluster;
+use clbsync::model::testing::pod;
+use clbsync::outcome::{Outcome, exit};
+use clbsync::reconcile::{self, Mode, Settings};
 use clbsync::report::{Format, Style};
 use clbsync::rules::{self, PodQuery, PodSource, Rules};
 
@@ -101,16 +102,10 @@ fn parsed(text: &str) -> Rules {
 
 async fn pass(clb: &ClbClient, cluster: &MemoryCluster, rules: &Rules, mode: Mode) -> (Outcome, String) {
     let settings = Settings {
-        mode,
-        plan: PlanOptions::default(),
         style: Style { format: Format::Table, show_unchanged: false, color: false, width: None, max_rows: None },
         concurrency: 8,
         region: "ap-guangzhou".into(),
-        stop: clbsync::stop::Stop::new(),
-        stop_grace: clbsync::apply::DEFAULT_STOP_GRACE,
-        warn_waiting_after: clbsync::plan::WARN_WAITING_AFTER,
-        progress: None,
-        expect_plan: None,
+        ..Settings::new(mode)
     };
     let mut out = Vec::new();
     let outcome = reconcile::run(rules, cluster, clb, &settings, &mut out).await.expect("run");
@@ -329,9 +324,8 @@ async fn server_text_with_control_characters_is_escaped_in_the_table() {
     assert_eq!(outcome.exit_code(false), exit::ERROR);
     let escaped = "\\u{1b}]0;owned\\u{7}\\nApplied 9 change(s), 0 failed, 0 not attempted.\\u{202e}txt.exe";
     let task_failures: Vec<_> = outcome
-        .applied
-        .iter()
-        .flat_map(|a| a.rows.iter().flatten())
+        .rules()
+        .flat_map(|r| r.rows().map(|(_, s)| s))
         .filter_map(|s| match s {
             RowStatus::Failed(f) if f.code == "TaskFailed" => Some(&f.message),
             _ => None,

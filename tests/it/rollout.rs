@@ -1,7 +1,8 @@
 //! The rollout simulator's short version (issue 13): one rolling update of 10 replicas rolled by the real
 //! kube-controller-manager, in two modes, and a switch of the rule's backend in the rules file (issue 24). The
 //! recommended setup must drop no request, and the plain CronJob without preStop must drop some: proof that the
-//! simulator can fail. The full matrix is
+//! simulator can fail; and a traffic split edited four times (issue 28) delivers each split and drops no request.
+//! The full matrix is
 //! `testbed/rollout-matrix.sh`.
 //!
 //! Ignored in the shared run: while the controller-manager runs, every other test's Deployment would get a
@@ -56,7 +57,8 @@ impl Drop for StopUnless {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the controller-manager, which would give other tests' Deployments pods: run alone (testbed/test.sh)"]
-async fn recommended_setup_drops_no_request_in_a_rolling_update_or_a_backend_switch_and_the_plain_cronjob_does() {
+async fn recommended_setup_drops_no_request_in_a_rolling_update_a_backend_switch_or_split_edits_and_the_plain_cronjob_does()
+ {
     let Some(was_running) = start_controller_manager() else { return };
     let _stop = StopUnless(was_running);
     let opts = RunOptions {
@@ -90,11 +92,46 @@ async fn recommended_setup_drops_no_request_in_a_rolling_update_or_a_backend_swi
         switch.sent,
         opts.work_dir.display()
     );
+    split_delivers_each_step_and_drops_no_request(&opts).await;
     let bad = clbsync_rollout::run(Scenario::Rolling, Mode::Cron, &opts).await.expect("the CronJob mode runs");
     assert!(
         bad.failed > bad.sent / 20,
         "the CronJob without preStop should lose requests when pods exit before the next run: {} of {}",
         bad.failed,
         bad.sent
+    );
+}
+
+/// Issue 28: a 95/5 split of 10 web pods and 1 canary, edited to 50/50, to the canary only and switched back to
+/// web only (blue/green, 1 → 10 pods), delivers each step's split within a point of the planned one (the
+/// emulator counts the requests per target) and fails no request on the way.
+async fn split_delivers_each_step_and_drops_no_request(opts: &RunOptions) {
+    let started = std::time::Instant::now();
+    let split = clbsync_rollout::run(Scenario::Split, RECOMMENDED, opts).await.expect("the split scenario runs");
+    eprintln!("split scenario: {:.1} s", started.elapsed().as_secs_f64());
+    let logs = opts.work_dir.display();
+    assert_eq!(split.split.len(), 4, "every step was measured: {:?}", split.split);
+    for step in &split.split {
+        eprintln!("split step {step:?}");
+        assert!(step.requests > 10_000, "{}: enough requests to measure: {}", step.label, step.requests);
+        for (backend, requested) in &step.requested {
+            let (planned, delivered) = (step.planned[backend], step.delivered[backend]);
+            // The planner's tolerance on the weights, then the count of a random stream around them.
+            assert!((planned - requested).abs() <= 0.5, "{}: {backend} planned {planned}%", step.label);
+            assert!(
+                (delivered - requested).abs() <= 1.0 && (delivered - planned).abs() <= 1.0,
+                "{}: {backend} got {delivered}% of {} requests, planned {planned}%, requested {requested}% (logs in \
+                 {logs})",
+                step.label,
+                step.requests
+            );
+        }
+    }
+    assert_eq!(
+        (split.failed, split.longest_no_target_ms),
+        (0, 0),
+        "split: {} of {} requests failed (logs in {logs})",
+        split.failed,
+        split.sent
     );
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clb_emulator::Emulator;
 use clbsync::clb::client::{ClbClient, ClientConfig};
+use clbsync::clb::credentials::{self, Credentials};
 use clbsync::clb::http::Endpoint;
 use clbsync::clb::{Clb, Error};
-use clbsync::credentials::{self, Credentials};
 use clbsync::desired::kube::{KubeCluster, MAX_PAGES, MAX_RESPONSE_BYTES};
 use clbsync::desired::{Cluster, Error as DesiredError};
 use clbsync::rules::{PodQuery, PodSource};

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clb_emulator::{CallLog, CallRecord, Config, Faults, State};
-use clbsync::desired::memory::{MemoryCluster, pod};
-use clbsync::plan::PlanOptions;
-use clbsync::reconcile::{self, Mode, Settings, exit};
-use clbsync::report::Style;
+use clbsync::desired::memory::MemoryCluster;
+use clbsync::model::testing::pod;
+use clbsync::outcome::exit;
+use clbsync::reconcile::{self, Mode, Settings};
 use clbsync::rules::{self, PodQuery, PodSource};
 
 use clbsync::clb::client::ClientConfig;
@@ -61,18 +61,7 @@ async fn fleet_run(task: Duration, rate: u32, in_flight: usize, rollout: bool) -
     };
     let emu = clb_emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await.expect("emulator starts");
     let rules = rules::parse("rules.yaml", &rules_yaml).expect("fleet rules");
-    let settings = Settings {
-        mode: Mode::Reconcile,
-        plan: PlanOptions::default(),
-        style: Style::default(),
-        concurrency: in_flight,
-        region: "ap-guangzhou".into(),
-        stop: clbsync::stop::Stop::new(),
-        stop_grace: clbsync::apply::DEFAULT_STOP_GRACE,
-        warn_waiting_after: clbsync::plan::WARN_WAITING_AFTER,
-        progress: None,
-        expect_plan: None,
-    };
+    let settings = Settings { concurrency: in_flight, region: "ap-guangzhou".into(), ..Settings::new(Mode::Reconcile) };
     let clb =
         client_with(&emu, clb_emulator::DEFAULT_SECRET_KEY, |c| ClientConfig { rate_limit_per_action: rate, ..c });
     let outcome = reconcile::run(&rules, &cluster, &clb, &settings, &mut Vec::new()).await.expect("run");

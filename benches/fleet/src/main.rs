@@ -95,8 +95,8 @@ fn main() -> Result<()> {
 /// Child side of the large size: exactly what `clbsync reconcile` does, with a MemoryCluster for pods.
 fn engine(size: Size, rules_path: &Path, endpoint: &str, concurrency: Option<u16>) -> Result<u8> {
     use clbsync::clb::client::{ClbClient, ClientConfig};
+    use clbsync::clb::credentials::Credentials;
     use clbsync::clb::http::Endpoint;
-    use clbsync::credentials::Credentials;
     use clbsync::desired::memory::MemoryCluster;
     use clbsync::model::Pod;
     use clbsync::reconcile::{self, Mode, Settings};
@@ -131,16 +131,9 @@ fn engine(size: Size, rules_path: &Path, endpoint: &str, concurrency: Option<u16
     let config_rate = config.rate_limit_per_action;
     let clb = ClbClient::new(config)?;
     let settings = Settings {
-        mode: Mode::Reconcile,
-        plan: Default::default(),
-        style: Default::default(),
         concurrency: concurrency.map_or_else(|| reconcile::concurrency(config_rate), usize::from),
         region: "ap-guangzhou".into(),
-        stop: clbsync::stop::Stop::new(),
-        stop_grace: std::time::Duration::from_secs(20),
-        warn_waiting_after: clbsync::plan::WARN_WAITING_AFTER,
-        progress: None,
-        expect_plan: None,
+        ..Settings::new(Mode::Reconcile)
     };
     let mut out = std::io::stdout().lock();
     let outcome = rt.block_on(reconcile::run(&rules, &cluster, &clb, &settings, &mut out))?;

@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::{CallKind, ClbClient};
 use crate::clb::batch::{self, BatchCall, WithWeight};
-use crate::clb::{Clb, Error, Outcomes, wire};
+use crate::clb::{ChangeResults, Clb, Error, wire};
 use crate::model::{Binding, Change, Failure, Target, TargetKind};
 use crate::stop::Stop;
 
@@ -68,7 +68,7 @@ struct Mutating<'a> {
 impl ClbClient {
     /// One mutation: batch calls first, per-binding calls if the batch action is unsupported; changes of a listener
     /// that failed as a whole are sent again one rule (binding) at a time, so only the rule at fault fails.
-    pub(super) async fn mutate(&self, lb: &str, changes: &[Change], mutation: Mutation, stop: &Stop) -> Outcomes {
+    pub(super) async fn mutate(&self, lb: &str, changes: &[Change], mutation: Mutation, stop: &Stop) -> ChangeResults {
         let outcomes = vec![None; changes.len()];
         let mut m = Mutating { lb, stop, mutation, changes, outcomes, shared_failures: Vec::new() };
         let mut idx = Vec::with_capacity(changes.len());
@@ -189,7 +189,7 @@ impl ClbClient {
         }
     }
 
-    /// Outcomes of one accepted call: listeners in `FailListenerIdSet` failed; the others wait for the task.
+    /// ChangeResults of one accepted call: listeners in `FailListenerIdSet` failed; the others wait for the task.
     async fn settle(&self, m: &mut Mutating<'_>, request_id: &str, idx: &[usize], resp: &wire::BatchTargetsResponse) {
         let accepted = Instant::now();
         let failed: HashSet<&str> = resp.fail_listener_id_set.iter().map(String::as_str).collect();

@@ -3,7 +3,7 @@
 use super::*;
 use crate::apply::ApplyReport;
 use crate::model::{Binding, Failure, Target};
-use crate::plan::{Plan, Row, UnlessFailed};
+use crate::plan::{Plan, Row, RulePlan, UnlessFailed};
 use crate::rules::Rule;
 
 const RULES: &str = "
@@ -37,7 +37,7 @@ fn row(action: Action, ip: &str, port: u16, pod: Option<&str>) -> Row {
         current_weight: (action != Action::Register).then_some(10),
         pod: pod.map(Into::into),
         note: None,
-        unless_failed: UnlessFailed::Nothing,
+        unless_failed: UnlessFailed::Unconditional,
         unmanaged: None,
         health: crate::model::Health::Unknown,
         waiting_since: None,
@@ -46,6 +46,7 @@ fn row(action: Action, ip: &str, port: u16, pod: Option<&str>) -> Row {
 
 fn rule_plan(rule: &Rule, status: Status, rows: Vec<Row>) -> RulePlan {
     RulePlan {
+        id: rule.id,
         path: rule.path.clone(),
         line: rule.line,
         place: rule.place(),
@@ -69,14 +70,15 @@ fn rule_plan(rule: &Rule, status: Status, rows: Vec<Row>) -> RulePlan {
 
 fn outcome(rules: &Rules, plans: Vec<(Status, Vec<(Row, RowStatus)>)>) -> Outcome {
     let mut plan = Plan::default();
-    let mut statuses = Vec::new();
+    let mut applied = ApplyReport::default();
     for (rule, (status, rows)) in rules.rules.iter().zip(plans) {
-        let (rows, s): (Vec<Row>, Vec<RowStatus>) = rows.into_iter().unzip();
-        plan.rules.push(rule_plan(rule, status, rows));
-        statuses.push(s);
+        for (row, s) in &rows {
+            applied.record(rule.id, row.target, s.clone());
+        }
+        plan.rules.push(rule_plan(rule, status, rows.into_iter().map(|(row, _)| row).collect()));
     }
     let waits = crate::plan::Waits { now: 1_700_000_000, after: crate::plan::WARN_WAITING_AFTER };
-    Outcome { plan, applied: Some(ApplyReport { rows: statuses }), waits, plan_changed: None }
+    Outcome { plan, applied: Some(applied), waits, plan_changed: None }
 }
 
 fn deployment(name: &str) -> Object {

@@ -7,20 +7,8 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 
 use super::*;
+use crate::model::testing::pod;
 
-/// A pending pod (the builder methods `ready()`, `terminating()` come with the test doubles).
-fn pod(name: &str, ip: &str) -> Pod {
-    Pod {
-        name: name.into(),
-        phase: "Pending".into(),
-        ready: false,
-        terminating: false,
-        terminating_since: None,
-        ips: vec![ip.parse().expect("test IP")],
-        ports: vec![("http".into(), 8080)],
-        gate: None,
-    }
-}
 /// Blue's pods: serving, not selected by the rule any more.
 fn blue(n: u8) -> Vec<Pod> {
     (1..=n).map(|k| pod(&format!("blue-{k}"), &format!("10.0.1.{k}")).ready()).collect()

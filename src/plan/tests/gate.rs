@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 
 use super::*;
-use crate::model::{BoundTarget, GateCondition, Health, Pod, TargetKind};
+use crate::model::testing::pod;
+use crate::model::{BoundTarget, GateCondition, Health, Pod, RuleTargets, TargetKind};
 use crate::rules::{Rules, parse};
 
 /// Two rules on two load balancers select the pods of deployment shop/api.
@@ -48,31 +49,17 @@ fn bound(i: usize, health: Option<Health>) -> Result<RuleTargets, String> {
     Ok(RuleTargets { binding: binding(i), targets: targets.collect() })
 }
 
-/// A pending pod with a named port `http` (the builder methods `ready()`, `gated()`... come with the test doubles).
-fn pod(name: &str, ip: &str) -> Pod {
-    Pod {
-        name: name.into(),
-        phase: "Pending".into(),
-        ready: false,
-        terminating: false,
-        terminating_since: None,
-        ips: vec![ip.parse().expect("test IP")],
-        ports: vec![("http".into(), 8080)],
-        gate: None,
-    }
-}
-
 fn gated() -> Pod {
     pod("api-1", "10.0.0.5").gated().containers_ready()
 }
 
 /// Plans `pods` against `actual` (one entry per rule), then the gate with every registration's outcome `applied`.
-fn gate_plan(pods: Vec<Pod>, actual: &[Result<RuleTargets, String>], applied: Applied, gate_on: GateOn) -> Plan {
+fn gate_plan(pods: Vec<Pod>, actual: &[Result<RuleTargets, String>], applied: RowResult, gate_on: GateOn) -> Plan {
     let opts = PlanOptions { gate_on, ..PlanOptions::default() };
     gate_plan_with(
         pods,
         actual,
-        |action| if action == Action::Register { applied.clone() } else { Applied::NotRun },
+        |action| if action == Action::Register { applied.clone() } else { RowResult::NotRun },
         &opts,
     )
 }
@@ -81,15 +68,14 @@ fn gate_plan(pods: Vec<Pod>, actual: &[Result<RuleTargets, String>], applied: Ap
 fn gate_plan_with(
     pods: Vec<Pod>,
     actual: &[Result<RuleTargets, String>],
-    applied: impl Fn(Action) -> Applied,
+    applied: impl Fn(Action) -> RowResult,
     opts: &PlanOptions,
 ) -> Plan {
-    let rules = rules();
-    let rules: Vec<&Rule> = rules.rules.iter().collect();
+    let file = rules();
+    let rules: Vec<&Rule> = file.rules.iter().collect();
     let lists: PodLists = [(rules[0].backend.pods.clone(), Ok(pods.into()))].into_iter().collect();
-    let mut plan = plan(&rules, &lists, actual, &PodsByIp::new(), opts);
-    let rows = plan.rules.clone();
-    plan_gate(&rules, &lists, &mut plan, |i, j| applied(rows[i].rows[j].action), opts.gate_on);
+    let mut plan = plan(&rules, &lists, &by_rule(actual.iter().cloned()), &PodsByIp::new(), opts);
+    plan_gate(&file, &lists, &mut plan, |_, row| applied(row.action), opts.gate_on);
     plan
 }
 
@@ -107,30 +93,30 @@ fn bound_at(i: usize, weight: u8, tag: &str) -> Result<RuleTargets, String> {
 fn a_target_at_weight_0_or_short_of_its_planned_weight_does_not_turn_the_gate_true() {
     let owner = PlanOptions { owner: Some(crate::model::Owner::new("a").expect("owner")), ..PlanOptions::default() };
     let untagged = [bound_at(0, 0, ""), bound_at(1, 10, "clbsync:a")];
-    let plan = gate_plan_with(vec![gated()], &untagged, |_| Applied::NotRun, &owner);
+    let plan = gate_plan_with(vec![gated()], &untagged, |_| RowResult::NotRun, &owner);
     let (status, reason, message) = only_change(&plan);
     assert_eq!((status, reason), (false, "RegistrationPending"), "{message}");
     assert!(message.contains("at weight 0: bound, untagged"), "{message}");
 
     let drained = [bound_at(0, 0, ""), bound_at(1, 10, "")];
     assert_eq!(
-        plan_actions(&gate_plan_with(vec![gated()], &drained, |_| Applied::NotRun, &PlanOptions::default()))[0],
+        plan_actions(&gate_plan_with(vec![gated()], &drained, |_| RowResult::NotRun, &PlanOptions::default()))[0],
         Action::Reweight
     );
     for (applied, want) in [
-        (Applied::NotRun, "RegistrationPending"),
-        (Applied::Failed("InternalError: x (RequestId r-3)".into()), "RegistrationFailed"),
+        (RowResult::NotRun, "RegistrationPending"),
+        (RowResult::Failed("InternalError: x (RequestId r-3)".into()), "RegistrationFailed"),
     ] {
         let plan = gate_plan_with(vec![gated()], &drained, |_| applied.clone(), &PlanOptions::default());
         let (status, reason, message) = only_change(&plan);
         assert_eq!((status, reason), (false, want), "{message}");
     }
-    let plan = gate_plan_with(vec![gated()], &drained, |_| Applied::Done, &PlanOptions::default());
+    let plan = gate_plan_with(vec![gated()], &drained, |_| RowResult::Done, &PlanOptions::default());
     assert!(only_change(&plan).0, "a reweight done in this run binds it at its weight");
 
     // Another owner's target of our pod that takes a weight serves it: bound.
     let foreign = [bound_at(0, 10, "clbsync:b"), bound_at(1, 10, "clbsync:a")];
-    let plan = gate_plan_with(vec![gated()], &foreign, |_| Applied::NotRun, &owner);
+    let plan = gate_plan_with(vec![gated()], &foreign, |_| RowResult::NotRun, &owner);
     assert!(only_change(&plan).0);
 }
 
@@ -142,10 +128,10 @@ fn a_reweight_of_a_serving_target_keeps_its_gate_true_whatever_becomes_of_it() {
     let registered = gated().gate_condition(true, "Registered", "bound and healthy on 2 rule(s)");
     let opts = PlanOptions::default();
     assert_eq!(
-        plan_actions(&gate_plan_with(vec![registered.clone()], &serving, |_| Applied::NotRun, &opts))[0],
+        plan_actions(&gate_plan_with(vec![registered.clone()], &serving, |_| RowResult::NotRun, &opts))[0],
         Action::Reweight
     );
-    for applied in [Applied::NotRun, Applied::Failed("RequestLimitExceeded: slow down (RequestId r-4)".into())] {
+    for applied in [RowResult::NotRun, RowResult::Failed("RequestLimitExceeded: slow down (RequestId r-4)".into())] {
         let plan = gate_plan_with(vec![registered.clone()], &serving, |_| applied.clone(), &opts);
         assert!(plan.gate.is_empty(), "{applied:?}: {:#?}", plan.gate);
     }
@@ -165,7 +151,7 @@ fn only_change(plan: &Plan) -> (bool, &str, &str) {
 
 #[test]
 fn a_gated_pod_is_registered_on_containers_ready_without_waiting_for_ready() {
-    let plan = gate_plan(vec![gated()], &[bound(0, None), bound(1, None)], Applied::NotRun, GateOn::Healthy);
+    let plan = gate_plan(vec![gated()], &[bound(0, None), bound(1, None)], RowResult::NotRun, GateOn::Healthy);
     for rule in &plan.rules {
         assert_eq!(actions(&rule.rows), [("10.0.0.5".into(), Action::Register)]);
         assert!(rule.gate_waits);
@@ -182,7 +168,7 @@ fn a_gated_pod_whose_containers_are_not_ready_is_neither_registered_nor_given_a_
     let plan = gate_plan(
         vec![pod("api-1", "10.0.0.5").gated()],
         &[bound(0, None), bound(1, None)],
-        Applied::NotRun,
+        RowResult::NotRun,
         GateOn::Healthy,
     );
     assert!(plan.rules.iter().all(|r| r.rows.is_empty()));
@@ -191,18 +177,18 @@ fn a_gated_pod_whose_containers_are_not_ready_is_neither_registered_nor_given_a_
 
 #[test]
 fn just_registered_targets_wait_for_health_checks_then_turn_true_once_healthy_on_every_rule() {
-    let plan = gate_plan(vec![gated()], &[bound(0, None), bound(1, None)], Applied::Done, GateOn::Healthy);
+    let plan = gate_plan(vec![gated()], &[bound(0, None), bound(1, None)], RowResult::Done, GateOn::Healthy);
     assert_eq!(only_change(&plan).1, "WaitingForHealthCheck");
 
     let probing = [bound(0, Some(Health::Healthy)), bound(1, Some(Health::Unhealthy))];
-    let plan = gate_plan(vec![gated()], &probing, Applied::NotRun, GateOn::Healthy);
+    let plan = gate_plan(vec![gated()], &probing, RowResult::NotRun, GateOn::Healthy);
     let (status, reason, message) = only_change(&plan);
     assert_eq!((status, reason), (false, "WaitingForHealthCheck"));
     assert!(message.contains("lb-00000002 TCP:443"), "names the rule still probing: {message}");
     assert!(plan.rules.iter().all(|r| r.gate_waits));
 
     let healthy = [bound(0, Some(Health::Healthy)), bound(1, Some(Health::Healthy))];
-    let plan = gate_plan(vec![gated()], &healthy, Applied::NotRun, GateOn::Healthy);
+    let plan = gate_plan(vec![gated()], &healthy, RowResult::NotRun, GateOn::Healthy);
     assert_eq!(only_change(&plan), (true, "Registered", "bound and healthy on 2 rule(s)"));
     assert!(plan.gate[0].transition);
     assert!(plan.rules.iter().all(|r| !r.gate_waits));
@@ -210,16 +196,16 @@ fn just_registered_targets_wait_for_health_checks_then_turn_true_once_healthy_on
 
 #[test]
 fn gate_on_bound_turns_true_as_soon_as_every_rule_is_bound() {
-    let plan = gate_plan(vec![gated()], &[bound(0, None), bound(1, None)], Applied::Done, GateOn::Bound);
+    let plan = gate_plan(vec![gated()], &[bound(0, None), bound(1, None)], RowResult::Done, GateOn::Bound);
     assert!(only_change(&plan).0);
     let half = [bound(0, Some(Health::Unknown)), bound(1, None)];
-    let plan = gate_plan(vec![gated()], &half, Applied::NotRun, GateOn::Bound);
+    let plan = gate_plan(vec![gated()], &half, RowResult::NotRun, GateOn::Bound);
     assert_eq!(only_change(&plan).1, "RegistrationPending");
 }
 
 #[test]
 fn a_failed_registration_says_so_and_names_the_failure() {
-    let failed = Applied::Failed("LimitExceeded: too many backends (RequestId r-1)".into());
+    let failed = RowResult::Failed("LimitExceeded: too many backends (RequestId r-1)".into());
     let plan = gate_plan(vec![gated()], &[bound(0, Some(Health::Healthy)), bound(1, None)], failed, GateOn::Healthy);
     let (status, reason, message) = only_change(&plan);
     assert_eq!((status, reason), (false, "RegistrationFailed"));
@@ -229,23 +215,23 @@ fn a_failed_registration_says_so_and_names_the_failure() {
 #[test]
 fn a_skipped_rule_blocks_the_gate_but_keeps_a_true_condition() {
     let actual = [bound(0, Some(Health::Healthy)), Err("DescribeTargets: InternalError (RequestId r-2)".into())];
-    let plan = gate_plan(vec![gated()], &actual, Applied::NotRun, GateOn::Healthy);
+    let plan = gate_plan(vec![gated()], &actual, RowResult::NotRun, GateOn::Healthy);
     let (status, reason, message) = only_change(&plan);
     assert_eq!((status, reason), (false, "RuleBlocked"));
     assert!(message.contains("lb-00000002 TCP:443") && message.contains("skipped"), "{message}");
 
     let registered = gated().gate_condition(true, "Registered", "bound and healthy on 2 rule(s)");
-    let plan = gate_plan(vec![registered], &actual, Applied::NotRun, GateOn::Healthy);
+    let plan = gate_plan(vec![registered], &actual, RowResult::NotRun, GateOn::Healthy);
     assert!(plan.gate.is_empty(), "a read error changes no condition: {:#?}", plan.gate);
 }
 
 /// Plans the gate of `pods` with the rules file `text` (the two rules of [`RULES`], changed).
 fn gate_plan_rules(text: &str, pods: Vec<Pod>, actual: &[Result<RuleTargets, String>]) -> Plan {
-    let rules = parse("rules.yaml", text).expect("valid rules");
-    let rules: Vec<&Rule> = rules.rules.iter().collect();
+    let file = parse("rules.yaml", text).expect("valid rules");
+    let rules: Vec<&Rule> = file.rules.iter().collect();
     let lists: PodLists = [(rules[0].backend.pods.clone(), Ok(pods.into()))].into_iter().collect();
-    let mut plan = plan(&rules, &lists, actual, &PodsByIp::new(), &PlanOptions::default());
-    plan_gate(&rules, &lists, &mut plan, |_, _| Applied::NotRun, GateOn::Healthy);
+    let mut plan = plan(&rules, &lists, &by_rule(actual.iter().cloned()), &PodsByIp::new(), &PlanOptions::default());
+    plan_gate(&file, &lists, &mut plan, |_, _| RowResult::NotRun, GateOn::Healthy);
     plan
 }
 
@@ -297,9 +283,9 @@ fn a_typo_on_every_rule_of_a_serving_pod_keeps_a_true_condition_true_and_says_wh
 fn pods_without_the_gate_get_no_condition_and_an_unchanged_one_is_not_written_again() {
     let healthy = [bound(0, Some(Health::Healthy)), bound(1, Some(Health::Healthy))];
     let plain = pod("api-1", "10.0.0.5").ready();
-    assert!(gate_plan(vec![plain], &healthy, Applied::NotRun, GateOn::Healthy).gate.is_empty());
+    assert!(gate_plan(vec![plain], &healthy, RowResult::NotRun, GateOn::Healthy).gate.is_empty());
     let registered = gated().gate_condition(true, "Registered", "bound and healthy on 2 rule(s)");
-    assert!(gate_plan(vec![registered], &healthy, Applied::NotRun, GateOn::Healthy).gate.is_empty());
+    assert!(gate_plan(vec![registered], &healthy, RowResult::NotRun, GateOn::Healthy).gate.is_empty());
 }
 
 #[test]
@@ -308,7 +294,7 @@ fn a_true_condition_goes_false_when_a_target_is_gone_or_the_containers_stop_bein
     let plan = gate_plan(
         vec![registered.clone()],
         &[bound(0, Some(Health::Healthy)), bound(1, None)],
-        Applied::NotRun,
+        RowResult::NotRun,
         GateOn::Healthy,
     );
     assert_eq!(only_change(&plan).1, "RegistrationPending");
@@ -319,7 +305,7 @@ fn a_true_condition_goes_false_when_a_target_is_gone_or_the_containers_stop_bein
     let plan = gate_plan(
         vec![crashed],
         &[bound(0, Some(Health::Healthy)), bound(1, Some(Health::Healthy))],
-        Applied::NotRun,
+        RowResult::NotRun,
         GateOn::Healthy,
     );
     assert!(!only_change(&plan).0);
@@ -329,7 +315,7 @@ fn a_true_condition_goes_false_when_a_target_is_gone_or_the_containers_stop_bein
 #[test]
 fn health_is_read_only_while_a_gated_pod_waits() {
     let unread = [bound(0, Some(Health::Unknown)), bound(1, Some(Health::Unknown))];
-    let needs = |pods: Vec<Pod>, gate_on| gate_plan(pods, &unread, Applied::NotRun, gate_on).needs_health();
+    let needs = |pods: Vec<Pod>, gate_on| gate_plan(pods, &unread, RowResult::NotRun, gate_on).needs_health();
     assert!(needs(vec![gated()], GateOn::Healthy));
     assert!(!needs(vec![gated()], GateOn::Bound));
     assert!(!needs(vec![gated().gate_condition(true, "Registered", "")], GateOn::Healthy));
@@ -355,8 +341,8 @@ fn arb_condition() -> impl Strategy<Value = Option<GateCondition>> {
     ]
 }
 
-fn arb_applied() -> impl Strategy<Value = Applied> {
-    prop_oneof![Just(Applied::NotRun), Just(Applied::Done), Just(Applied::Failed("InternalError: x".into()))]
+fn arb_applied() -> impl Strategy<Value = RowResult> {
+    prop_oneof![Just(RowResult::NotRun), Just(RowResult::Done), Just(RowResult::Failed("InternalError: x".into()))]
 }
 
 proptest! {
@@ -386,7 +372,7 @@ proptest! {
                 let Some(Some(health)) = state else {
                     // Not bound before this run: bound only by a registration that succeeded now, and a
                     // just-registered target is not healthy yet.
-                    prop_assert!(state.is_some() && applied == Applied::Done && gate_on == GateOn::Bound, "{change:?} on rule {i}");
+                    prop_assert!(state.is_some() && applied == RowResult::Done && gate_on == GateOn::Bound, "{change:?} on rule {i}");
                     continue;
                 };
                 prop_assert!(gate_on == GateOn::Bound || *health == Health::Healthy, "{change:?}: {health:?} on rule {i}");

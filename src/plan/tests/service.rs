@@ -2,7 +2,7 @@
 //! container-port name; without it the rule is skipped, never planned on the Service's own port number.
 
 use super::*;
-use crate::model::{Pod, Selected};
+use crate::model::{Pod, RuleTargets, Selected};
 use crate::rules::{PortRef, Rules, parse};
 
 /// One rule naming port `http` of Service shop/web.
@@ -33,7 +33,7 @@ fn planned(selected: Selected) -> RulePlan {
     let rules = rules();
     let rules: Vec<&Rule> = rules.rules.iter().collect();
     let binding = Binding { lb: "lb-00000001".into(), listener: "lbl-1".into(), location: None };
-    let actual = [Ok(RuleTargets { binding, targets: Vec::new() })];
+    let actual = by_rule([Ok(RuleTargets { binding, targets: Vec::new() })]);
     let lists: PodLists = [(rules[0].backend.pods.clone(), Ok(selected))].into_iter().collect();
     plan(&rules, &lists, &actual, &PodsByIp::new(), &PlanOptions::default()).rules.remove(0)
 }

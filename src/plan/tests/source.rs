@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::model::RuleTargets;
 use crate::rules::parse;
 
 fn budget(b: &str) -> PlanOptions {
@@ -82,7 +83,7 @@ fn plan_web(pods: Vec<Pod>, replicas: Option<u32>) -> Status {
     let rules: Vec<&Rule> = rules.rules.iter().collect();
     let query = rules[0].backend.pods.clone();
     let lists: PodLists = [(query, Ok(Selected { replicas, ..Selected::from(pods) }))].into_iter().collect();
-    let actual = [Ok(RuleTargets { binding: binding(), targets: bound(10) })];
+    let actual = by_rule([Ok(RuleTargets { binding: binding(), targets: bound(10) })]);
     let p = plan(&rules, &lists, &actual, &PodsByIp::new(), &budget("50%"));
     p.rules[0].status.clone()
 }
@@ -162,7 +163,7 @@ fn removals_that_wait_are_not_counted_as_leaving() {
             current_weight: Some(10),
             pod: None,
             note: Some("removal waits: no other target of this rule takes traffic".into()),
-            unless_failed: UnlessFailed::Nothing,
+            unless_failed: UnlessFailed::Unconditional,
             unmanaged: None,
             health: Health::Healthy,
             waiting_since: None,

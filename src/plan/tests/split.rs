@@ -2,11 +2,11 @@
 //! they are close enough, and the guards of a split rule.
 
 use super::*;
-use crate::model::{Pod, Selected};
-use crate::rules::{OnEmpty, Rules, parse};
+use crate::model::{Pod, RuleTargets, Selected};
+use crate::rules::{Rules, parse};
 
 /// One rule with backends `app: web` (share `web`) and `app: canary` (share `canary`) in namespace shop.
-fn rules(web: u32, canary: u32, on_empty: &str) -> Rules {
+pub(super) fn rules(web: u32, canary: u32, on_empty: &str) -> Rules {
     let text = format!(
         "
 - load_balancer_id: lb-00000001
@@ -22,7 +22,7 @@ fn rules(web: u32, canary: u32, on_empty: &str) -> Rules {
     parse("rules.yaml", &text).expect("valid rules")
 }
 
-fn pod(name: &str, ip: &str) -> Pod {
+pub(super) fn pod(name: &str, ip: &str) -> Pod {
     Pod {
         name: name.into(),
         phase: "Running".into(),
@@ -36,7 +36,7 @@ fn pod(name: &str, ip: &str) -> Pod {
 }
 
 /// `n` ready pods `{prefix}-{i}` at 10.{net}.0.{i}.
-fn pods(prefix: &str, net: u8, n: usize) -> Vec<Pod> {
+pub(super) fn pods(prefix: &str, net: u8, n: usize) -> Vec<Pod> {
     (0..n).map(|i| pod(&format!("{prefix}-{i}"), &format!("10.{net}.{}.{}", i / 250, i % 250 + 1))).collect()
 }
 
@@ -45,7 +45,7 @@ fn not_ready(pods: Vec<Pod>) -> Vec<Pod> {
     pods.into_iter().map(|p| Pod { ready: false, ..p }).collect()
 }
 
-fn planned(rules: &Rules, web: Vec<Pod>, canary: Vec<Pod>, bound: Vec<BoundTarget>) -> RulePlan {
+pub(super) fn planned(rules: &Rules, web: Vec<Pod>, canary: Vec<Pod>, bound: Vec<BoundTarget>) -> RulePlan {
     planned_with(rules, [(web, None), (canary, None)], bound, &PlanOptions::default())
 }
 
@@ -63,7 +63,7 @@ fn planned_with(
         .zip(backends)
         .map(|(q, (pods, replicas))| (q, Ok(Selected { pods, target_port: None, replicas })))
         .collect();
-    let actual = [Ok(RuleTargets { binding: binding(), targets: bound })];
+    let actual = by_rule([Ok(RuleTargets { binding: binding(), targets: bound })]);
     plan(&rules, &lists, &actual, &PodsByIp::new(), opts).rules.remove(0)
 }
 
@@ -74,7 +74,7 @@ fn applied(before: &[BoundTarget], rule: &RulePlan) -> Vec<BoundTarget> {
 }
 
 /// The weight of every target bound in 10.{net}.
-fn weights_in(bound: &[BoundTarget], net: u8) -> BTreeSet<Weight> {
+pub(super) fn weights_in(bound: &[BoundTarget], net: u8) -> BTreeSet<Weight> {
     bound.iter().filter(|b| matches!(b.target.ip, IpAddr::V4(ip) if ip.octets()[1] == net)).map(|b| b.weight).collect()
 }
 
@@ -84,14 +84,14 @@ fn part(share: u32, targets: usize) -> Part {
 
 #[test]
 fn ninety_five_five_with_nineteen_and_one_pods_is_exact_at_the_default_weight() {
-    let w = weights(&[part(95, 19), part(5, 1)], OnEmpty::Hold);
+    let w = weights(&[part(95, 19), part(5, 1)]);
     assert_eq!(w.weights, [Some(10), Some(10)]);
     assert_eq!(w.error_bp, 0);
 }
 
 #[test]
 fn ninety_five_five_with_twenty_and_one_pods_moves_the_canary_to_eleven() {
-    let w = weights(&[part(95, 20), part(5, 1)], OnEmpty::Hold);
+    let w = weights(&[part(95, 20), part(5, 1)]);
     assert_eq!(w.weights, [Some(10), Some(11)]);
     assert_eq!(achieved_bp(&[part(95, 20), part(5, 1)], &w.weights), [9479, 521]);
     assert!(!w.off());
@@ -100,7 +100,7 @@ fn ninety_five_five_with_twenty_and_one_pods_moves_the_canary_to_eleven() {
 #[test]
 fn an_unreachable_split_takes_the_closest_weights_and_is_off() {
     let parts = [part(50, 200), part(50, 1)];
-    let w = weights(&parts, OnEmpty::Hold);
+    let w = weights(&parts);
     assert_eq!(w.weights, [Some(1), Some(100)]);
     assert!(w.off(), "{w:?}");
     assert_eq!(w.error_bp, w.best_bp);
@@ -110,21 +110,21 @@ fn an_unreachable_split_takes_the_closest_weights_and_is_off() {
 fn bound_weights_within_the_tolerance_are_kept() {
     // 21 web pods at 10 and the canary at 11 give 4.98%: no change for one more web pod.
     let parts = [Part { share: 95, targets: 21, current: Some(10) }, Part { share: 5, targets: 1, current: Some(11) }];
-    assert_eq!(weights(&parts, OnEmpty::Hold).weights, [Some(10), Some(11)]);
+    assert_eq!(weights(&parts).weights, [Some(10), Some(11)]);
 }
 
 #[test]
 fn past_the_tolerance_the_smaller_backend_moves_and_the_larger_keeps_its_weight() {
     // web at 10 × 30 against a canary at 10: 3.2%, past the tolerance. Web keeps 10; the canary goes to 16.
     let parts = [Part { share: 95, targets: 30, current: Some(10) }, Part { share: 5, targets: 1, current: Some(10) }];
-    assert_eq!(weights(&parts, OnEmpty::Hold).weights, [Some(10), Some(16)]);
+    assert_eq!(weights(&parts).weights, [Some(10), Some(16)]);
 }
 
 #[test]
 fn a_new_backend_is_weighted_around_the_larger_backends_bound_weight() {
     // web bound at 5 × 19; a new canary with one pod at 5% gets 5, web keeps 5.
     let parts = [Part { share: 95, targets: 19, current: Some(5) }, Part { share: 5, targets: 1, current: None }];
-    assert_eq!(weights(&parts, OnEmpty::Hold).weights, [Some(5), Some(5)]);
+    assert_eq!(weights(&parts).weights, [Some(5), Some(5)]);
 }
 
 #[test]
@@ -269,7 +269,7 @@ proptest! {
         counts in (1usize..=200, 1usize..=200),
     ) {
         let parts = [part(shares.0, counts.0), part(shares.1, counts.1)];
-        let w = weights(&parts, OnEmpty::Hold);
+        let w = weights(&parts);
         let bound = (best_pair(&parts) * 10_000.0).max(f64::from(TOLERANCE_BP));
         // Basis points are rounded: one of slack.
         prop_assert!(f64::from(max_off_bp(&parts, &w.weights)) <= bound + 1.0, "{w:?} vs {bound}");
@@ -278,11 +278,9 @@ proptest! {
     #[test]
     fn weights_are_one_to_a_hundred_and_only_backends_without_targets_have_none(
         parts in prop::collection::vec((1u32..=1000, 0usize..=60, prop::option::of(0u8..=100)), 1..=4),
-        redistribute in any::<bool>(),
     ) {
         let parts: Vec<Part> = parts.into_iter().map(|(share, targets, current)| Part { share, targets, current }).collect();
-        let on_empty = if redistribute { OnEmpty::Redistribute } else { OnEmpty::Hold };
-        let w = weights(&parts, on_empty);
+        let w = weights(&parts);
         for (p, w) in parts.iter().zip(&w.weights) {
             prop_assert_eq!(w.is_some(), p.targets > 0);
             prop_assert!(w.is_none_or(|w| (1..=100).contains(&w)));
@@ -296,7 +294,7 @@ proptest! {
         moved in (-3i64..=3, -3i64..=3),
     ) {
         let parts = [part(shares.0, counts.0), part(shares.1, counts.1)];
-        let first = weights(&parts, OnEmpty::Hold).weights;
+        let first = weights(&parts).weights;
         let recount = |n: usize, d: i64| (n as i64 + d).max(1) as usize;
         let now = [
             Part { current: first[0], ..part(shares.0, recount(counts.0, moved.0)) },
@@ -304,7 +302,7 @@ proptest! {
         ];
         // Strictly inside (rounding to basis points could put the edge on either side).
         prop_assume!(max_off_bp(&now, &first) < TOLERANCE_BP);
-        prop_assert_eq!(weights(&now, OnEmpty::Hold).weights, first.to_vec());
+        prop_assert_eq!(weights(&now).weights, first.to_vec());
     }
 
     #[test]
@@ -338,8 +336,11 @@ proptest! {
         let after = apply_rows(&bound, &rule.status, &rule.rows);
         // Registered targets are not healthy yet: what serves after the run is what was healthy and weighted.
         prop_assert!(!serving_before || after.iter().any(BoundTarget::takes_traffic), "{:?}", rule.rows);
+        // 0 only for a target held back until its health checks pass (make before break across backends).
         for row in rule.rows.iter().filter(|r| matches!(r.action, Action::Register | Action::Reweight)) {
-            prop_assert!(row.weight.is_some_and(|w| (1..=100).contains(&w)), "{row:?}");
+            let held = row.note.as_deref().is_some_and(|n| n.starts_with("waiting for "));
+            let least = if held { 0 } else { 1 };
+            prop_assert!(row.weight.is_some_and(|w| (least..=100).contains(&w)), "{row:?}");
         }
     }
 }
@@ -356,4 +357,56 @@ fn a_target_in_two_backends_is_the_ready_pods() {
     let row = rule.rows.iter().find(|r| r.target == t("10.1.0.1", 8080)).expect("a row for 10.1.0.1");
     assert_eq!(row.pod.as_deref(), Some("web-0"), "{:?}", rule.rows);
     assert!(!matches!(row.action, Action::Drain | Action::Deregister), "{:?}", row);
+}
+
+/// With `hold` and three backends, one empty: the two left keep the proportions asked for between them (2:1
+/// here), instead of their raw bound weights, whose parts would move with pod counts.
+#[test]
+fn with_hold_and_three_backends_the_live_ones_keep_their_proportions_among_themselves() {
+    // 50/25/25, the third empty. The second grew from 5 to 10 pods at the bound weight 10: 100 : 100 is 50/50,
+    // not 2:1. The first (the larger share) keeps its weight; the second moves to 5.
+    let parts = [
+        Part { share: 50, targets: 10, current: Some(10) },
+        Part { share: 25, targets: 10, current: Some(10) },
+        Part { share: 25, targets: 0, current: None },
+    ];
+    let w = weights(&parts);
+    assert_eq!(w.weights, [Some(10), Some(5), None]);
+    assert_eq!(achieved_bp(&parts, &w.weights), [6667, 3333, 0]);
+    // At 5 pods the bound weights give 2:1: nothing moves.
+    let parts = [parts[0], Part { targets: 5, ..parts[1] }, parts[2]];
+    assert_eq!(weights(&parts).weights, [Some(10), Some(10), None]);
+}
+
+/// The rule of `rules` with web's pods listed and the canary's list failing.
+fn canary_unreadable(rules: &Rules, web: Vec<Pod>, bound: Vec<BoundTarget>) -> RulePlan {
+    let rules: Vec<&Rule> = rules.rules.iter().collect();
+    let queries: Vec<PodQuery> = rules[0].queries().cloned().collect();
+    let lists = PodLists::from([
+        (queries[0].clone(), Ok(Selected { pods: web, target_port: None, replicas: None })),
+        (queries[1].clone(), Err("pods is forbidden".to_owned())),
+    ]);
+    let actual = by_rule([Ok(RuleTargets { binding: binding(), targets: bound })]);
+    plan(&rules, &lists, &actual, &PodsByIp::new(), &PlanOptions::default()).rules.remove(0)
+}
+
+/// One backend that cannot be read keeps its targets (which are its is unknown) and every weight, while the
+/// others' rollouts go on: new pods registered at their backend's bound weight, terminating ones drained.
+#[test]
+fn an_unreadable_backend_keeps_every_weight_and_its_targets_while_the_others_roll() {
+    let rules = rules(95, 5, "hold");
+    let mut web = pods("web", 1, 4);
+    web[0].terminating = true;
+    let bound = vec![eni("10.1.0.1", 10), eni("10.1.0.2", 10), eni("10.1.0.3", 10), eni("10.2.0.1", 11)];
+    let rule = canary_unreadable(&rules, web.clone(), bound);
+    assert_eq!(rule.status, Status::Ready, "{:?}", rule.status);
+    let action = |ip: &str| rule.rows.iter().find(|r| r.target == t(ip, 8080)).map(|r| (r.action, r.weight));
+    assert_eq!(action("10.2.0.1"), Some((Action::Unchanged, Some(11))), "the canary's target stays");
+    assert_eq!(action("10.1.0.1"), Some((Action::Drain, Some(0))), "a terminating web pod drains");
+    assert_eq!(action("10.1.0.4"), Some((Action::Register, Some(10))), "a new web pod at web's weight");
+    assert_eq!(action("10.1.0.2"), Some((Action::Unchanged, Some(10))));
+    assert!(rule.warnings.iter().any(|w| w.starts_with("split held: listing pods in shop with app=canary")));
+    // Nothing of web bound: no weight to register its pods at, so the rule is skipped as before.
+    let skipped = canary_unreadable(&rules, web, vec![eni("10.2.0.1", 11)]);
+    assert!(matches!(skipped.status, Status::Skipped { .. }), "{:?}", skipped.status);
 }

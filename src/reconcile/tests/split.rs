@@ -112,3 +112,48 @@ async fn the_backend_share_gauge_has_each_backends_requested_and_achieved_share_
     metrics.set_rules(&[], outcome.waits);
     assert!(!metrics.encode_text().contains("clbsync_backend_share{"), "a rule gone from the rules file has no series");
 }
+
+/// The listener with one backend, deployment shop/green: the rules file after a blue/green switch.
+fn green_rules() -> Rules {
+    let text = "
+- load_balancer_id: lb-00000001
+  listeners:
+    - port: 6379
+      protocol: tcp
+      backends:
+        - {namespace: shop, deployment: green, port: 8080, share: 1}
+";
+    crate::rules::parse("rules.yaml", text).expect("test rules are valid")
+}
+
+/// Make before break across backends: green is registered at weight 0 while every blue target stays; once green
+/// is healthy its weight moves, and blue goes only if that weight change went through.
+#[tokio::test]
+async fn a_blue_green_switch_weights_green_before_blue_goes_and_a_failed_weight_change_keeps_blue() {
+    let (mut cluster, mut clb) = world();
+    let blue: Vec<Pod> = (1..=3).map(|i| pod(&format!("blue-{i}"), &format!("10.1.0.{i}")).ready()).collect();
+    for p in &blue {
+        clb.bind(&cache(), Target::new(p.ips[0], 8080), 10, TargetKind::Ip);
+    }
+    cluster.pods.insert(q("shop", "web"), Ok(blue));
+    cluster.pods.insert(q("shop", "green"), Ok(vec![pod("green-1", "10.1.1.1").ready()]));
+    let green = t("10.1.1.1", 8080);
+    let mut out = Vec::new();
+    let settings = settings(Mode::Reconcile, Format::Table);
+    run(&green_rules(), &cluster, &clb, &settings, &mut out).await.expect("run");
+    let bound = clb.targets_of(&cache());
+    assert_eq!((bound.len(), bound.get(&green)), (4, Some(&0)), "green at 0, blue kept: {bound:?}");
+
+    let throttled = Failure { code: "RequestLimitExceeded".into(), message: "throttled".into(), request_id: None };
+    clb.fail.insert(("set_weight", cache()), throttled);
+    let mut out = Vec::new();
+    run(&green_rules(), &cluster, &clb, &settings, &mut out).await.expect("run");
+    let table = String::from_utf8(out).expect("utf8");
+    let bound = clb.targets_of(&cache());
+    assert_eq!(bound.len(), 4, "the weight change failed, so blue keeps serving: {table}");
+    assert!(table.contains("weight change on this rule failed"), "{table}");
+
+    clb.fail.clear();
+    run(&green_rules(), &cluster, &clb, &settings, &mut Vec::new()).await.expect("run");
+    assert_eq!(clb.targets_of(&cache()), [(green, 10)].into(), "green weighted, then blue gone");
+}

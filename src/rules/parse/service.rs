@@ -3,7 +3,8 @@
 
 use super::super::spans::join_key;
 use super::super::{PodSource, PortRef, ServicePort};
-use super::{Fields, Validator, is_dns_label};
+use super::Validator;
+use super::fields::{Fields, is_dns_label};
 
 /// The keys that name a backend's pods otherwise than `service:`.
 const OTHERS: [&str; 3] = ["deployment", "workload", "selector"];

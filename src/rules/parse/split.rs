@@ -5,7 +5,8 @@ use serde_yaml::Value;
 
 use super::super::spans::join_key;
 use super::super::{Backend, OnEmpty, Share, Split};
-use super::{Fields, Validator, kind};
+use super::Validator;
+use super::fields::{Fields, kind};
 
 /// The largest `share:`; shares are proportions, and a million parts is finer than integer weights can reach.
 const MAX_SHARE: u64 = 1_000_000;

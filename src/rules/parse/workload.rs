@@ -5,7 +5,8 @@ use serde_yaml::Value;
 
 use super::super::spans::join_key;
 use super::super::{Workload, WorkloadKind};
-use super::{Fields, Validator, is_dns_label};
+use super::Validator;
+use super::fields::{Fields, is_dns_label};
 
 impl Validator {
     /// The `workload:` of backend `f`, if it has one and it is valid (problems recorded otherwise).

@@ -10,7 +10,7 @@ use crate::model::{GateCondition, Pod, Selected};
 use crate::rules::PodQuery;
 
 /// Watch mode's [`Cluster`]: pods from the cache, readiness-gate conditions written through the API.
-pub struct CachedCluster<'a> {
+pub(crate) struct CachedCluster<'a> {
     pub cache: &'a Cache,
     pub api: &'a KubeCluster,
 }

@@ -35,7 +35,7 @@ impl Cache {
 
     /// Applies a Service watch event; returns what changed that can matter to a rule. Only the Services a rule
     /// names add their selectors' label keys.
-    pub fn apply_service(&self, namespace: &str, event: Event<Service>) -> Option<Change> {
+    pub(crate) fn apply_service(&self, namespace: &str, event: Event<Service>) -> Option<Change> {
         let (step, service) = split(event);
         let name = service.as_ref().and_then(|s| s.metadata.name.clone());
         let def = service.map(ServiceDef::from);

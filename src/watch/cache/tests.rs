@@ -1,9 +1,12 @@
+use std::time::Duration;
+
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::*;
-use crate::rules::Rules;
+use crate::desired::Error;
+use crate::rules::{RuleId, Rules};
 
 /// Deployment watch events, as the watch reduces them.
 trait DeploymentEvents {
@@ -176,16 +179,16 @@ fn a_change_touches_only_the_rules_that_select_the_pod() {
     listed(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", false)], vec![deployment("web", "web")]);
     listed(&cache, "other", vec![], vec![]);
     let change = cache.apply_pod("shop", Event::Apply(k8s_pod("web-1", "web", "10.0.0.1", true))).expect("ready");
-    assert_eq!(cache.rules_touched(&rules.rules, &change), [0].into());
+    assert_eq!(cache.rules_touched(&rules.rules, &change), [RuleId(0)].into());
     assert_eq!(cache.apply_pod("shop", Event::Apply(k8s_pod("web-1", "web", "10.0.0.1", true))), None, "no change");
     let moved = cache.apply_pod("shop", Event::Apply(k8s_pod("web-1", "redis", "10.0.0.1", true))).expect("labels");
-    assert_eq!(cache.rules_touched(&rules.rules, &moved), [0, 1].into(), "old and new selectors");
+    assert_eq!(cache.rules_touched(&rules.rules, &moved), [RuleId(0), RuleId(1)].into(), "old and new selectors");
     let gone = cache.apply_pod("shop", Event::Delete(k8s_pod("web-1", "redis", "10.0.0.1", true))).expect("gone");
-    assert_eq!(cache.rules_touched(&rules.rules, &gone), [1].into());
+    assert_eq!(cache.rules_touched(&rules.rules, &gone), [RuleId(1)].into());
     let other = cache.apply_pod("other", Event::Apply(k8s_pod("web-9", "web", "10.0.0.9", true))).expect("new");
-    assert_eq!(cache.rules_touched(&rules.rules, &other), [2].into());
+    assert_eq!(cache.rules_touched(&rules.rules, &other), [RuleId(2)].into());
     let selector = cache.apply_deployment("shop", Event::Apply(deployment("web", "web2"))).expect("selector");
-    assert_eq!(cache.rules_touched(&rules.rules, &selector), [0].into());
+    assert_eq!(cache.rules_touched(&rules.rules, &selector), [RuleId(0)].into());
     assert_eq!(cache.apply_deployment("shop", Event::Apply(deployment("web", "web2"))), None, "same selector");
 }
 
@@ -208,9 +211,9 @@ fn a_pod_or_workload_of_any_backend_of_a_split_rule_touches_it() {
     listed(&cache, "shop", vec![k8s_pod("canary-1", "canary", "10.0.0.2", false)], vec![deployment("web", "web")]);
     assert!(cache.is_synced(&rules.rules[0]));
     let canary = cache.apply_pod("shop", Event::Apply(k8s_pod("canary-1", "canary", "10.0.0.2", true))).expect("ready");
-    assert_eq!(cache.rules_touched(&rules.rules, &canary), [0].into());
+    assert_eq!(cache.rules_touched(&rules.rules, &canary), [RuleId(0)].into());
     let web = cache.apply_pod("shop", Event::Apply(k8s_pod("web-1", "web", "10.0.0.1", true))).expect("new");
-    assert_eq!(cache.rules_touched(&rules.rules, &web), [0].into());
+    assert_eq!(cache.rules_touched(&rules.rules, &web), [RuleId(0)].into());
     let other = cache.apply_pod("shop", Event::Apply(k8s_pod("redis-1", "redis", "10.0.0.3", true))).expect("new");
     assert_eq!(cache.rules_touched(&rules.rules, &other), BTreeSet::new());
 }
@@ -233,7 +236,7 @@ fn a_pass_over_a_rule_with_gated_pods_takes_the_other_rules_of_those_pods_only()
     );
     listed(&cache, "shop", vec![k8s_pod("web-1", "web", "10.0.0.1", true)], vec![deployment("web", "web")]);
     listed(&cache, "other", vec![], vec![]);
-    assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![0]), [0], "no gated pod: the rule alone");
+    assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![RuleId(0)]), [RuleId(0)], "no gated pod: the rule alone");
 
     let mut gated = k8s_pod("web-2", "web", "10.0.0.2", false);
     gated.spec = Some(k8s_openapi::api::core::v1::PodSpec {
@@ -243,9 +246,13 @@ fn a_pass_over_a_rule_with_gated_pods_takes_the_other_rules_of_those_pods_only()
         ..Default::default()
     });
     cache.apply_pod("shop", Event::Apply(gated));
-    assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![0]), [0, 3], "the rules of the gated pod");
-    assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![1]), [1], "redis selects no gated pod");
-    assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![2]), [2], "another namespace");
+    assert_eq!(
+        cache.with_gate_neighbours(&rules.rules, vec![RuleId(0)]),
+        [RuleId(0), RuleId(3)],
+        "the rules of the gated pod"
+    );
+    assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![RuleId(1)]), [RuleId(1)], "redis selects no gated pod");
+    assert_eq!(cache.with_gate_neighbours(&rules.rules, vec![RuleId(2)]), [RuleId(2)], "another namespace");
 }
 
 /// Issue 24 #16: a cached pod keeps only the labels some selector matches on, whatever else is on it.
@@ -363,10 +370,10 @@ fn a_named_services_selector_chooses_its_pods_and_a_change_touches_its_rules() {
     assert!(matches!(cache.service("shop", "gone"), Err(Error::WorkloadNotFound { .. })));
 
     let change = cache.apply_service("shop", Event::Apply(service("web", &[("app", "db")]))).expect("new selector");
-    assert_eq!(cache.rules_touched(&rules.rules, &change), [0].into());
+    assert_eq!(cache.rules_touched(&rules.rules, &change), [RuleId(0)].into());
     assert!(!cache.take_relist("shop"), "`app` was known");
     let pod_change = cache.apply_pod("shop", Event::Apply(k8s_pod("db-1", "db", "10.0.0.2", false))).expect("pod");
-    assert_eq!(cache.rules_touched(&rules.rules, &pod_change), [0].into(), "its pods are the new selector's");
+    assert_eq!(cache.rules_touched(&rules.rules, &pod_change), [RuleId(0)].into(), "its pods are the new selector's");
     cache.apply_service("shop", Event::Apply(service("noise", &[("other-key", "1")])));
     assert!(!cache.take_relist("shop"), "a Service no rule names adds no key");
     cache.apply_service("shop", Event::Apply(service("web", &[("tier", "front")])));

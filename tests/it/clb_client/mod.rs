@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clbsync::clb::client::{ClbClient, ClientConfig};
+use clbsync::clb::credentials::Credentials;
 use clbsync::clb::http::Endpoint;
 use clbsync::clb::retry::RetryPolicy;
 use clbsync::clb::tc3::{self, Signable};
 use clbsync::clb::{Clb, Error};
-use clbsync::credentials::Credentials;
 use clbsync::model::{Binding, Target};
 use clbsync::model::{Change, TargetKind};
 use clbsync::stop::{Fence, Reason, Stop};
@@ -148,7 +148,8 @@ async fn auth_failures_name_the_credential_variables() {
         "TENCENTCLOUD_SECRET_KEY" => Some("keyvalue".to_string()),
         _ => None,
     };
-    let clb = ClbClient::new(config(&server, clbsync::credentials::env::from_lookup(env).unwrap().unwrap())).unwrap();
+    let clb =
+        ClbClient::new(config(&server, clbsync::clb::credentials::env::from_lookup(env).unwrap().unwrap())).unwrap();
     let err = clb.listeners(LB).await.unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY"), "{msg}");

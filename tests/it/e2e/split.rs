@@ -157,12 +157,13 @@ async fn a_blue_green_switch_keeps_blue_serving_until_green_takes_traffic_and_dr
     world.set_rules(&one_backend(&ns, "canary"));
     let first = world.reconcile().await;
     let bound = world.targets(Slot::Redis);
-    assert!(bound.iter().any(|t| t.0 == CANARY_IP), "green is registered first\n{}", first.all());
-    // Make before break, as for any rule: as many of blue's targets as green will have stay until green takes
-    // traffic.
-    assert_eq!(bound.len(), 2, "one blue target stays until green takes traffic\n{}", first.all());
+    // Make before break across backends: green is registered at weight 0 (blue had all the weight) and waits for
+    // its health checks; every blue target stays, weighted, until green's weight has moved.
+    assert!(bound.contains(&(CANARY_IP.to_owned(), 8080, 0)), "green is registered first, at 0\n{}", first.all());
+    assert_eq!(bound.iter().filter(|t| t.0 != CANARY_IP && t.2 == 10).count(), WEB_PODS, "{}", first.all());
+    assert!(first.stdout.contains("waiting for 1 target(s) of this backend to pass health checks"), "{}", first.all());
     assert!(first.stdout.contains("removal waits until the rule's other targets take its traffic"), "{}", first.all());
-    // With green healthy, the next run lets blue go.
+    // With green healthy, the next run weights it, then lets blue go.
     world.reconcile().await.assert_code(0);
     assert_eq!(world.targets(Slot::Redis), [(CANARY_IP.to_owned(), 8080, 10)], "only green is left");
     tokio::time::sleep(Duration::from_millis(500)).await;

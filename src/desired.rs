@@ -8,6 +8,7 @@ pub mod kube;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod ports;
+pub mod selector;
 pub mod service;
 
 use std::collections::BTreeMap;
@@ -146,7 +147,7 @@ pub async fn list_all<C: Cluster>(
 }
 
 /// [`list_all`] as the lists complete, for a caller that may stop waiting for the rest.
-pub fn list_each<C: Cluster>(
+pub(crate) fn list_each<C: Cluster>(
     cluster: &C,
     queries: impl IntoIterator<Item = PodQuery>,
     concurrency: usize,

@@ -36,14 +36,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::apply::RowStatus;
 use crate::clb::Clb;
 use crate::desired::kube::KubeCluster;
-use crate::observe::events;
 use crate::observe::metrics::Metrics;
-use crate::plan::{RulePlan, Status};
+use crate::observe::pass::{Answers, EventSink, Observers};
+use crate::outcome::{Outcome, exit};
+use crate::plan::RulePlan;
 use crate::reconcile::{self, Settings};
-use crate::rules::{self, Rules};
+use crate::rules::{self, RuleId, Rules};
 use crate::serve;
 use crate::stop::{Reason, Stop};
 use cache::{Cache, CachedCluster, Scope};
@@ -64,11 +64,11 @@ pub struct Options {
     /// `--max-events` when passes record Kubernetes Events (`reconcile`, `--events` on), else `None`.
     pub events: Option<usize>,
     /// The credentials the CLB client signs with, whose refreshes and expiry the metrics show.
-    pub credentials: Option<crate::credentials::Provider>,
+    pub credentials: Option<crate::clb::credentials::Provider>,
 }
 
-/// CLB API answers so far per (action, `ok` or error code), read after each pass for the metrics.
-pub type Answers = BTreeMap<(&'static str, String), u64>;
+/// How far off the loop's timer is set when no rule is due.
+const NOTHING_DUE: Duration = Duration::from_secs(86_400);
 
 /// Runs until `stop` fires (a signal), then releases the lease and returns.
 pub async fn run<C: Clb>(
@@ -80,78 +80,45 @@ pub async fn run<C: Clb>(
     opts: &Options,
     stop: Stop,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::new());
-    let cache = Arc::new(Cache::default());
+    let (metrics, cache) = (Arc::new(Metrics::new()), Arc::new(Cache::default()));
     let api = KubeCluster::from_client(client.clone());
     let (tx, mut changes) = mpsc::unbounded_channel();
     let mut watches = Watches::new(client.clone(), cache.clone(), tx);
-    let mut rules = loaded.rules;
-    watches.set_namespaces(&namespaces(&rules));
+    watches.set_namespaces(&namespaces(&loaded.rules));
     let mut reloads = poll::spawn(opts.rules_path.clone(), loaded.text)?;
-
     let election = opts.election.clone().map(|config| Election::start(client.clone(), config, metrics.clone()));
     if let Some(addr) = opts.metrics_addr {
-        let (cache, max_failing) = (cache.clone(), opts.resync_interval);
-        let health = election.as_ref().map(Election::health);
-        let ready = Box::new(move || {
-            let now = Instant::now();
-            cache.readiness(now, max_failing)?;
-            health.as_ref().map_or(Ok(()), |h| h.check(now))
-        });
-        serve::spawn(addr, serve::Endpoints { metrics: metrics.clone(), ready }).await?;
+        serve_endpoints(addr, &cache, election.as_ref(), &metrics, opts.resync_interval).await?;
     }
     let mut role = election.as_ref().map(Election::role);
-    // The stop of the passes of this term (term 0 without an election: the run's own), or `None` as a follower.
-    let mut writer: Option<(u64, Stop)> = match &role {
-        None => Some((0, stop.clone())),
-        Some(_) => None,
-    };
+    // Without an election the passes write under the run's own stop, as term 0; with one, once elected.
+    let writer = role.is_none().then(|| (0, stop.clone()));
     metrics.set_leader(writer.is_some());
-
-    let mut schedule = Schedule::new(opts.resync_interval);
-    let mut latest: BTreeMap<usize, RulePlan> = BTreeMap::new();
-    let mut observer = PassObserver {
-        client: &client,
-        metrics: &metrics,
-        answers,
-        seen: Answers::new(),
-        series: events::Series::default(),
-        instance: events::instance(),
-        events: opts.events,
-        credentials: opts.credentials.clone(),
-    };
+    let mut state =
+        State { rules: loaded.rules, schedule: Schedule::new(opts.resync_interval), latest: BTreeMap::new(), writer };
+    let sink = opts.events.map(|max| EventSink { client: &client, max, after_a_stop: false });
+    let mut observers = Observers::new(Some(&metrics), sink, answers, opts.credentials.clone());
+    let cluster = CachedCluster { cache: &cache, api: &api };
     let mut next_resync = tokio::time::Instant::now() + opts.resync_interval;
-    let far = Duration::from_secs(86_400);
     loop {
-        let due = schedule.next_due().filter(|_| writer.is_some());
-        let due_at = due.map_or_else(|| tokio::time::Instant::now() + far, tokio::time::Instant::from_std);
+        let due = state.schedule.next_due().filter(|_| state.writer.is_some());
+        let due_at = due.map_or_else(|| tokio::time::Instant::now() + NOTHING_DUE, tokio::time::Instant::from_std);
         tokio::select! {
             _ = stop.stopped() => break,
             Some(change) = changes.recv() => {
                 watches.relist_pods_if_asked(change.namespace());
-                let touched = cache.rules_touched(&rules.rules, &change);
+                let touched = cache.rules_touched(&state.rules.rules, &change);
                 tracing::debug!(?change, rules = touched.len(), "change");
-                schedule.trigger(touched, Instant::now() + opts.debounce);
+                state.schedule.trigger(touched, Instant::now() + opts.debounce);
             }
-            Some(now) = role_changed(&mut role) => match now {
-                Role::Leader { term, fence } if writer.as_ref().is_none_or(|(t, _)| *t != term) => {
-                    // The cache may be older than this lease (a SIGSTOP, a partition): list again first; the rules
-                    // wait until their namespace has listed.
-                    watches.relist();
-                    writer = Some((term, stop.with_fence(&fence)));
-                    schedule.trigger(0..rules.rules.len(), Instant::now());
-                    tracing::info!(term, "leading: the watches list again before the first pass of this term");
-                }
-                Role::Leader { .. } => {}
-                Role::Follower => writer = None,
-            },
+            Some(now) = role_changed(&mut role) => state.role(now, &stop, &mut watches),
             _ = tokio::time::sleep_until(next_resync) => {
                 next_resync = tokio::time::Instant::now() + opts.resync_interval;
                 // A label key that grew with no change sent for it (a list that failed after it) is caught here.
-                for namespace in namespaces(&rules).keys() {
+                for namespace in namespaces(&state.rules).keys() {
                     watches.relist_pods_if_asked(namespace);
                 }
-                schedule.trigger(0..rules.rules.len(), Instant::now());
+                state.trigger_all();
             }
             reloaded = reloads.recv(), if !reloads.is_closed() => {
                 let Some(reloaded) = reloaded else {
@@ -160,73 +127,17 @@ pub async fn run<C: Clb>(
                     continue;
                 };
                 if let Some(new) = reload(&opts.rules_path, reloaded, &metrics) {
-                    rules = new;
-                    watches.set_namespaces(&namespaces(&rules));
-                    schedule = Schedule::new(opts.resync_interval);
-                    latest.clear();
-                    schedule.trigger(0..rules.rules.len(), Instant::now());
+                    watches.set_namespaces(&namespaces(&new));
+                    state.replace_rules(new, opts.resync_interval);
                 }
             }
             _ = tokio::time::sleep_until(due_at), if due.is_some() => {
-                let Some((_, pass_stop)) = writer.clone() else { continue };
-                // Checked before anything is read: after a SIGSTOP this sees the write deadline gone before the
-                // election task has run.
-                if let Err(reason) = pass_stop.check() {
-                    tracing::info!("no pass: {reason}");
-                    writer = None;
-                    continue;
-                }
-                let (ready, waiting): (Vec<usize>, Vec<usize>) = schedule
-                    .take_due(Instant::now())
-                    .into_iter()
-                    .partition(|&i| cache.is_synced(&rules.rules[i]));
-                if !waiting.is_empty() {
-                    tracing::info!(rules = waiting.len(), "rules wait for their watch to list again");
-                }
-                if ready.is_empty() {
-                    continue;
-                }
-                let ready = cache.with_gate_neighbours(&rules.rules, ready);
-                let settings = Settings { stop: pass_stop.clone(), ..settings.clone() };
-                let cluster = CachedCluster { cache: &cache, api: &api };
-                let closed;
-                let (outcome, elapsed) = match pass(&rules, &ready, &cluster, clb, &settings).await? {
-                    Pass::Done { outcome, elapsed, stdout_closed } => {
-                        closed = stdout_closed;
-                        (outcome, elapsed)
+                match state.due_pass(&cluster, clb, settings, &metrics, &mut observers).await? {
+                    Flow::Stop => break,
+                    Flow::OutputClosed if stop.stop(Reason::OutputClosed) => {
+                        tracing::warn!("stdout closed: starting no new passes");
                     }
-                    Pass::GaveUp(reason) if reason.lets_in_flight_finish() => break,
-                    Pass::GaveUp(_) => {
-                        writer = None;
-                        continue;
-                    }
-                };
-                // Waits nothing in the cluster records are timed from the first pass that held them.
-                let mut outcome = outcome;
-                let now = outcome.waits.now;
-                for (&i, plan) in ready.iter().zip(outcome.plan.rules.iter_mut()) {
-                    crate::plan::carry_waits(latest.get(&i), plan, now);
-                }
-                let now = Instant::now();
-                for (k, (&i, plan)) in ready.iter().zip(&outcome.plan.rules).enumerate() {
-                    if troubled(plan, &outcome, k) {
-                        schedule.failed(i, now);
-                    } else {
-                        schedule.succeeded(i);
-                        if plan.waits() {
-                            schedule.recheck(i, now);
-                            metrics.record_recheck(if plan.gate_waits { "gate" } else { "wait" });
-                        } else {
-                            schedule.settled(i);
-                        }
-                    }
-                    latest.insert(i, plan.clone());
-                }
-                metrics.set_rules(latest.values(), outcome.waits);
-                observer.record(&rules, &ready, &outcome, elapsed, &pass_stop).await;
-                // After the record: the pass's Events are what is left of its report.
-                if closed && stop.stop(Reason::OutputClosed) {
-                    tracing::warn!("stdout closed: starting no new passes");
+                    Flow::OutputClosed | Flow::Go => {}
                 }
             }
         }
@@ -234,77 +145,175 @@ pub async fn run<C: Clb>(
     tracing::info!("stopping: no new passes");
     drop(watches);
     if let Some(election) = election {
-        let wait =
-            opts.election.as_ref().map_or(Duration::ZERO, |c| c.timing.retry_period * 2) + Duration::from_secs(1);
-        election.release(wait).await;
+        // Two retry periods: a renewal in flight ends first.
+        let retry = opts.election.as_ref().map_or(Duration::ZERO, |c| c.timing.retry_period);
+        election.release(retry * 2 + Duration::from_secs(1)).await;
     }
     Ok(())
 }
 
-/// What the observers of a pass need between passes: metrics, API-call counts, Kubernetes Events.
-struct PassObserver<'a, A: Fn() -> Answers> {
-    client: &'a kube::Client,
-    metrics: &'a Metrics,
-    answers: A,
-    /// API answers counted so far.
-    seen: Answers,
-    series: events::Series,
-    instance: String,
-    /// `--max-events` when passes record Events.
-    events: Option<usize>,
-    credentials: Option<crate::credentials::Provider>,
+/// Serves `/healthz`, `/readyz` (the watches have listed, and the lease is renewed in time) and `/metrics`.
+async fn serve_endpoints(
+    addr: SocketAddr,
+    cache: &Arc<Cache>,
+    election: Option<&Election>,
+    metrics: &Arc<Metrics>,
+    max_failing: Duration,
+) -> anyhow::Result<()> {
+    let cache = cache.clone();
+    let health = election.map(Election::health);
+    let ready = Box::new(move || {
+        let now = Instant::now();
+        cache.readiness(now, max_failing)?;
+        health.as_ref().map_or(Ok(()), |h| h.check(now))
+    });
+    serve::spawn(addr, serve::Endpoints { metrics: metrics.clone(), ready }).await?;
+    Ok(())
 }
 
-impl<A: Fn() -> Answers> PassObserver<'_, A> {
-    /// Records a pass over the rules `ready`: metrics, and its Events unless the pass may no longer write.
-    async fn record(
-        &mut self,
-        rules: &Rules,
-        ready: &[usize],
-        outcome: &reconcile::Outcome,
-        elapsed: Duration,
-        stop: &Stop,
-    ) {
-        self.metrics.record_pass(outcome, elapsed, crate::observe::metrics::unix_now());
-        if let Some(max) = self.events
-            && stop.check().is_ok()
-        {
-            let subset = Rules { rules: ready.iter().map(|&i| rules.rules[i].clone()).collect() };
-            let (drafts, left_out) = events::drafts(&subset, outcome, max);
-            if left_out > 0 {
-                tracing::info!(left_out, "--max-events {max} reached: {left_out} Kubernetes Event(s) not recorded");
+/// The rules due now whose watches have listed, with the rules that share gated pods with them.
+fn due_rules(schedule: &mut Schedule, rules: &Rules, cache: &Cache) -> Vec<RuleId> {
+    let (ready, waiting): (Vec<RuleId>, Vec<RuleId>) = schedule
+        .take_due(Instant::now())
+        .into_iter()
+        .partition(|&id| rules.get(id).is_some_and(|rule| cache.is_synced(rule)));
+    if !waiting.is_empty() {
+        tracing::info!(rules = waiting.len(), "rules wait for their watch to list again");
+    }
+    if ready.is_empty() {
+        return ready;
+    }
+    cache.with_gate_neighbours(&rules.rules, ready)
+}
+
+/// What the loop of watch mode keeps: the rules in force, when each runs next, each one's latest plan, and
+/// whether this replica writes.
+struct State {
+    rules: Rules,
+    schedule: Schedule,
+    latest: BTreeMap<RuleId, RulePlan>,
+    /// The stop of the passes of this term (term 0 without an election), or `None` as a follower.
+    writer: Option<(u64, Stop)>,
+}
+
+/// What the loop does after a due pass.
+enum Flow {
+    Go,
+    /// The pass's report met a closed stdout: stop once it is recorded, as after SIGTERM.
+    OutputClosed,
+    /// The run stopped and the pass in flight was given up.
+    Stop,
+}
+
+impl State {
+    fn trigger_all(&mut self) {
+        self.schedule.trigger(self.rules.rules.iter().map(|r| r.id), Instant::now());
+    }
+
+    /// A reloaded rules file: its rules' ids are new, so their schedule and plans start again, now.
+    fn replace_rules(&mut self, rules: Rules, resync_interval: Duration) {
+        self.rules = rules;
+        self.schedule = Schedule::new(resync_interval);
+        self.latest.clear();
+        self.trigger_all();
+    }
+
+    /// A new role in the election: a new term lists every watch again before its first pass.
+    fn role(&mut self, now: Role, stop: &Stop, watches: &mut Watches) {
+        match now {
+            Role::Leader { term, fence } if self.writer.as_ref().is_none_or(|(t, _)| *t != term) => {
+                // The cache may be older than this lease (a SIGSTOP, a partition): list again first; the rules
+                // wait until their namespace has listed.
+                watches.relist();
+                self.writer = Some((term, stop.with_fence(&fence)));
+                self.trigger_all();
+                tracing::info!(term, "leading: the watches list again before the first pass of this term");
             }
-            let posted = self.series.record(self.client, drafts, &self.instance).await;
-            self.metrics.record_events(posted.recorded, posted.failed);
+            Role::Leader { .. } => {}
+            Role::Follower => self.writer = None,
         }
-        let total = (self.answers)();
-        self.metrics.record_api_calls(total.iter().map(|((action, code), n)| {
-            (*action, code.as_str(), n - self.seen.get(&(*action, code.clone())).copied().unwrap_or(0))
-        }));
-        self.seen = total;
-        if let Some(credentials) = &self.credentials {
-            self.metrics.record_credentials(&credentials.stats());
+    }
+
+    /// Runs the rules that are due, if this replica may still write, and records the pass.
+    async fn due_pass<C: Clb, A: Fn() -> Answers>(
+        &mut self,
+        cluster: &CachedCluster<'_>,
+        clb: &C,
+        settings: &Settings,
+        metrics: &Metrics,
+        observers: &mut Observers<'_, A>,
+    ) -> anyhow::Result<Flow> {
+        let Some((_, pass_stop)) = self.writer.clone() else { return Ok(Flow::Go) };
+        // Checked before anything is read: after a SIGSTOP this sees the write deadline gone before the election
+        // task has run.
+        if let Err(reason) = pass_stop.check() {
+            tracing::info!("no pass: {reason}");
+            self.writer = None;
+            return Ok(Flow::Go);
         }
+        let ready = due_rules(&mut self.schedule, &self.rules, cluster.cache);
+        if ready.is_empty() {
+            return Ok(Flow::Go);
+        }
+        let settings = Settings { stop: pass_stop.clone(), ..settings.clone() };
+        let (mut outcome, elapsed, closed) = match pass(&self.rules, &ready, cluster, clb, &settings).await? {
+            Pass::Done { outcome, elapsed, stdout_closed } => (outcome, elapsed, stdout_closed),
+            Pass::GaveUp(reason) if reason.lets_in_flight_finish() => return Ok(Flow::Stop),
+            Pass::GaveUp(_) => {
+                self.writer = None;
+                return Ok(Flow::Go);
+            }
+        };
+        self.reschedule(&mut outcome, metrics);
+        observers.record(&self.rules, &outcome, elapsed, &pass_stop).await;
+        // After the record: the pass's Events are what is left of its report.
+        Ok(if closed { Flow::OutputClosed } else { Flow::Go })
+    }
+
+    /// After a pass: times the waits nothing in the cluster records from the first pass that held them, schedules
+    /// each rule again (soon when it failed or waits, at the resync otherwise), and keeps its plan for the metrics.
+    fn reschedule(&mut self, outcome: &mut Outcome, metrics: &Metrics) {
+        let now = outcome.waits.now;
+        for plan in &mut outcome.plan.rules {
+            crate::plan::carry_waits(self.latest.get(&plan.id), plan, now);
+        }
+        let now = Instant::now();
+        for rule in outcome.rules() {
+            let (id, plan) = (rule.plan.id, rule.plan);
+            if rule.troubled() {
+                self.schedule.failed(id, now);
+            } else {
+                self.schedule.succeeded(id);
+                if plan.waits() {
+                    self.schedule.recheck(id, now);
+                    metrics.record_recheck(if plan.gate_waits { "gate" } else { "wait" });
+                } else {
+                    self.schedule.settled(id);
+                }
+            }
+            self.latest.insert(id, plan.clone());
+        }
+        metrics.set_rules(self.latest.values(), outcome.waits);
     }
 }
 
 /// How a pass ended.
 enum Pass {
     /// The pass ended; `stdout_closed`: its report met a closed stdout, so watch mode stops once it is recorded.
-    Done { outcome: reconcile::Outcome, elapsed: Duration, stdout_closed: bool },
+    Done { outcome: Outcome, elapsed: Duration, stdout_closed: bool },
     /// Given up: the lease was lost (at once), or the run stopped and the pass did not end within the stop grace.
     GaveUp(Reason),
 }
 
-/// One pass over the rules `idx`; its report goes to stdout when it changed or failed something.
+/// One pass over the rules `ids`; its report goes to stdout when it changed or failed something.
 async fn pass<C: Clb>(
     rules: &Rules,
-    idx: &[usize],
+    ids: &[RuleId],
     cluster: &CachedCluster<'_>,
     clb: &C,
     settings: &Settings,
 ) -> anyhow::Result<Pass> {
-    let subset = Rules { rules: idx.iter().map(|&i| rules.rules[i].clone()).collect() };
+    let subset = rules.subset(ids.iter().copied());
     let started = Instant::now();
     let mut report = Vec::new();
     let grace = settings.stop_grace + Duration::from_secs(1);
@@ -321,7 +330,7 @@ async fn pass<C: Clb>(
     };
     let elapsed = started.elapsed();
     let mut stdout_closed = false;
-    if outcome.plan.has_changes() || !outcome.plan.gate.is_empty() || outcome.exit_code(false) != reconcile::exit::OK {
+    if outcome.plan.has_changes() || !outcome.plan.gate.is_empty() || outcome.exit_code(false) != exit::OK {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         match out.write_all(&report).and_then(|()| out.flush()) {
@@ -340,16 +349,6 @@ async fn given_up(stop: &Stop, grace: Duration) -> Reason {
         tokio::time::sleep(grace).await;
     }
     reason
-}
-
-/// Whether the `k`-th rule of a pass failed (skipped, or a change failed or was not attempted): it is retried.
-fn troubled(plan: &RulePlan, outcome: &reconcile::Outcome, k: usize) -> bool {
-    let failed = outcome
-        .applied
-        .as_ref()
-        .and_then(|a| a.rows.get(k))
-        .is_some_and(|rows| rows.iter().any(|r| matches!(r, RowStatus::Failed(_) | RowStatus::NotAttempted(_))));
-    failed || matches!(plan.status, Status::Skipped { .. })
 }
 
 /// The changed rules file, loaded and validated; `None` (old rules stay) when it is invalid.

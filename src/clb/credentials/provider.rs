@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::files::{self, Check, Paths, Watched};
 use super::metadata::CvmRole;
-use super::refresh::{Cache, Fetch, Issued, Outcome};
+use super::refresh::{Cache, Fetch, Issued, RefreshResult};
 use super::sts::Oidc;
 use super::{
     Credentials, Error, Kind, Selection, Settings, TKE_PROVIDER_ID, TKE_REGION, TKE_ROLE_ARN, TKE_TOKEN_FILE, env,
@@ -181,15 +181,15 @@ impl Provider {
         credentials
     }
 
-    fn record(&self, outcome: Outcome) {
+    fn record(&self, outcome: RefreshResult) {
         let source = self.inner.kind.as_str();
         match outcome {
-            Outcome::None => {}
-            Outcome::Refreshed { valid_for } => {
+            RefreshResult::None => {}
+            RefreshResult::Refreshed { valid_for } => {
                 self.count("ok");
                 tracing::debug!(source, valid_for_s = valid_for.as_secs(), "credentials refreshed");
             }
-            Outcome::FailedKept { error, valid_for, retry_in } => {
+            RefreshResult::FailedKept { error, valid_for, retry_in } => {
                 self.count("error");
                 tracing::warn!(
                     "refreshing the credentials failed: {error}; the current ones stay in use ({}s of validity left), next attempt in {}ms",
@@ -197,7 +197,7 @@ impl Provider {
                     retry_in.as_millis()
                 );
             }
-            Outcome::Failed => self.count("error"),
+            RefreshResult::Failed => self.count("error"),
         }
     }
 }
@@ -255,7 +255,7 @@ fn oidc_source(settings: &Settings, lookup: &impl Fn(&str) -> Option<String>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credentials::{CLBSYNC_ID, CLBSYNC_ID_FILE, CLBSYNC_KEY, CLBSYNC_KEY_FILE};
+    use crate::clb::credentials::{CLBSYNC_ID, CLBSYNC_ID_FILE, CLBSYNC_KEY, CLBSYNC_KEY_FILE};
 
     fn env(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
         move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())

@@ -24,131 +24,28 @@ mod budget;
 mod capacity;
 mod fingerprint;
 mod gate;
+mod row;
 mod rule;
 mod source;
 mod split;
 mod targets;
+mod warmup;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use budget::{Budget, PERCENT_FROM, removals};
 pub use fingerprint::{Fingerprint, fingerprint};
-pub use gate::{Applied, GateChange, GateOn, gate_needs_health, plan_gate};
+pub use gate::{GateChange, GateOn, RowResult, gate_needs_health, plan_gate};
+pub use row::{Action, Row, UnlessFailed, Unmanaged};
 pub use rule::{Asked, Elsewhere, RuleOptions, RuleRows, plan_rule};
 pub use source::Source;
 pub use split::{Part, SplitRow, TOLERANCE_BP, Weights, achieved_bp, percent, points, requested_bp, weights};
 pub use targets::{DesiredTargets, serves, targets_for};
 use targets::{Refused, backend_targets};
 
-use crate::model::{Binding, Health, Owner, Place, Pod, RuleTargets, Selected, Target, Weight};
+use crate::model::{Actual, Binding, Owner, Place, Pod, RuleId, Selected};
 use crate::rules::{PodQuery, Rule};
-
-/// What a row of the plan does to one target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Action {
-    Register,
-    Reweight,
-    Drain,
-    Deregister,
-    /// Tag an untagged target of one of our pods as ours (`--adopt-untagged`), then manage it.
-    Adopt,
-    /// A drain or removal held back: the target still serves and the rule has no other target that takes traffic.
-    Wait,
-    Unchanged,
-    Unmanaged,
-}
-
-impl Row {
-    /// A change to make, or one that waits.
-    pub fn is_pending(&self) -> bool {
-        self.action.is_change() || self.action == Action::Wait
-    }
-}
-
-impl Action {
-    /// Lowercase name used in tables and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Register => "register",
-            Action::Reweight => "reweight",
-            Action::Drain => "drain",
-            Action::Deregister => "deregister",
-            Action::Adopt => "adopt",
-            Action::Wait => "wait",
-            Action::Unchanged => "unchanged",
-            Action::Unmanaged => "unmanaged",
-        }
-    }
-
-    /// Whether the row needs an API call.
-    pub fn is_change(self) -> bool {
-        matches!(self, Action::Register | Action::Reweight | Action::Drain | Action::Deregister | Action::Adopt)
-    }
-}
-
-/// One target of one rule and what happens to it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Row {
-    pub action: Action,
-    pub target: Target,
-    /// The weight after the change (register, reweight, drain) or the current one otherwise.
-    pub weight: Option<Weight>,
-    /// The weight bound now, when the target is bound.
-    pub current_weight: Option<Weight>,
-    /// The pod behind the target, when there is one.
-    pub pod: Option<String>,
-    /// Why the row is what it is, when that is not obvious (e.g. `CVM ins-12345678`, `kept: upsert-only`).
-    pub note: Option<String>,
-    /// Which failed registrations of this run hold the row back (make before break).
-    pub unless_failed: UnlessFailed,
-    /// Why clbsync does not manage the target, for [`Action::Unmanaged`] rows.
-    pub unmanaged: Option<Unmanaged>,
-    /// What CLB's health checks say of the bound target ([`Health::Unknown`] when not read, or not bound).
-    pub health: Health,
-    /// For a [`Action::Wait`] row, since when (Unix seconds) it has waited, as far as anything records it: the
-    /// deletion time of a terminating pod's target; for a target the rules no longer select, watch mode's first
-    /// pass that held it ([`carry_waits`]). `None`: unknown (a batch run of such a wait).
-    pub waiting_since: Option<i64>,
-}
-
-/// Why a bound target is not clbsync's to change.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Unmanaged {
-    /// Bound as an instance (`CVM ins-…`), by hand.
-    Instance { kind: String, instance_id: String },
-    /// Tagged for another clbsync owner.
-    Owner(String),
-    /// Bound by IP without a tag while clbsync runs with `--owner` (adopt it with `--adopt-untagged`).
-    Untagged,
-    /// Tagged by something else than clbsync.
-    Tagged(String),
-}
-
-impl Unmanaged {
-    /// The reason in the JSON report: `cvm`, `owner:NAME`, `untagged` or `tag:VALUE`.
-    pub fn reason(&self) -> String {
-        match self {
-            Unmanaged::Instance { kind, .. } => kind.to_lowercase(),
-            Unmanaged::Owner(name) => format!("owner:{name}"),
-            Unmanaged::Untagged => "untagged".into(),
-            Unmanaged::Tagged(tag) => format!("tag:{tag}"),
-        }
-    }
-}
-
-/// A removal that must not happen when the registration that replaces it failed in the same run: `apply` holds
-/// the row and reports it as not attempted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum UnlessFailed {
-    /// Applied whatever else fails (registrations; removals of targets whose pod is gone).
-    #[default]
-    Nothing,
-    /// Held when a registration of the same IP on this rule failed (a pod's old port, while it moves to a new one).
-    SamePod,
-    /// Held when any registration on this rule failed (a drain makes room only once its replacements are bound).
-    AnyOfRule,
-}
 
 /// Whether a rule's rows are applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,6 +61,7 @@ pub enum Status {
 /// The plan of one rule, with what reports need to name it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RulePlan {
+    pub id: RuleId,
     /// Field path of the rule in the rules file, e.g. `[0].listeners[1].rules[0]`.
     pub path: String,
     /// 1-based line of the rule in the rules file.
@@ -212,6 +110,7 @@ impl RulePlan {
     /// A rule's names, before anything is planned for it.
     fn named(rule: &Rule) -> RulePlan {
         RulePlan {
+            id: rule.id,
             path: rule.path.clone(),
             line: rule.line,
             place: rule.place(),
@@ -233,10 +132,12 @@ impl RulePlan {
         }
     }
 
-    /// Something of this rule waits on CLB (a row held until new targets are healthy, or a gated pod waiting for
-    /// its registration or health checks): only running the rule again will carry it on.
+    /// Something of this rule waits on CLB (a row held until new targets are healthy, a split's new targets held
+    /// below their weight until they pass health checks, or a gated pod waiting for its registration or health
+    /// checks): only running the rule again will carry it on.
     pub fn waits(&self) -> bool {
-        self.gate_waits || self.rows.iter().any(|r| r.action == Action::Wait)
+        let warming = self.split.iter().any(|s| s.waiting > 0);
+        self.gate_waits || warming || self.rows.iter().any(|r| r.action == Action::Wait)
     }
 
     /// The rows that would change something, whatever the status.
@@ -301,7 +202,7 @@ pub type PodLists = BTreeMap<PodQuery, Result<Selected, String>>;
 /// holding any of them, or why they could not be read. A namespace that is not in it was not asked.
 pub type PodsByIp = BTreeMap<String, Result<Vec<Pod>, String>>;
 
-/// The whole plan, one entry per rule in the order the rules were given.
+/// The whole plan, one entry per rule, in the order of their ids.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub rules: Vec<RulePlan>,
@@ -319,7 +220,8 @@ pub struct Summary {
     pub reweight: usize,
     pub unchanged: usize,
     pub unmanaged: usize,
-    /// Drains and removals held until another target takes traffic.
+    /// Drains and removals held until another target takes traffic, and split weights held until health checks
+    /// pass.
     pub waiting: usize,
     /// Untagged targets of our pods to tag as ours (`--adopt-untagged`).
     pub adopt: usize,
@@ -403,31 +305,29 @@ impl Plan {
     }
 }
 
-/// Plans `rules`: `pods` holds what each distinct query selected (its pods, and the replicas its workload asks for,
-/// which the source sanity check compares with them), `actual` what CLB holds for each rule (aligned with `rules`), or why it could not be read, and
-/// `elsewhere` what the cluster said of the IPs earlier plans asked about. One [`RulePlan`] per rule, in the same
-/// order.
+/// Plans `rules`: `pods` holds what each distinct query selected (its pods, and the replicas its workload asks
+/// for, which the source sanity check compares with them), `actual` what CLB holds for each rule or why it could
+/// not be read, and `elsewhere` what the cluster said of the IPs earlier plans asked about. One [`RulePlan`] per
+/// rule, in the order of `rules`.
 ///
 /// Pure and deterministic.
-pub fn plan(
-    rules: &[&Rule],
-    pods: &PodLists,
-    actual: &[Result<RuleTargets, String>],
-    elsewhere: &PodsByIp,
-    opts: &PlanOptions,
-) -> Plan {
+pub fn plan(rules: &[&Rule], pods: &PodLists, actual: &Actual, elsewhere: &PodsByIp, opts: &PlanOptions) -> Plan {
     let clashes = clashing_bindings(rules, actual);
     let mut out = Vec::with_capacity(rules.len());
-    for ((i, rule), state) in rules.iter().enumerate().zip(actual) {
-        let bound = match state {
-            Ok(bound) => bound,
-            Err(reason) => {
+    for rule in rules {
+        let bound = match actual.get(&rule.id) {
+            Some(Ok(bound)) => bound,
+            Some(Err(reason)) => {
                 out.push(RulePlan::skipped(rule, None, reason.clone()));
+                continue;
+            }
+            None => {
+                out.push(RulePlan::skipped(rule, None, "its load balancer was not read".into()));
                 continue;
             }
         };
         let binding = Some(bound.binding.clone());
-        if let Some(other) = clashes.get(&i) {
+        if let Some(other) = clashes.get(&rule.id) {
             let reason = format!(
                 "this rule and the rule at line {other} bind the same {}; each listener or rule may be named once",
                 binding.as_ref().expect("set above")
@@ -490,18 +390,18 @@ pub fn plan(
 }
 
 /// Rules that resolve to the same binding (say one by id, one by port) would fight; maps each to the other's line.
-fn clashing_bindings(rules: &[&Rule], actual: &[Result<RuleTargets, String>]) -> BTreeMap<usize, usize> {
-    let mut first: BTreeMap<&Binding, usize> = BTreeMap::new();
+fn clashing_bindings(rules: &[&Rule], actual: &Actual) -> BTreeMap<RuleId, usize> {
+    let mut first: BTreeMap<&Binding, &Rule> = BTreeMap::new();
     let mut clashes = BTreeMap::new();
-    for (i, state) in actual.iter().enumerate() {
-        let Ok(bound) = state else { continue };
+    for rule in rules {
+        let Some(Ok(bound)) = actual.get(&rule.id) else { continue };
         match first.get(&bound.binding) {
-            Some(&j) => {
-                clashes.insert(i, rules[j].line);
-                clashes.insert(j, rules[i].line);
+            Some(other) => {
+                clashes.insert(rule.id, other.line);
+                clashes.insert(other.id, rule.line);
             }
             None => {
-                first.insert(&bound.binding, i);
+                first.insert(&bound.binding, rule);
             }
         }
     }

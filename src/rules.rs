@@ -5,16 +5,35 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::model::{Place, Protocol, Weight};
+pub use crate::model::{PortRef, RuleId};
 
 /// A validated rules file: one [`Rule`] per place backends are bound (an L4 listener or an L7 rule).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rules {
+    /// In the file's order, which is the order of their ids.
     pub rules: Vec<Rule>,
+}
+
+impl Rules {
+    /// The rule with this id, if it is one of these.
+    pub fn get(&self, id: RuleId) -> Option<&Rule> {
+        let at = self.rules.binary_search_by_key(&id, |r| r.id).ok()?;
+        Some(&self.rules[at])
+    }
+
+    /// The rules with these ids, in id order; ids not among these rules are left out.
+    pub fn subset(&self, ids: impl IntoIterator<Item = RuleId>) -> Rules {
+        let mut ids: Vec<RuleId> = ids.into_iter().collect();
+        ids.sort();
+        ids.dedup();
+        Rules { rules: ids.into_iter().filter_map(|id| self.get(id).cloned()).collect() }
+    }
 }
 
 /// One binding spec: which load balancer, listener and (L7) rule, and which pods go behind it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rule {
+    pub id: RuleId,
     /// Field path of the rule in the file, e.g. `[0].listeners[1].rules[0]`, for messages.
     pub path: String,
     /// 1-based line of the rule in the file, for messages.
@@ -179,7 +198,7 @@ pub enum WorkloadKind {
 
 impl WorkloadKind {
     /// The built-in kinds (apps/v1), read by their `spec.selector`.
-    pub const BUILT_IN: [WorkloadKind; 4] =
+    pub(crate) const BUILT_IN: [WorkloadKind; 4] =
         [WorkloadKind::Deployment, WorkloadKind::StatefulSet, WorkloadKind::DaemonSet, WorkloadKind::ReplicaSet];
 
     /// `Deployment`, `Rollout`.
@@ -194,7 +213,7 @@ impl WorkloadKind {
     }
 
     /// `apps/v1`, `argoproj.io/v1alpha1`.
-    pub fn api_version(&self) -> &str {
+    pub(crate) fn api_version(&self) -> &str {
         match self {
             WorkloadKind::Scalable { api_version, .. } => api_version,
             _ => "apps/v1",
@@ -207,7 +226,7 @@ impl WorkloadKind {
     }
 
     /// A built-in kind's resource (`statefulsets`); `None` for a scalable kind (discovery names it).
-    pub fn built_in_resource(&self) -> Option<&'static str> {
+    pub(crate) fn built_in_resource(&self) -> Option<&'static str> {
         match self {
             WorkloadKind::Deployment => Some("deployments"),
             WorkloadKind::StatefulSet => Some("statefulsets"),
@@ -242,22 +261,6 @@ impl fmt::Display for PodQuery {
     }
 }
 
-/// The target port: a number, or the name of a container port resolved per pod.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PortRef {
-    Number(u16),
-    Name(String),
-}
-
-impl fmt::Display for PortRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PortRef::Number(n) => write!(f, "{n}"),
-            PortRef::Name(s) => f.write_str(s),
-        }
-    }
-}
-
 /// What the planner may do on a rule. `UpsertOnly` never deregisters (as in ExternalDNS).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Policy {
@@ -276,9 +279,12 @@ pub enum IpFamily {
 
 mod labels;
 mod parse;
+mod read;
 mod spans;
 
-pub use parse::{Loaded, from_bytes, load, load_regular, parse, read_regular};
+pub use parse::parse;
+pub use read::load;
+pub(crate) use read::{Loaded, from_bytes, load_regular, read_regular};
 
 /// One problem in a rules file, located by line, column and field path.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -115,7 +115,7 @@ fn decide(s: &State, now: Instant) -> Decision {
 }
 
 /// What a fetch did, for the caller's log line and metrics.
-pub enum Outcome {
+pub enum RefreshResult {
     /// No fetch was made.
     None,
     Refreshed {
@@ -151,23 +151,23 @@ impl<F: Fetch> Cache<F> {
     }
 
     /// The credentials to sign with now, and what fetching them did.
-    pub async fn get(&self) -> (Result<Arc<Credentials>, Error>, Outcome) {
+    pub async fn get(&self) -> (Result<Arc<Credentials>, Error>, RefreshResult) {
         let fallback = match decide(&self.state(), Instant::now()) {
-            Decision::Use(c) => return (Ok(c), Outcome::None),
-            Decision::Fail(e) => return (Err(e), Outcome::None),
+            Decision::Use(c) => return (Ok(c), RefreshResult::None),
+            Decision::Fail(e) => return (Err(e), RefreshResult::None),
             Decision::Refresh { fallback } => fallback,
         };
         let _flight = match &fallback {
             Some(current) => match self.flight.try_lock() {
                 Ok(guard) => guard,
-                Err(_) => return (Ok(current.clone()), Outcome::None),
+                Err(_) => return (Ok(current.clone()), RefreshResult::None),
             },
             None => self.flight.lock().await,
         };
         // Another call may have fetched while this one waited.
         let fallback = match decide(&self.state(), Instant::now()) {
-            Decision::Use(c) => return (Ok(c), Outcome::None),
-            Decision::Fail(e) => return (Err(e), Outcome::None),
+            Decision::Use(c) => return (Ok(c), RefreshResult::None),
+            Decision::Fail(e) => return (Err(e), RefreshResult::None),
             Decision::Refresh { fallback } => fallback,
         };
         let fetched = self.fetch.fetch().await;
@@ -184,7 +184,7 @@ impl<F: Fetch> Cache<F> {
                     expires_unix: issued.expires_unix,
                 });
                 (s.refused, s.failures, s.retry_at, s.last_error) = (false, 0, None, None);
-                (Ok(credentials), Outcome::Refreshed { valid_for: lifetime })
+                (Ok(credentials), RefreshResult::Refreshed { valid_for: lifetime })
             }
             Err(error) => {
                 s.failures += 1;
@@ -194,9 +194,9 @@ impl<F: Fetch> Cache<F> {
                 match (fallback, s.current.as_ref()) {
                     (Some(current), Some(c)) => {
                         let valid_for = c.usable_until().saturating_duration_since(now);
-                        (Ok(current), Outcome::FailedKept { error, valid_for, retry_in })
+                        (Ok(current), RefreshResult::FailedKept { error, valid_for, retry_in })
                     }
-                    _ => (Err(error), Outcome::Failed),
+                    _ => (Err(error), RefreshResult::Failed),
                 }
             }
         }
@@ -204,7 +204,7 @@ impl<F: Fetch> Cache<F> {
 
     /// CLB refused `used` as expired or unknown: unless other credentials are in use already, drop them and fetch
     /// again. The credentials to retry with, when they differ from `used`.
-    pub async fn rejected(&self, used: &Arc<Credentials>) -> (Option<Arc<Credentials>>, Outcome) {
+    pub async fn rejected(&self, used: &Arc<Credentials>) -> (Option<Arc<Credentials>>, RefreshResult) {
         {
             let now = Instant::now();
             let mut s = self.state();
@@ -305,7 +305,7 @@ mod tests {
         tokio::time::advance(HOUR.mul_f64(0.8)).await;
         let (got, outcome) = cache.get().await;
         assert_eq!(got.unwrap().secret_id, "AKID1");
-        assert!(matches!(outcome, Outcome::FailedKept { retry_in, .. } if retry_in == Duration::from_secs(1)));
+        assert!(matches!(outcome, RefreshResult::FailedKept { retry_in, .. } if retry_in == Duration::from_secs(1)));
         // Within the backoff: no fetch.
         id(&cache).await.unwrap();
         assert_eq!(cache.source().calls(), 2);

@@ -1,21 +1,23 @@
-//! Stage 3, actual state and mutations: the Tencent Cloud CLB API (version 2018-03-17).
+//! The Tencent Cloud CLB API (version 2018-03-17), read by [`crate::actual`] and written by [`crate::apply`].
 //!
 //! [`Clb`] is the I/O boundary. The real implementation is [`client::ClbClient`] (TC3-signed HTTPS, batching,
 //! task polling, pacing and retries); tests drive the same client against `clb-emulator` on loopback, and the
 //! engine's unit tests use an in-memory double.
 //!
 //! ```text
-//! resolve (rules → bindings + bound targets) ─► client (retries, tasks, batching) ─► http (one signed request)
-//!                                                  batch · pace · retry · task           tc3 · wire
+//! client (retries, tasks, batching) ─► http (one signed request) ◄─ credentials (env, files, TKE OIDC, CVM role)
+//!  batch · pace · retry · task            tc3 · wire
 //! ```
 
 pub mod batch;
 pub mod client;
+/// Tencent Cloud API credentials and where they come from (environment, files, TKE OIDC, CVM role), refreshed
+/// before they expire.
+pub mod credentials;
 pub mod http;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod pace;
-pub mod resolve;
 pub mod retry;
 pub mod task;
 pub mod tc3;
@@ -25,6 +27,9 @@ use std::future::Future;
 
 use crate::model::{BoundTarget, Change, Failure, TargetHealth};
 use crate::stop::{Reason, Stop};
+
+/// The region of the load balancers when neither `--region` nor the environment names one.
+pub const DEFAULT_REGION: &str = "ap-beijing";
 
 /// A load balancer as `DescribeLoadBalancers` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +63,7 @@ pub struct ListenerRule {
 }
 
 /// The result of one mutation call for each change, in the order the changes were given.
-pub type Outcomes = Vec<Result<(), Failure>>;
+pub type ChangeResults = Vec<Result<(), Failure>>;
 
 /// The load-balancer side of a run. Reads return typed errors; mutations return one outcome per change, so
 /// a partial failure is visible per target. A mutation checks `stop` before each request it sends (a mutation can
@@ -73,13 +78,13 @@ pub trait Clb {
     /// `DescribeTargetHealth` of these listeners of one load balancer: what CLB's health checks say of each target.
     fn health(&self, lb: &str, listener_ids: &[String]) -> impl Future<Output = Result<Vec<TargetHealth>, Error>>;
     /// Set the tag of bound targets (`BatchModifyTargetTag`, synchronous).
-    fn tag(&self, lb: &str, changes: &[Change], stop: &Stop) -> impl Future<Output = Outcomes>;
+    fn tag(&self, lb: &str, changes: &[Change], stop: &Stop) -> impl Future<Output = ChangeResults>;
     /// Bind targets to listeners/rules of one load balancer, waiting for the async tasks.
-    fn register(&self, lb: &str, changes: &[Change], stop: &Stop) -> impl Future<Output = Outcomes>;
+    fn register(&self, lb: &str, changes: &[Change], stop: &Stop) -> impl Future<Output = ChangeResults>;
     /// Set the weight of bound targets (weight 0 drains), waiting for the async tasks.
-    fn set_weight(&self, lb: &str, changes: &[Change], stop: &Stop) -> impl Future<Output = Outcomes>;
+    fn set_weight(&self, lb: &str, changes: &[Change], stop: &Stop) -> impl Future<Output = ChangeResults>;
     /// Unbind targets, waiting for the async tasks.
-    fn deregister(&self, lb: &str, changes: &[Change], stop: &Stop) -> impl Future<Output = Outcomes>;
+    fn deregister(&self, lb: &str, changes: &[Change], stop: &Stop) -> impl Future<Output = ChangeResults>;
 }
 
 /// An error answer of the CLB API (`Response.Error`).
@@ -156,7 +161,7 @@ pub enum Error {
     /// No credentials to sign the request with (STS or the metadata service failed, the files became unusable):
     /// nothing was sent.
     #[error("{action}: not sent: {error}")]
-    Credentials { action: &'static str, error: crate::credentials::Error },
+    Credentials { action: &'static str, error: credentials::Error },
     /// The client's own configuration is unusable (endpoint, region).
     #[error("{0}")]
     Config(String),
