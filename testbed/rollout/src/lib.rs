@@ -10,6 +10,7 @@
 pub mod driver;
 pub mod kubelet;
 pub mod scenario;
+pub mod split;
 
 pub use scenario::{Mode, Outcome, RunOptions, Scenario, run};
 

@@ -35,12 +35,15 @@ struct Args {
     /// Kubeconfig of the test API server.
     #[arg(long, default_value = "target/kube-testbed/kubeconfig")]
     kubeconfig: PathBuf,
-    /// Outcomes (outcomes.json) and clbsync logs go here.
+    /// ChangeResults (outcomes.json) and clbsync logs go here.
     #[arg(long, default_value = "target/rollout")]
     out: PathBuf,
     /// Give up on one run after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// Run nothing: print the traffic-splitting table (medians and ranges) of these outcomes.json files.
+    #[arg(long, num_args = 1..)]
+    split_table: Vec<PathBuf>,
 }
 
 #[tokio::main]
@@ -55,6 +58,15 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if !args.split_table.is_empty() {
+        let mut outcomes: Vec<Outcome> = Vec::new();
+        for path in &args.split_table {
+            let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            outcomes.extend(serde_json::from_slice::<Vec<Outcome>>(&text)?.into_iter().filter(|o| !o.split.is_empty()));
+        }
+        print!("{}", clbsync_rollout::split::table(&outcomes));
+        return Ok(());
+    }
     let scenarios = if args.scenario.is_empty() { Scenario::ALL.to_vec() } else { args.scenario.clone() };
     let modes = if args.mode.is_empty() { Mode::ALL.to_vec() } else { args.mode.clone() };
     let opts = RunOptions {
@@ -83,6 +95,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     print!("{}", clbsync_rollout::table(&outcomes, &scenarios, &modes));
+    if outcomes.iter().any(|o| !o.split.is_empty()) {
+        print!("\n{}", clbsync_rollout::split::table(&outcomes));
+    }
     eprintln!("clbsync-rollout: outcomes in {}", path.display());
     Ok(())
 }

@@ -23,8 +23,8 @@ use crate::Timing;
 use crate::driver::{Clbsync, Driver};
 use crate::kubelet::{Kubelet, KubeletTiming};
 
-const LB: &str = "lb-sim00001";
-const LISTENER: &str = "lbl-sim00080";
+pub(crate) const LB: &str = "lb-sim00001";
+pub(crate) const LISTENER: &str = "lbl-sim00080";
 const GATE: &str = "clbsync.dev/registered";
 /// The Deployment [`Scenario::Switch`] switches the rule to.
 const GREEN: &str = "green";
@@ -46,6 +46,9 @@ pub enum Scenario {
     /// The rules file switches the rule's backend from Deployment `web` (blue, 10 replicas) to Deployment `green`
     /// (10 replicas, running since the start); blue keeps running.
     Switch,
+    /// A listener split between Deployments `web` (10) and `canary` (1), edited 95/5 → 50/50 → canary only →
+    /// web only ([`crate::split`]); not in [`Scenario::ALL`] (its result is the delivered split, not a rollout).
+    Split,
 }
 
 impl Scenario {
@@ -68,6 +71,7 @@ impl Scenario {
             Scenario::ScaleUp => "scale 3 → 10",
             Scenario::Crash => "one pod of 10 crashes",
             Scenario::Switch => "switch a rule's backend (blue → green, 10 each)",
+            Scenario::Split => "split 95/5 → 50/50 → canary only → web only (10 + 1 pods)",
         }
     }
 
@@ -168,6 +172,9 @@ pub struct Outcome {
     pub max_step_ms: u64,
     /// Traffic time series (from the change).
     pub series: Vec<Sample>,
+    /// [`Scenario::Split`]: what each step delivered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split: Vec<crate::split::SplitStep>,
 }
 
 /// Runs `scenario` in `mode`; errors when something is broken (not when requests fail: that is the result).
@@ -189,7 +196,7 @@ pub async fn run(scenario: Scenario, mode: Mode, opts: &RunOptions) -> anyhow::R
 /// ReplicaSets are orphaned, then every pod is removed at once.
 async fn clean_up(client: &Client, ns: &str) {
     let orphan = DeleteParams { propagation_policy: Some(PropagationPolicy::Orphan), ..DeleteParams::default() };
-    for name in ["web", GREEN] {
+    for name in ["web", GREEN, crate::split::CANARY] {
         let _ = Api::<Deployment>::namespaced(client.clone(), ns).delete(name, &orphan).await;
     }
     let _ = Api::<ReplicaSet>::namespaced(client.clone(), ns).delete_collection(&orphan, &ListParams::default()).await;
@@ -278,7 +285,11 @@ async fn run_in(
     );
     std::fs::create_dir_all(&opts.work_dir)?;
     let rules = opts.work_dir.join(format!("rules-{ns}.yaml"));
-    std::fs::write(&rules, rules_yaml(ns, "web"))?;
+    let initial = match scenario {
+        Scenario::Split => crate::split::initial_rules(ns),
+        _ => rules_yaml(ns, "web"),
+    };
+    std::fs::write(&rules, initial)?;
     let clbsync = Clbsync {
         bin: opts.clbsync.clone(),
         rules,
@@ -287,10 +298,18 @@ async fn run_in(
         log: opts.work_dir.join(format!("clbsync-{}-{}.log", slug(scenario), slug(mode))),
     };
     let _ = std::fs::remove_file(&clbsync.log);
-    let names: &[&str] = if scenario == Scenario::Switch { &["web", GREEN] } else { &["web"] };
+    let names: &[&str] = match scenario {
+        Scenario::Switch => &["web", GREEN],
+        Scenario::Split => &["web", crate::split::CANARY],
+        _ => &["web"],
+    };
     for name in names {
+        let mut d = deployment(name, scenario, mode, &timing);
+        if *name == crate::split::CANARY {
+            d["spec"]["replicas"] = json!(crate::split::CANARY_REPLICAS);
+        }
         deployments
-            .create(&PostParams::default(), &serde_json::from_value(deployment(name, scenario, mode, &timing))?)
+            .create(&PostParams::default(), &serde_json::from_value(d)?)
             .await
             .with_context(|| format!("creating Deployment {name}"))?;
     }
@@ -300,6 +319,17 @@ async fn run_in(
     };
     let deadline = Instant::now() + opts.timeout;
     let measured = async {
+        if scenario == Scenario::Split {
+            wait(deadline, "the split's Deployments to be ready", || async {
+                Ok(complete(&deployments, &pods, "web").await?
+                    && complete(&deployments, &pods, crate::split::CANARY).await?)
+            })
+            .await?;
+            let t0 = Instant::now();
+            let steps = crate::split::steps(&emu, &pods, &clbsync.rules, ns, opts.traffic, deadline).await?;
+            let elapsed = t0.elapsed().as_millis() as u64;
+            return outcome(&emu, scenario, mode, timing, (elapsed, elapsed), steps);
+        }
         // Steady state first: every replica ready and bound, healthy (green's containers ready, unbound).
         wait(deadline, "the initial replicas to be ready and bound", || async {
             let green = scenario != Scenario::Switch || containers_ready(&pods, GREEN).await? == 10;
@@ -328,22 +358,9 @@ async fn run_in(
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let converged_at = t0.elapsed();
-        let report = emu.traffic().context("the traffic model runs")?;
-        let rule: RuleTraffic = report.rules.get(&format!("{LB}/{LISTENER}")).cloned().unwrap_or_default();
-        Ok(Outcome {
-            scenario,
-            mode,
-            factor: timing.factor,
-            sent: rule.sent,
-            failed: rule.failed,
-            failed_no_target: rule.failed_no_target,
-            longest_no_target_ms: rule.longest_no_target_ms,
-            rollout_ms: rollout.map_or(0, |d| d.as_millis() as u64),
-            converged_ms: converged_at.as_millis() as u64,
-            max_step_ms: report.max_step_ms,
-            series: rule.series,
-        })
+        let converged_at = t0.elapsed().as_millis() as u64;
+        let rollout = rollout.map_or(0, |d| d.as_millis() as u64);
+        outcome(&emu, scenario, mode, timing, (rollout, converged_at), Vec::new())
     }
     .await;
     let stopped = driver.stop(&clbsync.log).await;
@@ -352,6 +369,33 @@ async fn run_in(
     stopped?;
     kubelet_result?;
     Ok(outcome)
+}
+
+/// The outcome from the traffic model's report; `(rollout, converged)` in ms.
+fn outcome(
+    emu: &Emulator,
+    scenario: Scenario,
+    mode: Mode,
+    timing: Timing,
+    (rollout_ms, converged_ms): (u64, u64),
+    split: Vec<crate::split::SplitStep>,
+) -> anyhow::Result<Outcome> {
+    let report = emu.traffic().context("the traffic model runs")?;
+    let rule: RuleTraffic = report.rules.get(&format!("{LB}/{LISTENER}")).cloned().unwrap_or_default();
+    Ok(Outcome {
+        scenario,
+        mode,
+        factor: timing.factor,
+        sent: rule.sent,
+        failed: rule.failed,
+        failed_no_target: rule.failed_no_target,
+        longest_no_target_ms: rule.longest_no_target_ms,
+        rollout_ms,
+        converged_ms,
+        max_step_ms: report.max_step_ms,
+        series: rule.series,
+        split,
+    })
 }
 
 /// A file-name-safe name.
@@ -386,6 +430,7 @@ async fn trigger(
             std::fs::write(&new, rules_yaml(ns, GREEN))?;
             std::fs::rename(&new, rules).context("switching the rules file")?;
         }
+        Scenario::Split => bail!("the split scenario edits its rules in crate::split::steps"),
         Scenario::Crash => {
             let list = pods.list(&ListParams::default()).await?;
             let mut names: Vec<String> = list.items.iter().filter_map(|p| p.metadata.name.clone()).collect();
@@ -413,7 +458,7 @@ where
 }
 
 /// The pods of Deployment `name`.
-fn of(name: &str) -> ListParams {
+pub(crate) fn of(name: &str) -> ListParams {
     ListParams::default().labels(&format!("app={name}"))
 }
 
@@ -448,7 +493,7 @@ async fn restarted(pods: &Api<Pod>, name: &str) -> anyhow::Result<bool> {
     Ok(restarts.is_some_and(|c| c.restart_count >= 1) && ready_ip(&p).is_some())
 }
 
-fn ready_ip(p: &Pod) -> Option<String> {
+pub(crate) fn ready_ip(p: &Pod) -> Option<String> {
     let st = p.status.as_ref()?;
     let ready = st.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
     (ready && p.metadata.deletion_timestamp.is_none()).then(|| st.pod_ip.clone()).flatten()
