@@ -2,7 +2,9 @@
 //! together; every decision is the planner's. The only module that knows the difference between `diff` and
 //! `reconcile`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -228,7 +230,8 @@ async fn one_load_balancer<K: Cluster, C: Clb>(
 
 /// Plans one load balancer's rules. The planner holds a drain or removal that could take traffic away until it
 /// knows the targets' health (one call for the load balancer) and, for targets the rules no longer select, whether
-/// a pod still serves their IPs: this reads what it asks for and plans again (twice at most).
+/// a pod still serves their IPs: this reads what it asks for and plans again, until it asks for nothing new (the
+/// health once, each IP once).
 async fn plan_with_reads<K: Cluster, C: Clb>(
     lb: &str,
     rules: &[&Rule],
@@ -239,6 +242,7 @@ async fn plan_with_reads<K: Cluster, C: Clb>(
     settings: &Settings,
 ) -> Plan {
     let mut elsewhere = PodsByIp::new();
+    let mut asked = Asked::new();
     let mut plan = plan::plan(rules, pods, &actual, &elsewhere, &settings.plan);
     let mut health_read = false;
     loop {
@@ -250,18 +254,50 @@ async fn plan_with_reads<K: Cluster, C: Clb>(
                 Err(e) => tracing::warn!(%lb, "{e}; drains and removals that could take traffic away wait"),
             }
         }
-        let lookups = plan.lookups();
-        let asked = lookups.into_iter().filter(|(ns, _)| !elsewhere.contains_key(*ns));
-        for (namespace, ips) in asked.collect::<Vec<_>>() {
-            let found = cluster.pods_at(namespace, &ips).await;
-            elsewhere.insert(namespace.to_owned(), found.map_err(|e| printable(&e.to_string()).into_owned()));
-            again = true;
-        }
+        let lookups: Vec<(String, Vec<IpAddr>)> =
+            plan.lookups().into_iter().map(|(ns, ips)| (ns.to_owned(), ips)).collect();
+        again |= ask_elsewhere(cluster, lookups, &mut asked, &mut elsewhere).await;
         if !again {
             return plan;
         }
         plan = plan::plan(rules, pods, &actual, &elsewhere, &settings.plan);
     }
+}
+
+/// The IPs already asked about, by namespace.
+type Asked = BTreeMap<String, BTreeSet<IpAddr>>;
+
+/// Asks the cluster about the IPs of `lookups` not asked before and adds the answers to `elsewhere`: the pods
+/// found join those of earlier asks in the namespace, and an error stands for the whole namespace (its removals
+/// then wait). An IP the planner finds in no answer is one nothing holds, so every IP it looks up must have been
+/// asked. Returns whether it asked anything.
+async fn ask_elsewhere<K: Cluster>(
+    cluster: &K,
+    lookups: Vec<(String, Vec<IpAddr>)>,
+    asked: &mut Asked,
+    elsewhere: &mut PodsByIp,
+) -> bool {
+    let mut any = false;
+    for (namespace, ips) in lookups {
+        let done = asked.entry(namespace.clone()).or_default();
+        let new: Vec<IpAddr> = ips.into_iter().filter(|ip| !done.contains(ip)).collect();
+        if new.is_empty() {
+            continue;
+        }
+        done.extend(&new);
+        any = true;
+        let found = cluster.pods_at(&namespace, &new).await;
+        let answers = elsewhere.entry(namespace).or_insert_with(|| Ok(Vec::new()));
+        match (found, answers) {
+            (Err(e), answers) => *answers = Err(printable(&e.to_string()).into_owned()),
+            (Ok(more), Ok(pods)) => {
+                let more: Vec<_> = more.into_iter().filter(|p| !pods.iter().any(|q| q.name == p.name)).collect();
+                pods.extend(more);
+            }
+            (Ok(_), Err(_)) => {}
+        }
+    }
+    any
 }
 
 fn apply_options(settings: &Settings) -> ApplyOptions {

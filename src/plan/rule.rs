@@ -165,14 +165,13 @@ pub fn plan_rule(
 /// Make before break across backends holds new targets below their weight only while another target of the rule
 /// keeps serving: when none would (the old backend's pods are gone, or every bound target fails its health
 /// checks), the held targets get their weight now. At weight 0 they would get nothing even from CLB's forwarding
-/// to all targets when all fail their checks.
+/// to all targets when all fail their checks. A bound, weighted target whose health was not read counts as
+/// serving: a failed health read holds the weights as they are, it does not release them.
 fn release_warmup(rows: &mut [Row], desired: &DesiredTargets) {
     let serves_after = |r: &Row| {
         let stays = !matches!(r.action, Action::Deregister | Action::Drain);
-        stays
-            && r.weight.is_some_and(|w| w > 0)
-            && r.health == Health::Healthy
-            && !desired.warming.contains_key(&r.target)
+        let weighted = r.weight.is_some_and(|w| w > 0) && r.current_weight.is_some_and(|w| w > 0);
+        stays && weighted && r.health != Health::Unhealthy
     };
     if desired.warming.is_empty() || rows.iter().any(serves_after) {
         return;
@@ -181,7 +180,7 @@ fn release_warmup(rows: &mut [Row], desired: &DesiredTargets) {
         let Some(&weight) = desired.unheld.get(&row.target) else { continue };
         row.weight = Some(weight);
         row.note = None;
-        if row.action == Action::Wait {
+        if matches!(row.action, Action::Wait | Action::Reweight) {
             row.action = if row.current_weight == Some(weight) { Action::Unchanged } else { Action::Reweight };
         }
     }

@@ -539,6 +539,7 @@ async fn a_run_stopped_by_the_run_timeout_is_reported_as_such() {
     assert!(!table.contains("SIGTERM"), "{table}");
 }
 
+mod elsewhere;
 mod markdown;
 mod reviewed;
 mod split;

@@ -307,3 +307,32 @@ fn a_rule_whose_bound_targets_all_fail_their_health_checks_is_registered_at_its_
     assert_eq!(registered.len(), 3, "{:?}", rule.rows);
     assert!(registered.iter().all(|r| r.weight > Some(0) && r.note.is_none()), "{:?}", rule.rows);
 }
+
+/// From a hostile read: a failed health read (every bound target's health unknown) during a blue/green switch
+/// released the hold, and green got its whole weight before any of its health checks had passed.
+#[test]
+fn a_failed_health_read_during_a_switch_keeps_green_at_zero_and_blue_bound() {
+    let (blue, green) = (pods("blue", 1, 4), pods("green", 2, 2));
+    let bound: Vec<BoundTarget> = (1..=4).map(|i| at(&format!("10.1.0.{i}"), 10, Health::Unknown)).collect();
+    let rule = planned_green(green, blue, bound);
+    for r in &rule.rows {
+        match r.target.ip.to_string().starts_with("10.2.") {
+            true => assert_eq!((r.action, r.weight), (Action::Register, Some(0)), "{r:?}"),
+            false => assert_eq!((r.action, r.weight), (Action::Wait, Some(10)), "every blue target stays: {r:?}"),
+        }
+    }
+    assert!(rule.needs_health, "the plan asks for health before the weight moves");
+}
+
+/// From a hostile read: a released hold gives a target held below its bound weight that weight back, and the row
+/// then changes nothing; it stayed a weight change to the same weight, sent again on every pass.
+#[test]
+fn a_released_hold_that_gives_a_target_its_bound_weight_back_changes_nothing() {
+    // 95/5 bound; no web pod is ready (its targets go), and the canary still fails its health checks.
+    let mut bound = web_bound();
+    bound.push(at("10.2.0.1", 11, Health::Unhealthy));
+    let web = pods("web", 1, 20).into_iter().map(|p| Pod { ready: false, ..p }).collect();
+    let rule = planned(&rules(95, 5, "hold"), web, pods("canary", 2, 1), vec![], bound);
+    let canary = row(&rule, "10.2.0.1");
+    assert_eq!((canary.action, canary.weight), (Action::Unchanged, Some(11)), "{:?}", rule.rows);
+}
