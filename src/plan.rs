@@ -108,7 +108,7 @@ impl RulePlan {
     }
 
     /// A rule's names, before anything is planned for it.
-    fn named(rule: &Rule) -> RulePlan {
+    pub(crate) fn named(rule: &Rule) -> RulePlan {
         RulePlan {
             id: rule.id,
             path: rule.path.clone(),

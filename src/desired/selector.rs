@@ -121,36 +121,8 @@ pub(crate) fn label_map_selector_string(labels: &BTreeMap<String, String>) -> Re
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
-
     use super::*;
-
-    // ---- builders ----
-
-    fn selector() -> LabelSelector {
-        LabelSelector::default()
-    }
-
-    trait SelectorExt {
-        fn label(self, k: &str, v: &str) -> Self;
-        fn expr(self, k: &str, op: &str, values: &[&str]) -> Self;
-    }
-
-    impl SelectorExt for LabelSelector {
-        fn label(mut self, k: &str, v: &str) -> Self {
-            self.match_labels.get_or_insert_with(BTreeMap::new).insert(k.into(), v.into());
-            self
-        }
-        fn expr(mut self, k: &str, op: &str, values: &[&str]) -> Self {
-            let values = (!values.is_empty()).then(|| values.iter().map(|v| v.to_string()).collect());
-            self.match_expressions.get_or_insert_with(Vec::new).push(LabelSelectorRequirement {
-                key: k.into(),
-                operator: op.into(),
-                values,
-            });
-            self
-        }
-    }
+    use crate::model::testing::{SelectorExt, selector};
 
     // ---- selectors ----
 

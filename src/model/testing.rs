@@ -1,5 +1,9 @@
 //! Test builders of the shared vocabulary, for unit tests, the integration tests and the benchmarks (the
-//! `testing` feature): `pod("web-1", "10.0.0.5").ready()`.
+//! `testing` feature): `pod("web-1", "10.0.0.5").ready()`, `selector().label("app", "web")`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 use super::{BoundTarget, GateCondition, Health, Pod, PodGate};
 
@@ -58,5 +62,32 @@ impl BoundTarget {
     /// Whether CLB sends this target new requests now: healthy and weighted.
     pub fn takes_traffic(&self) -> bool {
         self.health == Health::Healthy && self.weight > 0
+    }
+}
+
+/// A label selector builder: `selector().label("app", "web").expr("env", "In", &["prod"])`.
+pub fn selector() -> LabelSelector {
+    LabelSelector::default()
+}
+
+/// Adds `matchLabels` and `matchExpressions` to a [`LabelSelector`].
+pub trait SelectorExt {
+    fn label(self, k: &str, v: &str) -> Self;
+    fn expr(self, k: &str, op: &str, values: &[&str]) -> Self;
+}
+
+impl SelectorExt for LabelSelector {
+    fn label(mut self, k: &str, v: &str) -> Self {
+        self.match_labels.get_or_insert_with(BTreeMap::new).insert(k.into(), v.into());
+        self
+    }
+    fn expr(mut self, k: &str, op: &str, values: &[&str]) -> Self {
+        let values = (!values.is_empty()).then(|| values.iter().map(|v| v.to_string()).collect());
+        self.match_expressions.get_or_insert_with(Vec::new).push(LabelSelectorRequirement {
+            key: k.into(),
+            operator: op.into(),
+            values,
+        });
+        self
     }
 }

@@ -46,25 +46,12 @@ fn row(action: Action, ip: &str, port: u16, pod: Option<&str>) -> Row {
 
 fn rule_plan(rule: &Rule, status: Status, rows: Vec<Row>) -> RulePlan {
     RulePlan {
-        id: rule.id,
-        path: rule.path.clone(),
-        line: rule.line,
-        place: rule.place(),
         listener_id: None,
         location_id: None,
-        namespace: rule.backend.pods.namespace.clone(),
-        pods: rule.backend.pods.to_string(),
         binding: Some(Binding { lb: rule.load_balancer_id.clone(), listener: "lbl-1".into(), location: None }),
         status,
         rows,
-        warnings: Vec::new(),
-        untargetable: Default::default(),
-        gate_kept: Vec::new(),
-        needs_health: false,
-        lookup: Vec::new(),
-        owner: None,
-        split: Vec::new(),
-        gate_waits: false,
+        ..RulePlan::named(rule)
     }
 }
 

@@ -40,6 +40,11 @@ pub(super) fn pods(prefix: &str, net: u8, n: usize) -> Vec<Pod> {
     (0..n).map(|i| pod(&format!("{prefix}-{i}"), &format!("10.{net}.{}.{}", i / 250, i % 250 + 1))).collect()
 }
 
+/// `pods`, each terminating as the next of `flags` says (not once they run out).
+pub(super) fn terminating_as(pods: Vec<Pod>, flags: &mut impl Iterator<Item = bool>) -> Vec<Pod> {
+    pods.into_iter().map(|p| Pod { terminating: flags.next().unwrap_or(false), ..p }).collect()
+}
+
 /// `pods` that run but are not ready: a backend with no ready pods.
 fn not_ready(pods: Vec<Pod>) -> Vec<Pod> {
     pods.into_iter().map(|p| Pod { ready: false, ..p }).collect()
@@ -317,14 +322,8 @@ proptest! {
     ) {
         let rules = rules(shares.0, shares.1, if redistribute { "redistribute" } else { "hold" });
         let mut flags = terminating.into_iter();
-        let mut listed = |prefix, net, n| {
-            let mut out = pods(prefix, net, n);
-            for p in &mut out {
-                p.terminating = flags.next().unwrap_or(false);
-            }
-            out
-        };
-        let (web_pods, canary_pods) = (listed("web", 1, web), listed("canary", 2, canary));
+        let web_pods = terminating_as(pods("web", 1, web), &mut flags);
+        let canary_pods = terminating_as(pods("canary", 2, canary), &mut flags);
         let bound: Vec<BoundTarget> = [(1u8, bound_web), (2, bound_canary)]
             .into_iter()
             .flat_map(|(net, ws)| {

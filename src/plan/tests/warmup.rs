@@ -2,7 +2,7 @@
 //! health warm-up more of the rule's weight than their backend had, and the old backend goes only once the
 //! weight has moved.
 
-use super::split::{pod, pods, rules, weights_in};
+use super::split::{pod, pods, rules, terminating_as, weights_in};
 use super::*;
 use crate::model::{Pod, Selected};
 use crate::rules::{Rules, parse};
@@ -218,14 +218,8 @@ proptest! {
     ) {
         let rules = rules(shares.0, shares.1, if redistribute { "redistribute" } else { "hold" });
         let mut flags = terminating.into_iter();
-        let mut listed = |prefix, net, n| {
-            let mut out = pods(prefix, net, n);
-            for p in &mut out {
-                p.terminating = flags.next().unwrap_or(false);
-            }
-            out
-        };
-        let (web_pods, canary_pods) = (listed("web", 1, web), listed("canary", 2, canary));
+        let web_pods = terminating_as(pods("web", 1, web), &mut flags);
+        let canary_pods = terminating_as(pods("canary", 2, canary), &mut flags);
         // Web's fifth bound target has no pod: a backend that was replaced, still serving.
         let bound: Vec<BoundTarget> = [(1u8, bound_web), (2, bound_canary)]
             .into_iter()

@@ -15,7 +15,7 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, Namespace, Pod, PodReadinessGate, PodSpec, PodTemplateSpec, ServiceAccount,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -326,33 +326,7 @@ pub async fn apply_yaml(client: &Client, yaml: &str, kinds: &[&str]) {
     }
 }
 
-// ---- builders ----
-
-/// `selector().label("app", "web").expr("env", "In", &["prod"])`
-pub fn selector() -> LabelSelector {
-    LabelSelector::default()
-}
-
-pub trait SelectorExt {
-    fn label(self, k: &str, v: &str) -> Self;
-    fn expr(self, k: &str, op: &str, values: &[&str]) -> Self;
-}
-
-impl SelectorExt for LabelSelector {
-    fn label(mut self, k: &str, v: &str) -> Self {
-        self.match_labels.get_or_insert_with(BTreeMap::new).insert(k.into(), v.into());
-        self
-    }
-    fn expr(mut self, k: &str, op: &str, values: &[&str]) -> Self {
-        let values = (!values.is_empty()).then(|| values.iter().map(|v| v.to_string()).collect());
-        self.match_expressions.get_or_insert_with(Vec::new).push(LabelSelectorRequirement {
-            key: k.into(),
-            operator: op.into(),
-            values,
-        });
-        self
-    }
-}
+pub use clbsync::model::testing::{SelectorExt, selector};
 
 /// A pod to create: `pod("web-0").label("app", "web").port("http", 8080).ready().ip("127.0.0.5")`.
 /// By default it is Pending with no IP.
