@@ -9,7 +9,7 @@ mod bind;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use bind::{refused, resolve};
+use bind::{refused, resolve};
 
 use crate::clb::{Clb, Error, ErrorKind};
 use crate::model::{Actual, Binding, BoundTarget, Health, RuleId, RuleTargets, Target};
@@ -118,7 +118,7 @@ pub async fn read_health<C: Clb>(clb: &C, lb: &str, actual: &mut Actual) -> Resu
 }
 
 /// The error, plus what to check for the codes users hit most.
-pub fn with_hint(e: &Error) -> String {
+fn with_hint(e: &Error) -> String {
     let hint = match e {
         Error::Api(api) => match (api.kind(), api.code.as_str()) {
             (_, "AuthFailure.SignatureExpire") => Some("check the machine clock (it must be within 5 minutes of UTC)"),

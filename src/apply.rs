@@ -67,6 +67,7 @@ impl ApplyReport {
 
     /// Records what happened to the row of rule `rule` with target `target`; a row with two changes (an adoption
     /// that also changes the weight) keeps the first failure.
+    #[cfg(test)]
     pub fn record(&mut self, rule: RuleId, target: Target, status: RowStatus) {
         self.set((rule, target), status);
     }

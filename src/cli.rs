@@ -171,7 +171,8 @@ pub enum Command {
     },
 }
 
-/// `--expect-plan`: the fingerprint `diff` printed, or the JSON document `diff -o json` wrote (read by `main`).
+/// `--expect-plan`: the fingerprint `diff` printed, or the JSON document `diff -o json` wrote (read by
+/// `cli::config::Batch::expected`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExpectPlan {
     Fingerprint(crate::plan::Fingerprint),
@@ -353,7 +354,7 @@ pub struct EventArgs {
     pub events: bool,
 
     /// At most this many Events per run (one per object and reason).
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    #[arg(long, default_value_t = crate::observe::events::DEFAULT_MAX, value_name = "N")]
     pub max_events: usize,
 }
 

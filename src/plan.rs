@@ -322,7 +322,9 @@ pub fn plan(rules: &[&Rule], pods: &PodLists, actual: &Actual, elsewhere: &PodsB
                 continue;
             }
             None => {
-                out.push(RulePlan::skipped(rule, None, "its load balancer was not read".into()));
+                let reason = "internal error: nothing was read from CLB for this rule (please report it); its targets \
+                              are left as they are";
+                out.push(RulePlan::skipped(rule, None, reason.into()));
                 continue;
             }
         };

@@ -149,19 +149,16 @@ pub async fn run<K: Cluster, C: Clb>(
         skipped = s.skipped,
         "planned"
     );
-    let applied = (settings.mode == Mode::Reconcile && plan_changed.is_none() && plan.has_changes()).then(|| {
+    let writes = settings.mode == Mode::Reconcile && plan_changed.is_none();
+    let applied = (writes && plan.has_changes()).then(|| {
         let (ok, failed, not_attempted) = applied.counts();
         tracing::info!(applied = ok, failed, not_attempted, "applied");
         applied
     });
-    let writes = settings.mode == Mode::Reconcile && plan_changed.is_none();
     gate(rules, pods, &mut plan, applied.as_ref(), cluster, settings, writes).await;
     progress(settings, Progress::Reporting);
-    match report::write(&plan, applied.as_ref(), settings.style, out) {
-        // A reader that went away (`clbsync diff | head`) ends the report quietly, as other CLIs do.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        written => written.context("writing the report to stdout")?,
-    }
+    let written = report::write(&plan, applied.as_ref(), settings.style, out);
+    report::ending::quiet_on_broken_pipe(written).context("writing the report to stdout")?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let waits = Waits { now: i64::try_from(now).unwrap_or(i64::MAX), after: settings.warn_waiting_after };
     Ok(Outcome { plan, applied, waits, plan_changed })

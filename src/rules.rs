@@ -73,10 +73,11 @@ pub struct Share {
 /// the requests, so that backend's part goes to the others either way).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OnEmpty {
-    /// The other backends keep their weights and the rule is reported degraded.
+    /// The warning says the other backends' weights are held. The weights are the same as with `Redistribute`:
+    /// the others are weighted by their shares among themselves, bound weights kept within the tolerance.
     #[default]
     Hold,
-    /// The others' weights are computed again from their shares alone, and the plan says so.
+    /// The warning says the others are weighted again by their shares.
     Redistribute,
 }
 

@@ -2,8 +2,8 @@
 //! `kubectl describe deployment` shows it next to the rollout that caused it.
 //!
 //! [`drafts`] is a pure function of the run's [`Outcome`]: one draft per (object, reason), in rule order, at most
-//! `max` of them. [`post`] creates them through `events.k8s.io/v1` after the report is written; watch mode's
-//! [`Series`] reuses one Event per (object, reason) across passes. A post that fails or takes longer than
+//! `max` of them. [`Series`] creates them through `events.k8s.io/v1` after the report is written, and in watch
+//! mode reuses one Event per (object, reason) across passes. A post that fails or takes longer than
 //! [`POST_TIMEOUT`] (all of them: [`TOTAL_TIMEOUT`]) is dropped, logged once, counted (`clbsync_events_total`),
 //! and never changes the exit code.
 //!

@@ -35,8 +35,9 @@ pub enum Error {
     },
 }
 
-/// A Pushgateway's base URL (`--pushgateway`), checked when the command line is parsed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A Pushgateway's base URL (`--pushgateway`), checked when the command line is parsed. Its `Debug` and
+/// `Display` hide any user name and password: the run configuration that holds it is `Debug`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Pushgateway(Box<reqwest::Url>);
 
 impl Pushgateway {
@@ -76,6 +77,12 @@ impl Pushgateway {
         }
         url.set_path(&path);
         url
+    }
+}
+
+impl std::fmt::Debug for Pushgateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Pushgateway").field(&redact(&self.0)).finish()
     }
 }
 
@@ -192,6 +199,11 @@ mod tests {
     fn a_url_with_a_password_prints_without_it() {
         let pg = Pushgateway::parse("https://bot:s3cret@gw.example:9091/").expect("url");
         assert_eq!(pg.to_string(), "https://***@gw.example:9091/");
+        assert_eq!(
+            format!("{pg:?}"),
+            r#"Pushgateway("https://***@gw.example:9091/")"#,
+            "the run configuration is Debug"
+        );
         let err = Pushgateway::parse("ftp://bot:s3cret@gw.example/").expect_err("not http");
         assert!(!err.contains("s3cret") && err.contains("***@gw.example"), "{err}");
         let err = Pushgateway::parse("http://bot:s3cret@gw example/").expect_err("not a URL");

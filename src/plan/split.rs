@@ -277,15 +277,20 @@ fn refuse_empty(split: &Split, each: &[(DesiredTargets, &Selected)]) -> Result<(
 fn parts(split: &Split, each: &[(DesiredTargets, &Selected)], on_lb: &[BoundTarget]) -> Vec<Part> {
     let bound: BTreeMap<Target, Weight> = on_lb.iter().map(|b| (b.target, b.weight)).collect();
     let part = |(share, (found, _)): (&Share, &(DesiredTargets, &Selected))| {
-        let ready = found.targets.iter().filter(|d| d.state == PodState::Ready);
-        let mut counts: BTreeMap<Weight, usize> = BTreeMap::new();
-        for w in ready.clone().filter_map(|d| bound.get(&d.target)).filter(|&&w| w > 0) {
-            *counts.entry(*w).or_default() += 1;
-        }
-        let current = counts.into_iter().max_by_key(|&(w, n)| (n, w)).map(|(w, _)| w);
-        Part { share: share.share, targets: ready.count(), current }
+        let targets = found.targets.iter().filter(|d| d.state == PodState::Ready).count();
+        Part { share: share.share, targets, current: most_bound_weight(&found.targets, &bound) }
     };
     split.backends.iter().zip(each).map(part).collect()
+}
+
+/// The weight most of `targets`' ready ones are bound at (the larger on a tie), weight 0 not counted.
+fn most_bound_weight(targets: &[DesiredTarget], bound: &BTreeMap<Target, Weight>) -> Option<Weight> {
+    let mut counts: BTreeMap<Weight, usize> = BTreeMap::new();
+    let ready = targets.iter().filter(|d| d.state == PodState::Ready);
+    for w in ready.filter_map(|d| bound.get(&d.target)).filter(|&&w| w > 0) {
+        *counts.entry(*w).or_default() += 1;
+    }
+    counts.into_iter().max_by_key(|&(w, n)| (n, w)).map(|(w, _)| w)
 }
 
 /// What the source sanity check compares, for the backend furthest short of its replicas. Each backend is looked
@@ -354,12 +359,7 @@ fn held(
     let mut out = DesiredTargets::default();
     let mut listed = Vec::new();
     for (found, selected) in read.into_iter().flatten() {
-        let ready = |d: &&DesiredTarget| d.state == PodState::Ready;
-        let mut counts: BTreeMap<Weight, usize> = BTreeMap::new();
-        for w in found.targets.iter().filter(ready).filter_map(|d| bound.get(&d.target)).filter(|&&w| w > 0) {
-            *counts.entry(*w).or_default() += 1;
-        }
-        let current = counts.into_iter().max_by_key(|&(w, n)| (n, w)).map(|(w, _)| w);
+        let current = most_bound_weight(&found.targets, &bound);
         for mut target in found.targets {
             if target.state == PodState::Ready {
                 let Some(w) = bound.get(&target.target).copied().or(current) else {
