@@ -165,13 +165,15 @@ pub fn plan_rule(
 /// Make before break across backends holds new targets below their weight only while another target of the rule
 /// keeps serving: when none would (the old backend's pods are gone, or every bound target fails its health
 /// checks), the held targets get their weight now. At weight 0 they would get nothing even from CLB's forwarding
-/// to all targets when all fail their checks. A bound, weighted target whose health was not read counts as
-/// serving: a failed health read holds the weights as they are, it does not release them.
+/// to all targets when all fail their checks. A target passing its health checks that the plan weights serves,
+/// whatever its bound weight (CLB checks targets at weight 0 too). A bound, weighted target whose health was not
+/// read counts as serving: a failed health read holds the weights as they are, it does not release them.
 fn release_warmup(rows: &mut [Row], desired: &DesiredTargets) {
     let serves_after = |r: &Row| {
         let stays = !matches!(r.action, Action::Deregister | Action::Drain);
-        let weighted = r.weight.is_some_and(|w| w > 0) && r.current_weight.is_some_and(|w| w > 0);
-        stays && weighted && r.health != Health::Unhealthy
+        let weighted = r.weight.is_some_and(|w| w > 0);
+        let unread_but_serving = r.health == Health::Unknown && r.current_weight.is_some_and(|w| w > 0);
+        stays && weighted && (r.health == Health::Healthy || unread_but_serving)
     };
     if desired.warming.is_empty() || rows.iter().any(serves_after) {
         return;

@@ -200,6 +200,24 @@ fn a_held_split_is_rechecked_soon() {
     assert!(rule.waits());
 }
 
+/// Found by the property below in CI: the only weighted target (canary-0) is terminating and canary-1, healthy,
+/// is bound at weight 0. The plan weights canary-1, so it serves once the plan is applied and web's new pods,
+/// which had none of the traffic, wait at 0 for their health checks instead of getting half of it unchecked.
+#[test]
+fn a_healthy_target_the_plan_raises_from_zero_keeps_serving_while_a_new_backend_warms_up() {
+    let bound = vec![at("10.2.0.1", 1, Health::Healthy), at("10.2.0.2", 0, Health::Healthy)];
+    let mut canary = pods("canary", 2, 2);
+    canary[0].terminating = true;
+    let rule = planned(&rules(1, 1, "hold"), pods("web", 1, 4), canary, vec![], bound.clone());
+    let after = apply_rows(&bound, &rule.status, &rule.rows);
+    let weight = |ip: &str| after.iter().find(|b| b.target == t(ip, 8080)).map(|b| b.weight);
+    assert!(weight("10.2.0.2") > Some(0), "{:?}", rule.rows);
+    for i in 1..=4 {
+        assert_eq!(weight(&format!("10.1.0.{i}")), Some(0), "{:?}", rule.rows);
+    }
+    assert_eq!(rule.split[0].waiting, 4, "{:?}", rule.rows);
+}
+
 /// Health of a bound target in the property test.
 fn health(n: u8) -> Health {
     [Health::Healthy, Health::Unhealthy, Health::Unknown][usize::from(n % 3)]
