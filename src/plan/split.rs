@@ -217,21 +217,14 @@ pub(super) fn desired(rule: &Rule, split: &Split, pods: &PodLists, on_lb: &[Boun
     let backend_of = backend_of(&each);
     let mut out = DesiredTargets::default();
     let mut listed = Vec::new();
-    for ((found, pods), weight) in each.into_iter().zip(&planned.weights) {
-        for mut target in found.targets {
-            if let (PodState::Ready, Some(w)) = (target.state, weight) {
-                target.weight = *w;
-            }
-            out.targets.push(target);
+    for ((mut found, pods), weight) in each.into_iter().zip(&planned.weights) {
+        if let Some(w) = weight {
+            found.targets.iter_mut().filter(|t| t.state == PodState::Ready).for_each(|t| t.weight = *w);
         }
-        out.problems.extend(found.problems);
-        out.untargetable.extend(found.untargetable);
+        out.absorb(found);
         listed.extend(pods.pods.iter().cloned());
     }
-    // One IP in two backends (an IP reused while the old pod still terminates): the ready pod's target wins, as
-    // within one backend; otherwise the later backend would overwrite it and drain a serving target.
-    out.targets.sort_by_key(|t| (t.target, t.state != PodState::Ready));
-    out.targets.dedup_by_key(|t| t.target);
+    out.one_per_target();
     out.problems.extend(warnings(split, &parts, &planned));
     let names: Vec<String> = split.backends.iter().map(|s| s.backend.pods.to_string()).collect();
     let warm = hold_warming(&mut out.targets, &backend_of, &names, on_lb);
@@ -358,23 +351,18 @@ fn held(
     let bound: BTreeMap<Target, Weight> = on_lb.iter().map(|b| (b.target, b.weight)).collect();
     let mut out = DesiredTargets::default();
     let mut listed = Vec::new();
-    for (found, selected) in read.into_iter().flatten() {
+    for (mut found, selected) in read.into_iter().flatten() {
         let current = most_bound_weight(&found.targets, &bound);
-        for mut target in found.targets {
-            if target.state == PodState::Ready {
-                let Some(w) = bound.get(&target.target).copied().or(current) else {
-                    return Err(Refused::Skip(reason));
-                };
-                target.weight = w;
-            }
-            out.targets.push(target);
+        for target in found.targets.iter_mut().filter(|t| t.state == PodState::Ready) {
+            let Some(w) = bound.get(&target.target).copied().or(current) else {
+                return Err(Refused::Skip(reason));
+            };
+            target.weight = w;
         }
-        out.problems.extend(found.problems);
-        out.untargetable.extend(found.untargetable);
+        out.absorb(found);
         listed.extend(selected.pods.iter().cloned());
     }
-    out.targets.sort_by_key(|t| (t.target, t.state != PodState::Ready));
-    out.targets.dedup_by_key(|t| t.target);
+    out.one_per_target();
     out.problems.push(format!(
         "split held: {reason}; every weight is kept, and so is every target no other backend has; the other \
          backends' new pods are registered at their bound weight and their terminating pods drained"

@@ -25,6 +25,23 @@ pub struct DesiredTargets {
     pub kept: Option<String>,
 }
 
+impl DesiredTargets {
+    /// Adds the targets, problems and untargetable pods of one backend of the rule (as [`targets_for`] finds them).
+    pub(super) fn absorb(&mut self, backend: DesiredTargets) {
+        self.targets.extend(backend.targets);
+        self.problems.extend(backend.problems);
+        self.untargetable.extend(backend.untargetable);
+    }
+
+    /// Sorts the targets and keeps one per IP:port. Two pods with one (an IP reused while the old pod still
+    /// terminates, in one backend or two): the ready pod's target wins, so a serving target is never drained for
+    /// the old pod; otherwise the first found.
+    pub(super) fn one_per_target(&mut self) {
+        self.targets.sort_by_key(|t| (t.target, t.state != PodState::Ready));
+        self.targets.dedup_by_key(|t| t.target);
+    }
+}
+
 /// Whether a pod that is not terminating should take traffic: Running and `Ready`. A pod with clbsync's
 /// readiness gate needs `ContainersReady` instead: its `Ready` waits for the gate, which waits for its target.
 pub fn serves(pod: &Pod) -> bool {
@@ -50,7 +67,6 @@ pub fn targets_for(backend: &Backend, selected: &Selected) -> DesiredTargets {
     };
     let pods = &selected.pods;
     let mut out = DesiredTargets::default();
-    let mut seen = BTreeMap::new();
     for pod in pods {
         let state = if pod.terminating {
             PodState::Terminating
@@ -92,22 +108,9 @@ pub fn targets_for(backend: &Backend, selected: &Selected) -> DesiredTargets {
         };
         let target = Target::new(ip, port);
         let since = pod.terminating_since.filter(|_| pod.terminating);
-        let entry = DesiredTarget { target, weight: backend.weight, pod: pod.name.clone(), state, since };
-        // Two pods with one IP (a reused IP while the old pod terminates): the ready one wins.
-        match seen.get(&target) {
-            Some(&i) => {
-                let existing: &mut DesiredTarget = &mut out.targets[i];
-                if existing.state == PodState::Terminating && state == PodState::Ready {
-                    *existing = entry;
-                }
-            }
-            None => {
-                seen.insert(target, out.targets.len());
-                out.targets.push(entry);
-            }
-        }
+        out.targets.push(DesiredTarget { target, weight: backend.weight, pod: pod.name.clone(), state, since });
     }
-    out.targets.sort_by_key(|t| t.target);
+    out.one_per_target();
     out
 }
 
